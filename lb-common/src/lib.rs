@@ -1,0 +1,19 @@
+//! Shared between the XDP program (`lb-ebpf`) and the daemon (`lb-userspace`).
+//!
+//! Everything here is `no_std` and free of I/O so that the logic the data plane relies on
+//! (checksums, round-robin slot choice, source-port allocation) is unit-tested on the host.
+//!
+//! Byte order: every address and port stored in a map is in **network byte order**, exactly as
+//! it sits in the packet, so the data plane never swaps bytes on the fast path.
+#![no_std]
+
+pub mod csum;
+pub mod flow;
+pub mod maps;
+pub mod stats;
+
+#[cfg(feature = "user")]
+mod pod;
+
+pub use maps::*;
+pub use stats::{Counters, Reason};

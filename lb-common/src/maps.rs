@@ -1,0 +1,262 @@
+//! Map keys, values, names and sizes: the contract between the data plane and the daemon.
+//!
+//! Vocabulary (HAProxy's, so the config reads the same as the maps):
+//! - a **service** is one listening VIP:port/protocol of a frontend (`bind`);
+//! - a **pool** is a HAProxy `backend`: the servers a service balances over;
+//! - a **server** is one real server of a pool.
+//!
+//! Pool tables are double-buffered: each pool owns two slots of [`TABLE_SIZE`] server ids in
+//! [`MAP_TABLES`]. The daemon fills the idle slot, then publishes it by rewriting the pool's
+//! [`TableDesc`], a single aligned `u32`, so a packet sees either the old table or the new one,
+//! never a mix.
+
+/// Map names, as declared in the XDP object and pinned under the instance's bpffs directory.
+pub const MAP_SERVICES: &str = "LB_SERVICES";
+pub const MAP_POOLS: &str = "LB_POOLS";
+pub const MAP_POOL_RR: &str = "LB_POOL_RR";
+pub const MAP_TABLES: &str = "LB_TABLES";
+pub const MAP_SERVERS: &str = "LB_SERVERS";
+pub const MAP_CONNTRACK: &str = "LB_CONNTRACK";
+pub const MAP_REVERSE: &str = "LB_REVERSE";
+pub const MAP_TX_PORTS: &str = "LB_TX_PORTS";
+pub const MAP_SETTINGS: &str = "LB_SETTINGS";
+pub const MAP_SERVER_STATS: &str = "LB_SERVER_STATS";
+pub const MAP_FRONTEND_STATS: &str = "LB_FRONTEND_STATS";
+pub const MAP_REASON_STATS: &str = "LB_REASON_STATS";
+
+/// Every map the daemon pins, in a stable order.
+pub const PINNED_MAPS: [&str; 12] = [
+    MAP_SERVICES,
+    MAP_POOLS,
+    MAP_POOL_RR,
+    MAP_TABLES,
+    MAP_SERVERS,
+    MAP_CONNTRACK,
+    MAP_REVERSE,
+    MAP_SETTINGS,
+    MAP_SERVER_STATS,
+    MAP_FRONTEND_STATS,
+    MAP_REASON_STATS,
+    MAP_SERVER_META,
+];
+
+/// Program names in the XDP object.
+pub const PROG_LB: &str = "lb_xdp";
+/// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
+pub const PROG_PASS: &str = "xdp_pass";
+
+pub const MAX_SERVICES: u32 = 1024;
+pub const MAX_FRONTENDS: u32 = 256;
+pub const MAX_POOLS: u32 = 64;
+pub const MAX_SERVERS: u32 = 4096;
+/// Entries per table slot: bounds the sum of (reduced) weights of one pool.
+pub const TABLE_SIZE: u32 = 4096;
+/// Default conntrack size; the daemon overrides it from the config at load time.
+pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
+pub const MAX_TX_PORTS: u32 = 256;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// `LB_SERVICES` key: a VIP, port and L4 protocol. `addr == 0` is a wildcard bind (`*:80`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Network byte order.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// `LB_SERVICES` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// Index into `LB_POOLS`, `LB_POOL_RR` and the pool's slots in `LB_TABLES`.
+    pub pool: u32,
+    /// Index into `LB_FRONTEND_STATS`.
+    pub frontend: u32,
+}
+
+/// Pool flag: rewrite only the destination (backends route replies through the LB).
+pub const POOL_F_DNAT: u32 = 1 << 0;
+/// Pool flag: when no server is available, pass VIP traffic to the local stack instead of
+/// dropping it.
+pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
+
+/// `LB_POOLS` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// The published table, see [`TableDesc`]. Written by the daemon as one aligned store.
+    pub table: u32,
+    /// `POOL_F_*`.
+    pub flags: u32,
+}
+
+/// Which table slot of a pool is live and how many entries it holds, packed in one `u32` so
+/// that publishing a new table is a single atomic store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableDesc {
+    pub slot: u32,
+    pub len: u32,
+}
+
+impl TableDesc {
+    const SLOT_BIT: u32 = 1 << 31;
+
+    #[inline(always)]
+    pub const fn pack(self) -> u32 {
+        ((self.slot & 1) * Self::SLOT_BIT) | (self.len & !Self::SLOT_BIT)
+    }
+
+    #[inline(always)]
+    pub const fn unpack(raw: u32) -> TableDesc {
+        TableDesc {
+            slot: raw >> 31,
+            len: raw & !Self::SLOT_BIT,
+        }
+    }
+}
+
+/// Index into `LB_TABLES` of entry `i` of `slot` of `pool`.
+#[inline(always)]
+pub const fn table_index(pool: u32, slot: u32, i: u32) -> u32 {
+    (pool * 2 + (slot & 1)) * TABLE_SIZE + i
+}
+
+/// Server state as the data plane sees it.
+pub const SERVER_GONE: u8 = 0;
+/// Existing flows keep going to the server (UP, or draining). Whether it takes *new* flows is
+/// decided by its presence in the pool's table, not by this flag.
+pub const SERVER_ACTIVE: u8 = 1;
+
+/// `LB_SERVERS` value, indexed by server id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Network byte order.
+    pub addr: u32,
+    /// Full-NAT source: the LB's own address on the path to this server (network byte order).
+    pub snat_addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    /// `SERVER_GONE` or `SERVER_ACTIVE`.
+    pub state: u8,
+    pub _pad: u8,
+    pub pool: u32,
+}
+
+/// A 5-tuple: the key of both conntrack directions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Conntrack flag: a FIN or RST went by; the next SYN on this tuple starts a new flow.
+pub const CT_F_CLOSING: u16 = 1 << 0;
+
+/// `LB_CONNTRACK` value: client-side 5-tuple -> chosen server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    pub server: u32,
+    /// Full-NAT source port towards the server (network byte order); 0 in DNAT mode.
+    pub snat_port: u16,
+    /// `CT_F_*`.
+    pub flags: u16,
+}
+
+/// `LB_REVERSE` value: server-side 5-tuple of a reply -> what to restore.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevEntry {
+    pub client_addr: u32,
+    pub vip: u32,
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub server: u16,
+    pub frontend: u16,
+}
+
+/// Global settings, `LB_SETTINGS[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Full-NAT source ports are taken from `snat_port_min..=snat_port_max` (host order).
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    /// `SETTINGS_F_*`.
+    pub flags: u32,
+}
+
+/// Some service binds `*`: look up the wildcard key when the exact VIP misses.
+pub const SETTINGS_F_WILDCARD: u32 = 1 << 0;
+
+/// `LB_SERVER_META`: what only people read. The data plane never touches it; it lives in the
+/// object so it is pinned with the rest and `lb show` works without the daemon.
+pub const MAP_SERVER_META: &str = "LB_SERVER_META";
+
+pub const NAME_LEN: usize = 32;
+
+/// Operator-facing server state, as HAProxy names it.
+pub const META_STATE_UNUSED: u8 = 0;
+pub const META_STATE_UP: u8 = 1;
+pub const META_STATE_DOWN: u8 = 2;
+pub const META_STATE_DRAIN: u8 = 3;
+pub const META_STATE_MAINT: u8 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerMeta {
+    /// NUL-padded names.
+    pub backend: [u8; NAME_LEN],
+    pub server: [u8; NAME_LEN],
+    /// `META_STATE_*`.
+    pub state: u8,
+    pub backup: u8,
+    pub weight: u16,
+    /// The daemon's pid, so readers can tell stale pins from a live instance.
+    pub pid: u32,
+    /// Seconds since the Unix epoch of the last state change.
+    pub last_change: u64,
+}
+
+impl Default for ServerMeta {
+    fn default() -> Self {
+        ServerMeta {
+            backend: [0; NAME_LEN],
+            server: [0; NAME_LEN],
+            state: META_STATE_UNUSED,
+            backup: 0,
+            weight: 0,
+            pid: 0,
+            last_change: 0,
+        }
+    }
+}
+
+/// Copies `s` into a NUL-padded name field, truncating on a character boundary.
+pub fn name_field(s: &str) -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    let mut end = s.len().min(NAME_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&s.as_bytes()[..end]);
+    out
+}
+
+/// The text of a NUL-padded name field.
+pub fn name_str(field: &[u8; NAME_LEN]) -> &str {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+    core::str::from_utf8(&field[..end]).unwrap_or("?")
+}

@@ -1,0 +1,77 @@
+//! Per-CPU counters the data plane keeps and the daemon sums.
+
+/// Per server (`LB_SERVER_STATS`) and per frontend (`LB_FRONTEND_STATS`).
+/// "in" is client -> server, "out" is server -> client, bytes are whole frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub new_flows: u64,
+    /// Flows moved here because their server went away (`option redispatch`).
+    pub redispatched: u64,
+}
+
+impl Counters {
+    #[must_use]
+    pub const fn plus(self, o: Counters) -> Counters {
+        Counters {
+            packets_in: self.packets_in + o.packets_in,
+            bytes_in: self.bytes_in + o.bytes_in,
+            packets_out: self.packets_out + o.packets_out,
+            bytes_out: self.bytes_out + o.bytes_out,
+            new_flows: self.new_flows + o.new_flows,
+            redispatched: self.redispatched + o.redispatched,
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// Why a packet left the program the way it did; index into `LB_REASON_STATS`.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason { $($(#[$doc])* $variant,)* }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+            pub const COUNT: u32 = Reason::ALL.len() as u32;
+
+            pub const fn name(self) -> &'static str {
+                match self { $(Reason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Not IPv4 (ARP, IPv6, ...): passed.
+    PassNotIpv4 = "pass_not_ipv4",
+    /// IPv4 but neither TCP nor UDP (ICMP, ...): passed.
+    PassNotL4 = "pass_not_tcp_udp",
+    /// An IPv4 fragment: passed, the data plane never reassembles.
+    PassFragment = "pass_fragment",
+    /// Truncated or malformed headers: passed untouched.
+    PassMalformed = "pass_malformed",
+    /// TCP/UDP not addressed to a service nor a reply of a tracked flow: passed.
+    PassNotService = "pass_not_service",
+    /// Rewritten, but the next hop's MAC is unknown: the kernel resolves and forwards it.
+    PassNoNeigh = "pass_no_neigh",
+    /// Rewritten, but the FIB gave no forwarding result (local, unreachable, ...): the kernel
+    /// decides.
+    PassFibOther = "pass_fib_other",
+    /// The pool has no server available and is configured to pass such traffic.
+    PassNoServer = "pass_no_server",
+    /// The pool has no server available: dropped (the default).
+    DropNoServer = "drop_no_server",
+    /// Full-NAT found no free source port for the flow: dropped.
+    DropSnatExhausted = "drop_snat_exhausted",
+    /// Conntrack insert failed: dropped rather than forwarded without state.
+    DropConntrackFull = "drop_conntrack_full",
+    /// Forwarded out of the interface it came in on.
+    Tx = "tx",
+    /// Forwarded to another interface.
+    Redirect = "redirect",
+}
