@@ -1,0 +1,41 @@
+//! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
+//! path), `conntrack` (flow state), `nat` (rewrite + checksums), `forward` (FIB + redirect),
+//! `stats` (per-CPU counters).
+#![no_std]
+#![no_main]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+
+mod conntrack;
+mod forward;
+mod lb4;
+mod maps;
+mod nat;
+mod parse;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+/// The load balancer.
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    lb4::process(&ctx)
+}
+
+/// Does nothing: the benchmark floor, and what tests attach to veth peers so that frames
+/// redirected or bounced to them are picked up (see the testbed notes in the README).
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+// Host builds (clippy) link std through lb-common's `user` feature, which brings its own.
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,59 @@
+//! Map definitions. Keys, values and names come from `lb-common`; sizes here are defaults the
+//! daemon may override at load time (conntrack).
+use aya_ebpf::{
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use lb_common::{
+    Counters, CtEntry, DEFAULT_CONNTRACK_ENTRIES as CT, FlowKey, MAX_FRONTENDS, MAX_POOLS,
+    MAX_SERVERS, MAX_SERVICES, MAX_TX_PORTS, PoolInfo, Reason, RevEntry, ServerInfo, ServerMeta,
+    ServiceKey, ServiceValue, Settings, TABLE_SIZE,
+};
+
+#[btf_map]
+pub static LB_SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> =
+    HashMap::new();
+
+#[btf_map]
+pub static LB_POOLS: Array<PoolInfo, { MAX_POOLS as usize }> = Array::new();
+
+/// Round-robin cursor per pool; only the data plane writes it (atomic add), so the daemon's
+/// rewrites of `LB_POOLS` never reset it.
+#[btf_map]
+pub static LB_POOL_RR: Array<u64, { MAX_POOLS as usize }> = Array::new();
+
+/// Two slots of `TABLE_SIZE` server ids per pool, see `lb_common::table_index`.
+#[btf_map]
+pub static LB_TABLES: Array<u32, { (MAX_POOLS * 2 * TABLE_SIZE) as usize }> = Array::new();
+
+#[btf_map]
+pub static LB_SERVERS: Array<ServerInfo, { MAX_SERVERS as usize }> = Array::new();
+
+/// Client-side 5-tuple -> server.
+#[btf_map]
+pub static LB_CONNTRACK: LruHashMap<FlowKey, CtEntry, { CT as usize }> = LruHashMap::new();
+
+/// Server-side 5-tuple of replies -> client and VIP to restore.
+#[btf_map]
+pub static LB_REVERSE: LruHashMap<FlowKey, RevEntry, { CT as usize }> = LruHashMap::new();
+
+/// Interfaces the program may redirect to (the ones it is attached to).
+#[btf_map]
+pub static LB_TX_PORTS: DevMapHash<{ MAX_TX_PORTS as usize }> = DevMapHash::new();
+
+#[btf_map]
+pub static LB_SETTINGS: Array<Settings, 1> = Array::new();
+
+#[btf_map]
+pub static LB_SERVER_STATS: PerCpuArray<Counters, { MAX_SERVERS as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static LB_FRONTEND_STATS: PerCpuArray<Counters, { MAX_FRONTENDS as usize }> =
+    PerCpuArray::new();
+
+#[btf_map]
+pub static LB_REASON_STATS: PerCpuArray<u64, { Reason::COUNT as usize }> = PerCpuArray::new();
+
+/// Names and operator-facing state for `lb show`; never read by the program.
+#[btf_map]
+pub static LB_SERVER_META: Array<ServerMeta, { MAX_SERVERS as usize }> = Array::new();

@@ -1,0 +1,191 @@
+//! Header parsing. Anything this module does not fully understand is reported as a
+//! [`Reason`] and passed to the kernel untouched.
+//!
+//! Headers are read through `#[repr(C)]` views at their natural offsets, as in the kernel's
+//! own XDP samples: packet data is only 2-byte aligned, which the verifier and JIT accept on
+//! the architectures XDP runs on.
+use aya_ebpf::programs::XdpContext;
+use lb_common::{PROTO_TCP, PROTO_UDP, Reason};
+
+pub const ETH_HLEN: usize = 14;
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+/// More-fragments flag and fragment offset, network order.
+const IP_FRAG_MASK_BE: u16 = 0x3fffu16.to_be();
+const IP_MIN_HLEN: usize = 20;
+const TCP_MIN_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+#[repr(C)]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub proto: u16,
+}
+
+#[repr(C)]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub tot_len: u16,
+    pub id: u16,
+    pub frag_off: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub check: u16,
+    pub src: u32,
+    pub dst: u32,
+}
+
+/// The first 16 bytes of TCP, enough for ports, data offset and flags.
+#[repr(C)]
+pub struct TcpHead {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub doff_res: u8,
+    pub flags: u8,
+    pub window: u16,
+    pub check: u16,
+    pub urg: u16,
+}
+
+#[repr(C)]
+pub struct UdpHdr {
+    pub sport: u16,
+    pub dport: u16,
+    pub len: u16,
+    pub check: u16,
+}
+
+/// A parsed IPv4 TCP or UDP packet whose headers are all inside the frame.
+pub struct Packet {
+    pub eth: *mut EthHdr,
+    pub ip: *mut Ipv4Hdr,
+    /// Source and destination ports: the first 4 bytes of the L4 header.
+    pub ports: *mut [u16; 2],
+    /// The L4 checksum field.
+    pub l4_check: *mut u16,
+    pub proto: u8,
+    /// TCP flags, 0 for UDP.
+    pub tcp_flags: u8,
+    /// Whole frame, for byte counters.
+    pub frame_len: u32,
+}
+
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(Reason::PassMalformed)?;
+    // SAFETY: every dereference below is of a pointer `ptr_at` bounds-checked against
+    // `data_end`, which is also what the verifier requires.
+    if unsafe { (*eth).proto } != ETH_P_IP_BE {
+        return Err(Reason::PassNotIpv4);
+    }
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, ETH_HLEN).ok_or(Reason::PassMalformed)?;
+    let version_ihl = unsafe { (*ip).version_ihl };
+    let ihl = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || ihl < IP_MIN_HLEN {
+        return Err(Reason::PassMalformed);
+    }
+    let frame_len = (ctx.data_end() - ctx.data()) as u32;
+    // The IP packet must fit in the frame (trailing Ethernet padding is fine).
+    let tot_len = u16::from_be(unsafe { (*ip).tot_len }) as usize;
+    if tot_len < ihl || ETH_HLEN + tot_len > frame_len as usize {
+        return Err(Reason::PassMalformed);
+    }
+    if unsafe { (*ip).frag_off } & IP_FRAG_MASK_BE != 0 {
+        return Err(Reason::PassFragment);
+    }
+    let proto = unsafe { (*ip).proto };
+    let l4 = ETH_HLEN + ihl;
+    let l4_len = tot_len - ihl;
+    match proto {
+        PROTO_TCP => {
+            let tcp: *mut TcpHead = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
+            let doff = ((unsafe { (*tcp).doff_res } >> 4) as usize) * 4;
+            if l4_len < TCP_MIN_HLEN || doff < TCP_MIN_HLEN || doff > l4_len {
+                return Err(Reason::PassMalformed);
+            }
+            Ok(Packet {
+                eth,
+                ip,
+                ports: tcp.cast(),
+                l4_check: unsafe { core::ptr::addr_of_mut!((*tcp).check) },
+                proto,
+                tcp_flags: unsafe { (*tcp).flags },
+                frame_len,
+            })
+        }
+        PROTO_UDP => {
+            let udp: *mut UdpHdr = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
+            let udp_len = u16::from_be(unsafe { (*udp).len }) as usize;
+            if udp_len < UDP_HLEN || udp_len > l4_len {
+                return Err(Reason::PassMalformed);
+            }
+            Ok(Packet {
+                eth,
+                ip,
+                ports: udp.cast(),
+                l4_check: unsafe { core::ptr::addr_of_mut!((*udp).check) },
+                proto,
+                tcp_flags: 0,
+                frame_len,
+            })
+        }
+        _ => Err(Reason::PassNotL4),
+    }
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn src(&self) -> u32 {
+        unsafe { (*self.ip).src }
+    }
+
+    #[inline(always)]
+    pub fn dst(&self) -> u32 {
+        unsafe { (*self.ip).dst }
+    }
+
+    #[inline(always)]
+    pub fn sport(&self) -> u16 {
+        unsafe { (*self.ports)[0] }
+    }
+
+    #[inline(always)]
+    pub fn dport(&self) -> u16 {
+        unsafe { (*self.ports)[1] }
+    }
+
+    #[inline(always)]
+    pub fn is_tcp(&self) -> bool {
+        self.proto == PROTO_TCP
+    }
+
+    /// A SYN without ACK: the first packet of a TCP connection (or its retransmission).
+    #[inline(always)]
+    pub fn is_syn(&self) -> bool {
+        self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    /// FIN or RST: the connection is closing.
+    #[inline(always)]
+    pub fn is_closing(&self) -> bool {
+        self.is_tcp() && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
+    }
+}
