@@ -1,0 +1,368 @@
+//! The one internal model every config front end (native TOML, haproxy.cfg) produces.
+//! Defaults are HAProxy's unless noted.
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+/// Where a definition came from, for messages: `file:line`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub global: Global,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+}
+
+impl Config {
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    /// Names the bpffs pin directory (`/sys/fs/bpf/lb/<instance>`) and the instance in logs.
+    pub instance: String,
+    pub logs: Vec<LogTarget>,
+    /// The syslog tag (HAProxy `log-tag`).
+    pub log_tag: String,
+    pub stats_socket: Option<StatsSocket>,
+    pub maxconn: Option<u32>,
+    pub pidfile: Option<PathBuf>,
+    pub daemon: bool,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub chroot: Option<PathBuf>,
+    /// Connection-tracking capacity (flows), for each direction.
+    pub conntrack_entries: u32,
+    /// Full-NAT source ports. Keep it clear of `net.ipv4.ip_local_port_range` so translated
+    /// flows never collide with the LB's own connections (health checks).
+    pub snat_ports: (u16, u16),
+    /// Interfaces to attach to besides the ones found from binds and routes.
+    pub interfaces: Vec<String>,
+    /// Prometheus metrics and the HTML stats page.
+    pub stats_http: Option<SocketAddr>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            instance: "lb".into(),
+            logs: Vec::new(),
+            log_tag: "lb".into(),
+            stats_socket: None,
+            maxconn: None,
+            pidfile: None,
+            daemon: false,
+            user: None,
+            group: None,
+            chroot: None,
+            conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
+            snat_ports: (10000, 32767),
+            interfaces: Vec::new(),
+            stats_http: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogTarget {
+    pub dest: LogDest,
+    pub facility: Facility,
+    /// Messages above this severity (numerically greater) are not sent.
+    pub max_level: Level,
+    /// Messages more severe than this are sent at this level (HAProxy's `minlevel`).
+    pub min_level: Option<Level>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogDest {
+    Udp(SocketAddr),
+    Unix(PathBuf),
+    Stderr,
+    Stdout,
+}
+
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal = $num:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            pub fn code(self) -> u8 {
+                match self { $($name::$variant => $num,)* }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Syslog facilities (RFC 5424 numbering).
+    Facility {
+        Kern = "kern" = 0, User = "user" = 1, Mail = "mail" = 2, Daemon = "daemon" = 3,
+        Auth = "auth" = 4, Syslog = "syslog" = 5, Lpr = "lpr" = 6, News = "news" = 7,
+        Uucp = "uucp" = 8, Cron = "cron" = 9, Auth2 = "auth2" = 10, Ftp = "ftp" = 11,
+        Ntp = "ntp" = 12, Audit = "audit" = 13, Alert = "alert" = 14, Cron2 = "cron2" = 15,
+        Local0 = "local0" = 16, Local1 = "local1" = 17, Local2 = "local2" = 18,
+        Local3 = "local3" = 19, Local4 = "local4" = 20, Local5 = "local5" = 21,
+        Local6 = "local6" = 22, Local7 = "local7" = 23,
+    }
+);
+
+named_enum!(
+    /// Syslog severities; lower is more severe.
+    Level {
+        Emerg = "emerg" = 0, Alert = "alert" = 1, Crit = "crit" = 2, Err = "err" = 3,
+        Warning = "warning" = 4, Notice = "notice" = 5, Info = "info" = 6, Debug = "debug" = 7,
+    }
+);
+
+/// Runtime API privilege (`stats socket ... level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApiLevel {
+    User,
+    Operator,
+    Admin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsSocket {
+    pub path: PathBuf,
+    /// File mode, octal as written (`mode 600`).
+    pub mode: Option<u32>,
+    pub level: ApiLevel,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tcp,
+    /// Accepted from haproxy.cfg; runs as L4 (HTTP-only directives are warned about).
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => lb_common::PROTO_TCP,
+            Proto::Udp => lb_common::PROTO_UDP,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frontend {
+    pub name: String,
+    pub mode: Mode,
+    pub binds: Vec<Bind>,
+    pub default_backend: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bind {
+    /// `None` is `*`: every local IPv4 address.
+    pub addr: Option<Ipv4Addr>,
+    pub port: u16,
+    pub proto: Proto,
+    pub origin: Origin,
+}
+
+impl std::fmt::Display for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            Some(a) => write!(f, "{a}:{}", self.port)?,
+            None => write!(f, "*:{}", self.port)?,
+        }
+        if self.proto == Proto::Udp {
+            write!(f, "/udp")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NatMode {
+    /// Destination and source rewritten; works whatever the servers' default route.
+    #[default]
+    FullNat,
+    /// Destination only; servers see the client and must route replies through the LB.
+    Dnat,
+}
+
+impl NatMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NatMode::FullNat => "full-nat",
+            NatMode::Dnat => "dnat",
+        }
+    }
+}
+
+/// What VIP traffic gets when a backend has no usable server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnEmpty {
+    #[default]
+    Drop,
+    /// Hand it to the local stack (e.g. a local "sorry" server listening on the VIP).
+    Pass,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum CheckKind {
+    /// Connect only (HAProxy's default without `option httpchk`).
+    #[default]
+    Tcp,
+    Http(HttpCheck),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub uri: String,
+    pub version: String,
+    /// Header lines exactly as configured (`User-agent: Proxy-Check`).
+    pub headers: Vec<String>,
+    pub body: String,
+    /// Status ranges that pass; empty means HAProxy's default, 200-399.
+    pub expect_status: Vec<(u16, u16)>,
+}
+
+impl Default for HttpCheck {
+    fn default() -> Self {
+        // HAProxy's request when `option httpchk` has no argument.
+        HttpCheck {
+            method: "OPTIONS".into(),
+            uri: "/".into(),
+            version: "HTTP/1.0".into(),
+            headers: Vec::new(),
+            body: String::new(),
+            expect_status: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub client: Option<Duration>,
+    pub server: Option<Duration>,
+    /// `timeout check`: unset means `inter` is the check timeout.
+    pub check: Option<Duration>,
+    pub queue: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub mode: Mode,
+    pub balance: Balance,
+    pub nat: NatMode,
+    pub on_empty: OnEmpty,
+    pub check: CheckKind,
+    pub redispatch: bool,
+    pub log_health_checks: bool,
+    pub allbackups: bool,
+    pub retries: u32,
+    pub timeouts: Timeouts,
+    pub servers: Vec<Server>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub check: bool,
+    pub inter: Duration,
+    pub fastinter: Option<Duration>,
+    pub downinter: Option<Duration>,
+    pub fall: u32,
+    pub rise: u32,
+    /// Health checks go to this port/address instead of the server's.
+    pub check_port: Option<u16>,
+    pub check_addr: Option<Ipv4Addr>,
+    /// 0..=256; 0 takes no new flows (DRAIN).
+    pub weight: u32,
+    pub backup: bool,
+    /// Starts in maintenance (`disabled`).
+    pub disabled: bool,
+    pub maxconn: Option<u32>,
+    pub origin: Origin,
+}
+
+impl Server {
+    pub const DEFAULT_INTER: Duration = Duration::from_millis(2000);
+    pub const DEFAULT_FALL: u32 = 3;
+    pub const DEFAULT_RISE: u32 = 2;
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    pub const MAX_WEIGHT: u32 = 256;
+
+    /// A server with HAProxy's defaults.
+    pub fn new(name: &str, addr: Ipv4Addr, port: u16, origin: Origin) -> Server {
+        Server {
+            name: name.into(),
+            addr,
+            port,
+            check: false,
+            inter: Self::DEFAULT_INTER,
+            fastinter: None,
+            downinter: None,
+            fall: Self::DEFAULT_FALL,
+            rise: Self::DEFAULT_RISE,
+            check_port: None,
+            check_addr: None,
+            weight: Self::DEFAULT_WEIGHT,
+            backup: false,
+            disabled: false,
+            maxconn: None,
+            origin,
+        }
+    }
+}

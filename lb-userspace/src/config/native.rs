@@ -1,0 +1,768 @@
+//! The native TOML format. Keys mirror HAProxy's keywords so the file reads like the
+//! haproxy.cfg it replaces; see `configs/lb.toml` for the seed's setup.
+//!
+//! Unknown keys are errors (with the line), never silently ignored.
+use std::{sync::Arc, time::Duration};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    diag::{ConfigError, Diagnostic},
+    model::*,
+    units,
+};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileT {
+    #[serde(default)]
+    global: GlobalT,
+    #[serde(default)]
+    defaults: ProxyT,
+    #[serde(default)]
+    frontend: IndexMap<String, Spanned<FrontendT>>,
+    #[serde(default)]
+    backend: IndexMap<String, Spanned<ProxyT>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GlobalT {
+    instance: Option<Spanned<String>>,
+    #[serde(default)]
+    log: Vec<Spanned<LogT>>,
+    log_tag: Option<String>,
+    stats_socket: Option<Spanned<StatsSocketT>>,
+    maxconn: Option<u32>,
+    pidfile: Option<String>,
+    #[serde(default)]
+    daemon: bool,
+    user: Option<String>,
+    group: Option<String>,
+    chroot: Option<String>,
+    conntrack_entries: Option<Spanned<u32>>,
+    snat_ports: Option<Spanned<String>>,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    stats_http: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogT {
+    /// `127.0.0.1`, `127.0.0.1:514`, `/dev/log`, `stderr`, `stdout`.
+    target: String,
+    facility: String,
+    level: Option<String>,
+    minlevel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsSocketT {
+    path: String,
+    mode: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontendT {
+    mode: Option<Spanned<String>>,
+    bind: Vec<Spanned<String>>,
+    default_backend: Spanned<String>,
+}
+
+/// `[defaults]` and `[backend.NAME]` share their keys; a backend inherits what it leaves out.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct ProxyT {
+    mode: Option<Spanned<String>>,
+    balance: Option<Spanned<String>>,
+    nat: Option<Spanned<String>>,
+    on_empty: Option<Spanned<String>>,
+    redispatch: Option<bool>,
+    log_health_checks: Option<bool>,
+    allbackups: Option<bool>,
+    retries: Option<u32>,
+    timeout: Option<TimeoutsT>,
+    /// An HTTP health check; without one (here or in `[defaults]`) checks are TCP connects.
+    http_check: Option<Spanned<HttpCheckT>>,
+    /// Force TCP connect checks even if `[defaults]` has `http_check`.
+    tcp_check: Option<bool>,
+    default_server: Option<ServerT>,
+    #[serde(default)]
+    server: Vec<Spanned<ServerT>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsT {
+    connect: Option<Spanned<Time>>,
+    client: Option<Spanned<Time>>,
+    server: Option<Spanned<Time>>,
+    check: Option<Spanned<Time>>,
+    queue: Option<Spanned<Time>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct HttpCheckT {
+    method: Option<String>,
+    uri: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    headers: Vec<String>,
+    body: Option<String>,
+    /// `"200"`, `"200,301-399"`; default: 200-399 pass.
+    expect_status: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct ServerT {
+    name: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    check: Option<bool>,
+    inter: Option<Spanned<Time>>,
+    fastinter: Option<Spanned<Time>>,
+    downinter: Option<Spanned<Time>>,
+    fall: Option<Spanned<u32>>,
+    rise: Option<Spanned<u32>>,
+    /// Health-check port override.
+    port: Option<Spanned<u32>>,
+    /// Health-check address override.
+    addr: Option<Spanned<String>>,
+    weight: Option<Spanned<u32>>,
+    backup: Option<bool>,
+    disabled: Option<bool>,
+    maxconn: Option<u32>,
+}
+
+/// Times are HAProxy strings (`"3s"`) or bare milliseconds.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum Time {
+    Ms(u64),
+    Text(String),
+}
+
+/// Turns byte spans into `file:line` origins.
+struct Src<'a> {
+    file: Arc<str>,
+    text: &'a str,
+}
+
+impl Src<'_> {
+    fn at(&self, offset: usize) -> Origin {
+        let upto = &self.text.as_bytes()[..offset.min(self.text.len())];
+        Origin {
+            file: self.file.clone(),
+            line: upto.iter().filter(|&&b| b == b'\n').count() + 1,
+        }
+    }
+
+    fn of<T>(&self, s: &Spanned<T>) -> Origin {
+        self.at(s.span().start)
+    }
+}
+
+/// Collects every problem instead of stopping at the first.
+struct Ctx<'a> {
+    src: Src<'a>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, at: Origin, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::alert(Some(&at), msg));
+    }
+
+    fn time(&mut self, t: &Option<Spanned<Time>>, what: &str) -> Option<Duration> {
+        let t = t.as_ref()?;
+        let parsed = match t.get_ref() {
+            Time::Ms(ms) => Ok(Duration::from_millis(*ms)),
+            Time::Text(s) => units::duration(s),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let at = self.src.of(t);
+                self.err(at, format!("'{what}': {e}"));
+                None
+            }
+        }
+    }
+
+    fn word<T>(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        what: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T>
+    where
+        T: Copy,
+    {
+        let v = v.as_ref()?;
+        match choices.iter().find(|(name, _)| *name == v.get_ref()) {
+            Some((_, t)) => Some(*t),
+            None => {
+                let at = self.src.of(v);
+                let names: Vec<_> = choices.iter().map(|(n, _)| format!("'{n}'")).collect();
+                self.err(
+                    at,
+                    format!(
+                        "'{what}' is '{}', expected one of {}",
+                        v.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses a native config. `file` is used in messages only.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let src = Src {
+        file: Arc::from(file),
+        text,
+    };
+    let raw: FileT = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let origin = e.span().map(|s| src.at(s.start));
+            let msg = e.message().trim().to_string();
+            return Err(ConfigError::single(Diagnostic::alert(origin.as_ref(), msg)));
+        }
+    };
+    let mut cx = Ctx {
+        src,
+        diags: Vec::new(),
+    };
+    let global = global(&mut cx, &raw.global);
+    let defaults = raw.defaults;
+    let frontends = raw
+        .frontend
+        .iter()
+        .map(|(name, f)| frontend(&mut cx, name, f, &defaults))
+        .collect();
+    let backends = raw
+        .backend
+        .iter()
+        .map(|(name, b)| backend(&mut cx, name, b, &defaults))
+        .collect();
+    if cx.diags.is_empty() {
+        Ok(Config {
+            global,
+            frontends,
+            backends,
+        })
+    } else {
+        Err(ConfigError {
+            diagnostics: cx.diags,
+        })
+    }
+}
+
+fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
+    let mut out = Global::default();
+    if let Some(i) = &g.instance {
+        if i.get_ref().is_empty()
+            || !i
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            let at = cx.src.of(i);
+            cx.err(at, "'instance' may only hold letters, digits, '-' and '_'");
+        } else {
+            out.instance = i.get_ref().clone();
+        }
+    }
+    for l in &g.log {
+        let at = cx.src.of(l);
+        match log_target(l.get_ref(), &at) {
+            Ok(t) => out.logs.push(t),
+            Err(e) => cx.err(at, e),
+        }
+    }
+    if let Some(tag) = &g.log_tag {
+        out.log_tag = tag.clone();
+    }
+    if let Some(s) = &g.stats_socket {
+        let at = cx.src.of(s);
+        match stats_socket(s.get_ref(), &at) {
+            Ok(s) => out.stats_socket = Some(s),
+            Err(e) => cx.err(at, e),
+        }
+    }
+    out.maxconn = g.maxconn;
+    out.pidfile = g.pidfile.as_ref().map(Into::into);
+    out.daemon = g.daemon;
+    out.user = g.user.clone();
+    out.group = g.group.clone();
+    out.chroot = g.chroot.as_ref().map(Into::into);
+    if let Some(n) = &g.conntrack_entries {
+        if *n.get_ref() < 1024 {
+            let at = cx.src.of(n);
+            cx.err(at, "'conntrack_entries' must be at least 1024");
+        } else {
+            out.conntrack_entries = *n.get_ref();
+        }
+    }
+    if let Some(r) = &g.snat_ports {
+        match units::port_range(r.get_ref()) {
+            Ok(r) => out.snat_ports = r,
+            Err(e) => {
+                let at = cx.src.of(r);
+                cx.err(at, format!("'snat_ports': {e}"));
+            }
+        }
+    }
+    out.interfaces = g.interfaces.clone();
+    if let Some(a) = &g.stats_http {
+        match a.get_ref().parse() {
+            Ok(addr) => out.stats_http = Some(addr),
+            Err(_) => {
+                let at = cx.src.of(a);
+                cx.err(
+                    at,
+                    format!("'stats_http': '{}' is not ADDRESS:PORT", a.get_ref()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `target` as in HAProxy's `log <target> <facility> [<level> [<minlevel>]]`.
+pub fn log_target_from_words(
+    target: &str,
+    facility: &str,
+    level: Option<&str>,
+    minlevel: Option<&str>,
+    origin: &Origin,
+) -> Result<LogTarget, String> {
+    let dest = match target {
+        "stderr" => LogDest::Stderr,
+        "stdout" => LogDest::Stdout,
+        t if t.starts_with('/') => LogDest::Unix(t.into()),
+        t => {
+            let t = t.strip_prefix("udp@").unwrap_or(t);
+            let (addr, port) = match t.rsplit_once(':') {
+                Some((a, p)) => (a, units::port(p)?),
+                None => (t, 514),
+            };
+            LogDest::Udp(std::net::SocketAddr::new(
+                std::net::IpAddr::V4(units::ipv4(addr)?),
+                port,
+            ))
+        }
+    };
+    let facility = Facility::parse(facility).ok_or_else(|| {
+        format!("unknown log facility '{facility}' (kern, user, daemon, local0..local7, ...)")
+    })?;
+    let level_of = |l: &str| {
+        Level::parse(l).ok_or_else(|| {
+            format!(
+                "unknown log level '{l}' (emerg, alert, crit, err, warning, notice, info, debug)"
+            )
+        })
+    };
+    Ok(LogTarget {
+        dest,
+        facility,
+        max_level: level.map(level_of).transpose()?.unwrap_or(Level::Debug),
+        min_level: minlevel.map(level_of).transpose()?,
+        origin: origin.clone(),
+    })
+}
+
+fn log_target(l: &LogT, at: &Origin) -> Result<LogTarget, String> {
+    log_target_from_words(
+        &l.target,
+        &l.facility,
+        l.level.as_deref(),
+        l.minlevel.as_deref(),
+        at,
+    )
+}
+
+pub fn api_level(s: &str) -> Result<ApiLevel, String> {
+    match s {
+        "user" => Ok(ApiLevel::User),
+        "operator" => Ok(ApiLevel::Operator),
+        "admin" => Ok(ApiLevel::Admin),
+        other => Err(format!(
+            "unknown stats socket level '{other}' (user, operator, admin)"
+        )),
+    }
+}
+
+pub fn file_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("'{s}' is not an octal file mode"))
+}
+
+fn stats_socket(s: &StatsSocketT, at: &Origin) -> Result<StatsSocket, String> {
+    Ok(StatsSocket {
+        path: s.path.clone().into(),
+        mode: s.mode.as_deref().map(file_mode).transpose()?,
+        // HAProxy's default access level for a stats socket is "operator".
+        level: s
+            .level
+            .as_deref()
+            .map(api_level)
+            .transpose()?
+            .unwrap_or(ApiLevel::Operator),
+        origin: at.clone(),
+    })
+}
+
+const MODES: &[(&str, Mode)] = &[("tcp", Mode::Tcp), ("http", Mode::Http)];
+
+fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Frontend {
+    let origin = cx.src.of(f);
+    let f = f.get_ref();
+    let mode = cx
+        .word(&f.mode, "mode", MODES)
+        .or_else(|| cx.word(&d.mode, "mode", MODES))
+        .unwrap_or(Mode::Tcp);
+    let mut binds = Vec::new();
+    for b in &f.bind {
+        let at = cx.src.of(b);
+        match bind(b.get_ref(), &at) {
+            Ok(b) => binds.push(b),
+            Err(e) => cx.err(at, format!("'bind': {e}")),
+        }
+    }
+    Frontend {
+        name: name.into(),
+        mode,
+        binds,
+        default_backend: f.default_backend.get_ref().clone(),
+        origin,
+    }
+}
+
+/// `ADDR:PORT[/tcp|/udp]`.
+pub fn bind(s: &str, origin: &Origin) -> Result<Bind, String> {
+    let (ep, proto) = match s.rsplit_once('/') {
+        Some((ep, "tcp")) => (ep, Proto::Tcp),
+        Some((ep, "udp")) => (ep, Proto::Udp),
+        Some((_, p)) => return Err(format!("unknown protocol '{p}' (tcp or udp)")),
+        None => (s, Proto::Tcp),
+    };
+    let (addr, port) = units::endpoint(ep)?;
+    Ok(Bind {
+        addr,
+        port,
+        proto,
+        origin: origin.clone(),
+    })
+}
+
+/// Backend value `own`, else the `[defaults]` value.
+fn pick<'a, T>(own: &'a Option<T>, def: &'a Option<T>) -> &'a Option<T> {
+    if own.is_some() { own } else { def }
+}
+
+fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend {
+    let origin = cx.src.of(b);
+    let b = b.get_ref();
+    let mode = cx
+        .word(pick(&b.mode, &d.mode), "mode", MODES)
+        .unwrap_or(Mode::Tcp);
+    let balance = cx
+        .word(
+            pick(&b.balance, &d.balance),
+            "balance",
+            &[("roundrobin", Balance::RoundRobin)],
+        )
+        .unwrap_or_default();
+    let nat = cx
+        .word(
+            pick(&b.nat, &d.nat),
+            "nat",
+            &[("full-nat", NatMode::FullNat), ("dnat", NatMode::Dnat)],
+        )
+        .unwrap_or_default();
+    let on_empty = cx
+        .word(
+            pick(&b.on_empty, &d.on_empty),
+            "on_empty",
+            &[("drop", OnEmpty::Drop), ("pass", OnEmpty::Pass)],
+        )
+        .unwrap_or_default();
+    let none = TimeoutsT::default();
+    let (bt, dt) = (
+        b.timeout.as_ref().unwrap_or(&none),
+        d.timeout.as_ref().unwrap_or(&none),
+    );
+    let timeouts = Timeouts {
+        connect: cx.time(pick(&bt.connect, &dt.connect), "timeout.connect"),
+        client: cx.time(pick(&bt.client, &dt.client), "timeout.client"),
+        server: cx.time(pick(&bt.server, &dt.server), "timeout.server"),
+        check: cx.time(pick(&bt.check, &dt.check), "timeout.check"),
+        queue: cx.time(pick(&bt.queue, &dt.queue), "timeout.queue"),
+    };
+    let check = if b.tcp_check == Some(true) {
+        CheckKind::Tcp
+    } else {
+        match pick(&b.http_check, &d.http_check) {
+            Some(h) => CheckKind::Http(http_check(cx, h)),
+            None => CheckKind::Tcp,
+        }
+    };
+    let no_defaults = ServerT::default();
+    let sdef = b
+        .default_server
+        .as_ref()
+        .or(d.default_server.as_ref())
+        .unwrap_or(&no_defaults);
+    let servers = b
+        .server
+        .iter()
+        .filter_map(|s| server(cx, s, sdef))
+        .collect();
+    Backend {
+        name: name.into(),
+        mode,
+        balance,
+        nat,
+        on_empty,
+        check,
+        redispatch: b.redispatch.or(d.redispatch).unwrap_or(false),
+        log_health_checks: b.log_health_checks.or(d.log_health_checks).unwrap_or(false),
+        allbackups: b.allbackups.or(d.allbackups).unwrap_or(false),
+        retries: b.retries.or(d.retries).unwrap_or(3),
+        timeouts,
+        servers,
+        origin,
+    }
+}
+
+fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
+    let raw = h.get_ref();
+    let mut out = HttpCheck::default();
+    if let Some(m) = &raw.method {
+        out.method = m.clone();
+    }
+    if let Some(u) = &raw.uri {
+        out.uri = u.clone();
+    }
+    if let Some(v) = &raw.version {
+        out.version = v.clone();
+    }
+    out.headers = raw.headers.clone();
+    for hdr in &raw.headers {
+        if !hdr.contains(':') || hdr.contains(['\r', '\n']) {
+            let at = cx.src.of(h);
+            cx.err(
+                at,
+                format!("http_check header '{hdr}' must be one 'Name: value' line"),
+            );
+        }
+    }
+    out.body = raw.body.clone().unwrap_or_default();
+    if let Some(e) = &raw.expect_status {
+        match units::status_ranges(e.get_ref()) {
+            Ok(r) => out.expect_status = r,
+            Err(msg) => {
+                let at = cx.src.of(e);
+                cx.err(at, format!("'expect_status': {msg}"));
+            }
+        }
+    }
+    out
+}
+
+fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
+    let origin = cx.src.of(s);
+    let s = s.get_ref();
+    let Some(name) = &s.name else {
+        cx.err(origin, "server has no 'name'");
+        return None;
+    };
+    let Some(address) = &s.address else {
+        cx.err(
+            origin,
+            format!("server '{}' has no 'address'", name.get_ref()),
+        );
+        return None;
+    };
+    let (addr, port) = match units::endpoint(address.get_ref()) {
+        Ok((Some(a), p)) => (a, p),
+        Ok((None, _)) => {
+            let at = cx.src.of(address);
+            cx.err(
+                at,
+                format!(
+                    "server '{}': address '{}' must be a concrete IPv4 address",
+                    name.get_ref(),
+                    address.get_ref()
+                ),
+            );
+            return None;
+        }
+        Err(e) => {
+            let at = cx.src.of(address);
+            cx.err(at, format!("server '{}': {e}", name.get_ref()));
+            return None;
+        }
+    };
+    let mut out = Server::new(name.get_ref(), addr, port, origin);
+    out.check = s.check.or(d.check).unwrap_or(false);
+    if let Some(t) = cx.time(pick(&s.inter, &d.inter), "inter") {
+        out.inter = t;
+    }
+    out.fastinter = cx.time(pick(&s.fastinter, &d.fastinter), "fastinter");
+    out.downinter = cx.time(pick(&s.downinter, &d.downinter), "downinter");
+    if let Some(f) = pick(&s.fall, &d.fall) {
+        out.fall = *f.get_ref();
+    }
+    if let Some(r) = pick(&s.rise, &d.rise) {
+        out.rise = *r.get_ref();
+    }
+    if let Some(p) = pick(&s.port, &d.port) {
+        match units::port(&p.get_ref().to_string()) {
+            Ok(p) => out.check_port = Some(p),
+            Err(e) => {
+                let at = cx.src.of(p);
+                cx.err(at, format!("server '{}': check 'port': {e}", out.name));
+            }
+        }
+    }
+    if let Some(a) = pick(&s.addr, &d.addr) {
+        match units::ipv4(a.get_ref()) {
+            Ok(a) => out.check_addr = Some(a),
+            Err(e) => {
+                let at = cx.src.of(a);
+                cx.err(at, format!("server '{}': check 'addr': {e}", out.name));
+            }
+        }
+    }
+    if let Some(w) = pick(&s.weight, &d.weight) {
+        out.weight = *w.get_ref();
+    }
+    out.backup = s.backup.or(d.backup).unwrap_or(false);
+    out.disabled = s.disabled.or(d.disabled).unwrap_or(false);
+    out.maxconn = s.maxconn.or(d.maxconn);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse("t.toml", text)
+            .expect_err("should fail")
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const SEED: &str = include_str!("../../../configs/lb.toml");
+
+    #[test]
+    fn seed_equivalent_parses() {
+        let c = parse("lb.toml", SEED).expect("configs/lb.toml parses");
+        assert_eq!(c.frontends.len(), 1);
+        let f = &c.frontends[0];
+        assert_eq!(f.name, "main");
+        assert_eq!(f.binds[0].addr, None);
+        assert_eq!(f.binds[0].port, 80);
+        assert_eq!(f.default_backend, "hoge");
+        let b = c.backend("hoge").expect("backend hoge");
+        assert_eq!(b.balance, Balance::RoundRobin);
+        assert!(b.redispatch && b.log_health_checks);
+        assert_eq!(b.retries, 3);
+        assert_eq!(b.timeouts.check, Some(Duration::from_secs(10)));
+        let CheckKind::Http(h) = &b.check else {
+            panic!("http check expected")
+        };
+        assert_eq!(
+            (h.method.as_str(), h.uri.as_str(), h.version.as_str()),
+            ("GET", "/health_check.html", "HTTP/1.0")
+        );
+        assert_eq!(h.headers, ["User-agent: Proxy-Check"]);
+        let names: Vec<_> = b.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web10", "web11"]);
+        let s = &b.servers[1];
+        assert_eq!(s.addr, std::net::Ipv4Addr::new(192, 168, 33, 11));
+        assert_eq!((s.port, s.check, s.fall, s.rise), (80, true, 2, 2));
+        assert_eq!(s.inter, Duration::from_millis(3000));
+        assert_eq!(c.global.logs[0].facility, Facility::Local6);
+        assert_eq!(c.global.logs[0].max_level, Level::Debug);
+    }
+
+    #[test]
+    fn haproxy_defaults_apply() {
+        let c = parse(
+            "t.toml",
+            "[frontend.f]\nbind=['10.0.0.1:80']\ndefault_backend='b'\n[backend.b]\nserver=[{name='s',address='10.0.1.1:80'}]\n",
+        )
+        .expect("parses");
+        let s = &c.backends[0].servers[0];
+        assert_eq!(
+            (s.inter, s.fall, s.rise, s.weight),
+            (Duration::from_secs(2), 3, 2, 1)
+        );
+        assert!(!s.check);
+        assert_eq!(c.backends[0].check, CheckKind::Tcp);
+        assert_eq!(c.backends[0].nat, NatMode::FullNat);
+        assert_eq!(c.frontends[0].mode, Mode::Tcp);
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = errors("[global]\nmaxconn = 10\n\n[backend.b]\nserverr = []\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("[ALERT] parsing [t.toml:5] : unknown field `serverr`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_address_names_line_and_server() {
+        let e = errors(
+            "[backend.b]\nserver = [\n  { name = 'a', address = '10.0.0.1:80' },\n  { name = 'web', address = '10.0.0.300:80' },\n]\n",
+        );
+        assert_eq!(
+            e,
+            ["[ALERT] parsing [t.toml:4] : server 'web': '10.0.0.300' is not an IPv4 address"]
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let e = errors(
+            "[backend.b]\nnat = 'snat'\nserver = [{ name = 'a', address = '1.2.3.4:0', inter = '3x' }]\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("[t.toml:2] : 'nat' is 'snat', expected one of 'full-nat', 'dnat'"));
+        assert!(e[1].contains("[t.toml:3] : server 'a': in '1.2.3.4:0': port 0 is not allowed"));
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = errors("[global]\nmaxconn = \n");
+        assert!(e[0].starts_with("[ALERT] parsing [t.toml:2] :"), "{e:?}");
+    }
+
+    #[test]
+    fn udp_bind() {
+        let b = bind("10.0.0.1:53/udp", &Origin::default()).expect("valid");
+        assert_eq!(b.proto, Proto::Udp);
+        assert!(bind("10.0.0.1:53/sctp", &Origin::default()).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Value syntaxes shared by the config front ends, with HAProxy's rules.
+use std::{net::Ipv4Addr, time::Duration};
+
+/// HAProxy time: a number with an optional unit `us`, `ms`, `s`, `m`, `h`, `d`; bare numbers
+/// are milliseconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    if num.is_empty() {
+        return Err(format!(
+            "'{s}' is not a time (expected a number with an optional unit us, ms, s, m, h or d)"
+        ));
+    }
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("time '{s}' is too large"))?;
+    let per_unit_us: u64 = match unit {
+        "us" => 1,
+        "" | "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        other => {
+            return Err(format!(
+                "unexpected character '{}' in time '{s}' (units are us, ms, s, m, h, d)",
+                other.chars().next().unwrap_or(' ')
+            ));
+        }
+    };
+    n.checked_mul(per_unit_us)
+        .map(Duration::from_micros)
+        .ok_or_else(|| format!("time '{s}' is too large"))
+}
+
+/// A TCP/UDP port, 1..=65535.
+pub fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("port 0 is not allowed".into()),
+        Ok(p) if p <= 65535 => Ok(p as u16),
+        Ok(p) => Err(format!("port {p} is out of range (1-65535)")),
+        Err(_) => Err(format!("'{s}' is not a port number")),
+    }
+}
+
+pub fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))
+}
+
+/// `ADDR:PORT`, where ADDR may be `*` or empty for "any" (`None`).
+pub fn endpoint(s: &str) -> Result<(Option<Ipv4Addr>, u16), String> {
+    let Some((addr, p)) = s.rsplit_once(':') else {
+        return Err(format!("'{s}' has no port (expected ADDRESS:PORT)"));
+    };
+    let port = port(p).map_err(|e| format!("in '{s}': {e}"))?;
+    match addr {
+        "" | "*" | "0.0.0.0" => Ok((None, port)),
+        a => Ok((Some(ipv4(a)?), port)),
+    }
+}
+
+/// `MIN-MAX` ports, both inclusive.
+pub fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range (expected MIN-MAX)"))?;
+    let (a, b) = (port(a.trim())?, port(b.trim())?);
+    if a > b {
+        return Err(format!("port range '{s}' is empty (MIN > MAX)"));
+    }
+    Ok((a, b))
+}
+
+/// Status list as in `http-check expect status 200,301-399`.
+pub fn status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let code = |c: &str| -> Result<u16, String> {
+        match c.trim().parse::<u16>() {
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(format!("'{c}' is not an HTTP status code (100-599)")),
+        }
+    };
+    s.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (code(a)?, code(b)?);
+                if a > b {
+                    Err(format!("status range '{part}' is empty"))
+                } else {
+                    Ok((a, b))
+                }
+            }
+            None => code(part).map(|c| (c, c)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_haproxy_units() {
+        assert_eq!(duration("3000"), Ok(Duration::from_millis(3000)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("5us"), Ok(Duration::from_micros(5)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration("1d"), Ok(Duration::from_secs(86400)));
+        assert!(
+            duration("10x")
+                .unwrap_err()
+                .contains("unexpected character 'x'")
+        );
+        assert!(duration("s").unwrap_err().contains("not a time"));
+        assert!(duration("").is_err());
+        assert!(
+            duration("99999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("*:80"), Ok((None, 80)));
+        assert_eq!(endpoint(":80"), Ok((None, 80)));
+        assert_eq!(
+            endpoint("10.0.0.1:8080"),
+            Ok((Some(Ipv4Addr::new(10, 0, 0, 1)), 8080))
+        );
+        assert!(endpoint("10.0.0.1").unwrap_err().contains("no port"));
+        assert!(
+            endpoint("10.0.0.300:80")
+                .unwrap_err()
+                .contains("not an IPv4 address")
+        );
+        assert!(endpoint("10.0.0.1:0").unwrap_err().contains("port 0"));
+        assert!(
+            endpoint("10.0.0.1:70000")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            endpoint("10.0.0.1:http")
+                .unwrap_err()
+                .contains("not a port number")
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(port_range("10000-32767"), Ok((10000, 32767)));
+        assert!(port_range("5-4").is_err());
+        assert_eq!(status_ranges("200"), Ok(vec![(200, 200)]));
+        assert_eq!(
+            status_ranges("200,301-399"),
+            Ok(vec![(200, 200), (301, 399)])
+        );
+        assert!(status_ranges("99").is_err());
+        assert!(status_ranges("399-301").is_err());
+    }
+}
