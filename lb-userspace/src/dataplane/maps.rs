@@ -1,0 +1,191 @@
+//! Typed handles on every map, opened either from a freshly loaded object or from the pins of
+//! a running instance (`lb show` works without the daemon).
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapInfo, MapType, PerCpuArray},
+};
+use lb_common::*;
+
+/// Pins live under `/sys/fs/bpf/lb/<instance>/<MAP_NAME>`.
+pub fn pin_dir(instance: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/lb").join(instance)
+}
+
+pub struct Maps {
+    pub services: HashMap<MapData, ServiceKey, ServiceValue>,
+    pub pools: Array<MapData, PoolInfo>,
+    pub pool_rr: Array<MapData, u64>,
+    pub tables: Array<MapData, u32>,
+    pub servers: Array<MapData, ServerInfo>,
+    pub meta: Array<MapData, ServerMeta>,
+    pub conntrack: HashMap<MapData, FlowKey, CtEntry>,
+    pub reverse: HashMap<MapData, FlowKey, RevEntry>,
+    pub settings: Array<MapData, Settings>,
+    pub server_stats: PerCpuArray<MapData, Counters>,
+    pub frontend_stats: PerCpuArray<MapData, Counters>,
+    pub reason_stats: PerCpuArray<MapData, u64>,
+}
+
+/// What a map must look like for this build: type, key size, value size, max entries.
+pub fn expected(name: &str, conntrack_entries: u32) -> Option<(MapType, u32, u32, u32)> {
+    fn size<T>() -> u32 {
+        std::mem::size_of::<T>() as u32
+    }
+    Some(match name {
+        MAP_SERVICES => (
+            MapType::Hash,
+            size::<ServiceKey>(),
+            size::<ServiceValue>(),
+            MAX_SERVICES,
+        ),
+        MAP_POOLS => (MapType::Array, 4, size::<PoolInfo>(), MAX_POOLS),
+        MAP_POOL_RR => (MapType::Array, 4, 8, MAX_POOLS),
+        MAP_TABLES => (MapType::Array, 4, 4, MAX_POOLS * 2 * TABLE_SIZE),
+        MAP_SERVERS => (MapType::Array, 4, size::<ServerInfo>(), MAX_SERVERS),
+        MAP_SERVER_META => (MapType::Array, 4, size::<ServerMeta>(), MAX_SERVERS),
+        MAP_CONNTRACK => (
+            MapType::LruHash,
+            size::<FlowKey>(),
+            size::<CtEntry>(),
+            conntrack_entries,
+        ),
+        MAP_REVERSE => (
+            MapType::LruHash,
+            size::<FlowKey>(),
+            size::<RevEntry>(),
+            conntrack_entries,
+        ),
+        MAP_SETTINGS => (MapType::Array, 4, size::<Settings>(), 1),
+        MAP_SERVER_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_SERVERS),
+        MAP_FRONTEND_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_FRONTENDS),
+        MAP_REASON_STATS => (MapType::PerCpuArray, 4, 8, Reason::COUNT),
+        _ => return None,
+    })
+}
+
+/// Removes pins that this build cannot reuse (another layout or size), so the loader creates
+/// them afresh. Returns a line per removed pin, for the log.
+pub fn drop_incompatible_pins(dir: &Path, conntrack_entries: u32) -> Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    for name in PINNED_MAPS {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some(want) = expected(name, conntrack_entries) else {
+            continue;
+        };
+        let have = MapInfo::from_pin(&path).ok().and_then(|i| {
+            Some((
+                i.map_type().ok()?,
+                i.key_size(),
+                i.value_size(),
+                i.max_entries(),
+            ))
+        });
+        if have != Some(want) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            dropped.push(format!(
+                "pinned map {name} does not match this build ({have:?} != {want:?}): recreated, its entries are lost"
+            ));
+        }
+    }
+    Ok(dropped)
+}
+
+fn typed<T>(map: Map, name: &str) -> Result<T>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Maps {
+    /// Takes the maps out of a loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+        };
+        Ok(Maps {
+            services: typed(take(MAP_SERVICES)?, MAP_SERVICES)?,
+            pools: typed(take(MAP_POOLS)?, MAP_POOLS)?,
+            pool_rr: typed(take(MAP_POOL_RR)?, MAP_POOL_RR)?,
+            tables: typed(take(MAP_TABLES)?, MAP_TABLES)?,
+            servers: typed(take(MAP_SERVERS)?, MAP_SERVERS)?,
+            meta: typed(take(MAP_SERVER_META)?, MAP_SERVER_META)?,
+            conntrack: typed(take(MAP_CONNTRACK)?, MAP_CONNTRACK)?,
+            reverse: typed(take(MAP_REVERSE)?, MAP_REVERSE)?,
+            settings: typed(take(MAP_SETTINGS)?, MAP_SETTINGS)?,
+            server_stats: typed(take(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
+            frontend_stats: typed(take(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
+            reason_stats: typed(take(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
+        })
+    }
+
+    /// Opens the pinned maps of an instance.
+    pub fn from_pins(dir: &Path) -> Result<Maps> {
+        if !dir.exists() {
+            bail!(
+                "no pinned maps at {} (is an lb instance running or was one run with this instance name?)",
+                dir.display()
+            );
+        }
+        let open = |name: &str| -> Result<Map> {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))?;
+            Map::from_map_data(data).with_context(|| format!("pinned map {}", path.display()))
+        };
+        Ok(Maps {
+            services: typed(open(MAP_SERVICES)?, MAP_SERVICES)?,
+            pools: typed(open(MAP_POOLS)?, MAP_POOLS)?,
+            pool_rr: typed(open(MAP_POOL_RR)?, MAP_POOL_RR)?,
+            tables: typed(open(MAP_TABLES)?, MAP_TABLES)?,
+            servers: typed(open(MAP_SERVERS)?, MAP_SERVERS)?,
+            meta: typed(open(MAP_SERVER_META)?, MAP_SERVER_META)?,
+            conntrack: typed(open(MAP_CONNTRACK)?, MAP_CONNTRACK)?,
+            reverse: typed(open(MAP_REVERSE)?, MAP_REVERSE)?,
+            settings: typed(open(MAP_SETTINGS)?, MAP_SETTINGS)?,
+            server_stats: typed(open(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
+            frontend_stats: typed(open(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
+            reason_stats: typed(open(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
+        })
+    }
+
+    /// Sum over CPUs of a server's counters.
+    pub fn server_counters(&self, id: u32) -> Result<Counters> {
+        let per_cpu = self.server_stats.get(&id, 0)?;
+        Ok(per_cpu.iter().fold(Counters::default(), |a, c| a.plus(*c)))
+    }
+
+    pub fn frontend_counters(&self, id: u32) -> Result<Counters> {
+        let per_cpu = self.frontend_stats.get(&id, 0)?;
+        Ok(per_cpu.iter().fold(Counters::default(), |a, c| a.plus(*c)))
+    }
+
+    /// Every reason counter, summed over CPUs.
+    pub fn reasons(&self) -> Result<Vec<(Reason, u64)>> {
+        Reason::ALL
+            .iter()
+            .map(|&r| {
+                let per_cpu = self.reason_stats.get(&(r as u32), 0)?;
+                Ok((r, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Number of conntrack entries per server id (a full scan; for `show`, not the fast path).
+    pub fn flows_per_server(&self) -> Vec<u64> {
+        let mut out = vec![0u64; MAX_SERVERS as usize];
+        for (_, e) in self.conntrack.iter().flatten() {
+            if let Some(n) = out.get_mut(e.server as usize) {
+                *n += 1;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,155 @@
+//! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
+//! its maps. Everything above this module talks in config terms; everything below in map terms.
+pub mod layout;
+pub mod maps;
+pub mod table;
+pub mod writer;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, xdp::DevMapHash},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use lb_common::{MAP_CONNTRACK, MAP_REVERSE, MAP_TX_PORTS, PINNED_MAPS, PROG_LB, PROG_PASS};
+
+pub use maps::{Maps, pin_dir};
+use writer::Publisher;
+
+/// The XDP object built by `build.rs` from `lb-ebpf`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Pin (and reuse) maps here; `None` keeps them private to this process (tests, bench).
+    pub pin_dir: Option<PathBuf>,
+    pub conntrack_entries: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            pin_dir: None,
+            conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
+        }
+    }
+}
+
+pub struct Attachment {
+    pub ifname: String,
+    pub mode: XdpMode,
+    link: XdpLinkId,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pub maps: Maps,
+    tx_ports: DevMapHash<MapData>,
+    publisher: Publisher,
+    attachments: Vec<Attachment>,
+    /// Things worth a log line that happened while loading (pins recreated, ...).
+    pub notes: Vec<String>,
+}
+
+impl Dataplane {
+    /// Loads the object, verifies both programs and opens (or creates and pins) the maps.
+    pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
+        let mut notes = Vec::new();
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(MAP_CONNTRACK, opts.conntrack_entries)
+            .map_max_entries(MAP_REVERSE, opts.conntrack_entries);
+        if let Some(dir) = &opts.pin_dir {
+            crate::net::ensure_bpffs()?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            notes.extend(maps::drop_incompatible_pins(dir, opts.conntrack_entries)?);
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
+        for name in [PROG_LB, PROG_PASS] {
+            program(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("verifying XDP program {name}"))?;
+        }
+        let maps = Maps::from_ebpf(&mut ebpf)?;
+        let tx_ports = ebpf
+            .take_map(MAP_TX_PORTS)
+            .ok_or_else(|| anyhow!("the XDP object has no map {MAP_TX_PORTS}"))?;
+        let tx_ports = DevMapHash::try_from(tx_ports).context("LB_TX_PORTS")?;
+        Ok(Dataplane {
+            ebpf,
+            maps,
+            tx_ports,
+            publisher: Publisher::default(),
+            attachments: Vec::new(),
+            notes,
+        })
+    }
+
+    /// Attaches the balancer to `ifname`, natively if the driver allows, else in generic (skb)
+    /// mode. Returns the mode used; the caller logs a fallback.
+    pub fn attach(&mut self, ifname: &str) -> Result<XdpMode> {
+        let ifindex = crate::net::ifindex(ifname)?;
+        let prog = program(&mut self.ebpf, PROG_LB)?;
+        let (link, mode) = match prog.attach(ifname, XdpMode::Driver) {
+            Ok(link) => (link, XdpMode::Driver),
+            Err(native) => match prog.attach(ifname, XdpMode::Skb) {
+                Ok(link) => (link, XdpMode::Skb),
+                Err(skb) => {
+                    return Err(anyhow!(
+                        "attaching XDP to {ifname}: native mode: {native}; generic mode: {skb}"
+                    ));
+                }
+            },
+        };
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding {ifname} to LB_TX_PORTS"))?;
+        self.attachments.push(Attachment {
+            ifname: ifname.into(),
+            mode,
+            link,
+        });
+        Ok(mode)
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Detaches from every interface (also happens when the process exits).
+    pub fn detach_all(&mut self) -> Result<()> {
+        let prog = program(&mut self.ebpf, PROG_LB)?;
+        for a in self.attachments.drain(..) {
+            prog.detach(a.link)
+                .with_context(|| format!("detaching from {}", a.ifname))?;
+        }
+        Ok(())
+    }
+
+    /// The balancer program, e.g. for `BPF_PROG_TEST_RUN`.
+    pub fn lb_program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, PROG_LB)
+    }
+
+    /// The empty `XDP_PASS` program (benchmark floor, veth peers in tests).
+    pub fn pass_program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, PROG_PASS)
+    }
+
+    /// Installs a pool's table and flags, see [`writer::Publisher`].
+    pub fn publish(&mut self, pool: u32, flags: u32, table: &[u32]) -> Result<()> {
+        self.publisher.publish(&mut self.maps, pool, flags, table)
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("the XDP object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not an XDP program"))
+}

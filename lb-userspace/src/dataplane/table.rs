@@ -1,0 +1,154 @@
+//! Pool table builder (pure): which servers take new flows, in which order.
+//!
+//! The data plane takes `table[cursor++ % len]` for each new flow, so a table *is* the
+//! round-robin schedule. Weights become repetitions in a smooth weighted round-robin order
+//! (nginx's algorithm: no server gets long bursts), after dividing by their GCD so equal
+//! weights give the shortest table.
+
+/// What the builder needs to know about a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: u32,
+    pub weight: u32,
+    pub backup: bool,
+    /// UP and not in maintenance or drain (i.e. may take new flows).
+    pub usable: bool,
+}
+
+/// Builds the live table for one pool.
+///
+/// HAProxy semantics: active servers only; if none is usable, the first usable backup (in
+/// declaration order), or all usable backups with `allbackups`. Weight 0 takes no new flows.
+/// Tables longer than `max_len` are scaled down proportionally (every server keeps >= 1 slot;
+/// validation keeps the number of servers of a backend <= `max_len`).
+pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<u32> {
+    let usable = |c: &&Candidate| c.usable && c.weight > 0;
+    let mut chosen: Vec<Candidate> = cands
+        .iter()
+        .filter(usable)
+        .filter(|c| !c.backup)
+        .copied()
+        .collect();
+    if chosen.is_empty() {
+        let backups = cands.iter().filter(usable).filter(|c| c.backup).copied();
+        chosen = if allbackups {
+            backups.collect()
+        } else {
+            backups.take(1).collect()
+        };
+    }
+    if chosen.is_empty() {
+        return Vec::new();
+    }
+    let g = chosen.iter().map(|c| c.weight).fold(0, gcd);
+    let mut weights: Vec<u64> = chosen.iter().map(|c| u64::from(c.weight / g)).collect();
+    let total: u64 = weights.iter().sum();
+    let max_len = max_len.max(chosen.len()) as u64;
+    if total > max_len {
+        for w in &mut weights {
+            *w = (*w * max_len / total).max(1);
+        }
+        // Rounding up the small ones may overshoot: trim the largest until it fits.
+        while weights.iter().sum::<u64>() > max_len {
+            if let Some(w) = weights.iter_mut().max() {
+                *w -= 1;
+            }
+        }
+    }
+    smooth_wrr(&chosen, &weights)
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn smooth_wrr(chosen: &[Candidate], weights: &[u64]) -> Vec<u32> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; chosen.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..chosen.len() {
+            current[i] += weights[i] as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(chosen[best].id);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: u32, weight: u32) -> Candidate {
+        Candidate {
+            id,
+            weight,
+            backup: false,
+            usable: true,
+        }
+    }
+
+    #[test]
+    fn equal_weights_alternate() {
+        assert_eq!(build(&[c(10, 1), c(11, 1)], false, 4096), [10, 11]);
+        assert_eq!(build(&[c(10, 50), c(11, 50)], false, 4096), [10, 11]);
+    }
+
+    #[test]
+    fn weights_are_smooth() {
+        assert_eq!(build(&[c(1, 3), c(2, 1)], false, 4096), [1, 1, 2, 1]);
+        assert_eq!(
+            build(&[c(1, 5), c(2, 1), c(3, 1)], false, 4096),
+            [1, 1, 2, 1, 3, 1, 1]
+        );
+    }
+
+    #[test]
+    fn down_drain_and_zero_weight_take_no_new_flows() {
+        let mut down = c(2, 1);
+        down.usable = false;
+        assert_eq!(build(&[c(1, 1), down, c(3, 0)], false, 4096), [1]);
+    }
+
+    #[test]
+    fn backups_only_when_no_active_is_up() {
+        let mut b1 = c(3, 1);
+        b1.backup = true;
+        let mut b2 = c(4, 1);
+        b2.backup = true;
+        assert_eq!(build(&[c(1, 1), b1, b2], false, 4096), [1]);
+        let mut down = c(1, 1);
+        down.usable = false;
+        assert_eq!(build(&[down, b1, b2], false, 4096), [3]);
+        assert_eq!(build(&[down, b1, b2], true, 4096), [3, 4]);
+    }
+
+    #[test]
+    fn nothing_usable_is_empty() {
+        let mut down = c(1, 1);
+        down.usable = false;
+        assert!(build(&[down], true, 4096).is_empty());
+        assert!(build(&[], false, 4096).is_empty());
+    }
+
+    #[test]
+    fn long_tables_are_scaled_keeping_proportions() {
+        let cands: Vec<_> = (0..20)
+            .map(|i| c(i, if i == 0 { 256 } else { 255 }))
+            .collect();
+        let t = build(&cands, false, 4096);
+        assert!(t.len() <= 4096);
+        let share0 = t.iter().filter(|&&id| id == 0).count();
+        let share1 = t.iter().filter(|&&id| id == 1).count();
+        assert!(share0.abs_diff(share1) <= 1, "{share0} vs {share1}");
+        // As many servers as slots: everyone still gets one.
+        let mut many: Vec<_> = (0..4096).map(|i| c(i, 1)).collect();
+        many[0].weight = 256;
+        assert_eq!(build(&many, false, 4096).len(), 4096);
+    }
+}

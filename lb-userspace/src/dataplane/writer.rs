@@ -1,0 +1,147 @@
+//! The map writer: everything the daemon changes in the data plane goes through here.
+//!
+//! Pool tables are double-buffered (see `lb_common::maps`): [`Publisher::publish`] fills the
+//! idle slot and then flips the pool's descriptor with one write, so a packet never sees a
+//! half-written table and, once `publish` returns, no new flow picks a server that is not in
+//! the new table.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use lb_common::{
+    MAX_POOLS, MAX_SERVERS, PoolInfo, SERVER_GONE, ServerInfo, ServerMeta, ServiceKey,
+    ServiceValue, Settings, TABLE_SIZE, TableDesc, table_index,
+};
+
+use super::maps::Maps;
+
+impl Maps {
+    pub fn write_settings(&mut self, s: Settings) -> Result<()> {
+        self.settings.set(0, s, 0).context("writing LB_SETTINGS")
+    }
+
+    /// Makes the services map hold exactly `services`: new and changed keys are written
+    /// first, stale ones removed last, so a service that stays never disappears midway.
+    pub fn sync_services(&mut self, services: &[(ServiceKey, ServiceValue)]) -> Result<()> {
+        for (k, v) in services {
+            self.services
+                .insert(k, v, 0)
+                .with_context(|| format!("writing service {k:?}"))?;
+        }
+        let stale: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !services.iter().any(|(s, _)| s == k))
+            .collect();
+        for k in stale {
+            self.services
+                .remove(&k)
+                .with_context(|| format!("removing service {k:?}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn write_server(&mut self, id: u32, info: ServerInfo) -> Result<()> {
+        self.servers
+            .set(id, info, 0)
+            .with_context(|| format!("writing server {id}"))
+    }
+
+    pub fn write_meta(&mut self, id: u32, meta: ServerMeta) -> Result<()> {
+        self.meta
+            .set(id, meta, 0)
+            .with_context(|| format!("writing server meta {id}"))
+    }
+
+    /// Marks every server id from `count` on as gone (left over from a bigger config or an
+    /// earlier run sharing the pins): their flows get redispatched.
+    pub fn clear_servers_from(&mut self, count: u32) -> Result<()> {
+        for id in count..MAX_SERVERS {
+            let cur = self.servers.get(&id, 0)?;
+            if cur.state != SERVER_GONE || cur.addr != 0 {
+                self.write_server(id, ServerInfo::default())?;
+            }
+            if self.meta.get(&id, 0)?.pid != 0 {
+                self.write_meta(id, ServerMeta::default())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Disables pools from `count` on (no table: their VIPs are gone from the services map).
+    pub fn clear_pools_from(&mut self, count: u32) -> Result<()> {
+        for id in count..MAX_POOLS {
+            if self.pools.get(&id, 0)? != PoolInfo::default() {
+                self.pools.set(id, PoolInfo::default(), 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The live table of a pool, as the data plane reads it.
+    pub fn live_table(&self, pool: u32) -> Result<Vec<u32>> {
+        let info = self.pools.get(&pool, 0)?;
+        let desc = TableDesc::unpack(info.table);
+        (0..desc.len)
+            .map(|i| Ok(self.tables.get(&table_index(pool, desc.slot, i), 0)?))
+            .collect()
+    }
+}
+
+/// Publishes pool tables, remembering when each pool last flipped.
+pub struct Publisher {
+    last_flip: Vec<Option<Instant>>,
+}
+
+/// A packet that read the old descriptor just before a flip finishes with the old slot in well
+/// under a microsecond; waiting this long before overwriting that slot again is ample.
+const SLOT_REUSE_GRACE: Duration = Duration::from_millis(5);
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher {
+            last_flip: vec![None; MAX_POOLS as usize],
+        }
+    }
+}
+
+impl Publisher {
+    /// Installs `table` (server ids, in round-robin order) and `flags` for `pool`.
+    pub fn publish(&mut self, maps: &mut Maps, pool: u32, flags: u32, table: &[u32]) -> Result<()> {
+        anyhow::ensure!(
+            table.len() <= TABLE_SIZE as usize,
+            "pool {pool}: table of {} entries exceeds {TABLE_SIZE}",
+            table.len()
+        );
+        let last = self
+            .last_flip
+            .get_mut(pool as usize)
+            .with_context(|| format!("pool id {pool} out of range"))?;
+        if let Some(at) = *last {
+            let since = at.elapsed();
+            if since < SLOT_REUSE_GRACE {
+                std::thread::sleep(SLOT_REUSE_GRACE - since);
+            }
+        }
+        let current = TableDesc::unpack(maps.pools.get(&pool, 0)?.table);
+        let slot = current.slot ^ 1;
+        for (i, id) in table.iter().enumerate() {
+            maps.tables
+                .set(table_index(pool, slot, i as u32), id, 0)
+                .with_context(|| format!("writing table of pool {pool}"))?;
+        }
+        let info = PoolInfo {
+            table: TableDesc {
+                slot,
+                len: table.len() as u32,
+            }
+            .pack(),
+            flags,
+        };
+        maps.pools
+            .set(pool, info, 0)
+            .with_context(|| format!("publishing table of pool {pool}"))?;
+        *last = Some(Instant::now());
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! lb's control plane, as a library so tests and benchmarks drive the same code as the `lb`
+//! binary. Where to look:
+//! - [`config`]: the model and its two front ends (native TOML, haproxy.cfg), validation;
+//! - [`dataplane`]: loading, pinning and attaching the XDP program, the map writer, the pool
+//!   table builder;
+//! - [`daemon`]: `lb run`, wiring config, data plane, health checks and logs together;
+//! - [`show`]: `lb show`, reading the pinned maps directly;
+//! - [`net`]: routes, addresses and sysctls from the host.
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod net;
+pub mod show;

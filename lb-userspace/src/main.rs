@@ -1,0 +1,96 @@
+//! The `lb` command.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use lb::{config, daemon, show};
+
+#[derive(Parser)]
+#[command(
+    name = "lb",
+    version,
+    about = "An XDP L4 load balancer with HAProxy's habits"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the balancer (the daemon) with a config file (native .toml or haproxy.cfg).
+    Run {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// Also attach to this interface (repeatable); binds and routes already pick the
+        /// interfaces that carry VIP and server traffic.
+        #[arg(short = 'i', long = "interface")]
+        interfaces: Vec<String>,
+    },
+    /// Check a config file and exit, like `haproxy -c -f FILE`.
+    Check {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Inspect a running instance through its pinned BPF maps.
+    Show {
+        #[command(subcommand)]
+        what: ShowWhat,
+        /// Instance name (the config's `instance`, default "lb").
+        #[arg(long, global = true, default_value = "lb")]
+        instance: String,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShowWhat {
+    /// Servers of every backend: address, state, weight, flows and counters.
+    Backends,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, interfaces } => daemon::run(&config, &interfaces),
+        Command::Check { config } => return check(&config),
+        Command::Show {
+            what: ShowWhat::Backends,
+            instance,
+            json,
+        } => show::backends(&instance, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[ALERT] {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            let host = daemon::host_diagnostics(&loaded.config);
+            for d in &host {
+                eprintln!("{d}");
+            }
+            if host.iter().any(|d| d.severity == config::Severity::Alert) {
+                eprintln!("[ALERT] config : Fatal errors found in configuration.");
+                return ExitCode::FAILURE;
+            }
+            println!("Configuration file is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("[ALERT] config : Fatal errors found in configuration.");
+            ExitCode::FAILURE
+        }
+    }
+}

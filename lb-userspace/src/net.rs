@@ -1,0 +1,202 @@
+//! What the daemon asks the host's network stack: routes (netlink `RTM_GETROUTE`, i.e.
+//! `ip route get`), local addresses, interface indexes, forwarding sysctls, bpffs.
+use std::{
+    ffi::{CStr, CString},
+    net::Ipv4Addr,
+    path::Path,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    route::{RouteAddress, RouteAttribute, RouteMessage},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// The kernel's answer to `ip route get DST`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub oif: u32,
+    pub ifname: String,
+    /// The source address the kernel would use: the LB's own address towards `dst`.
+    pub prefsrc: Option<Ipv4Addr>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Looks up the route to `dst` in the current network namespace.
+pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
+    let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
+    socket.bind_auto().context("binding the netlink socket")?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .context("connecting the netlink socket")?;
+
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 32;
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = 1;
+    let mut req = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(msg)),
+    );
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0).context("sending RTM_GETROUTE")?;
+
+    let (reply, _) = socket
+        .recv_from_full()
+        .context("reading RTM_GETROUTE reply")?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+        .map_err(|e| anyhow!("decoding route reply: {e}"))?;
+    let route = match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => r,
+        NetlinkPayload::Error(e) => {
+            let err = e
+                .code
+                .map(|c| std::io::Error::from_raw_os_error(-c.get()))
+                .map_or_else(|| "unknown error".to_string(), |e| e.to_string());
+            bail!("no route to {dst}: {err}");
+        }
+        other => bail!("unexpected netlink reply to a route query: {other:?}"),
+    };
+    let mut out = Route {
+        oif: 0,
+        ifname: String::new(),
+        prefsrc: None,
+        gateway: None,
+    };
+    for a in route.attributes {
+        match a {
+            RouteAttribute::Oif(i) => out.oif = i,
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => out.prefsrc = Some(a),
+            RouteAttribute::Gateway(RouteAddress::Inet(a)) => out.gateway = Some(a),
+            _ => {}
+        }
+    }
+    if out.oif == 0 {
+        bail!("the route to {dst} has no output interface");
+    }
+    out.ifname = ifname(out.oif)?;
+    Ok(out)
+}
+
+/// A local IPv4 address and the interface holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAddr {
+    pub ifname: String,
+    pub addr: Ipv4Addr,
+    pub up: bool,
+    pub loopback: bool,
+}
+
+/// Every IPv4 address configured in this network namespace.
+pub fn local_addrs() -> Result<Vec<LocalAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getifaddrs");
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` walks the list returned by getifaddrs, which stays valid until freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || unsafe { (*ifa.ifa_addr).sa_family } != libc::AF_INET as u16 {
+            continue;
+        }
+        // SAFETY: family is AF_INET, so this is a sockaddr_in.
+        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        out.push(LocalAddr {
+            ifname: name,
+            addr: Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+            up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
+            loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
+        });
+    }
+    // SAFETY: `head` came from getifaddrs.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+pub fn ifindex(name: &str) -> Result<u32> {
+    let c = CString::new(name).map_err(|_| anyhow!("bad interface name {name:?}"))?;
+    // SAFETY: a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => bail!("no interface named {name}"),
+        i => Ok(i),
+    }
+}
+
+pub fn ifname(index: u32) -> Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes as the call requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        bail!("no interface with index {index}");
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned())
+}
+
+fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+pub fn sysctl_get(key: &str) -> Result<String> {
+    Ok(std::fs::read_to_string(sysctl_path(key))
+        .with_context(|| format!("reading {key}"))?
+        .trim()
+        .to_string())
+}
+
+pub fn sysctl_set(key: &str, value: &str) -> Result<()> {
+    std::fs::write(sysctl_path(key), value).with_context(|| format!("setting {key}={value}"))
+}
+
+/// `net.ipv4.ip_local_port_range`, the ports this host's own connections use.
+pub fn ephemeral_ports() -> Option<(u16, u16)> {
+    let s = sysctl_get("net.ipv4.ip_local_port_range").ok()?;
+    let mut it = s.split_whitespace().map(str::parse::<u16>);
+    Some((it.next()?.ok()?, it.next()?.ok()?))
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Mounts bpffs on /sys/fs/bpf if it is not there yet (some minimal systems lack it).
+pub fn ensure_bpffs() -> Result<()> {
+    let path = Path::new("/sys/fs/bpf");
+    let c = CString::new("/sys/fs/bpf").map_err(|e| anyhow!("{e}"))?;
+    // SAFETY: statfs writes into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).context("creating /sys/fs/bpf")?;
+    let fstype = CString::new("bpf").map_err(|e| anyhow!("{e}"))?;
+    // SAFETY: plain mount(2) with valid C strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            c.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("mounting bpffs on /sys/fs/bpf");
+    }
+    Ok(())
+}
