@@ -3,11 +3,15 @@
 //! - [`config`]: the model and its two front ends (native TOML, haproxy.cfg), validation;
 //! - [`dataplane`]: loading, pinning and attaching the XDP program, the map writer, the pool
 //!   table builder;
+//! - [`health`]: health checks, HAProxy's state machine kept pure;
+//! - [`logs`]: HAProxy-style log lines and syslog transport;
 //! - [`daemon`]: `lb run`, wiring config, data plane, health checks and logs together;
 //! - [`show`]: `lb show`, reading the pinned maps directly;
 //! - [`net`]: routes, addresses and sysctls from the host.
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
+pub mod logs;
 pub mod net;
 pub mod show;

@@ -1,0 +1,1 @@
+//! `lb convert`: the model written back as native TOML.

@@ -1,0 +1,1 @@
+//! HAProxy-style log lines (pure formatting) and their transport (syslog, stderr).
