@@ -1,0 +1,190 @@
+//! Real servers inside namespaces, always stopped by PID.
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::Netns;
+
+/// The page each server returns for `/`, as in the reference capture.
+pub fn index_page(name: &str, addr: Ipv4Addr) -> String {
+    format!("<html><body>backend {name} {addr}</body></html>\n")
+}
+
+/// nginx in a namespace: one process (no master), its own config, pid file, logs and docroot
+/// under a temporary directory. Serves `/` (naming the server) and `/health_check.html`.
+pub struct WebServer {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub dir: PathBuf,
+    ns: Netns,
+    child: Option<Child>,
+}
+
+impl WebServer {
+    pub fn nginx(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
+        let dir = std::env::temp_dir().join(format!("lbt-{}-{name}", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("www"))?;
+        std::fs::write(dir.join("www/index.html"), index_page(name, addr))?;
+        std::fs::write(dir.join("www/health_check.html"), "OK\n")?;
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp-body;\n\
+                 proxy_temp_path {d}/tmp-proxy;\n  fastcgi_temp_path {d}/tmp-fcgi;\n\
+                 uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n\
+                 default_type text/html;\n  keepalive_requests 100000;\n\
+                 server {{ listen {addr}:{port} backlog=4096; root {d}/www; }}\n}}\n"
+            ),
+        )?;
+        let mut s = WebServer {
+            name: name.into(),
+            addr,
+            port,
+            dir,
+            ns: ns.handle(),
+            child: None,
+        };
+        s.start()?;
+        Ok(s)
+    }
+
+    /// (Re)starts the server and waits until it accepts connections.
+    pub fn start(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let conf = self.dir.join("nginx.conf");
+        let child = self
+            .ns
+            .command("nginx")?
+            .args([
+                "-c",
+                &conf.display().to_string(),
+                "-p",
+                &self.dir.display().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx")?;
+        self.child = Some(child);
+        let addr = SocketAddr::from((self.addr, self.port));
+        self.ns
+            .run(move || wait_listening(addr, Duration::from_secs(10)))??;
+        Ok(())
+    }
+
+    /// Stops the server (SIGKILL by PID, like `kill -9 httpd` in the seed's test).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn health_check_file(&self) -> PathBuf {
+        self.dir.join("www/health_check.html")
+    }
+
+    /// Deletes health_check.html (the seed's second failure scenario).
+    pub fn remove_health_check(&self) -> Result<()> {
+        std::fs::remove_file(self.health_check_file()).context("removing health_check.html")
+    }
+
+    pub fn restore_health_check(&self) -> Result<()> {
+        std::fs::write(self.health_check_file(), "OK\n").context("restoring health_check.html")
+    }
+
+    /// Requests the server saw, from its access log.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls until something accepts on `addr` (call from inside the namespace).
+pub fn wait_listening(addr: SocketAddr, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listening on {addr} after {limit:?}")
+}
+
+/// A UDP server answering every datagram with `NAME:payload`, until dropped.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Result<()>>>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &Netns, name: &str, addr: SocketAddr) -> Result<UdpEcho> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = name.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = ns.spawn(move || -> Result<()> {
+            let sock = UdpSocket::bind(addr)?;
+            sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let _ = ready_tx.send(());
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let mut reply = format!("{name}:").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    sock.send_to(&reply, peer)?;
+                }
+            }
+            Ok(())
+        })?;
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .context("UDP echo server did not start")?;
+        Ok(UdpEcho {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
