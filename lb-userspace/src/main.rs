@@ -48,6 +48,8 @@ enum Command {
 enum ShowWhat {
     /// Servers of every backend: address, state, weight, flows and counters.
     Backends,
+    /// Data-plane counters: why packets were passed, dropped or forwarded.
+    Stats,
 }
 
 fn main() -> ExitCode {
@@ -56,10 +58,13 @@ fn main() -> ExitCode {
         Command::Run { config, interfaces } => daemon::run(&config, &interfaces),
         Command::Check { config } => return check(&config),
         Command::Show {
-            what: ShowWhat::Backends,
+            what,
             instance,
             json,
-        } => show::backends(&instance, json),
+        } => match what {
+            ShowWhat::Backends => show::backends(&instance, json),
+            ShowWhat::Stats => show::stats(&instance, json),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -139,6 +139,44 @@ pub fn backends(instance: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Packet fates (pass/drop/forward reasons), summed over CPUs.
+    pub reasons: Vec<(String, u64)>,
+    pub conntrack_entries: u64,
+}
+
+pub fn stats_of(maps: &Maps) -> Result<Stats> {
+    Ok(Stats {
+        reasons: maps
+            .reasons()?
+            .into_iter()
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect(),
+        conntrack_entries: maps.conntrack.keys().count() as u64,
+    })
+}
+
+pub fn stats(instance: &str, json: bool) -> Result<()> {
+    let maps = Maps::from_pins(&pin_dir(instance))?;
+    let s = stats_of(&maps)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = s
+        .reasons
+        .iter()
+        .map(|(r, n)| vec![r.clone(), n.to_string()])
+        .collect();
+    rows.push(vec![
+        "conntrack_entries".into(),
+        s.conntrack_entries.to_string(),
+    ]);
+    print!("{}", table(&["COUNTER", "VALUE"], &rows));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

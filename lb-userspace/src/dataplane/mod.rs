@@ -3,6 +3,7 @@
 pub mod layout;
 pub mod maps;
 pub mod table;
+pub mod testrun;
 pub mod writer;
 
 use std::path::PathBuf;

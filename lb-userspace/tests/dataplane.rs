@@ -1,0 +1,638 @@
+//! Byte-level data-plane fixtures: built frames go through the real XDP program with
+//! BPF_PROG_TEST_RUN, and the exact output frame (headers, checksums, MACs) and XDP action are
+//! compared with what is expected, Katran style.
+//!
+//! The program runs inside a throwaway namespace with fixed MACs and permanent neighbours, so
+//! `bpf_fib_lookup` gives deterministic next hops:
+//!
+//! ```text
+//!  client 10.0.0.2 (02:..:c2) ── dpc 10.0.0.1 (VIP, 02:..:c1)  [ns]  dpb 10.1.0.1 (02:..:b1) ── servers 10.1.0.10 (02:..:0a)
+//!                                                                                           10.1.0.11 (02:..:0b)
+//!                                                                                           10.1.0.12 (no neighbour)
+//! ```
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use lb::{
+    config::native,
+    daemon::{Admin, Balancer, Plan},
+    dataplane::{
+        Dataplane, LoadOptions,
+        layout::Layout,
+        testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
+    },
+};
+use lb_common::{
+    Reason,
+    flow::{endpoint_hash, snat_port},
+};
+use lb_testbed::{
+    netns::Netns,
+    packet::{self, ACK, FIN, Pkt, SYN},
+    unique_tag,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const LB_B: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const WEB10: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+const WEB11: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+const MAC_DPC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
+const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc2];
+const MAC_DPB: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb1];
+const MAC_WEB10: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_WEB11: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+const SNAT_MIN: u16 = 10000;
+const SNAT_MAX: u16 = 32767;
+
+const CONFIG: &str = r#"
+[frontend.web]
+bind = ["10.0.0.1:80"]
+default_backend = "hoge"
+
+[frontend.dns]
+bind = ["10.0.0.1:53/udp"]
+default_backend = "dns"
+
+[frontend.direct]
+bind = ["10.0.0.1:8080"]
+default_backend = "direct"
+
+[frontend.unresolved]
+bind = ["10.0.0.1:81"]
+default_backend = "unresolved"
+
+[frontend.sorry]
+bind = ["10.0.0.1:82"]
+default_backend = "sorry"
+
+[backend.hoge]
+server = [{ name = "web10", address = "10.1.0.10:80" }, { name = "web11", address = "10.1.0.11:80" }]
+
+[backend.dns]
+server = [{ name = "dns10", address = "10.1.0.10:53" }]
+
+[backend.direct]
+nat = "dnat"
+server = [{ name = "web10", address = "10.1.0.10:80" }, { name = "web11", address = "10.1.0.11:80" }]
+
+[backend.unresolved]
+server = [{ name = "web12", address = "10.1.0.12:80" }]
+
+[backend.sorry]
+on_empty = "pass"
+server = [{ name = "web10", address = "10.1.0.10:80", disabled = true }]
+"#;
+
+// Server ids, in declaration order across backends.
+const HOGE_WEB10: u32 = 0;
+const HOGE_WEB11: u32 = 1;
+const HOGE: u32 = 0;
+
+struct Fixture {
+    _ns: Netns,
+    bal: Balancer,
+    dpc: u32,
+    dpb: u32,
+}
+
+fn ep(a: Ipv4Addr, p: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(a, p)
+}
+
+/// The full-NAT source port the data plane must pick first for a client endpoint.
+fn expected_snat_port(client: SocketAddrV4) -> u16 {
+    let hash = endpoint_hash(
+        u32::from_ne_bytes(client.ip().octets()),
+        client.port().to_be(),
+    );
+    snat_port(hash, 0, SNAT_MIN, SNAT_MAX)
+}
+
+impl Fixture {
+    /// Creates the namespace, moves this test's thread into it and loads the program with
+    /// the config above installed exactly as `lb run` installs it.
+    fn new() -> Fixture {
+        lb_testbed::require_root();
+        let ns = Netns::new(&format!("lbt-{}-dp", unique_tag())).expect("netns");
+        let sh = |args: &[&str]| ns.ip(args).expect("ip");
+        sh(&["link", "add", "dpc", "type", "veth", "peer", "name", "dpcp"]);
+        sh(&["link", "add", "dpb", "type", "veth", "peer", "name", "dpbp"]);
+        sh(&["link", "set", "dpc", "address", "02:00:00:00:00:c1"]);
+        sh(&["link", "set", "dpb", "address", "02:00:00:00:00:b1"]);
+        for i in ["dpc", "dpcp", "dpb", "dpbp"] {
+            sh(&["link", "set", i, "up"]);
+        }
+        sh(&["addr", "add", "10.0.0.1/24", "dev", "dpc"]);
+        sh(&["addr", "add", "10.1.0.1/24", "dev", "dpb"]);
+        for (ip, mac, dev) in [
+            ("10.0.0.2", "02:00:00:00:00:c2", "dpc"),
+            ("10.1.0.10", "02:00:00:00:00:0a", "dpb"),
+            ("10.1.0.11", "02:00:00:00:00:0b", "dpb"),
+        ] {
+            sh(&[
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+        for i in ["dpc", "dpb"] {
+            ns.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")
+                .expect("sysctl");
+        }
+        ns.enter_current_thread().expect("setns");
+        let dpc = lb::net::ifindex("dpc").expect("dpc");
+        let dpb = lb::net::ifindex("dpb").expect("dpb");
+
+        let cfg = native::parse("dataplane.toml", CONFIG).expect("config");
+        let layout = Layout::new(&cfg);
+        let plan = Plan {
+            snat: vec![LB_B; layout.server_count() as usize],
+            layout,
+            interfaces: vec![],
+        };
+        let dp = Dataplane::load(&LoadOptions::default()).expect("load XDP object");
+        let bal = Balancer::install(dp, plan, &cfg).expect("install");
+        Fixture {
+            _ns: ns,
+            bal,
+            dpc,
+            dpb,
+        }
+    }
+
+    fn run(&mut self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog = self.bal.dp.lb_program().expect("program");
+        let o = testrun::run(prog, ifindex, frame, 1).expect("test run");
+        (o.action, o.frame)
+    }
+
+    /// Feeds `input` and asserts the exact output frame and action.
+    #[track_caller]
+    fn expect(&mut self, what: &str, ifindex: u32, input: &Pkt, action: u32, output: &Pkt) {
+        self.expect_frame(what, ifindex, &input.build(), action, &output.build());
+    }
+
+    #[track_caller]
+    fn expect_frame(&mut self, what: &str, ifindex: u32, input: &[u8], action: u32, want: &[u8]) {
+        let (got_action, got) = self.run(ifindex, input);
+        assert_eq!(
+            action_name(got_action),
+            action_name(action),
+            "{what}: XDP action"
+        );
+        assert!(
+            got == want,
+            "{what}: output frame differs\n{}",
+            packet::diff(&got, want)
+        );
+        if got != input {
+            assert_eq!(packet::verify_checksums(&got), Ok(()), "{what}: checksums");
+        }
+    }
+
+    /// Feeds `frame` and asserts it is passed to the kernel byte for byte.
+    #[track_caller]
+    fn expect_untouched(&mut self, what: &str, frame: &[u8]) {
+        self.expect_frame(what, self.dpc, frame, XDP_PASS, frame);
+    }
+
+    fn reason(&self, r: Reason) -> u64 {
+        let all = self.bal.dp.maps.reasons().expect("reasons");
+        all.iter()
+            .find(|(x, _)| *x == r)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+
+    fn set_down(&mut self, server: u32, pool: u32) {
+        self.bal.states[server as usize].up = false;
+        self.bal.sync_pool(pool).expect("sync");
+    }
+}
+
+/// What a client packet to the VIP becomes towards a server in full-NAT.
+fn full_nat(p: &Pkt, server: Ipv4Addr, mac: [u8; 6], sport: u16, dport: u16) -> Pkt {
+    p.clone()
+        .tuple(ep(LB_B, sport), ep(server, dport))
+        .macs(MAC_DPB, mac)
+}
+
+#[test]
+fn tcp_full_nat_round_robin_conntrack_and_replies() {
+    let mut f = Fixture::new();
+    let c1 = ep(CLIENT, 40001);
+    let c2 = ep(CLIENT, 40002);
+    let c3 = ep(CLIENT, 40003);
+    let vip = ep(VIP, 80);
+    let (p1, p2, p3) = (
+        expected_snat_port(c1),
+        expected_snat_port(c2),
+        expected_snat_port(c3),
+    );
+
+    // SYN to the VIP: new flow, first server of the table.
+    let syn1 = Pkt::tcp(c1, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "SYN flow 1",
+        f.dpc,
+        &syn1,
+        XDP_REDIRECT,
+        &full_nat(&syn1, WEB10, MAC_WEB10, p1, 80),
+    );
+    // Later packets of the same flow: same server, same source port.
+    let data1 = Pkt::tcp(c1, vip)
+        .flags(ACK)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .macs(MAC_CLIENT, MAC_DPC);
+    for i in 0..3 {
+        f.expect(
+            &format!("data {i} flow 1"),
+            f.dpc,
+            &data1,
+            XDP_REDIRECT,
+            &full_nat(&data1, WEB10, MAC_WEB10, p1, 80),
+        );
+    }
+    // A second and a third flow: next servers in turn.
+    let syn2 = Pkt::tcp(c2, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "SYN flow 2",
+        f.dpc,
+        &syn2,
+        XDP_REDIRECT,
+        &full_nat(&syn2, WEB11, MAC_WEB11, p2, 80),
+    );
+    let syn3 = Pkt::tcp(c3, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "SYN flow 3",
+        f.dpc,
+        &syn3,
+        XDP_REDIRECT,
+        &full_nat(&syn3, WEB10, MAC_WEB10, p3, 80),
+    );
+    // A retransmitted SYN of flow 2 sticks to its server.
+    f.expect(
+        "SYN retransmit flow 2",
+        f.dpc,
+        &syn2,
+        XDP_REDIRECT,
+        &full_nat(&syn2, WEB11, MAC_WEB11, p2, 80),
+    );
+
+    // Replies from the servers: back to VIP -> client, towards the client's MAC.
+    let reply1 = Pkt::tcp(ep(WEB10, 80), ep(LB_B, p1))
+        .flags(SYN | ACK)
+        .macs(MAC_WEB10, MAC_DPB);
+    let want1 = reply1.clone().tuple(vip, c1).macs(MAC_DPC, MAC_CLIENT);
+    f.expect("reply flow 1", f.dpb, &reply1, XDP_REDIRECT, &want1);
+    let reply2 = Pkt::tcp(ep(WEB11, 80), ep(LB_B, p2))
+        .payload(b"HTTP/1.0 200 OK\r\n\r\nbackend web11")
+        .macs(MAC_WEB11, MAC_DPB);
+    let want2 = reply2.clone().tuple(vip, c2).macs(MAC_DPC, MAC_CLIENT);
+    f.expect("reply flow 2", f.dpb, &reply2, XDP_REDIRECT, &want2);
+    // A reply-shaped packet that matches no flow is not ours.
+    let stray = Pkt::tcp(ep(WEB10, 80), ep(LB_B, 9))
+        .macs(MAC_WEB10, MAC_DPB)
+        .build();
+    f.expect_frame("stray reply", f.dpb, &stray, XDP_PASS, &stray);
+
+    // A FIN closes flow 1; a new SYN on the same tuple is a new connection: next in turn.
+    let fin1 = Pkt::tcp(c1, vip).flags(FIN | ACK).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "FIN flow 1",
+        f.dpc,
+        &fin1,
+        XDP_REDIRECT,
+        &full_nat(&fin1, WEB10, MAC_WEB10, p1, 80),
+    );
+    f.expect(
+        "SYN reusing flow 1's tuple",
+        f.dpc,
+        &syn1,
+        XDP_REDIRECT,
+        &full_nat(&syn1, WEB11, MAC_WEB11, p1, 80),
+    );
+
+    let s10 = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    let s11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
+    assert_eq!(
+        (s10.new_flows, s11.new_flows),
+        (2, 2),
+        "new flows per server"
+    );
+    assert_eq!((s10.packets_in, s10.packets_out), (6, 1));
+    assert_eq!((s11.packets_in, s11.packets_out), (3, 1));
+    assert_eq!(
+        s10.bytes_in,
+        (3 * syn1.build().len() + 3 * data1.build().len()) as u64
+    );
+    assert_eq!(f.reason(Reason::Redirect), 11);
+    assert_eq!(f.reason(Reason::PassNotService), 1);
+}
+
+#[test]
+fn source_port_collisions_between_clients_are_avoided() {
+    let mut f = Fixture::new();
+    let vip = ep(VIP, 80);
+    // Find two clients whose first-choice source ports collide on the same server.
+    let a = ep(CLIENT, 50000);
+    let want = expected_snat_port(a);
+    let b = (3..10)
+        .flat_map(|host| (1..u16::MAX).map(move |p| ep(Ipv4Addr::new(10, 0, 0, host), p)))
+        .find(|c| expected_snat_port(*c) == want)
+        .expect("a colliding client exists");
+    f.bal.dp.maps.pool_rr.set(HOGE, 0, 0).expect("reset cursor");
+    let syn_a = Pkt::tcp(a, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "client a",
+        f.dpc,
+        &syn_a,
+        XDP_REDIRECT,
+        &full_nat(&syn_a, WEB10, MAC_WEB10, want, 80),
+    );
+    // Skip web11 so that b lands on web10 too.
+    f.bal.dp.maps.pool_rr.set(HOGE, 2, 0).expect("set cursor");
+    let syn_b = Pkt::tcp(b, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (action, out) = f.run(f.dpc, &syn_b.build());
+    assert_eq!(action, XDP_REDIRECT);
+    let (src, dst) = packet::endpoints(&out);
+    assert_eq!(dst, ep(WEB10, 80));
+    assert_eq!(*src.ip(), LB_B);
+    assert_ne!(
+        src.port(),
+        want,
+        "b must not reuse a's source port towards the same server"
+    );
+    let hash = endpoint_hash(u32::from_ne_bytes(b.ip().octets()), b.port().to_be());
+    assert_eq!(
+        src.port(),
+        snat_port(hash, 1, SNAT_MIN, SNAT_MAX),
+        "second probe"
+    );
+    assert_eq!(packet::verify_checksums(&out), Ok(()));
+    // Each reply goes back to its own client.
+    let back = |sport: u16| Pkt::tcp(ep(WEB10, 80), ep(LB_B, sport)).macs(MAC_WEB10, MAC_DPB);
+    let ra = back(want);
+    f.expect(
+        "reply to a",
+        f.dpb,
+        &ra,
+        XDP_REDIRECT,
+        &ra.clone().tuple(vip, a).macs(MAC_DPC, MAC_CLIENT),
+    );
+    let rb = back(src.port());
+    let (_, out) = f.run(f.dpb, &rb.build());
+    assert_eq!(packet::endpoints(&out), (vip, b));
+}
+
+#[test]
+fn dnat_keeps_the_client_address() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41000);
+    let vip = ep(VIP, 8080);
+    let syn = Pkt::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let fwd = syn.clone().tuple(c, ep(WEB10, 80)).macs(MAC_DPB, MAC_WEB10);
+    f.expect("DNAT SYN", f.dpc, &syn, XDP_REDIRECT, &fwd);
+    let syn2 = Pkt::tcp(ep(CLIENT, 41001), vip)
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    let fwd2 = syn2
+        .clone()
+        .tuple(ep(CLIENT, 41001), ep(WEB11, 80))
+        .macs(MAC_DPB, MAC_WEB11);
+    f.expect("DNAT second flow", f.dpc, &syn2, XDP_REDIRECT, &fwd2);
+    // The server answers the client directly (routed through the LB): source back to the VIP.
+    let reply = Pkt::tcp(ep(WEB10, 80), c)
+        .flags(SYN | ACK)
+        .macs(MAC_WEB10, MAC_DPB);
+    let want = reply.clone().tuple(vip, c).macs(MAC_DPC, MAC_CLIENT);
+    f.expect("DNAT reply", f.dpb, &reply, XDP_REDIRECT, &want);
+}
+
+#[test]
+fn udp_with_and_without_checksum() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 5353);
+    let vip = ep(VIP, 53);
+    let port = expected_snat_port(c);
+    let q = Pkt::udp(c, vip).payload(b"query").macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "UDP query",
+        f.dpc,
+        &q,
+        XDP_REDIRECT,
+        &full_nat(&q, WEB10, MAC_WEB10, port, 53),
+    );
+    let mut q0 = q.clone();
+    q0.udp_no_checksum = true;
+    let mut want0 = full_nat(&q, WEB10, MAC_WEB10, port, 53);
+    want0.udp_no_checksum = true;
+    f.expect(
+        "UDP without checksum stays without",
+        f.dpc,
+        &q0,
+        XDP_REDIRECT,
+        &want0,
+    );
+    let r = Pkt::udp(ep(WEB10, 53), ep(LB_B, port))
+        .payload(b"answer")
+        .macs(MAC_WEB10, MAC_DPB);
+    f.expect(
+        "UDP answer",
+        f.dpb,
+        &r,
+        XDP_REDIRECT,
+        &r.clone().tuple(vip, c).macs(MAC_DPC, MAC_CLIENT),
+    );
+}
+
+#[test]
+fn ip_options_are_kept_and_checksummed() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 42000);
+    let mut syn = Pkt::tcp(c, ep(VIP, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    // Router Alert (RFC 2113) and NOP padding: 8 bytes of options, IHL 7.
+    syn.ip_options = vec![0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00];
+    let want = full_nat(&syn, WEB10, MAC_WEB10, expected_snat_port(c), 80);
+    f.expect("SYN with IP options", f.dpc, &syn, XDP_REDIRECT, &want);
+}
+
+#[test]
+fn traffic_that_is_not_ours_passes_untouched() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 43000);
+    // Other port on the VIP, other address, UDP to a TCP-only service.
+    for (what, p) in [
+        ("VIP, port 22", Pkt::tcp(c, ep(VIP, 22)).flags(SYN)),
+        (
+            "other address",
+            Pkt::tcp(c, ep(Ipv4Addr::new(10, 0, 0, 99), 80)).flags(SYN),
+        ),
+        ("UDP to a TCP service", Pkt::udp(c, ep(VIP, 80))),
+    ] {
+        f.expect_untouched(what, &p.build());
+    }
+    // ICMP echo to the VIP.
+    let mut icmp = Pkt::tcp(c, ep(VIP, 80)).build();
+    icmp[23] = 1;
+    f.expect_untouched("ICMP", &icmp);
+    // ARP and IPv6.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&MAC_CLIENT);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&MAC_CLIENT);
+    arp.extend_from_slice(&[10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
+    f.expect_untouched("ARP", &arp);
+    let mut v6 = Pkt::tcp(c, ep(VIP, 80)).build();
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f.expect_untouched("IPv6 ethertype", &v6);
+    // Fragments of a packet to the service: first fragment (MF) and a later one (offset).
+    let mut first = Pkt::tcp(c, ep(VIP, 80)).flags(SYN);
+    first.frag = 0x2000;
+    f.expect_untouched("first fragment", &first.build());
+    let mut later = Pkt::udp(c, ep(VIP, 53));
+    later.frag = 0x0003;
+    f.expect_untouched("later fragment", &later.build());
+    assert_eq!(f.reason(Reason::PassFragment), 2);
+    assert_eq!(f.reason(Reason::PassNotIpv4), 2);
+    assert_eq!(f.reason(Reason::PassNotL4), 1);
+}
+
+#[test]
+fn truncated_and_malformed_headers_pass_untouched() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 44000);
+    for p in [
+        Pkt::tcp(c, ep(VIP, 80)).flags(SYN).payload(b"xy"),
+        Pkt::udp(c, ep(VIP, 53)).payload(b"q"),
+    ] {
+        let full = p.build();
+        // Every length from a bare Ethernet header up to one byte short (the kernel's test
+        // run refuses frames shorter than an Ethernet header; so does every NIC).
+        for len in 14..full.len() {
+            f.expect_untouched(&format!("truncated to {len} bytes"), &full[..len]);
+        }
+    }
+    let good = Pkt::tcp(c, ep(VIP, 80)).flags(SYN).build();
+    let mut bad = |what: &str, at: usize, v: u8| {
+        let mut fr = good.clone();
+        fr[at] = v;
+        f.expect_untouched(what, &fr);
+    };
+    bad("IHL 4", 14, 0x44);
+    bad("IP version 6 in an IPv4 frame", 14, 0x65);
+    bad("IHL beyond the frame", 14, 0x4f);
+    bad("total length shorter than the header", 17, 19);
+    bad("TCP data offset 4", 46, 0x40);
+    bad("TCP data offset beyond the segment", 46, 0xf0);
+    let udp = Pkt::udp(c, ep(VIP, 53)).payload(b"q").build();
+    for (what, len) in [("UDP length 7", 7u16), ("UDP length past the packet", 200)] {
+        let mut fr = udp.clone();
+        fr[38..40].copy_from_slice(&len.to_be_bytes());
+        f.expect_untouched(what, &fr);
+    }
+    assert_eq!(
+        f.reason(Reason::Redirect),
+        0,
+        "nothing malformed was forwarded"
+    );
+}
+
+#[test]
+fn down_server_flows_are_redispatched_and_healthy_ones_stay() {
+    let mut f = Fixture::new();
+    let vip = ep(VIP, 80);
+    let (c1, c2) = (ep(CLIENT, 45001), ep(CLIENT, 45002));
+    let syn1 = Pkt::tcp(c1, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let syn2 = Pkt::tcp(c2, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (p1, p2) = (expected_snat_port(c1), expected_snat_port(c2));
+    f.expect(
+        "flow 1",
+        f.dpc,
+        &syn1,
+        XDP_REDIRECT,
+        &full_nat(&syn1, WEB10, MAC_WEB10, p1, 80),
+    );
+    f.expect(
+        "flow 2",
+        f.dpc,
+        &syn2,
+        XDP_REDIRECT,
+        &full_nat(&syn2, WEB11, MAC_WEB11, p2, 80),
+    );
+    f.set_down(HOGE_WEB11, HOGE);
+    assert_eq!(f.bal.dp.maps.live_table(HOGE).expect("table"), [HOGE_WEB10]);
+    // Flow 2's next packet moves to web10; flow 1 never moves.
+    let data2 = Pkt::tcp(c2, vip).payload(b"x").macs(MAC_CLIENT, MAC_DPC);
+    let (action, out) = f.run(f.dpc, &data2.build());
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(
+        packet::endpoints(&out).1,
+        ep(WEB10, 80),
+        "redispatched to web10"
+    );
+    assert_eq!(packet::verify_checksums(&out), Ok(()));
+    let data1 = Pkt::tcp(c1, vip).payload(b"y").macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "flow 1 stays",
+        f.dpc,
+        &data1,
+        XDP_REDIRECT,
+        &full_nat(&data1, WEB10, MAC_WEB10, p1, 80),
+    );
+    // New flows only go to web10 now.
+    for port in 45100..45104 {
+        let (_, out) = f.run(f.dpc, &Pkt::tcp(ep(CLIENT, port), vip).flags(SYN).build());
+        assert_eq!(packet::endpoints(&out).1, ep(WEB10, 80));
+    }
+    let c10 = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    assert_eq!(c10.redispatched, 1);
+    // Both down: the VIP's new flows are dropped (default), not sent to a DOWN server.
+    f.set_down(HOGE_WEB10, HOGE);
+    let syn = Pkt::tcp(ep(CLIENT, 45200), vip).flags(SYN).build();
+    let (action, _) = f.run(f.dpc, &syn);
+    assert_eq!(action_name(action), action_name(XDP_DROP));
+    assert_eq!(f.reason(Reason::DropNoServer), 1);
+    // Existing flows of DOWN servers have nowhere to go either.
+    let (action, _) = f.run(f.dpc, &data1.build());
+    assert_eq!(action_name(action), action_name(XDP_DROP));
+}
+
+#[test]
+fn empty_pool_can_pass_to_the_local_stack() {
+    let mut f = Fixture::new();
+    // backend "sorry" has only a disabled server and on_empty = "pass".
+    let syn = Pkt::tcp(ep(CLIENT, 46000), ep(VIP, 82)).flags(SYN).build();
+    f.expect_untouched("no server, pass", &syn);
+    assert_eq!(f.reason(Reason::PassNoServer), 1);
+    assert_eq!(
+        f.bal.states[6].admin,
+        Admin::Maint,
+        "disabled server starts in maintenance"
+    );
+}
+
+#[test]
+fn unknown_neighbour_hands_the_rewritten_packet_to_the_kernel() {
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 47000);
+    let syn = Pkt::tcp(c, ep(VIP, 81))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    // Rewritten (so the kernel forwards it to the server and resolves its MAC), MACs as they
+    // came in, XDP_PASS.
+    let want = syn.clone().tuple(
+        ep(LB_B, expected_snat_port(c)),
+        ep(Ipv4Addr::new(10, 1, 0, 12), 80),
+    );
+    f.expect("no neighbour", f.dpc, &syn, XDP_PASS, &want);
+    assert_eq!(f.reason(Reason::PassNoNeigh), 1);
+}

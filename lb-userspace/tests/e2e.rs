@@ -1,0 +1,297 @@
+//! End to end in network namespaces: a client, the `lb` daemon attached with XDP, two real
+//! nginx servers (and UDP echo servers), both NAT modes, both server routings.
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::Path,
+    time::Duration,
+};
+
+use lb_testbed::{
+    daemon::Daemon,
+    http::{self, Conn},
+    servers::{UdpEcho, WebServer},
+    topo::{Routing, Topology, VIP},
+};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+const UDP_PORT: u16 = 5353;
+
+struct Setup {
+    topo: Topology,
+    web: Vec<WebServer>,
+    _udp: Vec<UdpEcho>,
+    lb: Daemon,
+}
+
+fn config(instance: &str, nat: &str) -> String {
+    format!(
+        r#"
+[global]
+instance = "{instance}"
+
+[frontend.main]
+bind = ["10.200.0.1:80"]
+default_backend = "hoge"
+
+[frontend.udp]
+bind = ["10.200.0.1:{UDP_PORT}/udp"]
+default_backend = "echo"
+
+[backend.hoge]
+nat = "{nat}"
+server = [
+  {{ name = "web10", address = "10.200.10.10:80" }},
+  {{ name = "web11", address = "10.200.11.11:80" }},
+]
+
+[backend.echo]
+nat = "{nat}"
+server = [
+  {{ name = "echo10", address = "10.200.10.10:{UDP_PORT}" }},
+  {{ name = "echo11", address = "10.200.11.11:{UDP_PORT}" }},
+]
+"#
+    )
+}
+
+fn setup(routing: Routing, nat: &str) -> Setup {
+    let topo = Topology::seed(routing).expect("topology");
+    let mut web = Vec::new();
+    let mut udp = Vec::new();
+    for b in &topo.backends {
+        web.push(WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"));
+        udp.push(
+            UdpEcho::start(&b.ns, &b.name, SocketAddr::from((b.addr, UDP_PORT))).expect("udp echo"),
+        );
+    }
+    let instance = format!("e2e{}", topo.tag);
+    let mut lb = Daemon::start(
+        Path::new(LB),
+        &topo.lb,
+        &instance,
+        &config(&instance, nat),
+        "toml",
+    )
+    .expect("start lb");
+    lb.wait_ready().expect("lb ready");
+    Setup {
+        topo,
+        web,
+        _udp: udp,
+        lb,
+    }
+}
+
+fn vip(port: u16) -> SocketAddr {
+    SocketAddr::from((VIP, port))
+}
+
+/// Which server answered: the page names it.
+fn served_by(body: &str) -> &str {
+    if body.contains("backend web10") {
+        "web10"
+    } else if body.contains("backend web11") {
+        "web11"
+    } else {
+        "?"
+    }
+}
+
+fn lb_show(s: &Setup, what: &str) -> serde_json::Value {
+    let out = s
+        .topo
+        .lb
+        .exec(LB, &["show", what, "--json", "--instance", &s.lb.instance])
+        .expect("lb show");
+    serde_json::from_str(&out).expect("json")
+}
+
+/// The checks every combination that can work must pass.
+fn balances_http_and_udp(s: &mut Setup) {
+    let csum_before = s.topo.csum_errors().expect("nstat");
+
+    // 20 requests, each on a new connection: strict alternation.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let r = http::get(&s.topo.client, vip(80), "/").expect("GET through the VIP");
+        assert_eq!(r.status, 200);
+        seen.push(served_by(&r.body).to_string());
+    }
+    let first = seen[0].clone();
+    for (i, who) in seen.iter().enumerate() {
+        let want = if (i % 2 == 0) == (first == "web10") {
+            "web10"
+        } else {
+            "web11"
+        };
+        assert_eq!(who, want, "request {i} of {seen:?}");
+    }
+
+    // A long-lived connection stays on its server while other connections alternate.
+    let stuck = s
+        .topo
+        .client
+        .run(move || -> anyhow::Result<Vec<String>> {
+            let mut long = Conn::connect(vip(80))?;
+            let mut owners = Vec::new();
+            for _ in 0..5 {
+                owners.push(served_by(&long.request("/", true)?.body).to_string());
+                for _ in 0..3 {
+                    let mut other = Conn::connect(vip(80))?;
+                    other.request("/", false)?;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(owners)
+        })
+        .expect("thread")
+        .expect("long-lived connection");
+    assert!(
+        stuck.iter().all(|o| *o == stuck[0]),
+        "long connection moved: {stuck:?}"
+    );
+
+    // UDP: a request/answer exchange per source port, alternating between servers.
+    let answers = s
+        .topo
+        .client
+        .run(|| -> anyhow::Result<Vec<String>> {
+            let mut out = Vec::new();
+            for i in 0..4 {
+                let sock = UdpSocket::bind("10.200.0.2:0")?;
+                sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+                sock.send_to(format!("ping{i}").as_bytes(), vip(UDP_PORT))?;
+                let mut buf = [0u8; 256];
+                let (n, from) = sock.recv_from(&mut buf)?;
+                anyhow::ensure!(from == vip(UDP_PORT), "answer from {from}");
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            Ok(out)
+        })
+        .expect("thread")
+        .expect("UDP exchange");
+    let names: Vec<_> = answers
+        .iter()
+        .map(|a| a.split(':').next().unwrap_or(""))
+        .collect();
+    assert!(answers[0].ends_with(":ping0"), "{answers:?}");
+    assert!(
+        names == ["web10", "web11", "web10", "web11"]
+            || names == ["web11", "web10", "web11", "web10"],
+        "UDP not balanced: {answers:?}"
+    );
+
+    assert_eq!(
+        s.topo.csum_errors().expect("nstat"),
+        csum_before,
+        "receivers counted checksum errors"
+    );
+
+    // `lb show backends` reads the pinned maps: every server has seen traffic.
+    let rows = lb_show(s, "backends");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert_eq!(r["state"], "UP");
+        assert!(r["new_flows"].as_u64().unwrap_or(0) >= 2, "{r}");
+        assert!(r["packets_out"].as_u64().unwrap_or(0) >= 2, "{r}");
+    }
+}
+
+fn stop_and_check_detached(s: &mut Setup) {
+    let status = s.lb.stop().expect("stop");
+    assert!(
+        status.success(),
+        "lb exited with {status}:\n{}",
+        s.lb.output()
+    );
+    let links = s.topo.lb.exec("ip", &["link", "show"]).expect("ip link");
+    assert!(
+        !links.contains("xdp"),
+        "XDP still attached after exit:\n{links}"
+    );
+    let fwd = s
+        .topo
+        .lb
+        .exec(
+            "sysctl",
+            &[
+                "-n",
+                &format!("net.ipv4.conf.{}.forwarding", s.topo.lb_client_if),
+            ],
+        )
+        .expect("sysctl");
+    assert_eq!(fwd.trim(), "0", "forwarding not restored");
+}
+
+#[test]
+fn full_nat_with_isolated_servers() {
+    // The seed's layout: the servers have no route to the client.
+    let mut s = setup(Routing::Isolated, "full-nat");
+    balances_http_and_udp(&mut s);
+    // Servers saw the LB's address, not the client's (like HAProxy).
+    let log = s.web[0].access_log();
+    assert!(log.contains("10.200.10.1 "), "web10 access log: {log}");
+    assert!(!log.contains("10.200.0.2"), "web10 saw the client: {log}");
+    // Nothing was resolved when the first packets arrived: the kernel resolved the MACs.
+    let stats = lb_show(&s, "stats");
+    let no_neigh = stats["reasons"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e[0] == "pass_no_neigh"))
+        .and_then(|e| e[1].as_u64())
+        .unwrap_or(0);
+    assert!(
+        no_neigh >= 1,
+        "expected the neighbour fallback to be used: {stats}"
+    );
+    stop_and_check_detached(&mut s);
+}
+
+#[test]
+fn full_nat_with_servers_routed_via_lb() {
+    let mut s = setup(Routing::ViaLb, "full-nat");
+    balances_http_and_udp(&mut s);
+    stop_and_check_detached(&mut s);
+}
+
+#[test]
+fn dnat_with_servers_routed_via_lb() {
+    let mut s = setup(Routing::ViaLb, "dnat");
+    balances_http_and_udp(&mut s);
+    // DNAT keeps the client's address visible to the server.
+    let log = s.web[1].access_log();
+    assert!(log.contains("10.200.0.2 "), "web11 access log: {log}");
+    stop_and_check_detached(&mut s);
+}
+
+#[test]
+fn dnat_needs_servers_routed_via_lb() {
+    // Servers that do not route through the LB answer the client directly... or cannot
+    // at all here: the connection must fail rather than be silently mangled.
+    let mut s = setup(Routing::Isolated, "dnat");
+    let r = http::get(&s.topo.client, vip(80), "/");
+    assert!(r.is_err(), "DNAT worked without a return route: {r:?}");
+    stop_and_check_detached(&mut s);
+}
+
+#[test]
+fn bad_config_attaches_nothing() {
+    let topo = Topology::seed(Routing::Isolated).expect("topology");
+    let instance = format!("bad{}", topo.tag);
+    let cfg = config(&instance, "full-nat").replace("10.200.11.11:80", "10.200.11.300:80");
+    let mut lb = Daemon::start(Path::new(LB), &topo.lb, &instance, &cfg, "toml").expect("start");
+    let err = lb.wait_ready().expect_err("must refuse the config");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(".toml:")
+            && msg.contains("server 'web11': '10.200.11.300' is not an IPv4 address"),
+        "{msg}"
+    );
+    assert!(msg.contains("exited (exit status: 1)"), "{msg}");
+    let links = topo.lb.exec("ip", &["link", "show"]).expect("ip link");
+    assert!(
+        !links.contains("xdp"),
+        "attached despite a bad config:\n{links}"
+    );
+    assert!(!lb.pin_dir().exists(), "pinned maps despite a bad config");
+}
