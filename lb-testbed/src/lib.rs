@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod http;
 pub mod netns;
 pub mod packet;
+pub mod runnet;
 pub mod servers;
 pub mod topo;
 

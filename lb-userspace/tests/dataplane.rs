@@ -2,8 +2,8 @@
 //! BPF_PROG_TEST_RUN, and the exact output frame (headers, checksums, MACs) and XDP action are
 //! compared with what is expected, Katran style.
 //!
-//! The program runs inside a throwaway namespace with fixed MACs and permanent neighbours, so
-//! `bpf_fib_lookup` gives deterministic next hops:
+//! The program runs inside a throwaway namespace (`lb_testbed::runnet`) with fixed MACs and
+//! permanent neighbours, so `bpf_fib_lookup` gives deterministic next hops:
 //!
 //! ```text
 //!  client 10.0.0.2 (02:..:c2) ── dpc 10.0.0.1 (VIP, 02:..:c1)  [ns]  dpb 10.1.0.1 (02:..:b1) ── servers 10.1.0.10 (02:..:0a)
@@ -26,9 +26,8 @@ use lb_common::{
     flow::{endpoint_hash, snat_port},
 };
 use lb_testbed::{
-    netns::Netns,
     packet::{self, ACK, FIN, Pkt, SYN},
-    unique_tag,
+    runnet::{MAC_DPB, MAC_DPC, RunNet},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -36,9 +35,7 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const LB_B: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const WEB10: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
 const WEB11: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
-const MAC_DPC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc2];
-const MAC_DPB: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb1];
 const MAC_WEB10: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_WEB11: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 const SNAT_MIN: u16 = 10000;
@@ -89,7 +86,7 @@ const HOGE_WEB11: u32 = 1;
 const HOGE: u32 = 0;
 
 struct Fixture {
-    _ns: Netns,
+    _net: RunNet,
     bal: Balancer,
     dpc: u32,
     dpb: u32,
@@ -112,42 +109,11 @@ impl Fixture {
     /// Creates the namespace, moves this test's thread into it and loads the program with
     /// the config above installed exactly as `lb run` installs it.
     fn new() -> Fixture {
-        lb_testbed::require_root();
-        let ns = Netns::new(&format!("lbt-{}-dp", unique_tag())).expect("netns");
-        let sh = |args: &[&str]| ns.ip(args).expect("ip");
-        sh(&["link", "add", "dpc", "type", "veth", "peer", "name", "dpcp"]);
-        sh(&["link", "add", "dpb", "type", "veth", "peer", "name", "dpbp"]);
-        sh(&["link", "set", "dpc", "address", "02:00:00:00:00:c1"]);
-        sh(&["link", "set", "dpb", "address", "02:00:00:00:00:b1"]);
-        for i in ["dpc", "dpcp", "dpb", "dpbp"] {
-            sh(&["link", "set", i, "up"]);
+        let net = RunNet::new().expect("netns");
+        for (ip, mac) in [(CLIENT, MAC_CLIENT), (WEB10, MAC_WEB10), (WEB11, MAC_WEB11)] {
+            net.neighbour(ip, mac).expect("neighbour");
         }
-        sh(&["addr", "add", "10.0.0.1/24", "dev", "dpc"]);
-        sh(&["addr", "add", "10.1.0.1/24", "dev", "dpb"]);
-        for (ip, mac, dev) in [
-            ("10.0.0.2", "02:00:00:00:00:c2", "dpc"),
-            ("10.1.0.10", "02:00:00:00:00:0a", "dpb"),
-            ("10.1.0.11", "02:00:00:00:00:0b", "dpb"),
-        ] {
-            sh(&[
-                "neigh",
-                "replace",
-                ip,
-                "lladdr",
-                mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
-        }
-        for i in ["dpc", "dpb"] {
-            ns.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")
-                .expect("sysctl");
-        }
-        ns.enter_current_thread().expect("setns");
-        let dpc = lb::net::ifindex("dpc").expect("dpc");
-        let dpb = lb::net::ifindex("dpb").expect("dpb");
+        let (dpc, dpb) = net.enter().expect("setns");
 
         let cfg = native::parse("dataplane.toml", CONFIG).expect("config");
         let layout = Layout::new(&cfg);
@@ -159,7 +125,7 @@ impl Fixture {
         let dp = Dataplane::load(&LoadOptions::default()).expect("load XDP object");
         let bal = Balancer::install(dp, plan, &cfg).expect("install");
         Fixture {
-            _ns: ns,
+            _net: net,
             bal,
             dpc,
             dpb,
