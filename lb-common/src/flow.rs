@@ -8,11 +8,11 @@ pub const fn rr_slot(counter: u64, len: u32) -> u32 {
     (counter % len as u64) as u32
 }
 
-/// A cheap, well-mixed 32-bit hash of a client endpoint (murmur3's finaliser), used to spread
-/// full-NAT source ports so that concurrent clients rarely probe the same ports.
+/// A cheap, well-mixed 32-bit hash of a client address (murmur3's finaliser): each client
+/// gets its own offset into the full-NAT source-port range.
 #[inline(always)]
-pub const fn endpoint_hash(addr: u32, port: u16) -> u32 {
-    let mut h = addr ^ (((port as u32) << 16) | port as u32).rotate_left(7);
+pub const fn addr_hash(addr: u32) -> u32 {
+    let mut h = addr;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -24,14 +24,19 @@ pub const fn endpoint_hash(addr: u32, port: u16) -> u32 {
 /// How many source ports full-NAT tries before giving up on a flow.
 pub const SNAT_PROBES: u32 = 8;
 
-/// The `attempt`-th candidate source port (host order) in `min..=max` for a client endpoint
-/// with hash `hash`. Successive attempts step by a large odd stride so they land far apart.
+/// The `attempt`-th candidate full-NAT source port (host order) in `min..=max` for client
+/// port `port` (host order) of a client whose address hashes to `hash`.
+///
+/// A client's own ports map one-to-one onto source ports (offset by its hash), so its
+/// connections never compete with each other; different clients start at unrelated offsets.
+/// Successive attempts step by a large odd stride so they land far apart.
 #[inline(always)]
-pub const fn snat_port(hash: u32, attempt: u32, min: u16, max: u16) -> u16 {
+pub const fn snat_port(hash: u32, port: u16, attempt: u32, min: u16, max: u16) -> u16 {
     let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
     let span = (hi - lo) as u32 + 1;
     let step = attempt.wrapping_mul(0x9e37_79b1 | 1);
-    lo + (hash.wrapping_add(step) % span) as u16
+    let start = (hash % span) + port as u32;
+    lo + ((start + step % span) % span) as u16
 }
 
 #[cfg(test)]
@@ -55,10 +60,12 @@ mod tests {
     #[test]
     fn snat_ports_stay_in_range() {
         for hash in [0, 1, 0xffff_ffff, 0x1234_5678] {
-            for attempt in 0..SNAT_PROBES {
-                let p = snat_port(hash, attempt, 20000, 20010);
-                assert!((20000..=20010).contains(&p), "{p}");
-                assert_eq!(snat_port(hash, attempt, 7, 7), 7);
+            for port in [0, 1, 40000, u16::MAX] {
+                for attempt in 0..SNAT_PROBES {
+                    let p = snat_port(hash, port, attempt, 20000, 20010);
+                    assert!((20000..=20010).contains(&p), "{p}");
+                    assert_eq!(snat_port(hash, port, attempt, 7, 7), 7);
+                }
             }
         }
     }
@@ -66,17 +73,26 @@ mod tests {
     #[test]
     fn snat_probes_are_distinct_for_a_wide_range() {
         let ports: HashSet<u16> = (0..SNAT_PROBES)
-            .map(|a| snat_port(42, a, 10000, 32767))
+            .map(|a| snat_port(42, 50000, a, 10000, 32767))
             .collect();
         assert_eq!(ports.len(), SNAT_PROBES as usize);
     }
 
     #[test]
-    fn endpoint_hash_spreads_neighbouring_clients() {
-        // 1000 clients behind one address with consecutive ports should start on many
-        // different ports, not on a handful.
-        let starts: HashSet<u16> = (40000u16..41000)
-            .map(|p| snat_port(endpoint_hash(0x0a00_0002, p.to_be()), 0, 10000, 32767))
+    fn one_clients_ports_never_collide() {
+        // A client's 22768 consecutive ports get 22768 distinct first-choice source ports.
+        let h = addr_hash(0x0a00_0002);
+        let ports: HashSet<u16> = (30000u16..52768)
+            .map(|p| snat_port(h, p, 0, 10000, 32767))
+            .collect();
+        assert_eq!(ports.len(), 22768);
+    }
+
+    #[test]
+    fn clients_start_at_unrelated_offsets() {
+        // 1000 clients using the same source port start on many different ports.
+        let starts: HashSet<u16> = (0u32..1000)
+            .map(|i| snat_port(addr_hash(0x0a00_0000 + i), 40000, 0, 10000, 32767))
             .collect();
         assert!(
             starts.len() > 950,

@@ -16,23 +16,20 @@ pub const MAP_POOLS: &str = "LB_POOLS";
 pub const MAP_POOL_RR: &str = "LB_POOL_RR";
 pub const MAP_TABLES: &str = "LB_TABLES";
 pub const MAP_SERVERS: &str = "LB_SERVERS";
-pub const MAP_CONNTRACK: &str = "LB_CONNTRACK";
-pub const MAP_REVERSE: &str = "LB_REVERSE";
-pub const MAP_TX_PORTS: &str = "LB_TX_PORTS";
+pub const MAP_FLOWS: &str = "LB_FLOWS";
 pub const MAP_SETTINGS: &str = "LB_SETTINGS";
 pub const MAP_SERVER_STATS: &str = "LB_SERVER_STATS";
 pub const MAP_FRONTEND_STATS: &str = "LB_FRONTEND_STATS";
 pub const MAP_REASON_STATS: &str = "LB_REASON_STATS";
 
 /// Every map the daemon pins, in a stable order.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 11] = [
     MAP_SERVICES,
     MAP_POOLS,
     MAP_POOL_RR,
     MAP_TABLES,
     MAP_SERVERS,
-    MAP_CONNTRACK,
-    MAP_REVERSE,
+    MAP_FLOWS,
     MAP_SETTINGS,
     MAP_SERVER_STATS,
     MAP_FRONTEND_STATS,
@@ -51,9 +48,9 @@ pub const MAX_POOLS: u32 = 64;
 pub const MAX_SERVERS: u32 = 4096;
 /// Entries per table slot: bounds the sum of (reduced) weights of one pool.
 pub const TABLE_SIZE: u32 = 4096;
-/// Default conntrack size; the daemon overrides it from the config at load time.
+/// Default connection-tracking capacity in flows; `LB_FLOWS` holds two entries per flow (one
+/// per direction). The daemon sizes it from the config at load time.
 pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
-pub const MAX_TX_PORTS: u32 = 256;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -133,6 +130,21 @@ pub const SERVER_GONE: u8 = 0;
 /// decided by its presence in the pool's table, not by this flag.
 pub const SERVER_ACTIVE: u8 = 1;
 
+/// Where to send a rewritten packet: egress interface and MACs, as `bpf_fib_lookup` found
+/// them. Cached by the data plane so the FIB is consulted once per server (forward direction)
+/// or once per flow (replies) per epoch, not per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// 0: nothing cached.
+    pub ifindex: u32,
+    /// Valid while equal to `Settings::fib_epoch`; the daemon bumps the epoch periodically
+    /// and on route or neighbour changes.
+    pub epoch: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
 /// `LB_SERVERS` value, indexed by server id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,9 +159,11 @@ pub struct ServerInfo {
     pub state: u8,
     pub _pad: u8,
     pub pool: u32,
+    /// Next hop towards the server; written by the data plane, reset by every daemon write.
+    pub nh: NextHop,
 }
 
-/// A 5-tuple: the key of both conntrack directions.
+/// A 5-tuple as it appears in a packet: the key of `LB_FLOWS` for both directions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -158,33 +172,60 @@ pub struct FlowKey {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    // Scalar padding: zeroing a byte array makes LLVM call a (slow) memset in BPF.
+    pub _pad: u8,
+    pub _pad2: u16,
 }
 
-/// Conntrack flag: a FIN or RST went by; the next SYN on this tuple starts a new flow.
-pub const CT_F_CLOSING: u16 = 1 << 0;
+impl FlowKey {
+    /// Addresses and ports in network byte order.
+    #[inline(always)]
+    pub const fn new(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            _pad: 0,
+            _pad2: 0,
+        }
+    }
+}
 
-/// `LB_CONNTRACK` value: client-side 5-tuple -> chosen server.
+/// This entry is the server -> client direction of a flow.
+pub const FLOW_F_REPLY: u16 = 1 << 0;
+/// A FIN or RST went by (client side); the next SYN on this tuple starts a new flow.
+pub const FLOW_F_CLOSING: u16 = 1 << 1;
+
+/// `LB_FLOWS` value. One LRU table holds both directions of every flow so that any tracked
+/// packet, whichever way it goes, costs one lookup; the entry says what to rewrite the packet
+/// to, so the hot path needs no other lookup to do it.
+///
+/// - forward entry (key: client -> VIP): rewrite to `src:sport` (full-NAT source, or the
+///   client itself in DNAT) -> `dst:dport` (the server);
+/// - reply entry (key: server -> LB or client): rewrite to VIP -> client.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtEntry {
-    pub server: u32,
-    /// Full-NAT source port towards the server (network byte order); 0 in DNAT mode.
-    pub snat_port: u16,
-    /// `CT_F_*`.
+pub struct Flow {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// `FLOW_F_*`.
     pub flags: u16,
-}
-
-/// `LB_REVERSE` value: server-side 5-tuple of a reply -> what to restore.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RevEntry {
-    pub client_addr: u32,
-    pub vip: u32,
-    pub client_port: u16,
-    pub vip_port: u16,
     pub server: u16,
     pub frontend: u16,
+    pub pool: u16,
+    /// Replies only: next hop towards the client (forward packets use the server's).
+    pub nh: NextHop,
+}
+
+impl Flow {
+    #[inline(always)]
+    pub const fn is_reply(&self) -> bool {
+        self.flags & FLOW_F_REPLY != 0
+    }
 }
 
 /// Global settings, `LB_SETTINGS[0]`.
@@ -196,6 +237,8 @@ pub struct Settings {
     pub snat_port_max: u16,
     /// `SETTINGS_F_*`.
     pub flags: u32,
+    /// Cached next hops are valid while their epoch equals this.
+    pub fib_epoch: u32,
 }
 
 /// Some service binds `*`: look up the wildcard key when the exact VIP misses.

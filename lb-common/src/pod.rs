@@ -1,7 +1,7 @@
 //! Lets the daemon put these types in aya maps.
 use crate::{
-    Counters, CtEntry, FlowKey, PoolInfo, RevEntry, ServerInfo, ServerMeta, ServiceKey,
-    ServiceValue, Settings,
+    Counters, Flow, FlowKey, NextHop, PoolInfo, ServerInfo, ServerMeta, ServiceKey, ServiceValue,
+    Settings,
 };
 
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and have explicit
@@ -11,8 +11,8 @@ unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for PoolInfo {}
 unsafe impl aya::Pod for ServerInfo {}
 unsafe impl aya::Pod for FlowKey {}
-unsafe impl aya::Pod for CtEntry {}
-unsafe impl aya::Pod for RevEntry {}
+unsafe impl aya::Pod for Flow {}
+unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for ServerMeta {}

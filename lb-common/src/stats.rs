@@ -30,7 +30,8 @@ impl Counters {
 
 macro_rules! reasons {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
-        /// Why a packet left the program the way it did; index into `LB_REASON_STATS`.
+        /// Why a packet was passed or dropped; index into `LB_REASON_STATS`. Forwarded
+        /// packets are counted per server and frontend instead (`Counters`).
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Reason { $($(#[$doc])* $variant,)* }
@@ -70,8 +71,4 @@ reasons! {
     DropSnatExhausted = "drop_snat_exhausted",
     /// Conntrack insert failed: dropped rather than forwarded without state.
     DropConntrackFull = "drop_conntrack_full",
-    /// Forwarded out of the interface it came in on.
-    Tx = "tx",
-    /// Forwarded to another interface.
-    Redirect = "redirect",
 }

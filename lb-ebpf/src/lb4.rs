@@ -1,22 +1,21 @@
-//! The IPv4 packet path: service lookup, conntrack, server choice, NAT, forwarding.
+//! The IPv4 packet path.
 //!
 //! ```text
-//! parse ─┬─ VIP:port is a service ── lb4_forward: conntrack hit? ─ yes, server alive ─┐
-//!        │                                          │ no / server gone / reused tuple  │
-//!        │                                          └─ pick (round robin), track ──────┤
-//!        ├─ tuple is a tracked reply ─ lb4_reply ─────────────────────────────────── NAT ─ forward
-//!        ├─ wildcard service (*:port) ─ lb4_forward
+//! parse ─┬─ tracked (one LB_FLOWS lookup) ─┬─ reply ───────────────────────── NAT ─ forward
+//!        │                                 ├─ forward, server alive ───────── NAT ─ forward
+//!        │                                 └─ server gone / tuple reused ─┐
+//!        ├─ VIP:port is a service (exact, then *:port) ─── lb4_new: pick, track ─ NAT ─ forward
 //!        └─ anything else ─ XDP_PASS, untouched
 //! ```
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    CT_F_CLOSING, CtEntry, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS, PoolInfo, Reason, RevEntry,
-    SERVER_ACTIVE, SETTINGS_F_WILDCARD, ServerInfo, ServiceKey, ServiceValue, Settings, TableDesc,
-    flow::rr_slot, table_index,
+    FLOW_F_CLOSING, Flow, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS, Reason, SERVER_ACTIVE,
+    SETTINGS_F_WILDCARD, ServiceKey, ServiceValue, Settings, TableDesc, flow::rr_slot, table_index,
 };
 
 use crate::{
-    conntrack, forward,
+    flows::{self, Target},
+    forward,
     maps::{LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES},
     nat::{self, Tuple},
     parse::{self, Packet},
@@ -29,28 +28,23 @@ pub fn process(ctx: &XdpContext) -> u32 {
         Ok(pkt) => pkt,
         Err(reason) => return pass(reason),
     };
-    let mut svc_key = ServiceKey {
-        addr: pkt.dst(),
-        port: pkt.dport(),
-        proto: pkt.proto,
-        _pad: 0,
-    };
-    if let Some(svc) = LB_SERVICES.get_ptr(svc_key) {
-        // SAFETY: copied out at once (hash map values may be replaced by the daemon).
-        return lb4_forward(ctx, &pkt, unsafe { *svc });
+    let settings = LB_SETTINGS.get(0).copied().unwrap_or_default();
+    let key = flows::key_of(&pkt);
+    if let Some(flow) = flows::lookup(&key) {
+        return lb4_tracked(ctx, &pkt, &key, flow, &settings);
     }
-    let key = conntrack::key_of(&pkt);
-    if let Some(rev) = conntrack::lookup_reverse(&key) {
-        return lb4_reply(ctx, &pkt, rev);
+    match service(&pkt, &settings) {
+        Some(svc) => lb4_new(
+            ctx,
+            &pkt,
+            &key,
+            svc.pool,
+            svc.frontend,
+            Event::default(),
+            &settings,
+        ),
+        None => pass(Reason::PassNotService),
     }
-    let settings = settings();
-    if settings.flags & SETTINGS_F_WILDCARD != 0 {
-        svc_key.addr = 0;
-        if let Some(svc) = LB_SERVICES.get_ptr(svc_key) {
-            return lb4_forward(ctx, &pkt, unsafe { *svc });
-        }
-    }
-    pass(Reason::PassNotService)
 }
 
 #[inline(always)]
@@ -59,161 +53,153 @@ fn pass(reason: Reason) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The service a packet is addressed to: its exact VIP, else a wildcard bind on its port.
 #[inline(always)]
-fn settings() -> Settings {
-    LB_SETTINGS.get(0).copied().unwrap_or_default()
-}
-
-/// Client -> VIP.
-#[inline(always)]
-fn lb4_forward(ctx: &XdpContext, pkt: &Packet, svc: ServiceValue) -> u32 {
-    let Some(pool) = LB_POOLS.get_ptr(svc.pool) else {
-        return pass(Reason::PassNotService);
+fn service(pkt: &Packet, settings: &Settings) -> Option<ServiceValue> {
+    let mut k = ServiceKey {
+        addr: pkt.dst(),
+        port: pkt.dport(),
+        proto: pkt.proto,
+        _pad: 0,
     };
-    // SAFETY: array slots are never freed; `table` is read with one load (see `TableDesc`).
-    let pool = unsafe {
-        PoolInfo {
-            table: core::ptr::read_volatile(&(*pool).table),
-            flags: (*pool).flags,
-        }
-    };
-    let key = conntrack::key_of(pkt);
-    let mut ev = Event::default();
-    let mut tracked = None;
-    if let Some(ct) = conntrack::lookup(&key) {
-        // SAFETY: an LRU value we copy from and flag; a racing eviction at worst loses a flag.
-        let entry = unsafe { *ct };
-        if pkt.is_syn() && entry.flags & CT_F_CLOSING != 0 {
-            // The tuple is being reused for a new connection: balance it afresh.
-        } else {
-            match server(entry.server) {
-                Some(srv) => {
-                    if pkt.is_closing() && entry.flags & CT_F_CLOSING == 0 {
-                        unsafe { (*ct).flags |= CT_F_CLOSING };
-                    }
-                    tracked = Some((entry.server, srv, entry.snat_port));
-                }
-                // Its server left the rotation (DOWN, removed): `option redispatch`.
-                None => ev.redispatched = true,
-            }
-        }
+    // SAFETY: copied out at once (hash map values may be replaced by the daemon).
+    if let Some(v) = LB_SERVICES.get_ptr(k) {
+        return Some(unsafe { *v });
     }
-    let (id, srv, snat_port) = match tracked {
-        Some(t) => t,
-        None => match new_flow(pkt, &key, svc, pool) {
-            Ok(t) => {
-                ev.new_flow = true;
-                t
-            }
-            Err(action) => return action,
-        },
-    };
-    let to = if pool.flags & POOL_F_DNAT != 0 {
-        Tuple {
-            src: pkt.src(),
-            sport: pkt.sport(),
-            dst: srv.addr,
-            dport: srv.port,
-        }
-    } else {
-        Tuple {
-            src: srv.snat_addr,
-            sport: snat_port,
-            dst: srv.addr,
-            dport: srv.port,
-        }
-    };
-    nat::rewrite(pkt, to);
-    stats::account(id, svc.frontend, Dir::In, pkt.frame_len, ev);
-    forward::forward(ctx, pkt)
+    if settings.flags & SETTINGS_F_WILDCARD == 0 {
+        return None;
+    }
+    k.addr = 0;
+    LB_SERVICES.get_ptr(k).map(|v| unsafe { *v })
 }
 
-/// A server that may receive packets of existing flows.
 #[inline(always)]
-fn server(id: u32) -> Option<ServerInfo> {
-    LB_SERVERS
-        .get(id)
-        .copied()
-        .filter(|s| s.state == SERVER_ACTIVE)
+fn tuple(f: &Flow) -> Tuple {
+    Tuple {
+        src: f.src,
+        sport: f.sport,
+        dst: f.dst,
+        dport: f.dport,
+    }
 }
 
-/// Picks the next server of the pool's live table and tracks the flow. On failure returns the
-/// XDP action to take.
+/// A packet of a tracked flow, either way.
 #[inline(always)]
-fn new_flow(
+fn lb4_tracked(
+    ctx: &XdpContext,
     pkt: &Packet,
     key: &FlowKey,
-    svc: ServiceValue,
-    pool: PoolInfo,
-) -> Result<(u32, ServerInfo, u16), u32> {
-    let table = TableDesc::unpack(pool.table);
-    if table.len == 0 {
-        return Err(if pool.flags & POOL_F_EMPTY_PASS != 0 {
-            pass(Reason::PassNoServer)
-        } else {
-            stats::reason(Reason::DropNoServer);
-            xdp_action::XDP_DROP
-        });
+    entry: *mut Flow,
+    settings: &Settings,
+) -> u32 {
+    // SAFETY: an LRU value we copy from and update in place; a racing eviction at worst loses
+    // a flag or a cached next hop.
+    let flow = unsafe { *entry };
+    if flow.is_reply() {
+        nat::rewrite(pkt, tuple(&flow));
+        stats::account(
+            flow.server as u32,
+            flow.frontend as u32,
+            Dir::Out,
+            pkt.frame_len,
+            Event::default(),
+        );
+        return forward::via(ctx, pkt, unsafe { &mut (*entry).nh }, settings.fib_epoch);
     }
-    let Some(cursor) = LB_POOL_RR.get_ptr_mut(svc.pool) else {
-        return Err(pass(Reason::PassNotService));
-    };
-    let slot = rr_slot(fetch_add(cursor), table.len);
-    let id = LB_TABLES
-        .get(table_index(svc.pool, table.slot, slot))
-        .copied()
-        .unwrap_or(u32::MAX);
-    let Some(srv) = LB_SERVERS.get(id).copied() else {
-        stats::reason(Reason::DropNoServer);
-        return Err(xdp_action::XDP_DROP);
-    };
-    let rev = RevEntry {
-        client_addr: pkt.src(),
-        vip: pkt.dst(),
-        client_port: pkt.sport(),
-        vip_port: pkt.dport(),
-        server: id as u16,
-        frontend: svc.frontend as u16,
-    };
-    let full_nat = pool.flags & POOL_F_DNAT == 0;
-    let reason = match conntrack::bind_reverse(pkt, &srv, full_nat, rev, &settings()) {
-        Ok(snat_port) => {
-            let entry = CtEntry {
-                server: id,
-                snat_port: if full_nat { snat_port } else { 0 },
-                flags: 0,
-            };
-            match conntrack::insert(key, entry) {
-                Ok(()) => return Ok((id, srv, entry.snat_port)),
-                Err(reason) => reason,
-            }
-        }
-        Err(reason) => reason,
-    };
-    stats::reason(reason);
-    Err(xdp_action::XDP_DROP)
-}
-
-/// Server -> client: restore the VIP as source and the client as destination.
-#[inline(always)]
-fn lb4_reply(ctx: &XdpContext, pkt: &Packet, rev: RevEntry) -> u32 {
-    nat::rewrite(
-        pkt,
-        Tuple {
-            src: rev.vip,
-            sport: rev.vip_port,
-            dst: rev.client_addr,
-            dport: rev.client_port,
+    let (pool, frontend) = (flow.pool as u32, flow.frontend as u32);
+    if pkt.is_syn() && flow.flags & FLOW_F_CLOSING != 0 {
+        // The tuple is being reused for a new connection: balance it afresh.
+        return lb4_new(ctx, pkt, key, pool, frontend, Event::default(), settings);
+    }
+    let server = LB_SERVERS.get_ptr_mut(flow.server as u32);
+    let alive = match server {
+        // SAFETY: array slots are never freed.
+        Some(s) => unsafe {
+            (*s).state == SERVER_ACTIVE && (*s).addr == flow.dst && (*s).port == flow.dport
         },
-    );
+        None => false,
+    };
+    let Some(server) = server.filter(|_| alive) else {
+        // Its server left the rotation (DOWN, removed): `option redispatch`.
+        let ev = Event {
+            redispatched: true,
+            ..Event::default()
+        };
+        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings);
+    };
+    if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
+        unsafe { (*entry).flags |= FLOW_F_CLOSING };
+    }
+    nat::rewrite(pkt, tuple(&flow));
     stats::account(
-        rev.server as u32,
-        rev.frontend as u32,
-        Dir::Out,
+        flow.server as u32,
+        frontend,
+        Dir::In,
         pkt.frame_len,
         Event::default(),
     );
-    forward::forward(ctx, pkt)
+    forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
+}
+
+/// Picks the next server of the pool's live table, tracks the flow and forwards the packet.
+#[inline(always)]
+fn lb4_new(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    pool: u32,
+    frontend: u32,
+    mut ev: Event,
+    settings: &Settings,
+) -> u32 {
+    let Some(info) = LB_POOLS.get_ptr(pool) else {
+        return pass(Reason::PassNotService);
+    };
+    // SAFETY: array slots are never freed; `table` is read with one load (see `TableDesc`).
+    let (table, flags) = unsafe {
+        (
+            TableDesc::unpack(core::ptr::read_volatile(&(*info).table)),
+            (*info).flags,
+        )
+    };
+    if table.len == 0 {
+        if flags & POOL_F_EMPTY_PASS != 0 {
+            return pass(Reason::PassNoServer);
+        }
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    }
+    let Some(cursor) = LB_POOL_RR.get_ptr_mut(pool) else {
+        return pass(Reason::PassNotService);
+    };
+    let slot = rr_slot(fetch_add(cursor), table.len);
+    let id = LB_TABLES
+        .get(table_index(pool, table.slot, slot))
+        .copied()
+        .unwrap_or(u32::MAX);
+    let Some(server) = LB_SERVERS.get_ptr_mut(id) else {
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    };
+    let target = Target {
+        id,
+        // SAFETY: array slots are never freed.
+        server: unsafe { *server },
+        pool,
+        frontend,
+        full_nat: flags & POOL_F_DNAT == 0,
+    };
+    let fwd = match flows::track(pkt, key, &target, settings) {
+        Ok(f) => f,
+        Err(reason) => {
+            stats::reason(reason);
+            return xdp_action::XDP_DROP;
+        }
+    };
+    ev.new_flow = true;
+    nat::rewrite(pkt, tuple(&fwd));
+    stats::account(id, frontend, Dir::In, pkt.frame_len, ev);
+    forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
 }
 
 /// Atomically increments the round-robin cursor and returns its previous value, so that CPUs
@@ -235,6 +221,6 @@ fn fetch_add(cursor: *mut u64) -> u64 {
     // SAFETY: as above; host builds only type-check this crate.
     unsafe {
         core::sync::atomic::AtomicU64::from_ptr(cursor)
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+            .fetch_add(1, core::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -1,12 +1,12 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
-//! path), `conntrack` (flow state), `nat` (rewrite + checksums), `forward` (FIB + redirect),
-//! `stats` (per-CPU counters).
+//! path), `flows` (connection tracking), `nat` (rewrite + checksums), `forward` (next hop +
+//! redirect), `stats` (per-CPU counters).
 #![no_std]
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
-mod conntrack;
+mod flows;
 mod forward;
 mod lb4;
 mod maps;

@@ -1,13 +1,13 @@
 //! Map definitions. Keys, values and names come from `lb-common`; sizes here are defaults the
 //! daemon may override at load time (conntrack).
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
-    Counters, CtEntry, DEFAULT_CONNTRACK_ENTRIES as CT, FlowKey, MAX_FRONTENDS, MAX_POOLS,
-    MAX_SERVERS, MAX_SERVICES, MAX_TX_PORTS, PoolInfo, Reason, RevEntry, ServerInfo, ServerMeta,
-    ServiceKey, ServiceValue, Settings, TABLE_SIZE,
+    Counters, DEFAULT_CONNTRACK_ENTRIES as CT, Flow, FlowKey, MAX_FRONTENDS, MAX_POOLS,
+    MAX_SERVERS, MAX_SERVICES, PoolInfo, Reason, ServerInfo, ServerMeta, ServiceKey, ServiceValue,
+    Settings, TABLE_SIZE,
 };
 
 #[btf_map]
@@ -29,17 +29,9 @@ pub static LB_TABLES: Array<u32, { (MAX_POOLS * 2 * TABLE_SIZE) as usize }> = Ar
 #[btf_map]
 pub static LB_SERVERS: Array<ServerInfo, { MAX_SERVERS as usize }> = Array::new();
 
-/// Client-side 5-tuple -> server.
+/// Both directions of every tracked flow (two entries per flow), see `lb_common::Flow`.
 #[btf_map]
-pub static LB_CONNTRACK: LruHashMap<FlowKey, CtEntry, { CT as usize }> = LruHashMap::new();
-
-/// Server-side 5-tuple of replies -> client and VIP to restore.
-#[btf_map]
-pub static LB_REVERSE: LruHashMap<FlowKey, RevEntry, { CT as usize }> = LruHashMap::new();
-
-/// Interfaces the program may redirect to (the ones it is attached to).
-#[btf_map]
-pub static LB_TX_PORTS: DevMapHash<{ MAX_TX_PORTS as usize }> = DevMapHash::new();
+pub static LB_FLOWS: LruHashMap<FlowKey, Flow, { 2 * CT as usize }> = LruHashMap::new();
 
 #[btf_map]
 pub static LB_SETTINGS: Array<Settings, 1> = Array::new();

@@ -4,8 +4,8 @@ use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context, Result, anyhow, bail};
 use lb_common::{
-    META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, SERVER_ACTIVE, SERVER_GONE,
-    SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
+    META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop, SERVER_ACTIVE,
+    SERVER_GONE, SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
 };
 
 use crate::{
@@ -127,6 +127,7 @@ pub struct Balancer {
     pub dp: Dataplane,
     pub plan: Plan,
     pub states: Vec<ServerState>,
+    settings: Settings,
     pid: u32,
 }
 
@@ -147,22 +148,25 @@ impl Balancer {
                 weight: s.weight,
             })
             .collect();
-        let mut b = Balancer {
-            dp,
-            plan,
-            states,
-            pid: std::process::id(),
-        };
         let (lo, hi) = cfg.global.snat_ports;
-        b.dp.maps.write_settings(Settings {
+        let settings = Settings {
             snat_port_min: lo,
             snat_port_max: hi,
-            flags: if b.plan.layout.wildcard {
+            flags: if plan.layout.wildcard {
                 SETTINGS_F_WILDCARD
             } else {
                 0
             },
-        })?;
+            fib_epoch: 1,
+        };
+        let mut b = Balancer {
+            dp,
+            plan,
+            states,
+            settings,
+            pid: std::process::id(),
+        };
+        b.dp.maps.write_settings(settings)?;
         b.dp.maps.clear_servers_from(b.plan.layout.server_count())?;
         b.dp.maps
             .clear_pools_from(b.plan.layout.pools.len() as u32)?;
@@ -207,6 +211,7 @@ impl Balancer {
             state: if active { SERVER_ACTIVE } else { SERVER_GONE },
             _pad: 0,
             pool,
+            nh: NextHop::default(),
         };
         for s in &p.servers {
             if self.states[s.id as usize].active() {
@@ -233,6 +238,15 @@ impl Balancer {
             self.dp.maps.write_meta(s.id, meta)?;
         }
         Ok(())
+    }
+}
+
+impl Balancer {
+    /// Invalidates every next hop the data plane cached, so the next packet of each server
+    /// and flow asks the FIB again (routes or neighbours may have changed).
+    pub fn bump_fib_epoch(&mut self) -> Result<()> {
+        self.settings.fib_epoch = self.settings.fib_epoch.wrapping_add(1).max(1);
+        self.dp.maps.write_settings(self.settings)
     }
 }
 
@@ -279,6 +293,9 @@ impl Drop for Forwarding {
         }
     }
 }
+
+/// How long a next hop cached by the data plane is trusted.
+const FIB_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `lb run`.
 pub fn run(path: &Path, extra_ifaces: &[String]) -> Result<()> {
@@ -335,7 +352,15 @@ async fn serve(cfg: Config, plan: Plan) -> Result<()> {
         cfg.global.instance,
         std::process::id()
     );
-    shutdown_signal().await?;
+    let mut refresh = tokio::time::interval(FIB_REFRESH);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            r = &mut shutdown => { r?; break; }
+            _ = refresh.tick() => bal.bump_fib_epoch()?,
+        }
+    }
     bal.dp.detach_all()?;
     if let Some(pidfile) = &cfg.global.pidfile {
         let _ = std::fs::remove_file(pidfile);

@@ -153,7 +153,7 @@ pub fn stats_of(maps: &Maps) -> Result<Stats> {
             .into_iter()
             .map(|(r, n)| (r.name().to_string(), n))
             .collect(),
-        conntrack_entries: maps.conntrack.keys().count() as u64,
+        conntrack_entries: maps.flow_count(),
     })
 }
 

@@ -21,12 +21,16 @@ pub struct Maps {
     pub tables: Array<MapData, u32>,
     pub servers: Array<MapData, ServerInfo>,
     pub meta: Array<MapData, ServerMeta>,
-    pub conntrack: HashMap<MapData, FlowKey, CtEntry>,
-    pub reverse: HashMap<MapData, FlowKey, RevEntry>,
+    pub flows: HashMap<MapData, FlowKey, Flow>,
     pub settings: Array<MapData, Settings>,
     pub server_stats: PerCpuArray<MapData, Counters>,
     pub frontend_stats: PerCpuArray<MapData, Counters>,
     pub reason_stats: PerCpuArray<MapData, u64>,
+}
+
+/// `LB_FLOWS` holds both directions of every flow.
+pub fn flow_entries(conntrack_entries: u32) -> u32 {
+    conntrack_entries.saturating_mul(2)
 }
 
 /// What a map must look like for this build: type, key size, value size, max entries.
@@ -46,17 +50,11 @@ pub fn expected(name: &str, conntrack_entries: u32) -> Option<(MapType, u32, u32
         MAP_TABLES => (MapType::Array, 4, 4, MAX_POOLS * 2 * TABLE_SIZE),
         MAP_SERVERS => (MapType::Array, 4, size::<ServerInfo>(), MAX_SERVERS),
         MAP_SERVER_META => (MapType::Array, 4, size::<ServerMeta>(), MAX_SERVERS),
-        MAP_CONNTRACK => (
+        MAP_FLOWS => (
             MapType::LruHash,
             size::<FlowKey>(),
-            size::<CtEntry>(),
-            conntrack_entries,
-        ),
-        MAP_REVERSE => (
-            MapType::LruHash,
-            size::<FlowKey>(),
-            size::<RevEntry>(),
-            conntrack_entries,
+            size::<Flow>(),
+            flow_entries(conntrack_entries),
         ),
         MAP_SETTINGS => (MapType::Array, 4, size::<Settings>(), 1),
         MAP_SERVER_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_SERVERS),
@@ -117,8 +115,7 @@ impl Maps {
             tables: typed(take(MAP_TABLES)?, MAP_TABLES)?,
             servers: typed(take(MAP_SERVERS)?, MAP_SERVERS)?,
             meta: typed(take(MAP_SERVER_META)?, MAP_SERVER_META)?,
-            conntrack: typed(take(MAP_CONNTRACK)?, MAP_CONNTRACK)?,
-            reverse: typed(take(MAP_REVERSE)?, MAP_REVERSE)?,
+            flows: typed(take(MAP_FLOWS)?, MAP_FLOWS)?,
             settings: typed(take(MAP_SETTINGS)?, MAP_SETTINGS)?,
             server_stats: typed(take(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
             frontend_stats: typed(take(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
@@ -147,8 +144,7 @@ impl Maps {
             tables: typed(open(MAP_TABLES)?, MAP_TABLES)?,
             servers: typed(open(MAP_SERVERS)?, MAP_SERVERS)?,
             meta: typed(open(MAP_SERVER_META)?, MAP_SERVER_META)?,
-            conntrack: typed(open(MAP_CONNTRACK)?, MAP_CONNTRACK)?,
-            reverse: typed(open(MAP_REVERSE)?, MAP_REVERSE)?,
+            flows: typed(open(MAP_FLOWS)?, MAP_FLOWS)?,
             settings: typed(open(MAP_SETTINGS)?, MAP_SETTINGS)?,
             server_stats: typed(open(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
             frontend_stats: typed(open(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
@@ -178,14 +174,25 @@ impl Maps {
             .collect()
     }
 
-    /// Number of conntrack entries per server id (a full scan; for `show`, not the fast path).
+    /// Number of tracked flows per server id (a full scan; for `show`, not the fast path).
     pub fn flows_per_server(&self) -> Vec<u64> {
         let mut out = vec![0u64; MAX_SERVERS as usize];
-        for (_, e) in self.conntrack.iter().flatten() {
-            if let Some(n) = out.get_mut(e.server as usize) {
+        for (_, f) in self.flows.iter().flatten() {
+            if !f.is_reply()
+                && let Some(n) = out.get_mut(f.server as usize)
+            {
                 *n += 1;
             }
         }
         out
+    }
+
+    /// Number of tracked flows (forward entries).
+    pub fn flow_count(&self) -> u64 {
+        self.flows
+            .iter()
+            .flatten()
+            .filter(|(_, f)| !f.is_reply())
+            .count() as u64
     }
 }

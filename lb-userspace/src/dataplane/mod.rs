@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, xdp::DevMapHash},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::{MAP_CONNTRACK, MAP_REVERSE, MAP_TX_PORTS, PINNED_MAPS, PROG_LB, PROG_PASS};
+use lb_common::{MAP_FLOWS, PINNED_MAPS, PROG_LB, PROG_PASS};
 
 pub use maps::{Maps, pin_dir};
 use writer::Publisher;
@@ -47,7 +46,6 @@ pub struct Attachment {
 pub struct Dataplane {
     ebpf: Ebpf,
     pub maps: Maps,
-    tx_ports: DevMapHash<MapData>,
     publisher: Publisher,
     attachments: Vec<Attachment>,
     /// Things worth a log line that happened while loading (pins recreated, ...).
@@ -59,9 +57,7 @@ impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut notes = Vec::new();
         let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(MAP_CONNTRACK, opts.conntrack_entries)
-            .map_max_entries(MAP_REVERSE, opts.conntrack_entries);
+        loader.map_max_entries(MAP_FLOWS, maps::flow_entries(opts.conntrack_entries));
         if let Some(dir) = &opts.pin_dir {
             crate::net::ensure_bpffs()?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -77,14 +73,9 @@ impl Dataplane {
                 .with_context(|| format!("verifying XDP program {name}"))?;
         }
         let maps = Maps::from_ebpf(&mut ebpf)?;
-        let tx_ports = ebpf
-            .take_map(MAP_TX_PORTS)
-            .ok_or_else(|| anyhow!("the XDP object has no map {MAP_TX_PORTS}"))?;
-        let tx_ports = DevMapHash::try_from(tx_ports).context("LB_TX_PORTS")?;
         Ok(Dataplane {
             ebpf,
             maps,
-            tx_ports,
             publisher: Publisher::default(),
             attachments: Vec::new(),
             notes,
@@ -94,7 +85,6 @@ impl Dataplane {
     /// Attaches the balancer to `ifname`, natively if the driver allows, else in generic (skb)
     /// mode. Returns the mode used; the caller logs a fallback.
     pub fn attach(&mut self, ifname: &str) -> Result<XdpMode> {
-        let ifindex = crate::net::ifindex(ifname)?;
         let prog = program(&mut self.ebpf, PROG_LB)?;
         let (link, mode) = match prog.attach(ifname, XdpMode::Driver) {
             Ok(link) => (link, XdpMode::Driver),
@@ -107,9 +97,6 @@ impl Dataplane {
                 }
             },
         };
-        self.tx_ports
-            .insert(ifindex, ifindex, None, 0)
-            .with_context(|| format!("adding {ifname} to LB_TX_PORTS"))?;
         self.attachments.push(Attachment {
             ifname: ifname.into(),
             mode,

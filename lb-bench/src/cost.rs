@@ -1,0 +1,275 @@
+//! Per-packet cost through BPF_PROG_TEST_RUN, against the empty XDP_PASS program.
+//!
+//! The kernel runs the program `repeat` times on the *same* buffer, so whatever the program
+//! rewrites is the next run's input. Each case is therefore set up as a fixed point, so every
+//! run takes the same path as a real packet would:
+//! - conntrack hit / reply: the server (or client) is set up so that the rewrite maps the
+//!   frame onto itself (the arithmetic still runs, with deltas that cancel), and the FIB
+//!   still resolves a real next hop on the other interface (XDP_REDIRECT);
+//! - new flow: the full-NAT rewrite turns the frame into a SYN from another source port of
+//!   the same client to the same VIP, and a conntrack of 4 flows has evicted that tuple long
+//!   before the walk over source ports comes back to it, so every run is a new flow.
+//!
+//! Each case checks afterwards, from the counters, that it measured what it claims.
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use anyhow::{Result, ensure};
+use lb::dataplane::{
+    Dataplane, LoadOptions,
+    testrun::{self, XDP_PASS, XDP_REDIRECT, action_name},
+};
+use lb_common::{
+    FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, SERVER_ACTIVE, ServerInfo, ServiceKey,
+    ServiceValue, Settings,
+};
+use lb_testbed::{
+    packet::{ACK, Pkt, SYN},
+    runnet::{MAC_DPB, MAC_DPC, RunNet},
+};
+
+use crate::{
+    Args,
+    report::{Report, Spread},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const MAC_VIP: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc2];
+const CPORT: u16 = 40000;
+
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// A 64-byte TCP frame (14 + 20 + 20 + 10 bytes of payload).
+fn frame(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
+    let f = Pkt::tcp(src, dst)
+        .flags(flags)
+        .payload(&[0x61; 10])
+        .macs(smac, dmac)
+        .build();
+    debug_assert_eq!(f.len(), 64);
+    f
+}
+
+/// One full-NAT service VIP:80 whose only server *is* VIP:80, with the client as its
+/// full-NAT source: every rewrite is a fixed point (see the module comment).
+fn install(dp: &mut Dataplane) -> Result<()> {
+    dp.maps.write_settings(Settings {
+        snat_port_min: 10000,
+        snat_port_max: 32767,
+        flags: 0,
+        fib_epoch: 1,
+    })?;
+    dp.maps.sync_services(&[(
+        ServiceKey {
+            addr: be(VIP),
+            port: 80u16.to_be(),
+            proto: PROTO_TCP,
+            _pad: 0,
+        },
+        ServiceValue {
+            pool: 0,
+            frontend: 0,
+        },
+    )])?;
+    dp.maps.write_server(
+        0,
+        ServerInfo {
+            addr: be(VIP),
+            snat_addr: be(CLIENT),
+            port: 80u16.to_be(),
+            state: SERVER_ACTIVE,
+            _pad: 0,
+            pool: 0,
+            nh: NextHop::default(),
+        },
+    )?;
+    dp.publish(0, 0, &[0])
+}
+
+struct Case {
+    name: &'static str,
+    ns: Vec<f64>,
+    action: u32,
+}
+
+pub fn run(args: &Args, out: &mut Report) -> Result<()> {
+    let net = RunNet::new()?;
+    net.neighbour(VIP, MAC_VIP)?;
+    net.neighbour(CLIENT, MAC_CLIENT)?;
+    let (reps, repeat) = if args.quick {
+        (3, 1_000_000)
+    } else {
+        (5, 5_000_000)
+    };
+    let ns = net.ns.handle();
+    let cases = ns.run(move || measure(&net, reps, repeat))??;
+
+    let floor = Spread::of(&cases[0].ns).median;
+    let targets = ["", "<= 2.5x", "<= 4x", "", ""];
+    let rows = cases
+        .iter()
+        .zip(targets)
+        .map(|(c, target)| {
+            let s = Spread::of(&c.ns);
+            vec![
+                c.name.to_string(),
+                s.fmt(1),
+                format!("{:.2}x", s.median / floor),
+                target.to_string(),
+                action_name(c.action).to_string(),
+            ]
+        })
+        .collect();
+    out.table(
+        "Per-packet cost (BPF_PROG_TEST_RUN)",
+        &format!(
+            "64-byte TCP frames, repeat {repeat} per run, {reps} runs; ns/packet min / median / max; \
+             ratio of medians to the empty XDP_PASS program measured in the same invocation."
+        ),
+        &["case", "ns/packet", "x floor", "target", "action"],
+        rows,
+    );
+    Ok(())
+}
+
+fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
+    let (dpc, dpb) = net.enter()?;
+    let client = SocketAddrV4::new(CLIENT, CPORT);
+    let vip = SocketAddrV4::new(VIP, 80);
+
+    let mut dp = Dataplane::load(&LoadOptions::default())?;
+    install(&mut dp)?;
+    dp.maps.flows.insert(
+        FlowKey::new(be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be(), PROTO_TCP),
+        Flow {
+            src: be(CLIENT),
+            dst: be(VIP),
+            sport: CPORT.to_be(),
+            dport: 80u16.to_be(),
+            ..Flow::default()
+        },
+        0,
+    )?;
+    dp.maps.flows.insert(
+        FlowKey::new(be(VIP), be(CLIENT), 80u16.to_be(), CPORT.to_be(), PROTO_TCP),
+        Flow {
+            src: be(VIP),
+            dst: be(CLIENT),
+            sport: 80u16.to_be(),
+            dport: CPORT.to_be(),
+            flags: FLOW_F_REPLY,
+            ..Flow::default()
+        },
+        0,
+    )?;
+    // New flows get their own instance: a conntrack small enough to forget every flow.
+    let mut fresh = Dataplane::load(&LoadOptions {
+        pin_dir: None,
+        conntrack_entries: 4,
+    })?;
+    install(&mut fresh)?;
+
+    // MACs as the program writes them, so that even the first run is a fixed point.
+    let hit = frame(client, vip, ACK, MAC_DPB, MAC_VIP);
+    let syn = frame(client, vip, SYN, MAC_DPB, MAC_VIP);
+    let reply = frame(vip, client, ACK, MAC_DPC, MAC_CLIENT);
+    let other = frame(
+        client,
+        SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 22),
+        ACK,
+        MAC_CLIENT,
+        MAC_DPC,
+    );
+
+    let mut cases = vec![
+        Case {
+            name: "empty XDP_PASS (floor)",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "conntrack hit",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "new flow",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "reply (server -> client)",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "non-VIP traffic",
+            ns: vec![],
+            action: 0,
+        },
+    ];
+    // Interleave the cases within each repetition so drift hits them all alike.
+    for _ in 0..reps {
+        let o = testrun::run(dp.pass_program()?, dpc, &hit, repeat)?;
+        cases[0].ns.push(o.per_run.as_nanos() as f64);
+        cases[0].action = o.action;
+
+        let before = dp.maps.server_counters(0)?;
+        let o = testrun::run(dp.lb_program()?, dpc, &hit, repeat)?;
+        let after = dp.maps.server_counters(0)?;
+        ensure!(
+            o.frame == hit,
+            "conntrack hit: the frame changed, not a fixed point"
+        );
+        ensure!(
+            after.packets_in - before.packets_in == u64::from(repeat)
+                && after.new_flows == before.new_flows,
+            "conntrack hit: not every run was a hit ({before:?} -> {after:?})"
+        );
+        cases[1].ns.push(o.per_run.as_nanos() as f64);
+        cases[1].action = o.action;
+
+        let before = fresh.maps.server_counters(0)?;
+        let o = testrun::run(fresh.lb_program()?, dpc, &syn, repeat)?;
+        let after = fresh.maps.server_counters(0)?;
+        let new = after.new_flows - before.new_flows;
+        ensure!(
+            new * 100 >= u64::from(repeat) * 99,
+            "new flow: only {new} of {repeat} runs were new flows"
+        );
+        cases[2].ns.push(o.per_run.as_nanos() as f64);
+        cases[2].action = o.action;
+
+        let before = dp.maps.server_counters(0)?;
+        let o = testrun::run(dp.lb_program()?, dpb, &reply, repeat)?;
+        let after = dp.maps.server_counters(0)?;
+        ensure!(
+            after.packets_out - before.packets_out == u64::from(repeat),
+            "reply: not every run was a tracked reply"
+        );
+        cases[3].ns.push(o.per_run.as_nanos() as f64);
+        cases[3].action = o.action;
+
+        let o = testrun::run(dp.lb_program()?, dpc, &other, repeat)?;
+        ensure!(o.frame == other, "non-VIP traffic was modified");
+        cases[4].ns.push(o.per_run.as_nanos() as f64);
+        cases[4].action = o.action;
+    }
+    for (c, want) in
+        cases
+            .iter()
+            .zip([XDP_PASS, XDP_REDIRECT, XDP_REDIRECT, XDP_REDIRECT, XDP_PASS])
+    {
+        ensure!(
+            c.action == want,
+            "{}: {} instead of {}",
+            c.name,
+            action_name(c.action),
+            action_name(want)
+        );
+    }
+    Ok(cases)
+}

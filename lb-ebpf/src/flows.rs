@@ -1,0 +1,107 @@
+//! Connection tracking: both directions of every flow in one LRU table (`LB_FLOWS`), each
+//! entry holding the rewrite its packets need.
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use lb_common::{
+    FLOW_F_REPLY, Flow, FlowKey, NextHop, Reason, ServerInfo, Settings,
+    flow::{SNAT_PROBES, addr_hash, snat_port},
+};
+
+use crate::{maps::LB_FLOWS, parse::Packet};
+
+#[inline(always)]
+pub fn key_of(pkt: &Packet) -> FlowKey {
+    FlowKey::new(pkt.src(), pkt.dst(), pkt.sport(), pkt.dport(), pkt.proto)
+}
+
+#[inline(always)]
+pub fn lookup(key: &FlowKey) -> Option<*mut Flow> {
+    LB_FLOWS.get_ptr_mut(key)
+}
+
+/// Where a new flow of a pool goes, as decided by the caller.
+pub struct Target {
+    pub id: u32,
+    pub server: ServerInfo,
+    pub pool: u32,
+    pub frontend: u32,
+    pub full_nat: bool,
+}
+
+/// Tracks a new flow and returns its forward entry (the rewrite for this packet).
+///
+/// The reply entry comes first, since it is where full-NAT picks its source port: the server
+/// will answer `snat_addr:port`, and that tuple must not already belong to another client's
+/// flow to the same server (the same client re-binding its own tuple is fine). DNAT keeps the
+/// client's address and port; the server answers the client directly.
+#[inline(always)]
+pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Result<Flow, Reason> {
+    let (client, cport) = (pkt.src(), pkt.sport());
+    let mut fwd = Flow {
+        src: client,
+        dst: t.server.addr,
+        sport: cport,
+        dport: t.server.port,
+        flags: 0,
+        server: t.id as u16,
+        frontend: t.frontend as u16,
+        pool: t.pool as u16,
+        nh: NextHop::default(),
+    };
+    let reply = Flow {
+        src: pkt.dst(),
+        dst: client,
+        sport: pkt.dport(),
+        dport: cport,
+        flags: FLOW_F_REPLY,
+        ..fwd
+    };
+    let mut rkey = FlowKey::new(t.server.addr, client, t.server.port, cport, pkt.proto);
+    if t.full_nat {
+        rkey.dst = t.server.snat_addr;
+        fwd.src = t.server.snat_addr;
+        fwd.sport = bind_snat_port(&mut rkey, &reply, settings)?;
+    } else if LB_FLOWS.insert(rkey, reply, BPF_ANY as u64).is_err() {
+        return Err(Reason::DropConntrackFull);
+    }
+    match LB_FLOWS.insert(*key, fwd, BPF_ANY as u64) {
+        Ok(()) => Ok(fwd),
+        Err(_) => Err(Reason::DropConntrackFull),
+    }
+}
+
+/// Probes a few hashed source ports for one whose reply tuple is free (or already this
+/// client's) and inserts the reply entry there. Returns the port, network order.
+#[inline(always)]
+fn bind_snat_port(rkey: &mut FlowKey, reply: &Flow, settings: &Settings) -> Result<u16, Reason> {
+    let (hash, cport) = (addr_hash(reply.dst), u16::from_be(reply.dport));
+    for attempt in 0..SNAT_PROBES {
+        let port = snat_port(
+            hash,
+            cport,
+            attempt,
+            settings.snat_port_min,
+            settings.snat_port_max,
+        )
+        .to_be();
+        rkey.dport = port;
+        match LB_FLOWS.get_ptr(*rkey) {
+            Some(old) => {
+                // SAFETY: read once to compare; a racing replacement is caught by the insert.
+                let old = unsafe { *old };
+                if old.dst == reply.dst
+                    && old.dport == reply.dport
+                    && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok()
+                {
+                    return Ok(port);
+                }
+            }
+            None => {
+                // NOEXIST: another CPU may have taken this port since the lookup.
+                if LB_FLOWS.insert(*rkey, *reply, BPF_NOEXIST as u64).is_ok() {
+                    return Ok(port);
+                }
+            }
+        }
+    }
+    Err(Reason::DropSnatExhausted)
+}
