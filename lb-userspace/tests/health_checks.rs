@@ -462,3 +462,26 @@ async fn disabled_checks_send_nothing_until_enabled() {
     checkers.set_enabled(0, true);
     assert!(next_event(&mut rx, ms(2000)).await.is_some());
 }
+
+#[tokio::test]
+async fn absurd_intervals_do_not_panic() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    let spec = CheckSpec {
+        timeout_check: Some(Duration::MAX),
+        timeout_connect: Some(Duration::MAX),
+        ..http_spec(addr, Duration::MAX)
+    };
+    assert_eq!(run_check(&spec).await.status, CheckStatus::L4Con);
+    let (tx, _rx) = mpsc::channel(4);
+    let checkers = spawn_checkers(
+        vec![
+            target(0, spec.clone(), Duration::MAX, 2, 2),
+            target(1, spec, Duration::MAX, 2, 2),
+        ],
+        tx,
+    );
+    sleep(ms(100)).await;
+    checkers.shutdown().await;
+}

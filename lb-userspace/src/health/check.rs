@@ -140,6 +140,14 @@ pub fn os_error_text(e: &io::Error) -> String {
     }
 }
 
+/// The longest wait used anywhere (HAProxy's intervals and timeouts are ints of ms, under 25
+/// days); keeps `Instant` arithmetic from overflowing on absurd configurations.
+const MAX_WAIT: Duration = Duration::from_secs(30 * 86_400);
+
+fn after(from: Instant, d: Duration) -> Instant {
+    from + d.min(MAX_WAIT)
+}
+
 /// Runs one check. Never panics, never takes longer than its timeouts.
 pub async fn run_check(spec: &CheckSpec) -> CheckResult {
     let start = Instant::now();
@@ -152,7 +160,12 @@ pub async fn run_check(spec: &CheckSpec) -> CheckResult {
         Ok(s) => s,
         Err(e) => return done(CheckStatus::SockErr).with_info(os_error_text(&e)),
     };
-    let stream = match timeout_at(start + spec.connect_timeout(), socket.connect(spec.addr)).await {
+    let stream = match timeout_at(
+        after(start, spec.connect_timeout()),
+        socket.connect(spec.addr),
+    )
+    .await
+    {
         Err(_) => return done(CheckStatus::L4Tout),
         Ok(Err(e)) => return done(CheckStatus::L4Con).with_info(os_error_text(&e)),
         Ok(Ok(s)) => s,
@@ -162,8 +175,8 @@ pub async fn run_check(spec: &CheckSpec) -> CheckResult {
         Probe::Http { request, expect } => (request, expect),
     };
     let deadline = match spec.timeout_check {
-        Some(t) => Instant::now() + t,
-        None => start + spec.inter,
+        Some(t) => after(Instant::now(), t),
+        None => after(start, spec.inter),
     };
     let reply = match timeout_at(deadline, exchange(stream, request)).await {
         Err(_) => return done(CheckStatus::L7Tout),
@@ -432,7 +445,7 @@ pub fn spawn_checkers(targets: Vec<CheckTarget>, events: mpsc::Sender<CheckEvent
     let mut tasks = Vec::new();
     for (pos, t) in targets.into_iter().enumerate() {
         let own = t.health.next_interval(&t.intervals);
-        let first = mininter.max(own) * pos as u32 / count.max(1);
+        let first = mininter.max(own).min(MAX_WAIT) * pos as u32 / count.max(1);
         let (control, _) = watch::channel(0u64);
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
@@ -464,14 +477,14 @@ async fn check_loop(
     events: mpsc::Sender<CheckEvent>,
 ) {
     let mut control = slot.control.subscribe();
-    let mut next = Instant::now() + first;
+    let mut next = after(Instant::now(), first);
     loop {
         sleep_until(next).await;
         let generation = *control.borrow_and_update();
         if slot.lock().paused() {
             // HAProxy keeps a paused check's task ticking every `inter`; the first check
             // after maintenance comes at the next tick.
-            next += intervals.inter;
+            next = after(next, intervals.inter);
             continue;
         }
         let result = tokio::select! {
@@ -502,7 +515,7 @@ async fn check_loop(
         {
             return;
         }
-        next = Instant::now() + interval;
+        next = after(Instant::now(), interval);
     }
 }
 
