@@ -330,6 +330,23 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// A message that may quote words from the file: control characters escaped, length capped.
+fn clean(m: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in m.chars().enumerate() {
+        if n >= 400 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A word from the file, made safe to print: control characters escaped, long words cut.
 fn show(w: &str) -> String {
     let mut out = String::new();
@@ -1333,6 +1350,13 @@ impl Parser {
         if args.is_empty() {
             return;
         }
+        let trailing = raw.trim_end_matches([' ', '\t', '\r']);
+        let backslashes = trailing.len() - trailing.trim_end_matches('\\').len();
+        if backslashes % 2 == 1 && args.last().is_some_and(|w| w.ends_with('\\')) {
+            self.d.warn(
+                "line ends with a backslash: HAProxy has no line continuation, the backslash is part of the last word and the next line is a statement of its own.",
+            );
+        }
         if args[0].starts_with('.') {
             self.directive(&args);
             return;
@@ -1597,7 +1621,7 @@ impl Parser {
                 if self.d.too_many(args, 0, 1) {
                     return;
                 }
-                if let Some(n) = int_arg(&mut self.d, "maxconn", arg1)
+                if let Some(n) = int_arg(&mut self.d, "'maxconn'", arg1)
                     && self.once("maxconn")
                 {
                     self.global.maxconn = Some(n);
@@ -1761,7 +1785,7 @@ impl Parser {
                 if !self.d.too_many(args, 1, 1) {
                     // Accepted and ignored: lb's runtime API answers one command per
                     // connection and closes it.
-                    let _ = time_arg(&mut self.d, "stats timeout", args.get(2));
+                    let _ = time_arg(&mut self.d, "'stats timeout'", args.get(2));
                 }
                 return;
             }
@@ -1827,14 +1851,14 @@ impl Parser {
                     Ok(m) => sock.mode = Some(m),
                     Err(e) => {
                         self.d
-                            .alert(format!("'stats socket' : 'mode': {}", show(&e)));
+                            .alert(format!("'stats socket' : 'mode': {}", clean(&e)));
                         ok = false;
                     }
                 },
                 "level" => match native::api_level(v) {
                     Ok(l) => sock.level = l,
                     Err(e) => {
-                        self.d.alert(format!("'stats socket' : {}", show(&e)));
+                        self.d.alert(format!("'stats socket' : {}", clean(&e)));
                         ok = false;
                     }
                 },
@@ -1988,17 +2012,18 @@ fn strip_log_prefix(t: &str) -> Result<String, String> {
     }
 }
 
-fn int_arg(d: &mut Diags, kw: &str, v: Option<&str>) -> Option<u32> {
+/// `what` is the keyword as messages name it, quotes included (`'maxconn'`).
+fn int_arg(d: &mut Diags, what: &str, v: Option<&str>) -> Option<u32> {
     match v {
         None | Some("") => {
-            d.alert(format!("'{kw}' expects an integer argument."));
+            d.alert(format!("{what} expects an integer argument."));
             None
         }
         Some(v) => match v.parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) => {
                 d.alert(format!(
-                    "'{kw}' expects an integer argument, got '{}'.",
+                    "{what} expects an integer argument, got '{}'.",
                     show(v)
                 ));
                 None
@@ -2007,22 +2032,23 @@ fn int_arg(d: &mut Diags, kw: &str, v: Option<&str>) -> Option<u32> {
     }
 }
 
-fn time_arg(d: &mut Diags, kw: &str, v: Option<&String>) -> Option<Duration> {
+/// `what` is the keyword as messages name it, quotes included (`'timeout connect'`).
+fn time_arg(d: &mut Diags, what: &str, v: Option<&String>) -> Option<Duration> {
     let Some(v) = v.filter(|v| !v.is_empty()) else {
-        d.alert(format!("'{kw}' expects <time> as argument."));
+        d.alert(format!("{what} expects <time> as argument."));
         return None;
     };
     match units::duration(v) {
         Ok(t) if t.as_millis() > MAX_TIMER_MS => {
             d.alert(format!(
-                "timer overflow in argument '{}' to '{kw}' (maximum value is 2147483647 ms or ~24.8 days)",
+                "timer overflow in argument '{}' to {what} (maximum value is 2147483647 ms or ~24.8 days)",
                 show(v)
             ));
             None
         }
         Ok(t) => Some(t),
         Err(e) => {
-            d.alert(format!("'{kw}': {}", show(&e)));
+            d.alert(format!("{what}: {}", clean(&e)));
             None
         }
     }
@@ -2271,7 +2297,7 @@ fn proxy_kw(
             if not_cap(d, kw, false) || d.too_many(args, 0, 1) {
                 return;
             }
-            if let Some(n) = int_arg(d, "retries", arg1) {
+            if let Some(n) = int_arg(d, "'retries'", arg1) {
                 s.retries = n;
             }
         }
@@ -2396,6 +2422,7 @@ fn timeout_kw(d: &mut Diags, kind: Kind, name: &str, s: &mut Settings, args: &[S
         return;
     };
     let kwname = format!("timeout {}", show(which));
+    let quoted = format!("'{kwname}'");
     let (slot, be): (Option<&mut Option<Duration>>, bool) = match which.as_str() {
         "connect" => (Some(&mut s.timeouts.connect), true),
         "server" => (Some(&mut s.timeouts.server), true),
@@ -2416,7 +2443,7 @@ fn timeout_kw(d: &mut Diags, kind: Kind, name: &str, s: &mut Settings, args: &[S
     if d.too_many(args, 1, 1) {
         return;
     }
-    let Some(t) = time_arg(d, &kwname, args.get(2)) else {
+    let Some(t) = time_arg(d, &quoted, args.get(2)) else {
         return;
     };
     match which.as_str() {
@@ -2805,7 +2832,7 @@ fn http_check_kw(d: &mut Diags, s: &mut Settings, args: &[String]) {
                     s.check.expect = Some((r, here));
                     s.check.expect_own = true;
                 }
-                Err(e) => d.alert(format!("'http-check expect status': {}", show(&e))),
+                Err(e) => d.alert(format!("'http-check expect status': {}", clean(&e))),
             }
         }
         Some("comment") => {}
@@ -3012,13 +3039,8 @@ fn server_params(d: &mut Diags, ctx: &str, srv: &mut Server, args: &[String], st
                     i += 1 + n;
                     continue;
                 }
-                let hint = if k == "\\" {
-                    " (HAProxy has no line continuation: keep a server on one line)"
-                } else {
-                    ""
-                };
                 d.alert(format!(
-                    "{ctx} : unknown keyword '{}'{}{hint}",
+                    "{ctx} : unknown keyword '{}'{}",
                     show(k),
                     match best_match(k, SERVER_KW) {
                         Some(b) => format!("; did you mean '{b}' maybe ?"),
@@ -3070,7 +3092,7 @@ fn server_params(d: &mut Diags, ctx: &str, srv: &mut Server, args: &[String], st
             }
             "port" => match units::port(v) {
                 Ok(p) => srv.check_port = Some(p),
-                Err(e) => d.alert(format!("{ctx} : 'port': {}", show(&e))),
+                Err(e) => d.alert(format!("{ctx} : 'port': {}", clean(&e))),
             },
             "addr" => match ip_arg(v) {
                 Ok(a) => srv.check_addr = Some(a),
