@@ -530,3 +530,108 @@ proptest! {
         prop_assert_eq!(normalise(back.expect("checked")), normalise(c));
     }
 }
+
+/// Lines made of real keywords, values and junk: the parser answers, never panics, and
+/// every alert names a line.
+fn cfg_line() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        prop::sample::select(vec![
+            "global",
+            "defaults",
+            "frontend",
+            "backend",
+            "listen",
+            "server",
+            "default-server",
+            "bind",
+            "mode",
+            "http",
+            "tcp",
+            "option",
+            "httpchk",
+            "http-check",
+            "send",
+            "expect",
+            "status",
+            "!",
+            "hdr",
+            "meth",
+            "uri",
+            "ver",
+            "timeout",
+            "connect",
+            "check",
+            "inter",
+            "fall",
+            "rise",
+            "weight",
+            "backup",
+            "port",
+            "addr",
+            "balance",
+            "roundrobin",
+            "source",
+            "usesrc",
+            "clientip",
+            "log",
+            "global",
+            "stats",
+            "socket",
+            "level",
+            "mode",
+            "no",
+            "default",
+            "from",
+            "default_backend",
+            "use_backend",
+            "retries",
+            "maxconn",
+            "10s",
+            "3000",
+            "0",
+            "-1",
+            "99999",
+            "*:80",
+            ":80,:81",
+            "10.0.0.1:80",
+            "1.2.3.4",
+            "a:b:c",
+            "\"",
+            "'",
+            "\\",
+            "\\x4",
+            "\"${X-1}\"",
+            "#",
+            "\\r\\n",
+            "200-399",
+            "foo",
+        ])
+        .prop_map(str::to_string),
+        "\\PC{0,6}",
+        "[\\x00-\\x1f]{0,3}",
+    ];
+    (
+        prop::sample::select(vec!["", "    ", "\t"]),
+        prop::collection::vec(word, 0..8),
+    )
+        .prop_map(|(indent, w)| format!("{indent}{}", w.join(" ")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn haproxy_parser_never_panics(lines in prop::collection::vec(cfg_line(), 0..40)) {
+        let text = lines.join("\n");
+        match config::parse_bytes("fuzz.cfg", text.as_bytes(), false) {
+            Ok(_) => {}
+            Err(e) => {
+                prop_assert!(e.alerts().count() > 0);
+                for d in e.diagnostics {
+                    let s = d.to_string();
+                    prop_assert!(!s.contains('\n') && !s.contains('\0'), "{s:?}");
+                }
+            }
+        }
+    }
+}

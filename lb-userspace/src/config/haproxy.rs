@@ -1773,7 +1773,7 @@ impl Parser {
         let here = self.d.here();
         match native::log_target_from_words(&target, facility, level, minlevel, &here) {
             Ok(t) => self.global.logs.push(t),
-            Err(e) => self.d.alert(format!("'log': {e}")),
+            Err(e) => self.d.alert(format!("'log': {}", clean(&e))),
         }
     }
 
@@ -2078,7 +2078,7 @@ fn bind_list(d: &mut Diags, list: &str, out: &mut Vec<Bind>, total: &mut usize) 
                     });
                 }
             }
-            Err(e) => d.alert(format!("'bind {}' : {e}", show(item))),
+            Err(e) => d.alert(format!("'bind {}' : {}", show(item), clean(&e))),
         }
     }
 }
@@ -3001,7 +3001,7 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
     let (ip, port) = match parsed {
         Ok(p) => p,
         Err(e) => {
-            d.alert(format!("{ctx} : {e}"));
+            d.alert(format!("{ctx} : {}", clean(&e)));
             return None;
         }
     };
