@@ -338,7 +338,9 @@ fn clean(m: &str) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
+        if c == '\u{feff}' {
+            out.push_str("\\u{feff}");
+        } else if c.is_control() {
             out.push_str(&format!("\\x{:02x}", c as u32));
         } else {
             out.push(c);
@@ -355,7 +357,9 @@ fn show(w: &str) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
+        if c == '\u{feff}' {
+            out.push_str("\\u{feff}");
+        } else if c.is_control() {
             out.push_str(&format!("\\x{:02x}", c as u32));
         } else {
             out.push(c);
@@ -1126,6 +1130,8 @@ struct Settings {
     default_server: Server,
     check: CheckCfg,
     default_backend: Option<String>,
+    /// `default_backend` was written in this section (not inherited).
+    default_backend_own: bool,
 }
 
 impl Default for Settings {
@@ -1147,6 +1153,7 @@ impl Default for Settings {
             default_server: Server::new("", Ipv4Addr::UNSPECIFIED, 0, Origin::default()),
             check: CheckCfg::default(),
             default_backend: None,
+            default_backend_own: false,
         }
     }
 }
@@ -1511,16 +1518,12 @@ impl Parser {
                     self.sect = Sect::Other;
                     return;
                 };
-                if let Some(c) = name
-                    .chars()
-                    .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-                {
-                    self.d.alert(format!(
-                        "character '{}' is not permitted in '{kw}' name '{}'.",
-                        show(&c.to_string()),
-                        show(name)
-                    ));
-                }
+                // The file is refused then; later messages still print the name safely.
+                let display = if bad_name(&mut self.d, kw, name) {
+                    show(name)
+                } else {
+                    name.clone()
+                };
                 let mut addresses = None;
                 let mut from = None;
                 match args.get(2).map(String::as_str) {
@@ -1548,9 +1551,10 @@ impl Parser {
                 let mut s = s;
                 s.check.send_own = false;
                 s.check.expect_own = false;
+                s.default_backend_own = false;
                 let mut px = Proxy {
                     kind,
-                    name: name.clone(),
+                    name: display,
                     origin,
                     s,
                     binds: Vec::new(),
@@ -1894,6 +1898,20 @@ impl Parser {
         let mut backends = Vec::new();
         for p in self.proxies {
             if p.kind.fe() {
+                if let (Kind::Listen, Some(b), false) =
+                    (p.kind, &p.s.default_backend, p.s.default_backend_own)
+                    && *b != p.name
+                    && !p.servers.is_empty()
+                {
+                    // HAProxy does the same, which surprises: say so.
+                    d.warn_at(
+                        &p.origin,
+                        format!(
+                            "listen '{}' sends its connections to default_backend '{b}' inherited from the defaults section, not to its own servers.",
+                            p.name
+                        ),
+                    );
+                }
                 let default_backend = match (&p.s.default_backend, p.kind) {
                     (Some(b), _) => b.clone(),
                     (None, Kind::Listen) => p.name.clone(),
@@ -1992,6 +2010,25 @@ fn finish_check(d: &mut Diags, c: &CheckCfg) -> CheckKind {
             }
             CheckKind::Tcp
         }
+    }
+}
+
+/// HAProxy's proxy name rule (letters, digits, '-', '_', '.', ':'); alerts and returns
+/// true when `name` breaks it.
+fn bad_name(d: &mut Diags, kw: &str, name: &str) -> bool {
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        Some(c) => {
+            d.alert(format!(
+                "character '{}' is not permitted in '{kw}' name '{}'.",
+                show(&c.to_string()),
+                show(name)
+            ));
+            true
+        }
+        None => false,
     }
 }
 
@@ -2244,7 +2281,13 @@ fn proxy_kw(
                 return;
             }
             match arg1.filter(|a| !a.is_empty()) {
-                Some(b) => s.default_backend = Some(b.to_string()),
+                Some(b) => {
+                    if bad_name(d, "backend", b) {
+                        return;
+                    }
+                    s.default_backend = Some(b.to_string());
+                    s.default_backend_own = true;
+                }
                 None => d.alert("'default_backend' expects a backend name."),
             }
         }
