@@ -1,1 +1,320 @@
-//! `lb convert`: the model written back as native TOML.
+//! `lb convert`: the model written back as native TOML, which [`super::native::parse`] reads
+//! into the same model (origins aside). Every backend is written in full, without a
+//! `[defaults]` table, so nothing depends on inheritance.
+use std::{fmt::Write, time::Duration};
+
+use super::model::*;
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A table key: bare when TOML allows it, quoted otherwise.
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        s.to_string()
+    } else {
+        q(s)
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    q(&p.to_string_lossy())
+}
+
+/// A duration in HAProxy's units, exact: the largest unit that divides it.
+pub fn duration(d: Duration) -> String {
+    let us = d.as_micros();
+    const UNITS: &[(u128, &str)] = &[
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "m"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
+    ];
+    if us == 0 {
+        return "0".into();
+    }
+    for &(per, unit) in UNITS {
+        if us.is_multiple_of(per) {
+            return format!("{}{unit}", us / per);
+        }
+    }
+    format!("{us}us")
+}
+
+fn mode(m: Mode) -> &'static str {
+    match m {
+        Mode::Tcp => "tcp",
+        Mode::Http => "http",
+    }
+}
+
+fn level(l: ApiLevel) -> &'static str {
+    match l {
+        ApiLevel::User => "user",
+        ApiLevel::Operator => "operator",
+        ApiLevel::Admin => "admin",
+    }
+}
+
+fn log_target(l: &LogTarget) -> String {
+    let target = match &l.dest {
+        LogDest::Udp(a) => a.to_string(),
+        LogDest::Unix(p) => p.to_string_lossy().into_owned(),
+        LogDest::Stderr => "stderr".into(),
+        LogDest::Stdout => "stdout".into(),
+    };
+    let mut s = format!(
+        "{{ target = {}, facility = {}, level = {}",
+        q(&target),
+        q(l.facility.name()),
+        q(l.max_level.name())
+    );
+    if let Some(m) = l.min_level {
+        let _ = write!(s, ", minlevel = {}", q(m.name()));
+    }
+    s.push_str(" }");
+    s
+}
+
+fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    let v: Vec<String> = items.iter().map(f).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn global(out: &mut String, g: &Global) {
+    let d = Global::default();
+    out.push_str("[global]\n");
+    let _ = writeln!(out, "instance = {}", q(&g.instance));
+    if !g.logs.is_empty() {
+        out.push_str("log = [\n");
+        for l in &g.logs {
+            let _ = writeln!(out, "  {},", log_target(l));
+        }
+        out.push_str("]\n");
+    }
+    let _ = writeln!(out, "log_tag = {}", q(&g.log_tag));
+    if let Some(s) = &g.stats_socket {
+        let _ = write!(out, "stats_socket = {{ path = {}", path(&s.path));
+        if let Some(m) = s.mode {
+            let _ = write!(out, ", mode = {}", q(&format!("{m:o}")));
+        }
+        let _ = writeln!(out, ", level = {} }}", q(level(s.level)));
+    }
+    if let Some(m) = g.maxconn {
+        let _ = writeln!(out, "maxconn = {m}");
+    }
+    if let Some(p) = &g.pidfile {
+        let _ = writeln!(out, "pidfile = {}", path(p));
+    }
+    if g.daemon {
+        out.push_str("daemon = true\n");
+    }
+    if let Some(u) = &g.user {
+        let _ = writeln!(out, "user = {}", q(u));
+    }
+    if let Some(gr) = &g.group {
+        let _ = writeln!(out, "group = {}", q(gr));
+    }
+    if let Some(c) = &g.chroot {
+        let _ = writeln!(out, "chroot = {}", path(c));
+    }
+    if g.conntrack_entries != d.conntrack_entries {
+        let _ = writeln!(out, "conntrack_entries = {}", g.conntrack_entries);
+    }
+    if g.snat_ports != d.snat_ports {
+        let _ = writeln!(
+            out,
+            "snat_ports = {}",
+            q(&format!("{}-{}", g.snat_ports.0, g.snat_ports.1))
+        );
+    }
+    if !g.interfaces.is_empty() {
+        let _ = writeln!(out, "interfaces = {}", list(&g.interfaces, |i| q(i)));
+    }
+    if let Some(a) = g.stats_http {
+        let _ = writeln!(out, "stats_http = {}", q(&a.to_string()));
+    }
+}
+
+fn server(s: &Server) -> String {
+    let mut o = format!(
+        "{{ name = {}, address = {}, check = {}, inter = {}",
+        q(&s.name),
+        q(&format!("{}:{}", s.addr, s.port)),
+        s.check,
+        q(&duration(s.inter))
+    );
+    if let Some(t) = s.fastinter {
+        let _ = write!(o, ", fastinter = {}", q(&duration(t)));
+    }
+    if let Some(t) = s.downinter {
+        let _ = write!(o, ", downinter = {}", q(&duration(t)));
+    }
+    let _ = write!(o, ", fall = {}, rise = {}", s.fall, s.rise);
+    if let Some(p) = s.check_port {
+        let _ = write!(o, ", port = {p}");
+    }
+    if let Some(a) = s.check_addr {
+        let _ = write!(o, ", addr = {}", q(&a.to_string()));
+    }
+    let _ = write!(o, ", weight = {}", s.weight);
+    if s.backup {
+        o.push_str(", backup = true");
+    }
+    if s.disabled {
+        o.push_str(", disabled = true");
+    }
+    if let Some(m) = s.maxconn {
+        let _ = write!(o, ", maxconn = {m}");
+    }
+    o.push_str(" }");
+    o
+}
+
+fn status_ranges(r: &[(u16, u16)]) -> String {
+    let parts: Vec<String> = r
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    parts.join(",")
+}
+
+fn backend(out: &mut String, b: &Backend) {
+    let _ = writeln!(out, "\n[backend.{}]", key(&b.name));
+    let _ = writeln!(out, "mode = {}", q(mode(b.mode)));
+    let Balance::RoundRobin = b.balance;
+    out.push_str("balance = \"roundrobin\"\n");
+    let _ = writeln!(out, "nat = {}", q(b.nat.name()));
+    let _ = writeln!(
+        out,
+        "on_empty = {}",
+        q(match b.on_empty {
+            OnEmpty::Drop => "drop",
+            OnEmpty::Pass => "pass",
+        })
+    );
+    let _ = writeln!(out, "redispatch = {}", b.redispatch);
+    let _ = writeln!(out, "log_health_checks = {}", b.log_health_checks);
+    let _ = writeln!(out, "allbackups = {}", b.allbackups);
+    let _ = writeln!(out, "retries = {}", b.retries);
+    let t = &b.timeouts;
+    let timeouts: Vec<String> = [
+        ("connect", t.connect),
+        ("client", t.client),
+        ("server", t.server),
+        ("check", t.check),
+        ("queue", t.queue),
+    ]
+    .iter()
+    .filter_map(|(n, v)| v.map(|d| format!("{n} = {}", q(&duration(d)))))
+    .collect();
+    if !timeouts.is_empty() {
+        let _ = writeln!(out, "timeout = {{ {} }}", timeouts.join(", "));
+    }
+    if let CheckKind::Http(h) = &b.check {
+        let _ = write!(
+            out,
+            "http_check = {{ method = {}, uri = {}, version = {}, headers = {}",
+            q(&h.method),
+            q(&h.uri),
+            q(&h.version),
+            list(&h.headers, |x| q(x))
+        );
+        if !h.body.is_empty() {
+            let _ = write!(out, ", body = {}", q(&h.body));
+        }
+        if !h.expect_status.is_empty() {
+            let _ = write!(
+                out,
+                ", expect_status = {}",
+                q(&status_ranges(&h.expect_status))
+            );
+        }
+        out.push_str(" }\n");
+    }
+    if b.servers.is_empty() {
+        out.push_str("server = []\n");
+    } else {
+        out.push_str("server = [\n");
+        for s in &b.servers {
+            let _ = writeln!(out, "  {},", server(s));
+        }
+        out.push_str("]\n");
+    }
+}
+
+/// The model as native TOML.
+pub fn to_toml(cfg: &Config) -> String {
+    let mut out = String::from(
+        "# Written by lb convert: the native form of the configuration, every setting explicit.\n\n",
+    );
+    global(&mut out, &cfg.global);
+    for f in &cfg.frontends {
+        let _ = writeln!(out, "\n[frontend.{}]", key(&f.name));
+        let _ = writeln!(out, "mode = {}", q(mode(f.mode)));
+        let _ = writeln!(out, "bind = {}", list(&f.binds, |b| q(&b.to_string())));
+        let _ = writeln!(out, "default_backend = {}", q(&f.default_backend));
+    }
+    for b in &cfg.backends {
+        backend(&mut out, b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_exact() {
+        assert_eq!(duration(Duration::from_millis(3000)), "3s");
+        assert_eq!(duration(Duration::from_secs(60)), "1m");
+        assert_eq!(duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(duration(Duration::from_micros(7)), "7us");
+        assert_eq!(duration(Duration::from_secs(86400 * 2)), "2d");
+        assert_eq!(duration(Duration::ZERO), "0");
+        for d in ["3s", "1m", "1500ms", "7us", "2d", "0"] {
+            assert_eq!(
+                crate::config::units::duration(&duration(
+                    crate::config::units::duration(d).expect("valid")
+                )),
+                crate::config::units::duration(d)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_and_strings() {
+        assert_eq!(key("hoge"), "hoge");
+        assert_eq!(key("a.b"), "\"a.b\"");
+        assert_eq!(q("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+}

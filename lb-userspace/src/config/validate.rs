@@ -70,6 +70,22 @@ pub fn config(c: &Config) -> Result<Vec<Diagnostic>, ConfigError> {
             }
         }
     }
+    for f in &c.frontends {
+        // A `listen` section is one proxy: its backend half already gets the warning below.
+        let listen = c
+            .backends
+            .iter()
+            .any(|b| b.origin == f.origin && b.name == f.name && b.mode == Mode::Http);
+        if f.mode == Mode::Http && !listen {
+            warnings.push(Diagnostic::warning(
+                Some(&f.origin),
+                format!(
+                    "frontend '{}' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
+                    f.name
+                ),
+            ));
+        }
+    }
     let mut total_servers = 0usize;
     for b in &c.backends {
         if b.servers.is_empty() {
