@@ -31,6 +31,11 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
     },
+    /// Print a config file (haproxy.cfg or native) as native TOML.
+    Convert {
+        /// The file to convert.
+        config: PathBuf,
+    },
     /// Inspect a running instance through its pinned BPF maps.
     Show {
         #[command(subcommand)]
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, interfaces } => daemon::run(&config, &interfaces),
         Command::Check { config } => return check(&config),
+        Command::Convert { config } => return convert(&config),
         Command::Show {
             what,
             instance,
@@ -70,6 +76,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("[ALERT] {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn convert(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            print!("{}", config::convert::to_toml(&loaded.config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("[ALERT] config : Fatal errors found in configuration.");
             ExitCode::FAILURE
         }
     }

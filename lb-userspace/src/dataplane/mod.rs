@@ -109,6 +109,21 @@ impl Dataplane {
         &self.attachments
     }
 
+    /// Detaches from one interface.
+    pub fn detach(&mut self, ifname: &str) -> Result<()> {
+        let Some(i) = self.attachments.iter().position(|a| a.ifname == ifname) else {
+            return Ok(());
+        };
+        let a = self.attachments.remove(i);
+        program(&mut self.ebpf, PROG_LB)?
+            .detach(a.link)
+            .with_context(|| format!("detaching from {ifname}"))
+    }
+
+    pub fn is_attached(&self, ifname: &str) -> bool {
+        self.attachments.iter().any(|a| a.ifname == ifname)
+    }
+
     /// Detaches from every interface (also happens when the process exits).
     pub fn detach_all(&mut self) -> Result<()> {
         let prog = program(&mut self.ebpf, PROG_LB)?;

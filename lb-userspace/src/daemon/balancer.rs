@@ -1,0 +1,209 @@
+//! The daemon's view of every server (health and admin state, weight) and how it is pushed
+//! into the maps: pool tables through the double buffer, server entries, names for `lb show`.
+use anyhow::{Result, anyhow};
+use lb_common::{
+    META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop, SERVER_ACTIVE,
+    SERVER_GONE, SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
+};
+
+use super::plan::Plan;
+use crate::{
+    config::Config,
+    dataplane::{
+        Dataplane,
+        layout::{ServerLayout, addr_be},
+        table::{self, Candidate},
+    },
+};
+
+/// A server's state as HAProxy has it: operational (health) and administrative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerState {
+    pub up: bool,
+    pub admin: Admin,
+    pub weight: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admin {
+    Ready,
+    Drain,
+    Maint,
+}
+
+impl ServerState {
+    /// May take new flows.
+    pub fn usable(self) -> bool {
+        self.up && self.admin == Admin::Ready
+    }
+
+    /// May keep its existing flows.
+    pub fn active(self) -> bool {
+        self.up && self.admin != Admin::Maint
+    }
+
+    fn meta_state(self) -> u8 {
+        match (self.admin, self.up) {
+            (Admin::Maint, _) => META_STATE_MAINT,
+            (_, false) => META_STATE_DOWN,
+            (Admin::Drain, true) => META_STATE_DRAIN,
+            _ if self.weight == 0 => META_STATE_DRAIN,
+            (Admin::Ready, true) => META_STATE_UP,
+        }
+    }
+}
+
+/// The data plane plus what the daemon knows about every server.
+pub struct Balancer {
+    pub dp: Dataplane,
+    pub plan: Plan,
+    pub states: Vec<ServerState>,
+    settings: Settings,
+    pid: u32,
+}
+
+impl Balancer {
+    /// Writes settings, services and every pool. Servers start UP (HAProxy's initial state),
+    /// or in maintenance when `disabled`.
+    pub fn install(dp: Dataplane, plan: Plan, cfg: &Config) -> Result<Balancer> {
+        let states = initial_states(&plan);
+        let mut b = Balancer {
+            dp,
+            plan,
+            states,
+            settings: Settings::default(),
+            pid: std::process::id(),
+        };
+        b.write_all(cfg)?;
+        Ok(b)
+    }
+
+    /// Switches to a new configuration on the same maps (`lb` reload): flows of servers that
+    /// stay keep going, flows of servers that left are redispatched. `states` are the new
+    /// servers' states (carried over by the caller for servers that stay).
+    pub fn reinstall(&mut self, plan: Plan, states: Vec<ServerState>, cfg: &Config) -> Result<()> {
+        self.plan = plan;
+        self.states = states;
+        self.write_all(cfg)
+    }
+
+    fn write_all(&mut self, cfg: &Config) -> Result<()> {
+        let (lo, hi) = cfg.global.snat_ports;
+        self.settings = Settings {
+            snat_port_min: lo,
+            snat_port_max: hi,
+            flags: if self.plan.layout.wildcard {
+                SETTINGS_F_WILDCARD
+            } else {
+                0
+            },
+            fib_epoch: self.settings.fib_epoch.wrapping_add(1).max(1),
+        };
+        self.dp.maps.write_settings(self.settings)?;
+        self.dp
+            .maps
+            .clear_servers_from(self.plan.layout.server_count())?;
+        self.dp
+            .maps
+            .clear_pools_from(self.plan.layout.pools.len() as u32)?;
+        for pool in 0..self.plan.layout.pools.len() as u32 {
+            self.sync_pool(pool)?;
+        }
+        // Services last: by now every pool they point to has its table.
+        let services = self.plan.layout.services.clone();
+        self.dp.maps.sync_services(&services)
+    }
+
+    /// Brings one pool's maps in line with `states`. Servers that may keep flows are marked
+    /// active before the new table goes live, servers that may not are marked gone after, so
+    /// no new flow reaches a server that left and none is redispatched needlessly.
+    pub fn sync_pool(&mut self, pool: u32) -> Result<()> {
+        let p = self
+            .plan
+            .layout
+            .pools
+            .get(pool as usize)
+            .ok_or_else(|| anyhow!("no pool {pool}"))?
+            .clone();
+        let cands: Vec<Candidate> = p
+            .servers
+            .iter()
+            .map(|s| {
+                let st = self.states[s.id as usize];
+                Candidate {
+                    id: s.id,
+                    weight: st.weight,
+                    backup: s.backup,
+                    usable: st.usable(),
+                }
+            })
+            .collect();
+        let table = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
+        let info = |s: &ServerLayout, active: bool| ServerInfo {
+            addr: addr_be(s.addr),
+            snat_addr: addr_be(self.plan.snat[s.id as usize]),
+            port: s.port.to_be(),
+            state: if active { SERVER_ACTIVE } else { SERVER_GONE },
+            _pad: 0,
+            pool,
+            nh: NextHop::default(),
+        };
+        for s in &p.servers {
+            if self.states[s.id as usize].active() {
+                let i = info(s, true);
+                self.dp.maps.write_server(s.id, i)?;
+            }
+        }
+        self.dp.publish(pool, p.flags, &table)?;
+        for s in &p.servers {
+            let st = self.states[s.id as usize];
+            if !st.active() {
+                let i = info(s, false);
+                self.dp.maps.write_server(s.id, i)?;
+            }
+            let meta = ServerMeta {
+                backend: name_field(&p.name),
+                server: name_field(&s.name),
+                state: st.meta_state(),
+                backup: u8::from(s.backup),
+                weight: st.weight as u16,
+                pid: self.pid,
+                last_change: unix_now(),
+            };
+            self.dp.maps.write_meta(s.id, meta)?;
+        }
+        Ok(())
+    }
+}
+
+/// Servers start UP (HAProxy's initial state), or in maintenance when `disabled`.
+pub fn initial_states(plan: &Plan) -> Vec<ServerState> {
+    plan.layout
+        .servers()
+        .map(|(_, s)| ServerState {
+            up: true,
+            admin: if s.disabled {
+                Admin::Maint
+            } else {
+                Admin::Ready
+            },
+            weight: s.weight,
+        })
+        .collect()
+}
+
+impl Balancer {
+    /// Invalidates every next hop the data plane cached, so the next packet of each server
+    /// and flow asks the FIB again (routes or neighbours may have changed).
+    pub fn bump_fib_epoch(&mut self) -> Result<()> {
+        self.settings.fib_epoch = self.settings.fib_epoch.wrapping_add(1).max(1);
+        self.dp.maps.write_settings(self.settings)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
