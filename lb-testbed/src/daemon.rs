@@ -17,7 +17,8 @@ pub struct Daemon {
     /// Everything the daemon printed on stderr so far.
     pub output: Arc<Mutex<String>>,
     pub instance: String,
-    config: PathBuf,
+    /// A config file written by [`Daemon::start`], removed on drop.
+    temp_config: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -32,13 +33,23 @@ impl Daemon {
     ) -> Result<Daemon> {
         let path = std::env::temp_dir().join(format!("lbt-{instance}.{extension}"));
         std::fs::write(&path, config)?;
-        Self::start_file(lb, ns, instance, &path)
+        let mut d = Self::start_file(lb, ns, instance, &path, &[])?;
+        d.temp_config = Some(path);
+        Ok(d)
     }
 
-    pub fn start_file(lb: &Path, ns: &Netns, instance: &str, config: &Path) -> Result<Daemon> {
+    /// Starts `lb run -c CONFIG EXTRA...`.
+    pub fn start_file(
+        lb: &Path,
+        ns: &Netns,
+        instance: &str,
+        config: &Path,
+        extra: &[&str],
+    ) -> Result<Daemon> {
         let mut child = ns
             .command(&lb.display().to_string())?
             .args(["run", "-c", &config.display().to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -72,7 +83,7 @@ impl Daemon {
             child: Some(child),
             output,
             instance: instance.into(),
-            config: config.into(),
+            temp_config: None,
         })
     }
 
@@ -145,6 +156,8 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(self.pin_dir());
-        let _ = std::fs::remove_file(&self.config);
+        if let Some(c) = &self.temp_config {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }

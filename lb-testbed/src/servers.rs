@@ -188,3 +188,110 @@ impl Drop for UdpEcho {
         }
     }
 }
+
+/// Debian's rsyslogd inside a namespace, configured as in the seed: UDP on port 514,
+/// `local6.*` to a file with the `%msg%` template. A second file keeps the PRI of each
+/// message (`<181>...`) to check severities.
+pub struct Rsyslog {
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    pub fn start(ns: &Netns, name: &str) -> Result<Rsyslog> {
+        let dir = std::env::temp_dir().join(format!("lbt-{}-{name}", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("work"))?;
+        let d = dir.display();
+        std::fs::write(
+            dir.join("rsyslog.conf"),
+            format!(
+                "$ModLoad imudp\n$UDPServerRun 514\n$WorkDirectory {d}/work\n\
+                 $template Haproxy,\"%msg%\\n\"\n\
+                 $template WithPri,\"<%pri%>%msg%\\n\"\n\
+                 local6.* -{d}/haproxy.log;Haproxy\n\
+                 local6.* -{d}/haproxy-pri.log;WithPri\n"
+            ),
+        )?;
+        let child = ns
+            .command("rsyslogd")?
+            .args([
+                "-n",
+                "-f",
+                &format!("{d}/rsyslog.conf"),
+                "-i",
+                &format!("{d}/rsyslogd.pid"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting rsyslogd")?;
+        let r = Rsyslog {
+            dir,
+            child: Some(child),
+        };
+        // Wait until it listens: a probe message must reach the file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe = ns.handle();
+        while Instant::now() < deadline {
+            probe.run(|| {
+                if let Ok(s) = UdpSocket::bind("127.0.0.1:0") {
+                    let _ = s.send_to(b"<182>testbed: rsyslog probe", "127.0.0.1:514");
+                }
+            })?;
+            std::thread::sleep(Duration::from_millis(100));
+            if r.raw().contains("rsyslog probe") {
+                return Ok(r);
+            }
+        }
+        bail!("rsyslogd did not start logging within 10 s")
+    }
+
+    /// The seed's log file: one `%msg%` per line.
+    pub fn raw(&self) -> String {
+        std::fs::read_to_string(self.dir.join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// Lines (trimmed, without the probe), as `(pri, text)`.
+    pub fn lines(&self) -> Vec<(u8, String)> {
+        std::fs::read_to_string(self.dir.join("haproxy-pri.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.contains("rsyslog probe"))
+            .filter_map(|l| {
+                let (pri, msg) = l.strip_prefix('<')?.split_once('>')?;
+                Some((pri.parse().ok()?, msg.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// Waits until a line containing `needle` has been logged.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.lines().iter().any(|(_, l)| l.contains(needle)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "no log line containing {needle:?} within {limit:?}; got:\n{}",
+            self.lines()
+                .iter()
+                .map(|(p, l)| format!("<{p}>{l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -25,6 +25,9 @@ enum Command {
         /// interfaces that carry VIP and server traffic.
         #[arg(short = 'i', long = "interface")]
         interfaces: Vec<String>,
+        /// Stay in the foreground even if the config says `daemon` (HAProxy's -db).
+        #[arg(long, visible_alias = "db")]
+        foreground: bool,
     },
     /// Check a config file and exit, like `haproxy -c -f FILE`.
     Check {
@@ -60,7 +63,11 @@ enum ShowWhat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, interfaces } => daemon::run(&config, &interfaces),
+        Command::Run {
+            config,
+            interfaces,
+            foreground,
+        } => daemon::run(&config, &interfaces, foreground),
         Command::Check { config } => return check(&config),
         Command::Convert { config } => return convert(&config),
         Command::Show {

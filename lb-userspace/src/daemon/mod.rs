@@ -8,6 +8,7 @@
 //! - [`sysctl`]: the host settings the data plane needs while it runs.
 pub mod balancer;
 pub mod plan;
+pub mod privileges;
 pub mod runtime;
 pub mod sysctl;
 
@@ -28,9 +29,65 @@ use crate::{
 /// How long a next hop cached by the data plane is trusted.
 const FIB_REFRESH: Duration = Duration::from_secs(1);
 
-/// `lb run`.
-pub fn run(path: &Path, extra_ifaces: &[String]) -> Result<()> {
-    let loaded = config::load(path)
+/// Re-readable from inside a `chroot`: the directory is opened once, up front.
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+    dir: std::fs::File,
+}
+
+impl ConfigFile {
+    pub fn open(path: &Path) -> Result<ConfigFile> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = std::fs::File::open(parent)
+            .with_context(|| format!("opening directory {}", parent.display()))?;
+        Ok(ConfigFile {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// Reads and validates the file (through the directory handle).
+    pub fn load(&self) -> Result<config::Loaded, config::ConfigError> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = self.path.display().to_string();
+        let fail = |e: std::io::Error| {
+            config::ConfigError::single(config::Diagnostic::alert(
+                None,
+                format!("cannot read '{name}': {e}"),
+            ))
+        };
+        let base = self
+            .path
+            .file_name()
+            .and_then(|b| std::ffi::CString::new(b.as_encoded_bytes()).ok())
+            .ok_or_else(|| fail(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+        // SAFETY: openat on a directory fd we own, with a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                base.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(fail(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh fd, owned by the File from here on.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(fail)?;
+        config::parse_bytes(&name, &bytes, config::is_native(&self.path))
+    }
+}
+
+/// `lb run`. `foreground` overrides the config's `daemon` (HAProxy's `-db`).
+pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()> {
+    let file = ConfigFile::open(path)?;
+    let loaded = file
+        .load()
         .map_err(|e| anyhow!("{e}\n[ALERT] config : Fatal errors found in configuration."))?;
     for w in &loaded.warnings {
         eprintln!("{w}");
@@ -44,14 +101,28 @@ pub fn run(path: &Path, extra_ifaces: &[String]) -> Result<()> {
         bail!("config : Fatal errors found in configuration.");
     }
     let plan = plan(&cfg, extra_ifaces)?;
+    let identity = privileges::resolve(&cfg.global)?;
+    // Forking must happen before the runtime starts its threads.
+    let readiness = if cfg.global.daemon && !foreground {
+        privileges::daemonize()?
+    } else {
+        privileges::Readiness::foreground()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(cfg, plan, path, extra_ifaces))
+    rt.block_on(serve(cfg, plan, file, extra_ifaces, identity, readiness))
 }
 
-async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) -> Result<()> {
+async fn serve(
+    cfg: Config,
+    plan: Plan,
+    file: ConfigFile,
+    extra_ifaces: &[String],
+    identity: privileges::Identity,
+    mut readiness: privileges::Readiness,
+) -> Result<()> {
     let logger = Logger::from_global(&cfg.global);
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pin_dir(&cfg.global.instance)),
@@ -75,16 +146,11 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
     }
+    // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
+    // CAP_NET_ADMIN) and chroot.
+    privileges::drop_privileges(&cfg.global, &identity)?;
     let (tx, mut events) = mpsc::channel(1024);
-    let mut rt = Runtime::new(
-        cfg,
-        path.to_path_buf(),
-        extra_ifaces.to_vec(),
-        bal,
-        tx,
-        logger,
-        sysctls,
-    );
+    let mut rt = Runtime::new(cfg, file, extra_ifaces.to_vec(), bal, tx, logger, sysctls);
     for line in startup_lines(&rt.cfg, rt.flavor) {
         rt.log(&line);
     }
@@ -94,6 +160,7 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
         rt.cfg.global.instance,
         std::process::id()
     );
+    readiness.ready();
 
     let mut refresh = tokio::time::interval(FIB_REFRESH);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -116,7 +183,7 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
     } = rt;
     checkers.shutdown().await;
     bal.dp.detach_all()?;
-    if let Some(pidfile) = &cfg.global.pidfile {
+    if let (Some(pidfile), None) = (&cfg.global.pidfile, &cfg.global.chroot) {
         let _ = std::fs::remove_file(pidfile);
     }
     eprintln!("[NOTICE] lb stopped: detached from {}", ifaces.join(", "));

@@ -1,7 +1,7 @@
 //! The running balancer: health events (and, through the runtime API, operators) change
 //! server states; every change is applied to the maps first and logged after, in HAProxy's
 //! words.
-use std::{collections::HashMap, path::PathBuf};
+use std::collections::HashMap;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -12,7 +12,7 @@ use super::{
     sysctl::Forwarding,
 };
 use crate::{
-    config::{self, Config, Level, Severity},
+    config::{Config, Level, Severity},
     health::{self, CheckEvent, Checkers, Transition},
     logs::{
         CheckEventLog, Counts, Flavor, LogLine, Logger, ServerName, Sessions, check_event_lines,
@@ -32,7 +32,7 @@ pub struct ServerRef {
 pub struct Runtime {
     pub cfg: Config,
     /// Where the config came from (re-read on reload) and `-i` interfaces.
-    pub source: PathBuf,
+    pub source: super::ConfigFile,
     pub extra_ifaces: Vec<String>,
     pub bal: Balancer,
     pub checkers: Checkers,
@@ -63,7 +63,7 @@ fn server_refs(cfg: &Config) -> Vec<ServerRef> {
 impl Runtime {
     pub fn new(
         cfg: Config,
-        source: PathBuf,
+        source: super::ConfigFile,
         extra_ifaces: Vec<String>,
         bal: Balancer,
         events: mpsc::Sender<CheckEvent>,
@@ -156,7 +156,7 @@ impl Runtime {
     /// configuration stays and the reasons are logged. A valid one is applied on the same
     /// maps: servers that stay (same backend and name) keep their health, the checks restart.
     pub async fn reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) {
-        let source = self.source.display().to_string();
+        let source = self.source.path.display().to_string();
         match self.try_reload(pending).await {
             Ok(()) => {
                 let msg = format!("Configuration reloaded from {source}.");
@@ -179,7 +179,7 @@ impl Runtime {
         &mut self,
         pending: &mut mpsc::Receiver<CheckEvent>,
     ) -> Result<(), Vec<String>> {
-        let loaded = config::load(&self.source).map_err(|e| {
+        let loaded = self.source.load().map_err(|e| {
             e.diagnostics
                 .iter()
                 .map(ToString::to_string)

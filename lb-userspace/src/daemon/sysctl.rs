@@ -1,5 +1,7 @@
 //! Sysctls the data plane depends on, set for the daemon's lifetime and restored after.
-use anyhow::Result;
+use std::{fs::File, io::Write};
+
+use anyhow::{Context, Result};
 
 use crate::net;
 
@@ -8,8 +10,10 @@ use crate::net;
 ///   the packets handed to it while a neighbour is being resolved;
 /// - `accept_local`: those packets carry one of our own addresses as source (the full-NAT
 ///   source, or the VIP on replies), which the kernel otherwise drops as martian.
+///
+/// The files are opened now, so restoring works after a `chroot` (with CAP_NET_ADMIN kept).
 pub struct Forwarding {
-    saved: Vec<(String, String)>,
+    saved: Vec<(String, String, File)>,
 }
 
 impl Forwarding {
@@ -20,9 +24,14 @@ impl Forwarding {
                 let key = format!("net.ipv4.conf.{i}.{knob}");
                 let old = net::sysctl_get(&key)?;
                 if old != "1" {
+                    let path = format!("/proc/sys/net/ipv4/conf/{i}/{knob}");
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .with_context(|| format!("opening {path}"))?;
                     net::sysctl_set(&key, "1")?;
                     eprintln!("[NOTICE] set {key}=1 (was {old}); restored on exit");
-                    saved.push((key, old));
+                    saved.push((key, old, file));
                 }
             }
         }
@@ -32,9 +41,12 @@ impl Forwarding {
 
 impl Drop for Forwarding {
     fn drop(&mut self) {
-        for (key, old) in &self.saved {
-            if let Err(e) = net::sysctl_set(key, old) {
-                eprintln!("[WARNING] could not restore {key}={old}: {e:#}");
+        for (key, old, file) in &mut self.saved {
+            if let Err(e) = file.write_all(old.as_bytes()) {
+                // The interface may be gone (its namespace deleted first): nothing to restore.
+                if e.raw_os_error() != Some(libc::ENODEV) {
+                    eprintln!("[WARNING] could not restore {key}={old}: {e}");
+                }
             }
         }
     }
