@@ -295,3 +295,101 @@ fn bad_config_attaches_nothing() {
     );
     assert!(!lb.pin_dir().exists(), "pinned maps despite a bad config");
 }
+
+#[test]
+fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
+    let mut s = setup(Routing::Isolated, "full-nat");
+    let path = std::env::temp_dir().join(format!("lbt-{}.toml", s.lb.instance));
+    let good = std::fs::read_to_string(&path).expect("config");
+    let hup = |s: &Setup| {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(s.lb.pid().expect("pid") as libc::pid_t, libc::SIGHUP) };
+    };
+
+    // A broken file: refused, logged, nothing changes.
+    std::fs::write(&path, good.replace("10.200.11.11:80", "10.200.11.11:99999")).expect("write");
+    hup(&s);
+    s.lb.wait_for("keeping the running configuration", Duration::from_secs(10))
+        .expect("reload refused");
+    assert!(
+        s.lb.output().contains("port 99999 is out of range"),
+        "{}",
+        s.lb.output()
+    );
+    let who: Vec<String> = (0..4)
+        .map(|_| served_by(&http::get(&s.topo.client, vip(80), "/").expect("GET").body).to_string())
+        .collect();
+    assert!(
+        who.contains(&"web11".to_string()),
+        "web11 left despite the refused reload: {who:?}"
+    );
+
+    // A good file without web11: applied on the same maps.
+    let without = good.replace(
+        "  { name = \"web11\", address = \"10.200.11.11:80\" },\n",
+        "",
+    );
+    assert_ne!(without, good);
+    std::fs::write(&path, without).expect("write");
+    hup(&s);
+    s.lb.wait_for("Configuration reloaded", Duration::from_secs(10))
+        .expect("reload applied");
+    for _ in 0..4 {
+        let r = http::get(&s.topo.client, vip(80), "/").expect("GET after reload");
+        assert_eq!(served_by(&r.body), "web10");
+    }
+    stop_and_check_detached(&mut s);
+}
+
+#[test]
+fn daemon_mode_returns_once_attached() {
+    let topo = Topology::seed(Routing::Isolated).expect("topology");
+    let _web: Vec<WebServer> = topo
+        .backends
+        .iter()
+        .map(|b| WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"))
+        .collect();
+    let instance = format!("bg{}", topo.tag);
+    let pidfile = std::env::temp_dir().join(format!("lbt-{instance}.pid"));
+    let cfg = config(&instance, "full-nat").replace(
+        "[global]\n",
+        &format!(
+            "[global]\ndaemon = true\npidfile = \"{}\"\n",
+            pidfile.display()
+        ),
+    );
+    let path = std::env::temp_dir().join(format!("lbt-{instance}.toml"));
+    std::fs::write(&path, cfg).expect("write");
+    // `lb run` returns 0 only once the background child is attached and serving.
+    let status = topo
+        .lb
+        .command(LB)
+        .expect("cmd")
+        .args(["run", "-c", &path.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("lb run");
+    assert!(status.success());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+    let r = http::get(&topo.client, vip(80), "/");
+    // SAFETY: the daemon we started, by PID; then wait (bounded) for it to go.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/lb/{instance}"));
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(r.expect("GET through a daemonized lb").status, 200);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "daemon did not exit on SIGTERM"
+    );
+}
