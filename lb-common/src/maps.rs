@@ -18,6 +18,9 @@ pub const MAP_TABLES: &str = "LB_TABLES";
 pub const MAP_SERVERS: &str = "LB_SERVERS";
 pub const MAP_FLOWS: &str = "LB_FLOWS";
 pub const MAP_SETTINGS: &str = "LB_SETTINGS";
+/// New-flow events for `option tcplog` (a ring buffer; not pinned: it belongs to the daemon
+/// reading it).
+pub const MAP_EVENTS: &str = "LB_EVENTS";
 pub const MAP_SERVER_STATS: &str = "LB_SERVER_STATS";
 pub const MAP_FRONTEND_STATS: &str = "LB_FRONTEND_STATS";
 pub const MAP_REASON_STATS: &str = "LB_REASON_STATS";
@@ -243,6 +246,29 @@ pub struct Settings {
 
 /// Some service binds `*`: look up the wildcard key when the exact VIP misses.
 pub const SETTINGS_F_WILDCARD: u32 = 1 << 0;
+/// Some frontend has `option tcplog`: report new flows in `LB_EVENTS`. Off, it costs one
+/// branch on a value already loaded.
+pub const SETTINGS_F_LOG_FLOWS: u32 = 1 << 1;
+
+/// The flow was moved from a server that left (`option redispatch`).
+pub const EVENT_F_REDISPATCHED: u8 = 1 << 0;
+
+/// `LB_EVENTS` record: a new flow and where it went.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// Network byte order.
+    pub client: u32,
+    pub vip: u32,
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub server: u16,
+    pub frontend: u16,
+    pub proto: u8,
+    /// `EVENT_F_*`.
+    pub flags: u8,
+    pub _pad: u16,
+}
 
 /// `LB_SERVER_META`: what only people read. The data plane never touches it; it lives in the
 /// object so it is pinned with the rest and `lb show` works without the daemon.

@@ -1,7 +1,7 @@
 //! Lets the daemon put these types in aya maps.
 use crate::{
-    Counters, Flow, FlowKey, NextHop, PoolInfo, ServerInfo, ServerMeta, ServiceKey, ServiceValue,
-    Settings,
+    Counters, Flow, FlowEvent, FlowKey, NextHop, PoolInfo, ServerInfo, ServerMeta, ServiceKey,
+    ServiceValue, Settings,
 };
 
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and have explicit
@@ -16,3 +16,4 @@ unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for ServerMeta {}
+unsafe impl aya::Pod for FlowEvent {}

@@ -9,14 +9,15 @@
 //! ```
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    FLOW_F_CLOSING, Flow, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS, Reason, SERVER_ACTIVE,
-    SETTINGS_F_WILDCARD, ServiceKey, ServiceValue, Settings, TableDesc, flow::rr_slot, table_index,
+    EVENT_F_REDISPATCHED, FLOW_F_CLOSING, Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS,
+    Reason, SERVER_ACTIVE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServiceKey, ServiceValue,
+    Settings, TableDesc, flow::rr_slot, table_index,
 };
 
 use crate::{
     flows::{self, Target},
     forward,
-    maps::{LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES},
+    maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES},
     nat::{self, Tuple},
     parse::{self, Packet},
     stats::{self, Dir, Event},
@@ -197,9 +198,35 @@ fn lb4_new(
         }
     };
     ev.new_flow = true;
+    if settings.flags & SETTINGS_F_LOG_FLOWS != 0 {
+        report(pkt, id, frontend, ev);
+    }
     nat::rewrite(pkt, tuple(&fwd));
     stats::account(id, frontend, Dir::In, pkt.frame_len, ev);
     forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
+}
+
+/// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.
+#[inline(always)]
+fn report(pkt: &Packet, server: u32, frontend: u32, ev: Event) {
+    if let Some(mut slot) = LB_EVENTS.reserve(0) {
+        slot.write(FlowEvent {
+            client: pkt.src(),
+            vip: pkt.dst(),
+            client_port: pkt.sport(),
+            vip_port: pkt.dport(),
+            server: server as u16,
+            frontend: frontend as u16,
+            proto: pkt.proto,
+            flags: if ev.redispatched {
+                EVENT_F_REDISPATCHED
+            } else {
+                0
+            },
+            _pad: 0,
+        });
+        slot.submit(0);
+    }
 }
 
 /// Atomically increments the round-robin cursor and returns its previous value, so that CPUs

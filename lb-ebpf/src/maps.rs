@@ -1,11 +1,11 @@
 //! Map definitions. Keys, values and names come from `lb-common`; sizes here are defaults the
 //! daemon may override at load time (conntrack).
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
-    Counters, DEFAULT_CONNTRACK_ENTRIES as CT, Flow, FlowKey, MAX_FRONTENDS, MAX_POOLS,
+    Counters, DEFAULT_CONNTRACK_ENTRIES as CT, Flow, FlowEvent, FlowKey, MAX_FRONTENDS, MAX_POOLS,
     MAX_SERVERS, MAX_SERVICES, PoolInfo, Reason, ServerInfo, ServerMeta, ServiceKey, ServiceValue,
     Settings, TABLE_SIZE,
 };
@@ -49,3 +49,7 @@ pub static LB_REASON_STATS: PerCpuArray<u64, { Reason::COUNT as usize }> = PerCp
 /// Names and operator-facing state for `lb show`; never read by the program.
 #[btf_map]
 pub static LB_SERVER_META: Array<ServerMeta, { MAX_SERVERS as usize }> = Array::new();
+
+/// New flows, when some frontend has `option tcplog` (see `SETTINGS_F_LOG_FLOWS`).
+#[btf_map]
+pub static LB_EVENTS: RingBuf<FlowEvent, { 256 * 1024 }> = RingBuf::new();

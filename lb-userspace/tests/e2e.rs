@@ -393,3 +393,53 @@ fn daemon_mode_returns_once_attached() {
         "daemon did not exit on SIGTERM"
     );
 }
+
+#[test]
+fn tcplog_logs_each_new_flow() {
+    let topo = Topology::seed(Routing::Isolated).expect("topology");
+    let _web: Vec<WebServer> = topo
+        .backends
+        .iter()
+        .map(|b| WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"))
+        .collect();
+    let instance = format!("tl{}", topo.tag);
+    let cfg = config(&instance, "full-nat")
+        .replace(
+            "[global]\n",
+            "[global]\nlog = [{ target = \"stderr\", facility = \"local6\", level = \"info\" }]\n",
+        )
+        .replace(
+            "default_backend = \"hoge\"",
+            "default_backend = \"hoge\"\ntcplog = true",
+        );
+    let mut lb = Daemon::start(Path::new(LB), &topo.lb, &instance, &cfg, "toml").expect("start");
+    lb.wait_ready().expect("ready");
+    let mut ports = Vec::new();
+    for _ in 0..4 {
+        let port = topo
+            .client
+            .run(|| -> anyhow::Result<u16> {
+                let mut c = Conn::connect(vip(80))?;
+                let port = c.local_addr()?.port();
+                c.request("/", false)?;
+                Ok(port)
+            })
+            .expect("thread")
+            .expect("GET");
+        ports.push(port);
+    }
+    for port in &ports {
+        let needle = format!("10.200.0.2:{port} [");
+        lb.wait_for(&needle, Duration::from_secs(5))
+            .expect("tcplog line");
+        let out = lb.output();
+        let line = out
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_default();
+        assert!(line.contains("] main hoge/web1"), "{line}");
+    }
+    // The UDP frontend has no tcplog: none of its flows is logged.
+    assert!(!lb.output().contains("] udp echo/"), "{}", lb.output());
+    assert!(lb.stop().expect("stop").success());
+}

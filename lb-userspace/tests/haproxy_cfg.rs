@@ -490,15 +490,20 @@ fn bind() -> impl Strategy<Value = Bind> {
 }
 
 fn frontend(name: String) -> impl Strategy<Value = Frontend> {
-    (mode(), prop::collection::vec(bind(), 0..3), text()).prop_map(
-        move |(mode, binds, default_backend)| Frontend {
+    (
+        mode(),
+        prop::collection::vec(bind(), 0..3),
+        text(),
+        any::<bool>(),
+    )
+        .prop_map(move |(mode, binds, default_backend, tcplog)| Frontend {
             name: name.clone(),
             mode,
             binds,
             default_backend,
+            tcplog,
             origin: origin(),
-        },
-    )
+        })
 }
 
 fn model() -> impl Strategy<Value = Config> {

@@ -282,6 +282,7 @@ pub fn to_toml(cfg: &Config) -> String {
         let _ = writeln!(out, "mode = {}", q(mode(f.mode)));
         let _ = writeln!(out, "bind = {}", list(&f.binds, |b| q(&b.to_string())));
         let _ = writeln!(out, "default_backend = {}", q(&f.default_backend));
+        let _ = writeln!(out, "tcplog = {}", f.tcplog);
     }
     for b in &cfg.backends {
         backend(&mut out, b);

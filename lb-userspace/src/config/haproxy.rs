@@ -679,6 +679,7 @@ enum Opt {
     Quiet,
     L7(&'static str),
     NoEffect(&'static str),
+    TcpLog,
     Unsupported(&'static str),
 }
 
@@ -743,7 +744,7 @@ const OPTIONS: &[(&str, Opt)] = &[
     ("checkcache", Opt::L7(L7_GENERIC)),
     ("disable-h2-upgrade", Opt::L7(L7_GENERIC)),
     ("idle-close-on-response", Opt::L7(L7_GENERIC)),
-    ("tcplog", Opt::NoEffect("lb logs no individual connections")),
+    ("tcplog", Opt::TcpLog),
     (
         "dontlog-normal",
         Opt::NoEffect("lb logs no individual connections"),
@@ -1123,6 +1124,7 @@ struct Settings {
     nat: NatMode,
     redispatch: bool,
     log_health_checks: bool,
+    tcplog: bool,
     allbackups: bool,
     retries: u32,
     timeouts: Timeouts,
@@ -1141,6 +1143,7 @@ impl Default for Settings {
             nat: NatMode::FullNat,
             redispatch: false,
             log_health_checks: false,
+            tcplog: false,
             allbackups: false,
             retries: 3,
             timeouts: Timeouts {
@@ -1931,6 +1934,7 @@ impl Parser {
                     mode: p.s.mode,
                     binds: p.binds.clone(),
                     default_backend,
+                    tcplog: p.s.tcplog,
                     origin: p.origin.clone(),
                 });
             }
@@ -2586,6 +2590,11 @@ fn option_kw(d: &mut Diags, kind: Kind, name: &str, s: &mut Settings, args: &[St
         Opt::LogHealthChecks => {
             if !d.too_many(args, 1, 0) {
                 s.log_health_checks = on;
+            }
+        }
+        Opt::TcpLog => {
+            if !d.too_many(args, 1, 0) {
+                s.tcplog = on;
             }
         }
         Opt::TcpCheck => {

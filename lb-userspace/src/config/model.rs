@@ -195,6 +195,8 @@ pub struct Frontend {
     pub mode: Mode,
     pub binds: Vec<Bind>,
     pub default_backend: String,
+    /// `option tcplog`: a line per new connection (client, frontend, backend/server).
+    pub tcplog: bool,
     pub origin: Origin,
 }
 

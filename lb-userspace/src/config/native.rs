@@ -73,6 +73,9 @@ struct FrontendT {
     mode: Option<Spanned<String>>,
     bind: Vec<Spanned<String>>,
     default_backend: Spanned<String>,
+    /// A log line per new connection (HAProxy's `option tcplog`).
+    #[serde(default)]
+    tcplog: bool,
 }
 
 /// `[defaults]` and `[backend.NAME]` share their keys; a backend inherits what it leaves out.
@@ -447,6 +450,7 @@ fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Fro
         mode,
         binds,
         default_backend: f.default_backend.get_ref().clone(),
+        tcplog: f.tcplog,
         origin,
     }
 }

@@ -3,7 +3,8 @@
 use anyhow::{Result, anyhow};
 use lb_common::{
     META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop, SERVER_ACTIVE,
-    SERVER_GONE, SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
+    SERVER_GONE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings,
+    TABLE_SIZE, name_field,
 };
 
 use super::plan::Plan;
@@ -94,6 +95,10 @@ impl Balancer {
             snat_port_max: hi,
             flags: if self.plan.layout.wildcard {
                 SETTINGS_F_WILDCARD
+            } else {
+                0
+            } | if cfg.frontends.iter().any(|f| f.tcplog) {
+                SETTINGS_F_LOG_FLOWS
             } else {
                 0
             },

@@ -7,6 +7,7 @@
 //! - [`runtime`]: events (checks, operators) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs.
 pub mod balancer;
+pub mod flowlog;
 pub mod plan;
 pub mod privileges;
 pub mod runtime;
@@ -115,6 +116,7 @@ pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()>
     rt.block_on(serve(cfg, plan, file, extra_ifaces, identity, readiness))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: Config,
     plan: Plan,
@@ -124,6 +126,7 @@ async fn serve(
     mut readiness: privileges::Readiness,
 ) -> Result<()> {
     let logger = Logger::from_global(&cfg.global);
+    let flow_logger = Logger::from_global(&cfg.global);
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pin_dir(&cfg.global.instance)),
         conntrack_entries: cfg.global.conntrack_entries,
@@ -151,6 +154,14 @@ async fn serve(
     privileges::drop_privileges(&cfg.global, &identity)?;
     let (tx, mut events) = mpsc::channel(1024);
     let mut rt = Runtime::new(cfg, file, extra_ifaces.to_vec(), bal, tx, logger, sysctls);
+    if let Some(ring) = rt.bal.dp.events.take() {
+        let names = rt.names.subscribe();
+        tokio::spawn(async move {
+            if let Err(e) = flowlog::run(ring, names, flow_logger).await {
+                eprintln!("[WARNING] option tcplog: no more connection lines: {e:#}");
+            }
+        });
+    }
     for line in startup_lines(&rt.cfg, rt.flavor) {
         rt.log(&line);
     }

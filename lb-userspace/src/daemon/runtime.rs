@@ -42,6 +42,8 @@ pub struct Runtime {
     pub flavor: Flavor,
     pub servers: Vec<ServerRef>,
     pub sysctls: Vec<Forwarding>,
+    /// Names for the tcplog task, replaced on reload.
+    pub names: tokio::sync::watch::Sender<std::sync::Arc<super::flowlog::Names>>,
 }
 
 fn server_refs(cfg: &Config) -> Vec<ServerRef> {
@@ -71,6 +73,7 @@ impl Runtime {
         sysctls: Forwarding,
     ) -> Runtime {
         let checkers = health::spawn_checkers(health::targets(&cfg), events.clone());
+        let names = tokio::sync::watch::Sender::new(super::flowlog::Names::of(&cfg));
         Runtime {
             servers: server_refs(&cfg),
             cfg,
@@ -82,6 +85,7 @@ impl Runtime {
             logger,
             flavor: Flavor::Seed,
             sysctls: vec![sysctls],
+            names,
         }
     }
 
@@ -269,6 +273,7 @@ impl Runtime {
         })();
         self.checkers = health::spawn_checkers(targets, self.events.clone());
         self.servers = refs;
+        self.names.send_replace(super::flowlog::Names::of(&cfg));
         self.cfg = cfg;
         self.sysctls.push(sysctls);
         apply.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])

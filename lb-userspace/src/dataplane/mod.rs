@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{MapData, RingBuf},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::{MAP_FLOWS, PINNED_MAPS, PROG_LB, PROG_PASS};
+use lb_common::{MAP_EVENTS, MAP_FLOWS, PINNED_MAPS, PROG_LB, PROG_PASS};
 
 pub use maps::{Maps, pin_dir};
 use writer::Publisher;
@@ -46,6 +47,8 @@ pub struct Attachment {
 pub struct Dataplane {
     ebpf: Ebpf,
     pub maps: Maps,
+    /// New-flow events (`option tcplog`), for whoever takes them.
+    pub events: Option<RingBuf<MapData>>,
     publisher: Publisher,
     attachments: Vec<Attachment>,
     /// Things worth a log line that happened while loading (pins recreated, ...).
@@ -73,9 +76,15 @@ impl Dataplane {
                 .with_context(|| format!("verifying XDP program {name}"))?;
         }
         let maps = Maps::from_ebpf(&mut ebpf)?;
+        let events = ebpf
+            .take_map(MAP_EVENTS)
+            .map(RingBuf::try_from)
+            .transpose()
+            .context("LB_EVENTS")?;
         Ok(Dataplane {
             ebpf,
             maps,
+            events,
             publisher: Publisher::default(),
             attachments: Vec::new(),
             notes,

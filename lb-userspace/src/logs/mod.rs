@@ -1,6 +1,7 @@
 //! HAProxy-style log lines (pure formatting) and their transport (syslog, stderr).
 pub mod format;
 pub mod syslog;
+pub mod tcplog;
 
 pub use format::{
     CheckEventLog, Counts, Flavor, LogLine, ServerName, Sessions, Why, check_event_lines,

@@ -1,0 +1,89 @@
+//! `option tcplog`: reads the data plane's new-flow events and logs a line for each flow of a
+//! frontend that asked for it. Runs beside the serve loop; the packet path only pays when some
+//! frontend has tcplog (one branch otherwise).
+use std::{net::SocketAddrV4, sync::Arc};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use lb_common::{EVENT_F_REDISPATCHED, FlowEvent};
+use tokio::{io::unix::AsyncFd, sync::watch};
+
+use crate::{
+    config::{Config, Level},
+    dataplane::layout::addr_of,
+    logs::{
+        Logger,
+        tcplog::{LogTime, new_flow_line},
+    },
+};
+
+/// Names by id, as the data plane numbers frontends and servers.
+#[derive(Debug, Default)]
+pub struct Names {
+    /// (name, tcplog) per frontend id.
+    pub frontends: Vec<(String, bool)>,
+    /// (backend, server) per server id.
+    pub servers: Vec<(String, String)>,
+}
+
+impl Names {
+    pub fn of(cfg: &Config) -> Arc<Names> {
+        Arc::new(Names {
+            frontends: cfg
+                .frontends
+                .iter()
+                .map(|f| (f.name.clone(), f.tcplog))
+                .collect(),
+            servers: cfg
+                .backends
+                .iter()
+                .flat_map(|b| b.servers.iter().map(|s| (b.name.clone(), s.name.clone())))
+                .collect(),
+        })
+    }
+
+    /// The line for an event, or `None` when its frontend does not log connections.
+    pub fn line(&self, e: &FlowEvent, at: LogTime) -> Option<String> {
+        let (frontend, tcplog) = self.frontends.get(e.frontend as usize)?;
+        if !tcplog {
+            return None;
+        }
+        let (backend, server) = self.servers.get(e.server as usize)?;
+        let client = SocketAddrV4::new(addr_of(e.client), u16::from_be(e.client_port));
+        Some(new_flow_line(
+            client,
+            at,
+            frontend,
+            backend,
+            server,
+            e.flags & EVENT_F_REDISPATCHED != 0,
+        ))
+    }
+}
+
+/// Logs new flows until the ring buffer fails (the daemon exits).
+pub async fn run(
+    events: RingBuf<MapData>,
+    names: watch::Receiver<Arc<Names>>,
+    logger: Logger,
+) -> Result<()> {
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
+    let mut fd = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling LB_EVENTS: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await.context("LB_EVENTS")?;
+        let ring = guard.get_inner_mut();
+        let names = names.borrow().clone();
+        while let Some(item) = ring.next() {
+            if item.len() < std::mem::size_of::<FlowEvent>() {
+                continue;
+            }
+            // SAFETY: the program writes whole `FlowEvent`s; read unaligned from the ring.
+            let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
+            if let Some(line) = names.line(&e, LogTime::now()) {
+                logger.send(Level::Info, &line);
+            }
+        }
+        guard.clear_ready();
+    }
+}
