@@ -32,6 +32,14 @@ pub struct WebServer {
 }
 
 impl WebServer {
+    /// One nginx per backend of the topology, on port 80, named after the backend.
+    pub fn nginx_all(topo: &crate::topo::Topology) -> Result<Vec<WebServer>> {
+        topo.backends
+            .iter()
+            .map(|b| WebServer::nginx(&b.ns, &b.name, b.addr, 80))
+            .collect()
+    }
+
     pub fn nginx(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
         let dir = std::env::temp_dir().join(format!("lbt-{}-{name}", ns.name));
         let _ = std::fs::remove_dir_all(&dir);

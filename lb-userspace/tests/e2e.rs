@@ -56,14 +56,14 @@ server = [
 
 fn setup(routing: Routing, nat: &str) -> Setup {
     let topo = Topology::seed(routing).expect("topology");
-    let mut web = Vec::new();
-    let mut udp = Vec::new();
-    for b in &topo.backends {
-        web.push(WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"));
-        udp.push(
-            UdpEcho::start(&b.ns, &b.name, SocketAddr::from((b.addr, UDP_PORT))).expect("udp echo"),
-        );
-    }
+    let web = WebServer::nginx_all(&topo).expect("nginx");
+    let udp = topo
+        .backends
+        .iter()
+        .map(|b| {
+            UdpEcho::start(&b.ns, &b.name, SocketAddr::from((b.addr, UDP_PORT))).expect("udp echo")
+        })
+        .collect();
     let instance = format!("e2e{}", topo.tag);
     let mut lb = Daemon::start(
         Path::new(LB),
@@ -344,11 +344,7 @@ fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
 #[test]
 fn daemon_mode_returns_once_attached() {
     let topo = Topology::seed(Routing::Isolated).expect("topology");
-    let _web: Vec<WebServer> = topo
-        .backends
-        .iter()
-        .map(|b| WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"))
-        .collect();
+    let _web = WebServer::nginx_all(&topo).expect("nginx");
     let instance = format!("bg{}", topo.tag);
     let pidfile = std::env::temp_dir().join(format!("lbt-{instance}.pid"));
     let cfg = config(&instance, "full-nat").replace(
@@ -397,11 +393,7 @@ fn daemon_mode_returns_once_attached() {
 #[test]
 fn tcplog_logs_each_new_flow() {
     let topo = Topology::seed(Routing::Isolated).expect("topology");
-    let _web: Vec<WebServer> = topo
-        .backends
-        .iter()
-        .map(|b| WebServer::nginx(&b.ns, &b.name, b.addr, 80).expect("nginx"))
-        .collect();
+    let _web = WebServer::nginx_all(&topo).expect("nginx");
     let instance = format!("tl{}", topo.tag);
     let cfg = config(&instance, "full-nat")
         .replace(
