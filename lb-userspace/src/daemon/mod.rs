@@ -6,7 +6,9 @@
 //! - [`balancer`]: server states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs.
+pub mod admin;
 pub mod balancer;
+pub mod history;
 pub mod plan;
 pub mod runtime;
 pub mod sysctl;
@@ -63,6 +65,8 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
     let sysctls = sysctl::Forwarding::enable(&plan.interfaces)?;
     let ifaces = plan.interfaces.clone();
     let mut bal = Balancer::install(dp, plan, &cfg)?;
+    // The stats socket and HTTP listener: created while the daemon has its privileges.
+    let api_bound = crate::api::bind(&cfg)?;
     for i in &ifaces {
         let mode = bal.dp.attach(i)?;
         if mode == aya::programs::XdpMode::Skb {
@@ -75,6 +79,8 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
     }
+    let (api_tx, mut api_rx) = mpsc::channel(crate::api::QUEUE);
+    let api = crate::api::serve(api_bound, api_tx)?;
     let (tx, mut events) = mpsc::channel(1024);
     let mut rt = Runtime::new(
         cfg,
@@ -104,10 +110,12 @@ async fn serve(cfg: Config, plan: Plan, path: &Path, extra_ifaces: &[String]) ->
         tokio::select! {
             r = &mut shutdown => { r?; break; }
             Some(ev) = events.recv() => rt.on_check(ev)?,
+            Some(req) = api_rx.recv() => rt.on_api(req),
             _ = refresh.tick() => rt.bal.bump_fib_epoch()?,
             _ = hup.recv() => rt.reload(&mut events).await,
         }
     }
+    drop(api);
     let Runtime {
         mut bal,
         checkers,
