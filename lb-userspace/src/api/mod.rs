@@ -4,7 +4,8 @@
 //! - [`stats`]: `show stat`, `show servers state`, `show info`, pure;
 //! - [`collect`]: where answers come from: the serve loop (states, checks) and the maps
 //!   (counters, flows);
-//! - [`socket`]: the UNIX socket server.
+//! - [`socket`]: the UNIX socket server;
+//! - [`http`]: `/metrics` and the stats page.
 //!
 //! Wiring, in the daemon:
 //! 1. after the data plane is loaded and BEFORE dropping privileges, [`bind`] creates the
@@ -15,6 +16,7 @@
 //!    maps are written from one place only; reads of counters never wait for it.
 pub mod cli;
 pub mod collect;
+pub mod http;
 pub mod socket;
 pub mod stats;
 
@@ -167,7 +169,9 @@ pub fn serve(bound: Bound, tx: mpsc::Sender<Request>) -> Result<Servers> {
         tasks.push(tokio::spawn(socket::run(l, level, collector.clone())));
         socket_path = Some(path);
     }
-    // The HTTP listener is bound (so the address is taken) but not served yet.
-    drop(bound.http);
+    if let Some(l) = bound.http {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        tasks.push(tokio::spawn(http::run(l, collector)));
+    }
     Ok(Servers { tasks, socket_path })
 }
