@@ -19,9 +19,6 @@ use crate::dataplane::Maps;
 
 /// How long a request may wait for the serve loop.
 const SERVE_LOOP_WAIT: Duration = Duration::from_secs(5);
-/// Counters read within this long are reused (a thousand clients asking `show stat` at once
-/// cost one scan of the flow table).
-const TRAFFIC_TTL: Duration = Duration::from_millis(500);
 
 /// Largest flow counts seen, by (backend, server) and by frontend name.
 type MaxSeen = (HashMap<(String, String), u64>, HashMap<String, u64>);
@@ -29,6 +26,7 @@ type MaxSeen = (HashMap<(String, String), u64>, HashMap<String, u64>);
 pub struct Collector {
     tx: mpsc::Sender<Request>,
     maps: Arc<Maps>,
+    /// The last read and when it started.
     cache: tokio::sync::Mutex<Option<(Instant, Arc<Traffic>)>>,
     max_seen: Mutex<MaxSeen>,
 }
@@ -68,13 +66,18 @@ impl Collector {
         self.ask(|tx| Request::Admin(cmd, tx)).await?
     }
 
-    /// The data plane's counters for `state`'s servers and frontends.
+    /// The data plane's counters for `state`'s servers and frontends, read after this call
+    /// started. Concurrent callers share a read: one that started after they asked is fresh
+    /// enough for them, so a thousand clients asking `show stat` at once cost two scans of
+    /// the flow table, not a thousand, and nobody sees counters older than its question.
     pub async fn traffic(&self, state: &State) -> Traffic {
+        let asked = Instant::now();
         let raw = {
             let mut cache = self.cache.lock().await;
             match cache.as_ref() {
-                Some((at, t)) if at.elapsed() < TRAFFIC_TTL => t.clone(),
+                Some((started, t)) if *started >= asked => t.clone(),
                 _ => {
+                    let started = Instant::now();
                     let maps = self.maps.clone();
                     let frontends = state.frontends.len();
                     let ids: Vec<u32> = state
@@ -87,7 +90,7 @@ impl Collector {
                             .await
                             .unwrap_or_default();
                     let t = Arc::new(t);
-                    *cache = Some((Instant::now(), t.clone()));
+                    *cache = Some((started, t.clone()));
                     t
                 }
             }

@@ -83,13 +83,17 @@ async fn session(mut stream: UnixStream, level: ApiLevel, collector: Arc<Collect
             };
             buf.drain(..used);
             let (mut out, then, nolf) = execute(&mut s, &args, &collector).await;
+            if matches!(then, Then::Close) {
+                // `quit`: HAProxy ends the session there, without a prompt.
+                return;
+            }
             if s.interactive {
                 out.push_str("\n> ");
             } else if !nolf {
                 out.push('\n');
             }
             let written = tokio::time::timeout(IDLE, stream.write_all(out.as_bytes())).await;
-            if !matches!(written, Ok(Ok(()))) || matches!(then, Then::Close) {
+            if !matches!(written, Ok(Ok(()))) {
                 return;
             }
             // Not interactive: the session ends when no request is left (HAProxy closes
