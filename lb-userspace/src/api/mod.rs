@@ -5,7 +5,8 @@
 //! - [`collect`]: where answers come from: the serve loop (states, checks) and the maps
 //!   (counters, flows);
 //! - [`socket`]: the UNIX socket server;
-//! - [`http`]: `/metrics` and the stats page.
+//! - [`http`]: `/metrics` and the stats page;
+//! - [`client`]: the socket's client side, for `lb server`, `lb weight`, `lb api`.
 //!
 //! Wiring, in the daemon:
 //! 1. after the data plane is loaded and BEFORE dropping privileges, [`bind`] creates the
@@ -15,6 +16,7 @@
 //! 3. the serve loop, which owns the `Runtime`, answers them (`Runtime::on_api`), so the
 //!    maps are written from one place only; reads of counters never wait for it.
 pub mod cli;
+pub mod client;
 pub mod collect;
 pub mod http;
 pub mod socket;
