@@ -129,7 +129,8 @@ pub fn read_traffic(maps: &Maps, ids: &[u32], frontends: usize) -> Traffic {
     let mut fronts = vec![Flows::default(); frontends];
     let mut total = 0;
     for (_, f) in maps.flows.iter().flatten() {
-        if f.is_reply() {
+        // Closed flows stay in the table until reused or evicted: not current.
+        if f.is_reply() || f.flags & lb_common::FLOW_F_CLOSING != 0 {
             continue;
         }
         total += 1;

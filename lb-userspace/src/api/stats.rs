@@ -8,8 +8,10 @@
 //! not requests, queues or response times: columns it cannot know are left empty (HAProxy
 //! leaves a column empty when it does not apply) rather than filled with made-up zeros.
 //! What the columns hold for lb:
-//! - `scur`: flows in the connection-tracking table now (forward entries); `smax`: the
-//!   largest `scur` the daemon has computed (it counts on demand, not continuously);
+//! - `scur`: flows in the connection-tracking table now (forward entries not seen closing:
+//!   TCP until a FIN or RST, UDP until the entry is evicted, the data plane keeps no idle
+//!   timer); `smax`: the largest `scur` the daemon has computed (it counts on demand, not
+//!   continuously);
 //! - `stot`, `lbtot`, `conn_tot`: new flows; `bin`/`bout`: bytes client->server /
 //!   server->client, whole frames as the data plane sees them; `wredis`: flows moved to
 //!   another server because theirs went away (`option redispatch`); `wretr`, `qcur`, `qmax`:
