@@ -21,6 +21,25 @@ use fixture::{
 };
 use lb_testbed::http::Conn;
 
+/// Turns `kernel.bpf_stats_enabled` on and puts the previous value back when dropped.
+struct BpfStats(String);
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> BpfStats {
+        let prev = std::fs::read_to_string(BPF_STATS).expect("bpf_stats_enabled");
+        std::fs::write(BPF_STATS, "1").expect("enable bpf stats");
+        BpfStats(prev.trim().to_string())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.0);
+    }
+}
+
 /// The uid/gid of `nobody`.
 const NOBODY: u32 = 65534;
 
@@ -279,8 +298,24 @@ fn socket_answers_like_haproxy() {
     assert_eq!(f.api("get weight hoge/web11"), "2 (initial 1)\n\n");
     assert_eq!(f.api("set server hoge/web11 weight 1"), "\n");
 
-    // The stats HTTP listener: metrics, page, CSV.
+    // The stats HTTP listener: metrics, page, CSV. With kernel.bpf_stats_enabled on (for
+    // this test only, restored after), the XDP program's own run time and count appear.
+    let (_, metrics) = f.http_get("/metrics").expect("metrics");
+    assert!(
+        !metrics.contains("lb_xdp_run_count"),
+        "bpf stats are off by default"
+    );
+    let bpf_stats = BpfStats::enable();
+    f.new_connections(4);
     let (code, metrics) = f.http_get("/metrics").expect("metrics");
+    drop(bpf_stats);
+    let runs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lb_xdp_run_count_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(runs > 0, "no XDP run count:\n{metrics}");
+    assert!(metrics.contains("lb_xdp_run_time_seconds_total "));
     assert_eq!(code, 200);
     for want in [
         "haproxy_server_weight{proxy=\"hoge\",server=\"web10\"} 1",
