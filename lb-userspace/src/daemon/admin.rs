@@ -62,6 +62,7 @@ impl Runtime {
         self.servers
             .iter()
             .position(|r| r.backend == backend && r.name == server)
+            .filter(|&i| i < self.bal.states.len())
             .map(|i| i as u32)
             .ok_or_else(|| NO_SUCH_SERVER.into())
     }
@@ -280,8 +281,15 @@ impl Runtime {
             let pool = pool as u32;
             let mut servers = Vec::new();
             for (i, s) in b.servers.iter().enumerate() {
-                let st = self.bal.states[id as usize];
-                let h = &self.history.servers[id as usize];
+                // States and history are numbered like the config's servers; should they
+                // ever disagree, the server is left out rather than the daemon panicking.
+                let (Some(&st), Some(h)) = (
+                    self.bal.states.get(id as usize),
+                    self.history.servers.get(id as usize),
+                ) else {
+                    id += 1;
+                    continue;
+                };
                 let last = self.checkers.last_result(id);
                 let check = self.checkers.health(id).map(|hl| CheckState {
                     enabled: self.checkers.is_enabled(id),
@@ -320,7 +328,7 @@ impl Runtime {
             }
             let c: Counts = self.counts(pool);
             let tot_weight = self.tot_weight(pool);
-            let bh = &self.history.backends[pool as usize];
+            let bh = self.history.backends.get(pool as usize);
             backends.push(BackendState {
                 name: b.name.clone(),
                 mode: mode_name(b.mode),
@@ -330,9 +338,9 @@ impl Runtime {
                 act: c.active,
                 bck: c.backup,
                 tot_weight,
-                chkdown: bh.chkdown,
-                lastchg: secs(bh.last_change),
-                downtime: bh.downtime(now).as_secs(),
+                chkdown: bh.map_or(0, |h| h.chkdown),
+                lastchg: bh.map_or(0, |h| secs(h.last_change)),
+                downtime: bh.map_or(0, |h| h.downtime(now).as_secs()),
             });
         }
         State {
