@@ -5,7 +5,9 @@
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`balancer`]: server states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators) applied to states, then logged;
-//! - [`sysctl`]: the host settings the data plane needs while it runs.
+//! - [`sysctl`]: the host settings the data plane needs while it runs;
+//! - [`admin`]: the runtime API's requests, answered in the serve loop;
+//! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
 pub mod admin;
 pub mod balancer;
 pub mod history;

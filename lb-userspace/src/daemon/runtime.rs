@@ -79,7 +79,11 @@ fn new_history(cfg: &Config, refs: &[ServerRef], bal: &Balancer) -> History {
     let backends_up: Vec<bool> = (0..cfg.backends.len())
         .map(|pool| {
             refs.iter().enumerate().any(|(id, r)| {
-                r.pool == pool as u32 && bal.states[id].usable() && bal.states[id].weight > 0
+                r.pool == pool as u32
+                    && bal
+                        .states
+                        .get(id)
+                        .is_some_and(|s| s.usable() && s.weight > 0)
             })
         })
         .collect();
