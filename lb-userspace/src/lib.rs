@@ -7,7 +7,9 @@
 //! - [`logs`]: HAProxy-style log lines and syslog transport;
 //! - [`daemon`]: `lb run`, wiring config, data plane, health checks and logs together;
 //! - [`show`]: `lb show`, reading the pinned maps directly;
-//! - [`net`]: routes, addresses and sysctls from the host.
+//! - [`net`]: routes, addresses and sysctls from the host;
+//! - [`api`]: the runtime API on the stats socket, metrics and the stats page.
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -1,8 +1,8 @@
 //! The `lb` command.
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
-use lb::{config, daemon, show};
+use clap::{Args, Parser, Subcommand};
+use lb::{api::client, config, daemon, show};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,29 @@ enum Command {
         /// The file to convert.
         config: PathBuf,
     },
+    /// Change a server through the running daemon's stats socket (needs level admin).
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Set a server's weight (0-256, or N% of its configured weight) through the socket.
+    Weight {
+        /// BACKEND/SERVER
+        server: String,
+        weight: String,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Send runtime API commands as they are (like `echo CMD | socat stdio SOCKET`).
+    Api {
+        /// The command, e.g. `show stat` or `show info; show servers state`.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Inspect a running instance through its pinned BPF maps.
     Show {
         #[command(subcommand)]
@@ -52,10 +75,48 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct SocketArgs {
+    /// The stats socket (default: the one in -c CONFIG, else /run/lb/stats).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Take the socket's path from this config file.
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ServerAction {
+    /// Maintenance: no new flows, existing ones dropped, checks paused.
+    Disable { server: String },
+    /// Back to ready (from maintenance or drain).
+    Enable { server: String },
+    /// Drain: no new flows, existing ones continue.
+    Drain { server: String },
+}
+
 #[derive(Subcommand)]
 enum ShowWhat {
     /// Servers of every backend: address, state, weight, flows and counters.
+    #[command(alias = "servers")]
     Backends,
+    /// Tracked flows (forward direction), filtered, at most --limit of them.
+    Flows {
+        /// Only flows to this backend.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Only flows to this server (SERVER or BACKEND/SERVER).
+        #[arg(long)]
+        server: Option<String>,
+        /// Only flows from this client address.
+        #[arg(long)]
+        client: Option<std::net::Ipv4Addr>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Data-plane counters: why packets were passed, dropped or forwarded.
     Stats,
 }
@@ -77,7 +138,36 @@ fn main() -> ExitCode {
         } => match what {
             ShowWhat::Backends => show::backends(&instance, json),
             ShowWhat::Stats => show::stats(&instance, json),
+            ShowWhat::Flows {
+                backend,
+                server,
+                client,
+                limit,
+            } => show::flows(
+                &instance,
+                &show::FlowFilter {
+                    backend,
+                    server,
+                    client,
+                    limit,
+                },
+                json,
+            ),
         },
+        Command::Server { action, socket } => {
+            let (cmd, server) = match action {
+                ServerAction::Disable { server } => ("state maint", server),
+                ServerAction::Enable { server } => ("state ready", server),
+                ServerAction::Drain { server } => ("state drain", server),
+            };
+            change(&socket, &format!("set server {server} {cmd}"))
+        }
+        Command::Weight {
+            server,
+            weight,
+            socket,
+        } => change(&socket, &format!("set server {server} weight {weight}")),
+        Command::Api { command, socket } => raw(&socket, &command.join(" ")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +176,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a command that answers nothing on success; prints what happened.
+fn change(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
+    let path = client::socket_path(s.socket.as_deref(), s.config.as_deref())?;
+    let result = client::change(&path, command);
+    if s.json {
+        let v = match &result {
+            Ok(()) => serde_json::json!({ "ok": true, "command": command }),
+            Err(e) => {
+                serde_json::json!({ "ok": false, "command": command, "error": format!("{e:#}") })
+            }
+        };
+        println!("{v}");
+        return result.map_err(|_| anyhow::anyhow!("{command}: refused"));
+    }
+    result.map_err(|e| anyhow::anyhow!("{command}: {e:#}"))
+}
+
+fn raw(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
+    let path = client::socket_path(s.socket.as_deref(), s.config.as_deref())?;
+    let answer = client::request(&path, command)?;
+    if s.json {
+        println!(
+            "{}",
+            serde_json::json!({ "command": command, "answer": answer })
+        );
+    } else {
+        print!("{answer}");
+    }
+    Ok(())
 }
 
 fn convert(path: &std::path::Path) -> ExitCode {

@@ -1,8 +1,10 @@
 //! `lb show ...`: reads the pinned maps directly, so it works even when the daemon is stuck.
+use std::net::Ipv4Addr;
+
 use anyhow::Result;
 use lb_common::{
-    MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UNUSED,
-    META_STATE_UP, name_str,
+    FLOW_F_CLOSING, MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT,
+    META_STATE_UNUSED, META_STATE_UP, PROTO_TCP, PROTO_UDP, name_str,
 };
 use serde::Serialize;
 
@@ -91,8 +93,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The daemon that wrote the maps, when it is gone: what `lb show` prints are the last
+/// values it left.
+fn stale_note(maps: &Maps) -> Option<String> {
+    let pid = (0..MAX_SERVERS)
+        .filter_map(|id| maps.meta.get(&id, 0).ok())
+        .find(|m| m.state != META_STATE_UNUSED)
+        .map(|m| m.pid)?;
+    let alive = pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists();
+    (!alive).then(|| {
+        format!(
+            "[WARNING] the daemon that wrote these maps (pid {pid}) is not running: these are the values it left"
+        )
+    })
+}
+
 pub fn backends(instance: &str, json: bool) -> Result<()> {
     let maps = Maps::from_pins(&pin_dir(instance))?;
+    if let Some(note) = stale_note(&maps) {
+        eprintln!("{note}");
+    }
     let rows = backend_rows(&maps)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -174,6 +194,139 @@ pub fn stats(instance: &str, json: bool) -> Result<()> {
         s.conntrack_entries.to_string(),
     ]);
     print!("{}", table(&["COUNTER", "VALUE"], &rows));
+    Ok(())
+}
+
+/// One tracked flow (its forward entry: client -> VIP, and where it is sent).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlowRow {
+    pub proto: &'static str,
+    pub client: String,
+    pub vip: String,
+    pub backend: String,
+    pub server: String,
+    /// The server's address and port the flow is rewritten to.
+    pub server_addr: String,
+    /// The source the server sees (the LB's full-NAT address and port, or the client).
+    pub source: String,
+    /// A FIN or RST went by.
+    pub closing: bool,
+}
+
+/// Which flows `lb show flows` lists.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub backend: Option<String>,
+    /// `server` or `backend/server`.
+    pub server: Option<String>,
+    pub client: Option<Ipv4Addr>,
+    pub limit: usize,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Flows {
+    /// Flows that match, all of them counted.
+    pub matching: u64,
+    /// The first `limit` of them.
+    pub flows: Vec<FlowRow>,
+}
+
+/// Scans the flow table once (bounded by its size), keeping at most `filter.limit` rows.
+pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
+    let mut names = std::collections::HashMap::new();
+    let mut name_of = |id: u16| -> (String, String) {
+        names
+            .entry(id)
+            .or_insert_with(|| match maps.meta.get(&u32::from(id), 0) {
+                Ok(m) if m.state != META_STATE_UNUSED => (
+                    name_str(&m.backend).to_string(),
+                    name_str(&m.server).to_string(),
+                ),
+                _ => ("?".to_string(), format!("#{id}")),
+            })
+            .clone()
+    };
+    let (want_backend, want_server) = match filter.server.as_deref().map(|s| s.split_once('/')) {
+        Some(Some((b, s))) => (Some(b.to_string()), Some(s.to_string())),
+        Some(None) => (filter.backend.clone(), filter.server.clone()),
+        None => (filter.backend.clone(), None),
+    };
+    let mut out = Flows {
+        matching: 0,
+        flows: Vec::new(),
+    };
+    for (k, f) in maps.flows.iter().flatten() {
+        if f.is_reply() {
+            continue;
+        }
+        if filter.client.is_some_and(|c| addr_of(k.src) != c) {
+            continue;
+        }
+        let (backend, server) = name_of(f.server);
+        if want_backend.as_ref().is_some_and(|b| *b != backend)
+            || want_server.as_ref().is_some_and(|s| *s != server)
+        {
+            continue;
+        }
+        out.matching += 1;
+        if out.flows.len() >= filter.limit {
+            continue;
+        }
+        let ep = |a: u32, p: u16| format!("{}:{}", addr_of(a), u16::from_be(p));
+        out.flows.push(FlowRow {
+            proto: match k.proto {
+                PROTO_TCP => "tcp",
+                PROTO_UDP => "udp",
+                _ => "?",
+            },
+            client: ep(k.src, k.sport),
+            vip: ep(k.dst, k.dport),
+            backend,
+            server,
+            server_addr: ep(f.dst, f.dport),
+            source: ep(f.src, f.sport),
+            closing: f.flags & FLOW_F_CLOSING != 0,
+        });
+    }
+    Ok(out)
+}
+
+pub fn flows(instance: &str, filter: &FlowFilter, json: bool) -> Result<()> {
+    let maps = Maps::from_pins(&pin_dir(instance))?;
+    let f = flow_rows(&maps, filter)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(());
+    }
+    let cells: Vec<Vec<String>> = f
+        .flows
+        .iter()
+        .map(|r| {
+            vec![
+                r.proto.to_string(),
+                r.client.clone(),
+                r.vip.clone(),
+                format!("{}/{}", r.backend, r.server),
+                r.server_addr.clone(),
+                r.source.clone(),
+                if r.closing { "closing" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["PROTO", "CLIENT", "VIP", "SERVER", "TO", "VIA", "STATE"],
+            &cells
+        )
+    );
+    if f.matching > f.flows.len() as u64 {
+        println!(
+            "({} of {} matching flows shown; --limit to see more)",
+            f.flows.len(),
+            f.matching
+        );
+    }
     Ok(())
 }
 

@@ -328,13 +328,16 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
     }
     out.interfaces = g.interfaces.clone();
     if let Some(a) = &g.stats_http {
-        match a.get_ref().parse() {
-            Ok(addr) => out.stats_http = Some(addr),
-            Err(_) => {
+        match stats_http_addr(a.get_ref()) {
+            Some(addr) => out.stats_http = Some(addr),
+            None => {
                 let at = cx.src.of(a);
                 cx.err(
                     at,
-                    format!("'stats_http': '{}' is not ADDRESS:PORT", a.get_ref()),
+                    format!(
+                        "'stats_http': '{}' is not ADDRESS:PORT or PORT",
+                        a.get_ref()
+                    ),
                 );
             }
         }
@@ -393,6 +396,19 @@ fn log_target(l: &LogT, at: &Origin) -> Result<LogTarget, String> {
         l.minlevel.as_deref(),
         at,
     )
+}
+
+/// `stats_http`: `ADDRESS:PORT`, or a bare `PORT` (`:PORT`) which listens on 127.0.0.1 only:
+/// the page and the metrics are not for the Internet unless asked for.
+pub fn stats_http_addr(s: &str) -> Option<std::net::SocketAddr> {
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(p) = port.parse::<u16>() {
+        return Some(std::net::SocketAddr::from((
+            std::net::Ipv4Addr::LOCALHOST,
+            p,
+        )));
+    }
+    s.parse().ok()
 }
 
 pub fn api_level(s: &str) -> Result<ApiLevel, String> {
@@ -675,6 +691,25 @@ mod tests {
     }
 
     const SEED: &str = include_str!("../../../configs/lb.toml");
+
+    #[test]
+    fn stats_http_port_alone_is_loopback() {
+        let lo = |p| {
+            Some(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                p,
+            )))
+        };
+        assert_eq!(stats_http_addr("8404"), lo(8404));
+        assert_eq!(stats_http_addr(":8404"), lo(8404));
+        assert_eq!(
+            stats_http_addr("0.0.0.0:8404"),
+            Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8404)))
+        );
+        assert_eq!(stats_http_addr("nope"), None);
+        let e = errors("[global]\nstats_http = \"x:y\"\n");
+        assert!(e[0].contains("is not ADDRESS:PORT or PORT"), "{e:?}");
+    }
 
     #[test]
     fn seed_equivalent_parses() {

@@ -5,9 +5,13 @@
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`balancer`]: server states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators) applied to states, then logged;
-//! - [`sysctl`]: the host settings the data plane needs while it runs.
+//! - [`sysctl`]: the host settings the data plane needs while it runs;
+//! - [`admin`]: the runtime API's requests, answered in the serve loop;
+//! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
+pub mod admin;
 pub mod balancer;
 pub mod flowlog;
+pub mod history;
 pub mod plan;
 pub mod privileges;
 pub mod runtime;
@@ -137,6 +141,8 @@ async fn serve(
     let sysctls = sysctl::Forwarding::enable(&plan.interfaces)?;
     let ifaces = plan.interfaces.clone();
     let mut bal = Balancer::install(dp, plan, &cfg)?;
+    // The stats socket and HTTP listener: created while the daemon has its privileges.
+    let api_bound = crate::api::bind(&cfg)?;
     for i in &ifaces {
         let mode = bal.dp.attach(i)?;
         if mode == aya::programs::XdpMode::Skb {
@@ -149,6 +155,8 @@ async fn serve(
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
     }
+    let (api_tx, mut api_rx) = mpsc::channel(crate::api::QUEUE);
+    let api = crate::api::serve(api_bound, api_tx)?;
     // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
     // CAP_NET_ADMIN) and chroot.
     privileges::drop_privileges(&cfg.global, &identity)?;
@@ -182,10 +190,12 @@ async fn serve(
         tokio::select! {
             r = &mut shutdown => { r?; break; }
             Some(ev) = events.recv() => rt.on_check(ev)?,
+            Some(req) = api_rx.recv() => rt.on_api(req),
             _ = refresh.tick() => rt.bal.bump_fib_epoch()?,
             _ = hup.recv() => rt.reload(&mut events).await,
         }
     }
+    drop(api);
     let Runtime {
         mut bal,
         checkers,

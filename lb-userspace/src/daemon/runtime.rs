@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{
     balancer::{Admin, Balancer, ServerState, initial_states},
+    history::History,
     plan::{host_diagnostics, plan},
     sysctl::Forwarding,
 };
@@ -44,6 +45,8 @@ pub struct Runtime {
     pub sysctls: Vec<Forwarding>,
     /// Names for the tcplog task, replaced on reload.
     pub names: tokio::sync::watch::Sender<std::sync::Arc<super::flowlog::Names>>,
+    /// What `show stat` reports besides the current state (changes, downtime, failures).
+    pub history: History,
 }
 
 fn server_refs(cfg: &Config) -> Vec<ServerRef> {
@@ -62,6 +65,33 @@ fn server_refs(cfg: &Config) -> Vec<ServerRef> {
         .collect()
 }
 
+/// Every server UP or not, `disabled` or not, every backend with a usable server or not, as
+/// the balancer starts (or restarts after a reload).
+fn new_history(cfg: &Config, refs: &[ServerRef], bal: &Balancer) -> History {
+    let up: Vec<bool> = bal
+        .states
+        .iter()
+        .map(|s| s.up && s.admin != Admin::Maint)
+        .collect();
+    let config_maint: Vec<bool> = cfg
+        .backends
+        .iter()
+        .flat_map(|b| b.servers.iter().map(|s| s.disabled))
+        .collect();
+    let backends_up: Vec<bool> = (0..cfg.backends.len())
+        .map(|pool| {
+            refs.iter().enumerate().any(|(id, r)| {
+                r.pool == pool as u32
+                    && bal
+                        .states
+                        .get(id)
+                        .is_some_and(|s| s.usable() && s.weight > 0)
+            })
+        })
+        .collect();
+    History::new(&up, &config_maint, &backends_up)
+}
+
 impl Runtime {
     pub fn new(
         cfg: Config,
@@ -74,8 +104,11 @@ impl Runtime {
     ) -> Runtime {
         let checkers = health::spawn_checkers(health::targets(&cfg), events.clone());
         let names = tokio::sync::watch::Sender::new(super::flowlog::Names::of(&cfg));
+        let servers = server_refs(&cfg);
+        let history = new_history(&cfg, &servers, &bal);
         Runtime {
-            servers: server_refs(&cfg),
+            history,
+            servers,
             cfg,
             source,
             extra_ifaces,
@@ -135,6 +168,12 @@ impl Runtime {
             self.bal.sync_pool(r.pool)?;
         }
         let after = self.counts(r.pool);
+        self.history.check(
+            ev.server,
+            ev.result.status.passed(),
+            ev.outcome.health.health,
+        );
+        self.note_pool(r.pool);
         let st = self.bal.states[id];
         let lines = check_event_lines(&CheckEventLog {
             server: self.name(ev.server),
@@ -232,7 +271,9 @@ impl Runtime {
         let refs = server_refs(&cfg);
         for (id, r) in refs.iter().enumerate() {
             if let Some((old_id, st)) = old.get(&(r.backend.clone(), r.name.clone())) {
-                states[id].up = st.up;
+                // A server in maintenance restarts its checks from `rise` (UP), as its new
+                // checker does.
+                states[id].up = st.up || st.admin == Admin::Maint;
                 if let Some(t) = targets.iter_mut().find(|t| t.id == id as u32)
                     && let Some(h) = old_health.get(old_id)
                     && !h.in_maintenance()
@@ -272,6 +313,20 @@ impl Runtime {
             Ok(())
         })();
         self.checkers = health::spawn_checkers(targets, self.events.clone());
+        let names = |refs: &[ServerRef]| -> Vec<(String, String)> {
+            refs.iter()
+                .map(|r| (r.backend.clone(), r.name.clone()))
+                .collect()
+        };
+        let backend_names =
+            |c: &Config| -> Vec<String> { c.backends.iter().map(|b| b.name.clone()).collect() };
+        self.history = self.history.carry_over(
+            &names(&self.servers),
+            &backend_names(&self.cfg),
+            &names(&refs),
+            &backend_names(&cfg),
+            new_history(&cfg, &refs, &self.bal),
+        );
         self.servers = refs;
         self.names.send_replace(super::flowlog::Names::of(&cfg));
         self.cfg = cfg;

@@ -174,11 +174,14 @@ impl Maps {
             .collect()
     }
 
-    /// Number of tracked flows per server id (a full scan; for `show`, not the fast path).
+    /// Number of open flows per server id (a full scan; for `show`, not the fast path).
+    /// Flows seen closing (FIN/RST) stay in the table until reused or evicted; they are not
+    /// counted.
     pub fn flows_per_server(&self) -> Vec<u64> {
         let mut out = vec![0u64; MAX_SERVERS as usize];
         for (_, f) in self.flows.iter().flatten() {
             if !f.is_reply()
+                && f.flags & FLOW_F_CLOSING == 0
                 && let Some(n) = out.get_mut(f.server as usize)
             {
                 *n += 1;

@@ -571,6 +571,11 @@ impl Checkers {
         self.slots.get(&id)?.lock().health.force(up)
     }
 
+    /// Checks are not `disable health`d (HAProxy's CHK_ST_ENABLED); false when unchecked.
+    pub fn is_enabled(&self, id: u32) -> bool {
+        self.slots.get(&id).is_some_and(|s| s.lock().enabled)
+    }
+
     /// `enable health`/`disable health`: pauses or resumes the checks without touching the
     /// server's state.
     pub fn set_enabled(&self, id: u32, enabled: bool) {

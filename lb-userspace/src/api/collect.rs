@@ -1,0 +1,175 @@
+//! Where the API's answers come from: the serve loop for what the daemon knows (states,
+//! checks, history; changes go there too), the pinned maps for what the data plane counts.
+//! Reading the maps never waits for the serve loop, and a busy or stuck serve loop makes
+//! requests fail after a bound instead of piling up.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use lb_common::MAX_SERVERS;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AdminCmd, Request,
+    stats::{Flows, State, Traffic},
+};
+use crate::dataplane::Maps;
+
+/// How long a request may wait for the serve loop.
+const SERVE_LOOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Largest flow counts seen, by (backend, server) and by frontend name.
+type MaxSeen = (HashMap<(String, String), u64>, HashMap<String, u64>);
+
+pub struct Collector {
+    tx: mpsc::Sender<Request>,
+    maps: Arc<Maps>,
+    /// The last read and when it started.
+    cache: tokio::sync::Mutex<Option<(Instant, Arc<Traffic>)>>,
+    max_seen: Mutex<MaxSeen>,
+}
+
+impl Collector {
+    pub fn new(tx: mpsc::Sender<Request>, maps: Maps) -> Collector {
+        Collector {
+            tx,
+            maps: Arc::new(maps),
+            cache: tokio::sync::Mutex::new(None),
+            max_seen: Mutex::new(Default::default()),
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        let sent = tokio::time::timeout(SERVE_LOOP_WAIT, self.tx.send(make(tx))).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err("lb: the daemon is shutting down.\n".into()),
+            Err(_) => return Err("lb: the daemon is busy, try again.\n".into()),
+        }
+        match tokio::time::timeout(SERVE_LOOP_WAIT, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err("lb: the daemon dropped the request.\n".into()),
+            Err(_) => Err("lb: the daemon did not answer in time.\n".into()),
+        }
+    }
+
+    /// The daemon's view, from the serve loop.
+    pub async fn state(&self) -> Result<State, String> {
+        self.ask(Request::State).await
+    }
+
+    /// Applies a change in the serve loop; `Err` is the text to answer.
+    pub async fn admin(&self, cmd: AdminCmd) -> Result<(), String> {
+        self.ask(|tx| Request::Admin(cmd, tx)).await?
+    }
+
+    /// The data plane's counters for `state`'s servers and frontends, read after this call
+    /// started. Concurrent callers share a read: one that started after they asked is fresh
+    /// enough for them, so a thousand clients asking `show stat` at once cost two scans of
+    /// the flow table, not a thousand, and nobody sees counters older than its question.
+    pub async fn traffic(&self, state: &State) -> Traffic {
+        let asked = Instant::now();
+        let raw = {
+            let mut cache = self.cache.lock().await;
+            match cache.as_ref() {
+                Some((started, t)) if *started >= asked => t.clone(),
+                _ => {
+                    let started = Instant::now();
+                    let maps = self.maps.clone();
+                    let frontends = state.frontends.len();
+                    let ids: Vec<u32> = state
+                        .backends
+                        .iter()
+                        .flat_map(|b| b.servers.iter().map(|s| s.id))
+                        .collect();
+                    let t =
+                        tokio::task::spawn_blocking(move || read_traffic(&maps, &ids, frontends))
+                            .await
+                            .unwrap_or_default();
+                    let t = Arc::new(t);
+                    *cache = Some((started, t.clone()));
+                    t
+                }
+            }
+        };
+        let mut t = (*raw).clone();
+        self.note_max(state, &mut t);
+        t
+    }
+
+    /// Keeps the largest flow counts seen and writes them into `max`.
+    fn note_max(&self, state: &State, t: &mut Traffic) {
+        let mut seen = self.max_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for b in &state.backends {
+            for s in &b.servers {
+                if let Some(f) = t.servers.get_mut(s.id as usize) {
+                    let m = seen.0.entry((b.name.clone(), s.name.clone())).or_default();
+                    *m = (*m).max(f.current);
+                    f.max = *m;
+                }
+            }
+        }
+        for fe in &state.frontends {
+            if let Some(f) = t.frontends.get_mut(fe.id as usize) {
+                let m = seen.1.entry(fe.name.clone()).or_default();
+                *m = (*m).max(f.current);
+                f.max = *m;
+            }
+        }
+    }
+}
+
+/// One pass over the flow table, and the counters of servers `ids` and of `frontends`.
+pub fn read_traffic(maps: &Maps, ids: &[u32], frontends: usize) -> Traffic {
+    let n = ids.iter().max().map_or(0, |m| *m as usize + 1);
+    let mut servers = vec![Flows::default(); n.min(MAX_SERVERS as usize)];
+    let mut fronts = vec![Flows::default(); frontends];
+    let mut total = 0;
+    for (_, f) in maps.flows.iter().flatten() {
+        // Closed flows stay in the table until reused or evicted: not current.
+        if f.is_reply() || f.flags & lb_common::FLOW_F_CLOSING != 0 {
+            continue;
+        }
+        total += 1;
+        if let Some(s) = servers.get_mut(usize::from(f.server)) {
+            s.current += 1;
+        }
+        if let Some(fe) = fronts.get_mut(usize::from(f.frontend)) {
+            fe.current += 1;
+        }
+    }
+    let fill = |fl: &mut Flows, c: lb_common::Counters| {
+        fl.new_flows = c.new_flows;
+        fl.redispatched = c.redispatched;
+        fl.packets_in = c.packets_in;
+        fl.bytes_in = c.bytes_in;
+        fl.packets_out = c.packets_out;
+        fl.bytes_out = c.bytes_out;
+    };
+    for &id in ids {
+        if let (Some(fl), Ok(c)) = (servers.get_mut(id as usize), maps.server_counters(id)) {
+            fill(fl, c);
+        }
+    }
+    for (id, fl) in fronts.iter_mut().enumerate() {
+        if let Ok(c) = maps.frontend_counters(id as u32) {
+            fill(fl, c);
+        }
+    }
+    Traffic {
+        servers,
+        frontends: fronts,
+        total_flows: total,
+        reasons: maps
+            .reasons()
+            .map(|rs| {
+                rs.into_iter()
+                    .map(|(r, n)| (r.name().to_string(), n))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
