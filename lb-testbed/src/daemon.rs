@@ -87,6 +87,11 @@ impl Daemon {
         })
     }
 
+    /// Removes `path` (a config written for this daemon) when the daemon is dropped.
+    pub fn remove_on_drop(&mut self, path: PathBuf) {
+        self.temp_config = Some(path);
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

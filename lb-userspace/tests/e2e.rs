@@ -55,7 +55,17 @@ server = [
 }
 
 fn setup(routing: Routing, nat: &str) -> Setup {
+    setup_with(routing, nat, |_| Vec::new())
+}
+
+/// `prepare` may change the topology before lb starts and returns extra `lb run` arguments.
+fn setup_with(
+    routing: Routing,
+    nat: &str,
+    prepare: impl FnOnce(&Topology) -> Vec<String>,
+) -> Setup {
     let topo = Topology::seed(routing).expect("topology");
+    let extra = prepare(&topo);
     let web = WebServer::nginx_all(&topo).expect("nginx");
     let udp = topo
         .backends
@@ -65,14 +75,12 @@ fn setup(routing: Routing, nat: &str) -> Setup {
         })
         .collect();
     let instance = format!("e2e{}", topo.tag);
-    let mut lb = Daemon::start(
-        Path::new(LB),
-        &topo.lb,
-        &instance,
-        &config(&instance, nat),
-        "toml",
-    )
-    .expect("start lb");
+    let path = std::env::temp_dir().join(format!("lbt-{instance}.toml"));
+    std::fs::write(&path, config(&instance, nat)).expect("write config");
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut lb =
+        Daemon::start_file(Path::new(LB), &topo.lb, &instance, &path, &extra).expect("start lb");
+    lb.remove_on_drop(path);
     lb.wait_ready().expect("lb ready");
     Setup {
         topo,
@@ -434,4 +442,39 @@ fn tcplog_logs_each_new_flow() {
     // The UDP frontend has no tcplog: none of its flows is logged.
     assert!(!lb.output().contains("] udp echo/"), "{}", lb.output());
     assert!(lb.stop().expect("stop").success());
+}
+
+#[test]
+fn falls_back_to_generic_xdp_where_the_driver_has_no_native_mode() {
+    let mut s = setup_with(Routing::Isolated, "full-nat", |topo| {
+        // A bridge has no native XDP; lb must still attach (in skb mode) and say so.
+        topo.lb
+            .ip(&["link", "add", "br0", "type", "bridge"])
+            .expect("bridge");
+        topo.lb.ip(&["link", "set", "br0", "up"]).expect("up");
+        vec!["-i".into(), "br0".into()]
+    });
+    s.lb.wait_for(
+        "br0: the driver refused native XDP, attached in generic (skb) mode",
+        Duration::from_secs(5),
+    )
+    .expect("fallback warning");
+    let links = s
+        .topo
+        .lb
+        .exec("ip", &["link", "show", "br0"])
+        .expect("ip link");
+    assert!(links.contains("xdpgeneric"), "{links}");
+    let veth = s
+        .topo
+        .lb
+        .exec("ip", &["link", "show", &s.topo.lb_client_if])
+        .expect("ip link");
+    assert!(
+        veth.contains("xdpdrv") || veth.contains("xdp "),
+        "veth not native: {veth}"
+    );
+    let r = http::get(&s.topo.client, vip(80), "/").expect("GET");
+    assert_eq!(r.status, 200);
+    stop_and_check_detached(&mut s);
 }
