@@ -1,10 +1,12 @@
 //! HTTP end to end through the namespaces: `wrk` in the client namespace, two nginx backends,
 //! and in between, in turn: nothing (straight to one backend through the LB namespace's
 //! kernel routing, the upper bound), HAProxy 2.6 in `mode tcp` (Debian's, run in the LB
-//! namespace with a generated config, stopped by PID), and lb (`lb run`, full-NAT).
+//! namespace with a generated config, stopped by PID), and lb (`lb run`) in both NAT modes:
+//! DNAT (servers see the client, as with the direct case) and full-NAT (servers see the LB,
+//! as with HAProxy). lb restarts between runs keep their pinned conntrack, as in production.
 //!
-//! The servers route via the LB namespace (`Routing::ViaLb`) so that the direct case works;
-//! HAProxy and lb both make the backends see the LB's address.
+//! The servers route via the LB namespace (`Routing::ViaLb`) so that the direct case and
+//! DNAT work.
 //!
 //! Balancer CPU: HAProxy's is its process CPU time (all threads, /proc/PID/stat); lb's is the
 //! XDP program's run time from `kernel.bpf_stats_enabled=1` (the packets' own path; what the
@@ -40,14 +42,18 @@ const CONNECTIONS: u32 = 50;
 enum Via {
     Direct,
     Haproxy,
-    Lb,
+    /// lb with this `nat` mode.
+    Lb(&'static str),
 }
 
-const VIAS: [(Via, &str); 3] = [
+const VIAS: [(Via, &str); 4] = [
     (Via::Direct, "direct to one backend"),
     (Via::Haproxy, "HAProxy 2.6 mode tcp"),
-    (Via::Lb, "lb (XDP, full-NAT)"),
+    (Via::Lb("dnat"), "lb, DNAT"),
+    (Via::Lb("full-nat"), "lb, full-NAT"),
 ];
+const LB_DNAT: usize = 2;
+const LB_FULL_NAT: usize = 3;
 
 const MODES: [(bool, &str); 2] = [(false, "keep-alive"), (true, "new connection per request")];
 
@@ -76,7 +82,7 @@ struct Sample {
 
 pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let lb_bin = args.lb()?;
-    let (reps, secs) = if args.quick { (3, 2) } else { (3, 8) };
+    let (reps, secs) = if args.quick { (3, 1) } else { (3, 6) };
     let topo = Topology::seed(Routing::ViaLb)?;
     let mut web = Vec::new();
     for b in &topo.backends {
@@ -101,6 +107,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         .map(|_| MODES.iter().map(|_| Vec::new()).collect())
         .collect();
     let mut rss = Vec::new();
+    let mut pins = Vec::new();
     let mut reasons = std::collections::BTreeMap::new();
     for _ in 0..reps {
         for (vi, (via, name)) in VIAS.iter().enumerate() {
@@ -112,15 +119,18 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
                     haproxy = Some(Haproxy::start(&topo)?);
                     VIP
                 }
-                Via::Lb => {
-                    let instance = format!("bht{}", topo.tag);
+                Via::Lb(nat) => {
+                    let instance = format!("bh{}{}", &nat[..1], topo.tag);
                     let mut d = Daemon::start(
                         &lb_bin,
                         &topo.lb,
                         &instance,
-                        &lb_config(&instance, 262_144),
+                        &lb_config(&instance, 262_144, nat),
                         "toml",
                     )?;
+                    // Restarts keep conntrack, as `lb run` does in production (pinned maps).
+                    d.keep_pins = true;
+                    pins.push(d.pin_dir());
                     d.wait_ready()?;
                     daemon = Some(d);
                     VIP
@@ -154,7 +164,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
                 samples[vi][mi].push(Sample {
                     wrk: w,
                     cpu,
-                    xdp: if *via == Via::Lb { xdp } else { None },
+                    xdp: if matches!(via, Via::Lb(_)) { xdp } else { None },
                     secs: elapsed,
                     syn_retrans,
                 });
@@ -180,6 +190,9 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     }
     drop(stats);
     drop(web);
+    for p in pins {
+        let _ = std::fs::remove_dir_all(p);
+    }
 
     let rps = |vi: usize, mi: usize| {
         Spread::of(
@@ -213,7 +226,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
                 _ => {
                     let core = med(&|s| s.cpu.unwrap_or(f64::NAN) / s.secs) * 100.0;
                     match via {
-                        Via::Lb => format!(
+                        Via::Lb(_) => format!(
                             "{core:.1}% (XDP {:.1}%)",
                             med(&|s| s.xdp.unwrap_or(f64::NAN) / s.secs) * 100.0
                         ),
@@ -276,33 +289,35 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         rows,
     );
     let r = |vi, mi| rps(vi, mi).median;
-    out.target(
-        "HTTP keep-alive: lb >= 0.9x direct",
-        r(2, 0) / r(0, 0),
-        Target::AtLeast(0.9),
-    );
-    out.target(
-        "HTTP keep-alive: lb >= 1.15x HAProxy tcp",
-        r(2, 0) / r(1, 0),
-        Target::AtLeast(1.15),
-    );
-    out.target(
-        "HTTP new connection per request: lb >= 0.85x direct",
-        r(2, 1) / r(0, 1),
-        Target::AtLeast(0.85),
-    );
-    out.target(
-        "HTTP new connection per request: lb >= 1.5x HAProxy tcp",
-        r(2, 1) / r(1, 1),
-        Target::AtLeast(1.5),
-    );
-    for (mi, (_, mode)) in MODES.iter().enumerate() {
-        if let (Some(l), Some(h)) = (cpu_per_req(2, mi), cpu_per_req(1, mi)) {
-            out.target(
-                &format!("balancer CPU per request, {mode}: lb <= 5% of HAProxy"),
-                l.median / h.median,
-                Target::AtMost(0.05),
-            );
+    for (li, nat) in [(LB_DNAT, "DNAT"), (LB_FULL_NAT, "full-NAT")] {
+        out.target(
+            &format!("HTTP keep-alive: lb {nat} >= 0.9x direct"),
+            r(li, 0) / r(0, 0),
+            Target::AtLeast(0.9),
+        );
+        out.target(
+            &format!("HTTP keep-alive: lb {nat} >= 1.15x HAProxy tcp"),
+            r(li, 0) / r(1, 0),
+            Target::AtLeast(1.15),
+        );
+        out.target(
+            &format!("HTTP new connection per request: lb {nat} >= 0.85x direct"),
+            r(li, 1) / r(0, 1),
+            Target::AtLeast(0.85),
+        );
+        out.target(
+            &format!("HTTP new connection per request: lb {nat} >= 1.5x HAProxy tcp"),
+            r(li, 1) / r(1, 1),
+            Target::AtLeast(1.5),
+        );
+        for (mi, (_, mode)) in MODES.iter().enumerate() {
+            if let (Some(l), Some(h)) = (cpu_per_req(li, mi), cpu_per_req(1, mi)) {
+                out.target(
+                    &format!("balancer CPU per request, {mode}: lb {nat} <= 5% of HAProxy"),
+                    l.median / h.median,
+                    Target::AtMost(0.05),
+                );
+            }
         }
     }
     out.chart("http.svg", "HTTP requests/s", "requests/s", bars);

@@ -61,7 +61,8 @@ struct Sample {
     delivered: f64,
 }
 
-pub fn lb_config(instance: &str, conntrack: u32) -> String {
+/// `lb run`'s config for the seed topology: VIP:80 round robin over web10 and web11.
+pub fn lb_config(instance: &str, conntrack: u32, nat: &str) -> String {
     format!(
         r#"[global]
 instance = "{instance}"
@@ -72,7 +73,7 @@ bind = ["{VIP}:80"]
 default_backend = "web"
 
 [backend.web]
-nat = "full-nat"
+nat = "{nat}"
 server = [
   {{ name = "web10", address = "10.200.10.10:80" }},
   {{ name = "web11", address = "10.200.11.11:80" }},
@@ -167,7 +168,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
                         &lb_bin,
                         &topo.lb,
                         &instance,
-                        &lb_config(&instance, 65536),
+                        &lb_config(&instance, 65536, "full-nat"),
                         "toml",
                     )?;
                     d.wait_ready()?;

@@ -422,7 +422,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         &lb_bin,
         &topo.lb,
         &instance,
-        &lb_config(&instance, 1_048_576),
+        &lb_config(&instance, 1_048_576, "full-nat"),
         "toml",
     )?;
     d.wait_ready()?;

@@ -18,6 +18,8 @@ pub struct Daemon {
     pub output: Arc<Mutex<String>>,
     pub instance: String,
     config: PathBuf,
+    /// Leave the pinned maps in place on drop, as a restarted `lb run` would find them.
+    pub keep_pins: bool,
 }
 
 impl Daemon {
@@ -73,6 +75,7 @@ impl Daemon {
             output,
             instance: instance.into(),
             config: config.into(),
+            keep_pins: false,
         })
     }
 
@@ -144,7 +147,9 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(self.pin_dir());
+        if !self.keep_pins {
+            let _ = std::fs::remove_dir_all(self.pin_dir());
+        }
         let _ = std::fs::remove_file(&self.config);
     }
 }
