@@ -29,7 +29,7 @@ use lb_testbed::{
 
 use crate::{
     Args,
-    report::{Report, Spread},
+    report::{Report, Spread, Target},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
@@ -108,6 +108,26 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let cases = ns.run(move || measure(&net, reps, repeat))??;
 
     let floor = Spread::of(&cases[0].ns).median;
+    let ratio = |i: usize| Spread::of(&cases[i].ns).median / floor;
+    out.target(
+        "conntrack hit <= 2.5x the empty program",
+        ratio(1),
+        Target::AtMost(2.5),
+    );
+    out.target(
+        "new flow <= 4x the empty program",
+        ratio(2),
+        Target::AtMost(4.0),
+    );
+    out.chart(
+        "cost.svg",
+        "Per-packet cost (BPF_PROG_TEST_RUN)",
+        "ns/packet",
+        cases
+            .iter()
+            .map(|c| (c.name.to_string(), Spread::of(&c.ns)))
+            .collect(),
+    );
     let targets = ["", "<= 2.5x", "<= 4x", "", ""];
     let rows = cases
         .iter()

@@ -45,9 +45,48 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// A goal from issue 6, reported against (never asserted).
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    pub fn met(self, v: f64) -> bool {
+        match self {
+            Target::AtLeast(t) => v >= t,
+            Target::AtMost(t) => v <= t,
+        }
+    }
+
+    pub fn text(self) -> String {
+        match self {
+            Target::AtLeast(t) => format!(">= {t}x"),
+            Target::AtMost(t) => format!("<= {t}x"),
+        }
+    }
+}
+
+pub struct TargetRow {
+    pub what: String,
+    pub ratio: f64,
+    pub target: Target,
+}
+
+/// Bars (median with a min-max whisker) for one SVG chart.
+pub struct Chart {
+    pub file: String,
+    pub title: String,
+    pub unit: String,
+    pub bars: Vec<(String, Spread)>,
+}
+
 #[derive(Default)]
 pub struct Report {
     pub tables: Vec<Table>,
+    pub targets: Vec<TargetRow>,
+    pub charts: Vec<Chart>,
 }
 
 impl Report {
@@ -58,6 +97,53 @@ impl Report {
             header: header.iter().map(|s| s.to_string()).collect(),
             rows,
         });
+    }
+
+    pub fn target(&mut self, what: &str, ratio: f64, target: Target) {
+        self.targets.push(TargetRow {
+            what: what.into(),
+            ratio,
+            target,
+        });
+    }
+
+    pub fn chart(&mut self, file: &str, title: &str, unit: &str, bars: Vec<(String, Spread)>) {
+        self.charts.push(Chart {
+            file: file.into(),
+            title: title.into(),
+            unit: unit.into(),
+            bars,
+        });
+    }
+
+    /// The targets as a table of its own (added last, after every section ran).
+    pub fn add_target_table(&mut self) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let rows = self
+            .targets
+            .iter()
+            .map(|t| {
+                vec![
+                    t.what.clone(),
+                    format!("{:.2}x", t.ratio),
+                    t.target.text(),
+                    if t.target.met(t.ratio) {
+                        "met"
+                    } else {
+                        "MISSED"
+                    }
+                    .to_string(),
+                ]
+            })
+            .collect();
+        self.table(
+            "Targets (issue 6)",
+            "Ratios of medians measured in this run; reported, not asserted.",
+            &["target", "measured", "wanted", "result"],
+            rows,
+        );
     }
 
     pub fn markdown(&self) -> String {

@@ -7,6 +7,7 @@
 //! it sits in the packet, so the data plane never swaps bytes on the fast path.
 #![no_std]
 
+pub mod bench;
 pub mod csum;
 pub mod flow;
 pub mod maps;

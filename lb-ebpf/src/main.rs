@@ -6,6 +6,7 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+mod bench;
 mod flows;
 mod forward;
 mod lb4;
@@ -27,6 +28,24 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark traffic generator (lb-bench, live-frames `BPF_PROG_TEST_RUN`); see `bench`.
+#[xdp]
+pub fn bench_gen(ctx: XdpContext) -> u32 {
+    bench::generate(&ctx)
+}
+
+/// Benchmark receiver: counts and drops TCP frames; see `bench`.
+#[xdp]
+pub fn bench_sink(ctx: XdpContext) -> u32 {
+    bench::sink(&ctx)
+}
+
+/// Benchmark `XDP_TX` bounce, the veth forwarding limit; see `bench`.
+#[xdp]
+pub fn bench_tx(ctx: XdpContext) -> u32 {
+    bench::bounce(&ctx)
 }
 
 // Host builds (clippy) link std through lb-common's `user` feature, which brings its own.

@@ -19,6 +19,8 @@ pub struct Daemon {
     pub instance: String,
     /// A config file written by [`Daemon::start`], removed on drop.
     temp_config: Option<PathBuf>,
+    /// Leave the pinned maps in place on drop, as a restarted `lb run` would find them.
+    pub keep_pins: bool,
 }
 
 impl Daemon {
@@ -84,6 +86,7 @@ impl Daemon {
             output,
             instance: instance.into(),
             temp_config: None,
+            keep_pins: false,
         })
     }
 
@@ -160,7 +163,9 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(self.pin_dir());
+        if !self.keep_pins {
+            let _ = std::fs::remove_dir_all(self.pin_dir());
+        }
         if let Some(c) = &self.temp_config {
             let _ = std::fs::remove_file(c);
         }

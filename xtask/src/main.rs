@@ -130,6 +130,8 @@ fn main() -> Result<()> {
         }
         Cmd::Bench { args } => {
             setup()?;
+            // The benchmarks run `lb run` from target/release, next to lb-bench.
+            cargo(&["build", "--release", "-p", "lb-userspace", "--bin", "lb"])?;
             let mut all = vec!["run", "--release", "-p", "lb-bench", "--"];
             all.extend(args.iter().map(String::as_str));
             if is_root() {

@@ -1,0 +1,277 @@
+//! Packet rate across veth, with a generator written here: `bench_gen` run by
+//! `BPF_PROG_TEST_RUN` in live-frames mode inside the client namespace sends 64-byte TCP
+//! frames of many flows (the source port varies) out of the client veth, i.e. into the LB's.
+//!
+//! Frames are counted where they arrive by `bench_sink` (count per CPU, then `XDP_DROP`) on
+//! the receiving veth: on the backends' veths for the forwarding cases, on the LB's veth for
+//! `XDP_DROP`, on the client's veth for the `XDP_TX` bounce. An XDP counter rather than
+//! interface counters because it counts exactly the frames that reached the receiver's
+//! driver hook, costs the same few nanoseconds in every case, and an XDP program on the peer
+//! is what veth needs anyway to accept `XDP_TX`/redirected frames; it also lets us check that
+//! lb's frames arrive rewritten (counted by destination address).
+//!
+//! Cases, each measured in every repetition, interleaved:
+//! - `XDP_DROP` on the LB's veth: the receive limit;
+//! - `XDP_TX` bounce on the LB's veth: the practical forwarding limit of one veth hop;
+//! - kernel IP forwarding in the LB namespace (no XDP there; GRO on its veth so that it takes
+//!   frames from an XDP sender), frames addressed to the backends directly;
+//! - lb (`lb run`, full-NAT round robin over the two backends), frames addressed to the VIP.
+use std::{net::SocketAddrV4, time::Duration};
+
+use anyhow::{Result, ensure};
+use lb_common::bench::{
+    GEN_FRAME_LEN, GEN_TEMPLATES, GenConfig, PROG_BENCH_SINK, PROG_BENCH_TX, SINK_SLOTS,
+};
+use lb_testbed::{
+    daemon::Daemon,
+    packet::{ACK, Pkt},
+    topo::{CLIENT, Routing, Topology, VIP},
+};
+
+use crate::{
+    Args,
+    progs::BenchProgs,
+    report::{Report, Spread, Target},
+    sys::mac_of,
+};
+
+/// Source ports per destination: many flows, few enough that lb's conntrack holds them all
+/// after the first pass (steady state: conntrack hits).
+const FLOWS: u32 = 4096;
+const SPORT_BASE: u16 = 20000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Drop,
+    Tx,
+    Kernel,
+    Lb,
+}
+
+const CASES: [(Case, &str); 4] = [
+    (Case::Drop, "XDP_DROP on the LB veth (receive limit)"),
+    (Case::Tx, "XDP_TX bounce on the LB veth (forwarding limit)"),
+    (Case::Kernel, "kernel IP forwarding (no XDP on the LB)"),
+    (Case::Lb, "lb forwarding to the backends (full-NAT)"),
+];
+
+struct Sample {
+    mpps: f64,
+    offered: f64,
+    delivered: f64,
+}
+
+/// `lb run`'s config for the seed topology: VIP:80 round robin over web10 and web11.
+pub fn lb_config(instance: &str, conntrack: u32, nat: &str) -> String {
+    format!(
+        r#"[global]
+instance = "{instance}"
+conntrack_entries = {conntrack}
+
+[frontend.bench]
+bind = ["{VIP}:80"]
+default_backend = "web"
+
+[backend.web]
+nat = "{nat}"
+server = [
+  {{ name = "web10", address = "10.200.10.10:80" }},
+  {{ name = "web11", address = "10.200.11.11:80" }},
+]
+"#
+    )
+}
+
+pub fn run(args: &Args, out: &mut Report) -> Result<()> {
+    let (reps, frames_xdp, frames_kernel) = if args.quick {
+        (3, 1_000_000, 500_000)
+    } else {
+        (5, 10_000_000, 3_000_000)
+    };
+    let lb_bin = args.lb()?;
+    let topo = Topology::seed(Routing::Isolated)?;
+    topo.lb.sysctl("net.ipv4.ip_forward", "1")?;
+    let mut progs = BenchProgs::load()?;
+    for b in &topo.backends {
+        progs.attach(PROG_BENCH_SINK, &b.ns, &b.ifname)?;
+        // The LB knows the backends' MACs before any measurement (no ARP in the timed part).
+        let mac = mac_of(&b.ns, &b.ifname)?;
+        let mac = mac.map(|x| format!("{x:02x}")).join(":");
+        topo.lb.ip(&[
+            "neigh",
+            "replace",
+            &b.addr.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            &b.lb_ifname,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    progs.attach(PROG_BENCH_SINK, &topo.client, &topo.client_if)?;
+
+    let cmac = mac_of(&topo.client, &topo.client_if)?;
+    let lmac = mac_of(&topo.lb, &topo.lb_client_if)?;
+    let frame = |dst: std::net::Ipv4Addr| -> [u8; GEN_FRAME_LEN] {
+        let f = Pkt::tcp(
+            SocketAddrV4::new(CLIENT, SPORT_BASE),
+            SocketAddrV4::new(dst, 80),
+        )
+        .flags(ACK)
+        .payload(&[0x61; 10])
+        .macs(cmac, lmac)
+        .build();
+        let mut a = [0u8; GEN_FRAME_LEN];
+        a.copy_from_slice(&f[..GEN_FRAME_LEN]);
+        a
+    };
+    let mut to_vip = GenConfig {
+        templates: 1,
+        flows: FLOWS,
+        sport_base: SPORT_BASE,
+        ..GenConfig::default()
+    };
+    to_vip.frames = [frame(VIP); GEN_TEMPLATES];
+    let mut to_backends = to_vip;
+    to_backends.templates = 2;
+    to_backends.frames[0] = frame(topo.backends[0].addr);
+    to_backends.frames[1] = frame(topo.backends[1].addr);
+
+    let slot = |a: std::net::Ipv4Addr| (a.octets()[3] as u32 % SINK_SLOTS) as usize;
+    let vip_slot = slot(VIP);
+    let backend_slots: Vec<usize> = topo.backends.iter().map(|b| slot(b.addr)).collect();
+
+    let mut samples: Vec<Vec<Sample>> = (0..CASES.len()).map(|_| Vec::new()).collect();
+    let mut lb_share = Vec::new();
+    for _ in 0..reps {
+        for (ci, (case, name)) in CASES.iter().enumerate() {
+            let mut daemon = None;
+            let mut link = None;
+            let (cfg, frames, slots): (&GenConfig, u32, Vec<usize>) = match case {
+                Case::Drop => {
+                    link = Some(progs.attach(PROG_BENCH_SINK, &topo.lb, &topo.lb_client_if)?);
+                    (&to_vip, frames_xdp, vec![vip_slot])
+                }
+                Case::Tx => {
+                    link = Some(progs.attach(PROG_BENCH_TX, &topo.lb, &topo.lb_client_if)?);
+                    (&to_vip, frames_xdp, vec![vip_slot])
+                }
+                Case::Kernel => {
+                    topo.lb
+                        .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "on"])?;
+                    (&to_backends, frames_kernel, backend_slots.clone())
+                }
+                Case::Lb => {
+                    let instance = format!("bpr{}", topo.tag);
+                    let mut d = Daemon::start(
+                        &lb_bin,
+                        &topo.lb,
+                        &instance,
+                        &lb_config(&instance, 65536, "full-nat"),
+                        "toml",
+                    )?;
+                    d.wait_ready()?;
+                    daemon = Some(d);
+                    (&to_vip, frames_xdp, backend_slots.clone())
+                }
+            };
+            progs.set_generator(cfg)?;
+            let before = progs.counts()?;
+            let wall = progs.generate(&topo.client, &topo.client_if, GEN_FRAME_LEN, frames)?;
+            // Let the last frames in the veth queues arrive (not timed: at most a ring's worth).
+            std::thread::sleep(Duration::from_millis(100));
+            let after = progs.counts()?;
+            if let Some(l) = link.take() {
+                progs.detach(l)?;
+            }
+            if *case == Case::Kernel {
+                topo.lb
+                    .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "off"])?;
+            }
+            if let Some(mut d) = daemon.take() {
+                d.stop()?;
+            }
+            let got: Vec<u64> = slots.iter().map(|&s| after[s] - before[s]).collect();
+            let received: u64 = got.iter().sum();
+            let all: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
+            ensure!(
+                received <= u64::from(frames) && all == received,
+                "{name}: {all} frames counted, {received} where expected, {frames} sent"
+            );
+            ensure!(
+                received * 10 >= u64::from(frames),
+                "{name}: only {received} of {frames} frames arrived"
+            );
+            if *case == Case::Lb {
+                // Round robin over two servers: each gets its share of the flows' frames.
+                let min = got.iter().copied().min().unwrap_or(0);
+                lb_share.push(min as f64 / received.max(1) as f64);
+            }
+            let secs = wall.as_secs_f64();
+            samples[ci].push(Sample {
+                mpps: received as f64 / secs / 1e6,
+                offered: f64::from(frames) / secs / 1e6,
+                delivered: received as f64 / f64::from(frames),
+            });
+        }
+    }
+
+    let med = |ci: usize| Spread::of(&samples[ci].iter().map(|s| s.mpps).collect::<Vec<_>>());
+    let (tx, kernel, lb) = (med(1).median, med(2).median, med(3).median);
+    let mut bars = Vec::new();
+    let rows = CASES
+        .iter()
+        .enumerate()
+        .map(|(ci, (_, name))| {
+            let s = med(ci);
+            bars.push((name.to_string(), s));
+            let offered = Spread::of(&samples[ci].iter().map(|s| s.offered).collect::<Vec<_>>());
+            let delivered =
+                Spread::of(&samples[ci].iter().map(|s| s.delivered).collect::<Vec<_>>());
+            vec![
+                name.to_string(),
+                s.fmt(2),
+                format!("{:.2}x", s.median / tx),
+                format!("{:.2}x", s.median / kernel),
+                format!("{:.2}", offered.median),
+                format!("{:.0}%", delivered.median * 100.0),
+            ]
+        })
+        .collect();
+    let share = Spread::of(&lb_share);
+    out.table(
+        "Packet rate across veth (live-frames generator)",
+        &format!(
+            "64-byte TCP frames of {FLOWS} flows per destination from `bench_gen` \
+             (BPF_PROG_TEST_RUN live frames, batch 64) in the client namespace; Mpps counted by \
+             `bench_sink` on the receiving veth (the backends', or the LB's for XDP_DROP, the \
+             client's for the bounce) over the generator's wall time; {reps} runs of \
+             {frames_xdp} frames ({frames_kernel} for kernel forwarding), min / median / max. \
+             Everything shares the machine's 2 vCPUs. lb's smaller backend got {:.0}% of the \
+             frames (median; round robin over 2 servers).",
+            share.median * 100.0
+        ),
+        &[
+            "case",
+            "Mpps received",
+            "x XDP_TX",
+            "x kernel fwd",
+            "offered Mpps",
+            "delivered",
+        ],
+        rows,
+    );
+    out.target(
+        "lb forwarding >= 0.85x the XDP_TX bounce",
+        lb / tx,
+        Target::AtLeast(0.85),
+    );
+    out.target(
+        "lb forwarding >= 2.5x kernel forwarding",
+        lb / kernel,
+        Target::AtLeast(2.5),
+    );
+    out.chart("pktrate.svg", "Packet rate across veth", "Mpps", bars);
+    Ok(())
+}

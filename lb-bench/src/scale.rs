@@ -1,0 +1,569 @@
+//! Scale: per-packet cost of conntrack hits as the number of backends and of tracked flows
+//! grows, new flows into a table with room and into a full one, and memory.
+//!
+//! Hits on random existing flows, although BPF_PROG_TEST_RUN repeats on one buffer: the
+//! conntrack is prefilled so that the flows form a *chain* in a random order. The forward
+//! entry of flow k rewrites its packet into the packet of flow k+1 (source address and port of
+//! the next flow, destination the server, which is the VIP itself as in `cost`), so run n of
+//! a test hits flow n of the chain: every run is a hit on a different flow, in random memory
+//! order, and `repeat >= flows` visits every flow. Each run is checked afterwards: the frame
+//! the kernel hands back must be exactly the packet of the flow `repeat` steps down the chain
+//! (built independently, checksums included), the servers' counters must have grown by
+//! `repeat` hits and no new flow, and every server must have had packets.
+//!
+//! Each flow also has its reply entry, so the table holds two entries per flow as in real use.
+//! Tables are sized as the daemon would be configured: the default (262144 flows) unless
+//! more flows are wanted.
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use anyhow::{Context, Result, ensure};
+use aya::maps::{IterableMap, MapInfo};
+use lb::dataplane::{
+    Dataplane, LoadOptions,
+    testrun::{self, XDP_REDIRECT},
+};
+use lb_common::{
+    DEFAULT_CONNTRACK_ENTRIES, FLOW_F_REPLY, Flow, FlowKey, MAP_FLOWS, NextHop, PROTO_TCP,
+    SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings, flow::addr_hash,
+    flow::snat_port,
+};
+use lb_testbed::{
+    daemon::Daemon,
+    packet::{ACK, Pkt, SYN},
+    runnet::{MAC_DPB, RunNet},
+    topo::{Routing, Topology},
+};
+
+use crate::{
+    Args,
+    pktrate::lb_config,
+    report::{Report, Spread, Target},
+    sys::{memlock, status_kb},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+const MAC_VIP: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+const SNAT_MIN: u16 = 10000;
+const SNAT_MAX: u16 = 32767;
+
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// The `i`-th client endpoint: 60000 ports per address from 10.0.0.2 up.
+fn endpoint(i: u32) -> SocketAddrV4 {
+    let addr = u32::from(Ipv4Addr::new(10, 0, 0, 2)) + i / 60000;
+    SocketAddrV4::new(Ipv4Addr::from(addr), 1024 + (i % 60000) as u16)
+}
+
+fn frame(src: SocketAddrV4, flags: u8) -> Vec<u8> {
+    // MACs as the program writes them (see `cost`).
+    Pkt::tcp(src, SocketAddrV4::new(VIP, 80))
+        .flags(flags)
+        .payload(&[0x61; 10])
+        .macs(MAC_DPB, MAC_VIP)
+        .build()
+}
+
+/// splitmix64: a fixed-seed random order, reproducible from run to run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn permutation(n: u32, seed: u64) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n).collect();
+    let mut rng = Rng(seed);
+    for i in (1..v.len()).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// One service VIP:80 over `backends` servers that are all VIP:80 (fixed points, see `cost`).
+fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> {
+    dp.maps.write_settings(Settings {
+        snat_port_min: SNAT_MIN,
+        snat_port_max: SNAT_MAX,
+        flags: 0,
+        fib_epoch: 1,
+    })?;
+    dp.maps.sync_services(&[(
+        ServiceKey {
+            addr: be(VIP),
+            port: 80u16.to_be(),
+            proto: PROTO_TCP,
+            _pad: 0,
+        },
+        ServiceValue {
+            pool: 0,
+            frontend: 0,
+        },
+    )])?;
+    for id in 0..backends {
+        dp.maps.write_server(
+            id,
+            ServerInfo {
+                addr: be(VIP),
+                snat_addr: be(snat),
+                port: 80u16.to_be(),
+                state: SERVER_ACTIVE,
+                _pad: 0,
+                pool: 0,
+                nh: NextHop::default(),
+            },
+        )?;
+    }
+    let table: Vec<u32> = (0..backends).collect();
+    dp.publish(0, 0, &table)
+}
+
+fn conntrack_for(flows: u32) -> u32 {
+    DEFAULT_CONNTRACK_ENTRIES.max(flows + flows / 16 + 1024)
+}
+
+/// A data plane whose conntrack holds `flows` flows chained in random order.
+struct Chain {
+    name: String,
+    backends: u32,
+    flows: u32,
+    dp: Dataplane,
+    /// Flow ids in chain order.
+    order: Vec<u32>,
+    ns: Vec<f64>,
+}
+
+impl Chain {
+    fn new(backends: u32, flows: u32) -> Result<Chain> {
+        let mut dp = Dataplane::load(&LoadOptions {
+            pin_dir: None,
+            conntrack_entries: conntrack_for(flows),
+        })?;
+        install(&mut dp, backends, Ipv4Addr::new(10, 1, 0, 1))?;
+        let order = permutation(flows, 0x1b_5eed ^ u64::from(flows));
+        for (k, &id) in order.iter().enumerate() {
+            let me = endpoint(id);
+            let next = endpoint(order[(k + 1) % order.len()]);
+            let (c, p) = (be(*me.ip()), me.port().to_be());
+            dp.maps.flows.insert(
+                FlowKey::new(c, be(VIP), p, 80u16.to_be(), PROTO_TCP),
+                Flow {
+                    src: be(*next.ip()),
+                    dst: be(VIP),
+                    sport: next.port().to_be(),
+                    dport: 80u16.to_be(),
+                    flags: 0,
+                    server: (id % backends) as u16,
+                    frontend: 0,
+                    pool: 0,
+                    nh: NextHop::default(),
+                },
+                0,
+            )?;
+            dp.maps.flows.insert(
+                FlowKey::new(be(VIP), c, 80u16.to_be(), p, PROTO_TCP),
+                Flow {
+                    src: be(VIP),
+                    dst: c,
+                    sport: 80u16.to_be(),
+                    dport: p,
+                    flags: FLOW_F_REPLY,
+                    server: (id % backends) as u16,
+                    frontend: 0,
+                    pool: 0,
+                    nh: NextHop::default(),
+                },
+                0,
+            )?;
+        }
+        Ok(Chain {
+            name: format!("{backends} backends, {} flows", count(flows)),
+            backends,
+            flows,
+            dp,
+            order,
+            ns: Vec::new(),
+        })
+    }
+
+    fn frame_at(&self, k: u64) -> Vec<u8> {
+        let id = self.order[(k % u64::from(self.flows)) as usize];
+        frame(endpoint(id), ACK)
+    }
+
+    /// (hits, new flows) summed over servers, and the fewest hits any server got.
+    fn counters(&self) -> Result<(u64, u64, Vec<u64>)> {
+        let (mut hits, mut new) = (0, 0);
+        let mut per = Vec::new();
+        for id in 0..self.backends {
+            let c = self.dp.maps.server_counters(id)?;
+            hits += c.packets_in;
+            new += c.new_flows;
+            per.push(c.packets_in);
+        }
+        Ok((hits, new, per))
+    }
+
+    /// One run of `repeat` hits down the chain, checked; returns ns/packet.
+    fn run(&mut self, dpc: u32, repeat: u32) -> Result<f64> {
+        let (h0, n0, p0) = self.counters()?;
+        let start = self.frame_at(0);
+        let o = testrun::run(self.dp.lb_program()?, dpc, &start, repeat)?;
+        let (h1, n1, p1) = self.counters()?;
+        let name = &self.name;
+        ensure!(o.action == XDP_REDIRECT, "{name}: action {}", o.action);
+        ensure!(
+            o.frame == self.frame_at(u64::from(repeat)),
+            "{name}: after {repeat} runs the frame is not the chain's next packet"
+        );
+        ensure!(
+            h1 - h0 == u64::from(repeat) && n1 == n0,
+            "{name}: {} hits and {} new flows in {repeat} runs",
+            h1 - h0,
+            n1 - n0
+        );
+        if u64::from(repeat) >= u64::from(self.flows) {
+            // Flow i belongs to server i % backends: the first min(flows, backends) have flows.
+            let owners = self.flows.min(self.backends) as usize;
+            let idle = p0
+                .iter()
+                .zip(&p1)
+                .take(owners)
+                .filter(|(a, b)| a == b)
+                .count();
+            ensure!(idle == 0, "{name}: {idle} servers got no packet");
+        }
+        Ok(o.per_run.as_nanos() as f64)
+    }
+}
+
+fn count(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+/// New flows, each run of the test a new one: a full-NAT walk over source ports (as in
+/// `cost`), from a client address whose walk does not come back within `repeat` steps, a
+/// fresh one for every run, so no tuple is ever seen twice.
+struct NewFlows {
+    name: &'static str,
+    dp: Dataplane,
+    next_client: u32,
+    ns: Vec<f64>,
+}
+
+/// Length of the walk `port -> snat_port(hash(client), port, 0)` before it repeats.
+fn walk_len(client: Ipv4Addr) -> u32 {
+    let span = u32::from(SNAT_MAX - SNAT_MIN) + 1;
+    let c = (addr_hash(be(client)) % span + u32::from(SNAT_MIN)) % span;
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    span / gcd(c, span).max(1)
+}
+
+impl NewFlows {
+    /// `full`: fill the conntrack (default size) with other flows first, so that every new
+    /// flow evicts (LRU) as it would on a busy balancer.
+    fn new(name: &'static str, full: bool) -> Result<NewFlows> {
+        let mut dp = Dataplane::load(&LoadOptions::default())?;
+        install(&mut dp, 2, Ipv4Addr::new(10, 0, 1, 1))?;
+        if full {
+            let entries = 2 * DEFAULT_CONNTRACK_ENTRIES;
+            for i in 0..entries {
+                let e = endpoint(i);
+                dp.maps.flows.insert(
+                    FlowKey::new(
+                        be(*e.ip()),
+                        be(VIP),
+                        e.port().to_be(),
+                        81u16.to_be(),
+                        PROTO_TCP,
+                    ),
+                    Flow::default(),
+                    0,
+                )?;
+            }
+        }
+        Ok(NewFlows {
+            name,
+            dp,
+            next_client: u32::from(Ipv4Addr::new(10, 0, 100, 1)),
+            ns: Vec::new(),
+        })
+    }
+
+    fn run(&mut self, dpc: u32, repeat: u32) -> Result<f64> {
+        // A client whose port walk is longer than the run.
+        let client = loop {
+            let c = Ipv4Addr::from(self.next_client);
+            self.next_client += 1;
+            if walk_len(c) > repeat {
+                break c;
+            }
+        };
+        // The rewrite's source is the server's full-NAT address: make it this client.
+        for id in 0..2 {
+            let mut s = self.dp.maps.servers.get(&id, 0)?;
+            s.snat_addr = be(client);
+            self.dp.maps.write_server(id, s)?;
+        }
+        let before = self.new_flows()?;
+        let syn = frame(SocketAddrV4::new(client, SNAT_MIN + 7), SYN);
+        let o = testrun::run(self.dp.lb_program()?, dpc, &syn, repeat)?;
+        let new = self.new_flows()? - before;
+        ensure!(
+            o.action == XDP_REDIRECT && new == u64::from(repeat),
+            "{}: {new} new flows in {repeat} runs (action {})",
+            self.name,
+            o.action
+        );
+        // The last run's packet came from the walk's `repeat`-th port.
+        let h = addr_hash(be(client));
+        let mut p = SNAT_MIN + 7;
+        for _ in 0..repeat {
+            p = snat_port(h, p, 0, SNAT_MIN, SNAT_MAX);
+        }
+        ensure!(
+            o.frame == frame(SocketAddrV4::new(client, p), SYN),
+            "{}: the frame is not the walk's next SYN",
+            self.name
+        );
+        Ok(o.per_run.as_nanos() as f64)
+    }
+
+    fn new_flows(&self) -> Result<u64> {
+        Ok(self.dp.maps.server_counters(0)?.new_flows + self.dp.maps.server_counters(1)?.new_flows)
+    }
+}
+
+pub fn run(args: &Args, out: &mut Report) -> Result<()> {
+    let lb_bin = args.lb()?;
+    let net = RunNet::new()?;
+    net.neighbour(VIP, MAC_VIP)?;
+    let quick = args.quick;
+    let ns = net.ns.handle();
+    let m = ns.run(move || measure(&net, quick))??;
+
+    let base = Spread::of(&m.chains[0].ns).median;
+    let floor = Spread::of(&m.floor).median;
+    let mut rows = vec![vec![
+        "empty XDP_PASS (floor)".to_string(),
+        Spread::of(&m.floor).fmt(1),
+        format!("{:.2}x", floor / base),
+        "1.00x".to_string(),
+        "-".to_string(),
+    ]];
+    let mut bars = vec![("empty XDP_PASS (floor)".to_string(), Spread::of(&m.floor))];
+    for c in &m.chains {
+        let s = Spread::of(&c.ns);
+        bars.push((format!("hit, {}", c.name), s));
+        rows.push(vec![
+            format!("conntrack hit, {}", c.name),
+            s.fmt(1),
+            format!("{:.2}x", s.median / base),
+            format!("{:.2}x", s.median / floor),
+            format!("{:.1} MiB", c.map_mib),
+        ]);
+    }
+    for n in &m.new {
+        let s = Spread::of(&n.ns);
+        bars.push((n.name.to_string(), s));
+        rows.push(vec![
+            n.name.to_string(),
+            s.fmt(1),
+            format!("{:.2}x", s.median / base),
+            format!("{:.2}x", s.median / floor),
+            format!("{:.1} MiB", n.map_mib),
+        ]);
+    }
+    out.table(
+        "Scale: backends and flows in conntrack (BPF_PROG_TEST_RUN)",
+        &format!(
+            "Hits on random existing flows (a prefilled chain, see lb-bench/src/scale.rs), each \
+             run checked from the frame and the counters; {} runs per row of max(flows, {}) \
+             packets, interleaved; ns/packet min / median / max. Ratios against the 2-backend, \
+             1k-flow row and the floor. Map: LB_FLOWS memory (fdinfo memlock) for the table \
+             size used ({DEFAULT_CONNTRACK_ENTRIES} flows, or flows + 1/16 + 1024 above that; \
+             two entries per flow). New flows: each run a new SYN (full-NAT, counted), into the \
+             default-size table with room, or filled to capacity so every insert evicts.",
+            m.reps, m.repeat
+        ),
+        &["case", "ns/packet", "x 2 backends, 1k", "x floor", "map"],
+        rows,
+    );
+    let last = m
+        .chains
+        .last()
+        .map(|c| Spread::of(&c.ns).median)
+        .unwrap_or(f64::NAN);
+    out.target(
+        "1024 backends and 1M flows within 1.25x of 2 backends, 1k flows",
+        last / base,
+        Target::AtMost(1.25),
+    );
+    out.chart("scale.svg", "Scale: ns/packet", "ns/packet", bars);
+
+    // The daemon with a 1M-flow conntrack: its own memory, and the map's.
+    let topo = Topology::seed(Routing::Isolated)?;
+    let instance = format!("bsc{}", topo.tag);
+    let mut d = Daemon::start(
+        &lb_bin,
+        &topo.lb,
+        &instance,
+        &lb_config(&instance, 1_048_576, "full-nat"),
+        "toml",
+    )?;
+    d.wait_ready()?;
+    let pid = d.pid().context("lb is not running")?;
+    let (rss, hwm) = (status_kb(pid, "VmRSS")?, status_kb(pid, "VmHWM")?);
+    let info = MapInfo::from_pin(d.pin_dir().join(MAP_FLOWS))?;
+    let fd = info.fd()?;
+    let map = memlock(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(
+        &fd,
+    )))?;
+    d.stop()?;
+    out.table(
+        "Memory of a running lb (conntrack_entries = 1048576)",
+        "`lb run` in the LB namespace, idle, two servers. Conntrack is preallocated: the map's \
+         memory does not grow with traffic. RSS does not include BPF maps (kernel memory).",
+        &["what", "value"],
+        vec![
+            vec![
+                "LB_FLOWS (2 x 1048576 entries), fdinfo memlock".into(),
+                format!("{:.1} MiB", map as f64 / (1024.0 * 1024.0)),
+            ],
+            vec![
+                "daemon VmRSS / VmHWM".into(),
+                format!(
+                    "{:.1} / {:.1} MiB",
+                    rss as f64 / 1024.0,
+                    hwm as f64 / 1024.0
+                ),
+            ],
+            vec![
+                "conntrack map entries, key + value bytes".into(),
+                format!(
+                    "{} x ({} + {})",
+                    info.max_entries(),
+                    info.key_size(),
+                    info.value_size()
+                ),
+            ],
+        ],
+    );
+    Ok(())
+}
+
+struct Measured {
+    floor: Vec<f64>,
+    chains: Vec<ChainResult>,
+    new: Vec<NewResult>,
+    reps: usize,
+    repeat: u32,
+}
+
+struct ChainResult {
+    name: String,
+    ns: Vec<f64>,
+    map_mib: f64,
+}
+
+struct NewResult {
+    name: &'static str,
+    ns: Vec<f64>,
+    map_mib: f64,
+}
+
+fn map_mib(dp: &Dataplane) -> Result<f64> {
+    let fd = dp.maps.flows.map().fd();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
+    Ok(memlock(raw)? as f64 / (1024.0 * 1024.0))
+}
+
+fn measure(net: &RunNet, quick: bool) -> Result<Measured> {
+    let (dpc, _) = net.enter()?;
+    let (reps, repeat, new_repeat) = if quick {
+        (3, 200_000u32, 5_000u32)
+    } else {
+        (5, 1_000_000u32, 20_000u32)
+    };
+    let combos: [(u32, u32); 6] = [
+        (2, 1000),
+        (64, 1000),
+        (1024, 1000),
+        (2, 100_000),
+        (2, 1_000_000),
+        (1024, 1_000_000),
+    ];
+    let mut chains = Vec::new();
+    for (b, f) in combos {
+        let t = std::time::Instant::now();
+        let mut c = Chain::new(b, f)?;
+        // Warm-up (not measured): next hops cached, every flow visited once.
+        c.run(dpc, f.max(repeat.min(f)))?;
+        eprintln!(
+            "[lb-bench] scale: {} ready in {:.1} s",
+            c.name,
+            t.elapsed().as_secs_f64()
+        );
+        chains.push(c);
+    }
+    let mut new = [
+        NewFlows::new("new flow, conntrack with room", false)?,
+        NewFlows::new("new flow, conntrack full (LRU evicts)", true)?,
+    ];
+    let mut floor = Vec::new();
+    let hit = chains[0].frame_at(0);
+    for _ in 0..reps {
+        let o = testrun::run(chains[0].dp.pass_program()?, dpc, &hit, repeat)?;
+        floor.push(o.per_run.as_nanos() as f64);
+        for c in chains.iter_mut() {
+            let r = repeat.max(c.flows);
+            let ns = c.run(dpc, r)?;
+            c.ns.push(ns);
+        }
+        for n in new.iter_mut() {
+            let ns = n.run(dpc, new_repeat)?;
+            n.ns.push(ns);
+        }
+    }
+    let chains = chains
+        .iter()
+        .map(|c| {
+            Ok(ChainResult {
+                name: c.name.clone(),
+                ns: c.ns.clone(),
+                map_mib: map_mib(&c.dp)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let new = new
+        .iter()
+        .map(|n| {
+            Ok(NewResult {
+                name: n.name,
+                ns: n.ns.clone(),
+                map_mib: map_mib(&n.dp)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Measured {
+        floor,
+        chains,
+        new,
+        reps,
+        repeat,
+    })
+}
