@@ -24,8 +24,7 @@ use lb::dataplane::{
 };
 use lb_common::{
     DEFAULT_CONNTRACK_ENTRIES, FLOW_F_REPLY, Flow, FlowKey, MAP_FLOWS, NextHop, PROTO_TCP,
-    SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings, flow::addr_hash,
-    flow::snat_port,
+    SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings, flow::snat_port,
 };
 use lb_testbed::{
     daemon::Daemon,
@@ -253,9 +252,10 @@ fn count(n: u32) -> String {
     }
 }
 
-/// New flows, each run of the test a new one: a full-NAT walk over source ports (as in
-/// `cost`), from a client address whose walk does not come back within `repeat` steps, a
-/// fresh one for every run, so no tuple is ever seen twice.
+/// New flows, each run of the test a new one: the full-NAT rewrite turns the SYN into a SYN
+/// from the server's next source port (ports go in turn, see `lb_common::flow::snat_port`), so
+/// a run of up to the port range's size never repeats a tuple; every run starts from a fresh
+/// client address, so no tuple is ever seen twice.
 struct NewFlows {
     name: &'static str,
     dp: Dataplane,
@@ -263,22 +263,12 @@ struct NewFlows {
     ns: Vec<f64>,
 }
 
-/// Length of the walk `port -> snat_port(hash(client), port, 0)` before it repeats.
-fn walk_len(client: Ipv4Addr) -> u32 {
-    let span = u32::from(SNAT_MAX - SNAT_MIN) + 1;
-    let c = (addr_hash(be(client)) % span + u32::from(SNAT_MIN)) % span;
-    fn gcd(a: u32, b: u32) -> u32 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    span / gcd(c, span).max(1)
-}
-
 impl NewFlows {
     /// `full`: fill the conntrack (default size) with other flows first, so that every new
     /// flow evicts (LRU) as it would on a busy balancer.
     fn new(name: &'static str, full: bool) -> Result<NewFlows> {
         let mut dp = Dataplane::load(&LoadOptions::default())?;
-        install(&mut dp, 2, Ipv4Addr::new(10, 0, 1, 1))?;
+        install(&mut dp, 1, Ipv4Addr::new(10, 0, 1, 1))?;
         if full {
             let entries = 2 * DEFAULT_CONNTRACK_ENTRIES;
             for i in 0..entries {
@@ -305,20 +295,19 @@ impl NewFlows {
     }
 
     fn run(&mut self, dpc: u32, repeat: u32) -> Result<f64> {
-        // A client whose port walk is longer than the run.
-        let client = loop {
-            let c = Ipv4Addr::from(self.next_client);
-            self.next_client += 1;
-            if walk_len(c) > repeat {
-                break c;
-            }
-        };
+        let span = u32::from(SNAT_MAX - SNAT_MIN) + 1;
+        ensure!(
+            repeat <= span,
+            "{}: {repeat} runs would reuse source ports",
+            self.name
+        );
+        let client = Ipv4Addr::from(self.next_client);
+        self.next_client += 1;
         // The rewrite's source is the server's full-NAT address: make it this client.
-        for id in 0..2 {
-            let mut s = self.dp.maps.servers.get(&id, 0)?;
-            s.snat_addr = be(client);
-            self.dp.maps.write_server(id, s)?;
-        }
+        let mut s = self.dp.maps.servers.get(&0, 0)?;
+        s.snat_addr = be(client);
+        self.dp.maps.write_server(0, s)?;
+        let cursor = self.dp.maps.snat_cursor.get(&0, 0)?;
         let before = self.new_flows()?;
         let syn = frame(SocketAddrV4::new(client, SNAT_MIN + 7), SYN);
         let o = testrun::run(self.dp.lb_program()?, dpc, &syn, repeat)?;
@@ -329,12 +318,8 @@ impl NewFlows {
             self.name,
             o.action
         );
-        // The last run's packet came from the walk's `repeat`-th port.
-        let h = addr_hash(be(client));
-        let mut p = SNAT_MIN + 7;
-        for _ in 0..repeat {
-            p = snat_port(h, p, 0, SNAT_MIN, SNAT_MAX);
-        }
+        // The last run's packet came from the server's last port handed out.
+        let p = snat_port(cursor + u64::from(repeat) - 1, SNAT_MIN, SNAT_MAX);
         ensure!(
             o.frame == frame(SocketAddrV4::new(client, p), SYN),
             "{}: the frame is not the walk's next SYN",

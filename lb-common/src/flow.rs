@@ -8,35 +8,21 @@ pub const fn rr_slot(counter: u64, len: u32) -> u32 {
     (counter % len as u64) as u32
 }
 
-/// A cheap, well-mixed 32-bit hash of a client address (murmur3's finaliser): each client
-/// gets its own offset into the full-NAT source-port range.
-#[inline(always)]
-pub const fn addr_hash(addr: u32) -> u32 {
-    let mut h = addr;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
-}
-
 /// How many source ports full-NAT tries before giving up on a flow.
 pub const SNAT_PROBES: u32 = 8;
 
-/// The `attempt`-th candidate full-NAT source port (host order) in `min..=max` for client
-/// port `port` (host order) of a client whose address hashes to `hash`.
+/// The full-NAT source port (host order) in `min..=max` for the `cursor`-th allocation
+/// towards one server.
 ///
-/// A client's own ports map one-to-one onto source ports (offset by its hash), so its
-/// connections never compete with each other; different clients start at unrelated offsets.
-/// Successive attempts step by a large odd stride so they land far apart.
+/// Each server has its own cursor and ports are handed out in turn, like the kernel's
+/// ephemeral ports: a port comes back only after the whole range has been used towards that
+/// server, which keeps reuse away from the server's TIME_WAIT for that tuple as long as the
+/// traffic allows.
 #[inline(always)]
-pub const fn snat_port(hash: u32, port: u16, attempt: u32, min: u16, max: u16) -> u16 {
+pub const fn snat_port(cursor: u64, min: u16, max: u16) -> u16 {
     let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
-    let span = (hi - lo) as u32 + 1;
-    let step = attempt.wrapping_mul(0x9e37_79b1 | 1);
-    let start = (hash % span) + port as u32;
-    lo + ((start + step % span) % span) as u16
+    let span = (hi - lo) as u64 + 1;
+    lo + (cursor % span) as u16
 }
 
 #[cfg(test)]
@@ -58,46 +44,25 @@ mod tests {
     }
 
     #[test]
-    fn snat_ports_stay_in_range() {
-        for hash in [0, 1, 0xffff_ffff, 0x1234_5678] {
-            for port in [0, 1, 40000, u16::MAX] {
-                for attempt in 0..SNAT_PROBES {
-                    let p = snat_port(hash, port, attempt, 20000, 20010);
-                    assert!((20000..=20010).contains(&p), "{p}");
-                    assert_eq!(snat_port(hash, port, attempt, 7, 7), 7);
-                }
-            }
+    fn snat_ports_stay_in_range_and_go_in_turn() {
+        for cursor in [0u64, 1, 10, 22767, 22768, u64::MAX] {
+            let p = snat_port(cursor, 10000, 32767);
+            assert!((10000..=32767).contains(&p), "{p}");
+            assert_eq!(snat_port(cursor, 7, 7), 7);
         }
-    }
-
-    #[test]
-    fn snat_probes_are_distinct_for_a_wide_range() {
-        let ports: HashSet<u16> = (0..SNAT_PROBES)
-            .map(|a| snat_port(42, 50000, a, 10000, 32767))
-            .collect();
-        assert_eq!(ports.len(), SNAT_PROBES as usize);
-    }
-
-    #[test]
-    fn one_clients_ports_never_collide() {
-        // A client's 22768 consecutive ports get 22768 distinct first-choice source ports.
-        let h = addr_hash(0x0a00_0002);
-        let ports: HashSet<u16> = (30000u16..52768)
-            .map(|p| snat_port(h, p, 0, 10000, 32767))
-            .collect();
-        assert_eq!(ports.len(), 22768);
-    }
-
-    #[test]
-    fn clients_start_at_unrelated_offsets() {
-        // 1000 clients using the same source port start on many different ports.
-        let starts: HashSet<u16> = (0u32..1000)
-            .map(|i| snat_port(addr_hash(0x0a00_0000 + i), 40000, 0, 10000, 32767))
-            .collect();
-        assert!(
-            starts.len() > 950,
-            "only {} distinct starting ports",
-            starts.len()
+        assert_eq!(snat_port(0, 10000, 32767), 10000);
+        assert_eq!(snat_port(1, 10000, 32767), 10001);
+        assert_eq!(
+            snat_port(22768, 10000, 32767),
+            10000,
+            "wraps after the whole range"
         );
+        assert_eq!(snat_port(3, 32767, 10000), 10003, "bounds in either order");
+    }
+
+    #[test]
+    fn a_port_comes_back_only_after_the_whole_range() {
+        let ports: HashSet<u16> = (0u64..22768).map(|c| snat_port(c, 10000, 32767)).collect();
+        assert_eq!(ports.len(), 22768);
     }
 }

@@ -16,6 +16,8 @@ pub const MAP_POOLS: &str = "LB_POOLS";
 pub const MAP_POOL_RR: &str = "LB_POOL_RR";
 pub const MAP_TABLES: &str = "LB_TABLES";
 pub const MAP_SERVERS: &str = "LB_SERVERS";
+/// Per server: how many full-NAT source ports were handed out (see `flow::snat_port`).
+pub const MAP_SNAT_CURSOR: &str = "LB_SNAT_CURSOR";
 pub const MAP_FLOWS: &str = "LB_FLOWS";
 pub const MAP_SETTINGS: &str = "LB_SETTINGS";
 /// New-flow events for `option tcplog` (a ring buffer; not pinned: it belongs to the daemon
@@ -26,12 +28,13 @@ pub const MAP_FRONTEND_STATS: &str = "LB_FRONTEND_STATS";
 pub const MAP_REASON_STATS: &str = "LB_REASON_STATS";
 
 /// Every map the daemon pins, in a stable order.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
     MAP_SERVICES,
     MAP_POOLS,
     MAP_POOL_RR,
     MAP_TABLES,
     MAP_SERVERS,
+    MAP_SNAT_CURSOR,
     MAP_FLOWS,
     MAP_SETTINGS,
     MAP_SERVER_STATS,
@@ -198,7 +201,9 @@ impl FlowKey {
 
 /// This entry is the server -> client direction of a flow.
 pub const FLOW_F_REPLY: u16 = 1 << 0;
-/// A FIN or RST went by (client side); the next SYN on this tuple starts a new flow.
+/// A FIN or RST went by: on a forward entry (from the client), the next SYN on this tuple
+/// starts a new flow; on a reply entry (from the server), full-NAT may give its source port to
+/// another client.
 pub const FLOW_F_CLOSING: u16 = 1 << 1;
 
 /// `LB_FLOWS` value. One LRU table holds both directions of every flow so that any tracked

@@ -2,11 +2,15 @@
 //! entry holding the rewrite its packets need.
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use lb_common::{
-    FLOW_F_REPLY, Flow, FlowKey, NextHop, Reason, ServerInfo, Settings,
-    flow::{SNAT_PROBES, addr_hash, snat_port},
+    FLOW_F_CLOSING, FLOW_F_REPLY, Flow, FlowKey, NextHop, Reason, ServerInfo, Settings,
+    flow::{SNAT_PROBES, snat_port},
 };
 
-use crate::{maps::LB_FLOWS, parse::Packet};
+use crate::{
+    atomic::fetch_add,
+    maps::{LB_FLOWS, LB_SNAT_CURSOR},
+    parse::Packet,
+};
 
 #[inline(always)]
 pub fn key_of(pkt: &Packet) -> FlowKey {
@@ -59,7 +63,7 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
     if t.full_nat {
         rkey.dst = t.server.snat_addr;
         fwd.src = t.server.snat_addr;
-        fwd.sport = bind_snat_port(&mut rkey, &reply, settings)?;
+        fwd.sport = bind_snat_port(t.id, &mut rkey, &reply, settings)?;
     } else if LB_FLOWS.insert(rkey, reply, BPF_ANY as u64).is_err() {
         return Err(Reason::DropConntrackFull);
     }
@@ -69,16 +73,22 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
     }
 }
 
-/// Probes a few hashed source ports for one whose reply tuple is free (or already this
-/// client's) and inserts the reply entry there. Returns the port, network order.
+/// Takes the server's next source ports in turn until one's reply tuple is free (or already
+/// this client's, or left by a flow the server has closed) and inserts the reply entry
+/// there. Returns the port, network order.
 #[inline(always)]
-fn bind_snat_port(rkey: &mut FlowKey, reply: &Flow, settings: &Settings) -> Result<u16, Reason> {
-    let (hash, cport) = (addr_hash(reply.dst), u16::from_be(reply.dport));
-    for attempt in 0..SNAT_PROBES {
+fn bind_snat_port(
+    server: u32,
+    rkey: &mut FlowKey,
+    reply: &Flow,
+    settings: &Settings,
+) -> Result<u16, Reason> {
+    let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(server) else {
+        return Err(Reason::DropSnatExhausted);
+    };
+    for _ in 0..SNAT_PROBES {
         let port = snat_port(
-            hash,
-            cport,
-            attempt,
+            fetch_add(cursor),
             settings.snat_port_min,
             settings.snat_port_max,
         )
@@ -86,12 +96,11 @@ fn bind_snat_port(rkey: &mut FlowKey, reply: &Flow, settings: &Settings) -> Resu
         rkey.dport = port;
         match LB_FLOWS.get_ptr(*rkey) {
             Some(old) => {
-                // SAFETY: read once to compare; a racing replacement is caught by the insert.
+                // SAFETY: read once to decide; a racing replacement is caught by the insert.
                 let old = unsafe { *old };
-                if old.dst == reply.dst
-                    && old.dport == reply.dport
-                    && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok()
-                {
+                let reusable = (old.dst == reply.dst && old.dport == reply.dport)
+                    || old.flags & FLOW_F_CLOSING != 0;
+                if reusable && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok() {
                     return Ok(port);
                 }
             }

@@ -15,6 +15,7 @@ use lb_common::{
 };
 
 use crate::{
+    atomic::fetch_add,
     flows::{self, Target},
     forward,
     maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES},
@@ -97,6 +98,10 @@ fn lb4_tracked(
     // a flag or a cached next hop.
     let flow = unsafe { *entry };
     if flow.is_reply() {
+        if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
+            // The server is closing: its full-NAT port may go to another client.
+            unsafe { (*entry).flags |= FLOW_F_CLOSING };
+        }
         nat::rewrite(pkt, tuple(&flow));
         stats::account(
             flow.server as u32,
@@ -226,28 +231,5 @@ fn report(pkt: &Packet, server: u32, frontend: u32, ev: Event) {
             _pad: 0,
         });
         slot.submit(0);
-    }
-}
-
-/// Atomically increments the round-robin cursor and returns its previous value, so that CPUs
-/// handling new flows at the same time still take consecutive turns.
-#[inline(always)]
-fn fetch_add(cursor: *mut u64) -> u64 {
-    // The BPF target does not expose `AtomicU64::fetch_add` (no CAS), but the v3 ISA has
-    // BPF_ATOMIC | BPF_FETCH add, which this intrinsic lowers to. It must be SeqCst: LLVM 22
-    // lowers a *relaxed* atomicrmw add to the legacy non-fetching XADD and then reads the
-    // addend back as if it were the old value (every flow got the same slot).
-    #[cfg(target_arch = "bpf")]
-    // SAFETY: `cursor` points into an array map value, 8-byte aligned.
-    unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
-            cursor, 1,
-        )
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    // SAFETY: as above; host builds only type-check this crate.
-    unsafe {
-        core::sync::atomic::AtomicU64::from_ptr(cursor)
-            .fetch_add(1, core::sync::atomic::Ordering::SeqCst)
     }
 }

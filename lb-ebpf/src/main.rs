@@ -6,6 +6,7 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+mod atomic;
 mod bench;
 mod flows;
 mod forward;

@@ -26,6 +26,10 @@ pub static LB_POOL_RR: Array<u64, { MAX_POOLS as usize }> = Array::new();
 #[btf_map]
 pub static LB_TABLES: Array<u32, { (MAX_POOLS * 2 * TABLE_SIZE) as usize }> = Array::new();
 
+/// Full-NAT source-port cursor per server (`lb_common::flow::snat_port`).
+#[btf_map]
+pub static LB_SNAT_CURSOR: Array<u64, { MAX_SERVERS as usize }> = Array::new();
+
 #[btf_map]
 pub static LB_SERVERS: Array<ServerInfo, { MAX_SERVERS as usize }> = Array::new();
 

@@ -21,10 +21,7 @@ use lb::{
         testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
 };
-use lb_common::{
-    Reason,
-    flow::{addr_hash, snat_port},
-};
+use lb_common::Reason;
 use lb_testbed::{
     packet::{self, ACK, FIN, Pkt, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
@@ -38,8 +35,8 @@ const WEB11: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
 const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc2];
 const MAC_WEB10: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_WEB11: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
-const SNAT_MIN: u16 = 10000;
-const SNAT_MAX: u16 = 32767;
+/// The default full-NAT port range starts here (`Global::default().snat_ports`).
+const SNAT_MIN: u16 = 1024;
 
 const CONFIG: &str = r#"
 [frontend.web]
@@ -96,15 +93,9 @@ fn ep(a: Ipv4Addr, p: u16) -> SocketAddrV4 {
     SocketAddrV4::new(a, p)
 }
 
-/// The `attempt`-th full-NAT source port the data plane tries for a client endpoint.
-fn snat_candidate(client: SocketAddrV4, attempt: u32) -> u16 {
-    let hash = addr_hash(u32::from_ne_bytes(client.ip().octets()));
-    snat_port(hash, client.port(), attempt, SNAT_MIN, SNAT_MAX)
-}
-
-/// The full-NAT source port the data plane must pick first for a client endpoint.
-fn expected_snat_port(client: SocketAddrV4) -> u16 {
-    snat_candidate(client, 0)
+/// The full-NAT source port of the `n`-th flow towards one server: ports go in turn.
+fn nth_port(n: u16) -> u16 {
+    SNAT_MIN + n
 }
 
 impl Fixture {
@@ -198,11 +189,8 @@ fn tcp_full_nat_round_robin_conntrack_and_replies() {
     let c2 = ep(CLIENT, 40002);
     let c3 = ep(CLIENT, 40003);
     let vip = ep(VIP, 80);
-    let (p1, p2, p3) = (
-        expected_snat_port(c1),
-        expected_snat_port(c2),
-        expected_snat_port(c3),
-    );
+    // web10 gets flows 1 and 3, web11 flow 2: each server's ports go in turn.
+    let (p1, p2, p3) = (nth_port(0), nth_port(0), nth_port(1));
 
     // SYN to the VIP: new flow, first server of the table.
     let syn1 = Pkt::tcp(c1, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
@@ -284,7 +272,7 @@ fn tcp_full_nat_round_robin_conntrack_and_replies() {
         f.dpc,
         &syn1,
         XDP_REDIRECT,
-        &full_nat(&syn1, WEB11, MAC_WEB11, p1, 80),
+        &full_nat(&syn1, WEB11, MAC_WEB11, nth_port(1), 80),
     );
 
     let s10 = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
@@ -304,43 +292,55 @@ fn tcp_full_nat_round_robin_conntrack_and_replies() {
 }
 
 #[test]
-fn source_port_collisions_between_clients_are_avoided() {
+fn source_ports_go_in_turn_skip_live_flows_and_reuse_closed_ones() {
     let mut f = Fixture::new();
     let vip = ep(VIP, 80);
-    // Find two clients whose first-choice source ports collide on the same server.
     let a = ep(CLIENT, 50000);
-    let want = expected_snat_port(a);
-    let b = (3..10)
-        .flat_map(|host| (1..u16::MAX).map(move |p| ep(Ipv4Addr::new(10, 0, 0, host), p)))
-        .find(|c| expected_snat_port(*c) == want)
-        .expect("a colliding client exists");
-    f.bal.dp.maps.pool_rr.set(HOGE, 0, 0).expect("reset cursor");
+    let b = ep(Ipv4Addr::new(10, 0, 0, 3), 50000);
+    let c = ep(Ipv4Addr::new(10, 0, 0, 4), 50000);
+    let to_web10 = |f: &mut Fixture| {
+        f.bal
+            .dp
+            .maps
+            .pool_rr
+            .set(HOGE, 0, 0)
+            .expect("round-robin cursor");
+    };
+    let rewind = |f: &mut Fixture| {
+        f.bal
+            .dp
+            .maps
+            .snat_cursor
+            .set(HOGE_WEB10, 0, 0)
+            .expect("port cursor");
+    };
+    to_web10(&mut f);
     let syn_a = Pkt::tcp(a, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     f.expect(
         "client a",
         f.dpc,
         &syn_a,
         XDP_REDIRECT,
-        &full_nat(&syn_a, WEB10, MAC_WEB10, want, 80),
+        &full_nat(&syn_a, WEB10, MAC_WEB10, nth_port(0), 80),
     );
-    // Skip web11 so that b lands on web10 too.
-    f.bal.dp.maps.pool_rr.set(HOGE, 2, 0).expect("set cursor");
-    let syn_b = Pkt::tcp(b, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
-    let (action, out) = f.run(f.dpc, &syn_b.build());
+    // Wind web10's port cursor back: b's first candidate is a's port, still in use, so b
+    // gets the next one.
+    rewind(&mut f);
+    to_web10(&mut f);
+    let (action, out) = f.run(f.dpc, &Pkt::tcp(b, vip).flags(SYN).build());
     assert_eq!(action, XDP_REDIRECT);
-    let (src, dst) = packet::endpoints(&out);
-    assert_eq!(dst, ep(WEB10, 80));
-    assert_eq!(*src.ip(), LB_B);
-    assert_ne!(
-        src.port(),
-        want,
-        "b must not reuse a's source port towards the same server"
+    assert_eq!(
+        packet::endpoints(&out),
+        (ep(LB_B, nth_port(1)), ep(WEB10, 80))
     );
-    assert_eq!(src.port(), snat_candidate(b, 1), "second probe");
     assert_eq!(packet::verify_checksums(&out), Ok(()));
     // Each reply goes back to its own client.
-    let back = |sport: u16| Pkt::tcp(ep(WEB10, 80), ep(LB_B, sport)).macs(MAC_WEB10, MAC_DPB);
-    let ra = back(want);
+    let back = |port: u16, flags: u8| {
+        Pkt::tcp(ep(WEB10, 80), ep(LB_B, port))
+            .flags(flags)
+            .macs(MAC_WEB10, MAC_DPB)
+    };
+    let ra = back(nth_port(0), ACK);
     f.expect(
         "reply to a",
         f.dpb,
@@ -348,9 +348,30 @@ fn source_port_collisions_between_clients_are_avoided() {
         XDP_REDIRECT,
         &ra.clone().tuple(vip, a).macs(MAC_DPC, MAC_CLIENT),
     );
-    let rb = back(src.port());
-    let (_, out) = f.run(f.dpb, &rb.build());
-    assert_eq!(packet::endpoints(&out), (vip, b));
+    let (_, out) = f.run(f.dpb, &back(nth_port(1), ACK).build());
+    assert_eq!(packet::endpoints(&out).1, b);
+    // web10 closes a's connection: its port may now go to another client.
+    let fin = back(nth_port(0), FIN | ACK);
+    f.expect(
+        "server FIN to a",
+        f.dpb,
+        &fin,
+        XDP_REDIRECT,
+        &fin.clone().tuple(vip, a).macs(MAC_DPC, MAC_CLIENT),
+    );
+    rewind(&mut f);
+    to_web10(&mut f);
+    let (_, out) = f.run(f.dpc, &Pkt::tcp(c, vip).flags(SYN).build());
+    assert_eq!(
+        packet::endpoints(&out),
+        (ep(LB_B, nth_port(0)), ep(WEB10, 80))
+    );
+    let (_, out) = f.run(f.dpb, &back(nth_port(0), SYN | ACK).build());
+    assert_eq!(
+        packet::endpoints(&out),
+        (vip, c),
+        "the reclaimed port answers c"
+    );
 }
 
 #[test]
@@ -382,7 +403,7 @@ fn udp_with_and_without_checksum() {
     let mut f = Fixture::new();
     let c = ep(CLIENT, 5353);
     let vip = ep(VIP, 53);
-    let port = expected_snat_port(c);
+    let port = nth_port(0);
     let q = Pkt::udp(c, vip).payload(b"query").macs(MAC_CLIENT, MAC_DPC);
     f.expect(
         "UDP query",
@@ -423,7 +444,7 @@ fn ip_options_are_kept_and_checksummed() {
         .macs(MAC_CLIENT, MAC_DPC);
     // Router Alert (RFC 2113) and NOP padding: 8 bytes of options, IHL 7.
     syn.ip_options = vec![0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00];
-    let want = full_nat(&syn, WEB10, MAC_WEB10, expected_snat_port(c), 80);
+    let want = full_nat(&syn, WEB10, MAC_WEB10, nth_port(0), 80);
     f.expect("SYN with IP options", f.dpc, &syn, XDP_REDIRECT, &want);
 }
 
@@ -521,7 +542,7 @@ fn down_server_flows_are_redispatched_and_healthy_ones_stay() {
     let (c1, c2) = (ep(CLIENT, 45001), ep(CLIENT, 45002));
     let syn1 = Pkt::tcp(c1, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     let syn2 = Pkt::tcp(c2, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
-    let (p1, p2) = (expected_snat_port(c1), expected_snat_port(c2));
+    let (p1, p2) = (nth_port(0), nth_port(0));
     f.expect(
         "flow 1",
         f.dpc,
@@ -597,10 +618,9 @@ fn unknown_neighbour_hands_the_rewritten_packet_to_the_kernel() {
         .macs(MAC_CLIENT, MAC_DPC);
     // Rewritten (so the kernel forwards it to the server and resolves its MAC), MACs as they
     // came in, XDP_PASS.
-    let want = syn.clone().tuple(
-        ep(LB_B, expected_snat_port(c)),
-        ep(Ipv4Addr::new(10, 1, 0, 12), 80),
-    );
+    let want = syn
+        .clone()
+        .tuple(ep(LB_B, nth_port(0)), ep(Ipv4Addr::new(10, 1, 0, 12), 80));
     f.expect("no neighbour", f.dpc, &syn, XDP_PASS, &want);
     assert_eq!(f.reason(Reason::PassNoNeigh), 1);
 }
@@ -610,7 +630,7 @@ fn next_hops_are_cached_until_the_epoch_moves() {
     let mut f = Fixture::new();
     let c = ep(CLIENT, 48000);
     let vip = ep(VIP, 80);
-    let port = expected_snat_port(c);
+    let port = nth_port(0);
     let syn = Pkt::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     f.expect(
         "first packet",

@@ -72,7 +72,7 @@ impl Default for Global {
             group: None,
             chroot: None,
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
-            snat_ports: (10000, 32767),
+            snat_ports: (1024, 32767),
             interfaces: Vec::new(),
             stats_http: None,
         }
