@@ -164,6 +164,7 @@ impl Chain {
                     frontend: 0,
                     pool: 0,
                     nh: NextHop::default(),
+                    closed_at: 0,
                 },
                 0,
             )?;
@@ -179,6 +180,7 @@ impl Chain {
                     frontend: 0,
                     pool: 0,
                     nh: NextHop::default(),
+                    closed_at: 0,
                 },
                 0,
             )?;

@@ -203,8 +203,14 @@ impl FlowKey {
 pub const FLOW_F_REPLY: u16 = 1 << 0;
 /// A FIN or RST went by: on a forward entry (from the client), the next SYN on this tuple
 /// starts a new flow; on a reply entry (from the server), full-NAT may give its source port to
-/// another client.
+/// another client once `SNAT_REUSE_SECS` have passed.
 pub const FLOW_F_CLOSING: u16 = 1 << 1;
+
+/// How long a full-NAT source port rests after its flow closed before it goes to another
+/// client. The server keeps the tuple in TIME_WAIT for 60 s, and a new SYN on it from a
+/// client with other TCP timestamps or sequence numbers would be refused; Linux's own NAT
+/// (conntrack) waits 120 s for the same reason.
+pub const SNAT_REUSE_SECS: u32 = 60;
 
 /// `LB_FLOWS` value. One LRU table holds both directions of every flow so that any tracked
 /// packet, whichever way it goes, costs one lookup; the entry says what to rewrite the packet
@@ -227,6 +233,9 @@ pub struct Flow {
     pub pool: u16,
     /// Replies only: next hop towards the client (forward packets use the server's).
     pub nh: NextHop,
+    /// Reply entries: when the server closed the flow (CLOCK_MONOTONIC seconds), for the
+    /// full-NAT port reuse guard.
+    pub closed_at: u32,
 }
 
 impl Flow {

@@ -1,8 +1,10 @@
 //! Connection tracking: both directions of every flow in one LRU table (`LB_FLOWS`), each
 //! entry holding the rewrite its packets need.
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    FLOW_F_CLOSING, FLOW_F_REPLY, Flow, FlowKey, NextHop, Reason, ServerInfo, Settings,
+    FLOW_F_CLOSING, FLOW_F_REPLY, Flow, FlowKey, NextHop, Reason, SNAT_REUSE_SECS, ServerInfo,
+    Settings,
     flow::{SNAT_PROBES, snat_port},
 };
 
@@ -50,6 +52,7 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
         frontend: t.frontend as u16,
         pool: t.pool as u16,
         nh: NextHop::default(),
+        closed_at: 0,
     };
     let reply = Flow {
         src: pkt.dst(),
@@ -73,9 +76,16 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
     }
 }
 
+/// Seconds of CLOCK_MONOTONIC (coarse: a cheap helper, ms precision is plenty here).
+#[inline(always)]
+pub fn now_secs() -> u32 {
+    // SAFETY: plain helper call.
+    (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000_000) as u32
+}
+
 /// Takes the server's next source ports in turn until one's reply tuple is free (or already
-/// this client's, or left by a flow the server has closed) and inserts the reply entry
-/// there. Returns the port, network order.
+/// this client's, or left by a flow the server closed at least `SNAT_REUSE_SECS` ago) and
+/// inserts the reply entry there. Returns the port, network order.
 #[inline(always)]
 fn bind_snat_port(
     server: u32,
@@ -98,8 +108,9 @@ fn bind_snat_port(
             Some(old) => {
                 // SAFETY: read once to decide; a racing replacement is caught by the insert.
                 let old = unsafe { *old };
-                let reusable = (old.dst == reply.dst && old.dport == reply.dport)
-                    || old.flags & FLOW_F_CLOSING != 0;
+                let rested = old.flags & FLOW_F_CLOSING != 0
+                    && now_secs().wrapping_sub(old.closed_at) >= SNAT_REUSE_SECS;
+                let reusable = (old.dst == reply.dst && old.dport == reply.dport) || rested;
                 if reusable && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok() {
                     return Ok(port);
                 }

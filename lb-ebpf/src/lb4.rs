@@ -99,8 +99,11 @@ fn lb4_tracked(
     let flow = unsafe { *entry };
     if flow.is_reply() {
         if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
-            // The server is closing: its full-NAT port may go to another client.
-            unsafe { (*entry).flags |= FLOW_F_CLOSING };
+            // The server is closing: its full-NAT port may go to another client later.
+            unsafe {
+                (*entry).closed_at = flows::now_secs();
+                (*entry).flags |= FLOW_F_CLOSING;
+            }
         }
         nat::rewrite(pkt, tuple(&flow));
         stats::account(

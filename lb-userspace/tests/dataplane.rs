@@ -21,7 +21,7 @@ use lb::{
         testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
 };
-use lb_common::Reason;
+use lb_common::{FlowKey, Reason, SNAT_REUSE_SECS};
 use lb_testbed::{
     packet::{self, ACK, FIN, Pkt, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
@@ -292,7 +292,7 @@ fn tcp_full_nat_round_robin_conntrack_and_replies() {
 }
 
 #[test]
-fn source_ports_go_in_turn_skip_live_flows_and_reuse_closed_ones() {
+fn source_ports_go_in_turn_skip_live_flows_and_reuse_rested_ones() {
     let mut f = Fixture::new();
     let vip = ep(VIP, 80);
     let a = ep(CLIENT, 50000);
@@ -350,7 +350,8 @@ fn source_ports_go_in_turn_skip_live_flows_and_reuse_closed_ones() {
     );
     let (_, out) = f.run(f.dpb, &back(nth_port(1), ACK).build());
     assert_eq!(packet::endpoints(&out).1, b);
-    // web10 closes a's connection: its port may now go to another client.
+    // web10 closes a's connection. Its port rests (the server holds the tuple in TIME_WAIT):
+    // the next client still gets the port after b's.
     let fin = back(nth_port(0), FIN | ACK);
     f.expect(
         "server FIN to a",
@@ -364,13 +365,34 @@ fn source_ports_go_in_turn_skip_live_flows_and_reuse_closed_ones() {
     let (_, out) = f.run(f.dpc, &Pkt::tcp(c, vip).flags(SYN).build());
     assert_eq!(
         packet::endpoints(&out),
+        (ep(LB_B, nth_port(2)), ep(WEB10, 80)),
+        "a port closed just now must rest"
+    );
+    // Once it has rested SNAT_REUSE_SECS (here: the close pushed back in time), it may go
+    // to another client.
+    let key = FlowKey::new(
+        u32::from_ne_bytes(WEB10.octets()),
+        u32::from_ne_bytes(LB_B.octets()),
+        80u16.to_be(),
+        nth_port(0).to_be(),
+        6,
+    );
+    let mut reply_a = f.bal.dp.maps.flows.get(&key, 0).expect("a's reply entry");
+    reply_a.closed_at = reply_a.closed_at.wrapping_sub(SNAT_REUSE_SECS);
+    f.bal.dp.maps.flows.insert(key, reply_a, 0).expect("age it");
+    rewind(&mut f);
+    to_web10(&mut f);
+    let d = ep(Ipv4Addr::new(10, 0, 0, 5), 50000);
+    let (_, out) = f.run(f.dpc, &Pkt::tcp(d, vip).flags(SYN).build());
+    assert_eq!(
+        packet::endpoints(&out),
         (ep(LB_B, nth_port(0)), ep(WEB10, 80))
     );
     let (_, out) = f.run(f.dpb, &back(nth_port(0), SYN | ACK).build());
     assert_eq!(
         packet::endpoints(&out),
-        (vip, c),
-        "the reclaimed port answers c"
+        (vip, d),
+        "the rested port answers the new client"
     );
 }
 
