@@ -332,28 +332,18 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> String {
 
 /// A message that may quote words from the file: control characters escaped, length capped.
 fn clean(m: &str) -> String {
-    let mut out = String::new();
-    for (n, c) in m.chars().enumerate() {
-        if n >= 400 {
-            out.push_str("...");
-            break;
-        }
-        if c == '\u{feff}' {
-            out.push_str("\\u{feff}");
-        } else if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    printable(m, 400)
 }
 
 /// A word from the file, made safe to print: control characters escaped, long words cut.
 fn show(w: &str) -> String {
+    printable(w, 80)
+}
+
+fn printable(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    for (n, c) in w.chars().enumerate() {
-        if n >= 80 {
+    for (n, c) in text.chars().enumerate() {
+        if n >= max_chars {
             out.push_str("...");
             break;
         }

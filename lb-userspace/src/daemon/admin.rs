@@ -320,9 +320,9 @@ impl Runtime {
                     check_port: s.check_port,
                     check_addr: s.check_addr,
                     chkfail: h.chkfail,
-                    chkdown: h.chkdown,
-                    lastchg: secs(h.last_change),
-                    downtime: h.downtime(now).as_secs(),
+                    chkdown: h.updown.chkdown,
+                    lastchg: secs(h.updown.last_change),
+                    downtime: h.updown.downtime(now).as_secs(),
                 });
                 id += 1;
             }

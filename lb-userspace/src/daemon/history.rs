@@ -6,16 +6,55 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-/// One server's history.
+/// Up/down bookkeeping shared by servers and backends: when the state last changed, the
+/// time spent down (the current stretch included), how many times it went down.
 #[derive(Clone, Debug)]
-pub struct ServerHistory {
+pub struct UpDown {
     pub last_change: Instant,
     down_since: Option<Instant>,
     downtime: Duration,
+    /// UP -> DOWN transitions (`down_trans`; for a server, maintenance included).
+    pub chkdown: u64,
+}
+
+impl UpDown {
+    fn new(now: Instant, up: bool) -> UpDown {
+        UpDown {
+            last_change: now,
+            down_since: (!up).then_some(now),
+            downtime: Duration::ZERO,
+            chkdown: 0,
+        }
+    }
+
+    /// Total time down, the current stretch included.
+    pub fn downtime(&self, now: Instant) -> Duration {
+        self.downtime + self.down_since.map_or(Duration::ZERO, |s| now - s)
+    }
+
+    fn observe(&mut self, up: bool, now: Instant) {
+        match (self.down_since, up) {
+            (None, false) => {
+                self.down_since = Some(now);
+                self.last_change = now;
+                self.chkdown += 1;
+            }
+            (Some(since), true) => {
+                self.downtime += now - since;
+                self.down_since = None;
+                self.last_change = now;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One server's history: down is DOWN or in maintenance.
+#[derive(Clone, Debug)]
+pub struct ServerHistory {
+    pub updown: UpDown,
     /// Failed checks that moved the health counter (HAProxy's `failed_checks`).
     pub chkfail: u64,
-    /// UP -> DOWN transitions, maintenance included (`down_trans`).
-    pub chkdown: u64,
     /// In maintenance because the config said `disabled`, not left since.
     pub config_maint: bool,
     /// The health counter after the last event, to tell failures that counted.
@@ -25,77 +64,16 @@ pub struct ServerHistory {
 impl ServerHistory {
     fn new(now: Instant, up: bool, config_maint: bool) -> ServerHistory {
         ServerHistory {
-            last_change: now,
-            down_since: (!up).then_some(now),
-            downtime: Duration::ZERO,
+            updown: UpDown::new(now, up),
             chkfail: 0,
-            chkdown: 0,
             config_maint,
             last_health: None,
         }
     }
-
-    /// Total time DOWN (or in maintenance), the current stretch included.
-    pub fn downtime(&self, now: Instant) -> Duration {
-        self.downtime + self.down_since.map_or(Duration::ZERO, |s| now - s)
-    }
-
-    fn observe(&mut self, up: bool, now: Instant) {
-        match (self.down_since, up) {
-            (None, false) => {
-                self.down_since = Some(now);
-                self.last_change = now;
-                self.chkdown += 1;
-            }
-            (Some(since), true) => {
-                self.downtime += now - since;
-                self.down_since = None;
-                self.last_change = now;
-            }
-            _ => {}
-        }
-    }
 }
 
-/// One backend's history: "down" is having no usable server.
-#[derive(Clone, Debug)]
-pub struct BackendHistory {
-    pub last_change: Instant,
-    down_since: Option<Instant>,
-    downtime: Duration,
-    pub chkdown: u64,
-}
-
-impl BackendHistory {
-    fn new(now: Instant, up: bool) -> BackendHistory {
-        BackendHistory {
-            last_change: now,
-            down_since: (!up).then_some(now),
-            downtime: Duration::ZERO,
-            chkdown: 0,
-        }
-    }
-
-    pub fn downtime(&self, now: Instant) -> Duration {
-        self.downtime + self.down_since.map_or(Duration::ZERO, |s| now - s)
-    }
-
-    fn observe(&mut self, up: bool, now: Instant) {
-        match (self.down_since, up) {
-            (None, false) => {
-                self.down_since = Some(now);
-                self.last_change = now;
-                self.chkdown += 1;
-            }
-            (Some(since), true) => {
-                self.downtime += now - since;
-                self.down_since = None;
-                self.last_change = now;
-            }
-            _ => {}
-        }
-    }
-}
+/// One backend's history: down is having no usable server.
+pub type BackendHistory = UpDown;
 
 /// Every server's and backend's history, numbered like the maps.
 #[derive(Clone, Debug)]
@@ -121,17 +99,14 @@ impl History {
                 .zip(config_maint)
                 .map(|(&u, &m)| ServerHistory::new(now, u, m))
                 .collect(),
-            backends: backends_up
-                .iter()
-                .map(|&u| BackendHistory::new(now, u))
-                .collect(),
+            backends: backends_up.iter().map(|&u| UpDown::new(now, u)).collect(),
         }
     }
 
     /// After a change: server `id` is now up (running, not in maintenance) or not.
     pub fn server(&mut self, id: u32, up: bool) {
         if let Some(s) = self.servers.get_mut(id as usize) {
-            s.observe(up, Instant::now());
+            s.updown.observe(up, Instant::now());
         }
     }
 
@@ -206,7 +181,7 @@ mod tests {
         let mut h = History::new(&[true, true], &[false, false], &[true]);
         h.check(0, false, 0);
         h.server(0, false);
-        assert_eq!((h.servers[0].chkfail, h.servers[0].chkdown), (1, 1));
+        assert_eq!((h.servers[0].chkfail, h.servers[0].updown.chkdown), (1, 1));
         // Failures at 0 do not count again; the next success does not either.
         h.check(0, false, 0);
         h.check(0, true, 1);
@@ -216,8 +191,8 @@ mod tests {
         assert_eq!(h.servers[0].chkfail, 2);
         std::thread::sleep(Duration::from_millis(20));
         h.server(0, true);
-        assert!(h.servers[0].downtime(Instant::now()) >= Duration::from_millis(20));
-        assert_eq!(h.servers[0].chkdown, 1);
+        assert!(h.servers[0].updown.downtime(Instant::now()) >= Duration::from_millis(20));
+        assert_eq!(h.servers[0].updown.chkdown, 1);
         h.backend(0, false);
         h.backend(0, false);
         assert_eq!(h.backends[0].chkdown, 1);
