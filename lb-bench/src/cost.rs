@@ -18,10 +18,7 @@ use lb::dataplane::{
     Dataplane, LoadOptions,
     testrun::{self, XDP_PASS, XDP_REDIRECT, action_name},
 };
-use lb_common::{
-    FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, SERVER_ACTIVE, ServerInfo, ServiceKey,
-    ServiceValue, Settings,
-};
+use lb_common::{FLOW_F_REPLY, Flow, FlowKey, PROTO_TCP};
 use lb_testbed::{
     packet::{ACK, Pkt, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
@@ -29,18 +26,14 @@ use lb_testbed::{
 
 use crate::{
     Args,
+    fixture::{VIP, be, install},
     report::{Report, Spread, Target},
 };
 
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const MAC_VIP: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
 const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc2];
 const CPORT: u16 = 40000;
-
-fn be(a: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(a.octets())
-}
 
 /// A 64-byte TCP frame (14 + 20 + 20 + 10 bytes of payload).
 fn frame(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
@@ -51,42 +44,6 @@ fn frame(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, smac: [u8; 6], dmac: [
         .build();
     debug_assert_eq!(f.len(), 64);
     f
-}
-
-/// One full-NAT service VIP:80 whose only server *is* VIP:80, with the client as its
-/// full-NAT source: every rewrite is a fixed point (see the module comment).
-fn install(dp: &mut Dataplane) -> Result<()> {
-    dp.maps.write_settings(Settings {
-        snat_port_min: 10000,
-        snat_port_max: 32767,
-        flags: 0,
-        fib_epoch: 1,
-    })?;
-    dp.maps.sync_services(&[(
-        ServiceKey {
-            addr: be(VIP),
-            port: 80u16.to_be(),
-            proto: PROTO_TCP,
-            _pad: 0,
-        },
-        ServiceValue {
-            pool: 0,
-            frontend: 0,
-        },
-    )])?;
-    dp.maps.write_server(
-        0,
-        ServerInfo {
-            addr: be(VIP),
-            snat_addr: be(CLIENT),
-            port: 80u16.to_be(),
-            state: SERVER_ACTIVE,
-            _pad: 0,
-            pool: 0,
-            nh: NextHop::default(),
-        },
-    )?;
-    dp.publish(0, 0, &[0])
 }
 
 struct Case {
@@ -161,7 +118,7 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
     let vip = SocketAddrV4::new(VIP, 80);
 
     let mut dp = Dataplane::load(&LoadOptions::default())?;
-    install(&mut dp)?;
+    install(&mut dp, 1, CLIENT)?;
     dp.maps.flows.insert(
         FlowKey::new(be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be(), PROTO_TCP),
         Flow {
@@ -190,7 +147,7 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         pin_dir: None,
         conntrack_entries: 4,
     })?;
-    install(&mut fresh)?;
+    install(&mut fresh, 1, CLIENT)?;
 
     // MACs as the program writes them, so that even the first run is a fixed point.
     let hit = frame(client, vip, ACK, MAC_DPB, MAC_VIP);

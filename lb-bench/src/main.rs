@@ -9,6 +9,7 @@
 //! Markdown goes to stdout (and `target/bench/report.md`), SVG charts to `target/bench/`.
 mod chart;
 mod cost;
+mod fixture;
 mod http;
 mod pktrate;
 mod progs;

@@ -24,7 +24,7 @@ use lb::dataplane::{
 };
 use lb_common::{
     DEFAULT_CONNTRACK_ENTRIES, FLOW_F_REPLY, Flow, FlowKey, MAP_FLOWS, NextHop, PROTO_TCP,
-    SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings, flow::snat_port,
+    flow::snat_port,
 };
 use lb_testbed::{
     daemon::Daemon,
@@ -35,19 +35,13 @@ use lb_testbed::{
 
 use crate::{
     Args,
+    fixture::{SNAT_MAX, SNAT_MIN, VIP, be, install},
     pktrate::lb_config,
     report::{Report, Spread, Target},
     sys::{memlock, status_kb},
 };
 
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
 const MAC_VIP: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
-const SNAT_MIN: u16 = 10000;
-const SNAT_MAX: u16 = 32767;
-
-fn be(a: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(a.octets())
-}
 
 /// The `i`-th client endpoint: 60000 ports per address from 10.0.0.2 up.
 fn endpoint(i: u32) -> SocketAddrV4 {
@@ -85,44 +79,6 @@ fn permutation(n: u32, seed: u64) -> Vec<u32> {
         v.swap(i, j);
     }
     v
-}
-
-/// One service VIP:80 over `backends` servers that are all VIP:80 (fixed points, see `cost`).
-fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> {
-    dp.maps.write_settings(Settings {
-        snat_port_min: SNAT_MIN,
-        snat_port_max: SNAT_MAX,
-        flags: 0,
-        fib_epoch: 1,
-    })?;
-    dp.maps.sync_services(&[(
-        ServiceKey {
-            addr: be(VIP),
-            port: 80u16.to_be(),
-            proto: PROTO_TCP,
-            _pad: 0,
-        },
-        ServiceValue {
-            pool: 0,
-            frontend: 0,
-        },
-    )])?;
-    for id in 0..backends {
-        dp.maps.write_server(
-            id,
-            ServerInfo {
-                addr: be(VIP),
-                snat_addr: be(snat),
-                port: 80u16.to_be(),
-                state: SERVER_ACTIVE,
-                _pad: 0,
-                pool: 0,
-                nh: NextHop::default(),
-            },
-        )?;
-    }
-    let table: Vec<u32> = (0..backends).collect();
-    dp.publish(0, 0, &table)
 }
 
 fn conntrack_for(flows: u32) -> u32 {

@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod fuzzy;
 pub mod health;
 pub mod logs;
 pub mod net;

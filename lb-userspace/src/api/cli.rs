@@ -13,6 +13,7 @@
 //! - every answer is followed by an empty line (`\n`), or by `\n> ` in interactive mode
 //!   (`prompt`); without `prompt` the session ends once no complete request is left.
 use crate::config::ApiLevel;
+use crate::fuzzy::Fingerprint;
 
 /// HAProxy's `tune.bufsize`: the longest request it reads (one byte goes to a NUL).
 pub const MAX_REQUEST: usize = 16384 - 1;
@@ -238,51 +239,24 @@ pub fn find(args: &[String]) -> Option<Kw> {
         .or_else(|| KEYWORDS.iter().find(|k| matches(k.words)).map(|k| k.cmd))
 }
 
-/// `update_word_fingerprint`: counts transitions between character classes (letters, digit,
-/// other/begin/end) into a 32x32 table, and marks the classes present in row 0.
-fn update_fingerprint(fp: &mut [u8; 1024], word: &str) {
-    let class = |c: u8| -> usize {
-        match c.to_ascii_lowercase() {
-            c @ b'a'..=b'z' => usize::from(c - b'a') + 1,
-            b'0'..=b'9' => 27,
-            _ => 28,
-        }
-    };
-    let mut from = 28;
-    for &c in word.as_bytes() {
-        let to = class(c);
-        fp[to] = 1;
-        fp[32 * from + to] = fp[32 * from + to].wrapping_add(1);
-        from = to;
-    }
-    fp[32 * from + 28] = fp[32 * from + 28].wrapping_add(1);
-}
-
-fn fingerprint_distance(a: &[u8; 1024], b: &[u8; 1024]) -> u32 {
-    a.iter()
-        .zip(b.iter())
-        .map(|(&x, &y)| u32::from(x.abs_diff(y)))
-        .sum()
-}
-
 /// How far a request's words (from `from` on) are from a keyword's (HAProxy's fuzzy match),
 /// with the sum of the lengths of both, which bounds what counts as similar.
 pub fn distance(args: &[String], kw: &[&str], from: usize) -> (u32, usize) {
-    let mut a = [0u8; 1024];
-    let mut b = [0u8; 1024];
+    let mut a = Fingerprint::default();
+    let mut b = Fingerprint::default();
     let mut total = 0;
     for w in args.iter().take(PREFIX_KW_NB).skip(from) {
         if w.is_empty() {
             break;
         }
-        update_fingerprint(&mut a, w);
+        a.add(w);
         total += w.len();
     }
     for w in kw.iter().take(PREFIX_KW_NB).skip(from) {
-        update_fingerprint(&mut b, w);
+        b.add(w);
         total += w.len();
     }
-    (fingerprint_distance(&a, &b), total)
+    (a.distance(&b), total)
 }
 
 /// `cli_gen_usage_msg`, over any command table given as `(words, usage)`: `help [words]`,

@@ -11,6 +11,7 @@
 //!
 //! HAProxy 2.6 has no line continuation: a trailing backslash is kept as a literal `\` in
 //! the last word (its tokenizer only treats `\` as an escape before a known character).
+use crate::fuzzy::Fingerprint;
 use std::{collections::HashMap, net::Ipv4Addr, sync::Arc, time::Duration};
 
 use super::{
@@ -279,38 +280,13 @@ pub fn tokenize(line: &str, env: EnvLookup) -> Result<Vec<String>, TokenError> {
 // "did you mean": HAProxy's word fingerprints (letter-pair counts), not an edit distance.
 // ---------------------------------------------------------------------------------------
 
-fn fingerprint(word: &str) -> [u8; 1024] {
-    let mut fp = [0u8; 1024];
-    let class = |c: u8| -> usize {
-        match c.to_ascii_lowercase() {
-            c @ b'a'..=b'z' => (c - b'a' + 1) as usize,
-            b'0'..=b'9' => 27,
-            _ => 28,
-        }
-    };
-    let mut from = 28;
-    for &c in word.as_bytes() {
-        let to = class(c);
-        fp[to] = 1;
-        fp[32 * from + to] = fp[32 * from + to].wrapping_add(1);
-        from = to;
-    }
-    fp[32 * from + 28] = fp[32 * from + 28].wrapping_add(1);
-    fp
-}
-
 /// The candidate closest to `word`, or `None` when nothing is close enough (HAProxy's
 /// `cfg_find_best_match()` rule: distance at most twice the length of either word).
 pub fn best_match<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let fw = fingerprint(word);
+    let fw = Fingerprint::of(word);
     let mut best: Option<(&str, usize)> = None;
     for &cand in candidates {
-        let fc = fingerprint(cand);
-        let dist: usize = fw
-            .iter()
-            .zip(fc.iter())
-            .map(|(a, b)| (*a as isize - *b as isize).unsigned_abs())
-            .sum();
+        let dist = fw.distance(&Fingerprint::of(cand)) as usize;
         if best.is_none_or(|(_, d)| dist < d) {
             best = Some((cand, dist));
         }

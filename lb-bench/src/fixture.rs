@@ -1,0 +1,58 @@
+//! The fixed-point service the BPF_PROG_TEST_RUN sections share: BPF_PROG_TEST_RUN runs the
+//! program `repeat` times on one buffer, so the rewrite must map a frame onto a frame that
+//! takes the same path. A full-NAT service VIP:80 whose servers *are* VIP:80, with the client
+//! as their full-NAT source, does that (see `cost` for each case).
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use lb::dataplane::Dataplane;
+use lb_common::{
+    NextHop, PROTO_TCP, SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings,
+};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+pub const SNAT_MIN: u16 = 10000;
+pub const SNAT_MAX: u16 = 32767;
+
+/// An address as the maps hold it (network byte order).
+pub fn be(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// Installs the service with `backends` servers, all VIP:80 with full-NAT source `snat`.
+pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> {
+    dp.maps.write_settings(Settings {
+        snat_port_min: SNAT_MIN,
+        snat_port_max: SNAT_MAX,
+        flags: 0,
+        fib_epoch: 1,
+    })?;
+    dp.maps.sync_services(&[(
+        ServiceKey {
+            addr: be(VIP),
+            port: 80u16.to_be(),
+            proto: PROTO_TCP,
+            _pad: 0,
+        },
+        ServiceValue {
+            pool: 0,
+            frontend: 0,
+        },
+    )])?;
+    for id in 0..backends {
+        dp.maps.write_server(
+            id,
+            ServerInfo {
+                addr: be(VIP),
+                snat_addr: be(snat),
+                port: 80u16.to_be(),
+                state: SERVER_ACTIVE,
+                _pad: 0,
+                pool: 0,
+                nh: NextHop::default(),
+            },
+        )?;
+    }
+    let table: Vec<u32> = (0..backends).collect();
+    dp.publish(0, 0, &table)
+}
