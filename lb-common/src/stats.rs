@@ -4,6 +4,7 @@
 /// "in" is client -> server, "out" is server -> client, bytes are whole frames.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct Counters {
     pub packets_in: u64,
     pub bytes_in: u64,

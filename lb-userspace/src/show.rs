@@ -40,7 +40,7 @@ pub fn state_name(s: u8) -> &'static str {
 
 /// One row per configured server, in id order.
 pub fn backend_rows(maps: &Maps) -> Result<Vec<BackendRow>> {
-    let flows = maps.flows_per_server();
+    let flows = maps.open_flows(0).per_server;
     let mut rows = Vec::new();
     for id in 0..MAX_SERVERS {
         let meta = maps.meta.get(&id, 0)?;

@@ -125,44 +125,36 @@ impl Collector {
 /// One pass over the flow table, and the counters of servers `ids` and of `frontends`.
 pub fn read_traffic(maps: &Maps, ids: &[u32], frontends: usize) -> Traffic {
     let n = ids.iter().max().map_or(0, |m| *m as usize + 1);
-    let mut servers = vec![Flows::default(); n.min(MAX_SERVERS as usize)];
-    let mut fronts = vec![Flows::default(); frontends];
-    let mut total = 0;
-    for (_, f) in maps.flows.iter().flatten() {
-        // Closed flows stay in the table until reused or evicted: not current.
-        if f.is_reply() || f.flags & lb_common::FLOW_F_CLOSING != 0 {
-            continue;
-        }
-        total += 1;
-        if let Some(s) = servers.get_mut(usize::from(f.server)) {
-            s.current += 1;
-        }
-        if let Some(fe) = fronts.get_mut(usize::from(f.frontend)) {
-            fe.current += 1;
-        }
-    }
-    let fill = |fl: &mut Flows, c: lb_common::Counters| {
-        fl.new_flows = c.new_flows;
-        fl.redispatched = c.redispatched;
-        fl.packets_in = c.packets_in;
-        fl.bytes_in = c.bytes_in;
-        fl.packets_out = c.packets_out;
-        fl.bytes_out = c.bytes_out;
-    };
+    let open = maps.open_flows(frontends);
+    let mut servers: Vec<Flows> = open.per_server[..n.min(MAX_SERVERS as usize)]
+        .iter()
+        .map(|&current| Flows {
+            current,
+            ..Flows::default()
+        })
+        .collect();
+    let mut fronts: Vec<Flows> = open
+        .per_frontend
+        .iter()
+        .map(|&current| Flows {
+            current,
+            ..Flows::default()
+        })
+        .collect();
     for &id in ids {
         if let (Some(fl), Ok(c)) = (servers.get_mut(id as usize), maps.server_counters(id)) {
-            fill(fl, c);
+            fl.counters = c;
         }
     }
     for (id, fl) in fronts.iter_mut().enumerate() {
         if let Ok(c) = maps.frontend_counters(id as u32) {
-            fill(fl, c);
+            fl.counters = c;
         }
     }
     Traffic {
         servers,
         frontends: fronts,
-        total_flows: total,
+        total_flows: open.total,
         reasons: maps
             .reasons()
             .map(|rs| {

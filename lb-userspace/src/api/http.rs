@@ -218,11 +218,11 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
         let l = labels(&[("proxy", &f.name)]);
         let c = tr.frontend(f.id);
         fe_cur.get_or_create(&l).set(as_i64(c.current));
-        fe_tot.get_or_create(&l).inc_by(c.new_flows);
-        fe_bin.get_or_create(&l).inc_by(c.bytes_in);
-        fe_bout.get_or_create(&l).inc_by(c.bytes_out);
-        fe_pin.get_or_create(&l).inc_by(c.packets_in);
-        fe_pout.get_or_create(&l).inc_by(c.packets_out);
+        fe_tot.get_or_create(&l).inc_by(c.counters.new_flows);
+        fe_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
+        fe_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
+        fe_pin.get_or_create(&l).inc_by(c.counters.packets_in);
+        fe_pout.get_or_create(&l).inc_by(c.counters.packets_out);
     }
 
     // Backends.
@@ -300,9 +300,9 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
         be_weight.get_or_create(&l).set(i64::from(b.tot_weight));
         let c = tr.backend(b);
         be_cur.get_or_create(&l).set(as_i64(c.current));
-        be_tot.get_or_create(&l).inc_by(c.new_flows);
-        be_bin.get_or_create(&l).inc_by(c.bytes_in);
-        be_bout.get_or_create(&l).inc_by(c.bytes_out);
+        be_tot.get_or_create(&l).inc_by(c.counters.new_flows);
+        be_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
+        be_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
         be_down.get_or_create(&l).inc_by(b.chkdown);
         be_dt.get_or_create(&l).inc_by(b.downtime);
         for s in &b.servers {
@@ -328,12 +328,12 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
             }
             let c = tr.server(s.id);
             sv_cur.get_or_create(&l).set(as_i64(c.current));
-            sv_tot.get_or_create(&l).inc_by(c.new_flows);
-            sv_bin.get_or_create(&l).inc_by(c.bytes_in);
-            sv_bout.get_or_create(&l).inc_by(c.bytes_out);
-            sv_redisp.get_or_create(&l).inc_by(c.redispatched);
-            sv_pin.get_or_create(&l).inc_by(c.packets_in);
-            sv_pout.get_or_create(&l).inc_by(c.packets_out);
+            sv_tot.get_or_create(&l).inc_by(c.counters.new_flows);
+            sv_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
+            sv_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
+            sv_redisp.get_or_create(&l).inc_by(c.counters.redispatched);
+            sv_pin.get_or_create(&l).inc_by(c.counters.packets_in);
+            sv_pout.get_or_create(&l).inc_by(c.counters.packets_out);
         }
     }
     let mut out = String::new();
@@ -458,9 +458,9 @@ pub fn render_page(st: &State, tr: &Traffic) -> String {
              <td class=\"num\">{}</td></tr></table>",
             c.current,
             c.max,
-            c.new_flows,
-            c.bytes_in,
-            c.bytes_out,
+            c.counters.new_flows,
+            c.counters.bytes_in,
+            c.counters.bytes_out,
             n = esc(&f.name),
         );
     }
@@ -519,11 +519,11 @@ pub fn render_page(st: &State, tr: &Traffic) -> String {
                 lc = age(s.lastchg),
                 cur = c.current,
                 max = c.max,
-                new = c.new_flows,
-                bin = c.bytes_in,
-                bout = c.bytes_out,
-                pin = c.packets_in,
-                pout = c.packets_out,
+                new = c.counters.new_flows,
+                bin = c.counters.bytes_in,
+                bout = c.counters.bytes_out,
+                pin = c.counters.packets_in,
+                pout = c.counters.packets_out,
             );
         }
         let c = tr.backend(b);
@@ -543,11 +543,11 @@ pub fn render_page(st: &State, tr: &Traffic) -> String {
             dt = age(b.downtime),
             cur = c.current,
             max = c.max,
-            new = c.new_flows,
-            bin = c.bytes_in,
-            bout = c.bytes_out,
-            pin = c.packets_in,
-            pout = c.packets_out,
+            new = c.counters.new_flows,
+            bin = c.counters.bytes_in,
+            bout = c.counters.bytes_out,
+            pin = c.counters.packets_in,
+            pout = c.counters.packets_out,
         );
     }
     h.push_str("</body></html>\n");
@@ -570,8 +570,11 @@ mod tests {
             servers: vec![
                 stats::Flows {
                     current: 3,
-                    new_flows: 7,
-                    bytes_in: 100,
+                    counters: lb_common::Counters {
+                        new_flows: 7,
+                        bytes_in: 100,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 2

@@ -132,12 +132,9 @@ pub struct Flows {
     pub current: u64,
     /// Largest `current` seen by the daemon.
     pub max: u64,
-    pub new_flows: u64,
-    pub redispatched: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-    pub packets_out: u64,
-    pub bytes_out: u64,
+    /// The per-CPU counters, summed.
+    #[serde(flatten)]
+    pub counters: lb_common::Counters,
 }
 
 impl Flows {
@@ -145,12 +142,7 @@ impl Flows {
         Flows {
             current: self.current + o.current,
             max: self.max + o.max,
-            new_flows: self.new_flows + o.new_flows,
-            redispatched: self.redispatched + o.redispatched,
-            packets_in: self.packets_in + o.packets_in,
-            bytes_in: self.bytes_in + o.bytes_in,
-            packets_out: self.packets_out + o.packets_out,
-            bytes_out: self.bytes_out + o.bytes_out,
+            counters: self.counters.plus(o.counters),
         }
     }
 }
@@ -361,16 +353,16 @@ pub fn show_stat(
                 .set("scur", c.current)
                 .set("smax", c.max)
                 .set("slim", st.conntrack_entries)
-                .set("stot", c.new_flows)
-                .set("bin", c.bytes_in)
-                .set("bout", c.bytes_out)
+                .set("stot", c.counters.new_flows)
+                .set("bin", c.counters.bytes_in)
+                .set("bout", c.counters.bytes_out)
                 .set("status", "OPEN")
                 .set("pid", 1)
                 .set("iid", p.iid)
                 .set("sid", 0)
                 .set("type", TYPE_FE)
                 .set("mode", f.mode)
-                .set("conn_tot", c.new_flows);
+                .set("conn_tot", c.counters.new_flows);
             r.render(&mut out);
         }
         let Some(b) = p.backend else { continue };
@@ -406,11 +398,11 @@ pub fn show_stat(
                 .set("qmax", 0)
                 .set("scur", c.current)
                 .set("smax", c.max)
-                .set("stot", c.new_flows)
-                .set("bin", c.bytes_in)
-                .set("bout", c.bytes_out)
+                .set("stot", c.counters.new_flows)
+                .set("bin", c.counters.bytes_in)
+                .set("bout", c.counters.bytes_out)
                 .set("wretr", 0)
-                .set("wredis", c.redispatched)
+                .set("wredis", c.counters.redispatched)
                 .set("status", status)
                 .set("weight", b.tot_weight)
                 .set("act", b.act)
@@ -420,7 +412,7 @@ pub fn show_stat(
                 .set("pid", 1)
                 .set("iid", p.iid)
                 .set("sid", 0)
-                .set("lbtot", c.new_flows)
+                .set("lbtot", c.counters.new_flows)
                 .set("type", TYPE_BE)
                 .set("mode", b.mode)
                 .set("uweight", b.tot_weight);
@@ -451,11 +443,11 @@ fn server_row<'c>(
         .set("qmax", 0)
         .set("scur", c.current)
         .set("smax", c.max)
-        .set("stot", c.new_flows)
-        .set("bin", c.bytes_in)
-        .set("bout", c.bytes_out)
+        .set("stot", c.counters.new_flows)
+        .set("bin", c.counters.bytes_in)
+        .set("bout", c.counters.bytes_out)
         .set("wretr", 0)
-        .set("wredis", c.redispatched)
+        .set("wredis", c.counters.redispatched)
         .set("status", server_status(s))
         .set("weight", s.weight)
         .set("act", u8::from(!s.backup))
@@ -464,7 +456,7 @@ fn server_row<'c>(
         .set("pid", 1)
         .set("iid", iid)
         .set("sid", s.puid)
-        .set("lbtot", c.new_flows)
+        .set("lbtot", c.counters.new_flows)
         .set("type", TYPE_SV)
         .set("mode", b.mode)
         .set("uweight", s.weight);
@@ -591,8 +583,8 @@ fn uptime_text(secs: u64) -> String {
 /// `show info`: HAProxy 2.6's keys, in its order, with lb's values (0 for what lb does not
 /// have: SSL, compression, pools, pipes).
 pub fn show_info(st: &State, tr: &Traffic, node: &str, ulimit_n: u64, nbthread: usize) -> String {
-    let cum: u64 = tr.frontends.iter().map(|f| f.new_flows).sum();
-    let bytes_out: u64 = tr.frontends.iter().map(|f| f.bytes_out).sum();
+    let cum: u64 = tr.frontends.iter().map(|f| f.counters.new_flows).sum();
+    let bytes_out: u64 = tr.frontends.iter().map(|f| f.counters.bytes_out).sum();
     let maxconn = st.conntrack_entries.to_string();
     let fields: Vec<(&str, String)> = vec![
         ("Name", "lb".into()),

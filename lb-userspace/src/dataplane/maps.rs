@@ -14,6 +14,13 @@ pub fn pin_dir(instance: &str) -> PathBuf {
     Path::new("/sys/fs/bpf/lb").join(instance)
 }
 
+/// See [`Maps::open_flows`].
+pub struct OpenFlows {
+    pub per_server: Vec<u64>,
+    pub per_frontend: Vec<u64>,
+    pub total: u64,
+}
+
 pub struct Maps {
     pub services: HashMap<MapData, ServiceKey, ServiceValue>,
     pub pools: Array<MapData, PoolInfo>,
@@ -178,16 +185,24 @@ impl Maps {
             .collect()
     }
 
-    /// Number of open flows per server id (a full scan; for `show`, not the fast path).
-    /// Flows seen closing (FIN/RST) stay in the table until reused or evicted; they are not
-    /// counted.
-    pub fn flows_per_server(&self) -> Vec<u64> {
-        let mut out = vec![0u64; MAX_SERVERS as usize];
+    /// Open flows per server id and per frontend id, and in all (a full scan; for `show`
+    /// and the runtime API, not the fast path). Flows seen closing (FIN/RST) stay in the
+    /// table until reused or evicted; they are not counted.
+    pub fn open_flows(&self, frontends: usize) -> OpenFlows {
+        let mut out = OpenFlows {
+            per_server: vec![0; MAX_SERVERS as usize],
+            per_frontend: vec![0; frontends],
+            total: 0,
+        };
         for (_, f) in self.flows.iter().flatten() {
-            if !f.is_reply()
-                && f.flags & FLOW_F_CLOSING == 0
-                && let Some(n) = out.get_mut(f.server as usize)
-            {
+            if f.is_reply() || f.flags & FLOW_F_CLOSING != 0 {
+                continue;
+            }
+            out.total += 1;
+            if let Some(n) = out.per_server.get_mut(usize::from(f.server)) {
+                *n += 1;
+            }
+            if let Some(n) = out.per_frontend.get_mut(usize::from(f.frontend)) {
                 *n += 1;
             }
         }
