@@ -104,23 +104,22 @@ fn bind_snat_port(
         )
         .to_be();
         rkey.dport = port;
-        match LB_FLOWS.get_ptr(*rkey) {
-            Some(old) => {
-                // SAFETY: read once to decide; a racing replacement is caught by the insert.
-                let old = unsafe { *old };
-                let rested = old.flags & FLOW_F_CLOSING != 0
-                    && now_secs().wrapping_sub(old.closed_at) >= SNAT_REUSE_SECS;
-                let reusable = (old.dst == reply.dst && old.dport == reply.dport) || rested;
-                if reusable && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok() {
-                    return Ok(port);
-                }
-            }
-            None => {
-                // NOEXIST: another CPU may have taken this port since the lookup.
-                if LB_FLOWS.insert(*rkey, *reply, BPF_NOEXIST as u64).is_ok() {
-                    return Ok(port);
-                }
-            }
+        // Insert first: a free port (the common case) then costs one map operation, not two.
+        // NOEXIST also settles a race with another CPU binding the same port.
+        if LB_FLOWS.insert(*rkey, *reply, BPF_NOEXIST as u64).is_ok() {
+            return Ok(port);
+        }
+        let Some(old) = LB_FLOWS.get_ptr(*rkey) else {
+            // Evicted since the insert failed: the next probe takes another port.
+            continue;
+        };
+        // SAFETY: read once to decide; a racing replacement at worst hands the port over.
+        let old = unsafe { *old };
+        let rested = old.flags & FLOW_F_CLOSING != 0
+            && now_secs().wrapping_sub(old.closed_at) >= SNAT_REUSE_SECS;
+        let reusable = (old.dst == reply.dst && old.dport == reply.dport) || rested;
+        if reusable && LB_FLOWS.insert(*rkey, *reply, BPF_ANY as u64).is_ok() {
+            return Ok(port);
         }
     }
     Err(Reason::DropSnatExhausted)
