@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use lb::dataplane::Dataplane;
 use lb_common::{
-    NextHop, PROTO_TCP, SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue, Settings,
+    NextHop, PROTO_TCP, PortFilter, PortSide, SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue,
+    Settings,
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
@@ -27,6 +28,10 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
         flags: 0,
         fib_epoch: 1,
     })?;
+    let mut ports = PortFilter::default();
+    ports.add(PortSide::Service, 80);
+    ports.add(PortSide::Server, 80);
+    dp.maps.write_port_filter(&ports)?;
     dp.maps.sync_services(&[(
         ServiceKey {
             addr: be(VIP),

@@ -11,10 +11,12 @@ pub mod bench;
 pub mod csum;
 pub mod flow;
 pub mod maps;
+pub mod ports;
 pub mod stats;
 
 #[cfg(feature = "user")]
 mod pod;
 
 pub use maps::*;
+pub use ports::{PortFilter, PortSide};
 pub use stats::{Counters, Reason};

@@ -26,9 +26,11 @@ pub const MAP_EVENTS: &str = "LB_EVENTS";
 pub const MAP_SERVER_STATS: &str = "LB_SERVER_STATS";
 pub const MAP_FRONTEND_STATS: &str = "LB_FRONTEND_STATS";
 pub const MAP_REASON_STATS: &str = "LB_REASON_STATS";
+/// See [`crate::ports`].
+pub const MAP_PORTS: &str = "LB_PORTS";
 
 /// Every map the daemon pins, in a stable order.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     MAP_SERVICES,
     MAP_POOLS,
     MAP_POOL_RR,
@@ -41,6 +43,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     MAP_FRONTEND_STATS,
     MAP_REASON_STATS,
     MAP_SERVER_META,
+    MAP_PORTS,
 ];
 
 /// Program names in the XDP object.

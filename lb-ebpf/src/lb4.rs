@@ -1,24 +1,31 @@
 //! The IPv4 packet path.
 //!
 //! ```text
-//! parse ─┬─ tracked (one LB_FLOWS lookup) ─┬─ reply ───────────────────────── NAT ─ forward
-//!        │                                 ├─ forward, server alive ───────── NAT ─ forward
-//!        │                                 └─ server gone / tuple reused ─┐
-//!        ├─ VIP:port is a service (exact, then *:port) ─── lb4_new: pick, track ─ NAT ─ forward
-//!        └─ anything else ─ XDP_PASS, untouched
+//! parse ─ a service's or server's port? ─ no ─ XDP_PASS, untouched
+//!           │ yes
+//!           ├─ tracked (one LB_FLOWS lookup) ─┬─ reply ───────────────────────── NAT ─ forward
+//!           │                                 ├─ forward, server alive ───────── NAT ─ forward
+//!           │                                 └─ server gone / tuple reused ─┐
+//!           ├─ VIP:port is a service (exact, then *:port) ─── lb4_new: pick, track ─ NAT ─ forward
+//!           └─ anything else ─ XDP_PASS, untouched
 //! ```
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
     EVENT_F_REDISPATCHED, FLOW_F_CLOSING, Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS,
     Reason, SERVER_ACTIVE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServiceKey, ServiceValue,
-    Settings, TableDesc, flow::rr_slot, table_index,
+    Settings, TableDesc,
+    flow::rr_slot,
+    ports::{PortSide, port_bit},
+    table_index,
 };
 
 use crate::{
     atomic::fetch_add,
     flows::{self, Target},
     forward,
-    maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES},
+    maps::{
+        LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_PORTS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES,
+    },
     nat::{self, Tuple},
     parse::{self, Packet},
     stats::{self, Dir, Event},
@@ -30,6 +37,9 @@ pub fn process(ctx: &XdpContext) -> u32 {
         Ok(pkt) => pkt,
         Err(reason) => return pass(reason),
     };
+    if !may_be_tracked(&pkt) {
+        return pass(Reason::PassNotService);
+    }
     let settings = LB_SETTINGS.get(0).copied().unwrap_or_default();
     let key = flows::key_of(&pkt);
     if let Some(flow) = flows::lookup(&key) {
@@ -53,6 +63,17 @@ pub fn process(ctx: &XdpContext) -> u32 {
 fn pass(reason: Reason) -> u32 {
     stats::reason(reason);
     xdp_action::XDP_PASS
+}
+
+/// Whether a service or server uses the packet's ports at all (`LB_PORTS`): two array reads,
+/// which the verifier inlines, spare the host's other traffic two hash lookups.
+#[inline(always)]
+fn may_be_tracked(pkt: &Packet) -> bool {
+    let has = |side, port: u16| {
+        let (word, bit) = port_bit(side, u16::from_be(port));
+        LB_PORTS.get(word).is_some_and(|w| w & bit != 0)
+    };
+    has(PortSide::Service, pkt.dport()) || has(PortSide::Server, pkt.sport())
 }
 
 /// The service a packet is addressed to: its exact VIP, else a wildcard bind on its port.

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use lb_common::{
     Counters, DEFAULT_CONNTRACK_ENTRIES as CT, Flow, FlowEvent, FlowKey, MAX_FRONTENDS, MAX_POOLS,
     MAX_SERVERS, MAX_SERVICES, PoolInfo, Reason, ServerInfo, ServerMeta, ServiceKey, ServiceValue,
-    Settings, TABLE_SIZE,
+    Settings, TABLE_SIZE, ports::PORT_FILTER_WORDS,
 };
 
 #[btf_map]
@@ -36,6 +36,10 @@ pub static LB_SERVERS: Array<ServerInfo, { MAX_SERVERS as usize }> = Array::new(
 /// Both directions of every tracked flow (two entries per flow), see `lb_common::Flow`.
 #[btf_map]
 pub static LB_FLOWS: LruHashMap<FlowKey, Flow, { 2 * CT as usize }> = LruHashMap::new();
+
+/// Ports a tracked packet can carry (`lb_common::ports`).
+#[btf_map]
+pub static LB_PORTS: Array<u64, { PORT_FILTER_WORDS as usize }> = Array::new();
 
 #[btf_map]
 pub static LB_SETTINGS: Array<Settings, 1> = Array::new();

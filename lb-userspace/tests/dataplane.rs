@@ -21,7 +21,7 @@ use lb::{
         testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
 };
-use lb_common::{FlowKey, Reason, SNAT_REUSE_SECS};
+use lb_common::{FlowKey, PortFilter, PortSide, Reason, SNAT_REUSE_SECS};
 use lb_testbed::{
     packet::{self, ACK, FIN, Pkt, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
@@ -509,6 +509,70 @@ fn traffic_that_is_not_ours_passes_untouched() {
     assert_eq!(f.reason(Reason::PassFragment), 2);
     assert_eq!(f.reason(Reason::PassNotIpv4), 2);
     assert_eq!(f.reason(Reason::PassNotL4), 1);
+}
+
+#[test]
+fn ports_no_service_or_server_uses_pass_before_conntrack() {
+    let mut f = Fixture::new();
+    let want = f.bal.plan.layout.port_filter();
+    assert_eq!(f.bal.dp.maps.port_filter().expect("LB_PORTS"), want);
+    for p in [80, 53, 8080, 81, 82] {
+        assert!(want.has(PortSide::Service, p), "service port {p}");
+    }
+    assert!(want.has(PortSide::Server, 80) && want.has(PortSide::Server, 53));
+
+    // A tracked flow is forwarded both ways while its ports are in the filter...
+    let c = ep(CLIENT, 43100);
+    let data = Pkt::tcp(c, ep(VIP, 80))
+        .flags(ACK)
+        .macs(MAC_CLIENT, MAC_DPC);
+    let syn = data.clone().flags(SYN);
+    f.expect(
+        "SYN",
+        f.dpc,
+        &syn,
+        XDP_REDIRECT,
+        &full_nat(&syn, WEB10, MAC_WEB10, nth_port(0), 80),
+    );
+    let reply = Pkt::tcp(ep(WEB10, 80), ep(LB_B, nth_port(0)))
+        .flags(ACK)
+        .macs(MAC_WEB10, MAC_DPB);
+    assert_eq!(f.run(f.dpb, &reply.build()).0, XDP_REDIRECT, "reply");
+    // ...and passed untouched, without a conntrack lookup, once they are not: the filter
+    // alone decides, even for a flow still in the table.
+    f.bal
+        .dp
+        .maps
+        .write_port_filter(&PortFilter::default())
+        .expect("clear LB_PORTS");
+    let before = f.reason(Reason::PassNotService);
+    f.expect_untouched("data, port filter empty", &data.build());
+    f.expect_frame(
+        "reply, port filter empty",
+        f.dpb,
+        &reply.build(),
+        XDP_PASS,
+        &reply.build(),
+    );
+    assert_eq!(f.reason(Reason::PassNotService), before + 2);
+    // Only the server side admits the reply, only the service side the client's packets.
+    let mut only_servers = PortFilter::default();
+    only_servers.add(PortSide::Server, 80);
+    f.bal
+        .dp
+        .maps
+        .write_port_filter(&only_servers)
+        .expect("LB_PORTS");
+    f.expect_untouched("data, servers only", &data.build());
+    assert_eq!(f.run(f.dpb, &reply.build()).0, XDP_REDIRECT, "reply again");
+    f.bal.dp.maps.write_port_filter(&want).expect("LB_PORTS");
+    f.expect(
+        "data, filter restored",
+        f.dpc,
+        &data,
+        XDP_REDIRECT,
+        &full_nat(&data, WEB10, MAC_WEB10, nth_port(0), 80),
+    );
 }
 
 #[test]

@@ -89,6 +89,11 @@ impl Balancer {
     }
 
     fn write_all(&mut self, cfg: &Config) -> Result<()> {
+        // The port filter admits the old and the new ports while the rest changes, then only
+        // the new ones: no packet of a service that stays is passed to the kernel midway.
+        let ports = self.plan.layout.port_filter();
+        let widened = self.dp.maps.port_filter()?.union(&ports);
+        self.dp.maps.write_port_filter(&widened)?;
         let (lo, hi) = cfg.global.snat_ports;
         self.settings = Settings {
             snat_port_min: lo,
@@ -116,7 +121,8 @@ impl Balancer {
         }
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.services.clone();
-        self.dp.maps.sync_services(&services)
+        self.dp.maps.sync_services(&services)?;
+        self.dp.maps.write_port_filter(&ports)
     }
 
     /// Brings one pool's maps in line with `states`. Servers that may keep flows are marked

@@ -2,7 +2,7 @@
 //! declaration order, servers are numbered across all backends, frontends likewise.
 use std::net::Ipv4Addr;
 
-use lb_common::{POOL_F_DNAT, POOL_F_EMPTY_PASS, ServiceKey, ServiceValue};
+use lb_common::{POOL_F_DNAT, POOL_F_EMPTY_PASS, PortFilter, PortSide, ServiceKey, ServiceValue};
 
 use crate::config::{Config, NatMode, OnEmpty};
 
@@ -116,6 +116,19 @@ impl Layout {
     pub fn server_count(&self) -> u32 {
         self.pools.iter().map(|p| p.servers.len() as u32).sum()
     }
+
+    /// The ports a tracked packet can carry: services' on the way in, servers' on the way
+    /// back. Everything else is passed before any conntrack lookup.
+    pub fn port_filter(&self) -> PortFilter {
+        let mut f = PortFilter::default();
+        for (k, _) in &self.services {
+            f.add(PortSide::Service, u16::from_be(k.port));
+        }
+        for (_, s) in self.servers() {
+            f.add(PortSide::Server, s.port);
+        }
+        f
+    }
 }
 
 /// Network-order map representation of an address.
@@ -179,5 +192,13 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
             ),
             (17, 0, 1)
         );
+        let ports = l.port_filter();
+        for p in [80, 8080, 53] {
+            assert!(ports.has(PortSide::Service, p), "service port {p}");
+        }
+        for p in [53, 80] {
+            assert!(ports.has(PortSide::Server, p), "server port {p}");
+        }
+        assert!(!ports.has(PortSide::Server, 8080) && !ports.has(PortSide::Service, 22));
     }
 }

@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData, MapInfo, MapType, PerCpuArray},
 };
-use lb_common::*;
+use lb_common::{ports::PORT_FILTER_WORDS, *};
 
 /// Pins live under `/sys/fs/bpf/lb/<instance>/<MAP_NAME>`.
 pub fn pin_dir(instance: &str) -> PathBuf {
@@ -34,6 +34,7 @@ pub struct Maps {
     pub server_stats: PerCpuArray<MapData, Counters>,
     pub frontend_stats: PerCpuArray<MapData, Counters>,
     pub reason_stats: PerCpuArray<MapData, u64>,
+    pub ports: Array<MapData, u64>,
 }
 
 /// `LB_FLOWS` holds both directions of every flow.
@@ -69,6 +70,7 @@ pub fn expected(name: &str, conntrack_entries: u32) -> Option<(MapType, u32, u32
         MAP_SERVER_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_SERVERS),
         MAP_FRONTEND_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_FRONTENDS),
         MAP_REASON_STATS => (MapType::PerCpuArray, 4, 8, Reason::COUNT),
+        MAP_PORTS => (MapType::Array, 4, 8, PORT_FILTER_WORDS),
         _ => return None,
     })
 }
@@ -130,6 +132,7 @@ impl Maps {
             server_stats: typed(take(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
             frontend_stats: typed(take(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
             reason_stats: typed(take(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
+            ports: typed(take(MAP_PORTS)?, MAP_PORTS)?,
         })
     }
 
@@ -160,6 +163,7 @@ impl Maps {
             server_stats: typed(open(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
             frontend_stats: typed(open(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
             reason_stats: typed(open(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
+            ports: typed(open(MAP_PORTS)?, MAP_PORTS)?,
         })
     }
 

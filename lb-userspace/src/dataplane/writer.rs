@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use lb_common::{
-    MAX_POOLS, MAX_SERVERS, PoolInfo, SERVER_GONE, ServerInfo, ServerMeta, ServiceKey,
+    MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, SERVER_GONE, ServerInfo, ServerMeta, ServiceKey,
     ServiceValue, Settings, TABLE_SIZE, TableDesc, table_index,
 };
 
@@ -37,6 +37,28 @@ impl Maps {
             self.services
                 .remove(&k)
                 .with_context(|| format!("removing service {k:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// The port filter as the data plane reads it.
+    pub fn port_filter(&self) -> Result<PortFilter> {
+        let mut f = PortFilter::default();
+        for (i, w) in f.words.iter_mut().enumerate() {
+            *w = self.ports.get(&(i as u32), 0).context("reading LB_PORTS")?;
+        }
+        Ok(f)
+    }
+
+    /// Writes the words of `LB_PORTS` that differ from `f`. Widen before adding services or
+    /// servers and narrow after removing them (see `Balancer`), or the packets of a new
+    /// port would be passed to the kernel meanwhile.
+    pub fn write_port_filter(&mut self, f: &PortFilter) -> Result<()> {
+        let cur = self.port_filter()?;
+        for (i, (&w, &old)) in f.words.iter().zip(cur.words.iter()).enumerate() {
+            if w != old {
+                self.ports.set(i as u32, w, 0).context("writing LB_PORTS")?;
+            }
         }
         Ok(())
     }
