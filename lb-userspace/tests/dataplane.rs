@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lb::{
     config::native,
-    daemon::{Admin, Balancer, Plan},
+    daemon::{Admin, Balancer, Plan, initial_states},
     dataplane::{
         Dataplane, LoadOptions,
         layout::Layout,
@@ -679,6 +679,93 @@ fn down_server_flows_are_redispatched_and_healthy_ones_stay() {
     // Existing flows of DOWN servers have nowhere to go either.
     let (action, _) = f.run(f.dpc, &data1.build());
     assert_eq!(action_name(action), action_name(XDP_DROP));
+}
+
+#[test]
+fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
+    let mut f = Fixture::new();
+    let vip = ep(VIP, 80);
+    let (c1, c2) = (ep(CLIENT, 47001), ep(CLIENT, 47002));
+    let data = |c| Pkt::tcp(c, vip).payload(b"z").macs(MAC_CLIENT, MAC_DPC);
+    let udp = Pkt::udp(ep(CLIENT, 47003), ep(VIP, 53)).macs(MAC_CLIENT, MAC_DPC);
+    let mut before = Vec::new();
+    for p in [data(c1).flags(SYN), data(c2).flags(SYN), udp.clone()] {
+        let (action, out) = f.run(f.dpc, &p.build());
+        assert_eq!(action, XDP_REDIRECT);
+        before.push(packet::endpoints(&out).1);
+    }
+    assert_eq!(before, [ep(WEB10, 80), ep(WEB11, 80), ep(WEB10, 53)]);
+    let (_, flow1) = f.run(f.dpc, &data(c1).build());
+    let (_, flow2) = f.run(f.dpc, &data(c2).build());
+    let (_, dns) = f.run(f.dpc, &udp.build());
+
+    // A backend and frontend before all others, a server before web10: every config-order
+    // number moves, the data plane's slots do not.
+    let moved = CONFIG.replacen(
+        "[frontend.web]",
+        "[frontend.api]\nbind = [\"10.0.0.1:8081\"]\ndefault_backend = \"api\"\n\n[backend.api]\nserver = [{ name = \"api10\", address = \"10.1.0.10:8081\" }]\n\n[frontend.web]",
+        1,
+    )
+    .replacen(
+        "server = [{ name = \"web10\"",
+        "server = [{ name = \"web09\", address = \"10.1.0.11:8080\" }, { name = \"web10\"",
+        1,
+    );
+    let cfg = native::parse("moved.toml", &moved).expect("config");
+    let layout = Layout::new(&cfg);
+    assert_eq!(layout.pools[1].name, "hoge");
+    assert_eq!(layout.pools[1].servers[1].name, "web10");
+    let plan = Plan {
+        snat: vec![LB_B; layout.server_count() as usize],
+        layout,
+        interfaces: vec![],
+    };
+    let states = initial_states(&plan);
+    f.bal.reinstall(plan, states, &cfg).expect("reload");
+    assert_eq!(f.bal.plan.layout.pools[1].slot, HOGE, "hoge keeps its pool");
+    assert_eq!(
+        f.bal.plan.layout.pools[1].servers[1].slot, HOGE_WEB10,
+        "web10 keeps its slot"
+    );
+
+    // The same packets are rewritten exactly as before the reload: same server, same port.
+    f.expect_frame(
+        "flow 1 after reload",
+        f.dpc,
+        &data(c1).build(),
+        XDP_REDIRECT,
+        &flow1,
+    );
+    f.expect_frame(
+        "flow 2 after reload",
+        f.dpc,
+        &data(c2).build(),
+        XDP_REDIRECT,
+        &flow2,
+    );
+    f.expect_frame("dns after reload", f.dpc, &udp.build(), XDP_REDIRECT, &dns);
+    let redispatched: u64 = (0..8)
+        .map(|s| {
+            f.bal
+                .dp
+                .maps
+                .server_counters(s)
+                .expect("counters")
+                .redispatched
+        })
+        .sum();
+    assert_eq!(redispatched, 0, "no flow was redispatched");
+    // New flows of hoge now take web09 too; api's VIP works.
+    let mut to = Vec::new();
+    for port in 47100..47103 {
+        let (_, out) = f.run(f.dpc, &data(ep(CLIENT, port)).flags(SYN).build());
+        to.push(packet::endpoints(&out).1);
+    }
+    assert!(to.contains(&ep(WEB11, 8080)), "web09 in rotation: {to:?}");
+    let api = Pkt::tcp(ep(CLIENT, 47200), ep(VIP, 8081)).flags(SYN);
+    let (action, out) = f.run(f.dpc, &api.build());
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(packet::endpoints(&out).1, ep(WEB10, 8081));
 }
 
 #[test]

@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::MAX_SERVERS;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -80,10 +79,10 @@ impl Collector {
                     let started = Instant::now();
                     let maps = self.maps.clone();
                     let frontends = state.frontends.len();
-                    let ids: Vec<u32> = state
+                    let ids: Vec<(u32, u32)> = state
                         .backends
                         .iter()
-                        .flat_map(|b| b.servers.iter().map(|s| s.id))
+                        .flat_map(|b| b.servers.iter().map(|s| (s.id, s.slot)))
                         .collect();
                     let t =
                         tokio::task::spawn_blocking(move || read_traffic(&maps, &ids, frontends))
@@ -122,17 +121,24 @@ impl Collector {
     }
 }
 
-/// One pass over the flow table, and the counters of servers `ids` and of `frontends`.
-pub fn read_traffic(maps: &Maps, ids: &[u32], frontends: usize) -> Traffic {
-    let n = ids.iter().max().map_or(0, |m| *m as usize + 1);
-    let open = maps.open_flows(frontends);
-    let mut servers: Vec<Flows> = open.per_server[..n.min(MAX_SERVERS as usize)]
+/// One pass over the flow table, and the counters of servers `ids` (config-order id, data
+/// plane slot) and of `frontends`. The result is indexed by id.
+pub fn read_traffic(maps: &Maps, ids: &[(u32, u32)], frontends: usize) -> Traffic {
+    let n = ids
         .iter()
-        .map(|&current| Flows {
-            current,
-            ..Flows::default()
-        })
-        .collect();
+        .map(|&(id, _)| id as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let open = maps.open_flows(frontends);
+    let mut servers = vec![Flows::default(); n];
+    for &(id, slot) in ids {
+        if let Some(fl) = servers.get_mut(id as usize) {
+            fl.current = open.per_server.get(slot as usize).copied().unwrap_or(0);
+            if let Ok(c) = maps.server_counters(slot) {
+                fl.counters = c;
+            }
+        }
+    }
     let mut fronts: Vec<Flows> = open
         .per_frontend
         .iter()
@@ -141,11 +147,6 @@ pub fn read_traffic(maps: &Maps, ids: &[u32], frontends: usize) -> Traffic {
             ..Flows::default()
         })
         .collect();
-    for &id in ids {
-        if let (Some(fl), Ok(c)) = (servers.get_mut(id as usize), maps.server_counters(id)) {
-            fl.counters = c;
-        }
-    }
     for (id, fl) in fronts.iter_mut().enumerate() {
         if let Ok(c) = maps.frontend_counters(id as u32) {
             fl.counters = c;

@@ -79,8 +79,10 @@ pub struct BackendState {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerState {
-    /// Numbering across all backends (maps, counters).
+    /// Numbering across all backends, in config order (the daemon's tables).
     pub id: u32,
+    /// Where the data plane keeps it (`Layout`'s slot: counters, flows).
+    pub slot: u32,
     /// 1-based within its backend (HAProxy's `puid`).
     pub puid: u32,
     pub name: String,
@@ -698,6 +700,7 @@ pub mod tests {
         };
         let server = |id, name: &str, port, weight| ServerState {
             id,
+            slot: id,
             puid: id + 1,
             name: name.into(),
             addr: Ipv4Addr::LOCALHOST,

@@ -306,6 +306,7 @@ impl Runtime {
                 });
                 servers.push(ServerState {
                     id,
+                    slot: self.bal.plan.layout.slot_of(id).unwrap_or(id),
                     puid: i as u32 + 1,
                     name: s.name.clone(),
                     addr: s.addr,

@@ -66,7 +66,10 @@ pub struct Balancer {
 impl Balancer {
     /// Writes settings, services and every pool. Servers start UP (HAProxy's initial state),
     /// or in maintenance when `disabled`.
-    pub fn install(dp: Dataplane, plan: Plan, cfg: &Config) -> Result<Balancer> {
+    pub fn install(dp: Dataplane, mut plan: Plan, cfg: &Config) -> Result<Balancer> {
+        // Pinned maps may hold flows of an earlier run: keep its servers where they were.
+        let placed = dp.maps.placed()?;
+        let fresh = plan.layout.keep_slots(&placed);
         let states = initial_states(&plan);
         let mut b = Balancer {
             dp,
@@ -75,6 +78,7 @@ impl Balancer {
             settings: Settings::default(),
             pid: std::process::id(),
         };
+        b.dp.maps.reset_server_counters(&fresh)?;
         b.write_all(cfg)?;
         Ok(b)
     }
@@ -82,7 +86,14 @@ impl Balancer {
     /// Switches to a new configuration on the same maps (`lb` reload): flows of servers that
     /// stay keep going, flows of servers that left are redispatched. `states` are the new
     /// servers' states (carried over by the caller for servers that stay).
-    pub fn reinstall(&mut self, plan: Plan, states: Vec<ServerState>, cfg: &Config) -> Result<()> {
+    pub fn reinstall(
+        &mut self,
+        mut plan: Plan,
+        states: Vec<ServerState>,
+        cfg: &Config,
+    ) -> Result<()> {
+        let fresh = plan.layout.keep_slots(&self.plan.layout.placed());
+        self.dp.maps.reset_server_counters(&fresh)?;
         self.plan = plan;
         self.states = states;
         self.write_all(cfg)
@@ -110,12 +121,10 @@ impl Balancer {
             fib_epoch: self.settings.fib_epoch.wrapping_add(1).max(1),
         };
         self.dp.maps.write_settings(self.settings)?;
-        self.dp
-            .maps
-            .clear_servers_from(self.plan.layout.server_count())?;
-        self.dp
-            .maps
-            .clear_pools_from(self.plan.layout.pools.len() as u32)?;
+        let servers: Vec<u32> = self.plan.layout.servers().map(|(_, s)| s.slot).collect();
+        self.dp.maps.clear_servers_except(&servers)?;
+        let pools: Vec<u32> = self.plan.layout.pools.iter().map(|p| p.slot).collect();
+        self.dp.maps.clear_pools_except(&pools)?;
         for pool in 0..self.plan.layout.pools.len() as u32 {
             self.sync_pool(pool)?;
         }
@@ -142,7 +151,7 @@ impl Balancer {
             .map(|s| {
                 let st = self.states[s.id as usize];
                 Candidate {
-                    id: s.id,
+                    id: s.slot,
                     weight: st.weight,
                     backup: s.backup,
                     usable: st.usable(),
@@ -156,21 +165,21 @@ impl Balancer {
             port: s.port.to_be(),
             state: if active { SERVER_ACTIVE } else { SERVER_GONE },
             _pad: 0,
-            pool,
+            pool: p.slot,
             nh: NextHop::default(),
         };
         for s in &p.servers {
             if self.states[s.id as usize].active() {
                 let i = info(s, true);
-                self.dp.maps.write_server(s.id, i)?;
+                self.dp.maps.write_server(s.slot, i)?;
             }
         }
-        self.dp.publish(pool, p.flags, &table)?;
+        self.dp.publish(p.slot, p.flags, &table)?;
         for s in &p.servers {
             let st = self.states[s.id as usize];
             if !st.active() {
                 let i = info(s, false);
-                self.dp.maps.write_server(s.id, i)?;
+                self.dp.maps.write_server(s.slot, i)?;
             }
             let meta = ServerMeta {
                 backend: name_field(&p.name),
@@ -181,7 +190,7 @@ impl Balancer {
                 pid: self.pid,
                 last_change: unix_now(),
             };
-            self.dp.maps.write_meta(s.id, meta)?;
+            self.dp.maps.write_meta(s.slot, meta)?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use tokio::{io::unix::AsyncFd, sync::watch};
 
 use crate::{
     config::{Config, Level},
-    dataplane::layout::addr_of,
+    dataplane::layout::{Layout, addr_of},
     logs::{
         Logger,
         tcplog::{LogTime, new_flow_line},
@@ -22,23 +22,27 @@ use crate::{
 pub struct Names {
     /// (name, tcplog) per frontend id.
     pub frontends: Vec<(String, bool)>,
-    /// (backend, server) per server id.
+    /// (backend, server) per server slot, as events name them.
     pub servers: Vec<(String, String)>,
 }
 
 impl Names {
-    pub fn of(cfg: &Config) -> Arc<Names> {
+    pub fn of(cfg: &Config, layout: &Layout) -> Arc<Names> {
+        let mut servers = Vec::new();
+        for (p, s) in layout.servers() {
+            let slot = s.slot as usize;
+            if servers.len() <= slot {
+                servers.resize(slot + 1, (String::new(), String::new()));
+            }
+            servers[slot] = (p.name.clone(), s.name.clone());
+        }
         Arc::new(Names {
             frontends: cfg
                 .frontends
                 .iter()
                 .map(|f| (f.name.clone(), f.tcplog))
                 .collect(),
-            servers: cfg
-                .backends
-                .iter()
-                .flat_map(|b| b.servers.iter().map(|s| (b.name.clone(), s.name.clone())))
-                .collect(),
+            servers,
         })
     }
 

@@ -20,7 +20,7 @@ pub mod sysctl;
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
-pub use balancer::{Admin, Balancer, ServerState};
+pub use balancer::{Admin, Balancer, ServerState, initial_states};
 pub use plan::{Plan, host_diagnostics, plan};
 use runtime::Runtime;
 use tokio::sync::mpsc;

@@ -103,7 +103,8 @@ impl Runtime {
         sysctls: Forwarding,
     ) -> Runtime {
         let checkers = health::spawn_checkers(health::targets(&cfg), events.clone());
-        let names = tokio::sync::watch::Sender::new(super::flowlog::Names::of(&cfg));
+        let names =
+            tokio::sync::watch::Sender::new(super::flowlog::Names::of(&cfg, &bal.plan.layout));
         let servers = server_refs(&cfg);
         let history = new_history(&cfg, &servers, &bal);
         Runtime {
@@ -328,7 +329,8 @@ impl Runtime {
             new_history(&cfg, &refs, &self.bal),
         );
         self.servers = refs;
-        self.names.send_replace(super::flowlog::Names::of(&cfg));
+        self.names
+            .send_replace(super::flowlog::Names::of(&cfg, &self.bal.plan.layout));
         self.cfg = cfg;
         self.sysctls.push(sysctls);
         apply.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])

@@ -1,8 +1,17 @@
 //! Numbering (pure): turns the config into the ids the maps use. Pools are backends in
 //! declaration order, servers are numbered across all backends, frontends likewise.
+//!
+//! Pools and servers have two numbers. `id` follows the config (the daemon's tables are
+//! indexed by it); `slot` is where they live in the data plane's maps, and what tracked flows
+//! refer to. Slots are kept across reloads and restarts for every backend and server that
+//! stays (by name, see [`Layout::keep_slots`]), so adding or removing a server never moves
+//! another server's flows.
 use std::net::Ipv4Addr;
 
-use lb_common::{POOL_F_DNAT, POOL_F_EMPTY_PASS, PortFilter, PortSide, ServiceKey, ServiceValue};
+use lb_common::{
+    MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, PortFilter, PortSide, ServiceKey,
+    ServiceValue, name_field, name_str,
+};
 
 use crate::config::{Config, NatMode, OnEmpty};
 
@@ -18,6 +27,8 @@ pub struct Layout {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolLayout {
     pub id: u32,
+    /// Index in `LB_POOLS`/`LB_TABLES`, as flows and services refer to it.
+    pub slot: u32,
     pub name: String,
     /// `POOL_F_*`.
     pub flags: u32,
@@ -28,6 +39,8 @@ pub struct PoolLayout {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerLayout {
     pub id: u32,
+    /// Index in `LB_SERVERS` and the per-server maps, as flows and tables refer to it.
+    pub slot: u32,
     pub name: String,
     pub addr: Ipv4Addr,
     pub port: u16,
@@ -59,6 +72,7 @@ impl Layout {
                         next_server += 1;
                         ServerLayout {
                             id,
+                            slot: id,
                             name: s.name.clone(),
                             addr: s.addr,
                             port: s.port,
@@ -70,6 +84,7 @@ impl Layout {
                     .collect();
                 PoolLayout {
                     id: i as u32,
+                    slot: i as u32,
                     name: b.name.clone(),
                     flags,
                     allbackups: b.allbackups,
@@ -113,6 +128,80 @@ impl Layout {
             .flat_map(|p| p.servers.iter().map(move |s| (p, s)))
     }
 
+    /// Where each backend's servers live now, to hand over to the next layout.
+    pub fn placed(&self) -> Vec<Placed> {
+        self.servers()
+            .map(|(p, s)| Placed {
+                backend: short(&p.name),
+                server: short(&s.name),
+                slot: s.slot,
+                pool_slot: p.slot,
+            })
+            .collect()
+    }
+
+    /// Gives backends and servers that were already `placed` their old slots (by name), and
+    /// the others the lowest slots nobody keeps. Services follow their pools. Returns the
+    /// server slots that changed hands (whose counters start again).
+    pub fn keep_slots(&mut self, placed: &[Placed]) -> Vec<u32> {
+        let mut pools_taken = vec![false; MAX_POOLS as usize];
+        let mut servers_taken = vec![false; MAX_SERVERS as usize];
+        let mut pool_slot: Vec<Option<u32>> = vec![None; self.pools.len()];
+        for (i, p) in self.pools.iter().enumerate() {
+            let name = short(&p.name);
+            let old = placed
+                .iter()
+                .find(|x| x.backend == name)
+                .map(|x| x.pool_slot);
+            if let Some(slot) = old.filter(|&s| take(&mut pools_taken, s)) {
+                pool_slot[i] = Some(slot);
+            }
+        }
+        let mut server_slot: Vec<Vec<Option<u32>>> = Vec::new();
+        for p in &self.pools {
+            let backend = short(&p.name);
+            let mut v = Vec::new();
+            for s in &p.servers {
+                let server = short(&s.name);
+                let old = placed
+                    .iter()
+                    .find(|x| x.backend == backend && x.server == server)
+                    .map(|x| x.slot);
+                v.push(old.filter(|&slot| take(&mut servers_taken, slot)));
+            }
+            server_slot.push(v);
+        }
+        let mut fresh = Vec::new();
+        let mut old_to_new = vec![None; MAX_POOLS as usize];
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            let slot = pool_slot[i].unwrap_or_else(|| lowest_free(&mut pools_taken));
+            if let Some(o) = old_to_new.get_mut(p.slot as usize) {
+                *o = Some(slot);
+            }
+            p.slot = slot;
+            for (s, kept) in p.servers.iter_mut().zip(&server_slot[i]) {
+                s.slot = kept.unwrap_or_else(|| {
+                    let slot = lowest_free(&mut servers_taken);
+                    fresh.push(slot);
+                    slot
+                });
+            }
+        }
+        for (_, v) in &mut self.services {
+            if let Some(Some(slot)) = old_to_new.get(v.pool as usize) {
+                v.pool = *slot;
+            }
+        }
+        fresh
+    }
+
+    /// The data-plane slot of the server numbered `id` in config order.
+    pub fn slot_of(&self, id: u32) -> Option<u32> {
+        self.servers()
+            .find(|(_, s)| s.id == id)
+            .map(|(_, s)| s.slot)
+    }
+
     pub fn server_count(&self) -> u32 {
         self.pools.iter().map(|p| p.servers.len() as u32).sum()
     }
@@ -131,6 +220,44 @@ impl Layout {
     }
 }
 
+/// A name as the maps hold it (`ServerMeta`), so names read back from pins compare equal.
+fn short(name: &str) -> String {
+    name_str(&name_field(name)).to_string()
+}
+
+/// A server's place in the data plane: its backend's pool slot and its own slot. Names are
+/// as `ServerMeta` holds them (truncated to `NAME_LEN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub backend: String,
+    pub server: String,
+    pub slot: u32,
+    pub pool_slot: u32,
+}
+
+/// Marks `slot` taken; false if it is out of range or already taken.
+fn take(taken: &mut [bool], slot: u32) -> bool {
+    match taken.get_mut(slot as usize) {
+        Some(t) if !*t => {
+            *t = true;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Takes the lowest free slot. Validation caps the config below the maps' sizes, so one is
+/// always free; the last slot is the fallback should that ever change.
+fn lowest_free(taken: &mut [bool]) -> u32 {
+    match taken.iter().position(|t| !*t) {
+        Some(i) => {
+            taken[i] = true;
+            i as u32
+        }
+        None => taken.len().saturating_sub(1) as u32,
+    }
+}
+
 /// Network-order map representation of an address.
 pub fn addr_be(a: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
@@ -145,6 +272,7 @@ pub fn addr_of(be: u32) -> Ipv4Addr {
 mod tests {
     use super::*;
     use crate::config::native;
+    use lb_common::NAME_LEN;
 
     #[test]
     fn ids_follow_declaration_order() {
@@ -200,5 +328,116 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
             assert!(ports.has(PortSide::Server, p), "server port {p}");
         }
         assert!(!ports.has(PortSide::Server, 8080) && !ports.has(PortSide::Service, 22));
+    }
+
+    fn layout(toml: &str) -> Layout {
+        Layout::new(&native::parse("t.toml", toml).expect("parses"))
+    }
+
+    const BEFORE: &str = r#"
+[frontend.web]
+bind = ["10.0.0.1:80"]
+default_backend = "web"
+[frontend.dns]
+bind = ["10.0.0.1:53/udp"]
+default_backend = "dns"
+[backend.web]
+server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10.0.1.2:80" }]
+[backend.dns]
+server = [{ name = "d1", address = "10.0.2.1:53" }]
+"#;
+
+    fn slots(l: &Layout) -> Vec<(String, u32, u32)> {
+        l.servers()
+            .map(|(p, s)| (format!("{}/{}", p.name, s.name), s.id, s.slot))
+            .collect()
+    }
+
+    #[test]
+    fn fresh_slots_follow_ids() {
+        let mut l = layout(BEFORE);
+        assert_eq!(l.keep_slots(&[]), [0, 1, 2]);
+        for (_, id, slot) in slots(&l) {
+            assert_eq!(id, slot);
+        }
+        assert_eq!(l.placed().len(), 3);
+    }
+
+    #[test]
+    fn servers_and_backends_that_stay_keep_their_slots() {
+        let before = layout(BEFORE);
+        // A new backend first, a server inserted before w2, d1 renamed.
+        let mut after = layout(
+            r#"
+[frontend.api]
+bind = ["10.0.0.1:8080"]
+default_backend = "api"
+[frontend.web]
+bind = ["10.0.0.1:80"]
+default_backend = "web"
+[frontend.dns]
+bind = ["10.0.0.1:53/udp"]
+default_backend = "dns"
+[backend.api]
+server = [{ name = "a1", address = "10.0.3.1:8080" }]
+[backend.web]
+server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w9", address = "10.0.1.9:80" }, { name = "w2", address = "10.0.1.2:80" }]
+[backend.dns]
+server = [{ name = "d2", address = "10.0.2.2:53" }]
+"#,
+        );
+        let fresh = after.keep_slots(&before.placed());
+        assert_eq!(
+            slots(&after),
+            [
+                ("api/a1".to_string(), 0, 2),
+                ("web/w1".to_string(), 1, 0),
+                ("web/w9".to_string(), 2, 3),
+                ("web/w2".to_string(), 3, 1),
+                ("dns/d2".to_string(), 4, 4),
+            ]
+        );
+        assert_eq!(fresh, [2, 3, 4]);
+        // Pools: web and dns stay in 0 and 1, api takes 2; services follow.
+        let pools: Vec<_> = after.pools.iter().map(|p| (p.id, p.slot)).collect();
+        assert_eq!(pools, [(0, 2), (1, 0), (2, 1)]);
+        let svc: Vec<_> = after
+            .services
+            .iter()
+            .map(|(k, v)| (u16::from_be(k.port), v.pool))
+            .collect();
+        assert_eq!(svc, [(8080, 2), (80, 0), (53, 1)]);
+        assert_eq!(after.slot_of(3), Some(1));
+        // Placing again from its own placement changes nothing.
+        let again = after.clone();
+        assert!(after.keep_slots(&again.placed()).is_empty());
+        assert_eq!(after, again);
+    }
+
+    #[test]
+    fn names_compare_as_the_maps_hold_them() {
+        let long = "s".repeat(40);
+        let toml = format!(
+            r#"
+[frontend.web]
+bind = ["10.0.0.1:80"]
+default_backend = "web"
+[backend.web]
+server = [{{ name = "a", address = "10.0.1.1:80" }}, {{ name = "{long}", address = "10.0.1.2:80" }}]
+"#
+        );
+        let mut l = layout(&toml);
+        // As read back from LB_SERVER_META: truncated names, other slots.
+        let placed = [Placed {
+            backend: "web".into(),
+            server: "s".repeat(NAME_LEN),
+            slot: 7,
+            pool_slot: 3,
+        }];
+        assert_eq!(l.keep_slots(&placed), [0]);
+        let got: Vec<_> = slots(&l).into_iter().map(|(_, _, s)| s).collect();
+        assert_eq!(got, [0, 7]);
+        assert_eq!(l.pools[0].slot, 3);
+        assert_eq!(l.services[0].1.pool, 3);
     }
 }

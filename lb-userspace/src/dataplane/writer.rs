@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use lb_common::{
-    MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, SERVER_GONE, ServerInfo, ServerMeta, ServiceKey,
-    ServiceValue, Settings, TABLE_SIZE, TableDesc, table_index,
+    Counters, MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, SERVER_GONE, ServerInfo, ServerMeta,
+    ServiceKey, ServiceValue, Settings, TABLE_SIZE, TableDesc, name_str, table_index,
 };
 
-use super::maps::Maps;
+use aya::maps::PerCpuValues;
+
+use super::{layout::Placed, maps::Maps};
 
 impl Maps {
     pub fn write_settings(&mut self, s: Settings) -> Result<()> {
@@ -75,10 +77,10 @@ impl Maps {
             .with_context(|| format!("writing server meta {id}"))
     }
 
-    /// Marks every server id from `count` on as gone (left over from a bigger config or an
-    /// earlier run sharing the pins): their flows get redispatched.
-    pub fn clear_servers_from(&mut self, count: u32) -> Result<()> {
-        for id in count..MAX_SERVERS {
+    /// Marks every server slot but `keep` as gone (left over from a bigger config, a reload
+    /// or an earlier run sharing the pins): their flows get redispatched.
+    pub fn clear_servers_except(&mut self, keep: &[u32]) -> Result<()> {
+        for id in (0..MAX_SERVERS).filter(|id| !keep.contains(id)) {
             let cur = self.servers.get(&id, 0)?;
             if cur.state != SERVER_GONE || cur.addr != 0 {
                 self.write_server(id, ServerInfo::default())?;
@@ -90,12 +92,44 @@ impl Maps {
         Ok(())
     }
 
-    /// Disables pools from `count` on (no table: their VIPs are gone from the services map).
-    pub fn clear_pools_from(&mut self, count: u32) -> Result<()> {
-        for id in count..MAX_POOLS {
+    /// Disables every pool slot but `keep` (no table: their VIPs are gone from the services
+    /// map).
+    pub fn clear_pools_except(&mut self, keep: &[u32]) -> Result<()> {
+        for id in (0..MAX_POOLS).filter(|id| !keep.contains(id)) {
             if self.pools.get(&id, 0)? != PoolInfo::default() {
                 self.pools.set(id, PoolInfo::default(), 0)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Where the servers named in `LB_SERVER_META` live: what an earlier run (pins) or the
+    /// running config placed.
+    pub fn placed(&self) -> Result<Vec<Placed>> {
+        let mut out = Vec::new();
+        for slot in 0..MAX_SERVERS {
+            let meta = self.meta.get(&slot, 0)?;
+            if meta.pid == 0 || meta.backend[0] == 0 {
+                continue;
+            }
+            out.push(Placed {
+                backend: name_str(&meta.backend).to_string(),
+                server: name_str(&meta.server).to_string(),
+                slot,
+                pool_slot: self.servers.get(&slot, 0)?.pool,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Zeroes the counters of server slots that now belong to another server.
+    pub fn reset_server_counters(&mut self, slots: &[u32]) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        for &slot in slots {
+            let zero = PerCpuValues::try_from(vec![Counters::default(); cpus])?;
+            self.server_stats
+                .set(slot, zero, 0)
+                .with_context(|| format!("resetting the counters of server {slot}"))?;
         }
         Ok(())
     }
