@@ -332,11 +332,29 @@ fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
         "web11 left despite the refused reload: {who:?}"
     );
 
-    // A good file without web11: applied on the same maps.
-    let without = good.replace(
-        "  { name = \"web11\", address = \"10.200.11.11:80\" },\n",
-        "",
-    );
+    // A good file without web11 and with a syslog target: applied on the same maps, and
+    // the new target gets the lines from then on.
+    let syslog = s
+        .topo
+        .lb
+        .run(|| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .expect("netns")
+        .expect("syslog receiver");
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let port = syslog.local_addr().expect("addr").port();
+    let without = good
+        .replace(
+            "  { name = \"web11\", address = \"10.200.11.11:80\" },\n",
+            "",
+        )
+        .replace(
+            "[global]\n",
+            &format!(
+                "[global]\nlog = [{{ target = \"127.0.0.1:{port}\", facility = \"local6\", level = \"debug\" }}]\n"
+            ),
+        );
     assert_ne!(without, good);
     std::fs::write(&path, without).expect("write");
     hup(&s);
@@ -346,6 +364,16 @@ fn reload_keeps_running_on_a_bad_file_and_applies_a_good_one() {
         let r = http::get(&s.topo.client, vip(80), "/").expect("GET after reload");
         assert_eq!(served_by(&r.body), "web10");
     }
+    let mut buf = [0u8; 2048];
+    let n = syslog
+        .recv(&mut buf)
+        .expect("a syslog line after the reload");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    // local6.notice = 22 * 8 + 5.
+    assert!(
+        line.starts_with("<181>") && line.contains("Configuration reloaded from"),
+        "{line}"
+    );
     stop_and_check_detached(&mut s);
 }
 

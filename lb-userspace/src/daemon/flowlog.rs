@@ -69,7 +69,7 @@ impl Names {
 pub async fn run(
     events: RingBuf<MapData>,
     names: watch::Receiver<Arc<Names>>,
-    logger: Logger,
+    logger: watch::Receiver<Arc<Logger>>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
@@ -78,6 +78,7 @@ pub async fn run(
         let mut guard = fd.readable_mut().await.context("LB_EVENTS")?;
         let ring = guard.get_inner_mut();
         let names = names.borrow().clone();
+        let logger = logger.borrow().clone();
         while let Some(item) = ring.next() {
             if item.len() < std::mem::size_of::<FlowEvent>() {
                 continue;

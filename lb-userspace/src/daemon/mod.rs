@@ -130,7 +130,6 @@ async fn serve(
     mut readiness: privileges::Readiness,
 ) -> Result<()> {
     let logger = Logger::from_global(&cfg.global);
-    let flow_logger = Logger::from_global(&cfg.global);
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pin_dir(&cfg.global.instance)),
         conntrack_entries: cfg.global.conntrack_entries,
@@ -164,6 +163,7 @@ async fn serve(
     let mut rt = Runtime::new(cfg, file, extra_ifaces.to_vec(), bal, tx, logger, sysctls);
     if let Some(ring) = rt.bal.dp.events.take() {
         let names = rt.names.subscribe();
+        let flow_logger = rt.flow_logger.subscribe();
         tokio::spawn(async move {
             if let Err(e) = flowlog::run(ring, names, flow_logger).await {
                 eprintln!("[WARNING] option tcplog: no more connection lines: {e:#}");

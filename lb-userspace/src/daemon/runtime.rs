@@ -40,6 +40,8 @@ pub struct Runtime {
     /// Where checkers report (kept to start new ones on reload).
     pub events: mpsc::Sender<CheckEvent>,
     pub logger: Logger,
+    /// The tcplog task's logger, replaced on reload when the `log` lines change.
+    pub flow_logger: tokio::sync::watch::Sender<std::sync::Arc<Logger>>,
     pub flavor: Flavor,
     pub servers: Vec<ServerRef>,
     pub sysctls: Vec<Forwarding>,
@@ -105,6 +107,8 @@ impl Runtime {
         let checkers = health::spawn_checkers(health::targets(&cfg), events.clone());
         let names =
             tokio::sync::watch::Sender::new(super::flowlog::Names::of(&cfg, &bal.plan.layout));
+        let flow_logger =
+            tokio::sync::watch::Sender::new(std::sync::Arc::new(Logger::from_global(&cfg.global)));
         let servers = server_refs(&cfg);
         let history = new_history(&cfg, &servers, &bal);
         Runtime {
@@ -117,6 +121,7 @@ impl Runtime {
             checkers,
             events,
             logger,
+            flow_logger,
             flavor: Flavor::Seed,
             sysctls: vec![sysctls],
             names,
@@ -329,6 +334,13 @@ impl Runtime {
             new_history(&cfg, &refs, &self.bal),
         );
         self.servers = refs;
+        // New log targets apply from the next line on, as in a reloaded HAProxy.
+        if cfg.global.logs != self.cfg.global.logs || cfg.global.log_tag != self.cfg.global.log_tag
+        {
+            self.logger = Logger::from_global(&cfg.global);
+            self.flow_logger
+                .send_replace(std::sync::Arc::new(Logger::from_global(&cfg.global)));
+        }
         self.names
             .send_replace(super::flowlog::Names::of(&cfg, &self.bal.plan.layout));
         self.cfg = cfg;
