@@ -1,5 +1,9 @@
-//! Pure decisions the data plane makes per new flow: the round-robin slot and the full-NAT
-//! source port. Kept here so they are tested on the host.
+//! Pure decisions the data plane makes per new flow: the round-robin slot, the full-NAT
+//! source port, what to do when a server refuses a connection. Kept here so they are tested
+//! on the host.
+use crate::{
+    FLOW_ATTEMPTS_MASK, FLOW_ATTEMPTS_SHIFT, FLOW_F_REFUSED, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
+};
 
 /// Table entry for the `counter`-th new flow of a pool whose live table holds `len` entries.
 /// `len` must be non-zero.
@@ -23,6 +27,29 @@ pub const fn snat_port(cursor: u64, min: u16, max: u16) -> u16 {
     let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
     let span = (hi - lo) as u64 + 1;
     lo + (cursor % span) as u16
+}
+
+/// A server answered a new connection's SYN with an RST (connection refused, typically a
+/// dead web server whose health checks have not failed `fall` times yet). With `option
+/// redispatch` and `retries` left, returns the forward entry's new flags: refused, one more
+/// attempt. The data plane then drops the RST, so the client retransmits its SYN (after its
+/// initial RTO, 1 s on Linux) and that SYN goes to another server: what HAProxy does with
+/// `retries` and `option redispatch`, at L4. `None`: let the RST through.
+#[inline(always)]
+pub const fn refusal(fwd_flags: u16, pool_flags: u32) -> Option<u16> {
+    if pool_flags & POOL_F_REDISPATCH == 0 {
+        return None;
+    }
+    let retries = ((pool_flags >> POOL_RETRIES_SHIFT) & 0xff) as u16;
+    let attempts = (fwd_flags & FLOW_ATTEMPTS_MASK) >> FLOW_ATTEMPTS_SHIFT;
+    if attempts >= retries {
+        return None;
+    }
+    Some(
+        (fwd_flags & !FLOW_ATTEMPTS_MASK)
+            | FLOW_F_REFUSED
+            | ((attempts + 1) << FLOW_ATTEMPTS_SHIFT),
+    )
 }
 
 #[cfg(test)]
@@ -64,5 +91,32 @@ mod tests {
     fn a_port_comes_back_only_after_the_whole_range() {
         let ports: HashSet<u16> = (0u64..22768).map(|c| snat_port(c, 10000, 32767)).collect();
         assert_eq!(ports.len(), 22768);
+    }
+
+    #[test]
+    fn refusals_are_held_back_only_with_redispatch_and_retries_left() {
+        let pool = |retries: u32| POOL_F_REDISPATCH | (retries << POOL_RETRIES_SHIFT);
+        let attempts = |f: u16| (f & FLOW_ATTEMPTS_MASK) >> FLOW_ATTEMPTS_SHIFT;
+        assert_eq!(
+            refusal(0, 3 << POOL_RETRIES_SHIFT),
+            None,
+            "no option redispatch"
+        );
+        assert_eq!(refusal(0, pool(0)), None, "retries 0");
+        // retries 3: three refusals are held back, the fourth goes through.
+        let mut f = crate::FLOW_F_SYN_SENT;
+        for n in 1..=3 {
+            f = refusal(f, pool(3)).expect("held back");
+            assert_eq!(attempts(f), n);
+            assert!(f & FLOW_F_REFUSED != 0 && f & crate::FLOW_F_SYN_SENT != 0);
+        }
+        assert_eq!(refusal(f, pool(3)), None);
+        // The count saturates with the field: 255 retries, then through.
+        let full = 255 << FLOW_ATTEMPTS_SHIFT;
+        assert_eq!(refusal(full, pool(255)), None);
+        assert_eq!(
+            attempts(refusal(254 << FLOW_ATTEMPTS_SHIFT, pool(255)).expect("one left")),
+            255
+        );
     }
 }

@@ -91,6 +91,12 @@ pub const POOL_F_DNAT: u32 = 1 << 0;
 /// Pool flag: when no server is available, pass VIP traffic to the local stack instead of
 /// dropping it.
 pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
+/// Pool flag: `option redispatch`. A server that refuses a new connection (RST to the SYN)
+/// gets its RST held back, and the client's retransmitted SYN goes to another server, up to
+/// the pool's `retries` times per connection (see `flow::refusal`).
+pub const POOL_F_REDISPATCH: u32 = 1 << 2;
+/// Bits 8..16 of the pool flags: `retries`, capped at 255.
+pub const POOL_RETRIES_SHIFT: u32 = 8;
 
 /// `LB_POOLS` value.
 #[repr(C)]
@@ -208,6 +214,15 @@ pub const FLOW_F_REPLY: u16 = 1 << 0;
 /// starts a new flow; on a reply entry (from the server), full-NAT may give its source port to
 /// another client once `SNAT_REUSE_SECS` have passed.
 pub const FLOW_F_CLOSING: u16 = 1 << 1;
+/// The flow began with a SYN and the server has not accepted it yet (no SYN-ACK seen on the
+/// reply entry): an RST from the server now means the connection was refused.
+pub const FLOW_F_SYN_SENT: u16 = 1 << 2;
+/// Forward entry: the server refused this connection; the client's next SYN is balanced
+/// afresh, away from that server.
+pub const FLOW_F_REFUSED: u16 = 1 << 3;
+/// Bits 8..16 of a flow's flags: how many times servers refused this connection so far.
+pub const FLOW_ATTEMPTS_SHIFT: u16 = 8;
+pub const FLOW_ATTEMPTS_MASK: u16 = 0xff << FLOW_ATTEMPTS_SHIFT;
 
 /// How long a full-NAT source port rests after its flow closed before it goes to another
 /// client. The server keeps the tuple in TIME_WAIT for 60 s, and a new SYN on it from a

@@ -72,4 +72,7 @@ reasons! {
     DropSnatExhausted = "drop_snat_exhausted",
     /// Conntrack insert failed: dropped rather than forwarded without state.
     DropConntrackFull = "drop_conntrack_full",
+    /// A server refused a new connection (RST to its SYN): the RST was held back and the
+    /// client's retransmitted SYN goes to another server (`option redispatch`, `retries`).
+    DropServerRefused = "drop_server_refused",
 }

@@ -31,6 +31,8 @@ pub struct Target {
     pub pool: u32,
     pub frontend: u32,
     pub full_nat: bool,
+    /// Flags both entries start with (`FLOW_F_SYN_SENT`, attempts so far).
+    pub flags: u16,
 }
 
 /// Tracks a new flow and returns its forward entry (the rewrite for this packet).
@@ -47,7 +49,7 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
         dst: t.server.addr,
         sport: cport,
         dport: t.server.port,
-        flags: 0,
+        flags: t.flags,
         server: t.id as u16,
         frontend: t.frontend as u16,
         pool: t.pool as u16,
@@ -59,7 +61,7 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target, settings: &Settings) -> Re
         dst: client,
         sport: pkt.dport(),
         dport: cport,
-        flags: FLOW_F_REPLY,
+        flags: FLOW_F_REPLY | t.flags,
         ..fwd
     };
     let mut rkey = FlowKey::new(t.server.addr, client, t.server.port, cport, pkt.proto);

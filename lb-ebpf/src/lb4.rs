@@ -11,10 +11,11 @@
 //! ```
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    EVENT_F_REDISPATCHED, FLOW_F_CLOSING, Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS,
-    Reason, SERVER_ACTIVE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServiceKey, ServiceValue,
-    Settings, TableDesc,
-    flow::rr_slot,
+    EVENT_F_REDISPATCHED, FLOW_ATTEMPTS_MASK, FLOW_F_CLOSING, FLOW_F_REFUSED, FLOW_F_SYN_SENT,
+    Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, PROTO_TCP, Reason,
+    SERVER_ACTIVE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServiceKey, ServiceValue, Settings,
+    TableDesc,
+    flow::{refusal, rr_slot},
     ports::{PortSide, port_bit},
     table_index,
 };
@@ -54,6 +55,7 @@ pub fn process(ctx: &XdpContext) -> u32 {
             svc.frontend,
             Event::default(),
             &settings,
+            Retry::NONE,
         ),
         None => pass(Reason::PassNotService),
     }
@@ -119,6 +121,16 @@ fn lb4_tracked(
     // a flag or a cached next hop.
     let flow = unsafe { *entry };
     if flow.is_reply() {
+        if flow.flags & FLOW_F_SYN_SENT != 0 {
+            if pkt.is_rst() && hold_back_refusal(&flow) {
+                stats::reason(Reason::DropServerRefused);
+                return xdp_action::XDP_DROP;
+            }
+            if pkt.is_syn_ack() {
+                // Accepted: from now on an RST is the server's to send.
+                unsafe { (*entry).flags &= !FLOW_F_SYN_SENT };
+            }
+        }
         if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
             // The server is closing: its full-NAT port may go to another client later.
             unsafe {
@@ -137,9 +149,30 @@ fn lb4_tracked(
         return forward::via(ctx, pkt, unsafe { &mut (*entry).nh }, settings.fib_epoch);
     }
     let (pool, frontend) = (flow.pool as u32, flow.frontend as u32);
+    if pkt.is_syn() && flow.flags & FLOW_F_REFUSED != 0 {
+        // The client retransmits a SYN its server refused: another server, if there is one.
+        let ev = Event {
+            redispatched: true,
+            ..Event::default()
+        };
+        let retry = Retry {
+            avoid: flow.server as u32,
+            attempts: flow.flags & FLOW_ATTEMPTS_MASK,
+        };
+        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings, retry);
+    }
     if pkt.is_syn() && flow.flags & FLOW_F_CLOSING != 0 {
         // The tuple is being reused for a new connection: balance it afresh.
-        return lb4_new(ctx, pkt, key, pool, frontend, Event::default(), settings);
+        return lb4_new(
+            ctx,
+            pkt,
+            key,
+            pool,
+            frontend,
+            Event::default(),
+            settings,
+            Retry::NONE,
+        );
     }
     let server = LB_SERVERS.get_ptr_mut(flow.server as u32);
     let alive = match server {
@@ -155,7 +188,7 @@ fn lb4_tracked(
             redispatched: true,
             ..Event::default()
         };
-        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings);
+        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings, Retry::NONE);
     };
     if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
         unsafe { (*entry).flags |= FLOW_F_CLOSING };
@@ -171,7 +204,60 @@ fn lb4_tracked(
     forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
 }
 
+/// A new flow that is a retry of a refused connection: which server refused it, and the
+/// refusals so far (`FLOW_ATTEMPTS_MASK` bits).
+#[derive(Clone, Copy)]
+struct Retry {
+    avoid: u32,
+    attempts: u16,
+}
+
+/// Table entries a retry looks at to find another server than the one that refused.
+const RETRY_STEPS: u32 = 4;
+
+impl Retry {
+    const NONE: Retry = Retry {
+        avoid: u32::MAX,
+        attempts: 0,
+    };
+}
+
+/// The reply entry's server refused its connection: marks the forward entry so the client's
+/// retransmitted SYN is balanced afresh, if the pool redispatches and has retries left
+/// (`lb_common::flow::refusal`). Returns whether to hold the RST back. A rare path: one more
+/// lookup, for the forward entry.
+#[inline(always)]
+fn hold_back_refusal(reply: &Flow) -> bool {
+    let Some(info) = LB_POOLS.get_ptr(reply.pool as u32) else {
+        return false;
+    };
+    // SAFETY: array slots are never freed.
+    let pool_flags = unsafe { (*info).flags };
+    if pool_flags & POOL_F_REDISPATCH == 0 {
+        return false;
+    }
+    // The reply entry rewrites to VIP -> client: the forward key is its mirror.
+    let key = FlowKey::new(reply.dst, reply.src, reply.dport, reply.sport, PROTO_TCP);
+    let Some(fwd) = flows::lookup(&key) else {
+        return false;
+    };
+    // SAFETY: an LRU value updated in place, see `lb4_tracked`.
+    unsafe {
+        if (*fwd).server != reply.server {
+            return false; // a late RST from a server the flow already left
+        }
+        match refusal((*fwd).flags, pool_flags) {
+            Some(flags) => {
+                (*fwd).flags = flags;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Picks the next server of the pool's live table, tracks the flow and forwards the packet.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn lb4_new(
     ctx: &XdpContext,
@@ -181,6 +267,7 @@ fn lb4_new(
     frontend: u32,
     mut ev: Event,
     settings: &Settings,
+    retry: Retry,
 ) -> u32 {
     let Some(info) = LB_POOLS.get_ptr(pool) else {
         return pass(Reason::PassNotService);
@@ -202,11 +289,30 @@ fn lb4_new(
     let Some(cursor) = LB_POOL_RR.get_ptr_mut(pool) else {
         return pass(Reason::PassNotService);
     };
-    let slot = rr_slot(fetch_add(cursor), table.len);
-    let id = LB_TABLES
-        .get(table_index(pool, table.slot, slot))
-        .copied()
-        .unwrap_or(u32::MAX);
+    let at = |slot: u32| {
+        LB_TABLES
+            .get(table_index(pool, table.slot, slot))
+            .copied()
+            .unwrap_or(u32::MAX)
+    };
+    let id = if retry.avoid == u32::MAX {
+        at(rr_slot(fetch_add(cursor), table.len))
+    } else {
+        // A retry takes the entry the cursor points at without moving it (moving it would
+        // send the next new connection back to the server that refused this one), or the
+        // next entries if that is the refusing server: with weights a server may hold
+        // several entries in a row, a few steps are all a retry gets.
+        // SAFETY: an array slot, read once.
+        let slot = rr_slot(unsafe { core::ptr::read_volatile(cursor) }, table.len);
+        let mut id = at(slot);
+        for step in 1..RETRY_STEPS {
+            if id != retry.avoid {
+                break;
+            }
+            id = at(rr_slot(slot as u64 + step as u64, table.len));
+        }
+        id
+    };
     let Some(server) = LB_SERVERS.get_ptr_mut(id) else {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
@@ -218,6 +324,11 @@ fn lb4_new(
         pool,
         frontend,
         full_nat: flags & POOL_F_DNAT == 0,
+        flags: if pkt.is_syn() {
+            FLOW_F_SYN_SENT | retry.attempts
+        } else {
+            0
+        },
     };
     let fwd = match flows::track(pkt, key, &target, settings) {
         Ok(f) => f,

@@ -183,6 +183,17 @@ impl Packet {
         self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
+    /// The server's SYN-ACK: it accepted the connection.
+    #[inline(always)]
+    pub fn is_syn_ack(&self) -> bool {
+        self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+    }
+
+    #[inline(always)]
+    pub fn is_rst(&self) -> bool {
+        self.is_tcp() && self.tcp_flags & TCP_RST != 0
+    }
+
     /// FIN or RST: the connection is closing.
     #[inline(always)]
     pub fn is_closing(&self) -> bool {

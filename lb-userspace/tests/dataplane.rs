@@ -23,7 +23,7 @@ use lb::{
 };
 use lb_common::{FlowKey, PortFilter, PortSide, Reason, SNAT_REUSE_SECS};
 use lb_testbed::{
-    packet::{self, ACK, FIN, Pkt, SYN},
+    packet::{self, ACK, FIN, Pkt, RST, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
 };
 
@@ -60,6 +60,8 @@ bind = ["10.0.0.1:82"]
 default_backend = "sorry"
 
 [backend.hoge]
+redispatch = true
+retries = 2
 server = [{ name = "web10", address = "10.1.0.10:80" }, { name = "web11", address = "10.1.0.11:80" }]
 
 [backend.dns]
@@ -766,6 +768,80 @@ fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
     let (action, out) = f.run(f.dpc, &api.build());
     assert_eq!(action, XDP_REDIRECT);
     assert_eq!(packet::endpoints(&out).1, ep(WEB10, 8081));
+}
+
+#[test]
+fn refused_connections_are_retried_on_another_server() {
+    let mut f = Fixture::new();
+    let vip = ep(VIP, 80);
+    let c1 = ep(CLIENT, 48001);
+    let syn = Pkt::tcp(c1, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let rst = |from: Ipv4Addr, port: u16| {
+        Pkt::tcp(ep(from, 80), ep(LB_B, port))
+            .flags(RST | ACK)
+            .macs(MAC_WEB10, MAC_DPB)
+    };
+    // web10 refuses: its RST is held back, the client's retransmitted SYN goes to web11.
+    f.expect(
+        "SYN",
+        f.dpc,
+        &syn,
+        XDP_REDIRECT,
+        &full_nat(&syn, WEB10, MAC_WEB10, nth_port(0), 80),
+    );
+    let (action, _) = f.run(f.dpb, &rst(WEB10, nth_port(0)).build());
+    assert_eq!(action_name(action), action_name(XDP_DROP), "RST held back");
+    assert_eq!(f.reason(Reason::DropServerRefused), 1);
+    f.expect(
+        "retransmitted SYN",
+        f.dpc,
+        &syn,
+        XDP_REDIRECT,
+        &full_nat(&syn, WEB11, MAC_WEB11, nth_port(0), 80),
+    );
+    let c11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
+    assert_eq!((c11.new_flows, c11.redispatched), (1, 1));
+    // web11 refuses too (retry 2 of 2): back to web10.
+    let (action, _) = f.run(f.dpb, &rst(WEB11, nth_port(0)).build());
+    assert_eq!(action_name(action), action_name(XDP_DROP));
+    f.expect(
+        "second retransmission",
+        f.dpc,
+        &syn,
+        XDP_REDIRECT,
+        &full_nat(&syn, WEB10, MAC_WEB10, nth_port(1), 80),
+    );
+    // Retries used up: the third refusal reaches the client, rewritten as a reply.
+    let (action, out) = f.run(f.dpb, &rst(WEB10, nth_port(1)).build());
+    assert_eq!(
+        action_name(action),
+        action_name(XDP_REDIRECT),
+        "RST passed on"
+    );
+    assert_eq!(packet::endpoints(&out), (vip, c1));
+    assert_eq!(packet::verify_checksums(&out), Ok(()));
+    assert_eq!(f.reason(Reason::DropServerRefused), 2);
+
+    // Once the server accepted (SYN-ACK), its RST is its own business.
+    let c2 = ep(CLIENT, 48002);
+    let syn2 = Pkt::tcp(c2, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (_, out) = f.run(f.dpc, &syn2.build());
+    let (lb_side, server) = packet::endpoints(&out);
+    let port = lb_side.port();
+    let synack = Pkt::tcp(server, ep(LB_B, port)).flags(SYN | ACK);
+    assert_eq!(f.run(f.dpb, &synack.build()).0, XDP_REDIRECT);
+    let (action, out) = f.run(f.dpb, &rst(*server.ip(), port).build());
+    assert_eq!(action_name(action), action_name(XDP_REDIRECT));
+    assert_eq!(packet::endpoints(&out), (vip, c2));
+    // A backend without `option redispatch` ("direct", DNAT) passes refusals on at once.
+    let c3 = ep(CLIENT, 48003);
+    let (_, out) = f.run(f.dpc, &Pkt::tcp(c3, ep(VIP, 8080)).flags(SYN).build());
+    let server = packet::endpoints(&out).1;
+    let refusal = Pkt::tcp(server, c3).flags(RST | ACK);
+    let (action, out) = f.run(f.dpb, &refusal.build());
+    assert_eq!(action_name(action), action_name(XDP_REDIRECT));
+    assert_eq!(packet::endpoints(&out), (ep(VIP, 8080), c3));
+    assert_eq!(f.reason(Reason::DropServerRefused), 2);
 }
 
 #[test]

@@ -135,18 +135,28 @@ fn play(s: &mut Scenario) -> Vec<(u8, String)> {
     // and how many client connections failed meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
     let (tries, fails) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    // Connections that took a SYN retransmission (web11 refused, lb held its RST back and
+    // sent the retransmitted SYN to web10), and the slowest connect.
+    let (retried, slowest) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let hammer = {
         let (stop, tries, fails) = (stop.clone(), tries.clone(), fails.clone());
+        let (retried, slowest) = (retried.clone(), slowest.clone());
         s.topo
             .client
             .spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     tries.fetch_add(1, Ordering::Relaxed);
-                    let ok = std::net::TcpStream::connect_timeout(&vip(), Duration::from_secs(1))
+                    let started = Instant::now();
+                    let ok = std::net::TcpStream::connect_timeout(&vip(), Duration::from_secs(4))
                         .and_then(|mut c| {
                             use std::io::{Read, Write};
-                            c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                            let took = started.elapsed().as_millis() as u32;
+                            slowest.fetch_max(took, Ordering::Relaxed);
+                            if took >= 900 {
+                                retried.fetch_add(1, Ordering::Relaxed);
+                            }
+                            c.set_read_timeout(Some(Duration::from_secs(2)))?;
                             c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
                             let mut b = Vec::new();
                             c.read_to_end(&mut b)?;
@@ -171,12 +181,19 @@ fn play(s: &mut Scenario) -> Vec<(u8, String)> {
     let failover = killed.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = hammer.join();
+    let (fails, tries) = (fails.load(Ordering::Relaxed), tries.load(Ordering::Relaxed));
     println!(
-        "failover: web11 killed -> maps rewritten after {} ms (inter {} ms, fall 2); {} of {} client connections failed meanwhile",
+        "failover: web11 killed -> maps rewritten after {} ms (inter {} ms, fall 2); {fails} of {tries} client connections failed meanwhile, {} waited for a SYN retransmission (slowest connect {} ms)",
         failover.as_millis(),
         s.inter.as_millis(),
-        fails.load(Ordering::Relaxed),
-        tries.load(Ordering::Relaxed),
+        retried.load(Ordering::Relaxed),
+        slowest.load(Ordering::Relaxed),
+    );
+    // `retries 3` + `option redispatch`: web11's refusals are retried on web10, as HAProxy
+    // retries them. One request may still be cut when nginx stops in the middle of it.
+    assert!(
+        fails <= 1,
+        "{fails} of {tries} connections failed during failover"
     );
     s.wait_log("Server hoge/web11 is DOWN");
     // From then on every new connection goes to web10.

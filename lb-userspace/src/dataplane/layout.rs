@@ -9,8 +9,8 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, PortFilter, PortSide, ServiceKey,
-    ServiceValue, name_field, name_str,
+    MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
+    PortFilter, PortSide, ServiceKey, ServiceValue, name_field, name_str,
 };
 
 use crate::config::{Config, NatMode, OnEmpty};
@@ -63,6 +63,9 @@ impl Layout {
                 }
                 if b.on_empty == OnEmpty::Pass {
                     flags |= POOL_F_EMPTY_PASS;
+                }
+                if b.redispatch {
+                    flags |= POOL_F_REDISPATCH | (b.retries.min(255) << POOL_RETRIES_SHIFT);
                 }
                 let servers = b
                     .servers
@@ -290,6 +293,8 @@ nat = "dnat"
 on_empty = "pass"
 server = [{ name = "d1", address = "10.0.2.1:53" }]
 [backend.b2]
+redispatch = true
+retries = 5
 server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10.0.1.2:80", weight = 3 }]
 "#,
         )
@@ -298,7 +303,10 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
         assert!(l.wildcard);
         assert_eq!(l.frontends, ["web", "dns"]);
         assert_eq!(l.pools[0].flags, POOL_F_DNAT | POOL_F_EMPTY_PASS);
-        assert_eq!(l.pools[1].flags, 0);
+        assert_eq!(
+            l.pools[1].flags,
+            POOL_F_REDISPATCH | (5 << POOL_RETRIES_SHIFT)
+        );
         let ids: Vec<_> = l
             .servers()
             .map(|(p, s)| (p.id, s.id, s.name.as_str()))
