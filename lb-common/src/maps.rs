@@ -261,6 +261,12 @@ impl Flow {
     pub const fn is_reply(&self) -> bool {
         self.flags & FLOW_F_REPLY != 0
     }
+
+    /// For a reply entry (which rewrites to VIP -> client): the key of its forward entry.
+    #[inline(always)]
+    pub const fn forward_key(&self, proto: u8) -> FlowKey {
+        FlowKey::new(self.dst, self.src, self.dport, self.sport, proto)
+    }
 }
 
 /// Global settings, `LB_SETTINGS[0]`.
@@ -360,4 +366,36 @@ pub fn name_field(s: &str) -> [u8; NAME_LEN] {
 pub fn name_str(field: &[u8; NAME_LEN]) -> &str {
     let end = field.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
     core::str::from_utf8(&field[..end]).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_entry_names_its_forward_entry() {
+        // Client 10.0.0.2:40000 -> VIP 10.0.0.1:80; the reply entry rewrites to VIP -> client.
+        let (client, vip) = (
+            u32::from_be_bytes([10, 0, 0, 2]),
+            u32::from_be_bytes([10, 0, 0, 1]),
+        );
+        let reply = Flow {
+            src: vip.to_be(),
+            dst: client.to_be(),
+            sport: 80u16.to_be(),
+            dport: 40000u16.to_be(),
+            flags: FLOW_F_REPLY,
+            ..Flow::default()
+        };
+        assert_eq!(
+            reply.forward_key(PROTO_TCP),
+            FlowKey::new(
+                client.to_be(),
+                vip.to_be(),
+                40000u16.to_be(),
+                80u16.to_be(),
+                PROTO_TCP
+            )
+        );
+    }
 }

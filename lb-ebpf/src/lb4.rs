@@ -236,9 +236,7 @@ fn hold_back_refusal(reply: &Flow) -> bool {
     if pool_flags & POOL_F_REDISPATCH == 0 {
         return false;
     }
-    // The reply entry rewrites to VIP -> client: the forward key is its mirror.
-    let key = FlowKey::new(reply.dst, reply.src, reply.dport, reply.sport, PROTO_TCP);
-    let Some(fwd) = flows::lookup(&key) else {
+    let Some(fwd) = flows::lookup(&reply.forward_key(PROTO_TCP)) else {
         return false;
     };
     // SAFETY: an LRU value updated in place, see `lb4_tracked`.
