@@ -300,33 +300,32 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
 /// (`add`), or back to the backends' own links.
 fn one_arm(topo: &Topology, client_mac: &[u8; 6], add: bool) -> Result<()> {
     let mac = client_mac.map(|x| format!("{x:02x}")).join(":");
+    let dev = topo.lb_client_if.as_str();
     for b in &topo.backends {
-        let host = format!("{}/32", b.addr);
-        if add {
-            topo.lb
-                .ip(&["route", "replace", &host, "dev", &topo.lb_client_if])?;
-            topo.lb.ip(&[
-                "neigh",
-                "replace",
-                &b.addr.to_string(),
-                "lladdr",
-                &mac,
-                "dev",
-                &topo.lb_client_if,
-                "nud",
-                "permanent",
-            ])?;
+        let (host, addr) = (format!("{}/32", b.addr), b.addr.to_string());
+        let (route, neigh): (Vec<&str>, Vec<&str>) = if add {
+            (
+                vec!["route", "replace", &host, "dev", dev],
+                vec![
+                    "neigh",
+                    "replace",
+                    &addr,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ],
+            )
         } else {
-            topo.lb
-                .ip(&["route", "del", &host, "dev", &topo.lb_client_if])?;
-            topo.lb.ip(&[
-                "neigh",
-                "del",
-                &b.addr.to_string(),
-                "dev",
-                &topo.lb_client_if,
-            ])?;
-        }
+            (
+                vec!["route", "del", &host, "dev", dev],
+                vec!["neigh", "del", &addr, "dev", dev],
+            )
+        };
+        topo.lb.ip(&route)?;
+        topo.lb.ip(&neigh)?;
     }
     Ok(())
 }
