@@ -53,9 +53,8 @@ pub fn process(ctx: &XdpContext) -> u32 {
             &key,
             svc.pool,
             svc.frontend,
-            Event::default(),
+            Cause::Fresh,
             &settings,
-            Retry::NONE,
         ),
         None => pass(Reason::PassNotService),
     }
@@ -151,28 +150,15 @@ fn lb4_tracked(
     let (pool, frontend) = (flow.pool as u32, flow.frontend as u32);
     if pkt.is_syn() && flow.flags & FLOW_F_REFUSED != 0 {
         // The client retransmits a SYN its server refused: another server, if there is one.
-        let ev = Event {
-            redispatched: true,
-            ..Event::default()
-        };
-        let retry = Retry {
-            avoid: flow.server as u32,
+        let cause = Cause::Refused {
+            server: flow.server as u32,
             attempts: flow.flags & FLOW_ATTEMPTS_MASK,
         };
-        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings, retry);
+        return lb4_new(ctx, pkt, key, pool, frontend, cause, settings);
     }
     if pkt.is_syn() && flow.flags & FLOW_F_CLOSING != 0 {
         // The tuple is being reused for a new connection: balance it afresh.
-        return lb4_new(
-            ctx,
-            pkt,
-            key,
-            pool,
-            frontend,
-            Event::default(),
-            settings,
-            Retry::NONE,
-        );
+        return lb4_new(ctx, pkt, key, pool, frontend, Cause::Fresh, settings);
     }
     let server = LB_SERVERS.get_ptr_mut(flow.server as u32);
     let alive = match server {
@@ -184,11 +170,7 @@ fn lb4_tracked(
     };
     let Some(server) = server.filter(|_| alive) else {
         // Its server left the rotation (DOWN, removed): `option redispatch`.
-        let ev = Event {
-            redispatched: true,
-            ..Event::default()
-        };
-        return lb4_new(ctx, pkt, key, pool, frontend, ev, settings, Retry::NONE);
+        return lb4_new(ctx, pkt, key, pool, frontend, Cause::ServerGone, settings);
     };
     if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
         unsafe { (*entry).flags |= FLOW_F_CLOSING };
@@ -204,23 +186,20 @@ fn lb4_tracked(
     forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
 }
 
-/// A new flow that is a retry of a refused connection: which server refused it, and the
-/// refusals so far (`FLOW_ATTEMPTS_MASK` bits).
-#[derive(Clone, Copy)]
-struct Retry {
-    avoid: u32,
-    attempts: u16,
+/// Why a packet starts a new flow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// A new connection (or a new one on a closed flow's tuple).
+    Fresh,
+    /// Its server left the rotation: `option redispatch`.
+    ServerGone,
+    /// The client retransmits a SYN that `server` refused, refused `attempts` times so far
+    /// (`FLOW_ATTEMPTS_MASK` bits).
+    Refused { server: u32, attempts: u16 },
 }
 
 /// Table entries a retry looks at to find another server than the one that refused.
 const RETRY_STEPS: u32 = 4;
-
-impl Retry {
-    const NONE: Retry = Retry {
-        avoid: u32::MAX,
-        attempts: 0,
-    };
-}
 
 /// The reply entry's server refused its connection: marks the forward entry so the client's
 /// retransmitted SYN is balanced afresh, if the pool redispatches and has retries left
@@ -255,7 +234,6 @@ fn hold_back_refusal(reply: &Flow) -> bool {
 }
 
 /// Picks the next server of the pool's live table, tracks the flow and forwards the packet.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn lb4_new(
     ctx: &XdpContext,
@@ -263,9 +241,8 @@ fn lb4_new(
     key: &FlowKey,
     pool: u32,
     frontend: u32,
-    mut ev: Event,
+    cause: Cause,
     settings: &Settings,
-    retry: Retry,
 ) -> u32 {
     let Some(info) = LB_POOLS.get_ptr(pool) else {
         return pass(Reason::PassNotService);
@@ -293,9 +270,7 @@ fn lb4_new(
             .copied()
             .unwrap_or(u32::MAX)
     };
-    let id = if retry.avoid == u32::MAX {
-        at(rr_slot(fetch_add(cursor), table.len))
-    } else {
+    let (id, attempts) = if let Cause::Refused { server, attempts } = cause {
         // A retry takes the entry the cursor points at without moving it (moving it would
         // send the next new connection back to the server that refused this one), or the
         // next entries if that is the refusing server: with weights a server may hold
@@ -304,12 +279,14 @@ fn lb4_new(
         let slot = rr_slot(unsafe { core::ptr::read_volatile(cursor) }, table.len);
         let mut id = at(slot);
         for step in 1..RETRY_STEPS {
-            if id != retry.avoid {
+            if id != server {
                 break;
             }
             id = at(rr_slot(slot as u64 + step as u64, table.len));
         }
-        id
+        (id, attempts)
+    } else {
+        (at(rr_slot(fetch_add(cursor), table.len)), 0)
     };
     let Some(server) = LB_SERVERS.get_ptr_mut(id) else {
         stats::reason(Reason::DropNoServer);
@@ -323,7 +300,7 @@ fn lb4_new(
         frontend,
         full_nat: flags & POOL_F_DNAT == 0,
         flags: if pkt.is_syn() {
-            FLOW_F_SYN_SENT | retry.attempts
+            FLOW_F_SYN_SENT | attempts
         } else {
             0
         },
@@ -335,7 +312,10 @@ fn lb4_new(
             return xdp_action::XDP_DROP;
         }
     };
-    ev.new_flow = true;
+    let ev = Event {
+        new_flow: true,
+        redispatched: cause != Cause::Fresh,
+    };
     if settings.flags & SETTINGS_F_LOG_FLOWS != 0 {
         report(pkt, id, frontend, ev);
     }
