@@ -276,6 +276,7 @@ impl Runtime {
         let now = Instant::now();
         let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
         let mut backends = Vec::new();
+        let slots = self.bal.plan.layout.slots();
         let mut id = 0u32;
         for (pool, b) in self.cfg.backends.iter().enumerate() {
             let pool = pool as u32;
@@ -306,7 +307,7 @@ impl Runtime {
                 });
                 servers.push(ServerState {
                     id,
-                    slot: self.bal.plan.layout.slot_of(id).unwrap_or(id),
+                    slot: slots.get(id as usize).copied().unwrap_or(id),
                     puid: i as u32 + 1,
                     name: s.name.clone(),
                     addr: s.addr,

@@ -198,11 +198,9 @@ impl Layout {
         fresh
     }
 
-    /// The data-plane slot of the server numbered `id` in config order.
-    pub fn slot_of(&self, id: u32) -> Option<u32> {
-        self.servers()
-            .find(|(_, s)| s.id == id)
-            .map(|(_, s)| s.slot)
+    /// Data-plane slots indexed by config-order id (servers are numbered in that order).
+    pub fn slots(&self) -> Vec<u32> {
+        self.servers().map(|(_, s)| s.slot).collect()
     }
 
     pub fn server_count(&self) -> u32 {
@@ -415,7 +413,7 @@ server = [{ name = "d2", address = "10.0.2.2:53" }]
             .map(|(k, v)| (u16::from_be(k.port), v.pool))
             .collect();
         assert_eq!(svc, [(8080, 2), (80, 0), (53, 1)]);
-        assert_eq!(after.slot_of(3), Some(1));
+        assert_eq!(after.slots().get(3), Some(&1));
         // Placing again from its own placement changes nothing.
         let again = after.clone();
         assert!(after.keep_slots(&again.placed()).is_empty());
