@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use super::{
     Collector,
     cli::{AdminState, StatOpts},
-    stats::{self, State, Traffic},
+    stats::{self, Flows, State, Traffic},
 };
 
 /// Seconds between refreshes of the HTML page.
@@ -148,6 +148,34 @@ impl Metrics {
     }
 }
 
+/// The traffic families every proxy level has: `haproxy_<level>_current_sessions`,
+/// `_sessions`, `_bytes_in`, `_bytes_out`.
+struct FlowFamilies {
+    cur: Family<Labels, Gauge>,
+    tot: Family<Labels, Counter>,
+    bin: Family<Labels, Counter>,
+    bout: Family<Labels, Counter>,
+}
+
+impl FlowFamilies {
+    fn new(m: &mut Metrics, level: &str, bin_help: &str, bout_help: &str) -> FlowFamilies {
+        let name = |what: &str| format!("haproxy_{level}_{what}");
+        FlowFamilies {
+            cur: m.gauge(&name("current_sessions"), "Current flows"),
+            tot: m.counter(&name("sessions"), "New flows"),
+            bin: m.counter(&name("bytes_in"), bin_help),
+            bout: m.counter(&name("bytes_out"), bout_help),
+        }
+    }
+
+    fn record(&self, l: &Labels, c: &Flows) {
+        self.cur.get_or_create(l).set(as_i64(c.current));
+        self.tot.get_or_create(l).inc_by(c.counters.new_flows);
+        self.bin.get_or_create(l).inc_by(c.counters.bytes_in);
+        self.bout.get_or_create(l).inc_by(c.counters.bytes_out);
+    }
+}
+
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -202,14 +230,10 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
     }
 
     // Frontends.
-    let fe_cur = m.gauge("haproxy_frontend_current_sessions", "Current flows");
-    let fe_tot = m.counter("haproxy_frontend_sessions", "New flows");
-    let fe_bin = m.counter(
-        "haproxy_frontend_bytes_in",
+    let fe_flows = FlowFamilies::new(
+        &mut m,
+        "frontend",
         "Bytes from clients (whole frames)",
-    );
-    let fe_bout = m.counter(
-        "haproxy_frontend_bytes_out",
         "Bytes to clients (whole frames)",
     );
     let fe_pin = m.counter("lb_frontend_packets_in", "Packets from clients");
@@ -217,10 +241,7 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
     for f in &st.frontends {
         let l = labels(&[("proxy", &f.name)]);
         let c = tr.frontend(f.id);
-        fe_cur.get_or_create(&l).set(as_i64(c.current));
-        fe_tot.get_or_create(&l).inc_by(c.counters.new_flows);
-        fe_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
-        fe_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
+        fe_flows.record(&l, &c);
         fe_pin.get_or_create(&l).inc_by(c.counters.packets_in);
         fe_pout.get_or_create(&l).inc_by(c.counters.packets_out);
     }
@@ -236,14 +257,10 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
         "haproxy_backend_weight",
         "Total weight of the servers taking new flows",
     );
-    let be_cur = m.gauge("haproxy_backend_current_sessions", "Current flows");
-    let be_tot = m.counter("haproxy_backend_sessions", "New flows");
-    let be_bin = m.counter(
-        "haproxy_backend_bytes_in",
+    let be_flows = FlowFamilies::new(
+        &mut m,
+        "backend",
         "Bytes client to server (whole frames)",
-    );
-    let be_bout = m.counter(
-        "haproxy_backend_bytes_out",
         "Bytes server to client (whole frames)",
     );
     let be_down = m.counter(
@@ -271,14 +288,10 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
         "haproxy_server_downtime_seconds",
         "Seconds DOWN or in maintenance",
     );
-    let sv_cur = m.gauge("haproxy_server_current_sessions", "Current flows");
-    let sv_tot = m.counter("haproxy_server_sessions", "New flows");
-    let sv_bin = m.counter(
-        "haproxy_server_bytes_in",
+    let sv_flows = FlowFamilies::new(
+        &mut m,
+        "server",
         "Bytes client to server (whole frames)",
-    );
-    let sv_bout = m.counter(
-        "haproxy_server_bytes_out",
         "Bytes server to client (whole frames)",
     );
     let sv_redisp = m.counter(
@@ -298,11 +311,7 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
         be_act.get_or_create(&l).set(i64::from(b.act));
         be_bck.get_or_create(&l).set(i64::from(b.bck));
         be_weight.get_or_create(&l).set(i64::from(b.tot_weight));
-        let c = tr.backend(b);
-        be_cur.get_or_create(&l).set(as_i64(c.current));
-        be_tot.get_or_create(&l).inc_by(c.counters.new_flows);
-        be_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
-        be_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
+        be_flows.record(&l, &tr.backend(b));
         be_down.get_or_create(&l).inc_by(b.chkdown);
         be_dt.get_or_create(&l).inc_by(b.downtime);
         for s in &b.servers {
@@ -327,10 +336,7 @@ pub fn render_metrics(st: &State, tr: &Traffic) -> Result<String, std::fmt::Erro
                 sv_dt.get_or_create(&l).inc_by(s.downtime);
             }
             let c = tr.server(s.id);
-            sv_cur.get_or_create(&l).set(as_i64(c.current));
-            sv_tot.get_or_create(&l).inc_by(c.counters.new_flows);
-            sv_bin.get_or_create(&l).inc_by(c.counters.bytes_in);
-            sv_bout.get_or_create(&l).inc_by(c.counters.bytes_out);
+            sv_flows.record(&l, &c);
             sv_redisp.get_or_create(&l).inc_by(c.counters.redispatched);
             sv_pin.get_or_create(&l).inc_by(c.counters.packets_in);
             sv_pout.get_or_create(&l).inc_by(c.counters.packets_out);
