@@ -1,122 +1,164 @@
-//! Pure decisions the data plane makes per new flow: the round-robin slot, the full-NAT
-//! source port, what to do when a server refuses a connection. Kept here so they are tested
-//! on the host.
-use crate::{
-    FLOW_ATTEMPTS_MASK, FLOW_ATTEMPTS_SHIFT, FLOW_F_REFUSED, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
-};
+//! What connection tracking stores: a flow's key (the 5-tuple as it appears in the packet)
+//! and its entries, one per direction, each holding everything a packet of that direction
+//! needs (the rewrite, the next hop, the state and its clock), so a tracked packet costs one
+//! lookup. The lifecycle rules (states, timeouts, port reuse) are in [`crate::conntrack`].
 
-/// Table entry for the `counter`-th new flow of a pool whose live table holds `len` entries.
-/// `len` must be non-zero.
-#[inline(always)]
-pub const fn rr_slot(counter: u64, len: u32) -> u32 {
-    (counter % len as u64) as u32
+/// A 5-tuple as it appears in a packet: the key of `LB_FLOWS` and `LB_HALFOPEN` for both
+/// directions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    // Scalar padding: zeroing a byte array makes LLVM call a (slow) memset in BPF.
+    pub _pad: u8,
+    pub _pad2: u16,
 }
 
-/// How many source ports full-NAT tries before giving up on a flow.
-pub const SNAT_PROBES: u32 = 8;
+impl FlowKey {
+    /// Addresses and ports in network byte order.
+    #[inline(always)]
+    pub const fn new(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            _pad: 0,
+            _pad2: 0,
+        }
+    }
+}
 
-/// The full-NAT source port (host order) in `min..=max` for the `cursor`-th allocation
-/// towards one server.
+/// How long a cached next hop is trusted: routes and neighbours that change are picked up
+/// within a second, without the daemon (the data plane may be running without one).
+pub const NEXT_HOP_TTL: u32 = crate::clock::ticks_from_ms(1000);
+
+/// Where to send a rewritten packet: egress interface and MACs, as `bpf_fib_lookup` found
+/// them, and when (valid for [`NEXT_HOP_TTL`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// 0: nothing cached.
+    pub ifindex: u32,
+    /// Clock ticks ([`crate::clock`]) of the lookup.
+    pub stamp: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+/// This entry is the server -> client direction of a flow.
+pub const FLOW_F_REPLY: u8 = 1 << 0;
+/// The client sent a FIN.
+pub const FLOW_F_FIN_CLIENT: u8 = 1 << 1;
+/// The server sent a FIN.
+pub const FLOW_F_FIN_SERVER: u8 = 1 << 2;
+/// The server's FIN came first: the server holds the tuple in TIME_WAIT once closed.
+pub const FLOW_F_SERVER_CLOSED_FIRST: u8 = 1 << 3;
+/// An RST ended the flow: neither side keeps a TIME_WAIT.
+pub const FLOW_F_RST: u8 = 1 << 4;
+/// The client's SYN carried TCP timestamps (RFC 7323), so a later SYN of the same client to
+/// the same VIP carries newer ones (see `conntrack::port_reusable`).
+pub const FLOW_F_TS: u8 = 1 << 5;
+/// Forward entry: the server refused this connection; the client's next SYN is balanced
+/// afresh, away from that server (`option redispatch`, `balance::refusal`).
+pub const FLOW_F_REFUSED: u8 = 1 << 6;
+
+/// An entry of `LB_FLOWS` or `LB_HALFOPEN`.
 ///
-/// Each server has its own cursor and ports are handed out in turn, like the kernel's
-/// ephemeral ports: a port comes back only after the whole range has been used towards that
-/// server, which keeps reuse away from the server's TIME_WAIT for that tuple as long as the
-/// traffic allows.
-#[inline(always)]
-pub const fn snat_port(cursor: u64, min: u16, max: u16) -> u16 {
-    let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
-    let span = (hi - lo) as u64 + 1;
-    lo + (cursor % span) as u16
+/// - forward entry (key: client -> VIP): rewrite to `src:sport` (full-NAT source, or the
+///   client itself in DNAT) -> `dst:dport` (the server);
+/// - reply entry (key: server -> LB or client): rewrite to VIP -> client.
+///
+/// Either entry names the other: its key is the rewrite turned around ([`Flow::mirror_key`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// `conntrack::State` as a number.
+    pub state: u8,
+    /// `FLOW_F_*`.
+    pub flags: u8,
+    /// Times servers refused this connection so far (`retries`).
+    pub attempts: u8,
+    pub _pad: u8,
+    /// Server slot (counters, `lb show`).
+    pub server: u16,
+    pub frontend: u16,
+    pub pool: u16,
+    pub _pad2: u16,
+    /// Clock ticks of the last packet this way.
+    pub last_seen: u32,
+    /// Idle ticks after which this entry is dead, for its current state.
+    pub timeout: u32,
+    /// Clock ticks when the current state began.
+    pub since: u32,
+    /// The server's initial sequence number once its SYN-ACK went by: the client's ACK that
+    /// completes the handshake must acknowledge `isn + 1`, which a spoofed client cannot know.
+    pub isn: u32,
+    /// Where this direction's packets go.
+    pub nh: NextHop,
 }
 
-/// A server answered a new connection's SYN with an RST (connection refused, typically a
-/// dead web server whose health checks have not failed `fall` times yet). With `option
-/// redispatch` and `retries` left, returns the forward entry's new flags: refused, one more
-/// attempt. The data plane then drops the RST, so the client retransmits its SYN (after its
-/// initial RTO, 1 s on Linux) and that SYN goes to another server: what HAProxy does with
-/// `retries` and `option redispatch`, at L4. `None`: let the RST through.
-#[inline(always)]
-pub const fn refusal(fwd_flags: u16, pool_flags: u32) -> Option<u16> {
-    if pool_flags & POOL_F_REDISPATCH == 0 {
-        return None;
+impl Flow {
+    #[inline(always)]
+    pub const fn is_reply(&self) -> bool {
+        self.flags & FLOW_F_REPLY != 0
     }
-    let retries = ((pool_flags >> POOL_RETRIES_SHIFT) & 0xff) as u16;
-    let attempts = (fwd_flags & FLOW_ATTEMPTS_MASK) >> FLOW_ATTEMPTS_SHIFT;
-    if attempts >= retries {
-        return None;
+
+    /// The key of the other direction's entry: this entry's rewrite, turned around.
+    #[inline(always)]
+    pub const fn mirror_key(&self, proto: u8) -> FlowKey {
+        FlowKey::new(self.dst, self.src, self.dport, self.sport, proto)
     }
-    Some(
-        (fwd_flags & !FLOW_ATTEMPTS_MASK)
-            | FLOW_F_REFUSED
-            | ((attempts + 1) << FLOW_ATTEMPTS_SHIFT),
-    )
 }
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
-    use std::collections::HashSet;
+    use crate::PROTO_TCP;
 
     #[test]
-    fn rr_cycles_through_every_entry_in_order() {
-        let picks: std::vec::Vec<u32> = (0..6).map(|c| rr_slot(c, 3)).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-    }
-
-    #[test]
-    fn rr_survives_counter_wrap() {
-        assert_eq!(rr_slot(u64::MAX, 2), 1);
-        assert_eq!(rr_slot(u64::MAX.wrapping_add(1), 2), 0);
-    }
-
-    #[test]
-    fn snat_ports_stay_in_range_and_go_in_turn() {
-        for cursor in [0u64, 1, 10, 22767, 22768, u64::MAX] {
-            let p = snat_port(cursor, 10000, 32767);
-            assert!((10000..=32767).contains(&p), "{p}");
-            assert_eq!(snat_port(cursor, 7, 7), 7);
-        }
-        assert_eq!(snat_port(0, 10000, 32767), 10000);
-        assert_eq!(snat_port(1, 10000, 32767), 10001);
-        assert_eq!(
-            snat_port(22768, 10000, 32767),
-            10000,
-            "wraps after the whole range"
+    fn each_entry_names_the_other() {
+        // Client 10.0.0.2:40000 -> VIP 10.0.0.1:80, full-NAT via 10.1.0.1:1024 to 10.1.0.10:80.
+        let ip = |a, b, c, d| u32::from_be_bytes([a, b, c, d]).to_be();
+        let (client, vip, snat, server) = (
+            ip(10, 0, 0, 2),
+            ip(10, 0, 0, 1),
+            ip(10, 1, 0, 1),
+            ip(10, 1, 0, 10),
         );
-        assert_eq!(snat_port(3, 32767, 10000), 10003, "bounds in either order");
-    }
-
-    #[test]
-    fn a_port_comes_back_only_after_the_whole_range() {
-        let ports: HashSet<u16> = (0u64..22768).map(|c| snat_port(c, 10000, 32767)).collect();
-        assert_eq!(ports.len(), 22768);
-    }
-
-    #[test]
-    fn refusals_are_held_back_only_with_redispatch_and_retries_left() {
-        let pool = |retries: u32| POOL_F_REDISPATCH | (retries << POOL_RETRIES_SHIFT);
-        let attempts = |f: u16| (f & FLOW_ATTEMPTS_MASK) >> FLOW_ATTEMPTS_SHIFT;
-        assert_eq!(
-            refusal(0, 3 << POOL_RETRIES_SHIFT),
-            None,
-            "no option redispatch"
+        let (cport, vport, nport, sport) = (
+            40000u16.to_be(),
+            80u16.to_be(),
+            1024u16.to_be(),
+            80u16.to_be(),
         );
-        assert_eq!(refusal(0, pool(0)), None, "retries 0");
-        // retries 3: three refusals are held back, the fourth goes through.
-        let mut f = crate::FLOW_F_SYN_SENT;
-        for n in 1..=3 {
-            f = refusal(f, pool(3)).expect("held back");
-            assert_eq!(attempts(f), n);
-            assert!(f & FLOW_F_REFUSED != 0 && f & crate::FLOW_F_SYN_SENT != 0);
-        }
-        assert_eq!(refusal(f, pool(3)), None);
-        // The count saturates with the field: 255 retries, then through.
-        let full = 255 << FLOW_ATTEMPTS_SHIFT;
-        assert_eq!(refusal(full, pool(255)), None);
-        assert_eq!(
-            attempts(refusal(254 << FLOW_ATTEMPTS_SHIFT, pool(255)).expect("one left")),
-            255
-        );
+        let fwd = Flow {
+            src: snat,
+            dst: server,
+            sport: nport,
+            dport: sport,
+            ..Flow::default()
+        };
+        let reply = Flow {
+            src: vip,
+            dst: client,
+            sport: vport,
+            dport: cport,
+            flags: FLOW_F_REPLY,
+            ..Flow::default()
+        };
+        let fwd_key = FlowKey::new(client, vip, cport, vport, PROTO_TCP);
+        let reply_key = FlowKey::new(server, snat, sport, nport, PROTO_TCP);
+        assert_eq!(fwd.mirror_key(PROTO_TCP), reply_key);
+        assert_eq!(reply.mirror_key(PROTO_TCP), fwd_key);
     }
 }

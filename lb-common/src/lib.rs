@@ -1,22 +1,36 @@
 //! Shared between the XDP program (`lb-ebpf`) and the daemon (`lb-userspace`).
 //!
 //! Everything here is `no_std` and free of I/O so that the logic the data plane relies on
-//! (checksums, round-robin slot choice, source-port allocation) is unit-tested on the host.
+//! (checksums, the flow lifecycle, round-robin slot choice, source-port allocation) is
+//! unit-tested on the host.
 //!
 //! Byte order: every address and port stored in a map is in **network byte order**, exactly as
 //! it sits in the packet, so the data plane never swaps bytes on the fast path.
 #![no_std]
 
+pub mod balance;
 pub mod bench;
+pub mod clock;
+pub mod conntrack;
 pub mod csum;
 pub mod flow;
 pub mod maps;
+pub mod pool;
 pub mod ports;
+pub mod server;
+pub mod service;
+pub mod settings;
 pub mod stats;
 
 #[cfg(feature = "user")]
 mod pod;
 
+pub use conntrack::{State, Timeouts};
+pub use flow::*;
 pub use maps::*;
+pub use pool::*;
 pub use ports::{PortFilter, PortSide};
+pub use server::*;
+pub use service::*;
+pub use settings::*;
 pub use stats::{Counters, Reason};

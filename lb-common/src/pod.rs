@@ -1,7 +1,7 @@
 //! Lets the daemon put these types in aya maps.
 use crate::{
     Counters, Flow, FlowEvent, FlowKey, NextHop, PoolInfo, ServerInfo, ServerMeta, ServiceKey,
-    ServiceValue, Settings,
+    ServiceValue, Settings, Timeouts,
 };
 
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and have explicit
@@ -9,6 +9,7 @@ use crate::{
 unsafe impl aya::Pod for ServiceKey {}
 unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for PoolInfo {}
+unsafe impl aya::Pod for Timeouts {}
 unsafe impl aya::Pod for ServerInfo {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}

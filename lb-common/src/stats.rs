@@ -11,7 +11,7 @@ pub struct Counters {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub new_flows: u64,
-    /// Flows moved here because their server went away (`option redispatch`).
+    /// Flows sent here after another server refused them (`option redispatch`).
     pub redispatched: u64,
 }
 
@@ -59,6 +59,13 @@ reasons! {
     PassMalformed = "pass_malformed",
     /// TCP/UDP not addressed to a service nor a reply of a tracked flow: passed.
     PassNotService = "pass_not_service",
+    /// A TCP segment other than a SYN for a service, with no tracked flow (its flow expired
+    /// or was never seen, or a flood of ACKs): passed, and the host answers with an RST as it
+    /// would without lb. Only SYNs start flows, so such traffic creates no state.
+    PassNoFlow = "pass_no_flow",
+    /// A new flow after the daemon stopped (SIGTERM, no successor): passed to the host, while
+    /// established flows go on.
+    PassStopped = "pass_stopped",
     /// Rewritten, but the next hop's MAC is unknown: the kernel resolves and forwards it.
     PassNoNeigh = "pass_no_neigh",
     /// Rewritten, but the FIB gave no forwarding result (local, unreachable, ...): the kernel
@@ -72,6 +79,9 @@ reasons! {
     DropSnatExhausted = "drop_snat_exhausted",
     /// Conntrack insert failed: dropped rather than forwarded without state.
     DropConntrackFull = "drop_conntrack_full",
+    /// DNAT: the server-side tuple of a new flow belongs to another live flow (the same
+    /// client address and port to another VIP on the same server): dropped.
+    DropTupleInUse = "drop_tuple_in_use",
     /// A server refused a new connection (RST to its SYN): the RST was held back and the
     /// client's retransmitted SYN goes to another server (`option redispatch`, `retries`).
     DropServerRefused = "drop_server_refused",

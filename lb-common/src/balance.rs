@@ -1,0 +1,111 @@
+//! Pure decisions the data plane makes per new flow: the round-robin slot, the full-NAT
+//! source port, what to do when a server refuses a connection. Kept here so they are tested
+//! on the host.
+use crate::{FLOW_F_REFUSED, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT};
+
+/// Table entry for the `counter`-th new flow of a pool whose live table holds `len` entries.
+/// `len` must be non-zero.
+#[inline(always)]
+pub const fn rr_slot(counter: u64, len: u32) -> u32 {
+    (counter % len as u64) as u32
+}
+
+/// How many source ports full-NAT tries before giving up on a flow.
+pub const SNAT_PROBES: u32 = 8;
+
+/// The full-NAT source port (host order) in `min..=max` for the `cursor`-th allocation
+/// towards one server.
+///
+/// Each server has its own cursor and ports are handed out in turn, like the kernel's
+/// ephemeral ports: a port comes back only after the whole range has been used towards that
+/// server, which keeps reuse away from the server's TIME_WAIT for that tuple as long as the
+/// traffic allows (and `conntrack::port_reusable` decides when it does not).
+#[inline(always)]
+pub const fn snat_port(cursor: u64, min: u16, max: u16) -> u16 {
+    let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
+    let span = (hi - lo) as u64 + 1;
+    lo + (cursor % span) as u16
+}
+
+/// A server answered a new connection's SYN with an RST (connection refused, typically a
+/// dead web server whose health checks have not failed `fall` times yet). With `option
+/// redispatch` and `retries` left (the forward entry has seen `attempts` refusals), returns
+/// the forward entry's new (flags, attempts): refused, one more attempt. The data plane then
+/// drops the RST, so the client retransmits its SYN (after its initial RTO, 1 s on Linux)
+/// and that SYN goes to another server: what HAProxy does with `retries` and `option
+/// redispatch`, at L4. `None`: let the RST through.
+#[inline(always)]
+pub const fn refusal(fwd_flags: u8, attempts: u8, pool_flags: u32) -> Option<(u8, u8)> {
+    if pool_flags & POOL_F_REDISPATCH == 0 {
+        return None;
+    }
+    let retries = ((pool_flags >> POOL_RETRIES_SHIFT) & 0xff) as u8;
+    if attempts >= retries {
+        return None;
+    }
+    Some((fwd_flags | FLOW_F_REFUSED, attempts + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn rr_cycles_through_every_entry_in_order() {
+        let picks: std::vec::Vec<u32> = (0..6).map(|c| rr_slot(c, 3)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn rr_survives_counter_wrap() {
+        assert_eq!(rr_slot(u64::MAX, 2), 1);
+        assert_eq!(rr_slot(u64::MAX.wrapping_add(1), 2), 0);
+    }
+
+    #[test]
+    fn snat_ports_stay_in_range_and_go_in_turn() {
+        for cursor in [0u64, 1, 10, 22767, 22768, u64::MAX] {
+            let p = snat_port(cursor, 10000, 32767);
+            assert!((10000..=32767).contains(&p), "{p}");
+            assert_eq!(snat_port(cursor, 7, 7), 7);
+        }
+        assert_eq!(snat_port(0, 10000, 32767), 10000);
+        assert_eq!(snat_port(1, 10000, 32767), 10001);
+        assert_eq!(
+            snat_port(22768, 10000, 32767),
+            10000,
+            "wraps after the whole range"
+        );
+        assert_eq!(snat_port(3, 32767, 10000), 10003, "bounds in either order");
+    }
+
+    #[test]
+    fn a_port_comes_back_only_after_the_whole_range() {
+        let ports: HashSet<u16> = (0u64..22768).map(|c| snat_port(c, 10000, 32767)).collect();
+        assert_eq!(ports.len(), 22768);
+    }
+
+    #[test]
+    fn refusals_are_held_back_only_with_redispatch_and_retries_left() {
+        let pool = |retries: u32| POOL_F_REDISPATCH | (retries << POOL_RETRIES_SHIFT);
+        assert_eq!(
+            refusal(0, 0, 3 << POOL_RETRIES_SHIFT),
+            None,
+            "no option redispatch"
+        );
+        assert_eq!(refusal(0, 0, pool(0)), None, "retries 0");
+        // retries 3: three refusals are held back, the fourth goes through.
+        let (mut f, mut n) = (crate::FLOW_F_TS, 0u8);
+        for want in 1..=3 {
+            (f, n) = refusal(f, n, pool(3)).expect("held back");
+            assert_eq!(n, want);
+            assert!(f & FLOW_F_REFUSED != 0 && f & crate::FLOW_F_TS != 0);
+        }
+        assert_eq!(refusal(f, n, pool(3)), None);
+        // The count saturates with the field: 255 retries, then through.
+        assert_eq!(refusal(0, 255, pool(255)), None);
+        assert_eq!(refusal(0, 254, pool(255)).map(|(_, n)| n), Some(255));
+    }
+}

@@ -1,0 +1,513 @@
+//! A flow's life, as pure functions the data plane calls and the host tests: which state a
+//! packet moves a flow to, how long each state may stay idle, and when a full-NAT source port
+//! may go to another client.
+//!
+//! Two tables hold flows. A new flow starts **half-open** in `LB_HALFOPEN` (a TCP handshake
+//! under way, or a UDP flow whose client has not spoken again since the server answered) and
+//! moves to `LB_FLOWS` once **confirmed**: the client acknowledged the server's SYN-ACK with
+//! the right sequence number, which a spoofed client cannot do. A SYN flood therefore only
+//! churns the half-open table (an LRU of its own) and can never evict an established flow.
+//!
+//! Expiry is lazy: a packet that finds an entry idle beyond its timeout treats the flow as
+//! absent, and full-NAT takes back the port of an expired flow when it meets it. The daemon's
+//! sweep only tidies (`lb show flows`, counts); forwarding needs no daemon.
+use crate::{
+    PROTO_TCP,
+    clock::{elapsed, ticks_from_ms},
+    flow::{
+        FLOW_F_FIN_CLIENT, FLOW_F_FIN_SERVER, FLOW_F_RST, FLOW_F_SERVER_CLOSED_FIRST, FLOW_F_TS,
+        Flow,
+    },
+};
+
+/// TCP flags as they sit in the header's flags byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A flow's state (`Flow::state`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// TCP: the client's SYN went to the server, no answer yet. Half-open.
+    SynSent = 1,
+    /// TCP: the server's SYN-ACK went back; the client's ACK is awaited. Half-open.
+    SynRecv = 2,
+    /// TCP: handshake complete.
+    Established = 3,
+    /// TCP: one side sent a FIN (half-closed).
+    FinWait = 4,
+    /// TCP: both sides sent a FIN, or an RST went by.
+    Closed = 5,
+    /// UDP: the client spoke, the server has not answered. Half-open.
+    UdpNew = 6,
+    /// UDP: the server answered; the client has not spoken since. Half-open.
+    UdpReplied = 7,
+    /// UDP: a two-way exchange went on.
+    UdpActive = 8,
+}
+
+impl State {
+    pub const fn from_u8(v: u8) -> Option<State> {
+        Some(match v {
+            1 => State::SynSent,
+            2 => State::SynRecv,
+            3 => State::Established,
+            4 => State::FinWait,
+            5 => State::Closed,
+            6 => State::UdpNew,
+            7 => State::UdpReplied,
+            8 => State::UdpActive,
+            _ => return None,
+        })
+    }
+
+    /// Whether a flow in this state belongs in the half-open table.
+    pub const fn half_open(self) -> bool {
+        matches!(
+            self,
+            State::SynSent | State::SynRecv | State::UdpNew | State::UdpReplied
+        )
+    }
+
+    /// A name for people (`lb show flows`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            State::SynSent => "syn-sent",
+            State::SynRecv => "syn-recv",
+            State::Established => "established",
+            State::FinWait => "fin-wait",
+            State::Closed => "closed",
+            State::UdpNew => "udp-new",
+            State::UdpReplied => "udp-replied",
+            State::UdpActive => "udp",
+        }
+    }
+
+    /// The state a new flow of `proto` starts in.
+    pub const fn initial(proto: u8) -> State {
+        if proto == PROTO_TCP {
+            State::SynSent
+        } else {
+            State::UdpNew
+        }
+    }
+}
+
+/// What a packet does to its flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Only the clock moves.
+    Same,
+    /// The flow moves to `state` with `flags`: both entries are updated.
+    To { state: State, flags: u8 },
+    /// A SYN on a closed flow's tuple: a new connection, balanced afresh.
+    Restart,
+    /// The server answered the SYN with an RST: the connection was refused (the caller may
+    /// hold the RST back and retry elsewhere, see `balance::refusal`; otherwise it closes).
+    Refused,
+}
+
+/// What a TCP packet with header flags `tcp` does to a flow in `state` with entry flags
+/// `flags`. `from_server`: the packet came from the server. `ack_ok`: the packet acknowledges
+/// the server's ISN + 1 (only looked at in `SynRecv`, where it confirms the handshake).
+pub const fn tcp_step(state: State, flags: u8, from_server: bool, tcp: u8, ack_ok: bool) -> Step {
+    let (syn, ack, fin, rst) = (
+        tcp & TCP_SYN != 0,
+        tcp & TCP_ACK != 0,
+        tcp & TCP_FIN != 0,
+        tcp & TCP_RST != 0,
+    );
+    if rst {
+        if from_server && matches!(state, State::SynSent) {
+            return Step::Refused;
+        }
+        if matches!(state, State::Closed) {
+            return Step::Same;
+        }
+        return Step::To {
+            state: State::Closed,
+            flags: flags | FLOW_F_RST,
+        };
+    }
+    if syn && !ack {
+        // A client SYN: a retransmission, or a new connection on a closed tuple. (A "SYN"
+        // from the server side without ACK is not a TCP server's answer: no change.)
+        if !from_server && matches!(state, State::Closed) {
+            return Step::Restart;
+        }
+        return Step::Same;
+    }
+    if syn {
+        // SYN-ACK.
+        if from_server && matches!(state, State::SynSent) {
+            return Step::To {
+                state: State::SynRecv,
+                flags,
+            };
+        }
+        return Step::Same;
+    }
+    let mut next = state;
+    let mut f = flags;
+    if matches!(state, State::SynRecv) && !from_server && ack && ack_ok {
+        next = State::Established;
+    }
+    if fin && !matches!(state, State::Closed) {
+        let (mine, theirs) = if from_server {
+            (FLOW_F_FIN_SERVER, FLOW_F_FIN_CLIENT)
+        } else {
+            (FLOW_F_FIN_CLIENT, FLOW_F_FIN_SERVER)
+        };
+        if f & mine == 0 {
+            f |= mine;
+            if from_server && f & theirs == 0 {
+                f |= FLOW_F_SERVER_CLOSED_FIRST;
+            }
+            next = if f & theirs != 0 {
+                State::Closed
+            } else {
+                State::FinWait
+            };
+        }
+    }
+    if next as u8 == state as u8 && f == flags {
+        Step::Same
+    } else {
+        Step::To {
+            state: next,
+            flags: f,
+        }
+    }
+}
+
+/// What a UDP packet does to a flow: an answer from the server, then the client speaking
+/// again, confirm it.
+pub const fn udp_step(state: State, flags: u8, from_server: bool) -> Step {
+    match (state, from_server) {
+        (State::UdpNew, true) => Step::To {
+            state: State::UdpReplied,
+            flags,
+        },
+        (State::UdpReplied, false) => Step::To {
+            state: State::UdpActive,
+            flags,
+        },
+        _ => Step::Same,
+    }
+}
+
+/// A step confirms the flow (moves it from the half-open table to the main one) when it
+/// leaves a half-open state for one that is not.
+pub const fn confirms(from: State, to: State) -> bool {
+    from.half_open() && !to.half_open() && !matches!(to, State::Closed)
+}
+
+/// Idle timeouts of one backend, in clock ticks, in HAProxy's words (see [`Timeouts::from_ms`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `SynSent`, `SynRecv`: `timeout connect`.
+    pub connect: u32,
+    /// `Established`: `timeout tunnel` if set, else the shorter of `timeout client` and
+    /// `timeout server` (at L4 both sides see the same packets, so the shorter fires first).
+    pub established: u32,
+    /// `FinWait`: the shorter of `timeout client-fin` / `timeout server-fin` if set, else as
+    /// established.
+    pub half_closed: u32,
+    /// `Closed` after an RST or a close the client began: a short linger for the last ACKs.
+    pub closed: u32,
+    /// `Closed` after the server closed first, for its reply entry: the server's TIME_WAIT,
+    /// during which the full-NAT port stays with this client.
+    pub time_wait: u32,
+    /// UDP flows: as established (HAProxy 2.6 has no UDP-specific timeout).
+    pub udp: u32,
+}
+
+/// HAProxy's timeouts for one backend, in milliseconds; `None` where the config sets none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeoutsMs {
+    pub connect: Option<u64>,
+    pub client: Option<u64>,
+    pub server: Option<u64>,
+    pub tunnel: Option<u64>,
+    pub client_fin: Option<u64>,
+    pub server_fin: Option<u64>,
+}
+
+/// What lb uses where the config sets no timeout: HAProxy leaves such timers infinite (and
+/// warns); a flow table cannot, so these are the values of HAProxy's example configuration.
+pub const DEFAULT_CONNECT_MS: u64 = 5_000;
+pub const DEFAULT_IDLE_MS: u64 = 50_000;
+/// Linger after an RST or a client-first close (the last ACK, a retransmitted FIN).
+pub const CLOSED_LINGER_MS: u64 = 10_000;
+/// Linux's TCP_TIMEWAIT_LEN.
+pub const TIME_WAIT_MS: u64 = 60_000;
+
+const fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x < y { x } else { y }),
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (None, None) => None,
+    }
+}
+
+const fn or(v: Option<u64>, d: u64) -> u64 {
+    match v {
+        Some(x) => x,
+        None => d,
+    }
+}
+
+impl Timeouts {
+    pub const fn from_ms(t: TimeoutsMs) -> Timeouts {
+        let idle = match t.tunnel {
+            Some(x) => x,
+            None => or(min_opt(t.client, t.server), DEFAULT_IDLE_MS),
+        };
+        Timeouts {
+            connect: ticks_from_ms(or(t.connect, DEFAULT_CONNECT_MS)),
+            established: ticks_from_ms(idle),
+            half_closed: ticks_from_ms(or(min_opt(t.client_fin, t.server_fin), idle)),
+            closed: ticks_from_ms(CLOSED_LINGER_MS),
+            time_wait: ticks_from_ms(TIME_WAIT_MS),
+            udp: ticks_from_ms(idle),
+        }
+    }
+
+    /// How long an entry in `state` with `flags` may stay idle.
+    pub const fn of(&self, state: State, flags: u8, is_reply: bool) -> u32 {
+        match state {
+            State::SynSent | State::SynRecv => self.connect,
+            State::Established => self.established,
+            State::FinWait => self.half_closed,
+            State::Closed => {
+                if is_reply && flags & FLOW_F_SERVER_CLOSED_FIRST != 0 && flags & FLOW_F_RST == 0 {
+                    self.time_wait
+                } else {
+                    self.closed
+                }
+            }
+            State::UdpNew | State::UdpReplied | State::UdpActive => self.udp,
+        }
+    }
+}
+
+/// Whether an entry has been idle longer than its timeout at `now`.
+#[inline(always)]
+pub const fn idle_expired(f: &Flow, now: u32) -> bool {
+    elapsed(now, f.last_seen) > f.timeout
+}
+
+/// Whether an entry's expiry must also ask the other direction: in these states one way may
+/// be quiet while the flow lives (a one-way UDP stream, a download's rare ACKs).
+pub const fn expiry_asks_mirror(state: u8) -> bool {
+    matches!(
+        State::from_u8(state),
+        Some(State::Established | State::FinWait | State::UdpActive)
+    )
+}
+
+/// Whether full-NAT may give the port that `old` (the reply entry found on the candidate
+/// tuple, not expired) holds to a new flow from `client:cport` to `vip`, whose SYN carried
+/// TCP timestamps if `new_ts`. Addresses and ports in network order.
+///
+/// The server's view decides: after an RST or a close the client began, the server keeps no
+/// state for the tuple; after a close it began, it holds the tuple in TIME_WAIT for 60 s and
+/// accepts a new SYN on it only if the SYN's timestamp is newer than the last one seen
+/// (RFC 6191, Linux `tcp_timewait_state_process`), which holds for the same client to the same
+/// VIP (its timestamp clock is per address pair and only moves forward) when both SYNs carry
+/// timestamps. Otherwise the port rests until the entry's TIME_WAIT timeout expires it.
+pub const fn port_reusable(old: &Flow, client: u32, cport: u16, vip: u32, new_ts: bool) -> bool {
+    if old.dst == client && old.dport == cport && old.src == vip {
+        return true; // the same client tuple: its own connection, started again
+    }
+    if !matches!(State::from_u8(old.state), Some(State::Closed)) {
+        return false; // live
+    }
+    if old.flags & FLOW_F_RST != 0 || old.flags & FLOW_F_SERVER_CLOSED_FIRST == 0 {
+        return true;
+    }
+    old.dst == client && old.src == vip && new_ts && old.flags & FLOW_F_TS != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FLOW_F_REPLY;
+
+    const ACK: u8 = TCP_ACK;
+    const SYN: u8 = TCP_SYN;
+    const FIN: u8 = TCP_FIN;
+    const RST: u8 = TCP_RST;
+
+    fn to(state: State, flags: u8) -> Step {
+        Step::To { state, flags }
+    }
+
+    #[test]
+    fn a_handshake_confirms_only_with_the_right_ack() {
+        use State::*;
+        let s = tcp_step(SynSent, 0, true, SYN | ACK, false);
+        assert_eq!(s, to(SynRecv, 0));
+        assert_eq!(
+            tcp_step(SynRecv, 0, false, ACK, false),
+            Step::Same,
+            "a guessed ACK"
+        );
+        assert_eq!(tcp_step(SynRecv, 0, false, ACK, true), to(Established, 0));
+        assert!(confirms(SynRecv, Established));
+        // Retransmissions change nothing.
+        assert_eq!(tcp_step(SynSent, 0, false, SYN, false), Step::Same);
+        assert_eq!(tcp_step(SynRecv, 0, true, SYN | ACK, false), Step::Same);
+        // An ACK from the server side is no confirmation.
+        assert_eq!(tcp_step(SynRecv, 0, true, ACK, true), Step::Same);
+        // Data with FIN completing the handshake.
+        assert_eq!(
+            tcp_step(SynRecv, 0, false, ACK | FIN, true),
+            to(FinWait, FLOW_F_FIN_CLIENT)
+        );
+        assert!(confirms(SynRecv, FinWait));
+    }
+
+    #[test]
+    fn closes_record_who_began() {
+        use State::*;
+        // Client first: no TIME_WAIT on the server.
+        let s = tcp_step(Established, 0, false, FIN | ACK, false);
+        assert_eq!(s, to(FinWait, FLOW_F_FIN_CLIENT));
+        let s = tcp_step(FinWait, FLOW_F_FIN_CLIENT, true, FIN | ACK, false);
+        assert_eq!(s, to(Closed, FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER));
+        // Server first.
+        let s = tcp_step(Established, 0, true, FIN | ACK, false);
+        let sf = FLOW_F_FIN_SERVER | FLOW_F_SERVER_CLOSED_FIRST;
+        assert_eq!(s, to(FinWait, sf));
+        let s = tcp_step(FinWait, sf, false, FIN | ACK, false);
+        assert_eq!(s, to(Closed, sf | FLOW_F_FIN_CLIENT));
+        // A retransmitted FIN changes nothing; nor does the last ACK.
+        assert_eq!(tcp_step(FinWait, sf, true, FIN | ACK, false), Step::Same);
+        assert_eq!(tcp_step(Closed, sf, true, ACK, false), Step::Same);
+        // RST, either way, from any live state.
+        assert_eq!(
+            tcp_step(Established, 0, true, RST, false),
+            to(Closed, FLOW_F_RST)
+        );
+        assert_eq!(
+            tcp_step(SynSent, 0, false, RST | ACK, false),
+            to(Closed, FLOW_F_RST)
+        );
+        assert_eq!(tcp_step(Closed, FLOW_F_RST, false, RST, false), Step::Same);
+    }
+
+    #[test]
+    fn a_server_rst_to_the_syn_is_a_refusal_and_a_syn_on_a_closed_tuple_restarts() {
+        use State::*;
+        assert_eq!(tcp_step(SynSent, 0, true, RST | ACK, false), Step::Refused);
+        assert_eq!(
+            tcp_step(Closed, FLOW_F_RST, false, SYN, false),
+            Step::Restart
+        );
+        assert_eq!(tcp_step(Established, 0, false, SYN, false), Step::Same);
+        assert_eq!(tcp_step(Closed, 0, true, SYN, false), Step::Same);
+    }
+
+    #[test]
+    fn udp_is_confirmed_by_the_client_after_an_answer() {
+        use State::*;
+        assert_eq!(udp_step(UdpNew, 0, false), Step::Same);
+        assert_eq!(udp_step(UdpNew, 0, true), to(UdpReplied, 0));
+        assert_eq!(udp_step(UdpReplied, 0, true), Step::Same);
+        assert_eq!(udp_step(UdpReplied, 0, false), to(UdpActive, 0));
+        assert!(confirms(UdpReplied, UdpActive));
+        assert_eq!(udp_step(UdpActive, 0, true), Step::Same);
+    }
+
+    #[test]
+    fn timeouts_follow_haproxy_names() {
+        let t = Timeouts::from_ms(TimeoutsMs {
+            connect: Some(10_000),
+            client: Some(60_000),
+            server: Some(30_000),
+            ..TimeoutsMs::default()
+        });
+        assert_eq!(t.connect, ticks_from_ms(10_000));
+        assert_eq!(
+            t.established,
+            ticks_from_ms(30_000),
+            "the shorter of the two"
+        );
+        assert_eq!(t.half_closed, t.established);
+        assert_eq!(t.udp, t.established);
+        let tunnel = Timeouts::from_ms(TimeoutsMs {
+            client: Some(60_000),
+            server: Some(60_000),
+            tunnel: Some(3_600_000),
+            client_fin: Some(1_000),
+            ..TimeoutsMs::default()
+        });
+        assert_eq!(tunnel.established, ticks_from_ms(3_600_000));
+        assert_eq!(tunnel.half_closed, ticks_from_ms(1_000));
+        let none = Timeouts::from_ms(TimeoutsMs::default());
+        assert_eq!(none.connect, ticks_from_ms(DEFAULT_CONNECT_MS));
+        assert_eq!(none.established, ticks_from_ms(DEFAULT_IDLE_MS));
+        // Per state: the server's TIME_WAIT only on the reply entry of a server-first close.
+        let sf = FLOW_F_FIN_SERVER | FLOW_F_FIN_CLIENT | FLOW_F_SERVER_CLOSED_FIRST;
+        assert_eq!(t.of(State::Closed, sf, true), t.time_wait);
+        assert_eq!(t.of(State::Closed, sf, false), t.closed);
+        assert_eq!(t.of(State::Closed, sf | FLOW_F_RST, true), t.closed);
+        assert_eq!(t.of(State::SynRecv, 0, true), t.connect);
+    }
+
+    #[test]
+    fn expiry_is_strictly_after_the_timeout_and_wraps() {
+        let f = Flow {
+            last_seen: u32::MAX - 9,
+            timeout: 20,
+            ..Flow::default()
+        };
+        assert!(!idle_expired(&f, 10)); // 20 ticks later: not yet
+        assert!(idle_expired(&f, 11));
+    }
+
+    fn closed(flags: u8, client: u32, vip: u32) -> Flow {
+        Flow {
+            src: vip,
+            dst: client,
+            sport: 80,
+            dport: 5000,
+            state: State::Closed as u8,
+            flags: FLOW_F_REPLY | flags,
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn ports_come_back_as_the_server_allows() {
+        let (a, b, vip) = (1, 2, 9);
+        let both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER;
+        // Client closed first, or an RST: at once, to anyone.
+        assert!(port_reusable(&closed(both, a, vip), b, 1, vip, false));
+        assert!(port_reusable(&closed(FLOW_F_RST, a, vip), b, 1, vip, false));
+        // Server closed first: TIME_WAIT. Only the same client to the same VIP, with
+        // timestamps on both SYNs.
+        let tw = closed(both | FLOW_F_SERVER_CLOSED_FIRST | FLOW_F_TS, a, vip);
+        assert!(!port_reusable(&tw, b, 1, vip, true));
+        assert!(port_reusable(&tw, a, 1, vip, true));
+        assert!(!port_reusable(&tw, a, 1, vip, false));
+        assert!(!port_reusable(&tw, a, 1, 8, true), "another VIP");
+        let tw_no_ts = closed(both | FLOW_F_SERVER_CLOSED_FIRST, a, vip);
+        assert!(!port_reusable(&tw_no_ts, a, 1, vip, true));
+        // Live flows never, except the very same client tuple.
+        let mut live = closed(0, a, vip);
+        live.state = State::Established as u8;
+        assert!(!port_reusable(&live, b, 1, vip, true));
+        assert!(port_reusable(&live, a, 5000, vip, false));
+        assert!(
+            !port_reusable(&live, a, 5000, 8, false),
+            "same client port, other VIP"
+        );
+        live.state = State::FinWait as u8;
+        assert!(!port_reusable(&live, b, 1, vip, true));
+    }
+}

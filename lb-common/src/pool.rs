@@ -1,0 +1,85 @@
+//! Pools (HAProxy backends): flags, timeouts and the double-buffered table of server slots
+//! round robin walks.
+//!
+//! Each pool owns two slots of [`TABLE_SIZE`] server slots in `LB_TABLES`. The daemon fills
+//! the idle one, then publishes it by rewriting the pool's [`TableDesc`], a single aligned
+//! `u32`, so a packet sees either the old table or the new one, never a mix.
+use crate::conntrack::Timeouts;
+
+/// Entries per table slot: bounds the sum of (reduced) weights of one pool.
+pub const TABLE_SIZE: u32 = 4096;
+
+/// Pool flag: rewrite only the destination (backends route replies through the LB).
+pub const POOL_F_DNAT: u32 = 1 << 0;
+/// Pool flag: when no server is available, pass VIP traffic to the local stack instead of
+/// dropping it.
+pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
+/// Pool flag: `option redispatch`. A server that refuses a new connection (RST to the SYN)
+/// gets its RST held back, and the client's retransmitted SYN goes to another server, up to
+/// the pool's `retries` times per connection (see `balance::refusal`).
+pub const POOL_F_REDISPATCH: u32 = 1 << 2;
+/// Bits 8..16 of the pool flags: `retries`, capped at 255.
+pub const POOL_RETRIES_SHIFT: u32 = 8;
+
+/// `LB_POOLS` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// The published table, see [`TableDesc`]. Written by the daemon as one aligned store.
+    pub table: u32,
+    /// `POOL_F_*`.
+    pub flags: u32,
+    /// How long flows of this pool may idle in each state.
+    pub timeouts: Timeouts,
+}
+
+/// Which table slot of a pool is live and how many entries it holds, packed in one `u32` so
+/// that publishing a new table is a single atomic store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableDesc {
+    pub slot: u32,
+    pub len: u32,
+}
+
+impl TableDesc {
+    const SLOT_BIT: u32 = 1 << 31;
+
+    #[inline(always)]
+    pub const fn pack(self) -> u32 {
+        ((self.slot & 1) * Self::SLOT_BIT) | (self.len & !Self::SLOT_BIT)
+    }
+
+    #[inline(always)]
+    pub const fn unpack(raw: u32) -> TableDesc {
+        TableDesc {
+            slot: raw >> 31,
+            len: raw & !Self::SLOT_BIT,
+        }
+    }
+}
+
+/// Index into `LB_TABLES` of entry `i` of `slot` of `pool`.
+#[inline(always)]
+pub const fn table_index(pool: u32, slot: u32, i: u32) -> u32 {
+    (pool * 2 + (slot & 1)) * TABLE_SIZE + i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_pack_into_one_word() {
+        for d in [
+            TableDesc { slot: 0, len: 0 },
+            TableDesc { slot: 1, len: 7 },
+            TableDesc {
+                slot: 1,
+                len: TABLE_SIZE,
+            },
+        ] {
+            assert_eq!(TableDesc::unpack(d.pack()), d);
+        }
+        assert_eq!(table_index(1, 1, 3), 3 * TABLE_SIZE + 3);
+    }
+}
