@@ -3,9 +3,8 @@
 //! the kernel knows the route but not yet the neighbour, `XDP_PASS` lets it resolve the MAC
 //! and forward this packet itself; the next ones take the fast path.
 //!
-//! The FIB lookup costs several times the rest of the packet path, hence the caches: per
-//! server for client -> server packets, per flow for replies, both invalidated when the daemon
-//! bumps `Settings::fib_epoch`.
+//! The FIB lookup costs several times the rest of the packet path, hence the caches: in each
+//! flow entry (new flows start with their server's), each trusted for `NEXT_HOP_TTL`.
 use aya_ebpf::{
     EbpfContext,
     bindings::{
@@ -15,29 +14,51 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::{NextHop, Reason};
+use lb_common::{NEXT_HOP_TTL, NextHop, Reason, clock::elapsed};
 
-use crate::{parse::Packet, stats};
+use crate::{nat, parse::Packet, stats};
 
 const AF_INET: u8 = 2;
 
-/// Forwards `pkt` using (and maintaining) the next-hop cache at `nh`.
+/// Forwards `pkt` (already rewritten) using, and maintaining, the next-hop cache at `nh`.
 #[inline(always)]
-pub fn via(ctx: &XdpContext, pkt: &Packet, nh: *mut NextHop, epoch: u32) -> u32 {
-    // SAFETY: `nh` points into a map value (server or flow entry); see `NextHop` for why a
-    // concurrent refresh is harmless.
-    let cached = unsafe { *nh };
-    let hop = if cached.ifindex != 0 && cached.epoch == epoch {
-        cached
-    } else {
-        match fib(ctx, pkt, epoch) {
-            Ok(hop) => {
-                unsafe { *nh = hop };
-                hop
-            }
-            Err(action) => return action,
-        }
+pub fn via(ctx: &XdpContext, pkt: &Packet, nh: *mut NextHop, now: u32) -> u32 {
+    let to = nat::Tuple {
+        src: pkt.src(),
+        sport: pkt.sport(),
+        dst: pkt.dst(),
+        dport: pkt.dport(),
     };
+    match next_hop(ctx, pkt, &to, nh, now) {
+        Ok(hop) => send(ctx, pkt, &hop),
+        Err(action) => action,
+    }
+}
+
+/// The next hop for a packet going out as `to`: the cached one at `nh` while fresh, else the
+/// FIB's answer (then cached). `Err` is the action when the kernel must handle the packet.
+#[inline(always)]
+pub fn next_hop(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    to: &nat::Tuple,
+    nh: *mut NextHop,
+    now: u32,
+) -> Result<NextHop, u32> {
+    // SAFETY: `nh` points into a map value (server or flow entry); a concurrent refresh writes
+    // the same answer.
+    let cached = unsafe { *nh };
+    if cached.ifindex != 0 && elapsed(now, cached.stamp) < NEXT_HOP_TTL {
+        return Ok(cached);
+    }
+    let hop = fib(ctx, pkt, to, now)?;
+    unsafe { *nh = hop };
+    Ok(hop)
+}
+
+/// Sends a rewritten packet to `hop`.
+#[inline(always)]
+pub fn send(ctx: &XdpContext, pkt: &Packet, hop: &NextHop) -> u32 {
     // SAFETY: the Ethernet header was bounds-checked by `parse`.
     unsafe {
         (*pkt.eth).dst = hop.dmac;
@@ -51,19 +72,19 @@ pub fn via(ctx: &XdpContext, pkt: &Packet, nh: *mut NextHop, epoch: u32) -> u32 
 }
 
 #[inline(always)]
-fn fib(ctx: &XdpContext, pkt: &Packet, epoch: u32) -> Result<NextHop, u32> {
+fn fib(ctx: &XdpContext, pkt: &Packet, to: &nat::Tuple, now: u32) -> Result<NextHop, u32> {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid input; the header reads were
     // bounds-checked by `parse`.
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     unsafe {
         fib.family = AF_INET;
         fib.l4_protocol = pkt.proto;
-        fib.sport = pkt.sport();
-        fib.dport = pkt.dport();
+        fib.sport = to.sport;
+        fib.dport = to.dport;
         fib.__bindgen_anon_1.tot_len = u16::from_be((*pkt.ip).tot_len);
         fib.__bindgen_anon_2.tos = (*pkt.ip).tos;
-        fib.__bindgen_anon_3.ipv4_src = pkt.src();
-        fib.__bindgen_anon_4.ipv4_dst = pkt.dst();
+        fib.__bindgen_anon_3.ipv4_src = to.src;
+        fib.__bindgen_anon_4.ipv4_dst = to.dst;
     }
     fib.ifindex = ctx.ingress_ifindex() as u32;
     let rc = unsafe {
@@ -77,7 +98,7 @@ fn fib(ctx: &XdpContext, pkt: &Packet, epoch: u32) -> Result<NextHop, u32> {
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop {
             ifindex: fib.ifindex,
-            epoch,
+            stamp: now,
             dmac: fib.dmac,
             smac: fib.smac,
         }),

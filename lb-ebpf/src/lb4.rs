@@ -3,26 +3,28 @@
 //! ```text
 //! parse ─ a service's or server's port? ─ no ─ XDP_PASS, untouched
 //!           │ yes
-//!           ├─ tracked (one LB_FLOWS lookup) ─┬─ reply ───────────────────────── NAT ─ forward
-//!           │                                 ├─ forward, server alive ───────── NAT ─ forward
-//!           │                                 └─ server gone / tuple reused ─┐
-//!           ├─ VIP:port is a service (exact, then *:port) ─── lb4_new: pick, track ─ NAT ─ forward
-//!           └─ anything else ─ XDP_PASS, untouched
+//!           ├─ tracked (LB_FLOWS, then LB_HALFOPEN), alive ─ state step ─┬─ NAT ─ forward
+//!           │                                                           ├─ server refused the SYN: hold the RST back
+//!           │                                                           └─ SYN on a closed tuple, refused SYN again ─┐
+//!           ├─ VIP:port is a service ─┬─ UDP, or a TCP SYN ─── lb4_new: pick, track half-open ─ NAT ─ forward
+//!           │                         └─ other TCP (no flow) ─ XDP_PASS: the host answers RST
+//!           └─ anything else (expired flows included) ─ XDP_PASS, untouched
 //! ```
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    EVENT_F_REDISPATCHED, FLOW_ATTEMPTS_MASK, FLOW_F_CLOSING, FLOW_F_REFUSED, FLOW_F_SYN_SENT,
-    Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, PROTO_TCP, Reason,
-    SERVER_ACTIVE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServiceKey, ServiceValue, Settings,
-    TableDesc,
-    flow::{refusal, rr_slot},
+    EVENT_F_REDISPATCHED, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowEvent, FlowKey,
+    POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, PROTO_TCP, Reason, SETTINGS_F_LOG_FLOWS,
+    ServerInfo, ServiceKey, ServiceValue, State, TableDesc, Timeouts,
+    balance::{refusal, rr_slot},
+    conntrack::{Step, confirms, tcp_step, udp_step},
     ports::{PortSide, port_bit},
     table_index,
 };
 
 use crate::{
     atomic::fetch_add,
-    flows::{self, Target},
+    clock,
+    conntrack::{self, Table, Target},
     forward,
     maps::{
         LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_PORTS, LB_SERVERS, LB_SERVICES, LB_SETTINGS, LB_TABLES,
@@ -41,23 +43,19 @@ pub fn process(ctx: &XdpContext) -> u32 {
     if !may_be_tracked(&pkt) {
         return pass(Reason::PassNotService);
     }
-    let settings = LB_SETTINGS.get(0).copied().unwrap_or_default();
-    let key = flows::key_of(&pkt);
-    if let Some(flow) = flows::lookup(&key) {
-        return lb4_tracked(ctx, &pkt, &key, flow, &settings);
+    let key = conntrack::key_of(&pkt);
+    let now = clock::now();
+    if let Some((entry, table)) = conntrack::lookup(&key) {
+        // SAFETY: an LRU value we copy from and update in place; a racing eviction at worst
+        // loses an update.
+        let flow = unsafe { *entry };
+        if !conntrack::expired(&flow, table, pkt.proto, now) {
+            return lb4_tracked(ctx, &pkt, &key, entry, table, &flow, now);
+        }
+        // Dead: its tuple is free again, and the packet is judged as if never seen.
+        conntrack::forget(table, &key, &flow, pkt.proto);
     }
-    match service(&pkt, &settings) {
-        Some(svc) => lb4_new(
-            ctx,
-            &pkt,
-            &key,
-            svc.pool,
-            svc.frontend,
-            Cause::Fresh,
-            &settings,
-        ),
-        None => pass(Reason::PassNotService),
-    }
+    lb4_untracked(ctx, &pkt, &key, now)
 }
 
 #[inline(always)]
@@ -67,7 +65,7 @@ fn pass(reason: Reason) -> u32 {
 }
 
 /// Whether a service or server uses the packet's ports at all (`LB_PORTS`): two array reads,
-/// which the verifier inlines, spare the host's other traffic two hash lookups.
+/// which the verifier inlines, spare the host's other traffic the hash lookups.
 #[inline(always)]
 fn may_be_tracked(pkt: &Packet) -> bool {
     let has = |side, port: u16| {
@@ -77,24 +75,31 @@ fn may_be_tracked(pkt: &Packet) -> bool {
     has(PortSide::Service, pkt.dport()) || has(PortSide::Server, pkt.sport())
 }
 
-/// The service a packet is addressed to: its exact VIP, else a wildcard bind on its port.
+/// The service a packet is addressed to (wildcard binds are written per local address).
 #[inline(always)]
-fn service(pkt: &Packet, settings: &Settings) -> Option<ServiceValue> {
-    let mut k = ServiceKey {
+fn service(pkt: &Packet) -> Option<ServiceValue> {
+    let k = ServiceKey {
         addr: pkt.dst(),
         port: pkt.dport(),
         proto: pkt.proto,
         _pad: 0,
     };
     // SAFETY: copied out at once (hash map values may be replaced by the daemon).
-    if let Some(v) = LB_SERVICES.get_ptr(k) {
-        return Some(unsafe { *v });
-    }
-    if settings.flags & SETTINGS_F_WILDCARD == 0 {
-        return None;
-    }
-    k.addr = 0;
     LB_SERVICES.get_ptr(k).map(|v| unsafe { *v })
+}
+
+/// A packet no live flow knows.
+#[inline(always)]
+fn lb4_untracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, now: u32) -> u32 {
+    let Some(svc) = service(pkt) else {
+        return pass(Reason::PassNotService);
+    };
+    if !conntrack::starts_flow(pkt) {
+        // Mid-stream TCP: no server has this connection, so balancing it would only earn an
+        // RST from one. The host answers it, as it would without lb, and no state is made.
+        return pass(Reason::PassNoFlow);
+    }
+    lb4_new(ctx, pkt, key, svc.pool, svc.frontend, Cause::Fresh, now)
 }
 
 #[inline(always)]
@@ -107,83 +112,137 @@ fn tuple(f: &Flow) -> Tuple {
     }
 }
 
-/// A packet of a tracked flow, either way.
+#[inline(always)]
+fn timeouts(pool: u32) -> Timeouts {
+    LB_POOLS.get(pool).map(|p| p.timeouts).unwrap_or_default()
+}
+
+/// A packet of a live tracked flow, either way.
 #[inline(always)]
 fn lb4_tracked(
     ctx: &XdpContext,
     pkt: &Packet,
     key: &FlowKey,
     entry: *mut Flow,
-    settings: &Settings,
+    table: Table,
+    flow: &Flow,
+    now: u32,
 ) -> u32 {
-    // SAFETY: an LRU value we copy from and update in place; a racing eviction at worst loses
-    // a flag or a cached next hop.
-    let flow = unsafe { *entry };
-    if flow.is_reply() {
-        if flow.flags & FLOW_F_SYN_SENT != 0 {
-            if pkt.is_rst() && hold_back_refusal(&flow) {
-                stats::reason(Reason::DropServerRefused);
-                return xdp_action::XDP_DROP;
-            }
-            if pkt.is_syn_ack() {
-                // Accepted: from now on an RST is the server's to send.
-                unsafe { (*entry).flags &= !FLOW_F_SYN_SENT };
-            }
-        }
-        if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
-            // The server is closing: its full-NAT port may go to another client later.
-            unsafe {
-                (*entry).closed_at = flows::now_secs();
-                (*entry).flags |= FLOW_F_CLOSING;
-            }
-        }
-        nat::rewrite(pkt, tuple(&flow));
-        stats::account(
-            flow.server as u32,
-            flow.frontend as u32,
-            Dir::Out,
-            pkt.frame_len,
-            Event::default(),
-        );
-        return forward::via(ctx, pkt, unsafe { &mut (*entry).nh }, settings.fib_epoch);
-    }
-    let (pool, frontend) = (flow.pool as u32, flow.frontend as u32);
-    if pkt.is_syn() && flow.flags & FLOW_F_REFUSED != 0 {
+    let from_server = flow.is_reply();
+    let Some(state) = State::from_u8(flow.state) else {
+        conntrack::forget(table, key, flow, pkt.proto);
+        return lb4_untracked(ctx, pkt, key, now);
+    };
+    if !from_server && flow.flags & FLOW_F_REFUSED != 0 && pkt.is_syn() {
         // The client retransmits a SYN its server refused: another server, if there is one.
         let cause = Cause::Refused {
             server: flow.server as u32,
-            attempts: flow.flags & FLOW_ATTEMPTS_MASK,
+            attempts: flow.attempts,
         };
-        return lb4_new(ctx, pkt, key, pool, frontend, cause, settings);
+        conntrack::forget(table, key, flow, pkt.proto);
+        return lb4_new(
+            ctx,
+            pkt,
+            key,
+            flow.pool as u32,
+            flow.frontend as u32,
+            cause,
+            now,
+        );
     }
-    if pkt.is_syn() && flow.flags & FLOW_F_CLOSING != 0 {
-        // The tuple is being reused for a new connection: balance it afresh.
-        return lb4_new(ctx, pkt, key, pool, frontend, Cause::Fresh, settings);
-    }
-    let server = LB_SERVERS.get_ptr_mut(flow.server as u32);
-    let alive = match server {
-        // SAFETY: array slots are never freed.
-        Some(s) => unsafe {
-            (*s).state == SERVER_ACTIVE && (*s).addr == flow.dst && (*s).port == flow.dport
+    let mut entry = entry;
+    let step = if pkt.is_tcp() {
+        let ack_ok =
+            state == State::SynRecv && !from_server && pkt.ack_seq == flow.isn.wrapping_add(1);
+        tcp_step(state, flow.flags, from_server, pkt.tcp_flags, ack_ok)
+    } else {
+        udp_step(state, flow.flags, from_server)
+    };
+    let step = match step {
+        Step::Restart => {
+            // A new connection on a closed flow's tuple: balance it afresh.
+            conntrack::forget(table, key, flow, pkt.proto);
+            return lb4_new(
+                ctx,
+                pkt,
+                key,
+                flow.pool as u32,
+                flow.frontend as u32,
+                Cause::Fresh,
+                now,
+            );
+        }
+        Step::Refused if hold_back_refusal(flow, table) => {
+            stats::reason(Reason::DropServerRefused);
+            return xdp_action::XDP_DROP;
+        }
+        Step::Refused => Step::To {
+            state: State::Closed,
+            flags: flow.flags | FLOW_F_RST,
         },
-        None => false,
+        other => other,
     };
-    let Some(server) = server.filter(|_| alive) else {
-        // Its server left the rotation (DOWN, removed): `option redispatch`.
-        return lb4_new(ctx, pkt, key, pool, frontend, Cause::ServerGone, settings);
-    };
-    if pkt.is_closing() && flow.flags & FLOW_F_CLOSING == 0 {
-        unsafe { (*entry).flags |= FLOW_F_CLOSING };
+    if let Step::To { state: next, flags } = step {
+        let isn = if next == State::SynRecv {
+            Some(pkt.seq)
+        } else {
+            None
+        };
+        let t = timeouts(flow.pool as u32);
+        let moved = conntrack::transition(
+            table,
+            key,
+            entry,
+            next,
+            flags,
+            isn,
+            confirms(state, next),
+            &t,
+            pkt.proto,
+            now,
+        );
+        if moved.is_none() {
+            // Promoted and evicted at once (a full table racing): forward this packet with
+            // a next hop of its own.
+            let mut nh = flow.nh;
+            return finish(ctx, pkt, flow, from_server, &mut nh, now);
+        }
+        entry = moved.unwrap_or(entry);
+    } else if flow.last_seen != now {
+        // SAFETY: an LRU value updated in place, see `process`.
+        unsafe { (*entry).last_seen = now };
     }
-    nat::rewrite(pkt, tuple(&flow));
+    // SAFETY: `entry` is a live map value.
+    finish(
+        ctx,
+        pkt,
+        flow,
+        from_server,
+        unsafe { &mut (*entry).nh },
+        now,
+    )
+}
+
+/// Rewrites, counts and forwards a tracked flow's packet.
+#[inline(always)]
+fn finish(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    flow: &Flow,
+    from_server: bool,
+    nh: *mut lb_common::NextHop,
+    now: u32,
+) -> u32 {
+    nat::rewrite(pkt, tuple(flow));
+    let dir = if from_server { Dir::Out } else { Dir::In };
     stats::account(
         flow.server as u32,
-        frontend,
-        Dir::In,
+        flow.frontend as u32,
+        dir,
         pkt.frame_len,
         Event::default(),
     );
-    forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
+    forward::via(ctx, pkt, nh, now)
 }
 
 /// Why a packet starts a new flow.
@@ -191,11 +250,8 @@ fn lb4_tracked(
 enum Cause {
     /// A new connection (or a new one on a closed flow's tuple).
     Fresh,
-    /// Its server left the rotation: `option redispatch`.
-    ServerGone,
-    /// The client retransmits a SYN that `server` refused, refused `attempts` times so far
-    /// (`FLOW_ATTEMPTS_MASK` bits).
-    Refused { server: u32, attempts: u16 },
+    /// The client retransmits a SYN that `server` refused, refused `attempts` times so far.
+    Refused { server: u32, attempts: u8 },
 }
 
 /// Table entries a retry looks at to find another server than the one that refused.
@@ -203,10 +259,10 @@ const RETRY_STEPS: u32 = 4;
 
 /// The reply entry's server refused its connection: marks the forward entry so the client's
 /// retransmitted SYN is balanced afresh, if the pool redispatches and has retries left
-/// (`lb_common::flow::refusal`). Returns whether to hold the RST back. A rare path: one more
-/// lookup, for the forward entry.
+/// (`lb_common::balance::refusal`). Returns whether to hold the RST back. A rare path: one
+/// more lookup, for the forward entry.
 #[inline(always)]
-fn hold_back_refusal(reply: &Flow) -> bool {
+fn hold_back_refusal(reply: &Flow, table: Table) -> bool {
     let Some(info) = LB_POOLS.get_ptr(reply.pool as u32) else {
         return false;
     };
@@ -215,17 +271,18 @@ fn hold_back_refusal(reply: &Flow) -> bool {
     if pool_flags & POOL_F_REDISPATCH == 0 {
         return false;
     }
-    let Some(fwd) = flows::lookup(&reply.forward_key(PROTO_TCP)) else {
+    let Some(fwd) = table.get(&reply.mirror_key(PROTO_TCP)) else {
         return false;
     };
-    // SAFETY: an LRU value updated in place, see `lb4_tracked`.
+    // SAFETY: an LRU value updated in place, see `process`.
     unsafe {
         if (*fwd).server != reply.server {
             return false; // a late RST from a server the flow already left
         }
-        match refusal((*fwd).flags, pool_flags) {
-            Some(flags) => {
+        match refusal((*fwd).flags, (*fwd).attempts, pool_flags) {
+            Some((flags, attempts)) => {
                 (*fwd).flags = flags;
+                (*fwd).attempts = attempts;
                 true
             }
             None => false,
@@ -242,16 +299,21 @@ fn lb4_new(
     pool: u32,
     frontend: u32,
     cause: Cause,
-    settings: &Settings,
+    now: u32,
 ) -> u32 {
+    let settings = LB_SETTINGS.get(0).copied().unwrap_or_default();
+    if settings.stop_at != 0 && now.wrapping_sub(settings.stop_at) as i32 >= 0 {
+        return pass(Reason::PassStopped);
+    }
     let Some(info) = LB_POOLS.get_ptr(pool) else {
         return pass(Reason::PassNotService);
     };
     // SAFETY: array slots are never freed; `table` is read with one load (see `TableDesc`).
-    let (table, flags) = unsafe {
+    let (table, flags, timeouts) = unsafe {
         (
             TableDesc::unpack(core::ptr::read_volatile(&(*info).table)),
             (*info).flags,
+            (*info).timeouts,
         )
     };
     if table.len == 0 {
@@ -292,20 +354,38 @@ fn lb4_new(
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     };
+    let full_nat = flags & POOL_F_DNAT == 0;
+    // SAFETY: array slots are never freed.
+    let info = unsafe { *server };
+    // The way to the server first, so the new flow's entry starts with a fresh next hop.
+    let to_server = Tuple {
+        src: if full_nat { info.snat_addr } else { pkt.src() },
+        sport: pkt.sport(),
+        dst: info.addr,
+        dport: info.port,
+    };
+    let hop = forward::next_hop(ctx, pkt, &to_server, unsafe { &mut (*server).nh }, now);
+    // Timestamps only matter to full-NAT's port reuse rule; the options walk is skipped
+    // otherwise.
+    let flow_flags = if full_nat && pkt.is_tcp() && pkt.has_timestamps(ctx) {
+        FLOW_F_TS
+    } else {
+        0
+    };
     let target = Target {
-        id,
-        // SAFETY: array slots are never freed.
-        server: unsafe { *server },
+        slot: id,
+        server: ServerInfo {
+            nh: hop.unwrap_or_default(),
+            ..info
+        },
         pool,
         frontend,
-        full_nat: flags & POOL_F_DNAT == 0,
-        flags: if pkt.is_syn() {
-            FLOW_F_SYN_SENT | attempts
-        } else {
-            0
-        },
+        full_nat,
+        flags: flow_flags,
+        attempts,
+        timeouts,
     };
-    let fwd = match flows::track(pkt, key, &target, settings) {
+    let fwd = match conntrack::track(pkt, key, &target, &settings, now) {
         Ok(f) => f,
         Err(reason) => {
             stats::reason(reason);
@@ -321,7 +401,11 @@ fn lb4_new(
     }
     nat::rewrite(pkt, tuple(&fwd));
     stats::account(id, frontend, Dir::In, pkt.frame_len, ev);
-    forward::via(ctx, pkt, unsafe { &mut (*server).nh }, settings.fib_epoch)
+    match hop {
+        Ok(hop) => forward::send(ctx, pkt, &hop),
+        // Rewritten, for the kernel to route (it resolves the neighbour meanwhile).
+        Err(action) => action,
+    }
 }
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.

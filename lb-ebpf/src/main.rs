@@ -1,6 +1,6 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
-//! path), `flows` (connection tracking), `nat` (rewrite + checksums), `forward` (next hop +
-//! redirect), `stats` (per-CPU counters).
+//! path), `conntrack` (flow tables and their lifecycle), `clock`, `nat` (rewrite +
+//! checksums), `forward` (next hop + redirect), `stats` (per-CPU counters).
 #![no_std]
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
@@ -8,7 +8,8 @@
 
 mod atomic;
 mod bench;
-mod flows;
+mod clock;
+mod conntrack;
 mod forward;
 mod lb4;
 mod maps;

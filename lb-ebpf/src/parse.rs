@@ -4,7 +4,7 @@
 //! Headers are read through `#[repr(C)]` views at their natural offsets, as in the kernel's
 //! own XDP samples: packet data is only 2-byte aligned, which the verifier and JIT accept on
 //! the architectures XDP runs on.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use lb_common::{PROTO_TCP, PROTO_UDP, Reason};
 
 pub const ETH_HLEN: usize = 14;
@@ -15,10 +15,43 @@ const IP_MIN_HLEN: usize = 20;
 const TCP_MIN_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
+use lb_common::conntrack::{TCP_ACK, TCP_SYN};
+
+/// TCP option kinds and the longest walk through a SYN's options (40 bytes at most).
+const TCPOPT_EOL: u8 = 0;
+const TCPOPT_NOP: u8 = 1;
+const TCPOPT_TIMESTAMP: u8 = 8;
+const TCPOLEN_TIMESTAMP: u8 = 10;
+const TCPOPT_STEPS: usize = 12;
+const TCPOPT_MAX: usize = 40;
+
+/// Walks TCP options (`opts[..len]`) for a well-formed timestamp option.
+#[inline(always)]
+fn options_have_timestamp(opts: &[u8; TCPOPT_MAX], len: usize) -> bool {
+    let mut off = 0usize;
+    for _ in 0..TCPOPT_STEPS {
+        if off >= len || off >= TCPOPT_MAX - 1 {
+            return false;
+        }
+        let kind = opts[off];
+        if kind == TCPOPT_EOL {
+            return false;
+        }
+        if kind == TCPOPT_NOP {
+            off += 1;
+            continue;
+        }
+        let olen = opts[off + 1];
+        if kind == TCPOPT_TIMESTAMP {
+            return olen == TCPOLEN_TIMESTAMP;
+        }
+        if olen < 2 {
+            return false;
+        }
+        off += olen as usize;
+    }
+    false
+}
 
 #[repr(C)]
 pub struct EthHdr {
@@ -74,6 +107,14 @@ pub struct Packet {
     pub proto: u8,
     /// TCP flags, 0 for UDP.
     pub tcp_flags: u8,
+    /// Offset of the L4 header in the frame.
+    pub l4_off: usize,
+    /// TCP header length (data offset), 0 for UDP.
+    pub tcp_hlen: usize,
+    /// TCP sequence and acknowledgment numbers (host order), read while parsing, where the
+    /// verifier knows the header is there; 0 for UDP.
+    pub seq: u32,
+    pub ack_seq: u32,
     /// Whole frame, for byte counters.
     pub frame_len: u32,
 }
@@ -128,6 +169,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
                 l4_check: unsafe { core::ptr::addr_of_mut!((*tcp).check) },
                 proto,
                 tcp_flags: unsafe { (*tcp).flags },
+                l4_off: l4,
+                tcp_hlen: doff,
+                seq: u32::from_be(unsafe { (*tcp).seq }),
+                ack_seq: u32::from_be(unsafe { (*tcp).ack }),
                 frame_len,
             })
         }
@@ -144,6 +189,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
                 l4_check: unsafe { core::ptr::addr_of_mut!((*udp).check) },
                 proto,
                 tcp_flags: 0,
+                l4_off: l4,
+                tcp_hlen: 0,
+                seq: 0,
+                ack_seq: 0,
                 frame_len,
             })
         }
@@ -183,20 +232,31 @@ impl Packet {
         self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    /// The server's SYN-ACK: it accepted the connection.
+    /// TCP only: whether the options carry a timestamp (RFC 7323). The options (40 bytes
+    /// at most) are copied to the stack first: walking them in the packet would need a bounds
+    /// check per variable offset, which the verifier cannot follow once LLVM rewrites it.
+    /// Anything malformed reads as "no".
     #[inline(always)]
-    pub fn is_syn_ack(&self) -> bool {
-        self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
-    }
-
-    #[inline(always)]
-    pub fn is_rst(&self) -> bool {
-        self.is_tcp() && self.tcp_flags & TCP_RST != 0
-    }
-
-    /// FIN or RST: the connection is closing.
-    #[inline(always)]
-    pub fn is_closing(&self) -> bool {
-        self.is_tcp() && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
+    pub fn has_timestamps(&self, ctx: &XdpContext) -> bool {
+        let len = self.tcp_hlen.saturating_sub(TCP_MIN_HLEN) as u32;
+        // Read back through memory so the range check below applies to the very register
+        // the helper gets (LLVM would otherwise check the header length and subtract after).
+        // SAFETY: a local.
+        let len = unsafe { core::ptr::read_volatile(&len) };
+        if len == 0 || len > TCPOPT_MAX as u32 {
+            return false;
+        }
+        let mut opts = [0u8; TCPOPT_MAX];
+        // SAFETY: the helper copies `len` (1..=40) bytes into our 40-byte buffer and fails
+        // rather than read past the packet.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                (self.l4_off + TCP_MIN_HLEN) as u32,
+                opts.as_mut_ptr().cast(),
+                len,
+            )
+        };
+        rc == 0 && options_have_timestamp(&opts, len as usize)
     }
 }

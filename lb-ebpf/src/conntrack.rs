@@ -1,0 +1,295 @@
+//! Connection tracking: two LRU tables of flow entries, both directions of a flow always in
+//! the same one. New flows start in `LB_HALFOPEN` and move to `LB_FLOWS` when confirmed (the
+//! rules are pure code in `lb_common::conntrack`), so a flood of SYNs or spoofed UDP only
+//! churns the half-open table.
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use lb_common::{
+    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, Reason, ServerInfo, Settings,
+    State, Timeouts,
+    balance::{SNAT_PROBES, snat_port},
+    conntrack::{expiry_asks_mirror, idle_expired, port_reusable},
+};
+
+use crate::{
+    atomic::fetch_add,
+    maps::{LB_FLOWS, LB_HALFOPEN, LB_SNAT_CURSOR},
+    parse::Packet,
+};
+
+/// Which table an entry lives in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Flows,
+    HalfOpen,
+}
+
+impl Table {
+    #[inline(always)]
+    pub fn get(self, key: &FlowKey) -> Option<*mut Flow> {
+        match self {
+            Table::Flows => LB_FLOWS.get_ptr_mut(key),
+            Table::HalfOpen => LB_HALFOPEN.get_ptr_mut(key),
+        }
+    }
+
+    #[inline(always)]
+    fn remove(self, key: &FlowKey) {
+        let _ = match self {
+            Table::Flows => LB_FLOWS.remove(key),
+            Table::HalfOpen => LB_HALFOPEN.remove(key),
+        };
+    }
+
+    #[inline(always)]
+    fn insert(self, key: &FlowKey, f: &Flow, flags: u32) -> bool {
+        match self {
+            Table::Flows => LB_FLOWS.insert(key, f, flags as u64).is_ok(),
+            Table::HalfOpen => LB_HALFOPEN.insert(key, f, flags as u64).is_ok(),
+        }
+    }
+}
+
+#[inline(always)]
+pub fn key_of(pkt: &Packet) -> FlowKey {
+    FlowKey::new(pkt.src(), pkt.dst(), pkt.sport(), pkt.dport(), pkt.proto)
+}
+
+/// The entry for `key`: confirmed flows first, they are most of the traffic.
+#[inline(always)]
+pub fn lookup(key: &FlowKey) -> Option<(*mut Flow, Table)> {
+    if let Some(e) = LB_FLOWS.get_ptr_mut(key) {
+        return Some((e, Table::Flows));
+    }
+    LB_HALFOPEN.get_ptr_mut(key).map(|e| (e, Table::HalfOpen))
+}
+
+/// Whether an entry found in `table` is dead at `now`: idle beyond its timeout, and (in
+/// states where one direction may be quiet) its other direction too.
+#[inline(always)]
+pub fn expired(f: &Flow, table: Table, proto: u8, now: u32) -> bool {
+    if !idle_expired(f, now) {
+        return false;
+    }
+    if expiry_asks_mirror(f.state)
+        && let Some(m) = table.get(&f.mirror_key(proto))
+        // SAFETY: read once; a racing update at worst keeps the flow one packet longer.
+        && !idle_expired(unsafe { &*m }, now)
+    {
+        return false;
+    }
+    true
+}
+
+/// Removes both entries of the flow whose entry `f` sits at `key` (the other one only if it
+/// still points back: its tuple may have gone to another flow since).
+#[inline(always)]
+pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
+    let mkey = f.mirror_key(proto);
+    if let Some(m) = table.get(&mkey)
+        // SAFETY: read once.
+        && unsafe { (*m).mirror_key(proto) } == *key
+    {
+        table.remove(&mkey);
+    }
+    table.remove(key);
+}
+
+/// The flow moves to `state` with `flags` (the flow-wide bits; each entry keeps its own
+/// `REPLY` and `REFUSED`): both entries are rewritten, and a flow that `promote`s moves from
+/// the half-open table to the confirmed one. Returns where the entry for `key` now is.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn transition(
+    table: Table,
+    key: &FlowKey,
+    entry: *mut Flow,
+    state: State,
+    flags: u8,
+    isn: Option<u32>,
+    promote: bool,
+    t: &Timeouts,
+    proto: u8,
+    now: u32,
+) -> Option<*mut Flow> {
+    const OWN: u8 = FLOW_F_REPLY | FLOW_F_REFUSED;
+    let update = |f: &mut Flow| {
+        f.flags = (f.flags & OWN) | (flags & !OWN);
+        f.state = state as u8;
+        f.since = now;
+        f.timeout = t.of(state, f.flags, f.is_reply());
+        if let Some(isn) = isn {
+            f.isn = isn;
+        }
+    };
+    // SAFETY: LRU values copied, updated and written back; a racing eviction at worst loses
+    // this update and the flow restarts from the table's view.
+    let mut own = unsafe { *entry };
+    update(&mut own);
+    own.last_seen = now;
+    let mkey = own.mirror_key(proto);
+    let mirror = table.get(&mkey).map(|m| {
+        let mut v = unsafe { *m };
+        update(&mut v);
+        (m, v)
+    });
+    // A confirmed flow moves to the main table. Without room (or without its other half) it
+    // stays half-open in its new state.
+    if promote
+        && table == Table::HalfOpen
+        && let Some((_, m)) = &mirror
+        && Table::Flows.insert(&mkey, m, BPF_ANY)
+        && Table::Flows.insert(key, &own, BPF_ANY)
+    {
+        Table::HalfOpen.remove(&mkey);
+        Table::HalfOpen.remove(key);
+        return Table::Flows.get(key);
+    }
+    unsafe { *entry = own };
+    if let Some((m, v)) = mirror {
+        unsafe { *m = v };
+    }
+    Some(entry)
+}
+
+/// Where a new flow of a pool goes, as decided by the caller.
+pub struct Target {
+    pub slot: u32,
+    pub server: ServerInfo,
+    pub pool: u32,
+    pub frontend: u32,
+    pub full_nat: bool,
+    /// Flow-wide flags the flow starts with (`FLOW_F_TS`).
+    pub flags: u8,
+    /// Refusals so far (a retry after a refused SYN).
+    pub attempts: u8,
+    pub timeouts: Timeouts,
+}
+
+/// Tracks a new flow in the half-open table and returns its forward entry (the rewrite for
+/// this packet).
+///
+/// The reply entry comes first, since it is where full-NAT picks its source port: the server
+/// will answer `snat_addr:port`, and that tuple must not belong to another live flow (see
+/// [`claim`]). DNAT keeps the client's address and port; the server answers the client.
+#[inline(always)]
+pub fn track(
+    pkt: &Packet,
+    key: &FlowKey,
+    t: &Target,
+    settings: &Settings,
+    now: u32,
+) -> Result<Flow, Reason> {
+    let (client, cport) = (pkt.src(), pkt.sport());
+    let state = State::initial(pkt.proto);
+    let timeout = t.timeouts.of(state, 0, false);
+    let mut fwd = Flow {
+        src: client,
+        dst: t.server.addr,
+        sport: cport,
+        dport: t.server.port,
+        state: state as u8,
+        flags: t.flags,
+        attempts: t.attempts,
+        _pad: 0,
+        server: t.slot as u16,
+        frontend: t.frontend as u16,
+        pool: t.pool as u16,
+        _pad2: 0,
+        last_seen: now,
+        timeout,
+        since: now,
+        isn: 0,
+        nh: t.server.nh,
+    };
+    let reply = Flow {
+        src: pkt.dst(),
+        dst: client,
+        sport: pkt.dport(),
+        dport: cport,
+        flags: FLOW_F_REPLY | t.flags,
+        attempts: 0,
+        nh: NextHop::default(),
+        ..fwd
+    };
+    let mut rkey = FlowKey::new(t.server.addr, client, t.server.port, cport, pkt.proto);
+    if t.full_nat {
+        rkey.dst = t.server.snat_addr;
+        fwd.src = t.server.snat_addr;
+        fwd.sport = bind_snat_port(t.slot, &mut rkey, &reply, settings, now)?;
+    } else if !claim(&rkey, &reply, now) {
+        return Err(Reason::DropTupleInUse);
+    }
+    if Table::HalfOpen.insert(key, &fwd, BPF_ANY) {
+        Ok(fwd)
+    } else {
+        Table::HalfOpen.remove(&rkey);
+        Err(Reason::DropConntrackFull)
+    }
+}
+
+/// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply`: free in both
+/// tables, or held by a flow that is dead or whose tuple may pass to this one
+/// (`conntrack::port_reusable`), which is then forgotten.
+#[inline(always)]
+fn claim(rkey: &FlowKey, reply: &Flow, now: u32) -> bool {
+    let ts = reply.flags & lb_common::FLOW_F_TS != 0;
+    let takes = |old: &Flow, table: Table| {
+        expired(old, table, rkey.proto, now)
+            || port_reusable(old, reply.dst, reply.dport, reply.src, ts)
+    };
+    if let Some(old) = LB_FLOWS.get_ptr(rkey) {
+        // SAFETY: read once to decide.
+        let old = unsafe { *old };
+        if !takes(&old, Table::Flows) {
+            return false;
+        }
+        forget(Table::Flows, rkey, &old, rkey.proto);
+    }
+    // Insert first: a free tuple (the common case) then costs one map operation, and NOEXIST
+    // settles a race with another CPU taking the same tuple.
+    if Table::HalfOpen.insert(rkey, reply, BPF_NOEXIST) {
+        return true;
+    }
+    if let Some(old) = LB_HALFOPEN.get_ptr(rkey) {
+        let old = unsafe { *old };
+        if !takes(&old, Table::HalfOpen) {
+            return false;
+        }
+        forget(Table::HalfOpen, rkey, &old, rkey.proto);
+    }
+    Table::HalfOpen.insert(rkey, reply, BPF_ANY)
+}
+
+/// Takes the server's next source ports in turn until [`claim`] gets one. Returns the port,
+/// network order.
+#[inline(always)]
+fn bind_snat_port(
+    slot: u32,
+    rkey: &mut FlowKey,
+    reply: &Flow,
+    settings: &Settings,
+    now: u32,
+) -> Result<u16, Reason> {
+    let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(slot) else {
+        return Err(Reason::DropSnatExhausted);
+    };
+    for _ in 0..SNAT_PROBES {
+        let port = snat_port(
+            fetch_add(cursor),
+            settings.snat_port_min,
+            settings.snat_port_max,
+        )
+        .to_be();
+        rkey.dport = port;
+        if claim(rkey, reply, now) {
+            return Ok(port);
+        }
+    }
+    Err(Reason::DropSnatExhausted)
+}
+
+/// Whether a TCP flow's packet is a client's SYN (only those start TCP flows).
+#[inline(always)]
+pub fn starts_flow(pkt: &Packet) -> bool {
+    pkt.proto != PROTO_TCP || pkt.is_syn()
+}
