@@ -21,7 +21,7 @@ use lb::dataplane::{
     Dataplane, LoadOptions,
     testrun::{self, XDP_PASS, XDP_REDIRECT, action_name},
 };
-use lb_common::{FLOW_F_REPLY, Flow, FlowKey, PROTO_TCP};
+use lb_common::{FlowKey, PROTO_TCP};
 use lb_testbed::{
     packet::{ACK, Pkt, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
@@ -29,7 +29,7 @@ use lb_testbed::{
 
 use crate::{
     Args,
-    fixture::{SNAT_MAX, SNAT_MIN, VIP, be, install},
+    fixture::{SNAT_MAX, SNAT_MIN, VIP, be, established, install},
     report::{Report, Spread, Target},
 };
 
@@ -126,33 +126,22 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
 
     let mut dp = Dataplane::load(&LoadOptions::default())?;
     install(&mut dp, 1, CLIENT)?;
+    let (c, v, cp, vp) = (be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be());
     dp.maps.flows.insert(
-        FlowKey::new(be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be(), PROTO_TCP),
-        Flow {
-            src: be(CLIENT),
-            dst: be(VIP),
-            sport: CPORT.to_be(),
-            dport: 80u16.to_be(),
-            ..Flow::default()
-        },
+        FlowKey::new(c, v, cp, vp, PROTO_TCP),
+        established(c, v, cp, vp, false, 0),
         0,
     )?;
     dp.maps.flows.insert(
-        FlowKey::new(be(VIP), be(CLIENT), 80u16.to_be(), CPORT.to_be(), PROTO_TCP),
-        Flow {
-            src: be(VIP),
-            dst: be(CLIENT),
-            sport: 80u16.to_be(),
-            dport: CPORT.to_be(),
-            flags: FLOW_F_REPLY,
-            ..Flow::default()
-        },
+        FlowKey::new(v, c, vp, cp, PROTO_TCP),
+        established(v, c, vp, cp, true, 0),
         0,
     )?;
     // New flows in a full conntrack get their own instance, small enough to forget every flow.
     let mut full = Dataplane::load(&LoadOptions {
-        pin_dir: None,
         conntrack_entries: 4,
+        halfopen_entries: 4,
+        ..LoadOptions::default()
     })?;
     install(&mut full, 1, CLIENT)?;
 
@@ -222,8 +211,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[1].action = o.action;
 
         let mut roomy = Dataplane::load(&LoadOptions {
-            pin_dir: None,
             conntrack_entries: 2 * NEW_FLOW_RUNS,
+            halfopen_entries: 2 * NEW_FLOW_RUNS,
+            ..LoadOptions::default()
         })?;
         install(&mut roomy, 1, CLIENT)?;
         let o = testrun::run(roomy.lb_program()?, dpc, &syn, NEW_FLOW_RUNS)?;

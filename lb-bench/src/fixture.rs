@@ -5,10 +5,10 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use lb::dataplane::Dataplane;
+use lb::dataplane::{Dataplane, clock};
 use lb_common::{
-    NextHop, PROTO_TCP, PortFilter, PortSide, SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue,
-    Settings,
+    FLOW_F_REPLY, Flow, NextHop, PROTO_TCP, PortFilter, PortSide, ServerInfo, ServiceKey,
+    ServiceValue, Settings, State, Timeouts, clock::ticks_from_ms, conntrack::TimeoutsMs,
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
@@ -26,7 +26,8 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
         snat_port_min: SNAT_MIN,
         snat_port_max: SNAT_MAX,
         flags: 0,
-        fib_epoch: 1,
+        stop_at: 0,
+        _pad: 0,
     })?;
     let mut ports = PortFilter::default();
     ports.add(PortSide::Service, 80);
@@ -51,7 +52,6 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
                 addr: be(VIP),
                 snat_addr: be(snat),
                 port: 80u16.to_be(),
-                state: SERVER_ACTIVE,
                 _pad: 0,
                 pool: 0,
                 nh: NextHop::default(),
@@ -59,5 +59,24 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
         )?;
     }
     let table: Vec<u32> = (0..backends).collect();
-    dp.publish(0, 0, &table)
+    dp.publish(0, 0, Timeouts::from_ms(TimeoutsMs::default()), &table)
+}
+
+/// An established flow's entry rewriting to `src:sport -> dst:dport` (network order), as the
+/// data plane leaves it after a handshake: fresh, with an hour of idle time to go.
+pub fn established(src: u32, dst: u32, sport: u16, dport: u16, reply: bool, server: u16) -> Flow {
+    Flow {
+        src,
+        dst,
+        sport,
+        dport,
+        state: State::Established as u8,
+        flags: if reply { FLOW_F_REPLY } else { 0 },
+        server,
+        last_seen: clock::now(),
+        timeout: ticks_from_ms(3_600_000),
+        since: clock::now(),
+        nh: NextHop::default(),
+        ..Flow::default()
+    }
 }

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::{maps::MapInfo, programs::loaded_programs};
-use lb_common::{MAP_FLOWS, PROG_LB};
+use lb_common::{PROG_LB, names};
 use lb_testbed::{
     daemon::Daemon,
     netns::Netns,
@@ -353,8 +353,9 @@ impl Usage {
 
 /// Run time (bpf_stats) of the `lb_xdp` program(s) using this instance's conntrack map.
 pub fn xdp_run_time(pin_dir: &Path) -> Result<Duration> {
-    let flows = MapInfo::from_pin(pin_dir.join(MAP_FLOWS))
-        .with_context(|| format!("opening {}", pin_dir.join(MAP_FLOWS).display()))?
+    let path = lb::dataplane::maps::pin_path(pin_dir, names::LB_FLOWS)?;
+    let flows = MapInfo::from_pin(&path)
+        .with_context(|| format!("opening {}", path.display()))?
         .id();
     let mut total = Duration::ZERO;
     let mut found = false;

@@ -10,11 +10,11 @@ use aya::{
 };
 use lb::dataplane::OBJECT;
 use lb_common::{
-    MAP_FLOWS,
     bench::{
         GenConfig, MAP_BENCH_COUNT, MAP_BENCH_GEN, PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX,
         SINK_SLOTS,
     },
+    names,
 };
 use lb_testbed::netns::Netns;
 
@@ -43,7 +43,8 @@ fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
 impl BenchProgs {
     pub fn load() -> Result<BenchProgs> {
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, 16)
+            .map_max_entries(names::LB_FLOWS, 16)
+            .map_max_entries(names::LB_HALFOPEN, 16)
             .load(OBJECT)
             .context("loading the XDP object")?;
         for name in [PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX] {

@@ -23,8 +23,8 @@ use lb::dataplane::{
     testrun::{self, XDP_REDIRECT},
 };
 use lb_common::{
-    DEFAULT_CONNTRACK_ENTRIES, FLOW_F_REPLY, Flow, FlowKey, MAP_FLOWS, NextHop, PROTO_TCP,
-    flow::snat_port,
+    DEFAULT_CONNTRACK_ENTRIES, DEFAULT_HALFOPEN_ENTRIES, Flow, FlowKey, PROTO_TCP,
+    balance::snat_port, names,
 };
 use lb_testbed::{
     daemon::Daemon,
@@ -35,7 +35,7 @@ use lb_testbed::{
 
 use crate::{
     Args,
-    fixture::{SNAT_MAX, SNAT_MIN, VIP, be, install},
+    fixture::{SNAT_MAX, SNAT_MIN, VIP, be, established, install},
     pktrate::lb_config,
     report::{Report, Spread, Target},
     sys::{memlock, status_kb},
@@ -99,8 +99,8 @@ struct Chain {
 impl Chain {
     fn new(backends: u32, flows: u32) -> Result<Chain> {
         let mut dp = Dataplane::load(&LoadOptions {
-            pin_dir: None,
             conntrack_entries: conntrack_for(flows),
+            ..LoadOptions::default()
         })?;
         install(&mut dp, backends, Ipv4Addr::new(10, 1, 0, 1))?;
         let order = permutation(flows, 0x1b_5eed ^ u64::from(flows));
@@ -108,36 +108,17 @@ impl Chain {
             let me = endpoint(id);
             let next = endpoint(order[(k + 1) % order.len()]);
             let (c, p) = (be(*me.ip()), me.port().to_be());
+            let server = (id % backends) as u16;
+            let (n, np) = (be(*next.ip()), next.port().to_be());
+            let (v, vp) = (be(VIP), 80u16.to_be());
             dp.maps.flows.insert(
-                FlowKey::new(c, be(VIP), p, 80u16.to_be(), PROTO_TCP),
-                Flow {
-                    src: be(*next.ip()),
-                    dst: be(VIP),
-                    sport: next.port().to_be(),
-                    dport: 80u16.to_be(),
-                    flags: 0,
-                    server: (id % backends) as u16,
-                    frontend: 0,
-                    pool: 0,
-                    nh: NextHop::default(),
-                    closed_at: 0,
-                },
+                FlowKey::new(c, v, p, vp, PROTO_TCP),
+                established(n, v, np, vp, false, server),
                 0,
             )?;
             dp.maps.flows.insert(
-                FlowKey::new(be(VIP), c, 80u16.to_be(), p, PROTO_TCP),
-                Flow {
-                    src: be(VIP),
-                    dst: c,
-                    sport: 80u16.to_be(),
-                    dport: p,
-                    flags: FLOW_F_REPLY,
-                    server: (id % backends) as u16,
-                    frontend: 0,
-                    pool: 0,
-                    nh: NextHop::default(),
-                    closed_at: 0,
-                },
+                FlowKey::new(v, c, vp, p, PROTO_TCP),
+                established(v, c, vp, p, true, server),
                 0,
             )?;
         }
@@ -228,10 +209,11 @@ impl NewFlows {
         let mut dp = Dataplane::load(&LoadOptions::default())?;
         install(&mut dp, 1, Ipv4Addr::new(10, 0, 1, 1))?;
         if full {
-            let entries = 2 * DEFAULT_CONNTRACK_ENTRIES;
+            // New flows start half-open: that is the table every insert must evict from.
+            let entries = 2 * DEFAULT_HALFOPEN_ENTRIES;
             for i in 0..entries {
                 let e = endpoint(i);
-                dp.maps.flows.insert(
+                dp.maps.halfopen.insert(
                     FlowKey::new(
                         be(*e.ip()),
                         be(VIP),
@@ -372,7 +354,10 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     d.wait_ready()?;
     let pid = d.pid().context("lb is not running")?;
     let (rss, hwm) = (status_kb(pid, "VmRSS")?, status_kb(pid, "VmHWM")?);
-    let info = MapInfo::from_pin(d.pin_dir().join(MAP_FLOWS))?;
+    let info = MapInfo::from_pin(lb::dataplane::maps::pin_path(
+        &d.pin_dir(),
+        names::LB_FLOWS,
+    )?)?;
     let fd = info.fd()?;
     let map = memlock(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(
         &fd,

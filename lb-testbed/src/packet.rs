@@ -24,6 +24,9 @@ pub struct Pkt {
     pub proto: u8,
     pub tcp_flags: u8,
     pub seq: u32,
+    pub ack: u32,
+    /// TCP options, padded by the caller to a multiple of 4 (see [`Pkt::timestamps`]).
+    pub tcp_options: Vec<u8>,
     pub ttl: u8,
     pub id: u16,
     /// Raw flags + fragment offset field (host order), e.g. 0x4000 for DF.
@@ -47,6 +50,8 @@ impl Pkt {
             proto: TCP,
             tcp_flags: ACK,
             seq: 1000,
+            ack: 0,
+            tcp_options: Vec::new(),
             ttl: 64,
             id: 0x1234,
             frag: 0x4000,
@@ -66,6 +71,26 @@ impl Pkt {
 
     pub fn flags(mut self, f: u8) -> Pkt {
         self.tcp_flags = f;
+        self
+    }
+
+    pub fn seq(mut self, seq: u32) -> Pkt {
+        self.seq = seq;
+        self
+    }
+
+    pub fn ack(mut self, ack: u32) -> Pkt {
+        self.ack = ack;
+        self
+    }
+
+    /// Options as Linux sends them on a SYN: MSS, SACK permitted, timestamps, window scale.
+    pub fn timestamps(mut self, tsval: u32) -> Pkt {
+        let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+        o.extend_from_slice(&tsval.to_be_bytes());
+        o.extend_from_slice(&0u32.to_be_bytes());
+        o.extend_from_slice(&[1, 3, 3, 7]);
+        self.tcp_options = o;
         self
     }
 
@@ -94,12 +119,17 @@ impl Pkt {
     }
 
     pub fn l4_header_len(&self) -> usize {
-        if self.proto == UDP { 8 } else { 20 }
+        if self.proto == UDP {
+            8
+        } else {
+            20 + self.tcp_options.len()
+        }
     }
 
     /// The frame, with correct IPv4 and L4 checksums.
     pub fn build(&self) -> Vec<u8> {
         assert!(self.ip_options.len().is_multiple_of(4) && self.ip_options.len() <= 40);
+        assert!(self.tcp_options.len().is_multiple_of(4) && self.tcp_options.len() <= 40);
         let ihl = self.ip_header_len();
         let l4_len = self.l4_header_len() + self.payload.len();
         let mut f = Vec::with_capacity(14 + ihl + l4_len);
@@ -128,11 +158,12 @@ impl Pkt {
             f.extend_from_slice(&[0, 0]);
         } else {
             f.extend_from_slice(&self.seq.to_be_bytes());
-            f.extend_from_slice(&0u32.to_be_bytes());
-            f.push(0x50);
+            f.extend_from_slice(&self.ack.to_be_bytes());
+            f.push(((self.l4_header_len() / 4) as u8) << 4);
             f.push(self.tcp_flags);
             f.extend_from_slice(&0xfaf0u16.to_be_bytes());
             f.extend_from_slice(&[0, 0, 0, 0]);
+            f.extend_from_slice(&self.tcp_options);
         }
         f.extend_from_slice(&self.payload);
         if !(self.proto == UDP && self.udp_no_checksum) {

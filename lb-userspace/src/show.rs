@@ -3,8 +3,8 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use lb_common::{
-    FLOW_F_CLOSING, MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT,
-    META_STATE_UNUSED, META_STATE_UP, PROTO_TCP, PROTO_UDP, name_str,
+    MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UNUSED,
+    META_STATE_UP, PROTO_TCP, PROTO_UDP, State, name_str,
 };
 use serde::Serialize;
 
@@ -40,7 +40,9 @@ pub fn state_name(s: u8) -> &'static str {
 
 /// One row per configured server, in id order.
 pub fn backend_rows(maps: &Maps) -> Result<Vec<BackendRow>> {
-    let flows = maps.open_flows(0).per_server;
+    let flows = maps
+        .open_flows(0, crate::dataplane::clock::now())
+        .per_server;
     let mut rows = Vec::new();
     for id in 0..MAX_SERVERS {
         let meta = maps.meta.get(&id, 0)?;
@@ -173,7 +175,7 @@ pub fn stats_of(maps: &Maps) -> Result<Stats> {
             .into_iter()
             .map(|(r, n)| (r.name().to_string(), n))
             .collect(),
-        conntrack_entries: maps.flow_count(),
+        conntrack_entries: maps.flow_count(crate::dataplane::clock::now()),
     })
 }
 
@@ -209,8 +211,10 @@ pub struct FlowRow {
     pub server_addr: String,
     /// The source the server sees (the LB's full-NAT address and port, or the client).
     pub source: String,
-    /// A FIN or RST went by.
-    pub closing: bool,
+    /// `conntrack::State` by name (`established`, `fin-wait`...).
+    pub state: &'static str,
+    /// Milliseconds since the flow's last packet this way.
+    pub idle_ms: u64,
 }
 
 /// Which flows `lb show flows` lists.
@@ -255,10 +259,8 @@ pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
         matching: 0,
         flows: Vec::new(),
     };
-    for (k, f) in maps.flows.iter().flatten() {
-        if f.is_reply() {
-            continue;
-        }
+    let now = crate::dataplane::clock::now();
+    for (k, f) in maps.live_flows(now) {
         if filter.client.is_some_and(|c| addr_of(k.src) != c) {
             continue;
         }
@@ -285,7 +287,8 @@ pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
             server,
             server_addr: ep(f.dst, f.dport),
             source: ep(f.src, f.sport),
-            closing: f.flags & FLOW_F_CLOSING != 0,
+            state: State::from_u8(f.state).map_or("?", State::name),
+            idle_ms: crate::dataplane::maps::idle_ms(&f, now),
         });
     }
     Ok(out)
@@ -309,14 +312,17 @@ pub fn flows(instance: &str, filter: &FlowFilter, json: bool) -> Result<()> {
                 format!("{}/{}", r.backend, r.server),
                 r.server_addr.clone(),
                 r.source.clone(),
-                if r.closing { "closing" } else { "" }.to_string(),
+                r.state.to_string(),
+                format!("{:.1}s", r.idle_ms as f64 / 1000.0),
             ]
         })
         .collect();
     print!(
         "{}",
         table(
-            &["PROTO", "CLIENT", "VIP", "SERVER", "TO", "VIA", "STATE"],
+            &[
+                "PROTO", "CLIENT", "VIP", "SERVER", "TO", "VIA", "STATE", "IDLE"
+            ],
             &cells
         )
     );

@@ -129,7 +129,7 @@ pub fn read_traffic(maps: &Maps, ids: &[(u32, u32)], frontends: usize) -> Traffi
         .map(|&(id, _)| id as usize + 1)
         .max()
         .unwrap_or(0);
-    let open = maps.open_flows(frontends);
+    let open = maps.open_flows(frontends, crate::dataplane::clock::now());
     let mut servers = vec![Flows::default(); n];
     for &(id, slot) in ids {
         if let Some(fl) = servers.get_mut(id as usize) {

@@ -2,9 +2,8 @@
 //! into the maps: pool tables through the double buffer, server entries, names for `lb show`.
 use anyhow::{Result, anyhow};
 use lb_common::{
-    META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop, SERVER_ACTIVE,
-    SERVER_GONE, SETTINGS_F_LOG_FLOWS, SETTINGS_F_WILDCARD, ServerInfo, ServerMeta, Settings,
-    TABLE_SIZE, name_field,
+    META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop,
+    SETTINGS_F_LOG_FLOWS, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
 };
 
 use super::plan::Plan;
@@ -109,16 +108,14 @@ impl Balancer {
         self.settings = Settings {
             snat_port_min: lo,
             snat_port_max: hi,
-            flags: if self.plan.layout.wildcard {
-                SETTINGS_F_WILDCARD
-            } else {
-                0
-            } | if cfg.frontends.iter().any(|f| f.tcplog) {
+            flags: if cfg.frontends.iter().any(|f| f.tcplog) {
                 SETTINGS_F_LOG_FLOWS
             } else {
                 0
             },
-            fib_epoch: self.settings.fib_epoch.wrapping_add(1).max(1),
+            // Running: a stop left by a daemon that exited is cancelled.
+            stop_at: 0,
+            _pad: 0,
         };
         self.dp.maps.write_settings(self.settings)?;
         let servers: Vec<u32> = self.plan.layout.servers().map(|(_, s)| s.slot).collect();
@@ -129,14 +126,14 @@ impl Balancer {
             self.sync_pool(pool)?;
         }
         // Services last: by now every pool they point to has its table.
-        let services = self.plan.layout.services.clone();
+        let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
         self.dp.maps.write_port_filter(&ports)
     }
 
-    /// Brings one pool's maps in line with `states`. Servers that may keep flows are marked
-    /// active before the new table goes live, servers that may not are marked gone after, so
-    /// no new flow reaches a server that left and none is redispatched needlessly.
+    /// Brings one pool's maps in line with `states`: every server's entry first, then the
+    /// table of those that take new flows. Established flows carry their own rewrite and stay
+    /// where they are whatever the server's state, as in HAProxy.
     pub fn sync_pool(&mut self, pool: u32) -> Result<()> {
         let p = self
             .plan
@@ -159,28 +156,29 @@ impl Balancer {
             })
             .collect();
         let table = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
-        let info = |s: &ServerLayout, active: bool| ServerInfo {
+        let info = |s: &ServerLayout| ServerInfo {
             addr: addr_be(s.addr),
             snat_addr: addr_be(self.plan.snat[s.id as usize]),
             port: s.port.to_be(),
-            state: if active { SERVER_ACTIVE } else { SERVER_GONE },
             _pad: 0,
             pool: p.slot,
             nh: NextHop::default(),
         };
         for s in &p.servers {
-            if self.states[s.id as usize].active() {
-                let i = info(s, true);
-                self.dp.maps.write_server(s.slot, i)?;
+            let want = info(s);
+            // Rewriting an unchanged entry would only drop its cached next hop.
+            let cur = self.dp.maps.servers.get(&s.slot, 0)?;
+            if (ServerInfo {
+                nh: NextHop::default(),
+                ..cur
+            }) != want
+            {
+                self.dp.maps.write_server(s.slot, want)?;
             }
         }
-        self.dp.publish(p.slot, p.flags, &table)?;
+        self.dp.publish(p.slot, p.flags, p.timeouts, &table)?;
         for s in &p.servers {
             let st = self.states[s.id as usize];
-            if !st.active() {
-                let i = info(s, false);
-                self.dp.maps.write_server(s.slot, i)?;
-            }
             let meta = ServerMeta {
                 backend: name_field(&p.name),
                 server: name_field(&s.name),
@@ -210,15 +208,6 @@ pub fn initial_states(plan: &Plan) -> Vec<ServerState> {
             weight: s.weight,
         })
         .collect()
-}
-
-impl Balancer {
-    /// Invalidates every next hop the data plane cached, so the next packet of each server
-    /// and flow asks the FIB again (routes or neighbours may have changed).
-    pub fn bump_fib_epoch(&mut self) -> Result<()> {
-        self.settings.fib_epoch = self.settings.fib_epoch.wrapping_add(1).max(1);
-        self.dp.maps.write_settings(self.settings)
-    }
 }
 
 fn unix_now() -> u64 {

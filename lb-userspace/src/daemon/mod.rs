@@ -17,7 +17,7 @@ pub mod privileges;
 pub mod runtime;
 pub mod sysctl;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 pub use balancer::{Admin, Balancer, ServerState, initial_states};
@@ -30,9 +30,6 @@ use crate::{
     dataplane::{Dataplane, LoadOptions, pin_dir},
     logs::{Logger, format::startup_lines},
 };
-
-/// How long a next hop cached by the data plane is trusted.
-const FIB_REFRESH: Duration = Duration::from_secs(1);
 
 /// Re-readable from inside a `chroot`: the directory is opened once, up front.
 pub struct ConfigFile {
@@ -133,6 +130,7 @@ async fn serve(
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pin_dir(&cfg.global.instance)),
         conntrack_entries: cfg.global.conntrack_entries,
+        ..LoadOptions::default()
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
@@ -181,7 +179,6 @@ async fn serve(
     );
     readiness.ready();
 
-    let mut refresh = tokio::time::interval(FIB_REFRESH);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
     let shutdown = shutdown_signal();
@@ -191,7 +188,6 @@ async fn serve(
             r = &mut shutdown => { r?; break; }
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
-            _ = refresh.tick() => rt.bal.bump_fib_epoch()?,
             _ = hup.recv() => rt.reload(&mut events).await,
         }
     }

@@ -18,6 +18,17 @@ pub fn host_diagnostics(cfg: &Config) -> Vec<Diagnostic> {
     config::validate::host(cfg, &local, net::ephemeral_ports())
 }
 
+/// The distinct addresses of `local`, in network order.
+pub fn local_v4(local: &[net::LocalAddr]) -> Vec<u32> {
+    let mut v: Vec<u32> = local
+        .iter()
+        .map(|l| crate::dataplane::layout::addr_be(l.addr))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Where packets come from and go to, resolved against this host.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -26,6 +37,8 @@ pub struct Plan {
     pub snat: Vec<Ipv4Addr>,
     /// Interfaces to attach to, in a stable order.
     pub interfaces: Vec<String>,
+    /// This host's IPv4 addresses (network order): where wildcard binds listen.
+    pub local: Vec<u32>,
 }
 
 /// Resolves the config against the host: routes to every server, interfaces to attach to.
@@ -73,5 +86,6 @@ pub fn plan(cfg: &Config, extra: &[String]) -> Result<Plan> {
         layout,
         snat,
         interfaces: ifaces.into_iter().collect(),
+        local: local_v4(&local),
     })
 }

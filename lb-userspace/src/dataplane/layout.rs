@@ -10,13 +10,15 @@ use std::net::Ipv4Addr;
 
 use lb_common::{
     MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
-    PortFilter, PortSide, ServiceKey, ServiceValue, name_field, name_str,
+    PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, conntrack::TimeoutsMs, name_field,
+    name_str,
 };
 
 use crate::config::{Config, NatMode, OnEmpty};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
+    /// As bound: `addr == 0` for a wildcard bind (`*:port`), see [`Layout::service_entries`].
     pub services: Vec<(ServiceKey, ServiceValue)>,
     /// Some bind is `*:port`.
     pub wildcard: bool,
@@ -32,6 +34,8 @@ pub struct PoolLayout {
     pub name: String,
     /// `POOL_F_*`.
     pub flags: u32,
+    /// Flow timeouts in the data plane's ticks.
+    pub timeouts: Timeouts,
     pub allbackups: bool,
     pub servers: Vec<ServerLayout>,
 }
@@ -85,11 +89,20 @@ impl Layout {
                         }
                     })
                     .collect();
+                let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
                 PoolLayout {
                     id: i as u32,
                     slot: i as u32,
                     name: b.name.clone(),
                     flags,
+                    timeouts: Timeouts::from_ms(TimeoutsMs {
+                        connect: ms(b.timeouts.connect),
+                        client: ms(b.timeouts.client),
+                        server: ms(b.timeouts.server),
+                        tunnel: None,
+                        client_fin: None,
+                        server_fin: None,
+                    }),
                     allbackups: b.allbackups,
                     servers,
                 }
@@ -123,6 +136,28 @@ impl Layout {
             pools,
             frontends: c.frontends.iter().map(|f| f.name.clone()).collect(),
         }
+    }
+
+    /// What `LB_SERVICES` holds on a host with these `local` addresses (network order):
+    /// exact binds as they are, and each wildcard bind once per local address, as HAProxy's
+    /// INADDR_ANY means "this host's addresses" (traffic the host merely routes is not a
+    /// service's). An exact bind wins over a wildcard on the same address and port.
+    pub fn service_entries(&self, local: &[u32]) -> Vec<(ServiceKey, ServiceValue)> {
+        let mut out: Vec<(ServiceKey, ServiceValue)> = self
+            .services
+            .iter()
+            .filter(|(k, _)| k.addr != 0)
+            .copied()
+            .collect();
+        for (k, v) in self.services.iter().filter(|(k, _)| k.addr == 0) {
+            for &addr in local {
+                let key = ServiceKey { addr, ..*k };
+                if !out.iter().any(|(o, _)| *o == key) {
+                    out.push((key, *v));
+                }
+            }
+        }
+        out
     }
 
     pub fn servers(&self) -> impl Iterator<Item = (&PoolLayout, &ServerLayout)> {

@@ -1,108 +1,85 @@
-//! Typed handles on every map, opened either from a freshly loaded object or from the pins of
-//! a running instance (`lb show` works without the daemon).
+//! Typed handles on every map, expanded from the one table in `lb_common::maps`, opened either
+//! from a freshly loaded object or from the pins of a running instance (`lb show` works
+//! without the daemon); and what a daemon does with pins this build cannot read.
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapInfo, MapType, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
 };
-use lb_common::{ports::PORT_FILTER_WORDS, *};
+use lb_common::{
+    Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
+    clock::elapsed, conntrack::idle_expired, map_def, names,
+};
 
-/// Pins live under `/sys/fs/bpf/lb/<instance>/<MAP_NAME>`.
+/// Pins live under `/sys/fs/bpf/lb/<instance>/`.
 pub fn pin_dir(instance: &str) -> PathBuf {
     Path::new("/sys/fs/bpf/lb").join(instance)
 }
 
-/// See [`Maps::open_flows`].
-pub struct OpenFlows {
-    pub per_server: Vec<u64>,
-    pub per_frontend: Vec<u64>,
-    pub total: u64,
+/// A map's pin is named after the map and its layout version (`LB_FLOWS_v2`), so a build
+/// never adopts a map it would misread. (bpffs reserves dots in names.)
+pub fn pin_name(def: &MapDef) -> String {
+    format!("{}_v{}", def.name, def.version)
 }
 
-pub struct Maps {
-    pub services: HashMap<MapData, ServiceKey, ServiceValue>,
-    pub pools: Array<MapData, PoolInfo>,
-    pub pool_rr: Array<MapData, u64>,
-    pub tables: Array<MapData, u32>,
-    pub servers: Array<MapData, ServerInfo>,
-    pub snat_cursor: Array<MapData, u64>,
-    pub meta: Array<MapData, ServerMeta>,
-    pub flows: HashMap<MapData, FlowKey, Flow>,
-    pub settings: Array<MapData, Settings>,
-    pub server_stats: PerCpuArray<MapData, Counters>,
-    pub frontend_stats: PerCpuArray<MapData, Counters>,
-    pub reason_stats: PerCpuArray<MapData, u64>,
-    pub ports: Array<MapData, u64>,
+/// The pin of the map called `name` under `dir`.
+pub fn pin_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    let def = map_def(name).ok_or_else(|| anyhow!("no map named {name}"))?;
+    Ok(dir.join(pin_name(def)))
 }
 
-/// `LB_FLOWS` holds both directions of every flow.
-pub fn flow_entries(conntrack_entries: u32) -> u32 {
-    conntrack_entries.saturating_mul(2)
+/// The aya handle type of a row of the table.
+macro_rules! user_map_type {
+    (Hash, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
+    (LruHash, $k:ty, $v:ty) => { HashMap<MapData, $k, $v> };
+    (Array, $k:ty, $v:ty) => { Array<MapData, $v> };
+    (PerCpuArray, $k:ty, $v:ty) => { PerCpuArray<MapData, $v> };
+    (RingBuf, $k:ty, $v:ty) => { RingBuf<MapData> };
 }
 
-/// What a map must look like for this build: type, key size, value size, max entries.
-pub fn expected(name: &str, conntrack_entries: u32) -> Option<(MapType, u32, u32, u32)> {
-    fn size<T>() -> u32 {
-        std::mem::size_of::<T>() as u32
-    }
-    Some(match name {
-        MAP_SERVICES => (
-            MapType::Hash,
-            size::<ServiceKey>(),
-            size::<ServiceValue>(),
-            MAX_SERVICES,
-        ),
-        MAP_POOLS => (MapType::Array, 4, size::<PoolInfo>(), MAX_POOLS),
-        MAP_POOL_RR => (MapType::Array, 4, 8, MAX_POOLS),
-        MAP_TABLES => (MapType::Array, 4, 4, MAX_POOLS * 2 * TABLE_SIZE),
-        MAP_SERVERS => (MapType::Array, 4, size::<ServerInfo>(), MAX_SERVERS),
-        MAP_SNAT_CURSOR => (MapType::Array, 4, 8, MAX_SERVERS),
-        MAP_SERVER_META => (MapType::Array, 4, size::<ServerMeta>(), MAX_SERVERS),
-        MAP_FLOWS => (
-            MapType::LruHash,
-            size::<FlowKey>(),
-            size::<Flow>(),
-            flow_entries(conntrack_entries),
-        ),
-        MAP_SETTINGS => (MapType::Array, 4, size::<Settings>(), 1),
-        MAP_SERVER_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_SERVERS),
-        MAP_FRONTEND_STATS => (MapType::PerCpuArray, 4, size::<Counters>(), MAX_FRONTENDS),
-        MAP_REASON_STATS => (MapType::PerCpuArray, 4, 8, Reason::COUNT),
-        MAP_PORTS => (MapType::Array, 4, 8, PORT_FILTER_WORDS),
-        _ => return None,
-    })
+/// Private (unpinned) maps exist only in the process that loaded the object.
+macro_rules! field_type {
+    (Private, $kind:ident, $k:ty, $v:ty) => { Option<user_map_type!($kind, $k, $v)> };
+    ($keep:ident, $kind:ident, $k:ty, $v:ty) => { user_map_type!($kind, $k, $v) };
 }
 
-/// Removes pins that this build cannot reuse (another layout or size), so the loader creates
-/// them afresh. Returns a line per removed pin, for the log.
-pub fn drop_incompatible_pins(dir: &Path, conntrack_entries: u32) -> Result<Vec<String>> {
-    let mut dropped = Vec::new();
-    for name in PINNED_MAPS {
-        let path = dir.join(name);
-        if !path.exists() {
-            continue;
+macro_rules! open_field {
+    (Private, $map:expr, $name:expr) => {
+        $map.map(|m| typed(m, $name)).transpose()?
+    };
+    ($keep:ident, $map:expr, $name:expr) => {
+        typed(
+            $map.ok_or_else(|| anyhow!("the XDP object has no map {}", $name))?,
+            $name,
+        )?
+    };
+}
+
+macro_rules! user_maps {
+    ($( $(#[$doc:meta])* $field:ident $name:ident : $kind:ident < $k:ty, $v:ty >
+        [$max:expr] $keep:ident $ver:literal; )*) => {
+        /// Every map of the object, typed.
+        pub struct Maps {
+            $( $(#[$doc])* pub $field: field_type!($keep, $kind, $k, $v), )*
         }
-        let Some(want) = expected(name, conntrack_entries) else {
-            continue;
-        };
-        let have = MapInfo::from_pin(&path).ok().and_then(|i| {
-            Some((
-                i.map_type().ok()?,
-                i.key_size(),
-                i.value_size(),
-                i.max_entries(),
-            ))
-        });
-        if have != Some(want) {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            dropped.push(format!(
-                "pinned map {name} does not match this build ({have:?} != {want:?}): recreated, its entries are lost"
-            ));
+
+        impl Maps {
+            /// Builds the handles from `get`, which gives each map (or `None`).
+            fn open(mut get: impl FnMut(&'static MapDef) -> Result<Option<Map>>) -> Result<Maps> {
+                Ok(Maps {
+                    $( $field: open_field!($keep, get(def(names::$name))?, names::$name), )*
+                })
+            }
         }
-    }
-    Ok(dropped)
+    };
+}
+lb_common::for_each_map!(user_maps);
+
+fn def(name: &str) -> &'static MapDef {
+    // The table and `names` come from the same macro expansion.
+    map_def(name).unwrap_or(&MAPS[0])
 }
 
 fn typed<T>(map: Map, name: &str) -> Result<T>
@@ -112,31 +89,155 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
+/// See [`Maps::open_flows`].
+pub struct OpenFlows {
+    pub per_server: Vec<u64>,
+    pub per_frontend: Vec<u64>,
+    pub total: u64,
+}
+
+/// The conntrack tables' sizes, in entries (two per flow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSizes {
+    pub flows: u32,
+    pub halfopen: u32,
+}
+
+impl TableSizes {
+    /// From capacities in flows.
+    pub fn for_flows(flows: u32, halfopen: u32) -> TableSizes {
+        TableSizes {
+            flows: flows.saturating_mul(2),
+            halfopen: halfopen.saturating_mul(2),
+        }
+    }
+
+    /// A map's entries in this build, as loaded with these sizes.
+    pub fn max_entries(&self, def: &MapDef) -> u32 {
+        match def.name {
+            names::LB_FLOWS => self.flows,
+            names::LB_HALFOPEN => self.halfopen,
+            _ => def.max_entries,
+        }
+    }
+}
+
+fn map_type(kind: MapKind) -> MapType {
+    match kind {
+        MapKind::Hash => MapType::Hash,
+        MapKind::LruHash => MapType::LruHash,
+        MapKind::Array => MapType::Array,
+        MapKind::PerCpuArray => MapType::PerCpuArray,
+        MapKind::RingBuf => MapType::RingBuf,
+    }
+}
+
+/// What a pinned map is worth losing, in words.
+fn loss(keep: Keep) -> &'static str {
+    match keep {
+        Keep::State => "its live state (established connections, server slots) would be lost",
+        Keep::Counters => "its counters restart from zero",
+        Keep::Config | Keep::Private => "it is rebuilt from the configuration",
+    }
+}
+
+/// Prepares the pin directory for this build: pins it can adopt stay; pins it cannot (another
+/// layout, another size, another layout version, or an older lb's unversioned names) are
+/// removed when losing them is harmless (config maps, with a note for counters), and refused
+/// for maps holding live state unless `discard_state`, with a message saying what would be
+/// lost. Returns notes for the log.
+pub fn prepare_pins(dir: &Path, sizes: TableSizes, discard_state: bool) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut refused = Vec::new();
+    let mut drop = |path: &Path, what: String, keep: Keep| -> Result<()> {
+        if keep == Keep::State && !discard_state {
+            refused.push(what);
+            return Ok(());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        if keep != Keep::Config {
+            notes.push(format!("{what}: removed, {}", loss(keep)));
+        }
+        Ok(())
+    };
+    for def in MAPS.iter().filter(|d| d.keep != Keep::Private) {
+        let path = dir.join(pin_name(def));
+        if !path.exists() {
+            continue;
+        }
+        let want = (
+            map_type(def.kind),
+            def.key_size,
+            def.value_size,
+            sizes.max_entries(def),
+        );
+        let have = MapInfo::from_pin(&path).ok().and_then(|i| {
+            Some((
+                i.map_type().ok()?,
+                i.key_size(),
+                i.value_size(),
+                i.max_entries(),
+            ))
+        });
+        if have != Some(want) {
+            let what = format!(
+                "pinned map {} does not match this build ({}; this build: {} entries of {}+{} bytes)",
+                pin_name(def),
+                have.map_or("unreadable".to_string(), |h| format!(
+                    "{} entries of {}+{} bytes",
+                    h.3, h.1, h.2
+                )),
+                want.3,
+                want.1,
+                want.2
+            );
+            drop(&path, what, def.keep)?;
+        }
+    }
+    // Pins of other layout versions (or an older lb's unversioned names).
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(def) = stale_version_of(&file) else {
+            continue;
+        };
+        let what = format!(
+            "pinned map {file} is from another build of lb (this build uses {})",
+            pin_name(def)
+        );
+        drop(&entry.path(), what, def.keep)?;
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{}: {}.\nStart with --discard-state to accept that loss, or run the build that made these pins.",
+            refused.join("; "),
+            loss(Keep::State)
+        );
+    }
+    Ok(notes)
+}
+
+/// The map a pin file of another layout version belongs to: `LB_FLOWS` or `LB_FLOWS_v1` when
+/// this build pins `LB_FLOWS_v2`.
+fn stale_version_of(file: &str) -> Option<&'static MapDef> {
+    MAPS.iter().find(|d| {
+        d.keep != Keep::Private
+            && file != pin_name(d)
+            && (file == d.name
+                || file
+                    .strip_prefix(d.name)
+                    .and_then(|rest| rest.strip_prefix("_v"))
+                    .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())))
+    })
+}
+
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
-        };
-        Ok(Maps {
-            services: typed(take(MAP_SERVICES)?, MAP_SERVICES)?,
-            pools: typed(take(MAP_POOLS)?, MAP_POOLS)?,
-            pool_rr: typed(take(MAP_POOL_RR)?, MAP_POOL_RR)?,
-            tables: typed(take(MAP_TABLES)?, MAP_TABLES)?,
-            servers: typed(take(MAP_SERVERS)?, MAP_SERVERS)?,
-            snat_cursor: typed(take(MAP_SNAT_CURSOR)?, MAP_SNAT_CURSOR)?,
-            meta: typed(take(MAP_SERVER_META)?, MAP_SERVER_META)?,
-            flows: typed(take(MAP_FLOWS)?, MAP_FLOWS)?,
-            settings: typed(take(MAP_SETTINGS)?, MAP_SETTINGS)?,
-            server_stats: typed(take(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
-            frontend_stats: typed(take(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
-            reason_stats: typed(take(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
-            ports: typed(take(MAP_PORTS)?, MAP_PORTS)?,
-        })
+        Maps::open(|d| Ok(ebpf.take_map(d.name)))
     }
 
-    /// Opens the pinned maps of an instance.
+    /// Opens the pinned maps of an instance (private maps are absent).
     pub fn from_pins(dir: &Path) -> Result<Maps> {
         if !dir.exists() {
             bail!(
@@ -144,32 +245,22 @@ impl Maps {
                 dir.display()
             );
         }
-        let open = |name: &str| -> Result<Map> {
-            let path = dir.join(name);
+        Maps::open(|d| {
+            if d.keep == Keep::Private {
+                return Ok(None);
+            }
+            let path = dir.join(pin_name(d));
             let data = MapData::from_pin(&path)
                 .with_context(|| format!("opening pinned map {}", path.display()))?;
-            Map::from_map_data(data).with_context(|| format!("pinned map {}", path.display()))
-        };
-        Ok(Maps {
-            services: typed(open(MAP_SERVICES)?, MAP_SERVICES)?,
-            pools: typed(open(MAP_POOLS)?, MAP_POOLS)?,
-            pool_rr: typed(open(MAP_POOL_RR)?, MAP_POOL_RR)?,
-            tables: typed(open(MAP_TABLES)?, MAP_TABLES)?,
-            servers: typed(open(MAP_SERVERS)?, MAP_SERVERS)?,
-            snat_cursor: typed(open(MAP_SNAT_CURSOR)?, MAP_SNAT_CURSOR)?,
-            meta: typed(open(MAP_SERVER_META)?, MAP_SERVER_META)?,
-            flows: typed(open(MAP_FLOWS)?, MAP_FLOWS)?,
-            settings: typed(open(MAP_SETTINGS)?, MAP_SETTINGS)?,
-            server_stats: typed(open(MAP_SERVER_STATS)?, MAP_SERVER_STATS)?,
-            frontend_stats: typed(open(MAP_FRONTEND_STATS)?, MAP_FRONTEND_STATS)?,
-            reason_stats: typed(open(MAP_REASON_STATS)?, MAP_REASON_STATS)?,
-            ports: typed(open(MAP_PORTS)?, MAP_PORTS)?,
+            Map::from_map_data(data)
+                .map(Some)
+                .with_context(|| format!("pinned map {}", path.display()))
         })
     }
 
     /// Sum over CPUs of a server's counters.
-    pub fn server_counters(&self, id: u32) -> Result<Counters> {
-        let per_cpu = self.server_stats.get(&id, 0)?;
+    pub fn server_counters(&self, slot: u32) -> Result<Counters> {
+        let per_cpu = self.server_stats.get(&slot, 0)?;
         Ok(per_cpu.iter().fold(Counters::default(), |a, c| a.plus(*c)))
     }
 
@@ -189,17 +280,32 @@ impl Maps {
             .collect()
     }
 
-    /// Open flows per server id and per frontend id, and in all (a full scan; for `show`
-    /// and the runtime API, not the fast path). Flows seen closing (FIN/RST) stay in the
-    /// table until reused or evicted; they are not counted.
-    pub fn open_flows(&self, frontends: usize) -> OpenFlows {
+    /// Every live forward entry (client -> VIP) of both tables, as the data plane would judge
+    /// them at `now` (clock ticks): expired ones are left out. A full scan, for `show` and the
+    /// runtime API, not the fast path.
+    pub fn live_flows(&self, now: u32) -> Vec<(FlowKey, Flow)> {
+        let mut out = Vec::new();
+        for table in [&self.flows, &self.halfopen] {
+            for (k, f) in table.iter().flatten() {
+                if f.is_reply() || dead(table, &k, &f, now) {
+                    continue;
+                }
+                out.push((k, f));
+            }
+        }
+        out
+    }
+
+    /// Open flows per server slot and per frontend, and in all: live flows that are not
+    /// closed.
+    pub fn open_flows(&self, frontends: usize, now: u32) -> OpenFlows {
         let mut out = OpenFlows {
             per_server: vec![0; MAX_SERVERS as usize],
             per_frontend: vec![0; frontends],
             total: 0,
         };
-        for (_, f) in self.flows.iter().flatten() {
-            if f.is_reply() || f.flags & FLOW_F_CLOSING != 0 {
+        for (_, f) in self.live_flows(now) {
+            if f.state == State::Closed as u8 {
                 continue;
             }
             out.total += 1;
@@ -213,12 +319,27 @@ impl Maps {
         out
     }
 
-    /// Number of tracked flows (forward entries).
-    pub fn flow_count(&self) -> u64 {
-        self.flows
-            .iter()
-            .flatten()
-            .filter(|(_, f)| !f.is_reply())
-            .count() as u64
+    /// Number of tracked flows (live forward entries).
+    pub fn flow_count(&self, now: u32) -> u64 {
+        self.live_flows(now).len() as u64
     }
+}
+
+/// An entry's expiry as `conntrack::expired` decides it in the data plane.
+pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now: u32) -> bool {
+    if !idle_expired(f, now) {
+        return false;
+    }
+    if lb_common::conntrack::expiry_asks_mirror(f.state)
+        && let Ok(m) = table.get(&f.mirror_key(k.proto), 0)
+        && !idle_expired(&m, now)
+    {
+        return false;
+    }
+    true
+}
+
+/// How long ago (ms) an entry last saw a packet, at `now` (ticks).
+pub fn idle_ms(f: &Flow, now: u32) -> u64 {
+    lb_common::clock::ms_from_ticks(elapsed(now, f.last_seen))
 }

@@ -1,5 +1,6 @@
 //! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
 //! its maps. Everything above this module talks in config terms; everything below in map terms.
+pub mod clock;
 pub mod layout;
 pub mod maps;
 pub mod table;
@@ -14,9 +15,9 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::{MAP_EVENTS, MAP_FLOWS, PINNED_MAPS, PROG_LB, PROG_PASS};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
-pub use maps::{Maps, pin_dir};
+pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
 
 /// The XDP object built by `build.rs` from `lb-ebpf`.
@@ -26,7 +27,12 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub struct LoadOptions {
     /// Pin (and reuse) maps here; `None` keeps them private to this process (tests, bench).
     pub pin_dir: Option<PathBuf>,
+    /// Capacities in flows of the confirmed and half-open tables.
     pub conntrack_entries: u32,
+    pub halfopen_entries: u32,
+    /// Drop pinned state this build cannot adopt (established flows) instead of refusing to
+    /// start (`lb run --discard-state`).
+    pub discard_state: bool,
 }
 
 impl Default for LoadOptions {
@@ -34,7 +40,15 @@ impl Default for LoadOptions {
         LoadOptions {
             pin_dir: None,
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
+            halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
+            discard_state: false,
         }
+    }
+}
+
+impl LoadOptions {
+    pub fn sizes(&self) -> TableSizes {
+        TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries)
     }
 }
 
@@ -60,13 +74,18 @@ impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut notes = Vec::new();
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries(MAP_FLOWS, maps::flow_entries(opts.conntrack_entries));
+        let sizes = opts.sizes();
+        for def in MAPS {
+            if sizes.max_entries(def) != def.max_entries {
+                loader.map_max_entries(def.name, sizes.max_entries(def));
+            }
+        }
         if let Some(dir) = &opts.pin_dir {
             crate::net::ensure_bpffs()?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            notes.extend(maps::drop_incompatible_pins(dir, opts.conntrack_entries)?);
-            for name in PINNED_MAPS {
-                loader.map_pin_path(name, dir.join(name));
+            notes.extend(maps::prepare_pins(dir, sizes, opts.discard_state)?);
+            for def in MAPS.iter().filter(|d| d.keep != Keep::Private) {
+                loader.map_pin_path(def.name, dir.join(maps::pin_name(def)));
             }
         }
         let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
@@ -75,12 +94,8 @@ impl Dataplane {
                 .load()
                 .with_context(|| format!("verifying XDP program {name}"))?;
         }
-        let maps = Maps::from_ebpf(&mut ebpf)?;
-        let events = ebpf
-            .take_map(MAP_EVENTS)
-            .map(RingBuf::try_from)
-            .transpose()
-            .context("LB_EVENTS")?;
+        let mut maps = Maps::from_ebpf(&mut ebpf)?;
+        let events = maps.events.take();
         Ok(Dataplane {
             ebpf,
             maps,
@@ -153,9 +168,16 @@ impl Dataplane {
         program(&mut self.ebpf, PROG_PASS)
     }
 
-    /// Installs a pool's table and flags, see [`writer::Publisher`].
-    pub fn publish(&mut self, pool: u32, flags: u32, table: &[u32]) -> Result<()> {
-        self.publisher.publish(&mut self.maps, pool, flags, table)
+    /// Installs a pool's table, flags and timeouts, see [`writer::Publisher`].
+    pub fn publish(
+        &mut self,
+        pool: u32,
+        flags: u32,
+        timeouts: lb_common::Timeouts,
+        table: &[u32],
+    ) -> Result<()> {
+        self.publisher
+            .publish(&mut self.maps, pool, flags, timeouts, table)
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use lb_common::{
-    Counters, MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, SERVER_GONE, ServerInfo, ServerMeta,
-    ServiceKey, ServiceValue, Settings, TABLE_SIZE, TableDesc, name_str, table_index,
+    Counters, MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, ServerInfo, ServerMeta, ServiceKey,
+    ServiceValue, Settings, TABLE_SIZE, TableDesc, Timeouts, conntrack::TimeoutsMs, name_str,
+    table_index,
 };
 
 use aya::maps::PerCpuValues;
@@ -77,12 +78,13 @@ impl Maps {
             .with_context(|| format!("writing server meta {id}"))
     }
 
-    /// Marks every server slot but `keep` as gone (left over from a bigger config, a reload
-    /// or an earlier run sharing the pins): their flows get redispatched.
+    /// Clears every server slot but `keep` (left over from a bigger config, a reload or an
+    /// earlier run sharing the pins). Their established flows carry their own rewrite and go
+    /// on until they end, as a reloaded HAProxy's old process finishes its connections.
     pub fn clear_servers_except(&mut self, keep: &[u32]) -> Result<()> {
         for id in (0..MAX_SERVERS).filter(|id| !keep.contains(id)) {
             let cur = self.servers.get(&id, 0)?;
-            if cur.state != SERVER_GONE || cur.addr != 0 {
+            if cur != ServerInfo::default() {
                 self.write_server(id, ServerInfo::default())?;
             }
             if self.meta.get(&id, 0)?.pid != 0 {
@@ -93,11 +95,15 @@ impl Maps {
     }
 
     /// Disables every pool slot but `keep` (no table: their VIPs are gone from the services
-    /// map).
+    /// map). Their established flows keep default timeouts until they end.
     pub fn clear_pools_except(&mut self, keep: &[u32]) -> Result<()> {
+        let unused = PoolInfo {
+            timeouts: Timeouts::from_ms(TimeoutsMs::default()),
+            ..PoolInfo::default()
+        };
         for id in (0..MAX_POOLS).filter(|id| !keep.contains(id)) {
-            if self.pools.get(&id, 0)? != PoolInfo::default() {
-                self.pools.set(id, PoolInfo::default(), 0)?;
+            if self.pools.get(&id, 0)? != unused {
+                self.pools.set(id, unused, 0)?;
             }
         }
         Ok(())
@@ -162,8 +168,16 @@ impl Default for Publisher {
 }
 
 impl Publisher {
-    /// Installs `table` (server ids, in round-robin order) and `flags` for `pool`.
-    pub fn publish(&mut self, maps: &mut Maps, pool: u32, flags: u32, table: &[u32]) -> Result<()> {
+    /// Installs `table` (server slots, in round-robin order), `flags` and `timeouts` for
+    /// `pool`.
+    pub fn publish(
+        &mut self,
+        maps: &mut Maps,
+        pool: u32,
+        flags: u32,
+        timeouts: Timeouts,
+        table: &[u32],
+    ) -> Result<()> {
         anyhow::ensure!(
             table.len() <= TABLE_SIZE as usize,
             "pool {pool}: table of {} entries exceeds {TABLE_SIZE}",
@@ -193,6 +207,7 @@ impl Publisher {
             }
             .pack(),
             flags,
+            timeouts,
         };
         maps.pools
             .set(pool, info, 0)
