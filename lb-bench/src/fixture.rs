@@ -5,7 +5,10 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use lb::dataplane::Dataplane;
+use lb::dataplane::{
+    Dataplane,
+    ids::{PoolSlot, ServerSlot},
+};
 use lb_common::{
     NextHop, PROTO_TCP, PortFilter, PortSide, SERVER_ACTIVE, ServerInfo, ServiceKey, ServiceValue,
     Settings,
@@ -44,9 +47,9 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
             frontend: 0,
         },
     )])?;
-    for id in 0..backends {
+    for slot in (0..backends).map(ServerSlot) {
         dp.maps.write_server(
-            id,
+            slot,
             ServerInfo {
                 addr: be(VIP),
                 snat_addr: be(snat),
@@ -58,6 +61,6 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
             },
         )?;
     }
-    let table: Vec<u32> = (0..backends).collect();
-    dp.publish(0, 0, &table)
+    let table: Vec<ServerSlot> = (0..backends).map(ServerSlot).collect();
+    dp.publish(PoolSlot(0), 0, &table)
 }

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, ensure};
 use aya::maps::{IterableMap, MapInfo};
 use lb::dataplane::{
     Dataplane, LoadOptions,
+    ids::ServerSlot,
     testrun::{self, XDP_REDIRECT},
 };
 use lb_common::{
@@ -264,7 +265,7 @@ impl NewFlows {
         // The rewrite's source is the server's full-NAT address: make it this client.
         let mut s = self.dp.maps.servers.get(&0, 0)?;
         s.snat_addr = be(client);
-        self.dp.maps.write_server(0, s)?;
+        self.dp.maps.write_server(ServerSlot(0), s)?;
         let cursor = self.dp.maps.snat_cursor.get(&0, 0)?;
         let before = self.new_flows()?;
         let syn = frame(SocketAddrV4::new(client, 40_000), SYN);

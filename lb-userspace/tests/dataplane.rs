@@ -14,9 +14,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lb::{
     config::native,
-    daemon::{Admin, Balancer, Plan, initial_states},
+    daemon::{Admin, Balancer, Plan, ServerState},
     dataplane::{
         Dataplane, LoadOptions,
+        ids::{PoolSlot, ServerSlot},
         layout::Layout,
         testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
@@ -79,10 +80,11 @@ on_empty = "pass"
 server = [{ name = "web10", address = "10.1.0.10:80", disabled = true }]
 "#;
 
-// Server ids, in declaration order across backends.
-const HOGE_WEB10: u32 = 0;
-const HOGE_WEB11: u32 = 1;
-const HOGE: u32 = 0;
+// Where hoge and its servers live in the maps: a fresh start places backends and servers in
+// declaration order.
+const HOGE: PoolSlot = PoolSlot(0);
+const HOGE_WEB10: ServerSlot = ServerSlot(0);
+const HOGE_WEB11: ServerSlot = ServerSlot(1);
 
 struct Fixture {
     _net: RunNet,
@@ -171,9 +173,14 @@ impl Fixture {
             .unwrap_or(0)
     }
 
-    fn set_down(&mut self, server: u32, pool: u32) {
-        self.bal.states[server as usize].up = false;
-        self.bal.sync_pool(pool).expect("sync");
+    fn set_down(&mut self, backend: &str, server: &str) {
+        let id = self.bal.servers().find(backend, server).expect("server");
+        self.bal.change(id, |st| st.up = false).expect("change");
+    }
+
+    fn state(&self, backend: &str, server: &str) -> ServerState {
+        let id = self.bal.servers().find(backend, server).expect("server");
+        self.bal.server(id).expect("entry").state
     }
 }
 
@@ -277,8 +284,18 @@ fn tcp_full_nat_round_robin_conntrack_and_replies() {
         &full_nat(&syn1, WEB11, MAC_WEB11, nth_port(1), 80),
     );
 
-    let s10 = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
-    let s11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
+    let s10 = f
+        .bal
+        .dp
+        .maps
+        .server_counters(HOGE_WEB10.0)
+        .expect("counters");
+    let s11 = f
+        .bal
+        .dp
+        .maps
+        .server_counters(HOGE_WEB11.0)
+        .expect("counters");
     assert_eq!(
         (s10.new_flows, s11.new_flows),
         (2, 2),
@@ -305,7 +322,7 @@ fn source_ports_go_in_turn_skip_live_flows_and_reuse_rested_ones() {
             .dp
             .maps
             .pool_rr
-            .set(HOGE, 0, 0)
+            .set(HOGE.0, 0, 0)
             .expect("round-robin cursor");
     };
     let rewind = |f: &mut Fixture| {
@@ -313,7 +330,7 @@ fn source_ports_go_in_turn_skip_live_flows_and_reuse_rested_ones() {
             .dp
             .maps
             .snat_cursor
-            .set(HOGE_WEB10, 0, 0)
+            .set(HOGE_WEB10.0, 0, 0)
             .expect("port cursor");
     };
     to_web10(&mut f);
@@ -516,7 +533,7 @@ fn traffic_that_is_not_ours_passes_untouched() {
 #[test]
 fn ports_no_service_or_server_uses_pass_before_conntrack() {
     let mut f = Fixture::new();
-    let want = f.bal.plan.layout.port_filter();
+    let want = f.bal.layout().port_filter();
     assert_eq!(f.bal.dp.maps.port_filter().expect("LB_PORTS"), want);
     for p in [80, 53, 8080, 81, 82] {
         assert!(want.has(PortSide::Service, p), "service port {p}");
@@ -645,7 +662,7 @@ fn down_server_flows_are_redispatched_and_healthy_ones_stay() {
         XDP_REDIRECT,
         &full_nat(&syn2, WEB11, MAC_WEB11, p2, 80),
     );
-    f.set_down(HOGE_WEB11, HOGE);
+    f.set_down("hoge", "web11");
     assert_eq!(f.bal.dp.maps.live_table(HOGE).expect("table"), [HOGE_WEB10]);
     // Flow 2's next packet moves to web10; flow 1 never moves.
     let data2 = Pkt::tcp(c2, vip).payload(b"x").macs(MAC_CLIENT, MAC_DPC);
@@ -670,10 +687,15 @@ fn down_server_flows_are_redispatched_and_healthy_ones_stay() {
         let (_, out) = f.run(f.dpc, &Pkt::tcp(ep(CLIENT, port), vip).flags(SYN).build());
         assert_eq!(packet::endpoints(&out).1, ep(WEB10, 80));
     }
-    let c10 = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    let c10 = f
+        .bal
+        .dp
+        .maps
+        .server_counters(HOGE_WEB10.0)
+        .expect("counters");
     assert_eq!(c10.redispatched, 1);
     // Both down: the VIP's new flows are dropped (default), not sent to a DOWN server.
-    f.set_down(HOGE_WEB10, HOGE);
+    f.set_down("hoge", "web10");
     let syn = Pkt::tcp(ep(CLIENT, 45200), vip).flags(SYN).build();
     let (action, _) = f.run(f.dpc, &syn);
     assert_eq!(action_name(action), action_name(XDP_DROP));
@@ -722,11 +744,11 @@ fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
         layout,
         interfaces: vec![],
     };
-    let states = initial_states(&plan);
-    f.bal.reinstall(plan, states, &cfg).expect("reload");
-    assert_eq!(f.bal.plan.layout.pools[1].slot, HOGE, "hoge keeps its pool");
+    f.bal.reinstall(plan, &cfg).expect("reload");
+    assert_eq!(f.bal.layout().pools[1].slot, HOGE, "hoge keeps its pool");
     assert_eq!(
-        f.bal.plan.layout.pools[1].servers[1].slot, HOGE_WEB10,
+        f.bal.layout().pools[1].servers[1].slot,
+        HOGE_WEB10,
         "web10 keeps its slot"
     );
 
@@ -799,7 +821,12 @@ fn refused_connections_are_retried_on_another_server() {
         XDP_REDIRECT,
         &full_nat(&syn, WEB11, MAC_WEB11, nth_port(0), 80),
     );
-    let c11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
+    let c11 = f
+        .bal
+        .dp
+        .maps
+        .server_counters(HOGE_WEB11.0)
+        .expect("counters");
     assert_eq!((c11.new_flows, c11.redispatched), (1, 1));
     // web11 refuses too (retry 2 of 2): back to web10.
     let (action, _) = f.run(f.dpb, &rst(WEB11, nth_port(0)).build());
@@ -852,7 +879,7 @@ fn empty_pool_can_pass_to_the_local_stack() {
     f.expect_untouched("no server, pass", &syn);
     assert_eq!(f.reason(Reason::PassNoServer), 1);
     assert_eq!(
-        f.bal.states[6].admin,
+        f.state("sorry", "web10").admin,
         Admin::Maint,
         "disabled server starts in maintenance"
     );

@@ -22,7 +22,7 @@ pub fn host_diagnostics(cfg: &Config) -> Vec<Diagnostic> {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub layout: Layout,
-    /// Per server id: the LB's source address towards it (full-NAT).
+    /// By `ServerId`: the LB's source address towards each server (full-NAT).
     pub snat: Vec<Ipv4Addr>,
     /// Interfaces to attach to, in a stable order.
     pub interfaces: Vec<String>,

@@ -1,5 +1,6 @@
 //! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
 //! its maps. Everything above this module talks in config terms; everything below in map terms.
+pub mod ids;
 pub mod layout;
 pub mod maps;
 pub mod table;
@@ -16,6 +17,7 @@ use aya::{
 };
 use lb_common::{MAP_EVENTS, MAP_FLOWS, PINNED_MAPS, PROG_LB, PROG_PASS};
 
+use ids::{PoolSlot, ServerSlot};
 pub use maps::{Maps, pin_dir};
 use writer::Publisher;
 
@@ -154,7 +156,7 @@ impl Dataplane {
     }
 
     /// Installs a pool's table and flags, see [`writer::Publisher`].
-    pub fn publish(&mut self, pool: u32, flags: u32, table: &[u32]) -> Result<()> {
+    pub fn publish(&mut self, pool: PoolSlot, flags: u32, table: &[ServerSlot]) -> Result<()> {
         self.publisher.publish(&mut self.maps, pool, flags, table)
     }
 }
