@@ -19,6 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use anyhow::{Result, ensure};
 use lb::dataplane::{
     Dataplane, LoadOptions,
+    ids::ServerSlot,
     testrun::{self, XDP_PASS, XDP_REDIRECT, action_name},
 };
 use lb_common::{FlowKey, PROTO_TCP};
@@ -195,9 +196,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[0].ns.push(o.per_run.as_nanos() as f64);
         cases[0].action = o.action;
 
-        let before = dp.maps.server_counters(0)?;
+        let before = dp.maps.server_counters(ServerSlot(0))?;
         let o = testrun::run(dp.lb_program()?, dpc, &hit, repeat)?;
-        let after = dp.maps.server_counters(0)?;
+        let after = dp.maps.server_counters(ServerSlot(0))?;
         ensure!(
             o.frame == hit,
             "conntrack hit: the frame changed, not a fixed point"
@@ -217,7 +218,7 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         })?;
         install(&mut roomy, 1, CLIENT)?;
         let o = testrun::run(roomy.lb_program()?, dpc, &syn, NEW_FLOW_RUNS)?;
-        let new = roomy.maps.server_counters(0)?.new_flows;
+        let new = roomy.maps.server_counters(ServerSlot(0))?.new_flows;
         ensure!(
             new == u64::from(NEW_FLOW_RUNS),
             "new flow: only {new} of {NEW_FLOW_RUNS} runs were new flows"
@@ -226,9 +227,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[2].action = o.action;
         drop(roomy);
 
-        let before = full.maps.server_counters(0)?;
+        let before = full.maps.server_counters(ServerSlot(0))?;
         let o = testrun::run(full.lb_program()?, dpc, &syn, repeat)?;
-        let after = full.maps.server_counters(0)?;
+        let after = full.maps.server_counters(ServerSlot(0))?;
         let new = after.new_flows - before.new_flows;
         ensure!(
             new * 100 >= u64::from(repeat) * 99,
@@ -237,9 +238,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[3].ns.push(o.per_run.as_nanos() as f64);
         cases[3].action = o.action;
 
-        let before = dp.maps.server_counters(0)?;
+        let before = dp.maps.server_counters(ServerSlot(0))?;
         let o = testrun::run(dp.lb_program()?, dpb, &reply, repeat)?;
-        let after = dp.maps.server_counters(0)?;
+        let after = dp.maps.server_counters(ServerSlot(0))?;
         ensure!(
             after.packets_out - before.packets_out == u64::from(repeat),
             "reply: not every run was a tracked reply"

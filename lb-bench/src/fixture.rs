@@ -5,7 +5,10 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use lb::dataplane::{Dataplane, clock};
+use lb::dataplane::{
+    Dataplane, clock,
+    ids::{PoolSlot, ServerSlot},
+};
 use lb_common::{
     FLOW_F_REPLY, Flow, NextHop, PROTO_TCP, PortFilter, PortSide, ServerInfo, ServiceKey,
     ServiceValue, Settings, State, Timeouts, clock::ticks_from_ms, conntrack::TimeoutsMs,
@@ -45,9 +48,9 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
             frontend: 0,
         },
     )])?;
-    for id in 0..backends {
+    for slot in (0..backends).map(ServerSlot) {
         dp.maps.write_server(
-            id,
+            slot,
             ServerInfo {
                 addr: be(VIP),
                 snat_addr: be(snat),
@@ -58,8 +61,13 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
             },
         )?;
     }
-    let table: Vec<u32> = (0..backends).collect();
-    dp.publish(0, 0, Timeouts::from_ms(TimeoutsMs::default()), &table)
+    let table: Vec<ServerSlot> = (0..backends).map(ServerSlot).collect();
+    dp.publish(
+        PoolSlot(0),
+        0,
+        Timeouts::from_ms(TimeoutsMs::default()),
+        &table,
+    )
 }
 
 /// An established flow's entry rewriting to `src:sport -> dst:dport` (network order), as the

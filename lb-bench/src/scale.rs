@@ -20,6 +20,7 @@ use anyhow::{Context, Result, ensure};
 use aya::maps::{IterableMap, MapInfo};
 use lb::dataplane::{
     Dataplane, LoadOptions,
+    ids::ServerSlot,
     testrun::{self, XDP_REDIRECT},
 };
 use lb_common::{
@@ -142,7 +143,7 @@ impl Chain {
         let (mut hits, mut new) = (0, 0);
         let mut per = Vec::new();
         for id in 0..self.backends {
-            let c = self.dp.maps.server_counters(id)?;
+            let c = self.dp.maps.server_counters(ServerSlot(id))?;
             hits += c.packets_in;
             new += c.new_flows;
             per.push(c.packets_in);
@@ -246,7 +247,7 @@ impl NewFlows {
         // The rewrite's source is the server's full-NAT address: make it this client.
         let mut s = self.dp.maps.servers.get(&0, 0)?;
         s.snat_addr = be(client);
-        self.dp.maps.write_server(0, s)?;
+        self.dp.maps.write_server(ServerSlot(0), s)?;
         let cursor = self.dp.maps.snat_cursor.get(&0, 0)?;
         let before = self.new_flows()?;
         let syn = frame(SocketAddrV4::new(client, 40_000), SYN);
@@ -270,7 +271,8 @@ impl NewFlows {
     }
 
     fn new_flows(&self) -> Result<u64> {
-        Ok(self.dp.maps.server_counters(0)?.new_flows + self.dp.maps.server_counters(1)?.new_flows)
+        Ok(self.dp.maps.server_counters(ServerSlot(0))?.new_flows
+            + self.dp.maps.server_counters(ServerSlot(1))?.new_flows)
     }
 }
 

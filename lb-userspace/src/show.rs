@@ -8,13 +8,15 @@ use lb_common::{
 };
 use serde::Serialize;
 
-use crate::dataplane::{Maps, layout::addr_of, pin_dir};
+use crate::dataplane::{Maps, ids::ServerSlot, layout::addr_of, pin_dir};
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct BackendRow {
     pub backend: String,
     pub server: String,
-    pub id: u32,
+    /// Where the maps keep it (`id` in the JSON, as it always was).
+    #[serde(rename = "id")]
+    pub slot: ServerSlot,
     pub address: String,
     pub state: String,
     pub weight: u16,
@@ -38,28 +40,28 @@ pub fn state_name(s: u8) -> &'static str {
     }
 }
 
-/// One row per configured server, in id order.
+/// One row per server in the maps, in slot order.
 pub fn backend_rows(maps: &Maps) -> Result<Vec<BackendRow>> {
     let flows = maps
         .open_flows(0, crate::dataplane::clock::now())
         .per_server;
     let mut rows = Vec::new();
-    for id in 0..MAX_SERVERS {
-        let meta = maps.meta.get(&id, 0)?;
+    for slot in (0..MAX_SERVERS).map(ServerSlot) {
+        let meta = maps.meta.get(&slot.0, 0)?;
         if meta.state == META_STATE_UNUSED {
             continue;
         }
-        let info = maps.servers.get(&id, 0)?;
-        let c = maps.server_counters(id)?;
+        let info = maps.servers.get(&slot.0, 0)?;
+        let c = maps.server_counters(slot)?;
         rows.push(BackendRow {
             backend: name_str(&meta.backend).into(),
             server: name_str(&meta.server).into(),
-            id,
+            slot,
             address: format!("{}:{}", addr_of(info.addr), u16::from_be(info.port)),
             state: state_name(meta.state).into(),
             weight: meta.weight,
             backup: meta.backup != 0,
-            active_flows: flows[id as usize],
+            active_flows: flows.get(slot.index()).copied().unwrap_or(0),
             new_flows: c.new_flows,
             redispatched: c.redispatched,
             packets_in: c.packets_in,
@@ -99,7 +101,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// values it left.
 fn stale_note(maps: &Maps) -> Option<String> {
     let pid = (0..MAX_SERVERS)
-        .filter_map(|id| maps.meta.get(&id, 0).ok())
+        .filter_map(|slot| maps.meta.get(&slot, 0).ok())
         .find(|m| m.state != META_STATE_UNUSED)
         .map(|m| m.pid)?;
     let alive = pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists();
@@ -238,15 +240,16 @@ pub struct Flows {
 /// Scans the flow table once (bounded by its size), keeping at most `filter.limit` rows.
 pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
     let mut names = std::collections::HashMap::new();
-    let mut name_of = |id: u16| -> (String, String) {
+    // Flows name their server by slot.
+    let mut name_of = |slot: u16| -> (String, String) {
         names
-            .entry(id)
-            .or_insert_with(|| match maps.meta.get(&u32::from(id), 0) {
+            .entry(slot)
+            .or_insert_with(|| match maps.meta.get(&u32::from(slot), 0) {
                 Ok(m) if m.state != META_STATE_UNUSED => (
                     name_str(&m.backend).to_string(),
                     name_str(&m.server).to_string(),
                 ),
-                _ => ("?".to_string(), format!("#{id}")),
+                _ => ("?".to_string(), format!("#{slot}")),
             })
             .clone()
     };

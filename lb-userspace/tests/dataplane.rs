@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use dp_fixture::*;
 use lb::{
     config::native,
-    daemon::{Admin, Plan, initial_states},
+    daemon::{Admin, Plan},
     dataplane::{
+        ids::ServerSlot,
         layout::{Layout, addr_be},
         testrun::{XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
@@ -263,7 +264,7 @@ fn traffic_that_is_not_ours_passes_untouched() {
 #[test]
 fn ports_no_service_or_server_uses_pass_before_conntrack() {
     let mut f = Fixture::new();
-    let want = f.bal.plan.layout.port_filter();
+    let want = f.bal.layout().port_filter();
     assert_eq!(f.bal.dp.maps.port_filter().expect("LB_PORTS"), want);
     for p in [80, 53, 8080, 81, 82] {
         assert!(want.has(PortSide::Service, p), "service port {p}");
@@ -362,7 +363,7 @@ fn truncated_and_malformed_headers_pass_untouched() {
             f.bal
                 .dp
                 .maps
-                .server_counters(id)
+                .server_counters(ServerSlot(id))
                 .expect("counters")
                 .packets_in
         })
@@ -395,7 +396,7 @@ fn flows_stay_on_a_server_that_goes_down() {
         XDP_REDIRECT,
         &full_nat(&syn2, WEB11, MAC_WEB11, p2, 80),
     );
-    f.set_down(HOGE_WEB11, HOGE);
+    f.set_down("hoge", "web11");
     assert_eq!(f.bal.dp.maps.live_table(HOGE).expect("table"), [HOGE_WEB10]);
     let data2 = Pkt::tcp(c2, vip).payload(b"x").macs(MAC_CLIENT, MAC_DPC);
     f.expect(
@@ -411,7 +412,7 @@ fn flows_stay_on_a_server_that_goes_down() {
         assert_eq!(packet::endpoints(&out).1, ep(WEB10, 80));
     }
     // Both down: the VIP's new flows are dropped (default), not sent to a DOWN server...
-    f.set_down(HOGE_WEB10, HOGE);
+    f.set_down("hoge", "web10");
     let syn = Pkt::tcp(ep(CLIENT, 45200), vip).flags(SYN).build();
     let (action, _) = f.run(f.dpc, &syn);
     assert_eq!(action_name(action), action_name(XDP_DROP));
@@ -479,11 +480,11 @@ fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
         interfaces: vec![],
         local: vec![addr_be(VIP), addr_be(LB_B)],
     };
-    let states = initial_states(&plan);
-    f.bal.reinstall(plan, states, &cfg).expect("reload");
-    assert_eq!(f.bal.plan.layout.pools[1].slot, HOGE, "hoge keeps its pool");
+    f.bal.reinstall(plan, &cfg).expect("reload");
+    assert_eq!(f.bal.layout().pools[1].slot, HOGE, "hoge keeps its pool");
     assert_eq!(
-        f.bal.plan.layout.pools[1].servers[1].slot, HOGE_WEB10,
+        f.bal.layout().pools[1].servers[1].slot,
+        HOGE_WEB10,
         "web10 keeps its slot"
     );
 
@@ -508,7 +509,7 @@ fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
             f.bal
                 .dp
                 .maps
-                .server_counters(s)
+                .server_counters(ServerSlot(s))
                 .expect("counters")
                 .redispatched
         })
@@ -614,7 +615,7 @@ fn empty_pool_can_pass_to_the_local_stack() {
     f.expect_untouched("no server, pass", &syn);
     assert_eq!(f.reason(Reason::PassNoServer), 1);
     assert_eq!(
-        f.bal.states[6].admin,
+        f.state("sorry", "web10").admin,
         Admin::Maint,
         "disabled server starts in maintenance"
     );

@@ -4,9 +4,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb::health::{
-    CheckEvent, CheckResult, CheckSpec, CheckStatus, CheckTarget, Health, Intervals, Probe,
-    run_check, spawn_checkers,
+use lb::{
+    dataplane::ids::ServerId,
+    health::{
+        CheckEvent, CheckResult, CheckSpec, CheckStatus, CheckTarget, Health, Intervals, Probe,
+        run_check, spawn_checkers,
+    },
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -295,7 +298,7 @@ async fn full_backlog_is_layer4_timeout() {
 
 fn target(id: u32, spec: CheckSpec, inter: Duration, rise: u32, fall: u32) -> CheckTarget {
     CheckTarget {
-        id,
+        id: ServerId(id),
         spec,
         intervals: Intervals {
             inter,
@@ -358,7 +361,11 @@ async fn a_hanging_server_does_not_stall_the_others() {
         let Some(ev) = next_event(&mut rx, ms(2000)).await else {
             break;
         };
-        assert_eq!(ev.server, 1, "the mute server cannot have finished: {ev:?}");
+        assert_eq!(
+            ev.server,
+            ServerId(1),
+            "the mute server cannot have finished: {ev:?}"
+        );
         assert_eq!(ev.result.status, CheckStatus::L7Ok);
         ok_events += 1;
     }
@@ -384,7 +391,7 @@ async fn events_carry_the_state_machine_outcome() {
         tx,
     );
     let first = next_event(&mut rx, ms(2000)).await.expect("first event");
-    assert_eq!(first.server, 7);
+    assert_eq!(first.server, ServerId(7));
     assert_eq!(first.result.status, CheckStatus::L4Con);
     assert!(first.outcome.log);
     assert_eq!(first.outcome.transition, Some(lb::health::Transition::Down));
@@ -410,7 +417,7 @@ async fn first_checks_are_spread_over_the_interval() {
     let at_a = started.elapsed();
     let b = next_event(&mut rx, ms(2000)).await.expect("second");
     let at_b = started.elapsed();
-    assert_eq!((a.server, b.server), (0, 1));
+    assert_eq!((a.server, b.server), (ServerId(0), ServerId(1)));
     assert!(at_a < ms(300), "first server starts at once: {at_a:?}");
     assert!(
         at_b >= ms(450) && at_b < ms(900),
@@ -425,30 +432,33 @@ async fn maintenance_pauses_checks_and_resume_restarts_at_rise() {
     let checkers = spawn_checkers(vec![target(3, http_spec(ok, ms(100)), ms(100), 2, 2)], tx);
     let ev = next_event(&mut rx, ms(2000)).await.expect("a check");
     assert_eq!(ev.outcome.health.status_text(1), "2/2 UP");
-    assert_eq!(checkers.enter_maintenance(3), Some(true));
-    assert_eq!(checkers.enter_maintenance(3), None);
+    assert_eq!(checkers.enter_maintenance(ServerId(3)), Some(true));
+    assert_eq!(checkers.enter_maintenance(ServerId(3)), None);
     // Drain what was already queued, then nothing for several intervals.
     while timeout(ms(50), rx.recv()).await.is_ok_and(|e| e.is_some()) {}
     assert!(
         next_event(&mut rx, ms(500)).await.is_none(),
         "no checks in maintenance"
     );
-    let h = checkers.health(3).expect("checked");
+    let h = checkers.health(ServerId(3)).expect("checked");
     assert!(h.in_maintenance() && !h.is_up());
-    assert!(checkers.leave_maintenance(3));
+    assert!(checkers.leave_maintenance(ServerId(3)));
     assert_eq!(
-        checkers.health(3).map(|h| h.status_text(1)).as_deref(),
+        checkers
+            .health(ServerId(3))
+            .map(|h| h.status_text(1))
+            .as_deref(),
         Some("1/2 UP")
     );
     let ev = next_event(&mut rx, ms(2000)).await.expect("checks resumed");
     assert_eq!(ev.outcome.health.status_text(1), "2/2 UP");
     assert!(ev.outcome.log, "the counter moved from rise to the top");
     assert_eq!(
-        checkers.last_result(3).map(|r| r.status),
+        checkers.last_result(ServerId(3)).map(|r| r.status),
         Some(CheckStatus::L7Ok)
     );
-    assert!(!checkers.is_checked(4));
-    assert_eq!(checkers.enter_maintenance(4), None);
+    assert!(!checkers.is_checked(ServerId(4)));
+    assert_eq!(checkers.enter_maintenance(ServerId(4)), None);
 }
 
 #[tokio::test]
@@ -456,10 +466,10 @@ async fn disabled_checks_send_nothing_until_enabled() {
     let (ok, _a) = ok_server().await;
     let (tx, mut rx) = mpsc::channel(64);
     let checkers = spawn_checkers(vec![target(0, http_spec(ok, ms(100)), ms(100), 2, 2)], tx);
-    checkers.set_enabled(0, false);
+    checkers.set_enabled(ServerId(0), false);
     while timeout(ms(50), rx.recv()).await.is_ok_and(|e| e.is_some()) {}
     assert!(next_event(&mut rx, ms(400)).await.is_none());
-    checkers.set_enabled(0, true);
+    checkers.set_enabled(ServerId(0), true);
     assert!(next_event(&mut rx, ms(2000)).await.is_some());
 }
 

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use lb::{
     config::native,
+    dataplane::layout::Layout,
     health::{CheckEvent, Transition, check::targets, spawn_checkers},
     logs::{CheckEventLog, Counts, Flavor, Logger, ServerName, Sessions, check_event_lines},
 };
@@ -44,7 +45,7 @@ fn counts(servers: &[Srv]) -> Counts {
 /// The daemon's event loop, reduced to the logging part.
 async fn daemon(mut rx: mpsc::Receiver<CheckEvent>, mut servers: Vec<Srv>, logger: Logger) {
     while let Some(ev) = rx.recv().await {
-        let i = ev.server as usize;
+        let i = ev.server.index();
         let before = counts(&servers);
         match ev.outcome.transition {
             Some(Transition::Down) => servers[i].up = false,
@@ -148,7 +149,7 @@ server = [
         })
         .collect();
     let (tx, rx) = mpsc::channel(64);
-    let checkers = spawn_checkers(targets(&cfg), tx);
+    let checkers = spawn_checkers(targets(&Layout::new(&cfg), &cfg), tx);
     let logger = Logger::from_global(&cfg.global);
     let _daemon = tokio::spawn(daemon(rx, servers, logger));
 

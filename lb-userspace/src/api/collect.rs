@@ -14,7 +14,10 @@ use super::{
     AdminCmd, Request,
     stats::{Flows, State, Traffic},
 };
-use crate::dataplane::Maps;
+use crate::dataplane::{
+    Maps,
+    ids::{ServerId, ServerSlot},
+};
 
 /// How long a request may wait for the serve loop.
 const SERVE_LOOP_WAIT: Duration = Duration::from_secs(5);
@@ -79,7 +82,7 @@ impl Collector {
                     let started = Instant::now();
                     let maps = self.maps.clone();
                     let frontends = state.frontends.len();
-                    let ids: Vec<(u32, u32)> = state
+                    let ids: Vec<(ServerId, ServerSlot)> = state
                         .backends
                         .iter()
                         .flat_map(|b| b.servers.iter().map(|s| (s.id, s.slot)))
@@ -104,7 +107,7 @@ impl Collector {
         let mut seen = self.max_seen.lock().unwrap_or_else(|p| p.into_inner());
         for b in &state.backends {
             for s in &b.servers {
-                if let Some(f) = t.servers.get_mut(s.id as usize) {
+                if let Some(f) = t.servers.get_mut(s.id.index()) {
                     let m = seen.0.entry((b.name.clone(), s.name.clone())).or_default();
                     *m = (*m).max(f.current);
                     f.max = *m;
@@ -121,19 +124,15 @@ impl Collector {
     }
 }
 
-/// One pass over the flow table, and the counters of servers `ids` (config-order id, data
-/// plane slot) and of `frontends`. The result is indexed by id.
-pub fn read_traffic(maps: &Maps, ids: &[(u32, u32)], frontends: usize) -> Traffic {
-    let n = ids
-        .iter()
-        .map(|&(id, _)| id as usize + 1)
-        .max()
-        .unwrap_or(0);
+/// One pass over the flow table, and the counters of servers `ids` (where the data plane
+/// keeps each) and of `frontends`. The result is indexed by server id.
+pub fn read_traffic(maps: &Maps, ids: &[(ServerId, ServerSlot)], frontends: usize) -> Traffic {
+    let n = ids.iter().map(|&(id, _)| id.index() + 1).max().unwrap_or(0);
     let open = maps.open_flows(frontends, crate::dataplane::clock::now());
     let mut servers = vec![Flows::default(); n];
     for &(id, slot) in ids {
-        if let Some(fl) = servers.get_mut(id as usize) {
-            fl.current = open.per_server.get(slot as usize).copied().unwrap_or(0);
+        if let Some(fl) = servers.get_mut(id.index()) {
+            fl.current = open.per_server.get(slot.index()).copied().unwrap_or(0);
             if let Ok(c) = maps.server_counters(slot) {
                 fl.counters = c;
             }

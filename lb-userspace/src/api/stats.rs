@@ -23,7 +23,10 @@ use std::{fmt::Write as _, net::Ipv4Addr};
 use serde::Serialize;
 
 use super::cli::{AdminState, ProxySel, StatOpts};
-use crate::health::CheckStatus;
+use crate::{
+    dataplane::ids::{ServerId, ServerSlot},
+    health::CheckStatus,
+};
 
 /// The daemon's view of every proxy and server, taken in the serve loop.
 #[derive(Clone, Debug, Serialize)]
@@ -79,10 +82,10 @@ pub struct BackendState {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerState {
-    /// Numbering across all backends, in config order (the daemon's tables).
-    pub id: u32,
-    /// Where the data plane keeps it (`Layout`'s slot: counters, flows).
-    pub slot: u32,
+    /// The daemon's number for it (the index of [`Traffic::servers`]).
+    pub id: ServerId,
+    /// Where the data plane keeps it (counters, flows).
+    pub slot: ServerSlot,
     /// 1-based within its backend (HAProxy's `puid`).
     pub puid: u32,
     pub name: String,
@@ -149,7 +152,7 @@ impl Flows {
     }
 }
 
-/// Counters by server id and frontend id.
+/// Counters by server id ([`ServerId`]) and frontend id.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Traffic {
     pub servers: Vec<Flows>,
@@ -161,8 +164,8 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn server(&self, id: u32) -> Flows {
-        self.servers.get(id as usize).copied().unwrap_or_default()
+    pub fn server(&self, id: ServerId) -> Flows {
+        self.servers.get(id.index()).copied().unwrap_or_default()
     }
 
     pub fn frontend(&self, id: u32) -> Flows {
@@ -699,8 +702,8 @@ pub mod tests {
             info: String::new(),
         };
         let server = |id, name: &str, port, weight| ServerState {
-            id,
-            slot: id,
+            id: ServerId(id),
+            slot: ServerSlot(id),
             puid: id + 1,
             name: name.into(),
             addr: Ipv4Addr::LOCALHOST,

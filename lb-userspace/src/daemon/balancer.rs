@@ -1,63 +1,32 @@
-//! The daemon's view of every server (health and admin state, weight) and how it is pushed
-//! into the maps: pool tables through the double buffer, server entries, names for `lb show`.
+//! The daemon's servers (see [`super::servers`]) and how they are pushed into the maps: pool
+//! tables through the double buffer, server entries, names for `lb show`. Every state change
+//! goes through [`Balancer::change`], so the maps never lag behind the daemon's view.
 use anyhow::{Result, anyhow};
 use lb_common::{
     META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop,
     SETTINGS_F_LOG_FLOWS, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
 };
 
-use super::plan::Plan;
+use super::{
+    history::ServerHistory,
+    plan::Plan,
+    servers::{Admin, ServerEntry, ServerState, Servers},
+};
 use crate::{
     config::Config,
     dataplane::{
         Dataplane,
-        layout::{ServerLayout, addr_be},
+        ids::{BackendId, ServerId, ServerSlot},
+        layout::{Layout, addr_be},
         table::{self, Candidate},
     },
 };
 
-/// A server's state as HAProxy has it: operational (health) and administrative.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerState {
-    pub up: bool,
-    pub admin: Admin,
-    pub weight: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admin {
-    Ready,
-    Drain,
-    Maint,
-}
-
-impl ServerState {
-    /// May take new flows.
-    pub fn usable(self) -> bool {
-        self.up && self.admin == Admin::Ready
-    }
-
-    /// May keep its existing flows.
-    pub fn active(self) -> bool {
-        self.up && self.admin != Admin::Maint
-    }
-
-    fn meta_state(self) -> u8 {
-        match (self.admin, self.up) {
-            (Admin::Maint, _) => META_STATE_MAINT,
-            (_, false) => META_STATE_DOWN,
-            (Admin::Drain, true) => META_STATE_DRAIN,
-            _ if self.weight == 0 => META_STATE_DRAIN,
-            (Admin::Ready, true) => META_STATE_UP,
-        }
-    }
-}
-
 /// The data plane plus what the daemon knows about every server.
 pub struct Balancer {
     pub dp: Dataplane,
-    pub plan: Plan,
-    pub states: Vec<ServerState>,
+    plan: Plan,
+    servers: Servers,
     settings: Settings,
     pid: u32,
 }
@@ -69,11 +38,11 @@ impl Balancer {
         // Pinned maps may hold flows of an earlier run: keep its servers where they were.
         let placed = dp.maps.placed()?;
         let fresh = plan.layout.keep_slots(&placed);
-        let states = initial_states(&plan);
+        let servers = Servers::new(&plan)?;
         let mut b = Balancer {
             dp,
             plan,
-            states,
+            servers,
             settings: Settings::default(),
             pid: std::process::id(),
         };
@@ -83,19 +52,45 @@ impl Balancer {
     }
 
     /// Switches to a new configuration on the same maps (`lb` reload): flows of servers that
-    /// stay keep going, flows of servers that left are redispatched. `states` are the new
-    /// servers' states (carried over by the caller for servers that stay).
-    pub fn reinstall(
-        &mut self,
-        mut plan: Plan,
-        states: Vec<ServerState>,
-        cfg: &Config,
-    ) -> Result<()> {
+    /// stay keep going, flows of servers that left are redispatched. Servers that stay keep
+    /// their health and history (see [`Servers::carried_into`]).
+    pub fn reinstall(&mut self, mut plan: Plan, cfg: &Config) -> Result<()> {
         let fresh = plan.layout.keep_slots(&self.plan.layout.placed());
         self.dp.maps.reset_server_counters(&fresh)?;
+        self.servers = self.servers.carried_into(&plan)?;
         self.plan = plan;
-        self.states = states;
         self.write_all(cfg)
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.plan.layout
+    }
+
+    pub fn servers(&self) -> &Servers {
+        &self.servers
+    }
+
+    pub fn server(&self, id: ServerId) -> Option<&ServerEntry> {
+        self.servers.get(id)
+    }
+
+    /// A server's history, for what it records besides state changes (checks, counter).
+    pub fn history_mut(&mut self, id: ServerId) -> Option<&mut ServerHistory> {
+        self.servers.get_mut(id).map(|e| &mut e.history)
+    }
+
+    /// Changes a server's state, brings its pool's maps in line, and records the change in
+    /// the history of the server and its backend.
+    pub fn change(&mut self, id: ServerId, f: impl FnOnce(&mut ServerState)) -> Result<()> {
+        let e = self
+            .servers
+            .get_mut(id)
+            .ok_or_else(|| anyhow!("no server {id}"))?;
+        f(&mut e.state);
+        let backend = e.place.backend;
+        self.write_pool(backend)?;
+        self.servers.note(backend);
+        Ok(())
     }
 
     fn write_all(&mut self, cfg: &Config) -> Result<()> {
@@ -118,12 +113,13 @@ impl Balancer {
             _pad: 0,
         };
         self.dp.maps.write_settings(self.settings)?;
-        let servers: Vec<u32> = self.plan.layout.servers().map(|(_, s)| s.slot).collect();
+        let servers: Vec<ServerSlot> = self.servers.iter().map(|e| e.place.slot).collect();
         self.dp.maps.clear_servers_except(&servers)?;
-        let pools: Vec<u32> = self.plan.layout.pools.iter().map(|p| p.slot).collect();
+        let pools: Vec<_> = self.plan.layout.pools.iter().map(|p| p.slot).collect();
         self.dp.maps.clear_pools_except(&pools)?;
-        for pool in 0..self.plan.layout.pools.len() as u32 {
-            self.sync_pool(pool)?;
+        let backends: Vec<BackendId> = self.plan.layout.pools.iter().map(|p| p.id).collect();
+        for b in backends {
+            self.write_pool(b)?;
         }
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.service_entries(&self.plan.local);
@@ -131,83 +127,72 @@ impl Balancer {
         self.dp.maps.write_port_filter(&ports)
     }
 
-    /// Brings one pool's maps in line with `states`: every server's entry first, then the
-    /// table of those that take new flows. Established flows carry their own rewrite and stay
-    /// where they are whatever the server's state, as in HAProxy.
-    pub fn sync_pool(&mut self, pool: u32) -> Result<()> {
+    /// Brings one pool's maps in line with its servers' states: every server's entry first,
+    /// then the table of those that take new flows. Established flows carry their own rewrite
+    /// and stay where they are whatever the server's state, as in HAProxy.
+    fn write_pool(&mut self, backend: BackendId) -> Result<()> {
         let p = self
             .plan
             .layout
-            .pools
-            .get(pool as usize)
-            .ok_or_else(|| anyhow!("no pool {pool}"))?
-            .clone();
-        let cands: Vec<Candidate> = p
-            .servers
+            .pool(backend)
+            .ok_or_else(|| anyhow!("no pool for backend {backend}"))?;
+        let servers: Vec<&ServerEntry> = self.servers.of_backend(backend).collect();
+        let cands: Vec<Candidate> = servers
             .iter()
-            .map(|s| {
-                let st = self.states[s.id as usize];
-                Candidate {
-                    id: s.slot,
-                    weight: st.weight,
-                    backup: s.backup,
-                    usable: st.usable(),
-                }
+            .map(|e| Candidate {
+                slot: e.place.slot,
+                weight: e.state.weight,
+                backup: e.place.backup,
+                usable: e.state.usable(),
             })
             .collect();
         let table = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
-        let info = |s: &ServerLayout| ServerInfo {
-            addr: addr_be(s.addr),
-            snat_addr: addr_be(self.plan.snat[s.id as usize]),
-            port: s.port.to_be(),
+        let info = |e: &ServerEntry| ServerInfo {
+            addr: addr_be(e.place.addr),
+            snat_addr: addr_be(e.snat),
+            port: e.place.port.to_be(),
             _pad: 0,
-            pool: p.slot,
+            pool: p.slot.0,
             nh: NextHop::default(),
         };
-        for s in &p.servers {
-            let want = info(s);
+        for e in &servers {
+            let want = info(e);
             // Rewriting an unchanged entry would only drop its cached next hop.
-            let cur = self.dp.maps.servers.get(&s.slot, 0)?;
+            let cur = self.dp.maps.servers.get(&e.place.slot.0, 0)?;
             if (ServerInfo {
                 nh: NextHop::default(),
                 ..cur
             }) != want
             {
-                self.dp.maps.write_server(s.slot, want)?;
+                self.dp.maps.write_server(e.place.slot, want)?;
             }
         }
         self.dp.publish(p.slot, p.flags, p.timeouts, &table)?;
-        for s in &p.servers {
-            let st = self.states[s.id as usize];
+        for e in &servers {
             let meta = ServerMeta {
                 backend: name_field(&p.name),
-                server: name_field(&s.name),
-                state: st.meta_state(),
-                backup: u8::from(s.backup),
-                weight: st.weight as u16,
+                server: name_field(&e.place.name),
+                state: meta_state(e.state),
+                backup: u8::from(e.place.backup),
+                weight: e.state.weight as u16,
                 pid: self.pid,
                 last_change: unix_now(),
             };
-            self.dp.maps.write_meta(s.slot, meta)?;
+            self.dp.maps.write_meta(e.place.slot, meta)?;
         }
         Ok(())
     }
 }
 
-/// Servers start UP (HAProxy's initial state), or in maintenance when `disabled`.
-pub fn initial_states(plan: &Plan) -> Vec<ServerState> {
-    plan.layout
-        .servers()
-        .map(|(_, s)| ServerState {
-            up: true,
-            admin: if s.disabled {
-                Admin::Maint
-            } else {
-                Admin::Ready
-            },
-            weight: s.weight,
-        })
-        .collect()
+/// The state `lb show` reads from `LB_SERVER_META`.
+fn meta_state(st: ServerState) -> u8 {
+    match (st.admin, st.up) {
+        (Admin::Maint, _) => META_STATE_MAINT,
+        (_, false) => META_STATE_DOWN,
+        (Admin::Drain, true) => META_STATE_DRAIN,
+        _ if st.weight == 0 => META_STATE_DRAIN,
+        (Admin::Ready, true) => META_STATE_UP,
+    }
 }
 
 fn unix_now() -> u64 {

@@ -17,12 +17,12 @@ use crate::{
     },
 };
 
-/// Names by id, as the data plane numbers frontends and servers.
+/// Names as the data plane's events give them: by frontend id and server slot.
 #[derive(Debug, Default)]
 pub struct Names {
     /// (name, tcplog) per frontend id.
     pub frontends: Vec<(String, bool)>,
-    /// (backend, server) per server slot, as events name them.
+    /// (backend, server) by `ServerSlot`.
     pub servers: Vec<(String, String)>,
 }
 
@@ -30,7 +30,7 @@ impl Names {
     pub fn of(cfg: &Config, layout: &Layout) -> Arc<Names> {
         let mut servers = Vec::new();
         for (p, s) in layout.servers() {
-            let slot = s.slot as usize;
+            let slot = s.slot.index();
             if servers.len() <= slot {
                 servers.resize(slot + 1, (String::new(), String::new()));
             }

@@ -3,32 +3,33 @@
 //! SIGINT/SIGTERM.
 //!
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
-//! - [`balancer`]: server states and how they are written into the maps;
-//! - [`runtime`]: events (checks, operators) applied to states, then logged;
+//! - [`servers`]: one entry per server (place in the data plane, state, history);
+//! - [`balancer`]: the servers' states and how they are written into the maps;
+//! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
-//! - [`admin`]: the runtime API's requests, answered in the serve loop;
 //! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
-pub mod admin;
 pub mod balancer;
 pub mod flowlog;
 pub mod history;
 pub mod plan;
 pub mod privileges;
 pub mod runtime;
+pub mod servers;
 pub mod sysctl;
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-pub use balancer::{Admin, Balancer, ServerState, initial_states};
+pub use balancer::Balancer;
 pub use plan::{Plan, host_diagnostics, plan};
 use runtime::Runtime;
+pub use servers::{Admin, ServerEntry, ServerState, Servers};
 use tokio::sync::mpsc;
 
 use crate::{
     config::{self, Config, Severity},
     dataplane::{Dataplane, LoadOptions, pin_dir},
-    logs::{Logger, format::startup_lines},
+    logs::Logger,
 };
 
 /// Re-readable from inside a `chroot`: the directory is opened once, up front.
@@ -159,22 +160,12 @@ async fn serve(
     privileges::drop_privileges(&cfg.global, &identity)?;
     let (tx, mut events) = mpsc::channel(1024);
     let mut rt = Runtime::new(cfg, file, extra_ifaces.to_vec(), bal, tx, logger, sysctls);
-    if let Some(ring) = rt.bal.dp.events.take() {
-        let names = rt.names.subscribe();
-        let flow_logger = rt.flow_logger.subscribe();
-        tokio::spawn(async move {
-            if let Err(e) = flowlog::run(ring, names, flow_logger).await {
-                eprintln!("[WARNING] option tcplog: no more connection lines: {e:#}");
-            }
-        });
-    }
-    for line in startup_lines(&rt.cfg, rt.flavor) {
-        rt.log(&line);
-    }
+    rt.start_flow_log();
+    rt.log_startup();
     eprintln!(
         "[NOTICE] lb ready: attached to {} (instance '{}', pid {})",
         ifaces.join(", "),
-        rt.cfg.global.instance,
+        rt.config().global.instance,
         std::process::id()
     );
     readiness.ready();
@@ -192,14 +183,8 @@ async fn serve(
         }
     }
     drop(api);
-    let Runtime {
-        mut bal,
-        checkers,
-        cfg,
-        ..
-    } = rt;
-    checkers.shutdown().await;
-    bal.dp.detach_all()?;
+    rt.stop().await?;
+    let cfg = rt.config();
     if let (Some(pidfile), None) = (&cfg.global.pidfile, &cfg.global.chroot) {
         let _ = std::fs::remove_file(pidfile);
     }

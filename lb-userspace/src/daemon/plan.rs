@@ -33,7 +33,7 @@ pub fn local_v4(local: &[net::LocalAddr]) -> Vec<u32> {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub layout: Layout,
-    /// Per server id: the LB's source address towards it (full-NAT).
+    /// By `ServerId`: the LB's source address towards each server (full-NAT).
     pub snat: Vec<Ipv4Addr>,
     /// Interfaces to attach to, in a stable order.
     pub interfaces: Vec<String>,

@@ -1,11 +1,10 @@
-//! Numbering (pure): turns the config into the ids the maps use. Pools are backends in
-//! declaration order, servers are numbered across all backends, frontends likewise.
+//! Numbering (pure): turns the config into the ids the daemon uses and the slots the maps use
+//! (see [`super::ids`]). Pools are backends in declaration order, servers are numbered across
+//! all backends, frontends likewise.
 //!
-//! Pools and servers have two numbers. `id` follows the config (the daemon's tables are
-//! indexed by it); `slot` is where they live in the data plane's maps, and what tracked flows
-//! refer to. Slots are kept across reloads and restarts for every backend and server that
-//! stays (by name, see [`Layout::keep_slots`]), so adding or removing a server never moves
-//! another server's flows.
+//! Slots are kept across reloads and restarts for every backend and server that stays (by
+//! name, see [`Layout::keep_slots`]), so adding or removing a server never moves another
+//! server's flows.
 use std::net::Ipv4Addr;
 
 use lb_common::{
@@ -14,7 +13,8 @@ use lb_common::{
     name_str,
 };
 
-use crate::config::{Config, NatMode, OnEmpty};
+use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
+use crate::config::{Backend, Config, NatMode, OnEmpty, Server};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
@@ -22,35 +22,49 @@ pub struct Layout {
     pub services: Vec<(ServiceKey, ServiceValue)>,
     /// Some bind is `*:port`.
     pub wildcard: bool,
+    /// By [`BackendId`].
     pub pools: Vec<PoolLayout>,
     pub frontends: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolLayout {
-    pub id: u32,
-    /// Index in `LB_POOLS`/`LB_TABLES`, as flows and services refer to it.
-    pub slot: u32,
+    pub id: BackendId,
+    pub slot: PoolSlot,
     pub name: String,
     /// `POOL_F_*`.
     pub flags: u32,
     /// Flow timeouts in the data plane's ticks.
     pub timeouts: Timeouts,
     pub allbackups: bool,
+    /// In config order; their ids follow each other.
     pub servers: Vec<ServerLayout>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerLayout {
-    pub id: u32,
-    /// Index in `LB_SERVERS` and the per-server maps, as flows and tables refer to it.
-    pub slot: u32,
+    pub id: ServerId,
+    pub slot: ServerSlot,
+    /// Its backend's id.
+    pub backend: BackendId,
+    /// 1-based within its backend (HAProxy's `puid`).
+    pub puid: u32,
     pub name: String,
     pub addr: Ipv4Addr,
     pub port: u16,
     pub weight: u32,
     pub backup: bool,
     pub disabled: bool,
+}
+
+impl ServerLayout {
+    /// The config's backend and server this one was laid out from; `None` if `cfg` is not
+    /// the config the layout was made of.
+    pub fn config<'c>(&self, cfg: &'c Config) -> Option<(&'c Backend, &'c Server)> {
+        let b = cfg.backends.get(self.backend.index())?;
+        let s = b.servers.get(self.puid.checked_sub(1)? as usize)?;
+        (s.name == self.name).then_some((b, s))
+    }
 }
 
 impl Layout {
@@ -61,6 +75,7 @@ impl Layout {
             .iter()
             .enumerate()
             .map(|(i, b)| {
+                let id = BackendId(i as u32);
                 let mut flags = 0;
                 if b.nat == NatMode::Dnat {
                     flags |= POOL_F_DNAT;
@@ -74,12 +89,15 @@ impl Layout {
                 let servers = b
                     .servers
                     .iter()
-                    .map(|s| {
-                        let id = next_server;
+                    .enumerate()
+                    .map(|(j, s)| {
+                        let n = next_server;
                         next_server += 1;
                         ServerLayout {
-                            id,
-                            slot: id,
+                            id: ServerId(n),
+                            slot: ServerSlot(n),
+                            backend: id,
+                            puid: j as u32 + 1,
                             name: s.name.clone(),
                             addr: s.addr,
                             port: s.port,
@@ -91,8 +109,8 @@ impl Layout {
                     .collect();
                 let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
                 PoolLayout {
-                    id: i as u32,
-                    slot: i as u32,
+                    id,
+                    slot: PoolSlot(id.0),
                     name: b.name.clone(),
                     flags,
                     timeouts: Timeouts::from_ms(TimeoutsMs {
@@ -111,7 +129,7 @@ impl Layout {
         let mut services = Vec::new();
         let mut wildcard = false;
         for (fid, f) in c.frontends.iter().enumerate() {
-            let Some(pool) = pools.iter().position(|p| p.name == f.default_backend) else {
+            let Some(pool) = pools.iter().find(|p| p.name == f.default_backend) else {
                 continue; // validation reports it
             };
             for b in &f.binds {
@@ -124,7 +142,7 @@ impl Layout {
                         _pad: 0,
                     },
                     ServiceValue {
-                        pool: pool as u32,
+                        pool: pool.slot.0,
                         frontend: fid as u32,
                     },
                 ));
@@ -160,10 +178,19 @@ impl Layout {
         out
     }
 
+    /// Every server with its pool, in id order.
     pub fn servers(&self) -> impl Iterator<Item = (&PoolLayout, &ServerLayout)> {
         self.pools
             .iter()
             .flat_map(|p| p.servers.iter().map(move |s| (p, s)))
+    }
+
+    pub fn server(&self, id: ServerId) -> Option<(&PoolLayout, &ServerLayout)> {
+        self.servers().find(|(_, s)| s.id == id)
+    }
+
+    pub fn pool(&self, id: BackendId) -> Option<&PoolLayout> {
+        self.pools.get(id.index())
     }
 
     /// Where each backend's servers live now, to hand over to the next layout.
@@ -181,7 +208,7 @@ impl Layout {
     /// Gives backends and servers that were already `placed` their old slots (by name), and
     /// the others the lowest slots nobody keeps. Services follow their pools. Returns the
     /// server slots that changed hands (whose counters start again).
-    pub fn keep_slots(&mut self, placed: &[Placed]) -> Vec<u32> {
+    pub fn keep_slots(&mut self, placed: &[Placed]) -> Vec<ServerSlot> {
         let mut pools_taken = vec![false; MAX_POOLS as usize];
         let mut servers_taken = vec![false; MAX_SERVERS as usize];
         let mut pool_slot: Vec<Option<u32>> = vec![None; self.pools.len()];
@@ -190,7 +217,7 @@ impl Layout {
             let old = placed
                 .iter()
                 .find(|x| x.backend == name)
-                .map(|x| x.pool_slot);
+                .map(|x| x.pool_slot.0);
             if let Some(slot) = old.filter(|&s| take(&mut pools_taken, s)) {
                 pool_slot[i] = Some(slot);
             }
@@ -204,7 +231,7 @@ impl Layout {
                 let old = placed
                     .iter()
                     .find(|x| x.backend == backend && x.server == server)
-                    .map(|x| x.slot);
+                    .map(|x| x.slot.0);
                 v.push(old.filter(|&slot| take(&mut servers_taken, slot)));
             }
             server_slot.push(v);
@@ -213,16 +240,16 @@ impl Layout {
         let mut old_to_new = vec![None; MAX_POOLS as usize];
         for (i, p) in self.pools.iter_mut().enumerate() {
             let slot = pool_slot[i].unwrap_or_else(|| lowest_free(&mut pools_taken));
-            if let Some(o) = old_to_new.get_mut(p.slot as usize) {
+            if let Some(o) = old_to_new.get_mut(p.slot.index()) {
                 *o = Some(slot);
             }
-            p.slot = slot;
+            p.slot = PoolSlot(slot);
             for (s, kept) in p.servers.iter_mut().zip(&server_slot[i]) {
-                s.slot = kept.unwrap_or_else(|| {
+                s.slot = ServerSlot(kept.unwrap_or_else(|| {
                     let slot = lowest_free(&mut servers_taken);
-                    fresh.push(slot);
+                    fresh.push(ServerSlot(slot));
                     slot
-                });
+                }));
             }
         }
         for (_, v) in &mut self.services {
@@ -231,11 +258,6 @@ impl Layout {
             }
         }
         fresh
-    }
-
-    /// Data-plane slots indexed by config-order id (servers are numbered in that order).
-    pub fn slots(&self) -> Vec<u32> {
-        self.servers().map(|(_, s)| s.slot).collect()
     }
 
     pub fn server_count(&self) -> u32 {
@@ -267,8 +289,8 @@ fn short(name: &str) -> String {
 pub struct Placed {
     pub backend: String,
     pub server: String,
-    pub slot: u32,
-    pub pool_slot: u32,
+    pub slot: ServerSlot,
+    pub pool_slot: PoolSlot,
 }
 
 /// Marks `slot` taken; false if it is out of range or already taken.
@@ -342,9 +364,20 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
         );
         let ids: Vec<_> = l
             .servers()
-            .map(|(p, s)| (p.id, s.id, s.name.as_str()))
+            .map(|(p, s)| (p.id.0, s.id.0, s.backend, s.puid, s.name.as_str()))
             .collect();
-        assert_eq!(ids, [(0, 0, "d1"), (1, 1, "w1"), (1, 2, "w2")]);
+        assert_eq!(
+            ids,
+            [
+                (0, 0, BackendId(0), 1, "d1"),
+                (1, 1, BackendId(1), 1, "w1"),
+                (1, 2, BackendId(1), 2, "w2")
+            ]
+        );
+        let (_, w2) = l.server(ServerId(2)).expect("w2");
+        let (b, s) = w2.config(&c).expect("in the config");
+        assert_eq!((b.name.as_str(), s.name.as_str()), ("b2", "w2"));
+        assert_eq!(l.pool(BackendId(1)).map(|p| p.name.as_str()), Some("b2"));
         assert_eq!(l.services.len(), 3);
         let (k, v) = l.services[0];
         assert_eq!(
@@ -390,14 +423,17 @@ server = [{ name = "d1", address = "10.0.2.1:53" }]
 
     fn slots(l: &Layout) -> Vec<(String, u32, u32)> {
         l.servers()
-            .map(|(p, s)| (format!("{}/{}", p.name, s.name), s.id, s.slot))
+            .map(|(p, s)| (format!("{}/{}", p.name, s.name), s.id.0, s.slot.0))
             .collect()
     }
 
     #[test]
     fn fresh_slots_follow_ids() {
         let mut l = layout(BEFORE);
-        assert_eq!(l.keep_slots(&[]), [0, 1, 2]);
+        assert_eq!(
+            l.keep_slots(&[]),
+            [ServerSlot(0), ServerSlot(1), ServerSlot(2)]
+        );
         for (_, id, slot) in slots(&l) {
             assert_eq!(id, slot);
         }
@@ -438,9 +474,9 @@ server = [{ name = "d2", address = "10.0.2.2:53" }]
                 ("dns/d2".to_string(), 4, 4),
             ]
         );
-        assert_eq!(fresh, [2, 3, 4]);
+        assert_eq!(fresh, [ServerSlot(2), ServerSlot(3), ServerSlot(4)]);
         // Pools: web and dns stay in 0 and 1, api takes 2; services follow.
-        let pools: Vec<_> = after.pools.iter().map(|p| (p.id, p.slot)).collect();
+        let pools: Vec<_> = after.pools.iter().map(|p| (p.id.0, p.slot.0)).collect();
         assert_eq!(pools, [(0, 2), (1, 0), (2, 1)]);
         let svc: Vec<_> = after
             .services
@@ -448,7 +484,10 @@ server = [{ name = "d2", address = "10.0.2.2:53" }]
             .map(|(k, v)| (u16::from_be(k.port), v.pool))
             .collect();
         assert_eq!(svc, [(8080, 2), (80, 0), (53, 1)]);
-        assert_eq!(after.slots().get(3), Some(&1));
+        assert_eq!(
+            after.server(ServerId(3)).map(|(_, s)| s.slot),
+            Some(ServerSlot(1))
+        );
         // Placing again from its own placement changes nothing.
         let again = after.clone();
         assert!(after.keep_slots(&again.placed()).is_empty());
@@ -472,13 +511,13 @@ server = [{{ name = "a", address = "10.0.1.1:80" }}, {{ name = "{long}", address
         let placed = [Placed {
             backend: "web".into(),
             server: "s".repeat(NAME_LEN),
-            slot: 7,
-            pool_slot: 3,
+            slot: ServerSlot(7),
+            pool_slot: PoolSlot(3),
         }];
-        assert_eq!(l.keep_slots(&placed), [0]);
+        assert_eq!(l.keep_slots(&placed), [ServerSlot(0)]);
         let got: Vec<_> = slots(&l).into_iter().map(|(_, _, s)| s).collect();
         assert_eq!(got, [0, 7]);
-        assert_eq!(l.pools[0].slot, 3);
+        assert_eq!(l.pools[0].slot, PoolSlot(3));
         assert_eq!(l.services[0].1.pool, 3);
     }
 }

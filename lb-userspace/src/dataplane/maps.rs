@@ -3,6 +3,7 @@
 //! without the daemon); and what a daemon does with pins this build cannot read.
 use std::path::{Path, PathBuf};
 
+use super::ids::ServerSlot;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
@@ -259,8 +260,8 @@ impl Maps {
     }
 
     /// Sum over CPUs of a server's counters.
-    pub fn server_counters(&self, slot: u32) -> Result<Counters> {
-        let per_cpu = self.server_stats.get(&slot, 0)?;
+    pub fn server_counters(&self, slot: ServerSlot) -> Result<Counters> {
+        let per_cpu = self.server_stats.get(&slot.0, 0)?;
         Ok(per_cpu.iter().fold(Counters::default(), |a, c| a.plus(*c)))
     }
 

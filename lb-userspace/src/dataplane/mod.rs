@@ -1,6 +1,7 @@
 //! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
 //! its maps. Everything above this module talks in config terms; everything below in map terms.
 pub mod clock;
+pub mod ids;
 pub mod layout;
 pub mod maps;
 pub mod table;
@@ -17,6 +18,7 @@ use aya::{
 };
 use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
+use ids::{PoolSlot, ServerSlot};
 pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
 
@@ -171,10 +173,10 @@ impl Dataplane {
     /// Installs a pool's table, flags and timeouts, see [`writer::Publisher`].
     pub fn publish(
         &mut self,
-        pool: u32,
+        pool: PoolSlot,
         flags: u32,
         timeouts: lb_common::Timeouts,
-        table: &[u32],
+        table: &[ServerSlot],
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)

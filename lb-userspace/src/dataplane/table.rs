@@ -4,11 +4,13 @@
 //! round-robin schedule. Weights become repetitions in a smooth weighted round-robin order
 //! (nginx's algorithm: no server gets long bursts), after dividing by their GCD so equal
 //! weights give the shortest table.
+use super::ids::ServerSlot;
 
 /// What the builder needs to know about a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
-    pub id: u32,
+    /// What the table holds for it.
+    pub slot: ServerSlot,
     pub weight: u32,
     pub backup: bool,
     /// UP and not in maintenance or drain (i.e. may take new flows).
@@ -21,7 +23,7 @@ pub struct Candidate {
 /// declaration order), or all usable backups with `allbackups`. Weight 0 takes no new flows.
 /// Tables longer than `max_len` are scaled down proportionally (every server keeps >= 1 slot;
 /// validation keeps the number of servers of a backend <= `max_len`).
-pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<u32> {
+pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<ServerSlot> {
     let usable = |c: &&Candidate| c.usable && c.weight > 0;
     let mut chosen: Vec<Candidate> = cands
         .iter()
@@ -62,7 +64,7 @@ fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-fn smooth_wrr(chosen: &[Candidate], weights: &[u64]) -> Vec<u32> {
+fn smooth_wrr(chosen: &[Candidate], weights: &[u64]) -> Vec<ServerSlot> {
     let total: i64 = weights.iter().map(|&w| w as i64).sum();
     let mut current = vec![0i64; chosen.len()];
     let mut out = Vec::with_capacity(total as usize);
@@ -75,7 +77,7 @@ fn smooth_wrr(chosen: &[Candidate], weights: &[u64]) -> Vec<u32> {
             }
         }
         current[best] -= total;
-        out.push(chosen[best].id);
+        out.push(chosen[best].slot);
     }
     out
 }
@@ -84,13 +86,21 @@ fn smooth_wrr(chosen: &[Candidate], weights: &[u64]) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    fn c(id: u32, weight: u32) -> Candidate {
+    fn c(slot: u32, weight: u32) -> Candidate {
         Candidate {
-            id,
+            slot: ServerSlot(slot),
             weight,
             backup: false,
             usable: true,
         }
+    }
+
+    /// The table as plain slot numbers.
+    fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<u32> {
+        super::build(cands, allbackups, max_len)
+            .into_iter()
+            .map(|s| s.0)
+            .collect()
     }
 
     #[test]

@@ -15,7 +15,11 @@ use lb_common::{
 
 use aya::maps::PerCpuValues;
 
-use super::{layout::Placed, maps::Maps};
+use super::{
+    ids::{PoolSlot, ServerSlot},
+    layout::Placed,
+    maps::Maps,
+};
 
 impl Maps {
     pub fn write_settings(&mut self, s: Settings) -> Result<()> {
@@ -66,29 +70,32 @@ impl Maps {
         Ok(())
     }
 
-    pub fn write_server(&mut self, id: u32, info: ServerInfo) -> Result<()> {
+    pub fn write_server(&mut self, slot: ServerSlot, info: ServerInfo) -> Result<()> {
         self.servers
-            .set(id, info, 0)
-            .with_context(|| format!("writing server {id}"))
+            .set(slot.0, info, 0)
+            .with_context(|| format!("writing server slot {slot}"))
     }
 
-    pub fn write_meta(&mut self, id: u32, meta: ServerMeta) -> Result<()> {
+    pub fn write_meta(&mut self, slot: ServerSlot, meta: ServerMeta) -> Result<()> {
         self.meta
-            .set(id, meta, 0)
-            .with_context(|| format!("writing server meta {id}"))
+            .set(slot.0, meta, 0)
+            .with_context(|| format!("writing server meta {slot}"))
     }
 
     /// Clears every server slot but `keep` (left over from a bigger config, a reload or an
     /// earlier run sharing the pins). Their established flows carry their own rewrite and go
     /// on until they end, as a reloaded HAProxy's old process finishes its connections.
-    pub fn clear_servers_except(&mut self, keep: &[u32]) -> Result<()> {
-        for id in (0..MAX_SERVERS).filter(|id| !keep.contains(id)) {
-            let cur = self.servers.get(&id, 0)?;
-            if cur != ServerInfo::default() {
-                self.write_server(id, ServerInfo::default())?;
+    pub fn clear_servers_except(&mut self, keep: &[ServerSlot]) -> Result<()> {
+        for slot in (0..MAX_SERVERS).map(ServerSlot) {
+            if keep.contains(&slot) {
+                continue;
             }
-            if self.meta.get(&id, 0)?.pid != 0 {
-                self.write_meta(id, ServerMeta::default())?;
+            let cur = self.servers.get(&slot.0, 0)?;
+            if cur != ServerInfo::default() {
+                self.write_server(slot, ServerInfo::default())?;
+            }
+            if self.meta.get(&slot.0, 0)?.pid != 0 {
+                self.write_meta(slot, ServerMeta::default())?;
             }
         }
         Ok(())
@@ -96,14 +103,14 @@ impl Maps {
 
     /// Disables every pool slot but `keep` (no table: their VIPs are gone from the services
     /// map). Their established flows keep default timeouts until they end.
-    pub fn clear_pools_except(&mut self, keep: &[u32]) -> Result<()> {
+    pub fn clear_pools_except(&mut self, keep: &[PoolSlot]) -> Result<()> {
         let unused = PoolInfo {
             timeouts: Timeouts::from_ms(TimeoutsMs::default()),
             ..PoolInfo::default()
         };
-        for id in (0..MAX_POOLS).filter(|id| !keep.contains(id)) {
-            if self.pools.get(&id, 0)? != unused {
-                self.pools.set(id, unused, 0)?;
+        for slot in (0..MAX_POOLS).map(PoolSlot) {
+            if !keep.contains(&slot) && self.pools.get(&slot.0, 0)? != unused {
+                self.pools.set(slot.0, unused, 0)?;
             }
         }
         Ok(())
@@ -121,31 +128,34 @@ impl Maps {
             out.push(Placed {
                 backend: name_str(&meta.backend).to_string(),
                 server: name_str(&meta.server).to_string(),
-                slot,
-                pool_slot: self.servers.get(&slot, 0)?.pool,
+                slot: ServerSlot(slot),
+                pool_slot: PoolSlot(self.servers.get(&slot, 0)?.pool),
             });
         }
         Ok(out)
     }
 
     /// Zeroes the counters of server slots that now belong to another server.
-    pub fn reset_server_counters(&mut self, slots: &[u32]) -> Result<()> {
+    pub fn reset_server_counters(&mut self, slots: &[ServerSlot]) -> Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         for &slot in slots {
             let zero = PerCpuValues::try_from(vec![Counters::default(); cpus])?;
             self.server_stats
-                .set(slot, zero, 0)
+                .set(slot.0, zero, 0)
                 .with_context(|| format!("resetting the counters of server {slot}"))?;
         }
         Ok(())
     }
 
     /// The live table of a pool, as the data plane reads it.
-    pub fn live_table(&self, pool: u32) -> Result<Vec<u32>> {
-        let info = self.pools.get(&pool, 0)?;
+    pub fn live_table(&self, pool: PoolSlot) -> Result<Vec<ServerSlot>> {
+        let info = self.pools.get(&pool.0, 0)?;
         let desc = TableDesc::unpack(info.table);
         (0..desc.len)
-            .map(|i| Ok(self.tables.get(&table_index(pool, desc.slot, i), 0)?))
+            .map(|i| {
+                let slot = self.tables.get(&table_index(pool.0, desc.slot, i), 0)?;
+                Ok(ServerSlot(slot))
+            })
             .collect()
     }
 }
@@ -173,10 +183,10 @@ impl Publisher {
     pub fn publish(
         &mut self,
         maps: &mut Maps,
-        pool: u32,
+        pool: PoolSlot,
         flags: u32,
         timeouts: Timeouts,
-        table: &[u32],
+        table: &[ServerSlot],
     ) -> Result<()> {
         anyhow::ensure!(
             table.len() <= TABLE_SIZE as usize,
@@ -185,24 +195,24 @@ impl Publisher {
         );
         let last = self
             .last_flip
-            .get_mut(pool as usize)
-            .with_context(|| format!("pool id {pool} out of range"))?;
+            .get_mut(pool.index())
+            .with_context(|| format!("pool slot {pool} out of range"))?;
         if let Some(at) = *last {
             let since = at.elapsed();
             if since < SLOT_REUSE_GRACE {
                 std::thread::sleep(SLOT_REUSE_GRACE - since);
             }
         }
-        let current = TableDesc::unpack(maps.pools.get(&pool, 0)?.table);
-        let slot = current.slot ^ 1;
-        for (i, id) in table.iter().enumerate() {
+        let current = TableDesc::unpack(maps.pools.get(&pool.0, 0)?.table);
+        let half = current.slot ^ 1;
+        for (i, server) in table.iter().enumerate() {
             maps.tables
-                .set(table_index(pool, slot, i as u32), id, 0)
+                .set(table_index(pool.0, half, i as u32), server.0, 0)
                 .with_context(|| format!("writing table of pool {pool}"))?;
         }
         let info = PoolInfo {
             table: TableDesc {
-                slot,
+                slot: half,
                 len: table.len() as u32,
             }
             .pack(),
@@ -210,7 +220,7 @@ impl Publisher {
             timeouts,
         };
         maps.pools
-            .set(pool, info, 0)
+            .set(pool.0, info, 0)
             .with_context(|| format!("publishing table of pool {pool}"))?;
         *last = Some(Instant::now());
         Ok(())

@@ -39,7 +39,10 @@ use tokio::{
 };
 
 use super::state::{CheckResult, CheckStatus, Health, Intervals, Outcome, Transition};
-use crate::config::{Backend, CheckKind, Config, HttpCheck, Server};
+use crate::{
+    config::{Backend, CheckKind, Config, HttpCheck, Server},
+    dataplane::{ids::ServerId, layout::Layout},
+};
 
 /// What a check does once connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,10 +341,10 @@ fn status_line(line: &[u8]) -> Option<(u16, String)> {
     Some((code, String::from_utf8_lossy(reason).into_owned()))
 }
 
-/// One server to check, numbered like [`crate::dataplane::layout::Layout`] numbers servers.
+/// One server to check.
 #[derive(Clone, Debug)]
 pub struct CheckTarget {
-    pub id: u32,
+    pub id: ServerId,
     pub spec: CheckSpec,
     pub intervals: Intervals,
     /// The initial state: UP at `health = rise`, or in maintenance for `disabled` servers.
@@ -349,7 +352,7 @@ pub struct CheckTarget {
 }
 
 impl CheckTarget {
-    pub fn new(id: u32, backend: &Backend, server: &Server) -> CheckTarget {
+    pub fn new(id: ServerId, backend: &Backend, server: &Server) -> CheckTarget {
         CheckTarget {
             id,
             spec: CheckSpec::new(backend, server),
@@ -359,28 +362,24 @@ impl CheckTarget {
     }
 }
 
-/// The servers of `cfg` that have `check`, with the ids the data plane gives them (servers
-/// numbered across all backends in declaration order). Servers without `check` are never
-/// checked and stay UP.
-pub fn targets(cfg: &Config) -> Vec<CheckTarget> {
-    let mut out = Vec::new();
-    let mut id = 0u32;
-    for b in &cfg.backends {
-        for s in &b.servers {
-            if s.check {
-                out.push(CheckTarget::new(id, b, s));
-            }
-            id += 1;
-        }
-    }
-    out
+/// The servers of `cfg` that have `check`, with the ids `layout` (made of `cfg`) gave them.
+/// Servers without `check` are never checked and stay UP.
+pub fn targets(layout: &Layout, cfg: &Config) -> Vec<CheckTarget> {
+    layout
+        .servers()
+        .filter_map(|(_, s)| {
+            let (backend, server) = s.config(cfg)?;
+            server
+                .check
+                .then(|| CheckTarget::new(s.id, backend, server))
+        })
+        .collect()
 }
 
 /// One finished check, applied to its server's state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckEvent {
-    /// The server's id (see [`targets`]).
-    pub server: u32,
+    pub server: ServerId,
     /// Status, code, info and duration.
     pub result: CheckResult,
     /// What the state machine made of it: whether to log it, the UP/DOWN transition, the
@@ -389,28 +388,28 @@ pub struct CheckEvent {
 }
 
 /// Shared between a server's task and the [`Checkers`] handle.
-struct Slot {
-    state: Mutex<SlotState>,
+struct Shared {
+    state: Mutex<CheckerState>,
     /// Bumped at every maintenance or enable change: the task abandons a check under way,
     /// and a result of a check started before the change is dropped.
     control: watch::Sender<u64>,
 }
 
-struct SlotState {
+struct CheckerState {
     health: Health,
     last: Option<CheckResult>,
     /// `enable health`/`disable health` (HAProxy's CHK_ST_ENABLED).
     enabled: bool,
 }
 
-impl SlotState {
+impl CheckerState {
     fn paused(&self) -> bool {
         self.health.in_maintenance() || !self.enabled
     }
 }
 
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, CheckerState> {
         // The critical sections cannot panic halfway; a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -422,7 +421,7 @@ impl Slot {
 
 /// The running checkers: one task per checked server. Dropping it stops them.
 pub struct Checkers {
-    slots: BTreeMap<u32, Arc<Slot>>,
+    by_server: BTreeMap<ServerId, Arc<Shared>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -441,47 +440,47 @@ pub fn spawn_checkers(targets: Vec<CheckTarget>, events: mpsc::Sender<CheckEvent
         .filter(|&i| i >= INTER_THRESHOLD)
         .min()
         .unwrap_or_default();
-    let mut slots = BTreeMap::new();
+    let mut by_server = BTreeMap::new();
     let mut tasks = Vec::new();
     for (pos, t) in targets.into_iter().enumerate() {
         let own = t.health.next_interval(&t.intervals);
         let first = mininter.max(own).min(MAX_WAIT) * pos as u32 / count.max(1);
         let (control, _) = watch::channel(0u64);
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(CheckerState {
                 health: t.health,
                 last: None,
                 enabled: true,
             }),
             control,
         });
-        slots.insert(t.id, slot.clone());
+        by_server.insert(t.id, shared.clone());
         tasks.push(tokio::spawn(check_loop(
             t.id,
-            slot,
+            shared,
             t.spec,
             t.intervals,
             first,
             events.clone(),
         )));
     }
-    Checkers { slots, tasks }
+    Checkers { by_server, tasks }
 }
 
 async fn check_loop(
-    id: u32,
-    slot: Arc<Slot>,
+    id: ServerId,
+    shared: Arc<Shared>,
     spec: CheckSpec,
     intervals: Intervals,
     first: Duration,
     events: mpsc::Sender<CheckEvent>,
 ) {
-    let mut control = slot.control.subscribe();
+    let mut control = shared.control.subscribe();
     let mut next = after(Instant::now(), first);
     loop {
         sleep_until(next).await;
         let generation = *control.borrow_and_update();
-        if slot.lock().paused() {
+        if shared.lock().paused() {
             // HAProxy keeps a paused check's task ticking every `inter`; the first check
             // after maintenance comes at the next tick.
             next = after(next, intervals.inter);
@@ -496,8 +495,8 @@ async fn check_loop(
             }
         };
         let (event, interval) = {
-            let mut st = slot.lock();
-            let event = if st.paused() || *slot.control.borrow() != generation {
+            let mut st = shared.lock();
+            let event = if st.paused() || *shared.control.borrow() != generation {
                 None
             } else {
                 let outcome = st.health.on_result(result.status);
@@ -521,68 +520,64 @@ async fn check_loop(
 
 impl Checkers {
     /// The server is checked (it had `check`).
-    pub fn is_checked(&self, id: u32) -> bool {
-        self.slots.contains_key(&id)
-    }
-
-    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.slots.keys().copied()
+    pub fn is_checked(&self, id: ServerId) -> bool {
+        self.by_server.contains_key(&id)
     }
 
     /// A copy of the server's state machine (for `show stat`: counter, status).
-    pub fn health(&self, id: u32) -> Option<Health> {
-        self.slots.get(&id).map(|s| s.lock().health.clone())
+    pub fn health(&self, id: ServerId) -> Option<Health> {
+        self.by_server.get(&id).map(|s| s.lock().health.clone())
     }
 
     /// The last check's result (`show stat`'s check_status, check_code, check_duration,
     /// check_desc).
-    pub fn last_result(&self, id: u32) -> Option<CheckResult> {
-        self.slots.get(&id).and_then(|s| s.lock().last.clone())
+    pub fn last_result(&self, id: ServerId) -> Option<CheckResult> {
+        self.by_server.get(&id).and_then(|s| s.lock().last.clone())
     }
 
     /// Maintenance starts (`disable server`, `set server ... state maint`): checks pause,
     /// a check under way is abandoned, the counter drops to 0. Returns whether the server
     /// was UP; `None` for an unchecked server or one already in maintenance.
-    pub fn enter_maintenance(&self, id: u32) -> Option<bool> {
-        let slot = self.slots.get(&id)?;
-        let was_up = slot.lock().health.enter_maintenance();
+    pub fn enter_maintenance(&self, id: ServerId) -> Option<bool> {
+        let shared = self.by_server.get(&id)?;
+        let was_up = shared.lock().health.enter_maintenance();
         if was_up.is_some() {
-            slot.bump();
+            shared.bump();
         }
         was_up
     }
 
     /// Maintenance ends: checks resume at the task's next tick, the server is UP with
     /// `health = rise`. Returns whether it was in maintenance.
-    pub fn leave_maintenance(&self, id: u32) -> bool {
-        let Some(slot) = self.slots.get(&id) else {
+    pub fn leave_maintenance(&self, id: ServerId) -> bool {
+        let Some(shared) = self.by_server.get(&id) else {
             return false;
         };
-        let left = slot.lock().health.leave_maintenance();
+        let left = shared.lock().health.leave_maintenance();
         if left {
-            slot.bump();
+            shared.bump();
         }
         left
     }
 
     /// `set server B/S health up|down`. A check under way still counts afterwards, as in
     /// HAProxy.
-    pub fn force(&self, id: u32, up: bool) -> Option<Transition> {
-        self.slots.get(&id)?.lock().health.force(up)
+    pub fn force(&self, id: ServerId, up: bool) -> Option<Transition> {
+        self.by_server.get(&id)?.lock().health.force(up)
     }
 
     /// Checks are not `disable health`d (HAProxy's CHK_ST_ENABLED); false when unchecked.
-    pub fn is_enabled(&self, id: u32) -> bool {
-        self.slots.get(&id).is_some_and(|s| s.lock().enabled)
+    pub fn is_enabled(&self, id: ServerId) -> bool {
+        self.by_server.get(&id).is_some_and(|s| s.lock().enabled)
     }
 
     /// `enable health`/`disable health`: pauses or resumes the checks without touching the
     /// server's state.
-    pub fn set_enabled(&self, id: u32, enabled: bool) {
-        if let Some(slot) = self.slots.get(&id) {
-            let changed = std::mem::replace(&mut slot.lock().enabled, enabled) != enabled;
+    pub fn set_enabled(&self, id: ServerId, enabled: bool) {
+        if let Some(shared) = self.by_server.get(&id) {
+            let changed = std::mem::replace(&mut shared.lock().enabled, enabled) != enabled;
             if changed {
-                slot.bump();
+                shared.bump();
             }
         }
     }
@@ -726,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn targets_number_servers_like_the_layout() {
+    fn targets_are_the_checked_servers_with_their_layout_ids() {
         let c = crate::config::native::parse(
             "t.toml",
             r#"
@@ -746,13 +741,13 @@ server = [
 "#,
         )
         .expect("parses");
-        let layout = crate::dataplane::layout::Layout::new(&c);
-        let t = targets(&c);
-        let ids: Vec<u32> = t.iter().map(|t| t.id).collect();
-        assert_eq!(ids, [1, 2]);
-        let names: Vec<_> = layout
-            .servers()
-            .filter(|(_, s)| ids.contains(&s.id))
+        let layout = Layout::new(&c);
+        let t = targets(&layout, &c);
+        let ids: Vec<ServerId> = t.iter().map(|t| t.id).collect();
+        assert_eq!(ids, [ServerId(1), ServerId(2)]);
+        let names: Vec<_> = ids
+            .iter()
+            .filter_map(|&id| layout.server(id))
             .map(|(_, s)| s.name.as_str())
             .collect();
         assert_eq!(names, ["w1", "w2"]);

@@ -1,8 +1,9 @@
 //! Health checks with HAProxy's semantics: the state machine (pure) and the checkers (I/O).
 //!
 //! Wiring (see `tests/health_logs_wiring.rs` for a runnable version):
-//! 1. at start, `spawn_checkers(check::targets(&cfg), tx)` with a bounded
-//!    `mpsc::channel::<CheckEvent>`; servers without `check` get no checker and stay UP;
+//! 1. at start, `spawn_checkers(check::targets(&layout, &cfg), tx)` with a bounded
+//!    `mpsc::channel::<CheckEvent>`; events name servers by the layout's `ServerId`;
+//!    servers without `check` get no checker and stay UP;
 //!    `disabled` servers start in maintenance, checks paused;
 //! 2. for every [`CheckEvent`]: count the backend's usable servers, apply
 //!    `event.outcome.transition` to the server's state (UP/DOWN) and the maps, count again,

@@ -17,9 +17,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lb::{
     config::native,
-    daemon::{Balancer, Plan},
+    daemon::{Balancer, Plan, ServerState},
     dataplane::{
         Dataplane, LoadOptions, clock,
+        ids::{PoolSlot, ServerSlot},
         layout::{Layout, addr_be},
         testrun::{self, XDP_PASS},
     },
@@ -88,10 +89,11 @@ on_empty = "pass"
 server = [{ name = "web10", address = "10.1.0.10:80", disabled = true }]
 "#;
 
-// Server slots, in declaration order across backends.
-pub const HOGE_WEB10: u32 = 0;
-pub const HOGE_WEB11: u32 = 1;
-pub const HOGE: u32 = 0;
+// Where hoge and its servers live in the maps: a fresh start places backends and servers in
+// declaration order.
+pub const HOGE: PoolSlot = PoolSlot(0);
+pub const HOGE_WEB10: ServerSlot = ServerSlot(0);
+pub const HOGE_WEB11: ServerSlot = ServerSlot(1);
 
 pub struct Fixture {
     pub net: RunNet,
@@ -194,20 +196,30 @@ impl Fixture {
             .unwrap_or(0)
     }
 
-    pub fn set_down(&mut self, server: u32, pool: u32) {
-        self.bal.states[server as usize].up = false;
-        self.bal.sync_pool(pool).expect("sync");
+    pub fn set_down(&mut self, backend: &str, server: &str) {
+        let id = self.bal.servers().find(backend, server).expect("server");
+        self.bal.change(id, |st| st.up = false).expect("change");
+    }
+
+    pub fn state(&self, backend: &str, server: &str) -> ServerState {
+        let id = self.bal.servers().find(backend, server).expect("server");
+        self.bal.server(id).expect("entry").state
     }
 
     /// Points the pool's round-robin cursor and a server's port cursor back at the start, so
     /// the next new flow goes to the pool's first server and tries its first port first.
-    pub fn rewind(&mut self, pool: u32, server: u32) {
-        self.bal.dp.maps.pool_rr.set(pool, 0, 0).expect("rr cursor");
+    pub fn rewind(&mut self, pool: PoolSlot, server: ServerSlot) {
+        self.bal
+            .dp
+            .maps
+            .pool_rr
+            .set(pool.0, 0, 0)
+            .expect("rr cursor");
         self.bal
             .dp
             .maps
             .snat_cursor
-            .set(server, 0, 0)
+            .set(server.0, 0, 0)
             .expect("port cursor");
     }
 

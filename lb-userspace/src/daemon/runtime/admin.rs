@@ -1,20 +1,19 @@
 //! The serve loop's side of the runtime API: it answers [`Request`]s with the daemon's view
 //! of every server and applies operators' changes the way [`Runtime::on_check`] applies
-//! health events: states first, then the maps (`Balancer::sync_pool`), then the log lines,
-//! in HAProxy's words.
+//! health events: states and maps first (`Balancer::change`), then the log lines, in
+//! HAProxy's words.
 use std::time::Instant;
 
-use super::{
-    balancer::{Admin, ServerState as BalState},
-    runtime::Runtime,
-};
+use super::Runtime;
 use crate::{
     api::{
         Action, AdminCmd, AdminState, Request,
         cli::{self, NO_SUCH_BACKEND, NO_SUCH_SERVER},
         stats::{BackendState, CheckState, FrontendState, ServerState, State, XdpStats},
     },
-    config::Mode,
+    config::{Balance, Mode},
+    daemon::servers::{Admin, ServerEntry},
+    dataplane::ids::{BackendId, ServerId},
     logs::{
         Counts, LogLine, Sessions, Why,
         format::{
@@ -40,6 +39,13 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// `show stat`'s `algo`, HAProxy's name for the backend's `balance`.
+fn algo_name(b: Balance) -> &'static str {
+    match b {
+        Balance::RoundRobin => "roundrobin",
+    }
+}
+
 impl Runtime {
     /// Answers one request from the API servers.
     pub fn on_api(&mut self, req: Request) {
@@ -55,26 +61,34 @@ impl Runtime {
     }
 
     /// `cli_find_server`: the server's id, or HAProxy's answer.
-    fn find_server(&self, backend: &str, server: &str) -> Result<u32, String> {
+    fn find_server(&self, backend: &str, server: &str) -> Result<ServerId, String> {
         if !self.cfg.backends.iter().any(|b| b.name == backend) {
             return Err(NO_SUCH_BACKEND.into());
         }
-        self.servers
-            .iter()
-            .position(|r| r.backend == backend && r.name == server)
-            .filter(|&i| i < self.bal.states.len())
-            .map(|i| i as u32)
+        self.bal
+            .servers()
+            .find(backend, server)
             .ok_or_else(|| NO_SUCH_SERVER.into())
     }
 
     /// The weight the config gave the server (HAProxy's `iweight`).
-    fn initial_weight(&self, id: u32) -> u32 {
-        let r = &self.servers[id as usize];
-        self.cfg
-            .backends
-            .get(r.pool as usize)
-            .and_then(|b| b.servers.iter().find(|s| s.name == r.name))
-            .map_or(1, |s| s.weight)
+    fn initial_weight(&self, id: ServerId) -> u32 {
+        self.bal.server(id).map_or(1, |e| e.place.weight)
+    }
+
+    /// The entry of a server [`Runtime::find_server`] found.
+    fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
+        self.bal
+            .server(id)
+            .ok_or_else(|| anyhow::anyhow!("no server {id}"))
+    }
+
+    /// Records the server's health counter after an operator moved it.
+    fn note_health(&mut self, id: ServerId) {
+        let health = self.checkers.health(id).map(|h| h.health());
+        if let Some(h) = self.bal.history_mut(id) {
+            h.set_health(health);
+        }
     }
 
     fn admin(&mut self, cmd: AdminCmd) -> Result<(), String> {
@@ -108,53 +122,40 @@ impl Runtime {
         }
     }
 
-    /// Brings the history of `pool` (its servers and itself) up to date after a change.
-    pub(crate) fn note_pool(&mut self, pool: u32) {
-        let ids: Vec<u32> = self
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.pool == pool)
-            .map(|(i, _)| i as u32)
-            .collect();
-        for id in ids {
-            let st = self.bal.states[id as usize];
-            self.history.server(id, st.up && st.admin != Admin::Maint);
-        }
-        let up = self.counts(pool).total() > 0;
-        self.history.backend(pool, up);
-    }
-
     /// `disable|enable server`, `set server ... state ready|drain|maint`.
-    fn set_admin(&mut self, id: u32, want: AdminState) -> anyhow::Result<()> {
+    fn set_admin(&mut self, id: ServerId, want: AdminState) -> anyhow::Result<()> {
         let new = match want {
             AdminState::Ready => Admin::Ready,
             AdminState::Drain => Admin::Drain,
             AdminState::Maint => Admin::Maint,
         };
-        let r = self.servers[id as usize].clone();
-        let old: BalState = self.bal.states[id as usize];
+        let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
         if old.admin == new {
             return Ok(());
         }
-        let before = self.counts(r.pool);
-        let was_up = old.up && old.admin != Admin::Maint;
+        let before = self.counts(backend);
+        let was_up = old.active();
+        let leaving_maint = old.admin == Admin::Maint;
         if new == Admin::Maint {
             self.checkers.enter_maintenance(id);
-        } else if old.admin == Admin::Maint {
+        } else if leaving_maint {
             // Checks resume with the counter at `rise`: the server comes back UP and the
             // next failed check takes it down. Unchecked servers are simply UP.
             self.checkers.leave_maintenance(id);
-            self.bal.states[id as usize].up = true;
-            self.history.leave_config_maint(id);
+            if let Some(h) = self.bal.history_mut(id) {
+                h.leave_config_maint();
+            }
         }
-        self.bal.states[id as usize].admin = new;
-        self.bal.sync_pool(r.pool)?;
-        self.history
-            .health(id, self.checkers.health(id).map(|h| h.health()));
-        self.note_pool(r.pool);
-        let after = self.counts(r.pool);
-        let name = self.name(id);
+        self.bal.change(id, |st| {
+            if leaving_maint {
+                st.up = true;
+            }
+            st.admin = new;
+        })?;
+        self.note_health(id);
+        let after = self.counts(backend);
+        let e = self.entry(id)?;
+        let name = e.name();
         let z = Sessions::default();
         let mut lines = Vec::new();
         match (old.admin, new) {
@@ -171,7 +172,7 @@ impl Runtime {
             _ => {}
         }
         if before.total() > 0 && after.total() == 0 {
-            lines.push(no_server_available(&r.backend));
+            lines.push(no_server_available(&e.backend));
         }
         self.log_all(&lines);
         Ok(())
@@ -180,27 +181,25 @@ impl Runtime {
     /// `set weight`, `set server ... weight`: the pool's table is rebuilt with the new
     /// weight. HAProxy logs nothing for a weight change; lb logs only when it leaves the
     /// backend without a usable server.
-    fn set_weight(&mut self, id: u32, w: u32) -> anyhow::Result<()> {
-        let r = self.servers[id as usize].clone();
-        if self.bal.states[id as usize].weight == w {
+    fn set_weight(&mut self, id: ServerId, w: u32) -> anyhow::Result<()> {
+        let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
+        if old.weight == w {
             return Ok(());
         }
-        let before = self.counts(r.pool);
-        self.bal.states[id as usize].weight = w;
-        self.bal.sync_pool(r.pool)?;
-        self.note_pool(r.pool);
-        let after = self.counts(r.pool);
+        let before = self.counts(backend);
+        self.bal.change(id, |st| st.weight = w)?;
+        let after = self.counts(backend);
         if before.total() > 0 && after.total() == 0 {
-            self.log(&no_server_available(&r.backend));
+            let e = self.entry(id)?;
+            self.log(&no_server_available(&e.backend));
         }
         Ok(())
     }
 
     /// `set server ... health up|down`: the counter goes to its top or to 0; in maintenance
     /// only the counter moves (HAProxy's behaviour).
-    fn force_health(&mut self, id: u32, up: bool) -> anyhow::Result<()> {
-        let r = self.servers[id as usize].clone();
-        let st = self.bal.states[id as usize];
+    fn force_health(&mut self, id: ServerId, up: bool) -> anyhow::Result<()> {
+        let (st, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
         let checked = self.checkers.is_checked(id);
         if st.admin == Admin::Maint {
             if checked {
@@ -213,17 +212,15 @@ impl Runtime {
         } else {
             st.up != up
         };
-        self.history
-            .health(id, self.checkers.health(id).map(|h| h.health()));
+        self.note_health(id);
         if !changed {
             return Ok(());
         }
-        let before = self.counts(r.pool);
-        self.bal.states[id as usize].up = up;
-        self.bal.sync_pool(r.pool)?;
-        self.note_pool(r.pool);
-        let after = self.counts(r.pool);
-        let name = self.name(id);
+        let before = self.counts(backend);
+        self.bal.change(id, |s| s.up = up)?;
+        let after = self.counts(backend);
+        let e = self.entry(id)?;
+        let name = e.name();
         let why = Why::Text(CHANGED_FROM_CLI);
         let z = Sessions::default();
         let mut lines = Vec::new();
@@ -239,7 +236,7 @@ impl Runtime {
                 self.flavor,
             ));
             if before.total() > 0 && after.total() == 0 {
-                lines.push(no_server_available(&r.backend));
+                lines.push(no_server_available(&e.backend));
             }
         }
         self.log_all(&lines);
@@ -248,16 +245,16 @@ impl Runtime {
 
     /// The sum of the weights of the servers taking new flows, chosen as the table builder
     /// chooses them (active servers, else the first backup, or all with `allbackups`).
-    fn tot_weight(&self, pool: u32) -> u32 {
-        let Some(p) = self.bal.plan.layout.pools.get(pool as usize) else {
+    fn tot_weight(&self, backend: BackendId) -> u32 {
+        let Some(p) = self.bal.layout().pool(backend) else {
             return 0;
         };
-        let usable: Vec<(bool, u32)> = p
-            .servers
-            .iter()
-            .map(|s| (s.backup, self.bal.states[s.id as usize]))
-            .filter(|(_, st)| st.usable() && st.weight > 0)
-            .map(|(b, st)| (b, st.weight))
+        let usable: Vec<(bool, u32)> = self
+            .bal
+            .servers()
+            .of_backend(backend)
+            .filter(|e| e.state.usable() && e.state.weight > 0)
+            .map(|e| (e.place.backup, e.state.weight))
             .collect();
         let active: u32 = usable.iter().filter(|(b, _)| !b).map(|(_, w)| w).sum();
         if active > 0 {
@@ -272,69 +269,27 @@ impl Runtime {
     }
 
     /// The daemon's view for `show stat`, `show servers state`, metrics and the page.
-    pub fn api_state(&mut self) -> State {
+    fn api_state(&mut self) -> State {
         let now = Instant::now();
         let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
         let mut backends = Vec::new();
-        let slots = self.bal.plan.layout.slots();
-        let mut id = 0u32;
-        for (pool, b) in self.cfg.backends.iter().enumerate() {
-            let pool = pool as u32;
-            let mut servers = Vec::new();
-            for (i, s) in b.servers.iter().enumerate() {
-                // States and history are numbered like the config's servers; should they
-                // ever disagree, the server is left out rather than the daemon panicking.
-                let (Some(&st), Some(h)) = (
-                    self.bal.states.get(id as usize),
-                    self.history.servers.get(id as usize),
-                ) else {
-                    id += 1;
-                    continue;
-                };
-                let last = self.checkers.last_result(id);
-                let check = self.checkers.health(id).map(|hl| CheckState {
-                    enabled: self.checkers.is_enabled(id),
-                    paused: hl.in_maintenance(),
-                    health: hl.health(),
-                    rise: hl.rise(),
-                    fall: hl.fall(),
-                    status: hl.status(),
-                    code: last.as_ref().and_then(|l| l.code),
-                    duration_ms: last
-                        .as_ref()
-                        .map(|l| u64::try_from(l.duration_ms()).unwrap_or(u64::MAX)),
-                    info: last.as_ref().map(|l| l.info.clone()).unwrap_or_default(),
-                });
-                servers.push(ServerState {
-                    id,
-                    slot: slots.get(id as usize).copied().unwrap_or(id),
-                    puid: i as u32 + 1,
-                    name: s.name.clone(),
-                    addr: s.addr,
-                    port: s.port,
-                    backup: s.backup,
-                    up: st.up && st.admin != Admin::Maint,
-                    admin: admin_state(st.admin),
-                    config_maint: h.config_maint && st.admin == Admin::Maint,
-                    weight: st.weight,
-                    initial_weight: s.weight,
-                    check,
-                    check_port: s.check_port,
-                    check_addr: s.check_addr,
-                    chkfail: h.chkfail,
-                    chkdown: h.updown.chkdown,
-                    lastchg: secs(h.updown.last_change),
-                    downtime: h.updown.downtime(now).as_secs(),
-                });
-                id += 1;
-            }
-            let c: Counts = self.counts(pool);
-            let tot_weight = self.tot_weight(pool);
-            let bh = self.history.backends.get(pool as usize);
+        for p in &self.bal.layout().pools {
+            let Some(b) = self.cfg.backends.get(p.id.index()) else {
+                continue;
+            };
+            let servers: Vec<ServerState> = self
+                .bal
+                .servers()
+                .of_backend(p.id)
+                .filter_map(|e| self.server_state(e, now))
+                .collect();
+            let c: Counts = self.counts(p.id);
+            let tot_weight = self.tot_weight(p.id);
+            let bh = self.bal.servers().backend(p.id).map(|b| &b.history);
             backends.push(BackendState {
                 name: b.name.clone(),
                 mode: mode_name(b.mode),
-                algo: "roundrobin",
+                algo: algo_name(b.balance),
                 up: tot_weight > 0 || servers.is_empty(),
                 servers,
                 act: c.active,
@@ -349,10 +304,10 @@ impl Runtime {
             instance: self.cfg.global.instance.clone(),
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            start_time: self.history.start_unix,
-            uptime: secs(self.history.started),
+            start_time: self.started.unix,
+            uptime: secs(self.started.at),
             conntrack_entries: self.cfg.global.conntrack_entries,
-            listeners: self.bal.plan.layout.services.len() as u32,
+            listeners: self.bal.layout().services.len() as u32,
             dropped_logs: self.logger.dropped(),
             frontends: self
                 .cfg
@@ -368,6 +323,49 @@ impl Runtime {
             backends,
             xdp: self.xdp_stats(),
         }
+    }
+
+    /// One server's row of [`Runtime::api_state`]; `None` should its config entry be
+    /// missing.
+    fn server_state(&self, e: &ServerEntry, now: Instant) -> Option<ServerState> {
+        let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
+        let (_, s) = e.place.config(&self.cfg)?;
+        let (id, st, h) = (e.id(), e.state, &e.history);
+        let last = self.checkers.last_result(id);
+        let check = self.checkers.health(id).map(|hl| CheckState {
+            enabled: self.checkers.is_enabled(id),
+            paused: hl.in_maintenance(),
+            health: hl.health(),
+            rise: hl.rise(),
+            fall: hl.fall(),
+            status: hl.status(),
+            code: last.as_ref().and_then(|l| l.code),
+            duration_ms: last
+                .as_ref()
+                .map(|l| u64::try_from(l.duration_ms()).unwrap_or(u64::MAX)),
+            info: last.as_ref().map(|l| l.info.clone()).unwrap_or_default(),
+        });
+        Some(ServerState {
+            id,
+            slot: e.place.slot,
+            puid: e.place.puid,
+            name: e.place.name.clone(),
+            addr: e.place.addr,
+            port: e.place.port,
+            backup: e.place.backup,
+            up: st.active(),
+            admin: admin_state(st.admin),
+            config_maint: h.config_maint && st.admin == Admin::Maint,
+            weight: st.weight,
+            initial_weight: e.place.weight,
+            check,
+            check_port: s.check_port,
+            check_addr: s.check_addr,
+            chkfail: h.chkfail,
+            chkdown: h.updown.chkdown,
+            lastchg: secs(h.updown.last_change),
+            downtime: h.updown.downtime(now).as_secs(),
+        })
     }
 
     /// `run_time_ns`/`run_cnt` of the balancer program, while `kernel.bpf_stats_enabled`

@@ -1,0 +1,151 @@
+//! SIGHUP: the config file is re-read and applied on the same maps, in steps: check the new
+//! configuration, prepare the host for it, carry the checks of servers that stay over, stop
+//! the old checks, switch the data plane, start the new checks, switch logging.
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use super::Runtime;
+use crate::{
+    config::{Config, Level, Severity},
+    daemon::{
+        flowlog::Names,
+        plan::{Plan, host_diagnostics, plan},
+        sysctl::Forwarding,
+    },
+    dataplane::layout::Layout,
+    health::{self, CheckEvent, CheckTarget},
+    logs::Logger,
+};
+
+/// Lines for the log, in HAProxy's words.
+type Alerts = Vec<String>;
+
+fn alert(e: anyhow::Error) -> Alerts {
+    vec![format!("[ALERT] {e:#}")]
+}
+
+impl Runtime {
+    /// An invalid file changes nothing: the running configuration stays and the reasons are
+    /// logged. A valid one is applied on the same maps: servers that stay (same backend and
+    /// name) keep their health, the checks restart.
+    pub async fn reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) {
+        let source = self.source.path.display().to_string();
+        match self.try_reload(pending).await {
+            Ok(()) => {
+                let msg = format!("Configuration reloaded from {source}.");
+                eprintln!("[NOTICE] {msg}");
+                self.logger.send(Level::Notice, &msg);
+            }
+            Err(lines) => {
+                for l in &lines {
+                    eprintln!("{l}");
+                    self.logger.send(Level::Alert, l);
+                }
+                let msg = format!("Reload of {source} failed: keeping the running configuration.");
+                eprintln!("[ALERT] {msg}");
+                self.logger.send(Level::Alert, &msg);
+            }
+        }
+    }
+
+    async fn try_reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) -> Result<(), Alerts> {
+        let (cfg, plan) = self.next_config()?;
+        let sysctls = Forwarding::enable(&plan.interfaces).map_err(alert)?;
+        let targets = self.checks_carried_over(&plan.layout, &cfg);
+        self.stop_checks().await;
+        // Results of the old checkers still queued refer to the old numbering.
+        while pending.try_recv().is_ok() {}
+        let applied = self.switch_dataplane(plan, &cfg);
+        self.checkers = health::spawn_checkers(targets, self.events.clone());
+        self.switch_logging(&cfg);
+        self.cfg = cfg;
+        self.sysctls.push(sysctls);
+        applied.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])
+    }
+
+    /// Reads the file and checks it as `lb run` would, and that it changes nothing only a
+    /// restart can.
+    fn next_config(&self) -> Result<(Config, Plan), Alerts> {
+        let loaded = self.source.load().map_err(|e| {
+            e.diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Alerts>()
+        })?;
+        let cfg = loaded.config;
+        let alerts: Alerts = host_diagnostics(&cfg)
+            .into_iter()
+            .filter(|d| d.severity == Severity::Alert)
+            .map(|d| d.to_string())
+            .collect();
+        if !alerts.is_empty() {
+            return Err(alerts);
+        }
+        let plan = plan(&cfg, &self.extra_ifaces).map_err(alert)?;
+        if cfg.global.instance != self.cfg.global.instance
+            || cfg.global.conntrack_entries != self.cfg.global.conntrack_entries
+        {
+            return Err(vec![
+                "[ALERT] 'instance' and 'conntrack_entries' only change with a restart".into(),
+            ]);
+        }
+        Ok((cfg, plan))
+    }
+
+    /// The new configuration's checks; a server that stays goes on from its current health
+    /// counter, unless it or its new config entry is in maintenance.
+    fn checks_carried_over(&self, layout: &Layout, cfg: &Config) -> Vec<CheckTarget> {
+        let mut targets = health::targets(layout, cfg);
+        for t in &mut targets {
+            let Some((p, s)) = layout.server(t.id) else {
+                continue;
+            };
+            if let Some(old) = self.bal.servers().find(&p.name, &s.name)
+                && let Some(h) = self.checkers.health(old)
+                && !h.in_maintenance()
+                && !t.health.in_maintenance()
+            {
+                t.health = h;
+            }
+        }
+        targets
+    }
+
+    /// Installs the new plan on the maps, then attaches to the interfaces it adds and
+    /// detaches from those it drops.
+    fn switch_dataplane(&mut self, plan: Plan, cfg: &Config) -> Result<()> {
+        let wanted = plan.interfaces.clone();
+        self.bal.reinstall(plan, cfg)?;
+        for i in &wanted {
+            if !self.bal.dp.is_attached(i) {
+                self.bal.dp.attach(i)?;
+            }
+        }
+        let stale: Vec<String> = self
+            .bal
+            .dp
+            .attachments()
+            .iter()
+            .map(|a| a.ifname.clone())
+            .filter(|i| !wanted.contains(i))
+            .collect();
+        for i in stale {
+            self.bal.dp.detach(&i)?;
+        }
+        Ok(())
+    }
+
+    /// New log targets apply from the next line on, as in a reloaded HAProxy; tcplog names
+    /// follow the new layout.
+    fn switch_logging(&mut self, cfg: &Config) {
+        if cfg.global.logs != self.cfg.global.logs || cfg.global.log_tag != self.cfg.global.log_tag
+        {
+            self.logger = Logger::from_global(&cfg.global);
+            self.flow_logger
+                .send_replace(Arc::new(Logger::from_global(&cfg.global)));
+        }
+        self.names.send_replace(Names::of(cfg, self.bal.layout()));
+    }
+}
