@@ -1,6 +1,7 @@
 //! The stats HTTP listener (`stats_http`): Prometheus metrics at `/metrics` ([`metrics`]),
 //! an HTML page like HAProxy's `stats uri` at `/` and `/stats` ([`page`]), and `show stat`'s
-//! CSV at `/stats;csv`.
+//! CSV at `/stats;csv`. [`listener`] bounds the connections and how long they may idle.
+pub mod listener;
 pub mod metrics;
 pub mod page;
 
@@ -24,23 +25,14 @@ use metrics::render_metrics;
 use page::render_page;
 
 /// Serves until the task is aborted.
-pub async fn run(listener: TcpListener, collector: Arc<Collector>) {
+pub async fn run(tcp: TcpListener, collector: Arc<Collector>) {
     let app = Router::new()
         .route("/metrics", get(get_metrics))
         .route("/", get(get_page))
         .route("/stats", get(get_page))
         .route("/stats;csv", get(get_csv))
-        .layer(tower_limits())
         .with_state(collector);
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("[WARNING] stats_http: {e}");
-    }
-}
-
-/// Bounds the work a flood of scrapes can cause (the data itself is cached, see
-/// [`Collector::traffic`]).
-fn tower_limits() -> tower::limit::ConcurrencyLimitLayer {
-    tower::limit::ConcurrencyLimitLayer::new(64)
+    listener::serve(tcp, app, listener::LIMITS).await;
 }
 
 async fn gather(col: &Collector) -> Result<(State, Traffic), Response> {
