@@ -8,7 +8,8 @@
 //! - [`daemon`]: `lb run`, wiring config, data plane, health checks and logs together;
 //! - [`show`]: `lb show`, reading the pinned maps directly;
 //! - [`net`]: routes, addresses and sysctls from the host;
-//! - [`api`]: the runtime API on the stats socket, metrics and the stats page.
+//! - [`api`]: the runtime API on the stats socket, metrics and the stats page;
+//! - [`rlimit`]: the open-file limit the config needs.
 pub mod api;
 pub mod config;
 pub mod daemon;
@@ -17,4 +18,5 @@ pub mod fuzzy;
 pub mod health;
 pub mod logs;
 pub mod net;
+pub mod rlimit;
 pub mod show;

@@ -96,6 +96,7 @@ pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()>
         eprintln!("{w}");
     }
     let cfg = loaded.config;
+    crate::rlimit::raise_nofile(&cfg);
     let host = host_diagnostics(&cfg);
     for d in &host {
         eprintln!("{d}");

@@ -2,8 +2,10 @@
 pub mod format;
 pub mod syslog;
 pub mod tcplog;
+pub mod time;
 
 pub use format::{
     CheckEventLog, Counts, Flavor, LogLine, ServerName, Sessions, Why, check_event_lines,
 };
-pub use syslog::{Logger, Stamp};
+pub use syslog::Logger;
+pub use time::LogTime;

@@ -15,7 +15,6 @@
 //! stderr/stdout get the bare message and a newline. (HAProxy's `log stderr` without
 //! `format raw` would prefix the syslog header; the model has no `format` to ask for that.)
 use std::{
-    fmt,
     io::{self, Write},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::unix::net::UnixDatagram,
@@ -24,97 +23,13 @@ use std::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
-use super::format::LogLine;
+use super::{format::LogLine, time::LogTime};
 use crate::config::{Facility, Global, Level, LogDest, LogTarget};
 
 /// HAProxy's `MAX_SYSLOG_LEN`: the most a datagram carries before its newline.
 pub const MAX_LEN: usize = 1024;
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// A local wall-clock time, as RFC 3164 prints it: `Nov 26 17:34:54`, `Jan  1 00:00:00`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    /// 0 = January.
-    pub month: u8,
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-}
-
-impl Stamp {
-    /// `unix_secs` in the local time zone (`localtime_r`).
-    pub fn local(unix_secs: i64) -> Stamp {
-        let t = unix_secs as libc::time_t;
-        // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid for the
-        // call and nothing keeps them.
-        let tm = unsafe {
-            let mut tm: libc::tm = std::mem::zeroed();
-            if libc::localtime_r(&t, &mut tm).is_null() {
-                return Stamp::utc(unix_secs);
-            }
-            tm
-        };
-        Stamp {
-            month: tm.tm_mon.clamp(0, 11) as u8,
-            day: tm.tm_mday.clamp(1, 31) as u8,
-            hour: tm.tm_hour.clamp(0, 23) as u8,
-            minute: tm.tm_min.clamp(0, 59) as u8,
-            second: tm.tm_sec.clamp(0, 60) as u8,
-        }
-    }
-
-    /// The current local time.
-    pub fn now() -> Stamp {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Stamp::local(secs)
-    }
-
-    /// `unix_secs` in UTC (fallback when the local time cannot be had).
-    pub fn utc(unix_secs: i64) -> Stamp {
-        let days = unix_secs.div_euclid(86_400);
-        let rem = unix_secs.rem_euclid(86_400);
-        // Civil-from-days (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 2 } else { mp - 10 };
-        Stamp {
-            month: month as u8,
-            day: day as u8,
-            hour: (rem / 3600) as u8,
-            minute: (rem / 60 % 60) as u8,
-            second: (rem % 60) as u8,
-        }
-    }
-}
-
-impl fmt::Display for Stamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {:2} {:02}:{:02}:{:02}",
-            MONTHS[usize::from(self.month) % 12],
-            self.day,
-            self.hour,
-            self.minute,
-            self.second
-        )
-    }
-}
 
 /// PRI = facility * 8 + level.
 pub fn pri(facility: Facility, level: Level) -> u8 {
@@ -123,8 +38,8 @@ pub fn pri(facility: Facility, level: Level) -> u8 {
 
 /// One datagram: `<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG`, cut at `max` bytes, then `\n`. An
 /// empty tag leaves out `TAG[PID]: ` as HAProxy does.
-pub fn frame(pri: u8, stamp: Stamp, tag: &str, pid: u32, msg: &str, max: usize) -> Vec<u8> {
-    let mut out = format!("<{pri}>{stamp} ");
+pub fn frame(pri: u8, stamp: LogTime, tag: &str, pid: u32, msg: &str, max: usize) -> Vec<u8> {
+    let mut out = format!("<{pri}>{} ", stamp.rfc3164());
     if !tag.is_empty() {
         out.push_str(&format!("{tag}[{pid}]: "));
     }
@@ -223,7 +138,7 @@ impl Logger {
     /// Sends `line` at `level`, stamped with the local time now.
     pub fn send(&self, level: Level, line: &str) {
         if !self.is_empty() {
-            self.send_at(level, line, Stamp::now());
+            self.send_at(level, line, LogTime::now());
         }
     }
 
@@ -233,7 +148,7 @@ impl Logger {
     }
 
     /// Sends `line` at `level` with a given time stamp.
-    pub fn send_at(&self, level: Level, line: &str, stamp: Stamp) {
+    pub fn send_at(&self, level: Level, line: &str, stamp: LogTime) {
         for (i, t) in self.targets.iter().enumerate() {
             let Some(level) = target_level(&t.conf, level) else {
                 continue;
@@ -263,7 +178,7 @@ impl Logger {
         }
     }
 
-    fn datagram(&self, t: &Target, level: Level, line: &str, stamp: Stamp) -> Vec<u8> {
+    fn datagram(&self, t: &Target, level: Level, line: &str, stamp: LogTime) -> Vec<u8> {
         frame(
             pri(t.conf.facility, level),
             stamp,
@@ -330,7 +245,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::Origin;
+    use crate::{config::Origin, logs::time::parse_rfc3164};
 
     fn target(dest: LogDest, max: Level, min: Option<Level>) -> LogTarget {
         LogTarget {
@@ -342,22 +257,6 @@ mod tests {
         }
     }
 
-    fn stamp_of(text: &str) -> Stamp {
-        // "Nov 26 17:34:54"
-        let month = MONTHS
-            .iter()
-            .position(|m| text.starts_with(m))
-            .expect("month") as u8;
-        let num = |r: std::ops::Range<usize>| -> u8 { text[r].trim().parse().expect("number") };
-        Stamp {
-            month,
-            day: num(4..6),
-            hour: num(7..9),
-            minute: num(10..12),
-            second: num(13..15),
-        }
-    }
-
     /// Every datagram of the capture, rebuilt from its parts.
     #[test]
     fn golden_framing_against_the_capture() {
@@ -365,7 +264,7 @@ mod tests {
         let mut n = 0;
         for l in capture.lines() {
             let (pri_text, rest) = l[1..].split_once('>').expect("pri");
-            let stamp = stamp_of(&rest[..15]);
+            let stamp = parse_rfc3164(&rest[..15]).expect("time");
             let (head, msg) = rest.split_once(": ").expect("tag");
             assert!(head.ends_with("haproxy[22285]"), "{head}");
             let got = frame(
@@ -390,14 +289,7 @@ mod tests {
 
     #[test]
     fn day_is_space_padded_and_tag_optional() {
-        let s = Stamp {
-            month: 0,
-            day: 1,
-            hour: 0,
-            minute: 0,
-            second: 0,
-        };
-        assert_eq!(s.to_string(), "Jan  1 00:00:00");
+        let s = LogTime::utc(0);
         assert_eq!(
             frame(134, s, "lb", 42, "Proxy main started.\n", MAX_LEN),
             b"<134>Jan  1 00:00:00 lb[42]: Proxy main started.\n"
@@ -410,23 +302,12 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_at_1024_bytes_plus_newline() {
-        let s = Stamp::utc(0);
+        let s = LogTime::utc(0);
         let long = "x".repeat(2000);
         let d = frame(181, s, "haproxy", 1, &long, MAX_LEN);
         assert_eq!(d.len(), MAX_LEN + 1);
         assert!(d.starts_with(b"<181>Jan  1 00:00:00 haproxy[1]: xxx"));
         assert_eq!(d.last(), Some(&b'\n'));
-    }
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(Stamp::utc(0).to_string(), "Jan  1 00:00:00");
-        // 2026-11-26 17:34:54 UTC
-        assert_eq!(Stamp::utc(1_795_714_494).to_string(), "Nov 26 17:34:54");
-        // 2024-02-29 23:59:59 UTC
-        assert_eq!(Stamp::utc(1_709_251_199).to_string(), "Feb 29 23:59:59");
-        let now = Stamp::now();
-        assert!(now.month < 12 && (1..=31).contains(&now.day));
     }
 
     #[test]
@@ -464,7 +345,7 @@ mod tests {
             "haproxy",
             22285,
         );
-        let stamp = stamp_of("Nov 26 17:35:03");
+        let stamp = parse_rfc3164("Nov 26 17:35:03").expect("time");
         let down = "Server hoge/web11 is DOWN. 1 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
         logger.send_at(Level::Alert, down, stamp);
         // First target as is, second clamped to notice.
@@ -516,7 +397,7 @@ mod tests {
         logger.send_at(
             Level::Notice,
             "Proxy main started.",
-            stamp_of("Jan  2 03:04:05"),
+            parse_rfc3164("Jan  2 03:04:05").expect("time"),
         );
         let mut buf = [0u8; 2048];
         let n = l.recv(&mut buf).expect("datagram");
