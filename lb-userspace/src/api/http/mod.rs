@@ -128,8 +128,8 @@ pub(super) mod tests {
         }
         let base = hoge.servers[0].clone();
         let server = |id: u32, name: &str| stats::ServerState {
-            id,
-            slot: id,
+            id: crate::dataplane::ids::ServerId(id),
+            slot: crate::dataplane::ids::ServerSlot(id),
             puid: id - 1,
             name: name.into(),
             ..base.clone()
