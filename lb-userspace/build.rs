@@ -15,6 +15,7 @@ use std::{
 };
 
 const OBJECT: &str = "lb-xdp";
+const VARIANT: &str = "lb-xdp-variant";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -26,6 +27,22 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LB_EBPF_TOOLCHAIN");
 
     let target_dir = out_dir.join("ebpf-target");
+    // The object lb embeds, then a variant for the upgrade tests: the same source with the
+    // `variant` feature (a small real difference, see lb-ebpf's Cargo.toml), so a test can swap
+    // one build's program for another's under traffic.
+    for (features, name) in [(None, OBJECT), (Some("variant"), VARIANT)] {
+        build_object(root, &target_dir, features);
+        let built = target_dir
+            .join("bpfel-unknown-none")
+            .join("release")
+            .join(OBJECT);
+        if let Err(e) = std::fs::copy(&built, out_dir.join(name)) {
+            fail(&format!("{}: {e}", built.display()));
+        }
+    }
+}
+
+fn build_object(root: &Path, target_dir: &Path, features: Option<&str>) {
     let (mut cargo, rustc) = ebpf_cargo(&toolchain());
     cargo
         .current_dir(root)
@@ -42,7 +59,7 @@ fn main() {
             "build-std=core",
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", "bpf-linker")
         .env(
@@ -61,6 +78,9 @@ fn main() {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
+    if let Some(f) = features {
+        cargo.args(["--features", f]);
+    }
     if let Some(rustc) = rustc {
         cargo.env("RUSTC", rustc);
     }
@@ -68,13 +88,6 @@ fn main() {
         Ok(s) if s.success() => {}
         Ok(s) => fail(&format!("building the XDP program failed ({s})")),
         Err(e) => fail(&format!("could not start cargo for the XDP program: {e}")),
-    }
-    let built = target_dir
-        .join("bpfel-unknown-none")
-        .join("release")
-        .join(OBJECT);
-    if let Err(e) = std::fs::copy(&built, out_dir.join(OBJECT)) {
-        fail(&format!("{}: {e}", built.display()));
     }
 }
 

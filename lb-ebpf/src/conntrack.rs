@@ -260,6 +260,12 @@ fn claim(rkey: &FlowKey, reply: &Flow, now: u32) -> bool {
     Table::HalfOpen.insert(rkey, reply, BPF_ANY)
 }
 
+/// Source ports tried per new flow (the `variant` build tries more, see Cargo.toml).
+#[cfg(not(feature = "variant"))]
+const PROBES: u32 = SNAT_PROBES;
+#[cfg(feature = "variant")]
+const PROBES: u32 = 2 * SNAT_PROBES;
+
 /// Takes the server's next source ports in turn until [`claim`] gets one. Returns the port,
 /// network order.
 #[inline(always)]
@@ -273,7 +279,7 @@ fn bind_snat_port(
     let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(slot) else {
         return Err(Reason::DropSnatExhausted);
     };
-    for _ in 0..SNAT_PROBES {
+    for _ in 0..PROBES {
         let port = snat_port(
             fetch_add(cursor),
             settings.snat_port_min,

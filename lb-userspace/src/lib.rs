@@ -20,3 +20,4 @@ pub mod logs;
 pub mod net;
 pub mod rlimit;
 pub mod show;
+pub mod stop;

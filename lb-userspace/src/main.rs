@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use lb::{api::client, config, daemon, show};
+use lb::{api::client, config, daemon, show, stop};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,26 @@ enum Command {
         /// Stay in the foreground even if the config says `daemon` (HAProxy's -db).
         #[arg(long, visible_alias = "db")]
         foreground: bool,
+        /// Start even if pinned state this build cannot adopt (established connections) must
+        /// be dropped; without it, lb refuses and says what would be lost.
+        #[arg(long)]
+        discard_state: bool,
+        /// Load this XDP object instead of the built-in one (to try another build's data
+        /// plane on a running instance).
+        #[arg(long, hide = true)]
+        xdp_object: Option<PathBuf>,
+    },
+    /// Stop an instance: its daemon if one runs, and the data plane it leaves attached.
+    Stop {
+        /// Take the instance's name from this config file.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Instance name (default "lb", or the config's `instance`).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Also remove the pinned maps: established flows and counters are lost.
+        #[arg(long)]
+        purge: bool,
     },
     /// Check a config file and exit, like `haproxy -c -f FILE`.
     Check {
@@ -128,7 +148,22 @@ fn main() -> ExitCode {
             config,
             interfaces,
             foreground,
-        } => daemon::run(&config, &interfaces, foreground),
+            discard_state,
+            xdp_object,
+        } => daemon::run(
+            &config,
+            &daemon::RunOptions {
+                extra_ifaces: interfaces,
+                foreground,
+                discard_state,
+                xdp_object,
+            },
+        ),
+        Command::Stop {
+            config,
+            instance,
+            purge,
+        } => stop::stop(config.as_deref(), instance.as_deref(), purge),
         Command::Check { config } => return check(&config),
         Command::Convert { config } => return convert(&config),
         Command::Show {

@@ -150,19 +150,51 @@ pub fn ifname(index: u32) -> Result<String> {
         .into_owned())
 }
 
-fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
+/// `/proc/sys`, opened once before any `chroot`: sysctls are read and written through it, so
+/// a reload inside the chroot still reaches them (with CAP_NET_ADMIN kept).
+static PROC_SYS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Opens `/proc/sys` for later use; call before `chroot`.
+pub fn open_proc_sys() -> Result<()> {
+    if PROC_SYS.get().is_none() {
+        let dir = std::fs::File::open("/proc/sys").context("opening /proc/sys")?;
+        let _ = PROC_SYS.set(dir);
+    }
+    Ok(())
+}
+
+/// The sysctl `key` (`net.ipv4.ip_forward`), opened through [`open_proc_sys`]'s handle.
+pub fn sysctl_file(key: &str, write: bool) -> Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    open_proc_sys()?;
+    let dir = PROC_SYS
+        .get()
+        .ok_or_else(|| anyhow!("/proc/sys is not open"))?;
+    let rel = CString::new(key.replace('.', "/")).map_err(|_| anyhow!("bad sysctl {key:?}"))?;
+    let flags = if write {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    } | libc::O_CLOEXEC;
+    // SAFETY: openat on a directory fd we own, with a valid relative path.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), rel.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("opening {key}"));
+    }
+    // SAFETY: a fresh fd, owned by the File from here on.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 pub fn sysctl_get(key: &str) -> Result<String> {
-    Ok(std::fs::read_to_string(sysctl_path(key))
-        .with_context(|| format!("reading {key}"))?
-        .trim()
-        .to_string())
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut sysctl_file(key, false)?, &mut s)
+        .with_context(|| format!("reading {key}"))?;
+    Ok(s.trim().to_string())
 }
 
 pub fn sysctl_set(key: &str, value: &str) -> Result<()> {
-    std::fs::write(sysctl_path(key), value).with_context(|| format!("setting {key}={value}"))
+    std::io::Write::write_all(&mut sysctl_file(key, true)?, value.as_bytes())
+        .with_context(|| format!("setting {key}={value}"))
 }
 
 /// `net.ipv4.ip_local_port_range`, the ports this host's own connections use.

@@ -184,6 +184,30 @@ impl Balancer {
     }
 }
 
+impl Balancer {
+    /// From `grace` on, the data plane balances no new flow (established ones go on) unless a
+    /// new daemon installs itself before (which clears it).
+    pub fn stop_new_flows_after(&mut self, grace: std::time::Duration) -> Result<()> {
+        let at = crate::dataplane::clock::now()
+            .wrapping_add(lb_common::clock::ticks_from_ms(grace.as_millis() as u64))
+            .max(1);
+        self.settings.stop_at = at;
+        self.dp.maps.write_settings(self.settings)
+    }
+
+    /// New local addresses (network order): rewrites the services of wildcard binds.
+    /// Returns whether anything changed.
+    pub fn set_local(&mut self, local: Vec<u32>) -> Result<bool> {
+        if local == self.plan.local {
+            return Ok(false);
+        }
+        self.plan.local = local;
+        let services = self.plan.layout.service_entries(&self.plan.local);
+        self.dp.maps.sync_services(&services)?;
+        Ok(true)
+    }
+}
+
 /// The state `lb show` reads from `LB_SERVER_META`.
 fn meta_state(st: ServerState) -> u8 {
     match (st.admin, st.up) {

@@ -1,6 +1,12 @@
 //! `lb run`: read and check the config, load and attach the data plane, run the health
-//! checks and keep the maps in line with the servers' state, log like HAProxy, detach on
-//! SIGINT/SIGTERM.
+//! checks and keep the maps in line with the servers' state, log like HAProxy.
+//!
+//! The data plane outlives the daemon: links and maps are pinned, so a crash or SIGKILL
+//! leaves forwarding as it was, and the next `lb run` adopts it. How the daemon ends:
+//! - SIGTERM (`systemctl stop` and `restart`): hands over. The program stays attached and
+//!   takes new flows for [`HANDOVER_GRACE`], long enough for a restarted daemon to adopt it;
+//!   after that only established flows are forwarded, new ones go to the host.
+//! - SIGINT (Ctrl-C) and `lb stop`: detaches at once.
 //!
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`servers`]: one entry per server (place in the data plane, state, history);
@@ -8,16 +14,19 @@
 //! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
 //! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
+pub mod addrwatch;
 pub mod balancer;
 pub mod flowlog;
 pub mod history;
+pub mod lock;
+pub mod notify;
 pub mod plan;
 pub mod privileges;
 pub mod runtime;
 pub mod servers;
 pub mod sysctl;
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 pub use balancer::Balancer;
@@ -86,8 +95,27 @@ impl ConfigFile {
     }
 }
 
-/// `lb run`. `foreground` overrides the config's `daemon` (HAProxy's `-db`).
-pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()> {
+/// How long a stopped daemon's data plane keeps taking new flows, waiting for a successor
+/// (a `systemctl restart` takes a second or two).
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// What `lb run` was asked besides the config file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Attach to these interfaces too (`-i`).
+    pub extra_ifaces: Vec<String>,
+    /// Stay in the foreground whatever the config's `daemon` says (HAProxy's `-db`).
+    pub foreground: bool,
+    /// Start even if pinned state (established flows) must be dropped.
+    pub discard_state: bool,
+    /// Another XDP object than the built-in one (trying an upgrade).
+    pub xdp_object: Option<std::path::PathBuf>,
+}
+
+/// `lb run`.
+pub fn run(path: &Path, opts: &RunOptions) -> Result<()> {
+    // Before any chroot: sysctls stay reachable on reload.
+    crate::net::open_proc_sys()?;
     let file = ConfigFile::open(path)?;
     let loaded = file
         .load()
@@ -104,11 +132,15 @@ pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()>
     if host.iter().any(|d| d.severity == Severity::Alert) {
         bail!("config : Fatal errors found in configuration.");
     }
-    let plan = plan(&cfg, extra_ifaces)?;
+    // Before anything is touched: a second daemon on this instance changes nothing.
+    let mut lock = lock::InstanceLock::acquire(&cfg.global.instance)?;
+    let plan = plan(&cfg, &opts.extra_ifaces)?;
     let identity = privileges::resolve(&cfg.global)?;
     // Forking must happen before the runtime starts its threads.
-    let readiness = if cfg.global.daemon && !foreground {
-        privileges::daemonize()?
+    let readiness = if cfg.global.daemon && !opts.foreground {
+        let r = privileges::daemonize()?;
+        lock.record_pid()?;
+        r
     } else {
         privileges::Readiness::foreground()
     };
@@ -116,22 +148,34 @@ pub fn run(path: &Path, extra_ifaces: &[String], foreground: bool) -> Result<()>
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(cfg, plan, file, extra_ifaces, identity, readiness))
+    let r = rt.block_on(serve(cfg, plan, file, opts, identity, readiness));
+    drop(lock);
+    r
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How the serve loop ended.
+enum Exit {
+    /// SIGTERM: leave the data plane to a successor.
+    HandOver,
+    /// SIGINT: take it down.
+    Detach,
+}
+
 async fn serve(
     cfg: Config,
     plan: Plan,
     file: ConfigFile,
-    extra_ifaces: &[String],
+    opts: &RunOptions,
     identity: privileges::Identity,
     mut readiness: privileges::Readiness,
 ) -> Result<()> {
     let logger = Logger::from_global(&cfg.global);
+    let pins = pin_dir(&cfg.global.instance);
     let dp = Dataplane::load(&LoadOptions {
-        pin_dir: Some(pin_dir(&cfg.global.instance)),
+        pin_dir: Some(pins.clone()),
         conntrack_entries: cfg.global.conntrack_entries,
+        discard_state: opts.discard_state,
+        object: opts.xdp_object.clone(),
         ..LoadOptions::default()
     })?;
     for n in &dp.notes {
@@ -139,16 +183,26 @@ async fn serve(
     }
     let sysctls = sysctl::Forwarding::enable(&plan.interfaces)?;
     let ifaces = plan.interfaces.clone();
+    // Every map is written before the program is attached (or swapped in): no packet sees
+    // this build's program with an earlier run's tables.
     let mut bal = Balancer::install(dp, plan, &cfg)?;
     // The stats socket and HTTP listener: created while the daemon has its privileges.
     let api_bound = crate::api::bind(&cfg)?;
     for i in &ifaces {
-        let mode = bal.dp.attach(i)?;
-        if mode == aya::programs::XdpMode::Skb {
+        let a = bal.dp.attach(i)?;
+        if a.adopted {
+            eprintln!("[NOTICE] {i}: took over the data plane attached by an earlier run");
+        } else if a.mode == Some(aya::programs::XdpMode::Skb) {
             eprintln!(
                 "[WARNING] {i}: the driver refused native XDP, attached in generic (skb) mode"
             );
         }
+    }
+    let wanted: Vec<u32> = bal.dp.attachments().iter().map(|a| a.ifindex).collect();
+    for ifindex in crate::dataplane::links::detach_pinned_except(&pins, &wanted)? {
+        eprintln!(
+            "[NOTICE] detached from interface #{ifindex}, which this configuration does not use"
+        );
     }
     if let Some(pidfile) = &cfg.global.pidfile {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
@@ -156,11 +210,20 @@ async fn serve(
     }
     let (api_tx, mut api_rx) = mpsc::channel(crate::api::QUEUE);
     let api = crate::api::serve(api_bound, api_tx)?;
+    let mut addresses = addrwatch::watch()?;
     // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
     // CAP_NET_ADMIN) and chroot.
     privileges::drop_privileges(&cfg.global, &identity)?;
     let (tx, mut events) = mpsc::channel(1024);
-    let mut rt = Runtime::new(cfg, file, extra_ifaces.to_vec(), bal, tx, logger, sysctls);
+    let mut rt = Runtime::new(
+        cfg,
+        file,
+        opts.extra_ifaces.clone(),
+        bal,
+        tx,
+        logger,
+        sysctls,
+    );
     rt.start_flow_log();
     rt.log_startup();
     eprintln!(
@@ -170,36 +233,57 @@ async fn serve(
         std::process::id()
     );
     readiness.ready();
+    notify::ready();
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
+    let exit = loop {
         tokio::select! {
-            r = &mut shutdown => { r?; break; }
+            r = &mut shutdown => break r?,
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
-            _ = hup.recv() => rt.reload(&mut events).await,
+            Some(()) = addresses.recv() => rt.on_addresses()?,
+            _ = hup.recv() => {
+                notify::notify("RELOADING=1");
+                rt.reload(&mut events).await;
+                notify::ready();
+            }
+        }
+    };
+    notify::notify("STOPPING=1");
+    drop(api);
+    let cfg_pidfile = (
+        rt.config().global.pidfile.clone(),
+        rt.config().global.chroot.is_none(),
+    );
+    match exit {
+        Exit::HandOver => {
+            rt.hand_over(HANDOVER_GRACE).await?;
+            eprintln!(
+                "[NOTICE] lb stopped: the data plane stays attached to {} and takes new flows for {} s more (a new `lb run` takes over; `lb stop` detaches)",
+                ifaces.join(", "),
+                HANDOVER_GRACE.as_secs()
+            );
+        }
+        Exit::Detach => {
+            rt.stop().await?;
+            eprintln!("[NOTICE] lb stopped: detached from {}", ifaces.join(", "));
         }
     }
-    drop(api);
-    rt.stop().await?;
-    let cfg = rt.config();
-    if let (Some(pidfile), None) = (&cfg.global.pidfile, &cfg.global.chroot) {
+    if let (Some(pidfile), true) = cfg_pidfile {
         let _ = std::fs::remove_file(pidfile);
     }
-    eprintln!("[NOTICE] lb stopped: detached from {}", ifaces.join(", "));
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
+async fn shutdown_signal() -> Result<Exit> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(tokio::select! {
+        _ = term.recv() => Exit::HandOver,
+        _ = int.recv() => Exit::Detach,
+    })
 }

@@ -105,10 +105,31 @@ impl Runtime {
         });
     }
 
-    /// Stops the checks and detaches from every interface (the maps stay pinned).
+    /// Stops the checks and detaches from every interface (the maps stay pinned); the host
+    /// settings are restored.
     pub async fn stop(&mut self) -> Result<()> {
         self.stop_checks().await;
         self.bal.dp.detach_all()
+    }
+
+    /// Stops the checks and leaves the data plane running for a successor: new flows are
+    /// still balanced for `grace`, established ones until they end. The host settings it
+    /// needs stay as they are.
+    pub async fn hand_over(&mut self, grace: std::time::Duration) -> Result<()> {
+        self.stop_checks().await;
+        for s in &mut self.sysctls {
+            s.keep();
+        }
+        self.bal.stop_new_flows_after(grace)
+    }
+
+    /// The host's addresses changed: wildcard binds follow them.
+    pub fn on_addresses(&mut self) -> Result<()> {
+        let local = crate::net::local_addrs()?;
+        if self.bal.set_local(super::plan::local_v4(&local))? {
+            eprintln!("[NOTICE] local addresses changed: wildcard binds follow them");
+        }
+        Ok(())
     }
 
     /// Stops every checker and waits for them to end; none is left running.

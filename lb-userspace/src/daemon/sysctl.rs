@@ -1,7 +1,7 @@
 //! Sysctls the data plane depends on, set for the daemon's lifetime and restored after.
 use std::{fs::File, io::Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::net;
 
@@ -24,11 +24,7 @@ impl Forwarding {
                 let key = format!("net.ipv4.conf.{i}.{knob}");
                 let old = net::sysctl_get(&key)?;
                 if old != "1" {
-                    let path = format!("/proc/sys/net/ipv4/conf/{i}/{knob}");
-                    let file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .with_context(|| format!("opening {path}"))?;
+                    let file = net::sysctl_file(&key, true)?;
                     net::sysctl_set(&key, "1")?;
                     eprintln!("[NOTICE] set {key}=1 (was {old}); restored on exit");
                     saved.push((key, old, file));
@@ -36,6 +32,13 @@ impl Forwarding {
             }
         }
         Ok(Forwarding { saved })
+    }
+}
+
+impl Forwarding {
+    /// Leaves the sysctls as they are for a data plane that outlives the daemon.
+    pub fn keep(&mut self) {
+        self.saved.clear();
     }
 }
 

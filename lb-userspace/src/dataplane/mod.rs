@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod ids;
 pub mod layout;
+pub mod links;
 pub mod maps;
 pub mod table;
 pub mod testrun;
@@ -14,16 +15,21 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, RingBuf},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::Xdp,
 };
 use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
 use ids::{PoolSlot, ServerSlot};
+pub use links::Attachment;
 pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
 
 /// The XDP object built by `build.rs` from `lb-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-xdp"));
+
+/// Where `build.rs` left another build of the same data plane (lb-ebpf's `variant` feature),
+/// for tests that upgrade a running instance to a different object.
+pub const VARIANT_OBJECT: &str = concat!(env!("OUT_DIR"), "/lb-xdp-variant");
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -35,6 +41,9 @@ pub struct LoadOptions {
     /// Drop pinned state this build cannot adopt (established flows) instead of refusing to
     /// start (`lb run --discard-state`).
     pub discard_state: bool,
+    /// Another build of the XDP object than the one built in (`lb run --xdp-object`, for
+    /// trying an upgrade).
+    pub object: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +53,7 @@ impl Default for LoadOptions {
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
             halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
             discard_state: false,
+            object: None,
         }
     }
 }
@@ -54,12 +64,6 @@ impl LoadOptions {
     }
 }
 
-pub struct Attachment {
-    pub ifname: String,
-    pub mode: XdpMode,
-    link: XdpLinkId,
-}
-
 pub struct Dataplane {
     ebpf: Ebpf,
     pub maps: Maps,
@@ -67,6 +71,8 @@ pub struct Dataplane {
     pub events: Option<RingBuf<MapData>>,
     publisher: Publisher,
     attachments: Vec<Attachment>,
+    /// Links are pinned here (with the maps) so the program outlives the process.
+    pin_dir: Option<PathBuf>,
     /// Things worth a log line that happened while loading (pins recreated, ...).
     pub notes: Vec<String>,
 }
@@ -90,7 +96,13 @@ impl Dataplane {
                 loader.map_pin_path(def.name, dir.join(maps::pin_name(def)));
             }
         }
-        let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
+        let object = match &opts.object {
+            Some(path) => std::borrow::Cow::Owned(
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => std::borrow::Cow::Borrowed(OBJECT),
+        };
+        let mut ebpf = loader.load(&object).context("loading the XDP object")?;
         for name in [PROG_LB, PROG_PASS] {
             program(&mut ebpf, name)?
                 .load()
@@ -104,31 +116,22 @@ impl Dataplane {
             events,
             publisher: Publisher::default(),
             attachments: Vec::new(),
+            pin_dir: opts.pin_dir.clone(),
             notes,
         })
     }
 
-    /// Attaches the balancer to `ifname`, natively if the driver allows, else in generic (skb)
-    /// mode. Returns the mode used; the caller logs a fallback.
-    pub fn attach(&mut self, ifname: &str) -> Result<XdpMode> {
+    /// Attaches the balancer to `ifname` (see [`links`]): takes over the link an earlier
+    /// daemon pinned there, or creates one, natively if the driver allows, else in generic
+    /// (skb) mode. The caller logs what happened.
+    pub fn attach(&mut self, ifname: &str) -> Result<&Attachment> {
+        let pin_dir = self.pin_dir.clone();
         let prog = program(&mut self.ebpf, PROG_LB)?;
-        let (link, mode) = match prog.attach(ifname, XdpMode::Driver) {
-            Ok(link) => (link, XdpMode::Driver),
-            Err(native) => match prog.attach(ifname, XdpMode::Skb) {
-                Ok(link) => (link, XdpMode::Skb),
-                Err(skb) => {
-                    return Err(anyhow!(
-                        "attaching XDP to {ifname}: native mode: {native}; generic mode: {skb}"
-                    ));
-                }
-            },
-        };
-        self.attachments.push(Attachment {
-            ifname: ifname.into(),
-            mode,
-            link,
-        });
-        Ok(mode)
+        let a = links::attach(prog, ifname, pin_dir.as_deref())?;
+        self.attachments.push(a);
+        self.attachments
+            .last()
+            .ok_or_else(|| anyhow!("attachment of {ifname} vanished"))
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -141,21 +144,18 @@ impl Dataplane {
             return Ok(());
         };
         let a = self.attachments.remove(i);
-        program(&mut self.ebpf, PROG_LB)?
-            .detach(a.link)
-            .with_context(|| format!("detaching from {ifname}"))
+        a.detach(program(&mut self.ebpf, PROG_LB)?)
     }
 
     pub fn is_attached(&self, ifname: &str) -> bool {
         self.attachments.iter().any(|a| a.ifname == ifname)
     }
 
-    /// Detaches from every interface (also happens when the process exits).
+    /// Detaches from every interface.
     pub fn detach_all(&mut self) -> Result<()> {
         let prog = program(&mut self.ebpf, PROG_LB)?;
         for a in self.attachments.drain(..) {
-            prog.detach(a.link)
-                .with_context(|| format!("detaching from {}", a.ifname))?;
+            a.detach(prog)?;
         }
         Ok(())
     }
