@@ -45,6 +45,11 @@ pub fn config(c: &Config) -> Result<Vec<Diagnostic>, ConfigError> {
     }
 }
 
+/// An alert about what was declared `at`.
+fn alert(out: &mut Vec<Diagnostic>, at: &Origin, message: String) {
+    out.push(Diagnostic::alert(Some(at), message));
+}
+
 fn a_frontend_exists(c: &Config, out: &mut Vec<Diagnostic>) {
     if c.frontends.is_empty() {
         out.push(Diagnostic::alert(
@@ -72,10 +77,11 @@ fn names_are_unique<'a>(
     let mut seen = HashMap::new();
     for (name, origin) in names {
         if let Some(prev) = seen.insert(name, origin) {
-            out.push(Diagnostic::alert(
-                Some(origin),
+            alert(
+                out,
+                origin,
                 format!("{what} '{name}' has the same name as the {what} declared at {prev}"),
-            ));
+            );
         }
     }
 }
@@ -86,29 +92,28 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
     let mut binds: HashMap<(Option<Ipv4Addr>, u16, Proto), &str> = HashMap::new();
     for f in &c.frontends {
         if f.binds.is_empty() {
-            out.push(Diagnostic::alert(
-                Some(&f.origin),
-                format!("frontend '{}' has no bind", f.name),
-            ));
+            alert(out, &f.origin, format!("frontend '{}' has no bind", f.name));
         }
         if c.backend(&f.default_backend).is_none() {
-            out.push(Diagnostic::alert(
-                Some(&f.origin),
+            alert(
+                out,
+                &f.origin,
                 format!(
                     "frontend '{}': unable to find required default_backend: '{}'",
                     f.name, f.default_backend
                 ),
-            ));
+            );
         }
         for b in &f.binds {
             if let Some(other) = binds.insert((b.addr, b.port, b.proto), &f.name) {
-                out.push(Diagnostic::alert(
-                    Some(&b.origin),
+                alert(
+                    out,
+                    &b.origin,
                     format!(
                         "frontend '{}': bind {b} is already used by frontend '{other}'",
                         f.name
                     ),
-                ));
+                );
             }
         }
     }
@@ -122,13 +127,7 @@ fn http_frontends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
             .iter()
             .any(|b| b.origin == f.origin && b.name == f.name && b.mode == Mode::Http);
         if f.mode == Mode::Http && !listen {
-            out.push(Diagnostic::warning(
-                Some(&f.origin),
-                format!(
-                    "frontend '{}' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
-                    f.name
-                ),
-            ));
+            runs_at_l4(out, "frontend", &f.name, &f.origin);
         }
     }
 }
@@ -138,37 +137,41 @@ fn http_frontends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
 fn backends_have_sound_servers(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in &c.backends {
         if b.servers.is_empty() {
-            out.push(Diagnostic::alert(
-                Some(&b.origin),
+            alert(
+                out,
+                &b.origin,
                 format!("backend '{}' has no server", b.name),
-            ));
+            );
         }
         let mut names = HashSet::new();
         for s in &b.servers {
             if !names.insert(s.name.as_str()) {
-                out.push(Diagnostic::alert(
-                    Some(&s.origin),
+                alert(
+                    out,
+                    &s.origin,
                     format!("backend '{}': server '{}' is defined twice", b.name, s.name),
-                ));
+                );
             }
             for rule in SERVER_RULES {
                 if let Some(problem) = rule(s) {
-                    out.push(Diagnostic::alert(
-                        Some(&s.origin),
+                    alert(
+                        out,
+                        &s.origin,
                         format!("server '{}/{}': {problem}", b.name, s.name),
-                    ));
+                    );
                 }
             }
         }
         if b.servers.len() > TABLE_SIZE as usize {
-            out.push(Diagnostic::alert(
-                Some(&b.origin),
+            alert(
+                out,
+                &b.origin,
                 format!(
                     "backend '{}' has {} servers, at most {TABLE_SIZE} are supported",
                     b.name,
                     b.servers.len()
                 ),
-            ));
+            );
         }
     }
 }
@@ -208,14 +211,18 @@ fn inter_is_positive(s: &Server) -> Option<String> {
 
 fn http_backends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in c.backends.iter().filter(|b| b.mode == Mode::Http) {
-        out.push(Diagnostic::warning(
-            Some(&b.origin),
-            format!(
-                "backend '{}' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
-                b.name
-            ),
-        ));
+        runs_at_l4(out, "backend", &b.name, &b.origin);
     }
+}
+
+/// `mode http` is accepted, and forwards at L4 all the same.
+fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
+    out.push(Diagnostic::warning(
+        Some(at),
+        format!(
+            "{what} '{name}' is in 'mode http': lb balances at L4, connections are forwarded as TCP"
+        ),
+    ));
 }
 
 /// The data plane's maps have room for every frontend, backend, server and bind.

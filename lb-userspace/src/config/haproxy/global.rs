@@ -125,41 +125,38 @@ pub(super) fn maxconn(c: &mut GlobalCtx) {
     }
 }
 
-/// The one value of a keyword HAProxy lets be set once (`what` says what it should be);
-/// `None` after an alert or warning.
-fn once_value<'a>(c: &mut GlobalCtx<'a>, kw: &'static str, what: &str) -> Option<&'a str> {
+/// `pidfile`, `chroot`, `user` and `group` take one value (`what` says what it should
+/// be), which HAProxy lets be set once: `set` stores it unless an alert or warning says
+/// why not.
+fn set_once(c: &mut GlobalCtx, kw: &'static str, what: &str, set: fn(&mut Global, &str)) {
     if c.d.too_many(c.args, 0, 1) {
-        return None;
+        return;
     }
     let Some(v) = c.arg(1).filter(|v| !v.is_empty()) else {
         c.d.alert(format!("'{kw}' expects {what} as an argument."));
-        return None;
+        return;
     };
-    c.once(kw).then_some(v)
+    if c.once(kw) {
+        set(c.global, v);
+    }
 }
 
 pub(super) fn pidfile(c: &mut GlobalCtx) {
-    if let Some(v) = once_value(c, "pidfile", "a file name") {
-        c.global.pidfile = Some(v.into());
-    }
+    set_once(c, "pidfile", "a file name", |g, v| {
+        g.pidfile = Some(v.into())
+    });
 }
 
 pub(super) fn chroot(c: &mut GlobalCtx) {
-    if let Some(v) = once_value(c, "chroot", "a directory") {
-        c.global.chroot = Some(v.into());
-    }
+    set_once(c, "chroot", "a directory", |g, v| g.chroot = Some(v.into()));
 }
 
 pub(super) fn user(c: &mut GlobalCtx) {
-    if let Some(v) = once_value(c, "user", "a user name") {
-        c.global.user = Some(v.to_string());
-    }
+    set_once(c, "user", "a user name", |g, v| g.user = Some(v.into()));
 }
 
 pub(super) fn group(c: &mut GlobalCtx) {
-    if let Some(v) = once_value(c, "group", "a group name") {
-        c.global.group = Some(v.to_string());
-    }
+    set_once(c, "group", "a group name", |g, v| g.group = Some(v.into()));
 }
 
 pub(super) fn daemon(c: &mut GlobalCtx) {
