@@ -289,6 +289,27 @@ impl Default for HttpCheck {
     }
 }
 
+impl HttpCheck {
+    /// Replaces the parts of the request line that are given (both front ends let a
+    /// configuration change the method, URI or version alone).
+    pub fn set_request_line(
+        &mut self,
+        method: Option<&str>,
+        uri: Option<&str>,
+        version: Option<&str>,
+    ) {
+        for (part, new) in [
+            (&mut self.method, method),
+            (&mut self.uri, uri),
+            (&mut self.version, version),
+        ] {
+            if let Some(v) = new {
+                *part = v.to_string();
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Timeouts {
     pub connect: Option<Duration>,

@@ -571,15 +571,11 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
 fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
     let raw = h.get_ref();
     let mut out = HttpCheck::default();
-    if let Some(m) = &raw.method {
-        out.method = m.clone();
-    }
-    if let Some(u) = &raw.uri {
-        out.uri = u.clone();
-    }
-    if let Some(v) = &raw.version {
-        out.version = v.clone();
-    }
+    out.set_request_line(
+        raw.method.as_deref(),
+        raw.uri.as_deref(),
+        raw.version.as_deref(),
+    );
     out.headers = raw.headers.clone();
     for hdr in &raw.headers {
         if !hdr.contains(':') || hdr.contains(['\r', '\n']) {

@@ -1,174 +1,40 @@
 //! Semantic checks on the model, whichever front end produced it.
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use lb_common::{MAX_FRONTENDS, MAX_POOLS, MAX_SERVERS, MAX_SERVICES, TABLE_SIZE};
 
 use super::{
-    diag::{ConfigError, Diagnostic},
+    diag::{ConfigError, Diagnostic, Severity},
     model::*,
 };
 
+/// A check of the configuration alone: it adds the alerts and warnings it finds.
+type Rule = fn(&Config, &mut Vec<Diagnostic>);
+
+/// Every check, in the order their messages are printed (alerts first, then warnings).
+const RULES: &[Rule] = &[
+    a_frontend_exists,
+    frontend_names_are_unique,
+    backend_names_are_unique,
+    frontends_are_wired,
+    http_frontends_run_at_l4,
+    backends_have_sound_servers,
+    http_backends_run_at_l4,
+    data_plane_holds_it,
+];
+
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
 pub fn config(c: &Config) -> Result<Vec<Diagnostic>, ConfigError> {
-    let mut alerts = Vec::new();
-    let mut warnings = Vec::new();
-    if c.frontends.is_empty() {
-        alerts.push(Diagnostic::alert(
-            None,
-            "no frontend defined: nothing to balance (add a frontend with a bind and a default_backend)",
-        ));
+    let mut found = Vec::new();
+    for rule in RULES {
+        rule(c, &mut found);
     }
-    let mut alert = |o: &Origin, m: String| alerts.push(Diagnostic::alert(Some(o), m));
-
-    let mut seen = HashMap::new();
-    for f in &c.frontends {
-        if let Some(prev) = seen.insert(f.name.as_str(), &f.origin) {
-            alert(
-                &f.origin,
-                format!(
-                    "frontend '{}' has the same name as the frontend declared at {prev}",
-                    f.name
-                ),
-            );
-        }
-    }
-    let mut seen = HashMap::new();
-    for b in &c.backends {
-        if let Some(prev) = seen.insert(b.name.as_str(), &b.origin) {
-            alert(
-                &b.origin,
-                format!(
-                    "backend '{}' has the same name as the backend declared at {prev}",
-                    b.name
-                ),
-            );
-        }
-    }
-    let mut binds: HashMap<(Option<std::net::Ipv4Addr>, u16, Proto), &str> = HashMap::new();
-    for f in &c.frontends {
-        if f.binds.is_empty() {
-            alert(&f.origin, format!("frontend '{}' has no bind", f.name));
-        }
-        if c.backend(&f.default_backend).is_none() {
-            alert(
-                &f.origin,
-                format!(
-                    "frontend '{}': unable to find required default_backend: '{}'",
-                    f.name, f.default_backend
-                ),
-            );
-        }
-        for b in &f.binds {
-            if let Some(other) = binds.insert((b.addr, b.port, b.proto), &f.name) {
-                alert(
-                    &b.origin,
-                    format!(
-                        "frontend '{}': bind {b} is already used by frontend '{other}'",
-                        f.name
-                    ),
-                );
-            }
-        }
-    }
-    for f in &c.frontends {
-        // A `listen` section is one proxy: its backend half already gets the warning below.
-        let listen = c
-            .backends
-            .iter()
-            .any(|b| b.origin == f.origin && b.name == f.name && b.mode == Mode::Http);
-        if f.mode == Mode::Http && !listen {
-            warnings.push(Diagnostic::warning(
-                Some(&f.origin),
-                format!(
-                    "frontend '{}' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
-                    f.name
-                ),
-            ));
-        }
-    }
-    let mut total_servers = 0usize;
-    for b in &c.backends {
-        if b.servers.is_empty() {
-            alert(&b.origin, format!("backend '{}' has no server", b.name));
-        }
-        let mut names = HashSet::new();
-        for s in &b.servers {
-            total_servers += 1;
-            if !names.insert(s.name.as_str()) {
-                alert(
-                    &s.origin,
-                    format!("backend '{}': server '{}' is defined twice", b.name, s.name),
-                );
-            }
-            if s.fall == 0 {
-                alert(
-                    &s.origin,
-                    format!("server '{}/{}': 'fall' must be at least 1", b.name, s.name),
-                );
-            }
-            if s.rise == 0 {
-                alert(
-                    &s.origin,
-                    format!("server '{}/{}': 'rise' must be at least 1", b.name, s.name),
-                );
-            }
-            if s.weight > Server::MAX_WEIGHT {
-                alert(
-                    &s.origin,
-                    format!(
-                        "server '{}/{}': weight {} is out of range (0-{})",
-                        b.name,
-                        s.name,
-                        s.weight,
-                        Server::MAX_WEIGHT
-                    ),
-                );
-            }
-            if s.inter.is_zero() {
-                alert(
-                    &s.origin,
-                    format!("server '{}/{}': 'inter' must be positive", b.name, s.name),
-                );
-            }
-        }
-        if b.servers.len() > TABLE_SIZE as usize {
-            alert(
-                &b.origin,
-                format!(
-                    "backend '{}' has {} servers, at most {TABLE_SIZE} are supported",
-                    b.name,
-                    b.servers.len()
-                ),
-            );
-        }
-        if b.mode == Mode::Http {
-            warnings.push(Diagnostic::warning(
-                Some(&b.origin),
-                format!(
-                    "backend '{}' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
-                    b.name
-                ),
-            ));
-        }
-    }
-    let limits = [
-        (c.frontends.len(), MAX_FRONTENDS, "frontends"),
-        (c.backends.len(), MAX_POOLS, "backends"),
-        (total_servers, MAX_SERVERS, "servers"),
-        (
-            c.frontends.iter().map(|f| f.binds.len()).sum(),
-            MAX_SERVICES,
-            "binds",
-        ),
-    ];
-    for (n, max, what) in limits {
-        if n > max as usize {
-            alerts.push(Diagnostic::alert(
-                None,
-                format!("{n} {what} configured, the data plane holds at most {max}"),
-            ));
-        }
-    }
+    let (mut alerts, warnings): (Vec<_>, Vec<_>) = found
+        .into_iter()
+        .partition(|d| d.severity == Severity::Alert);
     if alerts.is_empty() {
         Ok(warnings)
     } else {
@@ -179,13 +45,215 @@ pub fn config(c: &Config) -> Result<Vec<Diagnostic>, ConfigError> {
     }
 }
 
+/// An alert about what was declared `at`.
+fn alert(out: &mut Vec<Diagnostic>, at: &Origin, message: String) {
+    out.push(Diagnostic::alert(Some(at), message));
+}
+
+fn a_frontend_exists(c: &Config, out: &mut Vec<Diagnostic>) {
+    if c.frontends.is_empty() {
+        out.push(Diagnostic::alert(
+            None,
+            "no frontend defined: nothing to balance (add a frontend with a bind and a default_backend)",
+        ));
+    }
+}
+
+fn frontend_names_are_unique(c: &Config, out: &mut Vec<Diagnostic>) {
+    let names = c.frontends.iter().map(|f| (f.name.as_str(), &f.origin));
+    names_are_unique("frontend", names, out);
+}
+
+fn backend_names_are_unique(c: &Config, out: &mut Vec<Diagnostic>) {
+    let names = c.backends.iter().map(|b| (b.name.as_str(), &b.origin));
+    names_are_unique("backend", names, out);
+}
+
+fn names_are_unique<'a>(
+    what: &str,
+    names: impl Iterator<Item = (&'a str, &'a Origin)>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut seen = HashMap::new();
+    for (name, origin) in names {
+        if let Some(prev) = seen.insert(name, origin) {
+            alert(
+                out,
+                origin,
+                format!("{what} '{name}' has the same name as the {what} declared at {prev}"),
+            );
+        }
+    }
+}
+
+/// Every frontend listens somewhere no other frontend does, and sends to a backend that
+/// exists.
+fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
+    let mut binds: HashMap<(Option<Ipv4Addr>, u16, Proto), &str> = HashMap::new();
+    for f in &c.frontends {
+        if f.binds.is_empty() {
+            alert(out, &f.origin, format!("frontend '{}' has no bind", f.name));
+        }
+        if c.backend(&f.default_backend).is_none() {
+            alert(
+                out,
+                &f.origin,
+                format!(
+                    "frontend '{}': unable to find required default_backend: '{}'",
+                    f.name, f.default_backend
+                ),
+            );
+        }
+        for b in &f.binds {
+            if let Some(other) = binds.insert((b.addr, b.port, b.proto), &f.name) {
+                alert(
+                    out,
+                    &b.origin,
+                    format!(
+                        "frontend '{}': bind {b} is already used by frontend '{other}'",
+                        f.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn http_frontends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
+    for f in &c.frontends {
+        // A `listen` section is one proxy: its backend half already gets the warning.
+        let listen = c
+            .backends
+            .iter()
+            .any(|b| b.origin == f.origin && b.name == f.name && b.mode == Mode::Http);
+        if f.mode == Mode::Http && !listen {
+            runs_at_l4(out, "frontend", &f.name, &f.origin);
+        }
+    }
+}
+
+/// Every backend has servers, as many as its table holds, each named once and passing
+/// [`SERVER_RULES`].
+fn backends_have_sound_servers(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in &c.backends {
+        if b.servers.is_empty() {
+            alert(
+                out,
+                &b.origin,
+                format!("backend '{}' has no server", b.name),
+            );
+        }
+        let mut names = HashSet::new();
+        for s in &b.servers {
+            if !names.insert(s.name.as_str()) {
+                alert(
+                    out,
+                    &s.origin,
+                    format!("backend '{}': server '{}' is defined twice", b.name, s.name),
+                );
+            }
+            for rule in SERVER_RULES {
+                if let Some(problem) = rule(s) {
+                    alert(
+                        out,
+                        &s.origin,
+                        format!("server '{}/{}': {problem}", b.name, s.name),
+                    );
+                }
+            }
+        }
+        if b.servers.len() > TABLE_SIZE as usize {
+            alert(
+                out,
+                &b.origin,
+                format!(
+                    "backend '{}' has {} servers, at most {TABLE_SIZE} are supported",
+                    b.name,
+                    b.servers.len()
+                ),
+            );
+        }
+    }
+}
+
+/// A check of one server's settings: what is wrong with them, if anything.
+type ServerRule = fn(&Server) -> Option<String>;
+
+/// Every check of one server, in the order their messages are printed.
+const SERVER_RULES: &[ServerRule] = &[
+    fall_is_positive,
+    rise_is_positive,
+    weight_is_in_range,
+    inter_is_positive,
+];
+
+fn fall_is_positive(s: &Server) -> Option<String> {
+    (s.fall == 0).then(|| "'fall' must be at least 1".into())
+}
+
+fn rise_is_positive(s: &Server) -> Option<String> {
+    (s.rise == 0).then(|| "'rise' must be at least 1".into())
+}
+
+fn weight_is_in_range(s: &Server) -> Option<String> {
+    (s.weight > Server::MAX_WEIGHT).then(|| {
+        format!(
+            "weight {} is out of range (0-{})",
+            s.weight,
+            Server::MAX_WEIGHT
+        )
+    })
+}
+
+fn inter_is_positive(s: &Server) -> Option<String> {
+    s.inter.is_zero().then(|| "'inter' must be positive".into())
+}
+
+fn http_backends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in c.backends.iter().filter(|b| b.mode == Mode::Http) {
+        runs_at_l4(out, "backend", &b.name, &b.origin);
+    }
+}
+
+/// `mode http` is accepted, and forwards at L4 all the same.
+fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
+    out.push(Diagnostic::warning(
+        Some(at),
+        format!(
+            "{what} '{name}' is in 'mode http': lb balances at L4, connections are forwarded as TCP"
+        ),
+    ));
+}
+
+/// The data plane's maps have room for every frontend, backend, server and bind.
+fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
+    let limits = [
+        (c.frontends.len(), MAX_FRONTENDS, "frontends"),
+        (c.backends.len(), MAX_POOLS, "backends"),
+        (
+            c.backends.iter().map(|b| b.servers.len()).sum(),
+            MAX_SERVERS,
+            "servers",
+        ),
+        (
+            c.frontends.iter().map(|f| f.binds.len()).sum(),
+            MAX_SERVICES,
+            "binds",
+        ),
+    ];
+    for (n, max, what) in limits {
+        if n > max as usize {
+            out.push(Diagnostic::alert(
+                None,
+                format!("{n} {what} configured, the data plane holds at most {max}"),
+            ));
+        }
+    }
+}
+
 /// Checks against this host: every concrete VIP must be a local address (someone has to
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
-pub fn host(
-    c: &Config,
-    local: &[std::net::Ipv4Addr],
-    ephemeral: Option<(u16, u16)>,
-) -> Vec<Diagnostic> {
+pub fn host(c: &Config, local: &[Ipv4Addr], ephemeral: Option<(u16, u16)>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for f in &c.frontends {
         for b in &f.binds {

@@ -1,0 +1,241 @@
+//! haproxy.cfg front end: HAProxy 2.6's grammar (sections, tokenizer, `no`/`default`
+//! prefixes, defaults inheritance) for the L4 subset lb implements, mapped onto the one
+//! [`Config`] model the native TOML front end also produces.
+//!
+//! Rules of thumb, so `lb check` reads like `haproxy -c`:
+//! - every problem is collected in one pass; alerts make the file unusable, warnings do not;
+//! - unknown keywords are alerts with HAProxy's "did you mean" suggestion;
+//! - HTTP-only (L7) directives get exactly one warning each saying why they have no effect
+//!   at L4; HAProxy features lb lacks and whose absence changes what traffic reaches which
+//!   server (ACL switching, persistence, TLS, access rules) are alerts.
+//!
+//! HAProxy 2.6 has no line continuation: a trailing backslash is kept as a literal `\` in
+//! the last word (its tokenizer only treats `\` as an escape before a known character).
+//!
+//! A line goes through [`tokenize`], then either opens a section (`sections.rs`) or is
+//! looked up in the one keyword table (`keywords.rs`), which hands it to its reader:
+//! `global.rs`, `proxy.rs`, `bind.rs`, `server.rs`, `options.rs`, `timeouts.rs`,
+//! `checks.rs`. `finish.rs` turns the sections read into the [`Config`].
+mod bind;
+mod checks;
+mod diags;
+mod finish;
+mod global;
+mod keywords;
+mod options;
+mod proxy;
+mod sections;
+mod server;
+mod state;
+mod suggest;
+#[cfg(test)]
+mod tests;
+mod timeouts;
+mod tokenize;
+mod values;
+
+pub use suggest::best_match;
+pub use tokenize::{EnvLookup, TokenError, tokenize};
+
+use keywords::{GlobalCtx, ProxyCtx};
+use sections::{OTHER_SECTIONS, SECTIONS};
+use state::{Kind, Kwm, Parser, Sect};
+
+use super::{
+    diag::{ConfigError, Diagnostic},
+    model::Config,
+};
+
+pub struct Parsed {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// HAProxy's `MAX_LINE_ARGS`.
+pub const MAX_LINE_ARGS: usize = 64;
+/// HAProxy stops reading a file after this many fatal errors.
+const MAX_FATAL: usize = 50;
+
+/// Parses haproxy.cfg text. `name` is the file name used in messages.
+pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
+    let mut p = Parser::new(name);
+    if text.is_empty() {
+        p.d.list.push(Diagnostic::alert(
+            None,
+            format!("'{name}' is empty: no global, defaults, frontend or backend section"),
+        ));
+        return Err(ConfigError {
+            diagnostics: p.d.list,
+        });
+    }
+    let mut lines = text.split('\n').peekable();
+    let mut n = 0;
+    while let Some(raw) = lines.next() {
+        n += 1;
+        p.d.line = n;
+        if lines.peek().is_none() {
+            if raw.is_empty() {
+                break;
+            }
+            p.d.warn(format!(
+                "Missing LF on last line, file might have been truncated at position {}.",
+                raw.len() + 1
+            ));
+        }
+        if p.d.fatal >= MAX_FATAL {
+            p.d.alert(format!(
+                "too many fatal errors ({}), stopping now.",
+                p.d.fatal
+            ));
+            break;
+        }
+        p.line(raw);
+    }
+    p.finish()
+}
+
+impl Parser {
+    fn line(&mut self, raw: &str) {
+        if let Some(pos) = raw.find('\0') {
+            self.d
+                .alert(format!("Stray NUL character at position {}.", pos + 1));
+            return;
+        }
+        let trimmed = raw.trim_start_matches([' ', '\t', '\x0b', '\x0c']);
+        if trimmed.starts_with('[') {
+            // `[scope]` lines only change how HAProxy prefixes its messages.
+            return;
+        }
+        let Some(mut args) = self.words(raw) else {
+            return;
+        };
+        if args[0].starts_with('.') {
+            self.directive(&args);
+            return;
+        }
+        let Some(kwm) = self.prefix(&mut args) else {
+            return;
+        };
+        let kw = args[0].as_str();
+        if SECTIONS.contains(&kw) {
+            self.section(&args);
+            return;
+        }
+        if OTHER_SECTIONS.contains(&kw) {
+            self.sect = Sect::Other;
+            self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
+            self.d.warn(format!(
+                "'{kw}' section has no effect in lb: lb does not use it, its contents are ignored"
+            ));
+            return;
+        }
+        self.keyword(&args, kwm);
+    }
+
+    /// The words of a line, `None` when it has none or cannot be cut (an alert then).
+    fn words(&mut self, raw: &str) -> Option<Vec<String>> {
+        let (file, line, section) = (self.d.file.clone(), self.d.line, self.sect_name.clone());
+        let env = &self.env;
+        let lookup = |name: &str| -> Result<Option<String>, ()> {
+            match name {
+                ".LINE" => Ok(Some(line.to_string())),
+                ".FILE" => Ok(Some(file.to_string())),
+                ".SECTION" => Ok(Some(section.clone())),
+                n if n.starts_with('.') => Err(()),
+                n => Ok(env.get(n)),
+            }
+        };
+        let args = match tokenize(raw, &lookup) {
+            Ok(a) if a.is_empty() => return None,
+            Ok(a) => a,
+            Err(e) => {
+                self.d.alert(e.to_string());
+                return None;
+            }
+        };
+        let trailing = raw.trim_end_matches([' ', '\t', '\r']);
+        let backslashes = trailing.len() - trailing.trim_end_matches('\\').len();
+        if backslashes % 2 == 1 && args.last().is_some_and(|w| w.ends_with('\\')) {
+            self.d.warn(
+                "line ends with a backslash: HAProxy has no line continuation, the backslash is part of the last word and the next line is a statement of its own.",
+            );
+        }
+        Some(args)
+    }
+
+    /// Takes a `no` / `default` prefix off `args`; `None` (after an alert) when the keyword
+    /// does not take one.
+    fn prefix(&mut self, args: &mut Vec<String>) -> Option<Kwm> {
+        let kwm = match args[0].as_str() {
+            "no" => Kwm::No,
+            "default" => Kwm::Default,
+            _ => return Some(Kwm::Std),
+        };
+        args.remove(0);
+        let ok = args.first().is_some_and(|a| {
+            matches!(
+                a.as_str(),
+                "option"
+                    | "log"
+                    | "busy-polling"
+                    | "set-dumpable"
+                    | "strict-limits"
+                    | "insecure-fork-wanted"
+                    | "numa-cpu-mapping"
+            )
+        });
+        if !ok {
+            self.d.alert(
+                "negation/default currently supported only for options, log, busy-polling, set-dumpable, strict-limits, insecure-fork-wanted and numa-cpu-mapping.",
+            );
+            return None;
+        }
+        Some(kwm)
+    }
+
+    /// A keyword line, read by the current section's entry in the keyword table.
+    fn keyword(&mut self, args: &[String], kwm: Kwm) {
+        match self.sect {
+            Sect::None => {
+                self.d.alert(format!(
+                    "unknown keyword '{}' out of section.",
+                    diags::show(&args[0])
+                ));
+            }
+            Sect::Other => {}
+            Sect::Global => keywords::global_keyword(&mut GlobalCtx {
+                d: &mut self.d,
+                args,
+                kwm,
+                global: &mut self.global,
+                env: &mut self.env,
+                once: &mut self.global_once,
+            }),
+            Sect::Defaults(i) => keywords::proxy_keyword(&mut ProxyCtx {
+                d: &mut self.d,
+                args,
+                kwm,
+                kind: Kind::Defaults,
+                name: "",
+                s: &mut self.defaults[i].1,
+                binds: None,
+                servers: None,
+                total_binds: &mut self.total_binds,
+            }),
+            Sect::Proxy(i) => {
+                let p = &mut self.proxies[i];
+                keywords::proxy_keyword(&mut ProxyCtx {
+                    d: &mut self.d,
+                    args,
+                    kwm,
+                    kind: p.kind,
+                    name: &p.name,
+                    s: &mut p.s,
+                    binds: Some(&mut p.binds),
+                    servers: Some(&mut p.servers),
+                    total_binds: &mut self.total_binds,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! `option NAME`, with its `no` / `default` forms.
+use super::{
+    checks::{drop_inherited_rules, httpchk_request},
+    diags::show,
+    keywords::{BACKEND_SERVERS_ONLY, L7_GENERIC, NO_CONN_LOGS, ProxyCtx, TCP_KEEPALIVE},
+    state::Kwm,
+    suggest::did_you_mean,
+};
+
+/// What lb does with an option.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Redispatch,
+    AllBackups,
+    LogHealthChecks,
+    HttpChk,
+    TcpCheck,
+    /// Accepted without a word: lb's behaviour already is what the option asks for.
+    Quiet,
+    L7(&'static str),
+    NoEffect(&'static str),
+    TcpLog,
+    Unsupported(&'static str),
+}
+
+const NO_HTTP_LOG: &str = "lb never parses HTTP, so there is no HTTP request to log";
+const NO_CLOSE: &str =
+    "connection reuse is between client and server at L4, lb does not close either side";
+const HTTP_KEEPALIVE: &str = "keep-alive is between client and server at L4";
+const DATA_PLANE_COUNTS: &str = "lb counts packets in the data plane";
+const NO_SPLICE: &str = "lb forwards packets, it never copies data between sockets";
+const CHECK_KINDS: &str = "lb checks servers with a TCP connect or 'option httpchk' only";
+
+/// Option names, in the order they are offered as suggestions.
+const OPTIONS: &[(&str, Opt)] = &[
+    ("redispatch", Opt::Redispatch),
+    ("allbackups", Opt::AllBackups),
+    ("log-health-checks", Opt::LogHealthChecks),
+    ("httpchk", Opt::HttpChk),
+    ("tcp-check", Opt::TcpCheck),
+    // lb logs no individual connections, so null ones are never logged either.
+    ("dontlognull", Opt::Quiet),
+    ("httplog", Opt::L7(NO_HTTP_LOG)),
+    ("httpslog", Opt::L7(NO_HTTP_LOG)),
+    (
+        "forwardfor",
+        Opt::L7(
+            "lb does not add X-Forwarded-For; to let servers see the client address use 'source 0.0.0.0 usesrc clientip' (nat dnat)",
+        ),
+    ),
+    (
+        "originalto",
+        Opt::L7(
+            "lb does not add X-Original-To at L4; with nat dnat servers see the original destination",
+        ),
+    ),
+    ("http-server-close", Opt::L7(NO_CLOSE)),
+    ("httpclose", Opt::L7(NO_CLOSE)),
+    ("http-keep-alive", Opt::L7(HTTP_KEEPALIVE)),
+    ("http-pretend-keepalive", Opt::L7(HTTP_KEEPALIVE)),
+    ("http-buffer-request", Opt::L7(L7_GENERIC)),
+    ("http-ignore-probes", Opt::L7(L7_GENERIC)),
+    ("http-no-delay", Opt::L7(L7_GENERIC)),
+    ("http-use-proxy-header", Opt::L7(L7_GENERIC)),
+    ("http-restrict-req-hdr-names", Opt::L7(L7_GENERIC)),
+    ("http_proxy", Opt::L7(L7_GENERIC)),
+    ("accept-invalid-http-request", Opt::L7(L7_GENERIC)),
+    ("accept-invalid-http-response", Opt::L7(L7_GENERIC)),
+    ("h1-case-adjust-bogus-client", Opt::L7(L7_GENERIC)),
+    ("h1-case-adjust-bogus-server", Opt::L7(L7_GENERIC)),
+    ("checkcache", Opt::L7(L7_GENERIC)),
+    ("disable-h2-upgrade", Opt::L7(L7_GENERIC)),
+    ("idle-close-on-response", Opt::L7(L7_GENERIC)),
+    ("tcplog", Opt::TcpLog),
+    ("dontlog-normal", Opt::NoEffect(NO_CONN_LOGS)),
+    ("log-separate-errors", Opt::NoEffect(NO_CONN_LOGS)),
+    ("logasap", Opt::NoEffect(NO_CONN_LOGS)),
+    ("contstats", Opt::NoEffect(DATA_PLANE_COUNTS)),
+    ("socket-stats", Opt::NoEffect(DATA_PLANE_COUNTS)),
+    ("tcpka", Opt::NoEffect(TCP_KEEPALIVE)),
+    ("clitcpka", Opt::NoEffect(TCP_KEEPALIVE)),
+    ("srvtcpka", Opt::NoEffect(TCP_KEEPALIVE)),
+    ("splice-auto", Opt::NoEffect(NO_SPLICE)),
+    ("splice-request", Opt::NoEffect(NO_SPLICE)),
+    ("splice-response", Opt::NoEffect(NO_SPLICE)),
+    (
+        "abortonclose",
+        Opt::NoEffect("lb has no queue of pending connections"),
+    ),
+    (
+        "nolinger",
+        Opt::NoEffect("connections end between client and server at L4"),
+    ),
+    (
+        "independent-streams",
+        Opt::NoEffect("timeouts are not applied per direction by the data plane"),
+    ),
+    (
+        "prefer-last-server",
+        Opt::NoEffect("lb balances each new connection roundrobin"),
+    ),
+    (
+        "tcp-smart-accept",
+        Opt::NoEffect("lb does not accept connections itself"),
+    ),
+    (
+        "tcp-smart-connect",
+        Opt::NoEffect("lb does not open connections to servers itself"),
+    ),
+    (
+        "persist",
+        Opt::NoEffect(
+            "lb has no persistence, a DOWN server's connections are redispatched per 'option redispatch'",
+        ),
+    ),
+    ("ssl-hello-chk", Opt::Unsupported(CHECK_KINDS)),
+    ("smtpchk", Opt::Unsupported(CHECK_KINDS)),
+    ("mysql-check", Opt::Unsupported(CHECK_KINDS)),
+    ("pgsql-check", Opt::Unsupported(CHECK_KINDS)),
+    ("redis-check", Opt::Unsupported(CHECK_KINDS)),
+    ("ldap-check", Opt::Unsupported(CHECK_KINDS)),
+    ("spop-check", Opt::Unsupported(CHECK_KINDS)),
+    ("external-check", Opt::Unsupported(CHECK_KINDS)),
+    ("transparent", Opt::Unsupported(BACKEND_SERVERS_ONLY)),
+];
+
+/// Options that HAProxy lets you invert with `no` / reset with `default` (the "(*)" ones).
+fn invertible(name: &str) -> bool {
+    !matches!(
+        name,
+        "httpchk"
+            | "tcp-check"
+            | "httplog"
+            | "httpslog"
+            | "forwardfor"
+            | "originalto"
+            | "tcplog"
+            | "tcpka"
+            | "http-restrict-req-hdr-names"
+            | "ssl-hello-chk"
+            | "smtpchk"
+            | "mysql-check"
+            | "pgsql-check"
+            | "redis-check"
+            | "ldap-check"
+            | "spop-check"
+            | "external-check"
+    )
+}
+
+pub(super) fn option(c: &mut ProxyCtx) {
+    let Some(opt) = c.arg(1) else {
+        c.d.alert("'option' expects an option name.");
+        return;
+    };
+    let Some(&(_, what)) = OPTIONS.iter().find(|(n, _)| *n == opt) else {
+        let names: Vec<&str> = OPTIONS.iter().map(|(n, _)| *n).collect();
+        c.d.alert(format!(
+            "unknown option '{}'{}",
+            show(opt),
+            did_you_mean(opt, &names, ".")
+        ));
+        return;
+    };
+    if c.kwm != Kwm::Std && !invertible(opt) {
+        c.d.alert(format!(
+            "negation/default is not supported for option '{}'.",
+            show(opt)
+        ));
+        return;
+    }
+    let be_only = matches!(
+        what,
+        Opt::Redispatch | Opt::AllBackups | Opt::LogHealthChecks | Opt::HttpChk | Opt::TcpCheck
+    );
+    if be_only && !c.kind.be() {
+        c.d.warn(format!(
+            "'option {opt}' ignored because {} '{}' has no backend capability.",
+            c.kind.word(),
+            c.name
+        ));
+        return;
+    }
+    set(c, opt, what);
+}
+
+/// Applies a known option that is valid here.
+fn set(c: &mut ProxyCtx, opt: &str, what: Opt) {
+    let on = c.kwm == Kwm::Std;
+    match what {
+        Opt::Redispatch => {
+            // `option redispatch <interval>`: lb redispatches on the first failure.
+            if c.args.len() > 2 && on {
+                if c.d.too_many(c.args, 1, 1) {
+                    return;
+                }
+                c.d.warn("'option redispatch <interval>' has no effect in lb beyond 'option redispatch': a connection whose server is DOWN is redispatched at once.");
+            }
+            c.s.redispatch = on;
+        }
+        Opt::AllBackups => {
+            if alone(c) {
+                c.s.allbackups = on;
+            }
+        }
+        Opt::LogHealthChecks => {
+            if alone(c) {
+                c.s.log_health_checks = on;
+            }
+        }
+        Opt::TcpLog => {
+            if alone(c) {
+                c.s.tcplog = on;
+            }
+        }
+        Opt::TcpCheck => {
+            if alone(c) {
+                c.s.check.http = None;
+                drop_inherited_rules(&mut c.s.check);
+            }
+        }
+        Opt::HttpChk => {
+            if c.d.too_many(c.args, 1, 3) {
+                return;
+            }
+            if let Some(req) = httpchk_request(c.d, &c.args[2..]) {
+                c.s.check.http = Some(req);
+                drop_inherited_rules(&mut c.s.check);
+            }
+        }
+        Opt::Quiet => {
+            alone(c);
+        }
+        Opt::L7(_) | Opt::NoEffect(_) | Opt::Unsupported(_) if !on => {}
+        Opt::L7(why) => {
+            c.d.warn(format!("'option {opt}' has no effect in lb (L4): {why}."))
+        }
+        Opt::NoEffect(why) => {
+            c.d.warn(format!("'option {opt}' has no effect in lb: {why}."))
+        }
+        Opt::Unsupported(why) => {
+            c.d.alert(format!("'option {opt}' is not supported by lb: {why}."))
+        }
+    }
+}
+
+/// True when the option has no value after its name (otherwise an alert).
+fn alone(c: &mut ProxyCtx) -> bool {
+    !c.d.too_many(c.args, 1, 0)
+}

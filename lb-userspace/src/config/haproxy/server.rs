@@ -1,0 +1,313 @@
+//! `server NAME ADDR:PORT [params]` and `default-server [params]`.
+use std::net::Ipv4Addr;
+
+use super::{
+    diags::{Diags, clean, show},
+    keywords::{CONN_PER_CLIENT, L7_GENERIC, ProxyCtx},
+    state::Kind,
+    suggest::did_you_mean,
+    values::{bad_char, int_arg, ip_arg, time_arg},
+};
+use crate::config::{model::*, units};
+
+/// Server parameters, in the order they are offered as suggestions.
+pub(super) const SERVER_KW: &[&str] = &[
+    "check",
+    "no-check",
+    "inter",
+    "fastinter",
+    "downinter",
+    "fall",
+    "rise",
+    "weight",
+    "backup",
+    "no-backup",
+    "disabled",
+    "enabled",
+    "port",
+    "addr",
+    "maxconn",
+    "id",
+    "cookie",
+    "slowstart",
+    "maxqueue",
+    "minconn",
+    "observe",
+    "on-error",
+    "on-marked-down",
+    "on-marked-up",
+    "error-limit",
+    "init-addr",
+    "resolvers",
+    "resolve-prefer",
+    "resolve-net",
+    "ssl",
+    "no-ssl",
+    "verify",
+    "sni",
+    "ca-file",
+    "crt",
+    "check-ssl",
+    "check-sni",
+    "alpn",
+    "send-proxy",
+    "send-proxy-v2",
+    "check-send-proxy",
+    "track",
+    "agent-check",
+    "agent-port",
+    "agent-inter",
+    "agent-addr",
+    "redir",
+    "source",
+    "tfo",
+    "pool-max-conn",
+    "pool-purge-delay",
+    "proto",
+    "ws",
+    "namespace",
+];
+
+/// Server parameters lb accepts and ignores: (number of values, why).
+fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
+    Some(match kw {
+        "id" => (1, "lb numbers servers in declaration order"),
+        "cookie" => (1, L7_GENERIC),
+        "slowstart" => (1, "lb gives a server its full weight as soon as it is UP"),
+        "maxqueue" | "minconn" => (1, "the XDP data plane has no connection queue"),
+        "observe" | "error-limit" | "on-error" => (1, "lb judges servers by health checks only"),
+        "on-marked-down" | "on-marked-up" => (
+            1,
+            "lb keeps established flows on a server that goes DOWN until they end",
+        ),
+        "init-addr" | "resolve-prefer" | "resolve-net" => {
+            (1, "lb takes IPv4 addresses only, it resolves no names")
+        }
+        "tfo" => (0, "lb does not open connections to servers itself"),
+        "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
+        "no-ssl" => (0, "lb never speaks TLS to servers anyway"),
+        "agent-port" | "agent-inter" | "agent-addr" => (1, "lb has no agent checks"),
+        _ => return None,
+    })
+}
+
+/// Server parameters for features whose absence breaks the traffic or the checks: alerts.
+fn unsupported(kw: &str) -> Option<(usize, &'static str)> {
+    Some(match kw {
+        "ssl" | "verify" | "sni" | "ca-file" | "crt" | "alpn" | "check-ssl" | "check-sni" => (
+            if matches!(kw, "ssl" | "check-ssl") {
+                0
+            } else {
+                1
+            },
+            "lb forwards the client's bytes as they are and never speaks TLS to servers",
+        ),
+        "send-proxy" | "send-proxy-v2" | "check-send-proxy" => (
+            0,
+            "lb forwards the client's bytes as they are and cannot add a PROXY protocol header; with nat dnat servers see the client address",
+        ),
+        "track" => (1, "lb checks every server itself"),
+        "agent-check" => (0, "lb has no agent checks"),
+        "resolvers" => (1, "lb takes IPv4 addresses only, it resolves no names"),
+        "redir" => (1, L7_GENERIC),
+        "source" => (
+            1,
+            "lb picks the source address per backend ('source' in the backend)",
+        ),
+        "proto" | "ws" => (1, L7_GENERIC),
+        "namespace" => (1, "lb forwards in the namespace it is attached in"),
+        _ => return None,
+    })
+}
+
+/// `server NAME ADDR[:PORT] [params]`, starting from the `default-server` template.
+pub(super) fn server(c: &mut ProxyCtx) {
+    let backend = if c.kind == Kind::Defaults { "" } else { c.name };
+    let Some(servers) = c.servers.as_deref_mut() else {
+        return;
+    };
+    if let Some(srv) = server_line(c.d, backend, &c.s.default_server, c.args) {
+        servers.push(srv);
+    }
+}
+
+/// `default-server [params]`: the template of the servers declared after it.
+pub(super) fn default_server(c: &mut ProxyCtx) {
+    server_params(c.d, "'default-server'", &mut c.s.default_server, c.args, 1);
+}
+
+fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> Option<Server> {
+    let (Some(name), Some(addr)) = (
+        args.get(1).filter(|a| !a.is_empty()),
+        args.get(2).filter(|a| !a.is_empty()),
+    ) else {
+        d.alert("'server' expects <name> and <addr>[:<port>] as arguments.");
+        return None;
+    };
+    let ctx = format!("'server {backend}/{}'", show(name));
+    if let Some(c) = bad_char(name) {
+        d.alert(format!(
+            "character '{}' is not permitted in server name '{}'.",
+            show(&c.to_string()),
+            show(name)
+        ));
+        return None;
+    }
+    let (ip, port) = match server_addr(addr) {
+        Ok(p) => p,
+        Err(e) => {
+            d.alert(format!("{ctx} : {}", clean(&e)));
+            return None;
+        }
+    };
+    let mut srv = tpl.clone();
+    srv.name = name.clone();
+    srv.addr = ip;
+    srv.port = port;
+    srv.origin = d.here();
+    server_params(d, &ctx, &mut srv, args, 3);
+    Some(srv)
+}
+
+/// A server's `IPV4:PORT`.
+fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
+    let a = addr.strip_prefix("ipv4@").unwrap_or(addr);
+    if a.contains('@') || a.starts_with('/') {
+        return Err(format!(
+            "'{}': lb forwards to IPv4 addresses only",
+            show(addr)
+        ));
+    }
+    if a.matches(':').count() > 1 || a.starts_with('[') {
+        return Err(format!("'{}': lb balances IPv4 only", show(addr)));
+    }
+    let Some((ip, port)) = a.rsplit_once(':') else {
+        return Err(format!(
+            "address '{}' has no port: lb needs one (HAProxy would reuse the port the client connected to)",
+            show(addr)
+        ));
+    };
+    if port.is_empty() || port.starts_with(['+', '-']) {
+        return Err(format!(
+            "address '{}' has no fixed port: lb needs one (port offsets are not supported)",
+            show(addr)
+        ));
+    }
+    let ip = ip_arg(ip)?;
+    if ip.is_unspecified() {
+        return Err(format!(
+            "address '{}' must be a concrete IPv4 address",
+            show(addr)
+        ));
+    }
+    let port = units::port(port).map_err(|e| format!("in '{}': {e}", show(addr)))?;
+    Ok((ip, port))
+}
+
+/// Server (and `default-server`) parameters from `args[start..]`; `ctx` names the line in
+/// messages.
+fn server_params(d: &mut Diags, ctx: &str, srv: &mut Server, args: &[String], start: usize) {
+    let mut i = start;
+    while let Some(k) = args.get(i) {
+        match server_param(d, ctx, srv, k, args.get(i + 1).map(String::as_str)) {
+            Some(words) => i += words,
+            None => return,
+        }
+    }
+}
+
+/// One parameter `k` (with `v`, the word after it): how many words it took, or `None`
+/// when the rest of the line cannot be read.
+fn server_param(
+    d: &mut Diags,
+    ctx: &str,
+    srv: &mut Server,
+    k: &str,
+    v: Option<&str>,
+) -> Option<usize> {
+    match k {
+        "check" => srv.check = true,
+        "no-check" => srv.check = false,
+        "backup" => srv.backup = true,
+        "no-backup" => srv.backup = false,
+        "disabled" => srv.disabled = true,
+        "enabled" => srv.disabled = false,
+        "inter" | "fastinter" | "downinter" | "fall" | "rise" | "weight" | "port" | "addr"
+        | "maxconn" => {
+            let Some(v) = v.filter(|v| !v.is_empty()) else {
+                let what = match k {
+                    "inter" | "fastinter" | "downinter" => "<time>",
+                    "addr" => "<ipv4 address>",
+                    _ => "an integer",
+                };
+                d.alert(format!("{ctx} : '{k}' expects {what} as argument."));
+                return None;
+            };
+            set_value(d, ctx, srv, k, v);
+            return Some(2);
+        }
+        _ => return other_param(d, ctx, k, v),
+    }
+    Some(1)
+}
+
+/// A parameter that takes a value.
+fn set_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: &str) {
+    match k {
+        "inter" | "fastinter" | "downinter" => {
+            let Some(t) = time_arg(d, &format!("{ctx} : '{k}'"), Some(v)) else {
+                return;
+            };
+            if t.is_zero() && k != "inter" {
+                // `inter 0` is reported by validate.rs with the server's name.
+                d.alert(format!("{ctx} : '{k}' has to be > 0."));
+            }
+            match k {
+                "inter" => srv.inter = t,
+                "fastinter" => srv.fastinter = Some(t),
+                _ => srv.downinter = Some(t),
+            }
+        }
+        "fall" | "rise" | "weight" | "maxconn" => {
+            if let Some(n) = int_arg(d, &format!("{ctx} : '{k}'"), Some(v)) {
+                match k {
+                    "fall" => srv.fall = n,
+                    "rise" => srv.rise = n,
+                    "weight" => srv.weight = n,
+                    _ => srv.maxconn = Some(n),
+                }
+            }
+        }
+        "port" => match units::port(v) {
+            Ok(p) => srv.check_port = Some(p),
+            Err(e) => d.alert(format!("{ctx} : 'port': {}", clean(&e))),
+        },
+        "addr" => match ip_arg(v) {
+            Ok(a) => srv.check_addr = Some(a),
+            Err(e) => d.alert(format!("{ctx} : 'addr': {e}")),
+        },
+        _ => {}
+    }
+}
+
+/// A parameter lb ignores, refuses, or does not know.
+fn other_param(d: &mut Diags, ctx: &str, k: &str, v: Option<&str>) -> Option<usize> {
+    if let Some((n, why)) = no_effect(k) {
+        if n == 1 && v.is_none() {
+            d.alert(format!("{ctx} : '{k}' expects an argument."));
+            return None;
+        }
+        d.warn(format!("{ctx} : '{k}' has no effect in lb: {why}."));
+        return Some(1 + n);
+    }
+    if let Some((n, why)) = unsupported(k) {
+        d.alert(format!("{ctx} : '{k}' is not supported by lb: {why}."));
+        return Some(1 + n);
+    }
+    d.alert(format!(
+        "{ctx} : unknown keyword '{}'{}",
+        show(k),
+        did_you_mean(k, SERVER_KW, ".")
+    ));
+    None
+}

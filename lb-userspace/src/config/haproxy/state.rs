@@ -1,0 +1,164 @@
+//! What the parser keeps between lines: the section being read, the defaults sections,
+//! the proxies so far, and the environment `"$VAR"` sees.
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use super::{checks::CheckCfg, diags::Diags};
+use crate::config::model::*;
+
+/// A proxy section's kind.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Kind {
+    Defaults,
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl Kind {
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Defaults => "defaults",
+            Kind::Frontend => "frontend",
+            Kind::Backend => "backend",
+            Kind::Listen => "listen",
+        }
+    }
+    /// Has a frontend side (HAProxy's `PR_CAP_FE`).
+    pub fn fe(self) -> bool {
+        self != Kind::Backend
+    }
+    /// Has a backend side (HAProxy's `PR_CAP_BE`).
+    pub fn be(self) -> bool {
+        self != Kind::Frontend
+    }
+}
+
+/// A keyword's `no` / `default` prefix (HAProxy's `KWM_*`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kwm {
+    Std,
+    No,
+    Default,
+}
+
+/// The section lines are read into.
+pub(super) enum Sect {
+    None,
+    Global,
+    Defaults(usize),
+    Proxy(usize),
+    /// A section lb skips (`userlist`, `peers`, ...).
+    Other,
+}
+
+/// What a proxy inherits from its defaults section (not lb_common's `Settings`).
+#[derive(Clone, Debug)]
+pub(super) struct ProxySettings {
+    pub mode: Mode,
+    pub nat: NatMode,
+    pub redispatch: bool,
+    pub log_health_checks: bool,
+    pub tcplog: bool,
+    pub allbackups: bool,
+    pub retries: u32,
+    pub timeouts: Timeouts,
+    /// `default-server` values, as a server template.
+    pub default_server: Server,
+    pub check: CheckCfg,
+    pub default_backend: Option<String>,
+    /// `default_backend` was written in this section (not inherited).
+    pub default_backend_own: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            mode: Mode::Tcp,
+            nat: NatMode::FullNat,
+            redispatch: false,
+            log_health_checks: false,
+            tcplog: false,
+            allbackups: false,
+            retries: 3,
+            timeouts: Timeouts {
+                connect: None,
+                client: None,
+                server: None,
+                check: None,
+                queue: None,
+            },
+            default_server: Server::new("", Ipv4Addr::UNSPECIFIED, 0, Origin::default()),
+            check: CheckCfg::default(),
+            default_backend: None,
+            default_backend_own: false,
+        }
+    }
+}
+
+/// A `frontend`, `backend` or `listen` section as read so far.
+#[derive(Debug)]
+pub(super) struct Proxy {
+    pub kind: Kind,
+    pub name: String,
+    pub origin: Origin,
+    pub s: ProxySettings,
+    pub binds: Vec<Bind>,
+    pub servers: Vec<Server>,
+}
+
+/// Environment seen by `"$VAR"`: the process environment, changed by `setenv` & co in
+/// `global` as HAProxy does while it reads the file.
+#[derive(Default)]
+pub(super) struct Env {
+    pub set: HashMap<String, Option<String>>,
+    /// After `resetenv`: only these names of the process environment remain.
+    pub reset_keep: Option<Vec<String>>,
+}
+
+impl Env {
+    pub fn get(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.set.get(name) {
+            return v.clone();
+        }
+        if let Some(keep) = &self.reset_keep
+            && !keep.iter().any(|k| k == name)
+        {
+            return None;
+        }
+        std::env::var(name).ok()
+    }
+}
+
+pub(super) struct Parser {
+    pub d: Diags,
+    pub env: Env,
+    pub sect: Sect,
+    /// Name of the current section for `${.SECTION}`.
+    pub sect_name: String,
+    pub global: Global,
+    /// First line of settings HAProxy refuses to set twice (`pidfile`, ...).
+    pub global_once: HashMap<&'static str, usize>,
+    /// `defaults` sections: name (may be empty), settings, where it starts.
+    pub defaults: Vec<(String, ProxySettings, Origin)>,
+    pub last_defaults: Option<usize>,
+    pub proxies: Vec<Proxy>,
+    /// Listening addresses in the file so far (see `MAX_TOTAL_BINDS`).
+    pub total_binds: usize,
+}
+
+impl Parser {
+    pub fn new(file: &str) -> Parser {
+        Parser {
+            d: Diags::new(file),
+            env: Env::default(),
+            sect: Sect::None,
+            sect_name: String::new(),
+            global: Global::default(),
+            global_once: HashMap::new(),
+            defaults: Vec::new(),
+            last_defaults: None,
+            proxies: Vec::new(),
+            total_binds: 0,
+        }
+    }
+}

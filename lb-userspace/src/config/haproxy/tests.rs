@@ -1,0 +1,174 @@
+//! The parser as a whole: sections, inheritance, and messages across keywords.
+use std::time::Duration;
+
+use super::*;
+use crate::config::model::*;
+
+fn ok(text: &str) -> Parsed {
+    match parse("t.cfg", text) {
+        Ok(p) => p,
+        Err(e) => panic!("should parse:\n{e}"),
+    }
+}
+
+fn alerts(text: &str) -> Vec<String> {
+    match parse("t.cfg", text) {
+        Ok(_) => panic!("should fail"),
+        Err(e) => e.alerts().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn sections_and_inheritance() {
+    let p = ok(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  default-server inter 1s fall 5\n  option redispatch\n\
+                frontend f\n  bind 10.0.0.1:80,:8080\n  default_backend b\n\
+                backend b\n  server s1 10.0.1.1:80 check\n  default-server rise 7\n  server s2 10.0.1.2:80 weight 0 backup\n\
+                defaults\n  retries 5\n\
+                listen l 10.0.0.2:53\n  server s 10.0.2.1:53\n",
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let c = p.config;
+    assert_eq!(c.frontends.len(), 2);
+    assert_eq!(c.frontends[0].binds.len(), 2);
+    assert_eq!(c.frontends[0].binds[1].addr, None);
+    assert_eq!(c.frontends[0].binds[1].port, 8080);
+    assert_eq!(c.frontends[1].name, "l");
+    assert_eq!(c.frontends[1].default_backend, "l");
+    let b = c.backend("b").expect("b");
+    assert_eq!(b.timeouts.connect, Some(Duration::from_secs(5)));
+    assert!(b.redispatch);
+    let (s1, s2) = (&b.servers[0], &b.servers[1]);
+    assert_eq!(
+        (s1.inter, s1.fall, s1.rise, s1.check),
+        (Duration::from_secs(1), 5, 2, true)
+    );
+    // default-server applies to the servers declared after it.
+    assert_eq!(
+        (s2.rise, s2.weight, s2.backup, s2.check),
+        (7, 0, true, false)
+    );
+    // A later `defaults` replaces the earlier one.
+    let l = c.backend("l").expect("l");
+    assert_eq!(l.retries, 5);
+    assert!(!l.redispatch);
+    assert_eq!(l.timeouts.connect, None);
+}
+
+#[test]
+fn named_defaults_and_from() {
+    let c = ok("defaults base\n  retries 9\ndefaults other\n  retries 1\n\
+                backend b from base\n  server s 10.0.0.1:80\n\
+                backend c\n  server s 10.0.0.1:80\n\
+                frontend f\n  bind :80\n  default_backend b\n")
+    .config;
+    assert_eq!(c.backend("b").expect("b").retries, 9);
+    assert_eq!(c.backend("c").expect("c").retries, 1);
+    assert_eq!(
+        alerts("backend b from nope\n  server s 10.0.0.1:80\n"),
+        ["[ALERT] parsing [t.cfg:1] : defaults section 'nope' not found for backend 'b'."]
+    );
+}
+
+#[test]
+fn http_check_send_and_expect() {
+    let c = ok("backend b\n  option httpchk\n  http-check send meth HEAD uri /ping ver HTTP/1.1 hdr Host example.com\n  \
+                http-check expect status 200,301-302\n  server s 10.0.0.1:80 check\n\
+                frontend f\n  bind :80\n  default_backend b\n")
+    .config;
+    let CheckKind::Http(h) = &c.backends[0].check else {
+        panic!("http check")
+    };
+    assert_eq!(
+        (h.method.as_str(), h.uri.as_str(), h.version.as_str()),
+        ("HEAD", "/ping", "HTTP/1.1")
+    );
+    assert_eq!(h.headers, ["Host: example.com"]);
+    assert_eq!(h.expect_status, [(200, 200), (301, 302)]);
+    // Negated status lists become the complement.
+    let c = ok("backend b\n  option httpchk\n  http-check expect ! status 500-599\n  server s 10.0.0.1:80\n\
+                frontend f\n  bind :80\n  default_backend b\n")
+    .config;
+    let CheckKind::Http(h) = &c.backends[0].check else {
+        panic!("http check")
+    };
+    assert_eq!(h.expect_status, [(100, 499)]);
+}
+
+#[test]
+fn source_usesrc_clientip_is_dnat() {
+    let c = ok(
+        "defaults\n  source 0.0.0.0 usesrc clientip\nbackend b\n  server s 10.0.0.1:80\n\
+                frontend f\n  bind :80\n  default_backend b\n",
+    )
+    .config;
+    assert_eq!(c.backends[0].nat, NatMode::Dnat);
+    let p = ok(
+        "backend b\n  source 10.0.0.9\n  server s 10.0.0.1:80\nfrontend f\n  bind :80\n  default_backend b\n",
+    );
+    assert_eq!(p.config.backends[0].nat, NatMode::FullNat);
+    assert_eq!(
+        p.warnings[0].to_string(),
+        "[WARNING] parsing [t.cfg:2] : 'source 10.0.0.9' has no effect in lb: lb picks the source address from the route to each server (full-nat)."
+    );
+}
+
+#[test]
+fn unknown_keywords_suggest() {
+    assert_eq!(
+        alerts("backend b\n  serverr s 10.0.0.1:80\n"),
+        [
+            "[ALERT] parsing [t.cfg:2] : unknown keyword 'serverr' in 'backend' section; did you mean 'server' maybe ?"
+        ]
+    );
+    assert_eq!(
+        alerts("backend b\n  server s 10.0.0.1:80 chek\n"),
+        [
+            "[ALERT] parsing [t.cfg:2] : 'server b/s' : unknown keyword 'chek'; did you mean 'check' maybe ?"
+        ]
+    );
+    assert_eq!(
+        alerts("maxconn 10\n"),
+        ["[ALERT] parsing [t.cfg:1] : unknown keyword 'maxconn' out of section."]
+    );
+}
+
+#[test]
+fn no_and_default_prefixes() {
+    let c = ok("defaults\n  option redispatch\n  option allbackups\nbackend b\n  no option redispatch\n  default option allbackups\n  server s 10.0.0.1:80\n\
+                frontend f\n  bind :80\n  default_backend b\n")
+    .config;
+    assert!(!c.backends[0].redispatch && !c.backends[0].allbackups);
+    assert_eq!(
+        alerts("backend b\n  no retries 3\n"),
+        [
+            "[ALERT] parsing [t.cfg:2] : negation/default currently supported only for options, log, busy-polling, set-dumpable, strict-limits, insecure-fork-wanted and numa-cpu-mapping."
+        ]
+    );
+}
+
+#[test]
+fn every_error_in_one_pass() {
+    let e = alerts(
+        "global\n  maxconn lots\nbackend b\n  balance leastconn\n  server s 10.0.0.300:80\n  timeout connect 10x\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "[ALERT] parsing [t.cfg:2] : 'maxconn' expects an integer argument, got 'lots'.",
+            "[ALERT] parsing [t.cfg:4] : balance 'leastconn' is not supported yet (lb balances roundrobin only)",
+            "[ALERT] parsing [t.cfg:5] : 'server b/s' : '10.0.0.300' is not an IPv4 address",
+            "[ALERT] parsing [t.cfg:6] : 'timeout connect': unexpected character 'x' in time '10x' (units are us, ms, s, m, h, d)",
+        ]
+    );
+}
+
+#[test]
+fn missing_lf_and_empty() {
+    let p = ok("backend b\n  server s 10.0.0.1:80\nfrontend f\n  bind :80\n  default_backend b");
+    assert_eq!(
+        p.warnings[0].to_string(),
+        "[WARNING] parsing [t.cfg:5] : Missing LF on last line, file might have been truncated at position 20."
+    );
+    assert!(parse("t.cfg", "").is_err());
+}

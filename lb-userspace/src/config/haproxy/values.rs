@@ -1,0 +1,85 @@
+//! Readers for keyword values: integers, timers, IPv4 addresses, names.
+use std::{net::Ipv4Addr, time::Duration};
+
+use super::diags::{Diags, clean, show};
+use crate::config::units;
+
+/// HAProxy timers are signed 32-bit milliseconds.
+const MAX_TIMER_MS: u128 = 2_147_483_647;
+
+/// `what` is the keyword as messages name it, quotes included (`'maxconn'`).
+pub(super) fn int_arg(d: &mut Diags, what: &str, v: Option<&str>) -> Option<u32> {
+    match v {
+        None | Some("") => {
+            d.alert(format!("{what} expects an integer argument."));
+            None
+        }
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                d.alert(format!(
+                    "{what} expects an integer argument, got '{}'.",
+                    show(v)
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// `what` is the keyword as messages name it, quotes included (`'timeout connect'`).
+pub(super) fn time_arg(d: &mut Diags, what: &str, v: Option<&str>) -> Option<Duration> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        d.alert(format!("{what} expects <time> as argument."));
+        return None;
+    };
+    match units::duration(v) {
+        Ok(t) if t.as_millis() > MAX_TIMER_MS => {
+            d.alert(format!(
+                "timer overflow in argument '{}' to {what} (maximum value is 2147483647 ms or ~24.8 days)",
+                show(v)
+            ));
+            None
+        }
+        Ok(t) => Some(t),
+        Err(e) => {
+            d.alert(format!("{what}: {}", clean(&e)));
+            None
+        }
+    }
+}
+
+pub(super) fn ip_arg(a: &str) -> Result<Ipv4Addr, String> {
+    units::ipv4(a).map_err(|_| {
+        if a.contains(|c: char| c.is_ascii_alphabetic()) {
+            format!(
+                "'{}' is not an IPv4 address (lb resolves no host names)",
+                show(a)
+            )
+        } else {
+            format!("'{}' is not an IPv4 address", show(a))
+        }
+    })
+}
+
+/// The first character of `name` that HAProxy's name rule (letters, digits, '-', '_', '.',
+/// ':') refuses in proxy and server names.
+pub(super) fn bad_char(name: &str) -> Option<char> {
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+}
+
+/// Alerts and returns true when the name of a `kw` section breaks HAProxy's name rule.
+pub(super) fn bad_name(d: &mut Diags, kw: &str, name: &str) -> bool {
+    match bad_char(name) {
+        Some(c) => {
+            d.alert(format!(
+                "character '{}' is not permitted in '{kw}' name '{}'.",
+                show(&c.to_string()),
+                show(name)
+            ));
+            true
+        }
+        None => false,
+    }
+}
