@@ -49,6 +49,10 @@ pub struct NextHop {
     pub stamp: u32,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
+    /// The path's MTU as the FIB reports it (0: unknown); bigger packets are not sent this
+    /// way (see `lb-ebpf/src/icmp.rs`).
+    pub mtu: u16,
+    pub _pad: u16,
 }
 
 /// This entry is the server -> client direction of a flow.
@@ -105,6 +109,15 @@ pub struct Flow {
     pub isn: u32,
     /// Where this direction's packets go.
     pub nh: NextHop,
+}
+
+/// A new flow's two entries while the data plane builds them (`LB_SCRATCH`, per CPU: 128
+/// bytes the program's 512-byte stack cannot spare).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewEntries {
+    pub fwd: Flow,
+    pub reply: Flow,
 }
 
 impl Flow {

@@ -81,15 +81,15 @@ macro_rules! for_each_map {
             tables LB_TABLES: Array<u32, u32>
                 [$crate::MAX_POOLS * 2 * $crate::TABLE_SIZE] Config 1;
             /// Per server slot: address, full-NAT source, next hop.
-            servers LB_SERVERS: Array<u32, $crate::ServerInfo>[$crate::MAX_SERVERS] Config 2;
+            servers LB_SERVERS: Array<u32, $crate::ServerInfo>[$crate::MAX_SERVERS] Config 3;
             /// Per server slot: full-NAT source-port cursor (`balance::snat_port`).
             snat_cursor LB_SNAT_CURSOR: Array<u32, u64>[$crate::MAX_SERVERS] State 1;
             /// Confirmed flows, both directions (`conntrack`).
             flows LB_FLOWS: LruHash<$crate::FlowKey, $crate::Flow>
-                [2 * $crate::DEFAULT_CONNTRACK_ENTRIES] State 2;
+                [2 * $crate::DEFAULT_CONNTRACK_ENTRIES] State 3;
             /// Half-open flows, both directions: what a SYN flood can churn (`conntrack`).
             halfopen LB_HALFOPEN: LruHash<$crate::FlowKey, $crate::Flow>
-                [2 * $crate::DEFAULT_HALFOPEN_ENTRIES] State 1;
+                [2 * $crate::DEFAULT_HALFOPEN_ENTRIES] State 2;
             /// Ports a tracked packet can carry (`ports`).
             ports LB_PORTS: Array<u32, u64>[$crate::ports::PORT_FILTER_WORDS] Config 1;
             /// `LB_SETTINGS[0]`.
@@ -101,9 +101,11 @@ macro_rules! for_each_map {
             frontend_stats LB_FRONTEND_STATS: PerCpuArray<u32, $crate::Counters>
                 [$crate::MAX_FRONTENDS] Counters 1;
             /// Per `Reason`, per CPU: why packets were passed or dropped.
-            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 2;
+            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 3;
             /// Per server slot: names and operator-facing state; never read by the program.
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
+            /// Per CPU: where the data plane builds a new flow's entries.
+            scratch LB_SCRATCH: PerCpuArray<u32, $crate::NewEntries>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
             /// reading it.
             events LB_EVENTS: RingBuf<u32, $crate::FlowEvent>[$crate::EVENTS_BYTES] Private 1;

@@ -31,8 +31,8 @@ impl Counters {
 
 macro_rules! reasons {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
-        /// Why a packet was passed or dropped; index into `LB_REASON_STATS`. Forwarded
-        /// packets are counted per server and frontend instead (`Counters`).
+        /// Why a packet was passed, dropped or answered; index into `LB_REASON_STATS`.
+        /// Forwarded packets are counted per server and frontend instead (`Counters`).
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Reason { $($(#[$doc])* $variant,)* }
@@ -85,4 +85,16 @@ reasons! {
     /// A server refused a new connection (RST to its SYN): the RST was held back and the
     /// client's retransmitted SYN goes to another server (`option redispatch`, `retries`).
     DropServerRefused = "drop_server_refused",
+    /// An ICMP error (destination unreachable, fragmentation needed) about a tracked flow:
+    /// translated back to the flow's addresses and forwarded to its other side.
+    IcmpTranslated = "icmp_translated",
+    /// A packet too big for its next hop, with DF set: answered with ICMP "fragmentation
+    /// needed" so the sender lowers its path MTU.
+    TxFragNeeded = "tx_frag_needed",
+    /// A packet too big for its next hop, without DF: rewritten and passed to the kernel,
+    /// which fragments it.
+    PassTooBig = "pass_too_big",
+    /// A packet too big for its next hop, with DF set, that could not be answered (no room
+    /// in the frame for the ICMP headers): dropped, as a router without an answer would.
+    DropTooBig = "drop_too_big",
 }

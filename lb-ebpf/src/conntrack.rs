@@ -2,18 +2,20 @@
 //! the same one. New flows start in `LB_HALFOPEN` and move to `LB_FLOWS` when confirmed (the
 //! rules are pure code in `lb_common::conntrack`), so a flood of SYNs or spoofed UDP only
 //! churns the half-open table.
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST, xdp_action};
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, Reason, ServerInfo, Settings,
-    State, Timeouts,
+    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NewEntries, NextHop, PROTO_TCP, Reason,
+    ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{expiry_asks_mirror, idle_expired, port_reusable},
 };
 
 use crate::{
     atomic::fetch_add,
-    maps::{LB_FLOWS, LB_HALFOPEN, LB_SNAT_CURSOR},
+    maps::{LB_FLOWS, LB_HALFOPEN, LB_POOLS, LB_SCRATCH, LB_SNAT_CURSOR},
     parse::Packet,
+    stats,
+    verdict::GO_ON,
 };
 
 /// Which table an entry lives in.
@@ -94,59 +96,62 @@ pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
     table.remove(key);
 }
 
+/// What a packet changes in its flow, see [`transition`].
+#[derive(Clone, Copy)]
+pub struct Change {
+    pub state: State,
+    pub flags: u8,
+    /// The server's ISN, from its SYN-ACK.
+    pub isn: Option<u32>,
+    /// The flow is confirmed: it moves to `LB_FLOWS`.
+    pub promote: bool,
+    pub proto: u8,
+    pub now: u32,
+}
+
 /// The flow moves to `state` with `flags` (the flow-wide bits; each entry keeps its own
-/// `REPLY` and `REFUSED`): both entries are rewritten, and a flow that `promote`s moves from
-/// the half-open table to the confirmed one. Returns where the entry for `key` now is.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn transition(
-    table: Table,
-    key: &FlowKey,
-    entry: *mut Flow,
-    state: State,
-    flags: u8,
-    isn: Option<u32>,
-    promote: bool,
-    t: &Timeouts,
-    proto: u8,
-    now: u32,
-) -> Option<*mut Flow> {
+/// `REPLY` and `REFUSED`): both entries are updated in place, and a flow that `promote`s
+/// moves from the half-open table to the confirmed one. Returns where the entry for `key` now
+/// is. A subprogram: state changes are a few packets per flow.
+#[inline(never)]
+pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> Option<*mut Flow> {
     const OWN: u8 = FLOW_F_REPLY | FLOW_F_REFUSED;
-    let update = |f: &mut Flow| {
-        f.flags = (f.flags & OWN) | (flags & !OWN);
-        f.state = state as u8;
-        f.since = now;
-        f.timeout = t.of(state, f.flags, f.is_reply());
-        if let Some(isn) = isn {
-            f.isn = isn;
+    // SAFETY: LRU values updated in place; a racing eviction at worst loses this update and
+    // the flow restarts from the table's view.
+    let pool = unsafe { (*entry).pool } as u32;
+    let Some(info) = LB_POOLS.get_ptr(pool) else {
+        return Some(entry);
+    };
+    let update = |f: *mut Flow| unsafe {
+        let flags = ((*f).flags & OWN) | (c.flags & !OWN);
+        (*f).flags = flags;
+        (*f).state = c.state as u8;
+        (*f).since = c.now;
+        (*f).timeout = (*info)
+            .timeouts
+            .of(c.state, flags, flags & FLOW_F_REPLY != 0);
+        if let Some(isn) = c.isn {
+            (*f).isn = isn;
         }
     };
-    // SAFETY: LRU values copied, updated and written back; a racing eviction at worst loses
-    // this update and the flow restarts from the table's view.
-    let mut own = unsafe { *entry };
-    update(&mut own);
-    own.last_seen = now;
-    let mkey = own.mirror_key(proto);
-    let mirror = table.get(&mkey).map(|m| {
-        let mut v = unsafe { *m };
-        update(&mut v);
-        (m, v)
-    });
-    // A confirmed flow moves to the main table. Without room (or without its other half) it
-    // stays half-open in its new state.
-    if promote
+    update(entry);
+    unsafe { (*entry).last_seen = c.now };
+    let mkey = unsafe { (*entry).mirror_key(c.proto) };
+    let mirror = table.get(&mkey);
+    if let Some(m) = mirror {
+        update(m);
+    }
+    // A confirmed flow moves to the main table (inserted straight from its half-open entries).
+    // Without room, or without its other half, it stays half-open in its new state.
+    if c.promote
         && table == Table::HalfOpen
-        && let Some((_, m)) = &mirror
-        && Table::Flows.insert(&mkey, m, BPF_ANY)
-        && Table::Flows.insert(key, &own, BPF_ANY)
+        && let Some(m) = mirror
+        && Table::Flows.insert(&mkey, unsafe { &*m }, BPF_ANY)
+        && Table::Flows.insert(key, unsafe { &*entry }, BPF_ANY)
     {
         Table::HalfOpen.remove(&mkey);
         Table::HalfOpen.remove(key);
         return Table::Flows.get(key);
-    }
-    unsafe { *entry = own };
-    if let Some((m, v)) = mirror {
-        unsafe { *m = v };
     }
     Some(entry)
 }
@@ -154,7 +159,8 @@ pub fn transition(
 /// Where a new flow of a pool goes, as decided by the caller.
 pub struct Target {
     pub slot: u32,
-    pub server: ServerInfo,
+    /// The server's entry (array slots are never freed), its next hop freshly looked up.
+    pub server: *const ServerInfo,
     pub pool: u32,
     pub frontend: u32,
     pub full_nat: bool,
@@ -162,31 +168,55 @@ pub struct Target {
     pub flags: u8,
     /// Refusals so far (a retry after a refused SYN).
     pub attempts: u8,
-    pub timeouts: Timeouts,
+    /// `LB_SETTINGS[0]` (array slots are never freed).
+    pub settings: *const Settings,
+    pub now: u32,
 }
 
-/// Tracks a new flow in the half-open table and returns its forward entry (the rewrite for
-/// this packet).
+/// Tracks a new flow in the half-open table: [`GO_ON`] with its forward entry (the rewrite for
+/// this packet) in this CPU's `LB_SCRATCH`, or (the reason counted) `XDP_DROP`.
 ///
 /// The reply entry comes first, since it is where full-NAT picks its source port: the server
 /// will answer `snat_addr:port`, and that tuple must not belong to another live flow (see
 /// [`claim`]). DNAT keeps the client's address and port; the server answers the client.
+/// A subprogram: new flows only.
+#[inline(never)]
+pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
+    match track_in_scratch(pkt, key, t) {
+        Ok(()) => GO_ON,
+        Err(reason) => {
+            stats::reason(reason);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// This CPU's scratch entries (where [`track`] built the new flow).
 #[inline(always)]
-pub fn track(
-    pkt: &Packet,
-    key: &FlowKey,
-    t: &Target,
-    settings: &Settings,
-    now: u32,
-) -> Result<Flow, Reason> {
+pub fn scratch() -> Option<*mut NewEntries> {
+    LB_SCRATCH.get_ptr_mut(0)
+}
+
+#[inline(always)]
+fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reason> {
+    // SAFETY: an array slot, never freed.
+    let (settings, now) = (unsafe { &*t.settings }, t.now);
+    let Some(scratch) = scratch() else {
+        return Err(Reason::DropConntrackFull);
+    };
+    let Some(pool) = LB_POOLS.get_ptr(t.pool) else {
+        return Err(Reason::DropConntrackFull);
+    };
     let (client, cport) = (pkt.src(), pkt.sport());
     let state = State::initial(pkt.proto);
-    let timeout = t.timeouts.of(state, 0, false);
-    let mut fwd = Flow {
+    // SAFETY: this CPU's scratch entry and array slots that are never freed; the program
+    // runs to completion on one CPU, so nothing else writes the scratch meanwhile.
+    let (fwd, reply, server) = unsafe { (&mut (*scratch).fwd, &mut (*scratch).reply, &*t.server) };
+    *fwd = Flow {
         src: client,
-        dst: t.server.addr,
+        dst: server.addr,
         sport: cport,
-        dport: t.server.port,
+        dport: server.port,
         state: state as u8,
         flags: t.flags,
         attempts: t.attempts,
@@ -196,12 +226,13 @@ pub fn track(
         pool: t.pool as u16,
         _pad2: 0,
         last_seen: now,
-        timeout,
+        // SAFETY: as above.
+        timeout: unsafe { (*pool).timeouts.of(state, 0, false) },
         since: now,
         isn: 0,
-        nh: t.server.nh,
+        nh: server.nh,
     };
-    let reply = Flow {
+    *reply = Flow {
         src: pkt.dst(),
         dst: client,
         sport: pkt.dport(),
@@ -209,18 +240,18 @@ pub fn track(
         flags: FLOW_F_REPLY | t.flags,
         attempts: 0,
         nh: NextHop::default(),
-        ..fwd
+        ..*fwd
     };
-    let mut rkey = FlowKey::new(t.server.addr, client, t.server.port, cport, pkt.proto);
+    let mut rkey = FlowKey::new(server.addr, client, server.port, cport, pkt.proto);
     if t.full_nat {
-        rkey.dst = t.server.snat_addr;
-        fwd.src = t.server.snat_addr;
-        fwd.sport = bind_snat_port(t.slot, &mut rkey, &reply, settings, now)?;
-    } else if !claim(&rkey, &reply, now) {
+        rkey.dst = server.snat_addr;
+        fwd.src = server.snat_addr;
+        fwd.sport = bind_snat_port(t.slot, &mut rkey, reply, settings, now)?;
+    } else if !claim(&rkey, reply, now) {
         return Err(Reason::DropTupleInUse);
     }
-    if Table::HalfOpen.insert(key, &fwd, BPF_ANY) {
-        Ok(fwd)
+    if Table::HalfOpen.insert(key, fwd, BPF_ANY) {
+        Ok(())
     } else {
         Table::HalfOpen.remove(&rkey);
         Err(Reason::DropConntrackFull)
@@ -238,12 +269,12 @@ fn claim(rkey: &FlowKey, reply: &Flow, now: u32) -> bool {
             || port_reusable(old, reply.dst, reply.dport, reply.src, ts)
     };
     if let Some(old) = LB_FLOWS.get_ptr(rkey) {
-        // SAFETY: read once to decide.
-        let old = unsafe { *old };
-        if !takes(&old, Table::Flows) {
+        // SAFETY: read in place to decide (a racing update at worst hands the tuple over).
+        let old = unsafe { &*old };
+        if !takes(old, Table::Flows) {
             return false;
         }
-        forget(Table::Flows, rkey, &old, rkey.proto);
+        forget(Table::Flows, rkey, old, rkey.proto);
     }
     // Insert first: a free tuple (the common case) then costs one map operation, and NOEXIST
     // settles a race with another CPU taking the same tuple.
@@ -251,11 +282,12 @@ fn claim(rkey: &FlowKey, reply: &Flow, now: u32) -> bool {
         return true;
     }
     if let Some(old) = LB_HALFOPEN.get_ptr(rkey) {
-        let old = unsafe { *old };
-        if !takes(&old, Table::HalfOpen) {
+        // SAFETY: as above.
+        let old = unsafe { &*old };
+        if !takes(old, Table::HalfOpen) {
             return false;
         }
-        forget(Table::HalfOpen, rkey, &old, rkey.proto);
+        forget(Table::HalfOpen, rkey, old, rkey.proto);
     }
     Table::HalfOpen.insert(rkey, reply, BPF_ANY)
 }

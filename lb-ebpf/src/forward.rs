@@ -4,85 +4,108 @@
 //! and forward this packet itself; the next ones take the fast path.
 //!
 //! The FIB lookup costs several times the rest of the packet path, hence the caches: in each
-//! flow entry (new flows start with their server's), each trusted for `NEXT_HOP_TTL`.
+//! flow entry (new flows start with their server's), each trusted for `NEXT_HOP_TTL`. The
+//! cache also holds the path's MTU, so a packet too big for it is caught before it is sent
+//! (see `icmp`).
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
-        xdp_action,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action,
     },
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
 use lb_common::{NEXT_HOP_TTL, NextHop, Reason, clock::elapsed};
 
-use crate::{nat, parse::Packet, stats};
+use crate::{
+    nat::Tuple,
+    parse::{EthHdr, Ipv4Hdr},
+    stats,
+    verdict::GO_ON,
+};
 
 const AF_INET: u8 = 2;
 
-/// Forwards `pkt` (already rewritten) using, and maintaining, the next-hop cache at `nh`.
+/// The headers the forwarding decision reads and the MACs it writes.
+#[derive(Clone, Copy)]
+pub struct Frame {
+    pub eth: *mut EthHdr,
+    pub ip: *mut Ipv4Hdr,
+    pub proto: u8,
+}
+
+impl Frame {
+    /// The IP packet's length, host order.
+    #[inline(always)]
+    pub fn tot_len(&self) -> u16 {
+        // SAFETY: the IPv4 header was bounds-checked by `parse`.
+        u16::from_be(unsafe { (*self.ip).tot_len })
+    }
+}
+
+/// Makes sure `nh` holds a fresh next hop for a packet going out as `to` (the cached one, or
+/// the FIB's answer): [`GO_ON`], or (as a `Reason`) why the kernel must route the packet,
+/// which the caller counts with [`unrouted`] if it hands it over.
 #[inline(always)]
-pub fn via(ctx: &XdpContext, pkt: &Packet, nh: *mut NextHop, now: u32) -> u32 {
-    let to = nat::Tuple {
-        src: pkt.src(),
-        sport: pkt.sport(),
-        dst: pkt.dst(),
-        dport: pkt.dport(),
+pub fn route(ctx: &XdpContext, f: &Frame, to: &Tuple, nh: *mut NextHop, now: u32) -> u32 {
+    // SAFETY: `nh` points into a map value (server or flow entry) or the caller's stack; a
+    // concurrent refresh writes the same answer.
+    let (ifindex, stamp) = unsafe { ((*nh).ifindex, (*nh).stamp) };
+    if ifindex != 0 && elapsed(now, stamp) < NEXT_HOP_TTL {
+        return GO_ON;
+    }
+    fib(ctx, f, to, now, nh)
+}
+
+/// Whether the packet is bigger than the path's MTU at `nh` (a routed next hop).
+#[inline(always)]
+pub fn too_big(f: &Frame, nh: *const NextHop) -> bool {
+    // SAFETY: as in `route`.
+    let mtu = unsafe { (*nh).mtu };
+    mtu != 0 && f.tot_len() > mtu
+}
+
+/// Hands a packet `route` could not route to the kernel, counting why.
+#[inline(always)]
+pub fn unrouted(routed: u32) -> u32 {
+    stats::reason(if routed == Reason::PassNoNeigh as u32 {
+        Reason::PassNoNeigh
+    } else {
+        Reason::PassFibOther
+    });
+    xdp_action::XDP_PASS
+}
+
+/// Sends a rewritten packet to the next hop at `nh` (routed).
+#[inline(always)]
+pub fn send(ctx: &XdpContext, f: &Frame, nh: *const NextHop) -> u32 {
+    // SAFETY: the Ethernet header was bounds-checked by `parse`; `nh` as in `route`.
+    let ifindex = unsafe {
+        (*f.eth).dst = (*nh).dmac;
+        (*f.eth).src = (*nh).smac;
+        (*nh).ifindex
     };
-    match next_hop(ctx, pkt, &to, nh, now) {
-        Ok(hop) => send(ctx, pkt, &hop),
-        Err(action) => action,
-    }
-}
-
-/// The next hop for a packet going out as `to`: the cached one at `nh` while fresh, else the
-/// FIB's answer (then cached). `Err` is the action when the kernel must handle the packet.
-#[inline(always)]
-pub fn next_hop(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    to: &nat::Tuple,
-    nh: *mut NextHop,
-    now: u32,
-) -> Result<NextHop, u32> {
-    // SAFETY: `nh` points into a map value (server or flow entry); a concurrent refresh writes
-    // the same answer.
-    let cached = unsafe { *nh };
-    if cached.ifindex != 0 && elapsed(now, cached.stamp) < NEXT_HOP_TTL {
-        return Ok(cached);
-    }
-    let hop = fib(ctx, pkt, to, now)?;
-    unsafe { *nh = hop };
-    Ok(hop)
-}
-
-/// Sends a rewritten packet to `hop`.
-#[inline(always)]
-pub fn send(ctx: &XdpContext, pkt: &Packet, hop: &NextHop) -> u32 {
-    // SAFETY: the Ethernet header was bounds-checked by `parse`.
-    unsafe {
-        (*pkt.eth).dst = hop.dmac;
-        (*pkt.eth).src = hop.smac;
-    }
-    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+    if ifindex == ctx.ingress_ifindex() as u32 {
         return xdp_action::XDP_TX;
     }
     // SAFETY: plain helper call.
-    unsafe { bpf_redirect(hop.ifindex, 0) as u32 }
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
 }
 
+/// Fills `fib` for a packet going out as `to` and asks the FIB; the kernel's answer code.
 #[inline(always)]
-fn fib(ctx: &XdpContext, pkt: &Packet, to: &nat::Tuple, now: u32) -> Result<NextHop, u32> {
+fn lookup(ctx: &XdpContext, f: &Frame, to: &Tuple, tot_len: u16, fib: &mut FibParams) -> u32 {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid input; the header reads were
     // bounds-checked by `parse`.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
     unsafe {
+        *fib = core::mem::zeroed();
         fib.family = AF_INET;
-        fib.l4_protocol = pkt.proto;
+        fib.l4_protocol = f.proto;
         fib.sport = to.sport;
         fib.dport = to.dport;
-        fib.__bindgen_anon_1.tot_len = u16::from_be((*pkt.ip).tot_len);
-        fib.__bindgen_anon_2.tos = (*pkt.ip).tos;
+        fib.__bindgen_anon_1.tot_len = tot_len;
+        fib.__bindgen_anon_2.tos = (*f.ip).tos;
         fib.__bindgen_anon_3.ipv4_src = to.src;
         fib.__bindgen_anon_4.ipv4_dst = to.dst;
     }
@@ -90,25 +113,45 @@ fn fib(ctx: &XdpContext, pkt: &Packet, to: &nat::Tuple, now: u32) -> Result<Next
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.as_ptr(),
-            &mut fib,
+            fib,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
     };
-    match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop {
-            ifindex: fib.ifindex,
-            stamp: now,
-            dmac: fib.dmac,
-            smac: fib.smac,
-        }),
-        BPF_FIB_LKUP_RET_NO_NEIGH => {
-            stats::reason(Reason::PassNoNeigh);
-            Err(xdp_action::XDP_PASS)
+    rc as u32
+}
+
+/// Asks the FIB, and caches the answer at `nh`: [`GO_ON`], or why not (see `route`). A subprogram: once
+/// a second per entry, and its lookup parameters stay off the packet path's frame.
+#[inline(never)]
+fn fib(ctx: &XdpContext, f: &Frame, to: &Tuple, now: u32, nh: *mut NextHop) -> u32 {
+    // One parameter block for both lookups: the stack is tight.
+    // SAFETY: zeroed, then filled by `lookup`.
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    match lookup(ctx, f, to, 0, &mut fib) {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            // Written field by field straight into the cache: a whole `NextHop` built first
+            // would cost the frame its size. A reader racing this refresh takes the fast path
+            // only once `ifindex` and `stamp` say so, and a half-written hop is at worst the
+            // previous answer's MACs for one packet.
+            // SAFETY: see `route`.
+            unsafe {
+                (*nh).ifindex = fib.ifindex;
+                (*nh).dmac = fib.dmac;
+                (*nh).smac = fib.smac;
+                (*nh).mtu = u16::MAX;
+            }
+            // The path's MTU: the FIB reports it only to a packet that exceeds it. One more
+            // lookup per refresh (once a second per entry) keeps the per-packet check a compare.
+            if lookup(ctx, f, to, u16::MAX, &mut fib) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+                // SAFETY: a union field the kernel filled for FRAG_NEEDED; `nh` as above.
+                unsafe { (*nh).mtu = fib.__bindgen_anon_1.mtu_result };
+            }
+            // SAFETY: see `route`.
+            unsafe { (*nh).stamp = now };
+            GO_ON
         }
-        _ => {
-            stats::reason(Reason::PassFibOther);
-            Err(xdp_action::XDP_PASS)
-        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => Reason::PassNoNeigh as u32,
+        _ => Reason::PassFibOther as u32,
     }
 }

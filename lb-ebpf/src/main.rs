@@ -11,11 +11,14 @@ mod bench;
 mod clock;
 mod conntrack;
 mod forward;
+mod icmp;
 mod lb4;
 mod maps;
 mod nat;
+mod new_flow;
 mod parse;
 mod stats;
+mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 

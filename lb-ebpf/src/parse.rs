@@ -119,6 +119,47 @@ pub struct Packet {
     pub frame_len: u32,
 }
 
+/// What `parse` found.
+pub enum Parsed {
+    /// TCP or UDP: a packet a flow may own.
+    Flow(Packet),
+    /// An ICMP error about a TCP or UDP packet: maybe about one of our flows.
+    Icmp(IcmpError),
+}
+
+#[repr(C)]
+pub struct IcmpHdr {
+    pub kind: u8,
+    pub code: u8,
+    pub check: u16,
+    /// Unused, or (fragmentation needed) the next-hop MTU in the low half.
+    pub rest: u32,
+}
+
+pub const ICMP: u8 = 1;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+/// An ICMP error is handled only in its common shape: no IP options outside or inside, so
+/// every field sits at a fixed offset the verifier can follow.
+pub const ICMP_OFF: usize = ETH_HLEN + IP_MIN_HLEN;
+pub const ICMP_INNER_IP_OFF: usize = ICMP_OFF + 8;
+pub const ICMP_INNER_L4_OFF: usize = ICMP_INNER_IP_OFF + IP_MIN_HLEN;
+
+/// An ICMP destination-unreachable or time-exceeded message quoting a TCP or UDP packet:
+/// the quoted IP header and at least its ports are in the frame.
+pub struct IcmpError {
+    pub eth: *mut EthHdr,
+    pub ip: *mut Ipv4Hdr,
+    pub icmp: *mut IcmpHdr,
+    pub inner: *mut Ipv4Hdr,
+    pub inner_ports: *mut [u16; 2],
+    /// The quoted L4 checksum, when the quote reaches it (always for UDP; for TCP when the
+    /// router quoted the whole header, as Linux does); null otherwise.
+    pub inner_check: *mut u16,
+    pub inner_proto: u8,
+}
+
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
@@ -130,7 +171,7 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Reason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(Reason::PassMalformed)?;
     // SAFETY: every dereference below is of a pointer `ptr_at` bounds-checked against
     // `data_end`, which is also what the verifier requires.
@@ -162,7 +203,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
             if l4_len < TCP_MIN_HLEN || doff < TCP_MIN_HLEN || doff > l4_len {
                 return Err(Reason::PassMalformed);
             }
-            Ok(Packet {
+            Ok(Parsed::Flow(Packet {
                 eth,
                 ip,
                 ports: tcp.cast(),
@@ -174,7 +215,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
                 seq: u32::from_be(unsafe { (*tcp).seq }),
                 ack_seq: u32::from_be(unsafe { (*tcp).ack }),
                 frame_len,
-            })
+            }))
         }
         PROTO_UDP => {
             let udp: *mut UdpHdr = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
@@ -182,7 +223,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
             if udp_len < UDP_HLEN || udp_len > l4_len {
                 return Err(Reason::PassMalformed);
             }
-            Ok(Packet {
+            Ok(Parsed::Flow(Packet {
                 eth,
                 ip,
                 ports: udp.cast(),
@@ -194,13 +235,59 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
                 seq: 0,
                 ack_seq: 0,
                 frame_len,
-            })
+            }))
         }
+        ICMP if ihl == IP_MIN_HLEN => icmp_error(ctx, eth, ip).ok_or(Reason::PassNotL4),
         _ => Err(Reason::PassNotL4),
     }
 }
 
+/// An ICMP error in the shape [`IcmpError`] handles; `None` for anything else.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, eth: *mut EthHdr, ip: *mut Ipv4Hdr) -> Option<Parsed> {
+    let icmp: *mut IcmpHdr = ptr_at(ctx, ICMP_OFF)?;
+    // SAFETY: bounds-checked by `ptr_at`, as everything below.
+    let kind = unsafe { (*icmp).kind };
+    if kind != ICMP_DEST_UNREACH && kind != ICMP_TIME_EXCEEDED {
+        return None;
+    }
+    let inner: *mut Ipv4Hdr = ptr_at(ctx, ICMP_INNER_IP_OFF)?;
+    if unsafe { (*inner).version_ihl } != 0x45 {
+        return None;
+    }
+    let inner_proto = unsafe { (*inner).proto };
+    let inner_ports: *mut [u16; 2] = ptr_at(ctx, ICMP_INNER_L4_OFF)?;
+    let inner_check = match inner_proto {
+        PROTO_UDP => ptr_at::<UdpHdr>(ctx, ICMP_INNER_L4_OFF)
+            .map(|u| unsafe { core::ptr::addr_of_mut!((*u).check) })?,
+        PROTO_TCP => ptr_at::<TcpHead>(ctx, ICMP_INNER_L4_OFF)
+            .map_or(core::ptr::null_mut(), |t| unsafe {
+                core::ptr::addr_of_mut!((*t).check)
+            }),
+        _ => return None,
+    };
+    Some(Parsed::Icmp(IcmpError {
+        eth,
+        ip,
+        icmp,
+        inner,
+        inner_ports,
+        inner_check,
+        inner_proto,
+    }))
+}
+
 impl Packet {
+    /// The headers forwarding reads and writes.
+    #[inline(always)]
+    pub fn frame(&self) -> crate::forward::Frame {
+        crate::forward::Frame {
+            eth: self.eth,
+            ip: self.ip,
+            proto: self.proto,
+        }
+    }
+
     #[inline(always)]
     pub fn src(&self) -> u32 {
         unsafe { (*self.ip).src }
@@ -235,8 +322,9 @@ impl Packet {
     /// TCP only: whether the options carry a timestamp (RFC 7323). The options (40 bytes
     /// at most) are copied to the stack first: walking them in the packet would need a bounds
     /// check per variable offset, which the verifier cannot follow once LLVM rewrites it.
-    /// Anything malformed reads as "no".
-    #[inline(always)]
+    /// Anything malformed reads as "no". A subprogram: new flows only, and its buffer stays
+    /// off the packet path's frame.
+    #[inline(never)]
     pub fn has_timestamps(&self, ctx: &XdpContext) -> bool {
         let len = self.tcp_hlen.saturating_sub(TCP_MIN_HLEN) as u32;
         // Read back through memory so the range check below applies to the very register

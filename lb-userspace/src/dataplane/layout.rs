@@ -9,8 +9,7 @@ use std::net::Ipv4Addr;
 
 use lb_common::{
     MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
-    PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, conntrack::TimeoutsMs, name_field,
-    name_str,
+    PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, name_field, name_str,
 };
 
 use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
@@ -107,20 +106,12 @@ impl Layout {
                         }
                     })
                     .collect();
-                let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
                 PoolLayout {
                     id,
                     slot: PoolSlot(id.0),
                     name: b.name.clone(),
                     flags,
-                    timeouts: Timeouts::from_ms(TimeoutsMs {
-                        connect: ms(b.timeouts.connect),
-                        client: ms(b.timeouts.client),
-                        server: ms(b.timeouts.server),
-                        tunnel: None,
-                        client_fin: None,
-                        server_fin: None,
-                    }),
+                    timeouts: b.timeouts.flows(),
                     allbackups: b.allbackups,
                     servers,
                 }

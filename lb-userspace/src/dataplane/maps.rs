@@ -326,6 +326,32 @@ impl Maps {
     }
 }
 
+impl Maps {
+    /// Ends the flows whose entries `pred` picks (both entries of each): the next packet of
+    /// such a flow finds none, so the host answers it with an RST, from the VIP to the client
+    /// and from the LB's address to the server (`shutdown sessions`, `on-marked-down
+    /// shutdown-sessions`). Returns how many flows ended.
+    pub fn forget_flows(&mut self, pred: impl Fn(&Flow) -> bool) -> Result<u64> {
+        let mut ended = 0;
+        for table in [&mut self.flows, &mut self.halfopen] {
+            let doomed: Vec<(FlowKey, FlowKey)> = table
+                .iter()
+                .flatten()
+                .filter(|(_, f)| !f.is_reply() && pred(f))
+                .map(|(k, f)| (k, f.mirror_key(k.proto)))
+                .collect();
+            for (fwd, reply) in doomed {
+                // Gone meanwhile (expired, evicted): nothing to end.
+                let _ = table.remove(&reply);
+                if table.remove(&fwd).is_ok() {
+                    ended += 1;
+                }
+            }
+        }
+        Ok(ended)
+    }
+}
+
 /// An entry's expiry as `conntrack::expired` decides it in the data plane.
 pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now: u32) -> bool {
     if !idle_expired(f, now) {

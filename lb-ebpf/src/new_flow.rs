@@ -1,0 +1,257 @@
+//! A new flow, in three stages called in turn from `lb4::process` (each a subprogram, see
+//! `verdict`): [`choose`] the server (round robin over the pool's live table), [`admit`] the
+//! flow (track it half-open, binding a full-NAT source port), then [`send`] the packet. Fields
+//! are read from the [`NewFlow`] where they are used: with four callee-saved registers, each
+//! value held across a helper call costs a stack slot, and the stack is short.
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use lb_common::{
+    EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS,
+    Reason, SETTINGS_F_LOG_FLOWS, TableDesc, balance::rr_slot, table_index,
+};
+
+use crate::{
+    atomic::fetch_add,
+    conntrack::{self, Target},
+    forward,
+    lb4::{Acct, deliver, pass, tuple},
+    maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
+    nat::Tuple,
+    parse::Packet,
+    stats::{self, Dir, Event},
+    verdict::GO_ON,
+};
+
+/// Why a packet starts a new flow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A new connection (or a new one on a closed flow's tuple).
+    Fresh,
+    /// The client retransmits a SYN that `server` refused, refused `attempts` times so far.
+    Refused { server: u32, attempts: u8 },
+}
+
+/// What a new flow starts from, and (from [`choose`]) where it goes.
+#[derive(Clone, Copy)]
+pub struct NewFlow {
+    pub pool: u32,
+    pub frontend: u32,
+    pub cause: Cause,
+    pub now: u32,
+    /// The server slot, its refusals so far, and the pool's NAT mode.
+    pub server: u32,
+    pub attempts: u8,
+    pub full_nat: bool,
+}
+
+impl NewFlow {
+    #[inline(always)]
+    pub fn fresh(now: u32) -> NewFlow {
+        NewFlow {
+            pool: 0,
+            frontend: 0,
+            cause: Cause::Fresh,
+            now,
+            server: 0,
+            attempts: 0,
+            full_nat: false,
+        }
+    }
+
+    /// A new flow on the tuple of `old` (same pool and frontend).
+    #[inline(always)]
+    pub fn again(&mut self, old: &Flow, cause: Cause) {
+        self.pool = old.pool as u32;
+        self.frontend = old.frontend as u32;
+        self.cause = cause;
+    }
+}
+
+/// The three stages; any of them may end the packet's way with an action.
+#[inline(always)]
+pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
+    match choose(new) {
+        GO_ON => {}
+        action => return action,
+    }
+    match admit(ctx, pkt, key, new) {
+        GO_ON => {}
+        action => return action,
+    }
+    send(ctx, pkt, new)
+}
+
+/// Table entries a retry looks at to find another server than the one that refused.
+const RETRY_STEPS: u32 = 4;
+
+/// Picks the next server of the pool's live table (or, for a refused SYN retried, another
+/// one than the server that refused) into `new`: [`GO_ON`], or the action when there is none.
+#[inline(never)]
+fn choose(new: &mut NewFlow) -> u32 {
+    let Some(settings) = LB_SETTINGS.get_ptr(0) else {
+        return pass(Reason::PassNotService);
+    };
+    // SAFETY: an array slot, never freed.
+    let stop_at = unsafe { (*settings).stop_at };
+    if stop_at != 0 && new.now.wrapping_sub(stop_at) as i32 >= 0 {
+        return pass(Reason::PassStopped);
+    }
+    let pool = new.pool;
+    let Some(info) = LB_POOLS.get_ptr(pool) else {
+        return pass(Reason::PassNotService);
+    };
+    // SAFETY: array slots are never freed; `table` is read with one load (see `TableDesc`).
+    let (table, flags) = unsafe {
+        (
+            TableDesc::unpack(core::ptr::read_volatile(&(*info).table)),
+            (*info).flags,
+        )
+    };
+    if table.len == 0 {
+        if flags & POOL_F_EMPTY_PASS != 0 {
+            return pass(Reason::PassNoServer);
+        }
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    }
+    let Some(cursor) = LB_POOL_RR.get_ptr_mut(pool) else {
+        return pass(Reason::PassNotService);
+    };
+    let at = |slot: u32| {
+        LB_TABLES
+            .get(table_index(pool, table.slot, slot))
+            .copied()
+            .unwrap_or(u32::MAX)
+    };
+    let (id, attempts) = if let Cause::Refused { server, attempts } = new.cause {
+        // A retry takes the entry the cursor points at without moving it (moving it would
+        // send the next new connection back to the server that refused this one), or the
+        // next entries if that is the refusing server: with weights a server may hold
+        // several entries in a row, a few steps are all a retry gets.
+        // SAFETY: an array slot, read once.
+        let slot = rr_slot(unsafe { core::ptr::read_volatile(cursor) }, table.len);
+        let mut id = at(slot);
+        for step in 1..RETRY_STEPS {
+            if id != server {
+                break;
+            }
+            id = at(rr_slot(slot as u64 + step as u64, table.len));
+        }
+        (id, attempts)
+    } else {
+        (at(rr_slot(fetch_add(cursor), table.len)), 0)
+    };
+    new.server = id;
+    new.attempts = attempts;
+    new.full_nat = flags & POOL_F_DNAT == 0;
+    GO_ON
+}
+
+/// Tracks the flow to the chosen server (`conntrack::track`): [`GO_ON`] with its entries in
+/// this CPU's scratch, or the action.
+#[inline(never)]
+fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
+    let Some(settings) = LB_SETTINGS.get_ptr(0) else {
+        return pass(Reason::PassNotService);
+    };
+    let Some(server) = LB_SERVERS.get_ptr_mut(new.server) else {
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    };
+    // Timestamps only matter to full-NAT's port reuse rule; the options walk is skipped
+    // otherwise.
+    let flags = if new.full_nat && pkt.is_tcp() && pkt.has_timestamps(ctx) {
+        FLOW_F_TS
+    } else {
+        0
+    };
+    // The flow's entries start with the server's next hop (see `forward`): refreshed first,
+    // for the rewrite this flow will have (its full-NAT source port is not chosen yet; the
+    // FIB's answer does not depend on it without port-based policy routing). When the kernel
+    // must resolve the neighbour the entry starts empty and its own packets look it up.
+    // SAFETY: array slots are never freed.
+    let to = unsafe {
+        Tuple {
+            src: if new.full_nat {
+                (*server).snat_addr
+            } else {
+                pkt.src()
+            },
+            sport: pkt.sport(),
+            dst: (*server).addr,
+            dport: (*server).port,
+        }
+    };
+    let _ = forward::route(
+        ctx,
+        &pkt.frame(),
+        &to,
+        unsafe { &mut (*server).nh },
+        new.now,
+    );
+    let target = Target {
+        slot: new.server,
+        server,
+        pool: new.pool,
+        frontend: new.frontend,
+        full_nat: new.full_nat,
+        flags,
+        attempts: new.attempts,
+        settings,
+        now: new.now,
+    };
+    conntrack::track(pkt, key, &target)
+}
+
+/// Reports the flow (`option tcplog`), then rewrites and forwards the packet as its new
+/// forward entry says, through the server's cached next hop (which the entry started with).
+#[inline(never)]
+fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
+    let (Some(scratch), Some(settings), Some(server)) = (
+        conntrack::scratch(),
+        LB_SETTINGS.get_ptr(0),
+        LB_SERVERS.get_ptr_mut(new.server),
+    ) else {
+        return pass(Reason::PassNotService);
+    };
+    let event = Event {
+        new_flow: true,
+        redispatched: new.cause != Cause::Fresh,
+    };
+    // SAFETY: an array slot, never freed.
+    if unsafe { (*settings).flags } & SETTINGS_F_LOG_FLOWS != 0 {
+        report(pkt, new, event);
+    }
+    // SAFETY: this CPU's scratch, which `admit` just filled.
+    let to = tuple(unsafe { &(*scratch).fwd });
+    let acct = Acct {
+        server: new.server,
+        frontend: new.frontend,
+        dir: Dir::In,
+        event,
+    };
+    // SAFETY: array slots are never freed.
+    deliver(ctx, pkt, &to, &acct, unsafe { &mut (*server).nh }, new.now)
+}
+
+/// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.
+#[inline(always)]
+fn report(pkt: &Packet, new: &NewFlow, ev: Event) {
+    if let Some(mut slot) = LB_EVENTS.reserve(0) {
+        slot.write(FlowEvent {
+            client: pkt.src(),
+            vip: pkt.dst(),
+            client_port: pkt.sport(),
+            vip_port: pkt.dport(),
+            server: new.server as u16,
+            frontend: new.frontend as u16,
+            proto: pkt.proto,
+            flags: if ev.redispatched {
+                EVENT_F_REDISPATCHED
+            } else {
+                0
+            },
+            _pad: 0,
+        });
+        slot.submit(0);
+    }
+}

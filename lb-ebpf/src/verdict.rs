@@ -1,0 +1,9 @@
+//! What the packet path's subprograms return: an XDP action, or one of these, which are not
+//! actions and tell `lb4::process` what comes next. A subprogram returns one scalar (the BPF
+//! backend returns no aggregates) and keeps its locals in its own frame: the verifier allows
+//! 512 bytes of stack for the longest chain of calls, which one inlined packet path exceeds.
+
+/// The stage did its part: go on with the next one.
+pub const GO_ON: u32 = u32::MAX - 1;
+/// The packet starts a new flow (described in the caller's `NewFlow`).
+pub const NEW_FLOW: u32 = u32::MAX;
