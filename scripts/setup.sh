@@ -20,7 +20,7 @@ need_root() {
 # Debian packages for the tests and benchmarks (real servers, syslog, HAProxy for the
 # side-by-side comparison, load generators, a browser for the stats page test).
 PACKAGES=(
-    iproute2 ethtool bpftool curl socat
+    iproute2 ethtool bpftool curl socat systemd
     nginx apache2 haproxy rsyslog wrk
     chromium
 )

@@ -48,10 +48,23 @@ impl Daemon {
         config: &Path,
         extra: &[&str],
     ) -> Result<Daemon> {
+        Self::start_file_env(lb, ns, instance, config, extra, &[])
+    }
+
+    /// [`Daemon::start_file`] with these environment variables set.
+    pub fn start_file_env(
+        lb: &Path,
+        ns: &Netns,
+        instance: &str,
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon> {
         let mut child = ns
             .command(&lb.display().to_string())?
             .args(["run", "-c", &config.display().to_string()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,13 +145,29 @@ impl Daemon {
         self.wait_for("lb ready", Duration::from_secs(30))
     }
 
-    /// SIGTERM, then waits (bounded) for a clean exit; returns the exit status.
+    /// SIGINT (Ctrl-C: lb detaches), then waits (bounded) for a clean exit; returns the
+    /// exit status.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal_and_wait(libc::SIGINT)
+    }
+
+    /// SIGTERM (`systemctl stop`/`restart`: lb exits and leaves the data plane attached for a
+    /// successor), then waits for the exit.
+    pub fn hand_over(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    /// SIGKILL: a crash, as far as lb can tell.
+    pub fn kill(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal_and_wait(libc::SIGKILL)
+    }
+
+    fn signal_and_wait(&mut self, sig: libc::c_int) -> Result<std::process::ExitStatus> {
         let Some(mut c) = self.child.take() else {
             bail!("already stopped");
         };
         // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(c.id() as libc::pid_t, sig) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(status) = c.try_wait()? {
@@ -148,7 +177,10 @@ impl Daemon {
         }
         let _ = c.kill();
         let _ = c.wait();
-        bail!("lb did not exit within 10 s of SIGTERM:\n{}", self.output())
+        bail!(
+            "lb did not exit within 10 s of signal {sig}:\n{}",
+            self.output()
+        )
     }
 
     /// Path of the pinned maps (`/sys/fs/bpf/lb/<instance>`).
@@ -163,6 +195,7 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Removing the pins (links included) takes the data plane down with them.
         if !self.keep_pins {
             let _ = std::fs::remove_dir_all(self.pin_dir());
         }

@@ -3,13 +3,15 @@
 //! - [`topo`]: the client / LB / two web servers topology of the seed, both routings;
 //! - [`servers`]: real web servers (nginx, Apache) and small UDP/TCP peers, stopped by PID;
 //! - [`packet`]: Ethernet/IPv4/TCP/UDP frames built and checked from scratch;
-//! - [`http`]: a minimal HTTP/1.0 client for requests through the balancer.
+//! - [`http`]: a minimal HTTP/1.0 client for requests through the balancer;
+//! - [`probe`]: a kept-alive client and new connections, counting what fails meanwhile.
 //!
 //! Traffic rule: everything here only talks to addresses inside namespaces it created.
 pub mod daemon;
 pub mod http;
 pub mod netns;
 pub mod packet;
+pub mod probe;
 pub mod runnet;
 pub mod servers;
 pub mod topo;

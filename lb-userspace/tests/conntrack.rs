@@ -391,3 +391,28 @@ fn a_stopped_daemon_balances_no_new_flow_but_keeps_established_ones() {
     f.bal.dp.maps.write_settings(s).expect("stop later");
     assert_eq!(f.run(f.dpc, &syn).0, XDP_REDIRECT);
 }
+
+#[test]
+fn shutting_a_servers_sessions_down_ends_only_its_flows() {
+    // `shutdown sessions server`, `on-marked-down shutdown-sessions`: the daemon forgets the
+    // server's flows; their next packets find none and go to the host, which resets them.
+    let mut f = Fixture::new();
+    let (a, b) = (ep(CLIENT, 44000), ep(CLIENT, 44001));
+    let (a_side, a_server) = f.handshake(a, VIP80());
+    let (_, b_server) = f.handshake(b, VIP80());
+    assert_ne!(a_server, b_server, "round robin put them apart");
+    let slot = if a_server.ip() == &WEB10 {
+        HOGE_WEB10
+    } else {
+        HOGE_WEB11
+    };
+    let ended = f.bal.shutdown_sessions(slot).expect("shutdown sessions");
+    assert_eq!(ended, 1);
+    let data = |c| Pkt::tcp(c, VIP80()).payload(b"x").macs(MAC_CLIENT, MAC_DPC);
+    f.expect_untouched("a's flow is gone", &data(a).build());
+    let back = Pkt::tcp(a_server, a_side).macs(MAC_WEB10, MAC_DPB).build();
+    f.expect_frame("and its replies", f.dpb, &back, XDP_PASS, &back);
+    let (action, out) = f.run(f.dpc, &data(b).build());
+    assert_eq!(action, XDP_REDIRECT, "b's flow stays");
+    assert_eq!(packet::endpoints(&out).1, b_server);
+}

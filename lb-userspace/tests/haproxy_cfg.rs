@@ -320,7 +320,12 @@ fn global() -> impl Strategy<Value = Global> {
             prop::option::of(text()),
             prop::option::of(text()),
             prop::option::of("/[a-z/]{1,12}"),
-            1024u32..10_000_000,
+            (
+                1024u32..10_000_000,
+                1024u32..10_000_000,
+                prop::option::of("/[a-z/]{1,12}"),
+                prop::option::of("/[a-z/]{1,12}"),
+            ),
             (1u16..=65535, 1u16..=65535),
             prop::collection::vec("[a-z0-9]{1,8}", 0..3),
             prop::option::of(prop_oneof![
@@ -332,7 +337,15 @@ fn global() -> impl Strategy<Value = Global> {
         .prop_map(
             |(
                 (instance, logs, log_tag, sock, maxconn, pidfile, daemon),
-                (user, group, chroot, conntrack_entries, (a, b), interfaces, stats_http),
+                (
+                    user,
+                    group,
+                    chroot,
+                    (conntrack_entries, halfopen_entries, state_file, state_base),
+                    (a, b),
+                    interfaces,
+                    stats_http,
+                ),
             )| Global {
                 instance,
                 logs,
@@ -350,6 +363,9 @@ fn global() -> impl Strategy<Value = Global> {
                 group,
                 chroot: chroot.map(Into::into),
                 conntrack_entries,
+                halfopen_entries,
+                server_state_file: state_file.map(Into::into),
+                server_state_base: state_base.map(Into::into),
                 snat_ports: (a.min(b), a.max(b)),
                 interfaces,
                 stats_http,
@@ -402,11 +418,22 @@ fn server() -> impl Strategy<Value = Server> {
             any::<bool>(),
             prop::option::of(any::<u32>()),
         ),
+        (
+            prop_oneof![
+                Just(OnMarkedDown::Keep),
+                Just(OnMarkedDown::ShutdownSessions)
+            ],
+            prop_oneof![
+                Just(OnMarkedUp::Keep),
+                Just(OnMarkedUp::ShutdownBackupSessions)
+            ],
+        ),
     )
         .prop_map(
             |(
                 (name, addr, port, check, inter, fastinter, downinter),
                 (fall, rise, check_port, check_addr, weight, backup, disabled, maxconn),
+                (on_marked_down, on_marked_up),
             )| Server {
                 name,
                 addr,
@@ -423,6 +450,8 @@ fn server() -> impl Strategy<Value = Server> {
                 backup,
                 disabled,
                 maxconn,
+                on_marked_down,
+                on_marked_up,
                 origin: origin(),
             },
         )
@@ -444,12 +473,23 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
             any::<u32>(),
         ),
         (opt_dur(), opt_dur(), opt_dur(), opt_dur(), opt_dur()),
+        (opt_dur(), opt_dur(), opt_dur()),
+        (
+            prop_oneof![
+                Just(LoadState::None),
+                Just(LoadState::Global),
+                Just(LoadState::Local)
+            ],
+            prop::option::of("[a-z]{1,8}"),
+        ),
         prop::collection::vec(server(), 0..4),
     )
         .prop_map(
             move |(
                 (mode, nat, on_empty, check, (redispatch, log_health_checks, allbackups), retries),
                 (connect, client, srv, chk, queue),
+                (tunnel, client_fin, server_fin),
+                (load_state, state_file_name),
                 servers,
             )| Backend {
                 name: name.clone(),
@@ -466,9 +506,14 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
                     connect,
                     client,
                     server: srv,
+                    tunnel,
+                    client_fin,
+                    server_fin,
                     check: chk,
                     queue,
                 },
+                load_state,
+                state_file_name,
                 servers,
                 origin: origin(),
             },

@@ -128,6 +128,7 @@ pub enum Kw {
     ShowServersState,
     ShowStat,
     ShowVersion,
+    ShutdownSessions,
     User,
     Help,
     Prompt,
@@ -205,6 +206,11 @@ pub const KEYWORDS: &[Keyword] = &[
         words: &["show", "version"],
         usage: "show version                            : show version of the current process",
         cmd: Kw::ShowVersion,
+    },
+    Keyword {
+        words: &["shutdown", "sessions", "server"],
+        usage: "shutdown sessions server <bk>/<srv>     : kill sessions on a server",
+        cmd: Kw::ShutdownSessions,
     },
     Keyword {
         words: &["user"],
@@ -379,6 +385,8 @@ pub enum Action {
     Health(bool),
     /// `enable|disable health`.
     Checks(bool),
+    /// `shutdown sessions server`: end the server's established flows.
+    Shutdown,
     /// Found the server, then answer this.
     Invalid(String),
 }
@@ -503,6 +511,7 @@ pub fn parse(args: &[String], level: ApiLevel) -> Command {
         Kw::EnableHealth => need_admin(server_cmd(2, Action::Checks(true))),
         Kw::SetWeight => need_admin(server_cmd(2, Action::Weight(arg(3).to_string()))),
         Kw::SetServer => need_admin(server_cmd(2, set_server_action(arg(3), arg(4)))),
+        Kw::ShutdownSessions => need_admin(server_cmd(3, Action::Shutdown)),
     }
 }
 

@@ -143,6 +143,15 @@ fn global(out: &mut String, g: &Global) {
     if g.conntrack_entries != d.conntrack_entries {
         let _ = writeln!(out, "conntrack_entries = {}", g.conntrack_entries);
     }
+    if g.halfopen_entries != d.halfopen_entries {
+        let _ = writeln!(out, "halfopen_entries = {}", g.halfopen_entries);
+    }
+    if let Some(f) = &g.server_state_file {
+        let _ = writeln!(out, "server_state_file = {}", path(f));
+    }
+    if let Some(b) = &g.server_state_base {
+        let _ = writeln!(out, "server_state_base = {}", path(b));
+    }
     if g.snat_ports != d.snat_ports {
         let _ = writeln!(
             out,
@@ -189,6 +198,12 @@ fn server(s: &Server) -> String {
     if let Some(m) = s.maxconn {
         let _ = write!(o, ", maxconn = {m}");
     }
+    if s.on_marked_down == OnMarkedDown::ShutdownSessions {
+        o.push_str(", on_marked_down = \"shutdown-sessions\"");
+    }
+    if s.on_marked_up == OnMarkedUp::ShutdownBackupSessions {
+        o.push_str(", on_marked_up = \"shutdown-backup-sessions\"");
+    }
     o.push_str(" }");
     o
 }
@@ -230,6 +245,9 @@ fn backend(out: &mut String, b: &Backend) {
         ("connect", t.connect),
         ("client", t.client),
         ("server", t.server),
+        ("tunnel", t.tunnel),
+        ("client_fin", t.client_fin),
+        ("server_fin", t.server_fin),
         ("check", t.check),
         ("queue", t.queue),
     ]
@@ -238,6 +256,14 @@ fn backend(out: &mut String, b: &Backend) {
     .collect();
     if !timeouts.is_empty() {
         let _ = writeln!(out, "timeout = {{ {} }}", timeouts.join(", "));
+    }
+    match b.load_state {
+        LoadState::None => {}
+        LoadState::Global => out.push_str("load_server_state = \"global\"\n"),
+        LoadState::Local => out.push_str("load_server_state = \"local\"\n"),
+    }
+    if let Some(f) = &b.state_file_name {
+        let _ = writeln!(out, "server_state_file_name = {}", q(f));
     }
     if let CheckKind::Http(h) = &b.check {
         let _ = write!(

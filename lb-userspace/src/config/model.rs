@@ -49,6 +49,11 @@ pub struct Global {
     pub chroot: Option<PathBuf>,
     /// Connection-tracking capacity (flows), for each direction.
     pub conntrack_entries: u32,
+    /// Half-open capacity (flows whose handshake is under way): what a SYN flood can fill.
+    pub halfopen_entries: u32,
+    /// `server-state-file`, and `server-state-base` (where relative state files live).
+    pub server_state_file: Option<PathBuf>,
+    pub server_state_base: Option<PathBuf>,
     /// Full-NAT source ports. Keep it clear of `net.ipv4.ip_local_port_range` so translated
     /// flows never collide with the LB's own connections (health checks).
     pub snat_ports: (u16, u16),
@@ -72,6 +77,9 @@ impl Default for Global {
             group: None,
             chroot: None,
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
+            halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
+            server_state_file: None,
+            server_state_base: None,
             snat_ports: (1024, 32767),
             interfaces: Vec::new(),
             stats_http: None,
@@ -310,14 +318,69 @@ impl HttpCheck {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// A backend's timers, as HAProxy names them. The flow ones (`connect`, `client`, `server`,
+/// `tunnel`, `client-fin`, `server-fin`) become the data plane's per-state idle timeouts
+/// (`lb_common::conntrack::Timeouts`).
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Timeouts {
     pub connect: Option<Duration>,
     pub client: Option<Duration>,
     pub server: Option<Duration>,
+    /// Replaces `client`/`server` once a connection is established (long-lived tunnels).
+    pub tunnel: Option<Duration>,
+    /// Half-closed connections (one side sent a FIN).
+    pub client_fin: Option<Duration>,
+    pub server_fin: Option<Duration>,
     /// `timeout check`: unset means `inter` is the check timeout.
     pub check: Option<Duration>,
     pub queue: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The data plane's timeouts for these timers.
+    pub fn flows(&self) -> lb_common::Timeouts {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+        lb_common::Timeouts::from_ms(lb_common::conntrack::TimeoutsMs {
+            connect: ms(self.connect),
+            client: ms(self.client),
+            server: ms(self.server),
+            tunnel: ms(self.tunnel),
+            client_fin: ms(self.client_fin),
+            server_fin: ms(self.server_fin),
+        })
+    }
+}
+
+/// What happens to a server's established flows when it goes DOWN (`on-marked-down`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnMarkedDown {
+    /// They stay (HAProxy's default): a server failing its checks often still serves them.
+    #[default]
+    Keep,
+    /// `shutdown-sessions`: they are ended.
+    ShutdownSessions,
+}
+
+/// What happens to backup servers' flows when this (non-backup) server comes UP
+/// (`on-marked-up`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnMarkedUp {
+    #[default]
+    Keep,
+    /// `shutdown-backup-sessions`: the backup servers' flows are ended.
+    ShutdownBackupSessions,
+}
+
+/// `load-server-state-from-file`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LoadState {
+    #[default]
+    None,
+    /// From the global `server-state-file`.
+    Global,
+    /// From the backend's own file (`server-state-file-name`, else the backend's name) in
+    /// `server-state-base`.
+    Local,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -333,6 +396,9 @@ pub struct Backend {
     pub allbackups: bool,
     pub retries: u32,
     pub timeouts: Timeouts,
+    /// `load-server-state-from-file`, and the local file's name (`server-state-file-name`).
+    pub load_state: LoadState,
+    pub state_file_name: Option<String>,
     pub servers: Vec<Server>,
     pub origin: Origin,
 }
@@ -357,6 +423,8 @@ pub struct Server {
     /// Starts in maintenance (`disabled`).
     pub disabled: bool,
     pub maxconn: Option<u32>,
+    pub on_marked_down: OnMarkedDown,
+    pub on_marked_up: OnMarkedUp,
     pub origin: Origin,
 }
 
@@ -385,6 +453,8 @@ impl Server {
             backup: false,
             disabled: false,
             maxconn: None,
+            on_marked_down: OnMarkedDown::Keep,
+            on_marked_up: OnMarkedUp::Keep,
             origin,
         }
     }

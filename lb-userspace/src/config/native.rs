@@ -43,6 +43,10 @@ struct GlobalT {
     group: Option<String>,
     chroot: Option<String>,
     conntrack_entries: Option<Spanned<u32>>,
+    /// Half-open flows (handshakes under way) the data plane tracks apart.
+    halfopen_entries: Option<Spanned<u32>>,
+    server_state_file: Option<String>,
+    server_state_base: Option<String>,
     snat_ports: Option<Spanned<String>>,
     #[serde(default)]
     interfaces: Vec<String>,
@@ -91,6 +95,9 @@ struct ProxyT {
     allbackups: Option<bool>,
     retries: Option<u32>,
     timeout: Option<TimeoutsT>,
+    /// `load-server-state-from-file`: "global", "local" or "none".
+    load_server_state: Option<Spanned<String>>,
+    server_state_file_name: Option<String>,
     /// An HTTP health check; without one (here or in `[defaults]`) checks are TCP connects.
     http_check: Option<Spanned<HttpCheckT>>,
     /// Force TCP connect checks even if `[defaults]` has `http_check`.
@@ -106,6 +113,9 @@ struct TimeoutsT {
     connect: Option<Spanned<Time>>,
     client: Option<Spanned<Time>>,
     server: Option<Spanned<Time>>,
+    tunnel: Option<Spanned<Time>>,
+    client_fin: Option<Spanned<Time>>,
+    server_fin: Option<Spanned<Time>>,
     check: Option<Spanned<Time>>,
     queue: Option<Spanned<Time>>,
 }
@@ -142,6 +152,10 @@ struct ServerT {
     backup: Option<bool>,
     disabled: Option<bool>,
     maxconn: Option<u32>,
+    /// "shutdown-sessions"
+    on_marked_down: Option<Spanned<String>>,
+    /// "shutdown-backup-sessions"
+    on_marked_up: Option<Spanned<String>>,
 }
 
 /// Times are HAProxy strings (`"3s"`) or bare milliseconds.
@@ -317,6 +331,16 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
             out.conntrack_entries = *n.get_ref();
         }
     }
+    if let Some(n) = &g.halfopen_entries {
+        if *n.get_ref() < 1024 {
+            let at = cx.src.of(n);
+            cx.err(at, "'halfopen_entries' must be at least 1024");
+        } else {
+            out.halfopen_entries = *n.get_ref();
+        }
+    }
+    out.server_state_file = g.server_state_file.as_ref().map(Into::into);
+    out.server_state_base = g.server_state_base.as_ref().map(Into::into);
     if let Some(r) = &g.snat_ports {
         match units::port_range(r.get_ref()) {
             Ok(r) => out.snat_ports = r,
@@ -529,6 +553,9 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         connect: cx.time(pick(&bt.connect, &dt.connect), "timeout.connect"),
         client: cx.time(pick(&bt.client, &dt.client), "timeout.client"),
         server: cx.time(pick(&bt.server, &dt.server), "timeout.server"),
+        tunnel: cx.time(pick(&bt.tunnel, &dt.tunnel), "timeout.tunnel"),
+        client_fin: cx.time(pick(&bt.client_fin, &dt.client_fin), "timeout.client_fin"),
+        server_fin: cx.time(pick(&bt.server_fin, &dt.server_fin), "timeout.server_fin"),
         check: cx.time(pick(&bt.check, &dt.check), "timeout.check"),
         queue: cx.time(pick(&bt.queue, &dt.queue), "timeout.queue"),
     };
@@ -563,6 +590,21 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         allbackups: b.allbackups.or(d.allbackups).unwrap_or(false),
         retries: b.retries.or(d.retries).unwrap_or(3),
         timeouts,
+        load_state: cx
+            .word(
+                pick(&b.load_server_state, &d.load_server_state),
+                "load_server_state",
+                &[
+                    ("none", LoadState::None),
+                    ("global", LoadState::Global),
+                    ("local", LoadState::Local),
+                ],
+            )
+            .unwrap_or_default(),
+        state_file_name: b
+            .server_state_file_name
+            .clone()
+            .or(d.server_state_file_name.clone()),
         servers,
         origin,
     }
@@ -670,6 +712,23 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
     out.backup = s.backup.or(d.backup).unwrap_or(false);
     out.disabled = s.disabled.or(d.disabled).unwrap_or(false);
     out.maxconn = s.maxconn.or(d.maxconn);
+    out.on_marked_down = cx
+        .word(
+            pick(&s.on_marked_down, &d.on_marked_down),
+            "on_marked_down",
+            &[("shutdown-sessions", OnMarkedDown::ShutdownSessions)],
+        )
+        .unwrap_or_default();
+    out.on_marked_up = cx
+        .word(
+            pick(&s.on_marked_up, &d.on_marked_up),
+            "on_marked_up",
+            &[(
+                "shutdown-backup-sessions",
+                OnMarkedUp::ShutdownBackupSessions,
+            )],
+        )
+        .unwrap_or_default();
     Some(out)
 }
 

@@ -195,6 +195,12 @@ impl Balancer {
         self.dp.maps.write_settings(self.settings)
     }
 
+    /// Ends the established flows of the server at `slot`.
+    pub fn shutdown_sessions(&mut self, slot: ServerSlot) -> Result<u64> {
+        let s = slot.0 as u16;
+        self.dp.maps.forget_flows(|f| f.server == s)
+    }
+
     /// New local addresses (network order): rewrites the services of wildcard binds.
     /// Returns whether anything changed.
     pub fn set_local(&mut self, local: Vec<u32>) -> Result<bool> {

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod plan;
 pub mod privileges;
 pub mod runtime;
+pub mod server_state;
 pub mod servers;
 pub mod sysctl;
 
@@ -174,9 +175,9 @@ async fn serve(
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pins.clone()),
         conntrack_entries: cfg.global.conntrack_entries,
+        halfopen_entries: cfg.global.halfopen_entries,
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
-        ..LoadOptions::default()
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
@@ -211,19 +212,19 @@ async fn serve(
     let (api_tx, mut api_rx) = mpsc::channel(crate::api::QUEUE);
     let api = crate::api::serve(api_bound, api_tx)?;
     let mut addresses = addrwatch::watch()?;
+    let state_files = runtime::StateFiles::open(&cfg, runtime::StateFiles::default());
     // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
     // CAP_NET_ADMIN) and chroot.
     privileges::drop_privileges(&cfg.global, &identity)?;
     let (tx, mut events) = mpsc::channel(1024);
-    let mut rt = Runtime::new(
-        cfg,
-        file,
-        opts.extra_ifaces.clone(),
-        bal,
-        tx,
-        logger,
+    let opened = runtime::Opened {
+        source: file,
+        extra_ifaces: opts.extra_ifaces.clone(),
         sysctls,
-    );
+        state_files,
+    };
+    let mut rt = Runtime::new(cfg, bal, tx, logger, opened);
+    rt.load_server_state();
     rt.start_flow_log();
     rt.log_startup();
     eprintln!(
@@ -232,16 +233,18 @@ async fn serve(
         rt.config().global.instance,
         std::process::id()
     );
+    // Signals are caught before anyone hears "ready": a reload asked for right away must not
+    // meet SIGHUP's default action (exit).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
     readiness.ready();
     notify::ready();
 
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing SIGHUP handler")?;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     let exit = loop {
         tokio::select! {
-            r = &mut shutdown => break r?,
+            exit = &mut shutdown => break exit,
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
             Some(()) = addresses.recv() => rt.on_addresses()?,
@@ -278,12 +281,15 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<Exit> {
+/// SIGTERM or SIGINT, whichever comes first; the handlers are in place when this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = Exit>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => Exit::HandOver,
-        _ = int.recv() => Exit::Detach,
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => Exit::HandOver,
+            _ = int.recv() => Exit::Detach,
+        }
     })
 }

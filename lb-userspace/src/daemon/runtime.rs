@@ -6,6 +6,9 @@
 //! - `reload`: SIGHUP, a new configuration applied on the same maps.
 mod admin;
 mod reload;
+mod state_file;
+
+pub use state_file::StateFiles;
 
 use std::sync::Arc;
 
@@ -18,7 +21,8 @@ use super::{
 };
 use crate::{
     config::Config,
-    dataplane::ids::BackendId,
+    config::{OnMarkedDown, OnMarkedUp},
+    dataplane::ids::{BackendId, ServerId, ServerSlot},
     health::{self, CheckEvent, Checkers, Transition},
     logs::{
         CheckEventLog, Counts, Flavor, LogLine, Logger, Sessions, check_event_lines,
@@ -44,18 +48,35 @@ pub struct Runtime {
     /// The host settings of every configuration applied, restored on exit.
     sysctls: Vec<Forwarding>,
     started: Started,
+    /// `server-state-file`s, opened before any chroot.
+    state_files: StateFiles,
+}
+
+/// What the daemon opened on the host while it still had its privileges, and keeps using
+/// after a `chroot`.
+pub struct Opened {
+    /// Where the config came from (re-read on reload).
+    pub source: ConfigFile,
+    /// `-i` interfaces.
+    pub extra_ifaces: Vec<String>,
+    pub sysctls: Forwarding,
+    pub state_files: StateFiles,
 }
 
 impl Runtime {
     pub fn new(
         cfg: Config,
-        source: ConfigFile,
-        extra_ifaces: Vec<String>,
         bal: Balancer,
         events: mpsc::Sender<CheckEvent>,
         logger: Logger,
-        sysctls: Forwarding,
+        opened: Opened,
     ) -> Runtime {
+        let Opened {
+            source,
+            extra_ifaces,
+            sysctls,
+            state_files,
+        } = opened;
         let checkers = health::spawn_checkers(health::targets(bal.layout(), &cfg), events.clone());
         let names = watch::Sender::new(Names::of(&cfg, bal.layout()));
         let flow_logger = watch::Sender::new(Arc::new(Logger::from_global(&cfg.global)));
@@ -72,6 +93,7 @@ impl Runtime {
             flavor: Flavor::Seed,
             sysctls: vec![sysctls],
             started: Started::now(),
+            state_files,
         }
     }
 
@@ -108,6 +130,7 @@ impl Runtime {
     /// Stops the checks and detaches from every interface (the maps stay pinned); the host
     /// settings are restored.
     pub async fn stop(&mut self) -> Result<()> {
+        self.save_server_state();
         self.stop_checks().await;
         self.bal.dp.detach_all()
     }
@@ -116,6 +139,7 @@ impl Runtime {
     /// still balanced for `grace`, established ones until they end. The host settings it
     /// needs stay as they are.
     pub async fn hand_over(&mut self, grace: std::time::Duration) -> Result<()> {
+        self.save_server_state();
         self.stop_checks().await;
         for s in &mut self.sysctls {
             s.keep();
@@ -138,6 +162,37 @@ impl Runtime {
         std::mem::replace(&mut self.checkers, none).shutdown().await;
     }
 
+    /// `on-marked-down shutdown-sessions` and `on-marked-up shutdown-backup-sessions`: the
+    /// flows a transition of `id` ends.
+    fn end_sessions_on(&mut self, id: ServerId, t: Transition) -> Result<()> {
+        let Some(e) = self.bal.server(id) else {
+            return Ok(());
+        };
+        let Some((_, srv)) = e.place.config(&self.cfg) else {
+            return Ok(());
+        };
+        let doomed: Vec<ServerSlot> = match t {
+            Transition::Down if srv.on_marked_down == OnMarkedDown::ShutdownSessions => {
+                vec![e.place.slot]
+            }
+            Transition::Up
+                if !e.place.backup && srv.on_marked_up == OnMarkedUp::ShutdownBackupSessions =>
+            {
+                self.bal
+                    .servers()
+                    .of_backend(e.place.backend)
+                    .filter(|b| b.place.backup)
+                    .map(|b| b.place.slot)
+                    .collect()
+            }
+            _ => return Ok(()),
+        };
+        for slot in doomed {
+            self.bal.shutdown_sessions(slot)?;
+        }
+        Ok(())
+    }
+
     fn counts(&self, backend: BackendId) -> Counts {
         self.bal.servers().counts(backend)
     }
@@ -157,6 +212,7 @@ impl Runtime {
         if let Some(t) = ev.outcome.transition {
             self.bal
                 .change(ev.server, |st| st.up = t == Transition::Up)?;
+            self.end_sessions_on(ev.server, t)?;
         }
         let after = self.counts(backend);
         if let Some(h) = self.bal.history_mut(ev.server) {

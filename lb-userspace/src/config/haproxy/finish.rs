@@ -89,6 +89,8 @@ fn backend(d: &mut Diags, p: Proxy) -> Backend {
         allbackups: p.s.allbackups,
         retries: p.s.retries,
         timeouts: p.s.timeouts,
+        load_state: p.s.load_state,
+        state_file_name: p.s.state_file_name,
         servers: p.servers,
         origin: p.origin,
     }

@@ -147,6 +147,18 @@ pub(super) fn pidfile(c: &mut GlobalCtx) {
     });
 }
 
+pub(super) fn server_state_file(c: &mut GlobalCtx) {
+    set_once(c, "server-state-file", "a file name", |g, v| {
+        g.server_state_file = Some(v.into())
+    });
+}
+
+pub(super) fn server_state_base(c: &mut GlobalCtx) {
+    set_once(c, "server-state-base", "a directory", |g, v| {
+        g.server_state_base = Some(v.into())
+    });
+}
+
 pub(super) fn chroot(c: &mut GlobalCtx) {
     set_once(c, "chroot", "a directory", |g, v| g.chroot = Some(v.into()));
 }

@@ -154,7 +154,6 @@ const SPACES_CHECKS: &str = "lb spaces health checks its own way";
 const NO_OLD_PROCESSES: &str = "lb reloads by replacing maps, without old processes to drain";
 const OWN_PROCESS: &str = "it tunes HAProxy's own process";
 const NOT_IN_LOGS: &str = "lb does not use it in logs or stats";
-const PINNED_STATE: &str = "lb keeps server state in its pinned maps";
 const L7_FEATURE: &str = "it is an HTTP (L7) feature and lb forwards connections at L4";
 const NO_TLS: &str = "lb does not terminate TLS";
 const NO_EXTERNAL_CHECKS: &str = "lb runs no external check programs";
@@ -216,8 +215,16 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("maxpipes", GLOBAL, NoEffect(NOTHING_TO_COUNT)),
     kw("spread-checks", GLOBAL, NoEffect(SPACES_CHECKS)),
     kw("max-spread-checks", GLOBAL, NoEffect(SPACES_CHECKS)),
-    kw("server-state-file", GLOBAL, NoEffect(PINNED_STATE)),
-    kw("server-state-base", GLOBAL, NoEffect(PINNED_STATE)),
+    kw(
+        "server-state-file",
+        GLOBAL,
+        Read::Global(global::server_state_file),
+    ),
+    kw(
+        "server-state-base",
+        GLOBAL,
+        Read::Global(global::server_state_base),
+    ),
     kw("master-worker", GLOBAL, NoEffect(NO_OLD_PROCESSES)),
     kw("mworker-max-reloads", GLOBAL, NoEffect(NO_OLD_PROCESSES)),
     kw("noepoll", GLOBAL, NoEffect(OWN_PROCESS)),
@@ -312,7 +319,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("http-send-name-header", PROXY, L7(NO_HEADERS)),
     kw("id", PROXY, NoEffect(NO_CONN_LOGS)),
     kw("ignore-persist", PROXY, Unsupported(NO_PERSISTENCE)),
-    kw("load-server-state-from-file", PROXY, NoEffect(PINNED_STATE)),
+    kw(
+        "load-server-state-from-file",
+        BE_DEF,
+        Read::Proxy(proxy::load_server_state),
+    ),
     kw("log", PROXY, Read::Proxy(proxy::log)),
     kw("log-format", PROXY, NoEffect(NO_CONN_LOGS)),
     kw("log-format-sd", PROXY, NoEffect(NO_CONN_LOGS)),
@@ -337,7 +348,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         NoEffect("lb does not retry connections itself"),
     ),
     kw("server", BE, Read::Proxy(server::server)),
-    kw("server-state-file-name", PROXY, NoEffect(PINNED_STATE)),
+    kw(
+        "server-state-file-name",
+        BE_DEF,
+        Read::Proxy(proxy::server_state_file_name),
+    ),
     kw(
         "server-template",
         PROXY,

@@ -85,6 +85,33 @@ pub(super) fn balance(c: &mut ProxyCtx) {
     }
 }
 
+/// `load-server-state-from-file global|local|none`.
+pub(super) fn load_server_state(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 1) {
+        return;
+    }
+    c.s.load_state = match c.arg(1) {
+        Some("global") => LoadState::Global,
+        Some("local") => LoadState::Local,
+        Some("none") => LoadState::None,
+        _ => {
+            c.d.alert("'load-server-state-from-file' expects 'global', 'local' or 'none'. Got no argument.");
+            return;
+        }
+    };
+}
+
+/// `server-state-file-name [use-backend-name|<file>]`.
+pub(super) fn server_state_file_name(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 1) {
+        return;
+    }
+    c.s.state_file_name = match c.arg(1) {
+        None | Some("use-backend-name") => None,
+        Some(f) => Some(f.to_string()),
+    };
+}
+
 pub(super) fn retries(c: &mut ProxyCtx) {
     if c.d.too_many(c.args, 0, 1) {
         return;

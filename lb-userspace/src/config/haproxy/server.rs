@@ -76,10 +76,6 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
         "slowstart" => (1, "lb gives a server its full weight as soon as it is UP"),
         "maxqueue" | "minconn" => (1, "the XDP data plane has no connection queue"),
         "observe" | "error-limit" | "on-error" => (1, "lb judges servers by health checks only"),
-        "on-marked-down" | "on-marked-up" => (
-            1,
-            "lb keeps established flows on a server that goes DOWN until they end",
-        ),
         "init-addr" | "resolve-prefer" | "resolve-net" => {
             (1, "lb takes IPv4 addresses only, it resolves no names")
         }
@@ -233,11 +229,13 @@ fn server_param(
         "disabled" => srv.disabled = true,
         "enabled" => srv.disabled = false,
         "inter" | "fastinter" | "downinter" | "fall" | "rise" | "weight" | "port" | "addr"
-        | "maxconn" => {
+        | "maxconn" | "on-marked-down" | "on-marked-up" => {
             let Some(v) = v.filter(|v| !v.is_empty()) else {
                 let what = match k {
                     "inter" | "fastinter" | "downinter" => "<time>",
                     "addr" => "<ipv4 address>",
+                    "on-marked-down" => "'shutdown-sessions'",
+                    "on-marked-up" => "'shutdown-backup-sessions'",
                     _ => "an integer",
                 };
                 d.alert(format!("{ctx} : '{k}' expects {what} as argument."));
@@ -286,6 +284,22 @@ fn set_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: &str) {
             Ok(a) => srv.check_addr = Some(a),
             Err(e) => d.alert(format!("{ctx} : 'addr': {e}")),
         },
+        // As HAProxy's srv_parse_on_marked_{down,up}.
+        "on-marked-down" if v == "shutdown-sessions" => {
+            srv.on_marked_down = OnMarkedDown::ShutdownSessions;
+        }
+        "on-marked-up" if v == "shutdown-backup-sessions" => {
+            srv.on_marked_up = OnMarkedUp::ShutdownBackupSessions;
+        }
+        "on-marked-down" | "on-marked-up" => d.alert(format!(
+            "{ctx} : '{k}' expects '{}' but got '{}'",
+            if k == "on-marked-down" {
+                "shutdown-sessions"
+            } else {
+                "shutdown-backup-sessions"
+            },
+            clean(v)
+        )),
         _ => {}
     }
 }

@@ -8,13 +8,17 @@ use super::{
     values::time_arg,
 };
 
+/// Where a timer lives in a proxy's settings.
+type Field = fn(&mut ProxySettings) -> &mut Option<Duration>;
+
 /// What a `timeout` name sets.
 enum Slot {
     /// A timer of the backend side.
-    Backend(fn(&mut ProxySettings) -> &mut Option<Duration>),
-    /// `timeout client`, which lb keeps with the backend (as the native format does).
-    Client,
-    /// An HTTP or per-direction timer the data plane has no use for.
+    Backend(Field),
+    /// A timer of the client side (`client`, `client-fin`), which lb keeps with the backend
+    /// (as the native format does): the data plane times flows by their backend.
+    Client(Field),
+    /// An HTTP timer the data plane has no use for.
     Ignored,
 }
 
@@ -22,12 +26,13 @@ fn slot(which: &str) -> Option<Slot> {
     Some(match which {
         "connect" => Slot::Backend(|s| &mut s.timeouts.connect),
         "server" => Slot::Backend(|s| &mut s.timeouts.server),
+        "tunnel" => Slot::Backend(|s| &mut s.timeouts.tunnel),
+        "server-fin" => Slot::Backend(|s| &mut s.timeouts.server_fin),
         "check" => Slot::Backend(|s| &mut s.timeouts.check),
         "queue" => Slot::Backend(|s| &mut s.timeouts.queue),
-        "client" => Slot::Client,
-        "http-request" | "http-keep-alive" | "tarpit" | "tunnel" | "client-fin" | "server-fin" => {
-            Slot::Ignored
-        }
+        "client" => Slot::Client(|s| &mut s.timeouts.client),
+        "client-fin" => Slot::Client(|s| &mut s.timeouts.client_fin),
+        "http-request" | "http-keep-alive" | "tarpit" => Slot::Ignored,
         _ => return None,
     })
 }
@@ -59,11 +64,11 @@ pub(super) fn timeout(c: &mut ProxyCtx) {
             c.name
         )),
         Slot::Backend(field) => *field(c.s) = Some(t),
-        Slot::Client if c.kind == Kind::Frontend => c.d.warn(format!(
-            "'timeout client' in frontend '{}' has no effect in lb: lb applies the backend's 'timeout client'; set it in 'defaults' or in the backend.",
+        Slot::Client(_) if c.kind == Kind::Frontend => c.d.warn(format!(
+            "'{kwname}' in frontend '{}' has no effect in lb: lb times each flow by its backend's timers, so it applies the backend's '{kwname}'; set it in 'defaults' or in the backend.",
             c.name
         )),
-        Slot::Client => c.s.timeouts.client = Some(t),
+        Slot::Client(field) => *field(c.s) = Some(t),
     }
 }
 
@@ -72,11 +77,8 @@ fn ignored(c: &mut ProxyCtx, which: &str) {
     match which {
         "http-request" => c.d.warn("'timeout http-request' has no effect in lb (L4): lb never waits for an HTTP request, it forwards the connection as soon as it opens."),
         "http-keep-alive" => c.d.warn("'timeout http-keep-alive' has no effect in lb (L4): keep-alive is between client and server, lb does not see requests."),
-        "tarpit" => c.d.warn(format!(
-            "'timeout tarpit' has no effect in lb (L4): {L7_GENERIC}."
-        )),
         _ => c.d.warn(format!(
-            "'timeout {which}' has no effect in lb: the data plane applies 'timeout client' and 'timeout server' to whole flows."
+            "'timeout {which}' has no effect in lb (L4): {L7_GENERIC}."
         )),
     }
 }

@@ -55,6 +55,9 @@ impl Runtime {
             }
             Request::Admin(cmd, reply) => {
                 let r = self.admin(cmd);
+                if r.is_ok() {
+                    self.save_server_state();
+                }
                 let _ = reply.send(r);
             }
         }
@@ -101,6 +104,11 @@ impl Runtime {
                 self.set_weight(id, w)
             }
             Action::Health(up) => self.force_health(id, up),
+            Action::Shutdown => self
+                .entry(id)
+                .map(|e| e.place.slot)
+                .and_then(|slot| self.bal.shutdown_sessions(slot))
+                .map(|_| ()),
             Action::Checks(enabled) => {
                 if !self.checkers.is_checked(id) {
                     return if enabled {
@@ -269,7 +277,7 @@ impl Runtime {
     }
 
     /// The daemon's view for `show stat`, `show servers state`, metrics and the page.
-    fn api_state(&mut self) -> State {
+    pub(super) fn api_state(&mut self) -> State {
         let now = Instant::now();
         let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
         let mut backends = Vec::new();

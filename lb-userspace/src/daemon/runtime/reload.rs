@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::mpsc;
 
-use super::Runtime;
+use super::{Runtime, StateFiles};
 use crate::{
     config::{Config, Level, Severity},
     daemon::{
@@ -53,6 +53,9 @@ impl Runtime {
     async fn try_reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) -> Result<(), Alerts> {
         let (cfg, plan) = self.next_config()?;
         let sysctls = Forwarding::enable(&plan.interfaces).map_err(alert)?;
+        // What operators changed goes to the state files, which the new configuration's
+        // backends then load (without them it resets to the configuration, as HAProxy's).
+        self.save_server_state();
         let targets = self.checks_carried_over(&plan.layout, &cfg);
         self.stop_checks().await;
         // Results of the old checkers still queued refer to the old numbering.
@@ -60,8 +63,10 @@ impl Runtime {
         let applied = self.switch_dataplane(plan, &cfg);
         self.checkers = health::spawn_checkers(targets, self.events.clone());
         self.switch_logging(&cfg);
+        self.state_files = StateFiles::open(&cfg, std::mem::take(&mut self.state_files));
         self.cfg = cfg;
         self.sysctls.push(sysctls);
+        self.load_server_state();
         applied.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])
     }
 
@@ -86,9 +91,10 @@ impl Runtime {
         let plan = plan(&cfg, &self.extra_ifaces).map_err(alert)?;
         if cfg.global.instance != self.cfg.global.instance
             || cfg.global.conntrack_entries != self.cfg.global.conntrack_entries
+            || cfg.global.halfopen_entries != self.cfg.global.halfopen_entries
         {
             return Err(vec![
-                "[ALERT] 'instance' and 'conntrack_entries' only change with a restart".into(),
+                "[ALERT] 'instance', 'conntrack_entries' and 'halfopen_entries' only change with a restart".into(),
             ]);
         }
         Ok((cfg, plan))
