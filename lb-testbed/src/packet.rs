@@ -10,6 +10,11 @@ pub const SYN: u8 = 0x02;
 pub const RST: u8 = 0x04;
 pub const PSH: u8 = 0x08;
 pub const ACK: u8 = 0x10;
+pub const ICMP: u8 = 1;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_PORT_UNREACH: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// Everything that varies between fixture frames. Build with [`Pkt::tcp`] / [`Pkt::udp`] and
 /// the setters, then [`Pkt::build`].
@@ -178,6 +183,39 @@ impl Pkt {
     }
 }
 
+/// An ICMP error (RFC 792) as a router or host sends it: from `src` to `dst`, quoting the IP
+/// header and first 8 L4 bytes of `about` (a frame built by [`Pkt::build`]). `rest` is the
+/// header's second word (the next-hop MTU for "fragmentation needed"). Ethernet addresses are
+/// `macs` (source, destination); id 0, no DF, TTL 64, as Linux sends errors.
+pub fn icmp_error(
+    macs: ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    (kind, code): (u8, u8),
+    rest: u32,
+    about: &[u8],
+) -> Vec<u8> {
+    let ihl = usize::from(about[14] & 0x0f) * 4;
+    let quote = &about[14..14 + ihl + 8];
+    let mut f = Vec::with_capacity(14 + 28 + quote.len());
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&((28 + quote.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, ICMP, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let ip_csum = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip_csum.to_be_bytes());
+    f.extend_from_slice(&[kind, code, 0, 0]);
+    f.extend_from_slice(&rest.to_be_bytes());
+    f.extend_from_slice(quote);
+    let icmp_csum = checksum(&f[34..]);
+    f[36..38].copy_from_slice(&icmp_csum.to_be_bytes());
+    f
+}
+
 /// RFC 1071 Internet checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))
@@ -229,6 +267,20 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     let seg = &frame[14 + ihl..14 + tot];
     let proto = ip[9];
+    if proto == ICMP {
+        if checksum(seg) != 0 {
+            return Err("bad ICMP checksum".into());
+        }
+        // An error's quote starts with an IPv4 header, whose checksum still holds.
+        let quoted = seg.get(8..).filter(|q| q.len() >= 20 && q[0] >> 4 == 4);
+        if let Some(q) = quoted
+            && matches!(seg[0], ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED)
+            && checksum(&q[..usize::from(q[0] & 0x0f) * 4]) != 0
+        {
+            return Err("bad checksum in the quoted IPv4 header".into());
+        }
+        return Ok(());
+    }
     if proto == UDP && seg[6..8] == [0, 0] {
         return Ok(()); // no checksum
     }
@@ -278,6 +330,21 @@ mod tests {
             assert_eq!(verify_checksums(&f), Ok(()));
             assert_eq!(endpoints(&f), (a, b));
         }
+        let about = Pkt::tcp(a, b).payload(b"hello").build();
+        let err = icmp_error(
+            ([2; 6], [4; 6]),
+            *b.ip(),
+            *a.ip(),
+            (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED),
+            1400,
+            &about,
+        );
+        assert_eq!(err.len(), 14 + 20 + 8 + 28);
+        assert_eq!(verify_checksums(&err), Ok(()));
+        assert_eq!(&err[42..], &about[14..42], "quote");
+        let mut bad = err.clone();
+        bad[42 + 12] ^= 1; // the quoted source address, checksums left alone
+        assert!(verify_checksums(&bad).is_err());
         let mut bad = Pkt::tcp(a, b).build();
         bad[40] ^= 1;
         assert!(verify_checksums(&bad).is_err());
