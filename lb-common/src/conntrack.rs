@@ -63,6 +63,11 @@ impl State {
         })
     }
 
+    /// Whether a side has closed (FIN or RST).
+    pub const fn is_closing(self) -> bool {
+        matches!(self, State::FinWait | State::Closed)
+    }
+
     /// Whether a flow in this state belongs in the half-open table.
     pub const fn half_open(self) -> bool {
         matches!(
@@ -311,15 +316,24 @@ pub const fn expiry_asks_mirror(state: u8) -> bool {
 
 /// Whether full-NAT may give the port that `old` (the reply entry found on the candidate
 /// tuple, not expired) holds to a new flow from `client:cport` to `vip`, whose SYN carried
-/// TCP timestamps if `new_ts`. Addresses and ports in network order.
+/// the TCP timestamp `new_ts` (TSval), if any. Addresses and ports in network order.
 ///
 /// The server's view decides: after an RST or a close the client began, the server keeps no
-/// state for the tuple; after a close it began, it holds the tuple in TIME_WAIT for 60 s and
-/// accepts a new SYN on it only if the SYN's timestamp is newer than the last one seen
-/// (RFC 6191, Linux `tcp_timewait_state_process`), which holds for the same client to the same
-/// VIP (its timestamp clock is per address pair and only moves forward) when both SYNs carry
-/// timestamps. Otherwise the port rests until the entry's TIME_WAIT timeout expires it.
-pub const fn port_reusable(old: &Flow, client: u32, cport: u16, vip: u32, new_ts: bool) -> bool {
+/// state for the tuple; after a close it began, it holds the tuple in TIME_WAIT for 60 s, and
+/// Linux (`tcp_timewait_state_process`, RFC 6191) takes a new SYN on it at once if the SYN's
+/// timestamp is newer than the last one it saw there (the client's FIN's, kept in `tcp_ref`);
+/// an older one it rejects (PAWS) whatever the sequence number. Timestamp clocks start at a
+/// random offset per connection, so any client's SYN may qualify, or not: the caller tries
+/// the next port. Without timestamps on both, the port rests until the TIME_WAIT timeout
+/// expires the entry (the sequence-number rule needs the client's last sequence number,
+/// which is not worth an entry's bytes for a rare case).
+pub const fn port_reusable(
+    old: &Flow,
+    client: u32,
+    cport: u16,
+    vip: u32,
+    new_ts: Option<u32>,
+) -> bool {
     if old.dst == client && old.dport == cport && old.src == vip {
         return true; // the same client tuple: its own connection, started again
     }
@@ -329,7 +343,10 @@ pub const fn port_reusable(old: &Flow, client: u32, cport: u16, vip: u32, new_ts
     if old.flags & FLOW_F_RST != 0 || old.flags & FLOW_F_SERVER_CLOSED_FIRST == 0 {
         return true;
     }
-    old.dst == client && old.src == vip && new_ts && old.flags & FLOW_F_TS != 0
+    match new_ts {
+        Some(ts) if old.flags & FLOW_F_TS != 0 => ts.wrapping_sub(old.tcp_ref) as i32 > 0,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -478,6 +495,7 @@ mod tests {
             dport: 5000,
             state: State::Closed as u8,
             flags: FLOW_F_REPLY | flags,
+            tcp_ref: 1_000,
             ..Flow::default()
         }
     }
@@ -487,27 +505,34 @@ mod tests {
         let (a, b, vip) = (1, 2, 9);
         let both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER;
         // Client closed first, or an RST: at once, to anyone.
-        assert!(port_reusable(&closed(both, a, vip), b, 1, vip, false));
-        assert!(port_reusable(&closed(FLOW_F_RST, a, vip), b, 1, vip, false));
-        // Server closed first: TIME_WAIT. Only the same client to the same VIP, with
-        // timestamps on both SYNs.
+        assert!(port_reusable(&closed(both, a, vip), b, 1, vip, None));
+        assert!(port_reusable(&closed(FLOW_F_RST, a, vip), b, 1, vip, None));
+        // Server closed first: TIME_WAIT, where the last TSval it saw was 1,000. Any SYN with
+        // a newer one, from any client to any VIP (the server sees lb's address either way).
         let tw = closed(both | FLOW_F_SERVER_CLOSED_FIRST | FLOW_F_TS, a, vip);
-        assert!(!port_reusable(&tw, b, 1, vip, true));
-        assert!(port_reusable(&tw, a, 1, vip, true));
-        assert!(!port_reusable(&tw, a, 1, vip, false));
-        assert!(!port_reusable(&tw, a, 1, 8, true), "another VIP");
+        assert!(port_reusable(&tw, b, 1, vip, Some(1_001)));
+        assert!(port_reusable(&tw, a, 1, 8, Some(1_001)), "another VIP");
+        assert!(!port_reusable(&tw, a, 1, vip, Some(1_000)), "as old");
+        assert!(!port_reusable(&tw, a, 1, vip, Some(999)), "older");
+        assert!(!port_reusable(&tw, a, 1, vip, None), "no timestamps");
+        // Newer in sequence space, across the wrap.
+        let mut wrapped = tw;
+        wrapped.tcp_ref = u32::MAX - 5;
+        assert!(port_reusable(&wrapped, b, 1, vip, Some(10)));
+        assert!(!port_reusable(&wrapped, b, 1, vip, Some(u32::MAX - 6)));
+        // The client closed without timestamps: only the TIME_WAIT timeout frees the port.
         let tw_no_ts = closed(both | FLOW_F_SERVER_CLOSED_FIRST, a, vip);
-        assert!(!port_reusable(&tw_no_ts, a, 1, vip, true));
+        assert!(!port_reusable(&tw_no_ts, a, 1, vip, Some(5_000)));
         // Live flows never, except the very same client tuple.
         let mut live = closed(0, a, vip);
         live.state = State::Established as u8;
-        assert!(!port_reusable(&live, b, 1, vip, true));
-        assert!(port_reusable(&live, a, 5000, vip, false));
+        assert!(!port_reusable(&live, b, 1, vip, Some(5_000)));
+        assert!(port_reusable(&live, a, 5000, vip, None));
         assert!(
-            !port_reusable(&live, a, 5000, 8, false),
+            !port_reusable(&live, a, 5000, 8, None),
             "same client port, other VIP"
         );
         live.state = State::FinWait as u8;
-        assert!(!port_reusable(&live, b, 1, vip, true));
+        assert!(!port_reusable(&live, b, 1, vip, Some(5_000)));
     }
 }

@@ -65,8 +65,8 @@ pub const FLOW_F_FIN_SERVER: u8 = 1 << 2;
 pub const FLOW_F_SERVER_CLOSED_FIRST: u8 = 1 << 3;
 /// An RST ended the flow: neither side keeps a TIME_WAIT.
 pub const FLOW_F_RST: u8 = 1 << 4;
-/// The client's SYN carried TCP timestamps (RFC 7323), so a later SYN of the same client to
-/// the same VIP carries newer ones (see `conntrack::port_reusable`).
+/// The client sends TCP timestamps (RFC 7323): its SYN carried them and, once it closed, so
+/// did its FIN, whose TSval is then in `tcp_ref` (see `conntrack::port_reusable`).
 pub const FLOW_F_TS: u8 = 1 << 5;
 /// Forward entry: the server refused this connection; the client's next SYN is balanced
 /// afresh, away from that server (`option redispatch`, `balance::refusal`).
@@ -104,9 +104,11 @@ pub struct Flow {
     pub timeout: u32,
     /// Clock ticks when the current state began.
     pub since: u32,
-    /// The server's initial sequence number once its SYN-ACK went by: the client's ACK that
-    /// completes the handshake must acknowledge `isn + 1`, which a spoofed client cannot know.
-    pub isn: u32,
+    /// A TCP number the state machine keeps, by state: in `SynRecv`, the server's initial
+    /// sequence number (the client's ACK that completes the handshake must acknowledge it + 1,
+    /// which a spoofed client cannot know); once the client closed with `FLOW_F_TS`, the
+    /// TSval of its FIN, the last one the server saw (`conntrack::port_reusable`).
+    pub tcp_ref: u32,
     /// Where this direction's packets go.
     pub nh: NextHop,
 }

@@ -13,7 +13,7 @@ use lb_common::{
 use crate::{
     atomic::fetch_add,
     maps::{LB_FLOWS, LB_HALFOPEN, LB_POOLS, LB_SCRATCH, LB_SNAT_CURSOR},
-    parse::Packet,
+    parse::{Packet, TS_PRESENT},
     stats,
     verdict::GO_ON,
 };
@@ -101,8 +101,10 @@ pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
 pub struct Change {
     pub state: State,
     pub flags: u8,
-    /// The server's ISN, from its SYN-ACK.
-    pub isn: Option<u32>,
+    /// `Flow::tcp_ref` from now on: the server's ISN (its SYN-ACK), the client's last TSval
+    /// (its FIN), or as it was. (Not an `Option`: LLVM stores a `None`'s payload from whatever
+    /// register is at hand, which the verifier rejects when that holds a pointer.)
+    pub tcp_ref: u32,
     /// The flow is confirmed: it moves to `LB_FLOWS`.
     pub promote: bool,
     pub proto: u8,
@@ -130,9 +132,7 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
         (*f).timeout = (*info)
             .timeouts
             .of(c.state, flags, flags & FLOW_F_REPLY != 0);
-        if let Some(isn) = c.isn {
-            (*f).isn = isn;
-        }
+        (*f).tcp_ref = c.tcp_ref;
     };
     update(entry);
     unsafe { (*entry).last_seen = c.now };
@@ -168,6 +168,8 @@ pub struct Target {
     pub flags: u8,
     /// Refusals so far (a retry after a refused SYN).
     pub attempts: u8,
+    /// The SYN's timestamp (`parse::Packet::timestamp`), for full-NAT's port rule.
+    pub ts: u64,
     /// `LB_SETTINGS[0]` (array slots are never freed).
     pub settings: *const Settings,
     pub now: u32,
@@ -229,7 +231,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         // SAFETY: as above.
         timeout: unsafe { (*pool).timeouts.of(state, 0, false) },
         since: now,
-        isn: 0,
+        tcp_ref: 0,
         nh: server.nh,
     };
     *reply = Flow {
@@ -246,8 +248,8 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     if t.full_nat {
         rkey.dst = server.snat_addr;
         fwd.src = server.snat_addr;
-        fwd.sport = bind_snat_port(t.slot, &mut rkey, reply, settings, now)?;
-    } else if !claim(&rkey, reply, now) {
+        fwd.sport = bind_snat_port(t.slot, &mut rkey, reply, t.ts, settings, now)?;
+    } else if !claim(&rkey, reply, None, now) {
         return Err(Reason::DropTupleInUse);
     }
     if Table::HalfOpen.insert(key, fwd, BPF_ANY) {
@@ -258,12 +260,11 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     }
 }
 
-/// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply`: free in both
-/// tables, or held by a flow that is dead or whose tuple may pass to this one
-/// (`conntrack::port_reusable`), which is then forgotten.
+/// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply` (its SYN's
+/// TSval `ts`, if any): free in both tables, or held by a flow that is dead or whose tuple may
+/// pass to this one (`conntrack::port_reusable`), which is then forgotten.
 #[inline(always)]
-fn claim(rkey: &FlowKey, reply: &Flow, now: u32) -> bool {
-    let ts = reply.flags & lb_common::FLOW_F_TS != 0;
+fn claim(rkey: &FlowKey, reply: &Flow, ts: Option<u32>, now: u32) -> bool {
     let takes = |old: &Flow, table: Table| {
         expired(old, table, rkey.proto, now)
             || port_reusable(old, reply.dst, reply.dport, reply.src, ts)
@@ -305,9 +306,11 @@ fn bind_snat_port(
     slot: u32,
     rkey: &mut FlowKey,
     reply: &Flow,
+    ts: u64,
     settings: &Settings,
     now: u32,
 ) -> Result<u16, Reason> {
+    let ts = (ts & TS_PRESENT != 0).then_some(ts as u32);
     let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(slot) else {
         return Err(Reason::DropSnatExhausted);
     };
@@ -319,7 +322,7 @@ fn bind_snat_port(
         )
         .to_be();
         rkey.dport = port;
-        if claim(rkey, reply, now) {
+        if claim(rkey, reply, ts, now) {
             return Ok(port);
         }
     }

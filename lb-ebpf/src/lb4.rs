@@ -17,8 +17,8 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_RST, Flow, FlowKey, NextHop, POOL_F_REDISPATCH, PROTO_TCP, Reason,
-    ServiceKey, ServiceValue, State,
+    FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NextHop, POOL_F_REDISPATCH, PROTO_TCP,
+    Reason, ServiceKey, ServiceValue, State,
     balance::refusal,
     conntrack::{Step, confirms, tcp_step, udp_step},
     ports::{PortSide, port_bit},
@@ -165,7 +165,7 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
     }
     let step = if pkt.is_tcp() {
         let ack_ok =
-            state == State::SynRecv && !from_server && pkt.ack_seq == flow.isn.wrapping_add(1);
+            state == State::SynRecv && !from_server && pkt.ack_seq == flow.tcp_ref.wrapping_add(1);
         tcp_step(state, flow.flags, from_server, pkt.tcp_flags, ack_ok)
     } else {
         udp_step(state, flow.flags, from_server)
@@ -194,15 +194,26 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         dir: if from_server { Dir::Out } else { Dir::In },
         event: Event::default(),
     };
-    if let Step::To { state: next, flags } = step {
+    if let Step::To {
+        state: next,
+        mut flags,
+    } = step
+    {
+        let mut tcp_ref = flow.tcp_ref;
+        if next == State::SynRecv {
+            tcp_ref = pkt.seq;
+        } else if !from_server && flags & FLOW_F_TS != 0 && next.is_closing() {
+            // The client closes: its TSval is the last the server sees, which a SYN taking
+            // this tuple over must beat (`lb_common::conntrack::port_reusable`).
+            match pkt.timestamp(ctx) {
+                0 => flags &= !FLOW_F_TS,
+                ts => tcp_ref = ts as u32,
+            }
+        }
         let change = conntrack::Change {
             state: next,
             flags,
-            isn: if next == State::SynRecv {
-                Some(pkt.seq)
-            } else {
-                None
-            },
+            tcp_ref,
             promote: confirms(state, next),
             proto: pkt.proto,
             now,

@@ -159,8 +159,8 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
     };
     // Timestamps only matter to full-NAT's port reuse rule; the options walk is skipped
     // otherwise.
-    let flags = if new.full_nat && pkt.is_tcp() && pkt.has_timestamps(ctx) {
-        FLOW_F_TS
+    let ts = if new.full_nat && pkt.is_tcp() {
+        pkt.timestamp(ctx)
     } else {
         0
     };
@@ -194,8 +194,9 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
         pool: new.pool,
         frontend: new.frontend,
         full_nat: new.full_nat,
-        flags,
+        flags: if ts != 0 { FLOW_F_TS } else { 0 },
         attempts: new.attempts,
+        ts,
         settings,
         now: new.now,
     };

@@ -25,17 +25,21 @@ const TCPOLEN_TIMESTAMP: u8 = 10;
 const TCPOPT_STEPS: usize = 12;
 const TCPOPT_MAX: usize = 40;
 
-/// Walks TCP options (`opts[..len]`) for a well-formed timestamp option.
+/// [`Packet::timestamp`]'s answer when there is one: the TSval is in the low 32 bits.
+pub const TS_PRESENT: u64 = 1 << 32;
+
+/// Walks TCP options (`opts[..len]`) for a well-formed timestamp option: its TSval with
+/// [`TS_PRESENT`], or 0.
 #[inline(always)]
-fn options_have_timestamp(opts: &[u8; TCPOPT_MAX], len: usize) -> bool {
+fn options_timestamp(opts: &[u8; TCPOPT_MAX], len: usize) -> u64 {
     let mut off = 0usize;
     for _ in 0..TCPOPT_STEPS {
         if off >= len || off >= TCPOPT_MAX - 1 {
-            return false;
+            return 0;
         }
         let kind = opts[off];
         if kind == TCPOPT_EOL {
-            return false;
+            return 0;
         }
         if kind == TCPOPT_NOP {
             off += 1;
@@ -43,14 +47,25 @@ fn options_have_timestamp(opts: &[u8; TCPOPT_MAX], len: usize) -> bool {
         }
         let olen = opts[off + 1];
         if kind == TCPOPT_TIMESTAMP {
-            return olen == TCPOLEN_TIMESTAMP;
+            // Through memory again, so that the verifier sees the bound on the register
+            // that indexes the buffer.
+            // SAFETY: a local.
+            let at = unsafe { core::ptr::read_volatile(&off) };
+            if olen != TCPOLEN_TIMESTAMP
+                || at + TCPOLEN_TIMESTAMP as usize > len
+                || at > TCPOPT_MAX - TCPOLEN_TIMESTAMP as usize
+            {
+                return 0;
+            }
+            let v = [opts[at + 2], opts[at + 3], opts[at + 4], opts[at + 5]];
+            return TS_PRESENT | u32::from_be_bytes(v) as u64;
         }
         if olen < 2 {
-            return false;
+            return 0;
         }
         off += olen as usize;
     }
-    false
+    0
 }
 
 #[repr(C)]
@@ -319,20 +334,21 @@ impl Packet {
         self.is_tcp() && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    /// TCP only: whether the options carry a timestamp (RFC 7323). The options (40 bytes
-    /// at most) are copied to the stack first: walking them in the packet would need a bounds
-    /// check per variable offset, which the verifier cannot follow once LLVM rewrites it.
-    /// Anything malformed reads as "no". A subprogram: new flows only, and its buffer stays
-    /// off the packet path's frame.
+    /// TCP only: the timestamp option's TSval (RFC 7323) with [`TS_PRESENT`], or 0 (one
+    /// scalar: a subprogram returns no aggregate). The options (40 bytes at most) are copied
+    /// to the stack first: walking them in the packet would need a bounds check per variable
+    /// offset, which the verifier cannot follow once LLVM rewrites it. Anything malformed
+    /// reads as "none". A subprogram: SYNs and closes only, and its buffer stays off the
+    /// packet path's frame.
     #[inline(never)]
-    pub fn has_timestamps(&self, ctx: &XdpContext) -> bool {
+    pub fn timestamp(&self, ctx: &XdpContext) -> u64 {
         let len = self.tcp_hlen.saturating_sub(TCP_MIN_HLEN) as u32;
         // Read back through memory so the range check below applies to the very register
         // the helper gets (LLVM would otherwise check the header length and subtract after).
         // SAFETY: a local.
         let len = unsafe { core::ptr::read_volatile(&len) };
         if len == 0 || len > TCPOPT_MAX as u32 {
-            return false;
+            return 0;
         }
         let mut opts = [0u8; TCPOPT_MAX];
         // SAFETY: the helper copies `len` (1..=40) bytes into our 40-byte buffer and fails
@@ -345,6 +361,9 @@ impl Packet {
                 len,
             )
         };
-        rc == 0 && options_have_timestamp(&opts, len as usize)
+        if rc != 0 {
+            return 0;
+        }
+        options_timestamp(&opts, len as usize)
     }
 }

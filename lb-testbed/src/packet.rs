@@ -99,6 +99,16 @@ impl Pkt {
         self
     }
 
+    /// The options Linux sends after the handshake when timestamps were agreed: NOP, NOP,
+    /// timestamps.
+    pub fn timestamp(mut self, tsval: u32) -> Pkt {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&tsval.to_be_bytes());
+        o.extend_from_slice(&0u32.to_be_bytes());
+        self.tcp_options = o;
+        self
+    }
+
     pub fn payload(mut self, p: &[u8]) -> Pkt {
         self.payload = p.to_vec();
         self

@@ -9,6 +9,7 @@ mod dp_fixture;
 use dp_fixture::*;
 use lb::dataplane::{
     LoadOptions,
+    layout::addr_be,
     testrun::{XDP_PASS, XDP_REDIRECT, action_name},
 };
 use lb_common::{
@@ -48,7 +49,7 @@ fn a_handshake_is_confirmed_by_the_clients_ack_only() {
         .macs(MAC_WEB10, MAC_DPB);
     assert_eq!(f.run(f.dpb, &synack.build()).0, XDP_REDIRECT);
     assert_eq!(state(&f, &fwd), (State::SynRecv, Where::HalfOpen));
-    assert_eq!(f.entry(&fwd).expect("fwd").0.isn, SERVER_ISN);
+    assert_eq!(f.entry(&fwd).expect("fwd").0.tcp_ref, SERVER_ISN);
 
     // An ACK that does not acknowledge the server's ISN (a blind spoofer's guess) is
     // forwarded (the server judges it) but confirms nothing.
@@ -223,13 +224,17 @@ fn close(
     lb_side: std::net::SocketAddrV4,
     server: std::net::SocketAddrV4,
     server_first: bool,
+    client_ts: Option<u32>,
 ) {
     let from_server = Pkt::tcp(server, lb_side)
         .flags(FIN | ACK)
         .macs(MAC_WEB10, MAC_DPB);
-    let from_client = Pkt::tcp(client, VIP80())
+    let mut from_client = Pkt::tcp(client, VIP80())
         .flags(FIN | ACK)
         .macs(MAC_CLIENT, MAC_DPC);
+    if let Some(ts) = client_ts {
+        from_client = from_client.timestamp(ts);
+    }
     let (first, second) = if server_first {
         ((f.dpb, from_server), (f.dpc, from_client))
     } else {
@@ -246,14 +251,15 @@ fn close(
     }
 }
 
-/// A SYN like Linux sends it, with or without timestamps; returns the full-NAT port it got.
-fn connect(f: &mut Fixture, client: std::net::SocketAddrV4, ts: bool) -> u16 {
+/// A SYN like Linux sends it, with timestamps (this TSval) or without; returns the full-NAT
+/// port it got.
+fn connect(f: &mut Fixture, client: std::net::SocketAddrV4, ts: Option<u32>) -> u16 {
     f.rewind(HOGE, HOGE_WEB10);
     let mut syn = Pkt::tcp(client, VIP80())
         .flags(SYN)
         .macs(MAC_CLIENT, MAC_DPC);
-    if ts {
-        syn = syn.timestamps(1_000_000);
+    if let Some(ts) = ts {
+        syn = syn.timestamps(ts);
     }
     let (action, out) = f.run(f.dpc, &syn.build());
     assert_eq!(action_name(action), "XDP_REDIRECT");
@@ -273,44 +279,64 @@ fn ports_come_back_as_the_server_allows() {
     let server = ep(WEB10, 80);
     // a takes port 0 (its SYN carries timestamps), b port 1: a live port is never shared.
     let a = ep(CLIENT, 50000);
-    assert_eq!(connect(&mut f, a, true), nth_port(0));
+    assert_eq!(connect(&mut f, a, Some(1_000_000)), nth_port(0));
     let fwd_a = tcp_key(a, VIP80());
     assert!(f.entry(&fwd_a).expect("a").0.flags & FLOW_F_TS != 0);
     let b = ep(other, 50000);
-    assert_eq!(connect(&mut f, b, false), nth_port(1));
-    // web10 closes a's connection first: it holds the tuple in TIME_WAIT for 60 s. Another
-    // client may not have the port...
-    close(&mut f, a, ep(LB_B, nth_port(0)), server, true);
+    assert_eq!(connect(&mut f, b, None), nth_port(1));
+    // web10 closes a's connection first: it holds the tuple in TIME_WAIT for 60 s, where the
+    // last timestamp it saw is a's FIN's. A SYN with an older one (timestamp clocks start at
+    // a random offset per connection), or none, may not have the port: web10 would reject it.
+    close(
+        &mut f,
+        a,
+        ep(LB_B, nth_port(0)),
+        server,
+        true,
+        Some(1_000_500),
+    );
+    let reply_a = tcp_key(server, ep(LB_B, nth_port(0)));
+    assert_eq!(f.entry(&reply_a).expect("a's reply").0.tcp_ref, 1_000_500);
     let c = ep(other, 50001);
     assert_eq!(
-        connect(&mut f, c, true),
+        connect(&mut f, c, Some(1_000_100)),
         nth_port(2),
-        "TIME_WAIT on the server"
+        "an older timestamp than the server's last"
     );
-    // ...nor a itself without timestamps; with them (newer than the last ones web10 saw on
-    // that tuple, as a's clock only moves forward) it may, at once.
-    assert_eq!(connect(&mut f, ep(CLIENT, 50001), false), nth_port(3));
-    let a2 = ep(CLIENT, 50002);
+    assert_eq!(connect(&mut f, ep(CLIENT, 50001), None), nth_port(3));
+    // A newer one, from any client, may: web10 takes the SYN at once.
+    let e = ep(other, 50010);
     assert_eq!(
-        connect(&mut f, a2, true),
+        connect(&mut f, e, Some(1_000_501)),
         nth_port(0),
-        "same client, newer timestamps"
+        "a newer timestamp"
+    );
+    assert!(f.entry(&fwd_a).is_none(), "a's flow is forgotten");
+    let reply = f.entry(&reply_a).expect("the tuple's reply entry").0;
+    assert_eq!(
+        (reply.dst, reply.dport),
+        (addr_be(*e.ip()), e.port().to_be()),
+        "answers go to e"
     );
     // A close the client begins leaves nothing on the server: the port is free at once, for
     // anyone (b's port 1 goes to d).
-    close(&mut f, b, ep(LB_B, nth_port(1)), server, false);
+    close(&mut f, b, ep(LB_B, nth_port(1)), server, false, None);
     let d = ep(other, 50002);
-    assert_eq!(connect(&mut f, d, false), nth_port(1));
+    assert_eq!(connect(&mut f, d, None), nth_port(1));
     // An RST too.
     let rst = Pkt::tcp(d, VIP80()).flags(RST).macs(MAC_CLIENT, MAC_DPC);
     f.run(f.dpc, &rst.build());
-    assert_eq!(connect(&mut f, ep(other, 50003), false), nth_port(1));
-    // And a TIME_WAIT ends: c's port 2 after the server closed first, 60 s later.
-    close(&mut f, c, ep(LB_B, nth_port(2)), server, true);
-    assert_eq!(connect(&mut f, ep(other, 50004), false), nth_port(4));
+    assert_eq!(connect(&mut f, ep(other, 50003), None), nth_port(1));
+    // c's FIN comes without timestamps (the server did not agree to them): nothing to
+    // compare, so the port rests until the TIME_WAIT ends, 60 s later.
+    close(&mut f, c, ep(LB_B, nth_port(2)), server, true, None);
+    assert_eq!(
+        connect(&mut f, ep(other, 50004), Some(2_000_000)),
+        nth_port(4)
+    );
     let reply_c = tcp_key(server, ep(LB_B, nth_port(2)));
     f.age(&reply_c, ticks_from_ms(TIME_WAIT_MS) + 10);
-    assert_eq!(connect(&mut f, ep(other, 50005), false), nth_port(2));
+    assert_eq!(connect(&mut f, ep(other, 50005), None), nth_port(2));
     // The reply now belongs to the new flow, never to c.
     let back = Pkt::tcp(server, ep(LB_B, nth_port(2)))
         .flags(SYN | ACK)
