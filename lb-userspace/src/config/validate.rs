@@ -24,6 +24,7 @@ const RULES: &[Rule] = &[
     backends_have_sound_servers,
     http_backends_run_at_l4,
     data_plane_holds_it,
+    a_flood_leaves_ports_free,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -251,6 +252,26 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// A SYN flood fills the half-open table, each flow holding a full-NAT source port of its
+/// server: a table bigger than half a server's port range lets a flood take most ports, and
+/// real clients' SYNs then find none (`drop_snat_exhausted`).
+fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
+    let (lo, hi) = c.global.snat_ports;
+    let ports = u32::from(hi.saturating_sub(lo)) + 1;
+    let full_nat = c.backends.iter().any(|b| b.nat == NatMode::FullNat);
+    if full_nat && c.global.halfopen_entries > ports / 2 {
+        out.push(Diagnostic::warning(
+            None,
+            format!(
+                "'halfopen_entries' {} is more than half the {ports} full-NAT source ports \
+                 of a server: a SYN flood can hold most of them and turn real clients away \
+                 (drop_snat_exhausted); lower it or widen 'snat_ports'",
+                c.global.halfopen_entries
+            ),
+        ));
+    }
+}
+
 /// Checks against this host: every concrete VIP must be a local address (someone has to
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
 pub fn host(c: &Config, local: &[Ipv4Addr], ephemeral: Option<(u16, u16)>) -> Vec<Diagnostic> {
@@ -387,5 +408,22 @@ mod tests {
             d[0].to_string()
                 .contains("overlap net.ipv4.ip_local_port_range")
         );
+    }
+
+    #[test]
+    fn a_half_open_table_bigger_than_half_the_ports_warns() {
+        assert_eq!(check(OK), Ok(vec![]), "the defaults leave ports free");
+        let text = format!("[global]\nhalfopen_entries = 20000\n{OK}");
+        let d = check(&text).expect("a warning only");
+        assert_eq!(
+            d.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "[WARNING] config : 'halfopen_entries' 20000 is more than half the 31744 full-NAT source ports of a server: a SYN flood can hold most of them and turn real clients away (drop_snat_exhausted); lower it or widen 'snat_ports'"
+            ]
+        );
+        let wide = format!("[global]\nhalfopen_entries = 20000\nsnat_ports = '1024-60999'\n{OK}");
+        assert_eq!(check(&wide), Ok(vec![]));
+        let dnat = text.replace("[backend.b]", "[backend.b]\nnat = 'dnat'");
+        assert_eq!(check(&dnat), Ok(vec![]), "DNAT takes no ports");
     }
 }
