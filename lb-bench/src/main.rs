@@ -7,15 +7,18 @@
 //! - `scale`: per-packet cost against backends and flows in conntrack, map memory.
 //!
 //! Markdown goes to stdout (and `target/bench/report.md`), SVG charts to `target/bench/`.
+mod balancer;
 mod chart;
 mod cost;
 mod fixture;
+mod haproxy;
 mod http;
 mod pktrate;
 mod progs;
 mod report;
 mod scale;
 mod sys;
+mod web;
 
 use std::{path::PathBuf, time::Instant};
 
