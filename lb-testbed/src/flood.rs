@@ -400,4 +400,39 @@ mod tests {
             sources.len()
         );
     }
+
+    #[test]
+    fn attempts_are_split_around_the_flood() {
+        let origin = Instant::now();
+        let at = |ms: u64, ok: bool| {
+            Attempt {
+                started: origin + Duration::from_millis(ms),
+                took: Duration::ZERO,
+                outcome: if ok { Ok(200) } else { Err("refused".into()) },
+            }
+            .since(origin)
+        };
+        let o = FloodOutcome {
+            sent: Sent::default(),
+            start: Duration::from_secs(1),
+            end: Duration::from_secs(2),
+            keep_alive: KeepAliveReport::default(),
+            attempts: vec![
+                at(500, true),
+                at(1500, false),
+                at(6000, false),
+                at(7000, true),
+                at(7200, true),
+            ],
+        };
+        let settle = Duration::from_secs(5);
+        let s = |opened, served| Served { opened, served };
+        assert_eq!(o.before(), s(1, 1));
+        assert_eq!(o.during(settle), s(2, 0));
+        assert_eq!(o.after(settle), s(2, 2));
+        assert_eq!(
+            o.failures_from(Duration::from_secs(2)),
+            ["at 6.0 s: refused"]
+        );
+    }
 }
