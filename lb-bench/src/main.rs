@@ -4,18 +4,27 @@
 //! - `cost`: per-packet cost through BPF_PROG_TEST_RUN against the empty program;
 //! - `pktrate`: packets per second across veth, against XDP_DROP/XDP_TX and kernel forwarding;
 //! - `http`: HTTP through the namespaces (wrk, nginx) against direct and HAProxy 2.6;
+//! - `sustained`: a minute of short connections through each, SYN retransmissions counted;
+//! - `synflood`: a spoofed SYN flood at each while clients keep using the service;
+//! - `live`: lb's ns/packet on live HTTP traffic against the empty program on the same packets;
 //! - `scale`: per-packet cost against backends and flows in conntrack, map memory.
 //!
 //! Markdown goes to stdout (and `target/bench/report.md`), SVG charts to `target/bench/`.
+mod balancer;
 mod chart;
 mod cost;
 mod fixture;
+mod haproxy;
 mod http;
+mod live;
 mod pktrate;
 mod progs;
 mod report;
 mod scale;
+mod sustained;
+mod synflood;
 mod sys;
+mod web;
 
 use std::{path::PathBuf, time::Instant};
 
@@ -28,7 +37,8 @@ pub struct Args {
     /// Fewer repetitions and shorter runs (under a minute).
     #[arg(long)]
     pub quick: bool,
-    /// Only these sections (cost, pktrate, http, scale); default: all.
+    /// Only these sections (cost, pktrate, http, sustained, synflood, live, scale); default:
+    /// all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// The `lb` binary (default: next to this one, as `cargo xtask bench` builds it).
@@ -80,10 +90,13 @@ fn main() -> Result<()> {
     lb_testbed::require_root();
     let started = Instant::now();
     let mut out = report::Report::default();
-    let sections: [(&str, Section); 4] = [
+    let sections: [(&str, Section); 7] = [
         ("cost", cost::run),
         ("pktrate", pktrate::run),
         ("http", http::run),
+        ("sustained", sustained::run),
+        ("synflood", synflood::run),
+        ("live", live::run),
         ("scale", scale::run),
     ];
     for (name, f) in sections {

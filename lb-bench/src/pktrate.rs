@@ -10,7 +10,10 @@
 //! is what veth needs anyway to accept `XDP_TX`/redirected frames; it also lets us check that
 //! lb's frames arrive rewritten (counted by destination address).
 //!
-//! Cases, each measured in every repetition, interleaved:
+//! Steps: [`prepare`] the topology and the frames, [`measure`] each case (its [`setup`],
+//! the frames, its [`teardown`]) in every repetition, interleaved, then [`report`].
+//!
+//! Cases:
 //! - `XDP_DROP` on the LB's veth: the receive limit;
 //! - `XDP_TX` bounce on the LB's veth: the practical forwarding limit of one veth hop;
 //! - kernel IP forwarding in the LB namespace (no XDP there; GRO on its veth so that it takes
@@ -20,11 +23,16 @@
 //!   neighbours pointing there, the client's sink standing in for them), as on a VPS with one
 //!   NIC: lb answers with `XDP_TX` on the veth it received on, exactly the bounce's path, so
 //!   the two differ only by lb's packet work.
-use std::{net::SocketAddrV4, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
 
-use anyhow::{Result, ensure};
-use lb_common::bench::{
-    GEN_FRAME_LEN, GEN_TEMPLATES, GenConfig, PROG_BENCH_SINK, PROG_BENCH_TX, SINK_SLOTS,
+use anyhow::{Context, Result, ensure};
+use lb_common::{
+    PROTO_TCP,
+    bench::{GEN_FRAME_LEN, GEN_TEMPLATES, GenConfig, PROG_BENCH_SINK, PROG_BENCH_TX, SINK_SLOTS},
 };
 use lb_testbed::{
     daemon::Daemon,
@@ -34,7 +42,9 @@ use lb_testbed::{
 
 use crate::{
     Args,
-    progs::BenchProgs,
+    balancer::lb_config,
+    fixture::{be, established},
+    progs::{BenchProgs, Link},
     report::{Report, Spread, Target},
     sys::mac_of,
 };
@@ -68,27 +78,23 @@ struct Sample {
     mpps: f64,
     offered: f64,
     delivered: f64,
+    /// lb only: the share of the frames its less loaded backend got (round robin: 50%).
+    lb_share: Option<f64>,
 }
 
-/// `lb run`'s config for the seed topology: VIP:80 round robin over web10 and web11.
-pub fn lb_config(instance: &str, conntrack: u32, nat: &str) -> String {
-    format!(
-        r#"[global]
-instance = "{instance}"
-conntrack_entries = {conntrack}
-
-[frontend.bench]
-bind = ["{VIP}:80"]
-default_backend = "web"
-
-[backend.web]
-nat = "{nat}"
-server = [
-  {{ name = "web10", address = "10.200.10.10:80" }},
-  {{ name = "web11", address = "10.200.11.11:80" }},
-]
-"#
-    )
+/// The topology with sinks on the receivers, and what the generator sends.
+struct Bed {
+    topo: Topology,
+    progs: BenchProgs,
+    lb_bin: PathBuf,
+    client_mac: [u8; 6],
+    /// Frames of `FLOWS` flows to the VIP, and to both backends (kernel forwarding).
+    to_vip: GenConfig,
+    to_backends: GenConfig,
+    /// Sink slots the frames are counted in: by destination, the VIP (the drop, the bounce)
+    /// or each backend.
+    vip_slot: usize,
+    backend_slots: Vec<usize>,
 }
 
 pub fn run(args: &Args, out: &mut Report) -> Result<()> {
@@ -97,6 +103,26 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     } else {
         (5, 10_000_000, 3_000_000)
     };
+    let mut bed = prepare(args)?;
+    let mut samples: Vec<Vec<Sample>> = (0..CASES.len()).map(|_| Vec::new()).collect();
+    for _ in 0..reps {
+        for (ci, (case, name)) in CASES.iter().enumerate() {
+            let frames = if *case == Case::Kernel {
+                frames_kernel
+            } else {
+                frames_xdp
+            };
+            let s = measure(&mut bed, *case, frames).with_context(|| name.to_string())?;
+            samples[ci].push(s);
+        }
+    }
+    report(&samples, reps, frames_xdp, frames_kernel, out);
+    Ok(())
+}
+
+/// The topology, a sink on every receiving veth, the backends' MACs known to the LB, and the
+/// generator's frames.
+fn prepare(args: &Args) -> Result<Bed> {
     let lb_bin = args.lb()?;
     let topo = Topology::seed(Routing::Isolated)?;
     topo.lb.sysctl("net.ipv4.ip_forward", "1")?;
@@ -120,16 +146,16 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     }
     progs.attach(PROG_BENCH_SINK, &topo.client, &topo.client_if)?;
 
-    let cmac = mac_of(&topo.client, &topo.client_if)?;
-    let lmac = mac_of(&topo.lb, &topo.lb_client_if)?;
-    let frame = |dst: std::net::Ipv4Addr| -> [u8; GEN_FRAME_LEN] {
+    let client_mac = mac_of(&topo.client, &topo.client_if)?;
+    let lb_mac = mac_of(&topo.lb, &topo.lb_client_if)?;
+    let frame = |dst: Ipv4Addr| -> [u8; GEN_FRAME_LEN] {
         let f = Pkt::tcp(
             SocketAddrV4::new(CLIENT, SPORT_BASE),
             SocketAddrV4::new(dst, 80),
         )
         .flags(ACK)
         .payload(&[0x61; 10])
-        .macs(cmac, lmac)
+        .macs(client_mac, lb_mac)
         .build();
         let mut a = [0u8; GEN_FRAME_LEN];
         a.copy_from_slice(&f[..GEN_FRAME_LEN]);
@@ -147,91 +173,169 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     to_backends.frames[0] = frame(topo.backends[0].addr);
     to_backends.frames[1] = frame(topo.backends[1].addr);
 
-    let slot = |a: std::net::Ipv4Addr| (a.octets()[3] as u32 % SINK_SLOTS) as usize;
+    let slot = |a: Ipv4Addr| (a.octets()[3] as u32 % SINK_SLOTS) as usize;
     let vip_slot = slot(VIP);
-    let backend_slots: Vec<usize> = topo.backends.iter().map(|b| slot(b.addr)).collect();
+    let backend_slots = topo.backends.iter().map(|b| slot(b.addr)).collect();
+    Ok(Bed {
+        topo,
+        progs,
+        lb_bin,
+        client_mac,
+        to_vip,
+        to_backends,
+        vip_slot,
+        backend_slots,
+    })
+}
 
-    let mut samples: Vec<Vec<Sample>> = (0..CASES.len()).map(|_| Vec::new()).collect();
-    let mut lb_share = Vec::new();
-    for _ in 0..reps {
-        for (ci, (case, name)) in CASES.iter().enumerate() {
-            let mut daemon = None;
-            let mut link = None;
-            let (cfg, frames, slots): (&GenConfig, u32, Vec<usize>) = match case {
-                Case::Drop => {
-                    link = Some(progs.attach(PROG_BENCH_SINK, &topo.lb, &topo.lb_client_if)?);
-                    (&to_vip, frames_xdp, vec![vip_slot])
-                }
-                Case::Tx => {
-                    link = Some(progs.attach(PROG_BENCH_TX, &topo.lb, &topo.lb_client_if)?);
-                    (&to_vip, frames_xdp, vec![vip_slot])
-                }
-                Case::Kernel => {
-                    topo.lb
-                        .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "on"])?;
-                    (&to_backends, frames_kernel, backend_slots.clone())
-                }
-                Case::Lb | Case::LbOneArm => {
-                    if *case == Case::LbOneArm {
-                        one_arm(&topo, &cmac, true)?;
-                    }
-                    let instance = format!("bpr{}", topo.tag);
-                    let mut d = Daemon::start(
-                        &lb_bin,
-                        &topo.lb,
-                        &instance,
-                        &lb_config(&instance, 65536, "full-nat"),
-                        "toml",
-                    )?;
-                    d.wait_ready()?;
-                    daemon = Some(d);
-                    (&to_vip, frames_xdp, backend_slots.clone())
-                }
-            };
-            progs.set_generator(cfg)?;
-            let before = progs.counts()?;
-            let wall = progs.generate(&topo.client, &topo.client_if, GEN_FRAME_LEN, frames)?;
-            // Let the last frames in the veth queues arrive (not timed: at most a ring's worth).
-            std::thread::sleep(Duration::from_millis(100));
-            let after = progs.counts()?;
-            if let Some(l) = link.take() {
-                progs.detach(l)?;
-            }
-            if *case == Case::Kernel {
-                topo.lb
-                    .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "off"])?;
-            }
-            if let Some(mut d) = daemon.take() {
-                d.stop()?;
-            }
-            if *case == Case::LbOneArm {
-                one_arm(&topo, &cmac, false)?;
-            }
-            let got: Vec<u64> = slots.iter().map(|&s| after[s] - before[s]).collect();
-            let received: u64 = got.iter().sum();
-            let all: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
-            ensure!(
-                received <= u64::from(frames) && all == received,
-                "{name}: {all} frames counted, {received} where expected, {frames} sent"
+/// What a case put in place, undone by [`teardown`].
+struct Setup {
+    daemon: Option<Daemon>,
+    link: Option<Link>,
+    cfg: GenConfig,
+    /// Where the frames must arrive.
+    slots: Vec<usize>,
+}
+
+fn setup(bed: &mut Bed, case: Case) -> Result<Setup> {
+    let topo = &bed.topo;
+    let mut s = Setup {
+        daemon: None,
+        link: None,
+        cfg: bed.to_vip,
+        slots: vec![bed.vip_slot],
+    };
+    match case {
+        Case::Drop => {
+            s.link = Some(
+                bed.progs
+                    .attach(PROG_BENCH_SINK, &topo.lb, &topo.lb_client_if)?,
             );
-            ensure!(
-                received * 10 >= u64::from(frames),
-                "{name}: only {received} of {frames} frames arrived"
+        }
+        Case::Tx => {
+            s.link = Some(
+                bed.progs
+                    .attach(PROG_BENCH_TX, &topo.lb, &topo.lb_client_if)?,
             );
-            if matches!(case, Case::Lb | Case::LbOneArm) {
-                // Round robin over two servers: each gets its share of the flows' frames.
-                let min = got.iter().copied().min().unwrap_or(0);
-                lb_share.push(min as f64 / received.max(1) as f64);
+        }
+        Case::Kernel => {
+            topo.lb
+                .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "on"])?;
+            s.cfg = bed.to_backends;
+            s.slots = bed.backend_slots.clone();
+        }
+        Case::Lb | Case::LbOneArm => {
+            if case == Case::LbOneArm {
+                one_arm(topo, &bed.client_mac, true)?;
             }
-            let secs = wall.as_secs_f64();
-            samples[ci].push(Sample {
-                mpps: received as f64 / secs / 1e6,
-                offered: f64::from(frames) / secs / 1e6,
-                delivered: received as f64 / f64::from(frames),
-            });
+            let instance = format!("bpr{}", topo.tag);
+            let mut d = Daemon::start(
+                &bed.lb_bin,
+                &topo.lb,
+                &instance,
+                &lb_config(&instance, 65536, "full-nat"),
+                "toml",
+            )?;
+            d.wait_ready()?;
+            establish_flows(&d)?;
+            s.daemon = Some(d);
+            s.slots = bed.backend_slots.clone();
         }
     }
+    Ok(s)
+}
 
+/// First full-NAT source port of the flows [`establish_flows`] makes.
+const SNAT_BASE: u16 = 20000;
+
+/// Gives lb a confirmed flow for each of the generator's flows, through its pinned maps, as
+/// handshakes would have left them (alternating servers, full-NAT): the generator's frames
+/// are mid-stream segments, which lb passes to the host when no flow knows them.
+fn establish_flows(d: &Daemon) -> Result<()> {
+    let mut maps = lb::dataplane::Maps::from_pins(&d.pin_dir())?;
+    let mut servers = Vec::new();
+    for row in lb::show::backend_rows(&maps)? {
+        servers.push((row.slot, maps.servers.get(&row.slot.0, 0)?));
+    }
+    ensure!(!servers.is_empty(), "lb has no server");
+    let (client, vip, http) = (be(CLIENT), be(VIP), 80u16.to_be());
+    for i in 0..FLOWS {
+        let (slot, s) = servers[i as usize % servers.len()];
+        let server = u16::try_from(slot.0)?;
+        let cport = (SPORT_BASE + i as u16).to_be();
+        let lport = (SNAT_BASE + i as u16).to_be();
+        let fwd = established(s.snat_addr, s.addr, lport, s.port, false, server);
+        let reply = established(vip, client, http, cport, true, server);
+        maps.flows
+            .insert(fwd.mirror_key(PROTO_TCP), reply, 0)
+            .context("inserting a flow")?;
+        maps.flows
+            .insert(reply.mirror_key(PROTO_TCP), fwd, 0)
+            .context("inserting a flow")?;
+    }
+    Ok(())
+}
+
+fn teardown(bed: &mut Bed, case: Case, s: Setup) -> Result<()> {
+    if let Some(l) = s.link {
+        bed.progs.detach(l)?;
+    }
+    if case == Case::Kernel {
+        bed.topo
+            .lb
+            .exec("ethtool", &["-K", &bed.topo.lb_client_if, "gro", "off"])?;
+    }
+    if let Some(mut d) = s.daemon {
+        d.stop()?;
+    }
+    if case == Case::LbOneArm {
+        one_arm(&bed.topo, &bed.client_mac, false)?;
+    }
+    Ok(())
+}
+
+/// One case: set up, send `frames`, count where they arrived, undo.
+fn measure(bed: &mut Bed, case: Case, frames: u32) -> Result<Sample> {
+    let s = setup(bed, case)?;
+    bed.progs.set_generator(&s.cfg)?;
+    let before = bed.progs.counts()?;
+    let wall = bed
+        .progs
+        .generate(&bed.topo.client, &bed.topo.client_if, GEN_FRAME_LEN, frames);
+    // Let the last frames in the veth queues arrive (not timed: at most a ring's worth).
+    std::thread::sleep(Duration::from_millis(100));
+    let after = bed.progs.counts();
+    let slots = s.slots.clone();
+    teardown(bed, case, s)?;
+    let (wall, before, after) = (wall?, before, after?);
+    let got: Vec<u64> = slots.iter().map(|&i| after[i] - before[i]).collect();
+    let received: u64 = got.iter().sum();
+    let all: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
+    ensure!(
+        received <= u64::from(frames) && all == received,
+        "{all} frames counted, {received} where expected, {frames} sent"
+    );
+    ensure!(
+        received * 10 >= u64::from(frames),
+        "only {received} of {frames} frames arrived"
+    );
+    let secs = wall.as_secs_f64();
+    let lb = matches!(case, Case::Lb | Case::LbOneArm);
+    Ok(Sample {
+        mpps: received as f64 / secs / 1e6,
+        offered: f64::from(frames) / secs / 1e6,
+        delivered: received as f64 / f64::from(frames),
+        lb_share: lb.then(|| got.iter().copied().min().unwrap_or(0) as f64 / received as f64),
+    })
+}
+
+fn report(
+    samples: &[Vec<Sample>],
+    reps: usize,
+    frames_xdp: u32,
+    frames_kernel: u32,
+    out: &mut Report,
+) {
     let med = |ci: usize| Spread::of(&samples[ci].iter().map(|s| s.mpps).collect::<Vec<_>>());
     let (tx, kernel, lb, one_arm) = (med(1).median, med(2).median, med(3).median, med(4).median);
     let mut bars = Vec::new();
@@ -254,7 +358,11 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             ]
         })
         .collect();
-    let share = Spread::of(&lb_share);
+    let share: Vec<f64> = samples
+        .iter()
+        .flatten()
+        .filter_map(|s| s.lb_share)
+        .collect();
     out.table(
         "Packet rate across veth (live-frames generator)",
         &format!(
@@ -265,7 +373,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
              {frames_xdp} frames ({frames_kernel} for kernel forwarding), min / median / max. \
              Everything shares the machine's 2 vCPUs. lb's smaller backend got {:.0}% of the \
              frames (median; round robin over 2 servers).",
-            share.median * 100.0
+            Spread::of(&share).median * 100.0
         ),
         &[
             "case",
@@ -293,7 +401,6 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         Target::AtLeast(2.5),
     );
     out.chart("pktrate.svg", "Packet rate across veth", "Mpps", bars);
-    Ok(())
 }
 
 /// Routes the LB's traffic for the backends out of its client-side veth, to the client's MAC

@@ -1,5 +1,6 @@
-//! The benchmark-only XDP programs (`lb_common::bench`): loading them from lb's object,
-//! attaching them inside namespaces, configuring the generator and reading the sink.
+//! The benchmark-only XDP programs (`lb_common::bench`) and the empty `xdp_pass`: loading them
+//! from lb's object, attaching them inside namespaces, configuring the generator, reading the
+//! sink and the programs' run-time statistics.
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -10,6 +11,7 @@ use aya::{
 };
 use lb::dataplane::OBJECT;
 use lb_common::{
+    PROG_PASS,
     bench::{
         GenConfig, MAP_BENCH_COUNT, MAP_BENCH_GEN, PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX,
         SINK_SLOTS,
@@ -18,9 +20,12 @@ use lb_common::{
 };
 use lb_testbed::netns::Netns;
 
-use crate::sys::{ifindex, in_ns};
+use crate::{
+    balancer::ProgStats,
+    sys::{ifindex, in_ns},
+};
 
-/// The three programs, loaded from the balancer's object (whose own maps are created tiny and
+/// The programs, loaded from the balancer's object (whose own maps are created tiny and
 /// never used here).
 pub struct BenchProgs {
     ebpf: Ebpf,
@@ -47,7 +52,7 @@ impl BenchProgs {
             .map_max_entries(names::LB_HALFOPEN, 16)
             .load(OBJECT)
             .context("loading the XDP object")?;
-        for name in [PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX] {
+        for name in [PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX, PROG_PASS] {
             prog(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("verifying {name}"))?;
@@ -69,6 +74,18 @@ impl BenchProgs {
         prog(&mut self.ebpf, link.name)?
             .detach(link.id)
             .with_context(|| format!("detaching {}", link.name))
+    }
+
+    /// `name`'s run-time statistics so far (`kernel.bpf_stats_enabled=1`), over every
+    /// interface it is attached to.
+    pub fn stats(&mut self, name: &str) -> Result<ProgStats> {
+        let info = prog(&mut self.ebpf, name)?
+            .info()
+            .with_context(|| format!("reading {name}'s info"))?;
+        Ok(ProgStats {
+            run_time: info.run_time(),
+            runs: info.run_count(),
+        })
     }
 
     pub fn set_generator(&mut self, cfg: &GenConfig) -> Result<()> {

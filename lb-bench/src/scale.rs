@@ -36,8 +36,8 @@ use lb_testbed::{
 
 use crate::{
     Args,
+    balancer::lb_config,
     fixture::{SNAT_MAX, SNAT_MIN, VIP, be, established, install},
-    pktrate::lb_config,
     report::{Report, Spread, Target},
     sys::{memlock, status_kb},
 };

@@ -4,10 +4,13 @@
 //! - [`servers`]: real web servers (nginx, Apache) and small UDP/TCP peers, stopped by PID;
 //! - [`packet`]: Ethernet/IPv4/TCP/UDP frames built and checked from scratch;
 //! - [`http`]: a minimal HTTP/1.0 client for requests through the balancer;
-//! - [`probe`]: a kept-alive client and new connections, counting what fails meanwhile.
+//! - [`probe`]: clients that keep using a service in the background and report what failed;
+//! - [`flood`]: a bounded SYN flood from spoofed sources (raw socket), watched by probes;
+//! - [`wrk`]: the `wrk` load generator and its report.
 //!
 //! Traffic rule: everything here only talks to addresses inside namespaces it created.
 pub mod daemon;
+pub mod flood;
 pub mod http;
 pub mod netns;
 pub mod packet;
@@ -15,6 +18,7 @@ pub mod probe;
 pub mod runnet;
 pub mod servers;
 pub mod topo;
+pub mod wrk;
 
 /// Fails loudly when not root: these fixtures need CAP_NET_ADMIN and CAP_BPF, and a test
 /// that silently skips is a test that cannot fail.
