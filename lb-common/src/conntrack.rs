@@ -115,8 +115,11 @@ pub enum Step {
 }
 
 /// What a TCP packet with header flags `tcp` does to a flow in `state` with entry flags
-/// `flags`. `from_server`: the packet came from the server. `ack_ok`: the packet acknowledges
-/// the server's ISN + 1 (only looked at in `SynRecv`, where it confirms the handshake).
+/// `flags`. `from_server`: the packet came from the server. `ack_ok`: the packet's ACK covers
+/// what the flow waits for: from the client in `SynRecv`, the server's ISN + 1 (it confirms
+/// the handshake); from the server once the client sent its FIN, that FIN (`Flow::client_fin`).
+/// A server FIN that does not cover the client's crossed it: the server sent its FIN first and
+/// goes through CLOSING to TIME_WAIT, whatever order lb saw them in.
 pub const fn tcp_step(state: State, flags: u8, from_server: bool, tcp: u8, ack_ok: bool) -> Step {
     let (syn, ack, fin, rst) = (
         tcp & TCP_SYN != 0,
@@ -137,9 +140,11 @@ pub const fn tcp_step(state: State, flags: u8, from_server: bool, tcp: u8, ack_o
         };
     }
     if syn && !ack {
-        // A client SYN: a retransmission, or a new connection on a closed tuple. (A "SYN"
-        // from the server side without ACK is not a TCP server's answer: no change.)
-        if !from_server && matches!(state, State::Closed) {
+        // A client SYN: a retransmission, or a new connection on a tuple the client closed.
+        // After a FIN a SYN cannot be the first one again: the client has let this tuple go
+        // (its FIN may have been seen, or lost to another CPU's update of a crossing FIN).
+        // (A "SYN" from the server side without ACK is not a TCP server's answer: no change.)
+        if !from_server && matches!(state, State::Closed | State::FinWait) {
             return Step::Restart;
         }
         return Step::Same;
@@ -167,7 +172,7 @@ pub const fn tcp_step(state: State, flags: u8, from_server: bool, tcp: u8, ack_o
         };
         if f & mine == 0 {
             f |= mine;
-            if from_server && f & theirs == 0 {
+            if from_server && (f & theirs == 0 || !ack_ok) {
                 f |= FLOW_F_SERVER_CLOSED_FIRST;
             }
             next = if f & theirs != 0 {
@@ -314,28 +319,58 @@ pub const fn expiry_asks_mirror(state: u8) -> bool {
     )
 }
 
-/// Whether full-NAT may give the port that `old` (the reply entry found on the candidate
-/// tuple, not expired) holds to a new flow from `client:cport` to `vip`, whose SYN carried
-/// the TCP timestamp `new_ts` (TSval), if any. Addresses and ports in network order.
+/// Whether the server may still hold the tuple of a flow with entry flags `flags` in `state`
+/// once lb lets go of it: TIME_WAIT after it closed first, FIN_WAIT2 when the client vanished,
+/// a connection it still thinks open. Only an RST, or a close the client began and the
+/// server's FIN acknowledged, leave it nothing.
+pub const fn server_may_hold(state: u8, flags: u8) -> bool {
+    if flags & FLOW_F_RST != 0 {
+        return false;
+    }
+    !(matches!(State::from_u8(state), Some(State::Closed))
+        && flags & FLOW_F_SERVER_CLOSED_FIRST == 0)
+}
+
+/// Whether full-NAT may reuse the port of `old`, a TCP reply entry that expired at `now`:
+/// if the server may still hold the tuple ([`server_may_hold`]), only once the longest a
+/// server holds one (TIME_WAIT, FIN_WAIT2: 60 s) has passed since its last packet.
+pub const fn port_rested(old: &Flow, now: u32) -> bool {
+    !server_may_hold(old.state, old.flags)
+        || elapsed(now, old.last_seen) > ticks_from_ms(TIME_WAIT_MS)
+}
+
+/// Who asks for a reply tuple, see [`port_reusable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimant {
+    /// DNAT: the tuple is the client's own, not lb's choice.
+    Dnat,
+    /// Full-NAT, with the new SYN's TCP timestamp (TSval) if it had one.
+    FullNat { ts: Option<u32> },
+}
+
+/// Whether a new flow from `client:cport` to `vip` may take the reply tuple that `old` (the
+/// reply entry found there, not expired) holds. Addresses and ports in network order.
 ///
 /// The server's view decides: after an RST or a close the client began, the server keeps no
 /// state for the tuple; after a close it began, it holds the tuple in TIME_WAIT for 60 s, and
 /// Linux (`tcp_timewait_state_process`, RFC 6191) takes a new SYN on it at once if the SYN's
-/// timestamp is newer than the last one it saw there (the client's FIN's, kept in `tcp_ref`);
+/// timestamp is newer than the last one it saw there (the client's last, kept in `tcp_ref`);
 /// an older one it rejects (PAWS) whatever the sequence number. Timestamp clocks start at a
-/// random offset per connection, so any client's SYN may qualify, or not: the caller tries
-/// the next port. Without timestamps on both, the port rests until the TIME_WAIT timeout
-/// expires the entry (the sequence-number rule needs the client's last sequence number,
-/// which is not worth an entry's bytes for a rare case).
+/// random offset per connection, so any client's SYN may qualify, or not: full-NAT tries the
+/// next port. Without timestamps on both, the port rests until the TIME_WAIT timeout expires
+/// the entry (the sequence-number rule needs the client's last sequence number, which is not
+/// worth an entry's bytes for a rare case). DNAT's tuple is the client's: when the client
+/// starts its own tuple again, that is its call, as it would be without lb.
 pub const fn port_reusable(
     old: &Flow,
     client: u32,
     cport: u16,
     vip: u32,
-    new_ts: Option<u32>,
+    claimant: Claimant,
 ) -> bool {
-    if old.dst == client && old.dport == cport && old.src == vip {
-        return true; // the same client tuple: its own connection, started again
+    let same_client = old.dst == client && old.dport == cport && old.src == vip;
+    if same_client && matches!(claimant, Claimant::Dnat) {
+        return true;
     }
     if !matches!(State::from_u8(old.state), Some(State::Closed)) {
         return false; // live
@@ -343,8 +378,10 @@ pub const fn port_reusable(
     if old.flags & FLOW_F_RST != 0 || old.flags & FLOW_F_SERVER_CLOSED_FIRST == 0 {
         return true;
     }
-    match new_ts {
-        Some(ts) if old.flags & FLOW_F_TS != 0 => ts.wrapping_sub(old.tcp_ref) as i32 > 0,
+    match claimant {
+        Claimant::FullNat { ts: Some(ts) } if old.flags & FLOW_F_TS != 0 => {
+            ts.wrapping_sub(old.tcp_ref) as i32 > 0
+        }
         _ => false,
     }
 }
@@ -394,8 +431,13 @@ mod tests {
         // Client first: no TIME_WAIT on the server.
         let s = tcp_step(Established, 0, false, FIN | ACK, false);
         assert_eq!(s, to(FinWait, FLOW_F_FIN_CLIENT));
-        let s = tcp_step(FinWait, FLOW_F_FIN_CLIENT, true, FIN | ACK, false);
+        let s = tcp_step(FinWait, FLOW_F_FIN_CLIENT, true, FIN | ACK, true);
         assert_eq!(s, to(Closed, FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER));
+        // FINs that crossed: the server's does not acknowledge the client's, so the server
+        // sent it first and holds a TIME_WAIT, though lb saw the client's first.
+        let s = tcp_step(FinWait, FLOW_F_FIN_CLIENT, true, FIN | ACK, false);
+        let both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER;
+        assert_eq!(s, to(Closed, both | FLOW_F_SERVER_CLOSED_FIRST));
         // Server first.
         let s = tcp_step(Established, 0, true, FIN | ACK, false);
         let sf = FLOW_F_FIN_SERVER | FLOW_F_SERVER_CLOSED_FIRST;
@@ -426,6 +468,15 @@ mod tests {
             Step::Restart
         );
         assert_eq!(tcp_step(Established, 0, false, SYN, false), Step::Same);
+        // Once a side closed, a client SYN is a new connection: the client let the tuple go.
+        assert_eq!(
+            tcp_step(FinWait, FLOW_F_FIN_CLIENT, false, SYN, false),
+            Step::Restart
+        );
+        assert_eq!(
+            tcp_step(FinWait, FLOW_F_FIN_SERVER, false, SYN, false),
+            Step::Restart
+        );
         assert_eq!(tcp_step(Closed, 0, true, SYN, false), Step::Same);
     }
 
@@ -501,38 +552,78 @@ mod tests {
     }
 
     #[test]
+    fn a_server_may_hold_a_tuple_unless_it_was_reset_or_closed_by_the_client() {
+        use State::*;
+        let both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER;
+        assert!(
+            !server_may_hold(Closed as u8, both),
+            "client first, acknowledged"
+        );
+        assert!(!server_may_hold(Established as u8, FLOW_F_RST));
+        assert!(server_may_hold(
+            Closed as u8,
+            both | FLOW_F_SERVER_CLOSED_FIRST
+        ));
+        assert!(
+            server_may_hold(FinWait as u8, FLOW_F_FIN_CLIENT),
+            "FIN_WAIT2, LAST_ACK"
+        );
+        assert!(server_may_hold(Established as u8, 0), "idle, but open");
+        // A held port rests 60 s after the server's last packet.
+        let mut f = closed(both | FLOW_F_SERVER_CLOSED_FIRST, 1, 9);
+        f.last_seen = 1_000;
+        let tw = ticks_from_ms(TIME_WAIT_MS);
+        assert!(!port_rested(&f, 1_000 + tw));
+        assert!(port_rested(&f, 1_001 + tw));
+        f.flags = both;
+        assert!(port_rested(&f, 1_001), "nothing held");
+    }
+
+    #[test]
     fn ports_come_back_as_the_server_allows() {
+        use Claimant::{Dnat, FullNat};
         let (a, b, vip) = (1, 2, 9);
+        let ts = |t| FullNat { ts: Some(t) };
+        let no_ts = FullNat { ts: None };
         let both = FLOW_F_FIN_CLIENT | FLOW_F_FIN_SERVER;
         // Client closed first, or an RST: at once, to anyone.
-        assert!(port_reusable(&closed(both, a, vip), b, 1, vip, None));
-        assert!(port_reusable(&closed(FLOW_F_RST, a, vip), b, 1, vip, None));
+        assert!(port_reusable(&closed(both, a, vip), b, 1, vip, no_ts));
+        assert!(port_reusable(&closed(FLOW_F_RST, a, vip), b, 1, vip, no_ts));
         // Server closed first: TIME_WAIT, where the last TSval it saw was 1,000. Any SYN with
         // a newer one, from any client to any VIP (the server sees lb's address either way).
         let tw = closed(both | FLOW_F_SERVER_CLOSED_FIRST | FLOW_F_TS, a, vip);
-        assert!(port_reusable(&tw, b, 1, vip, Some(1_001)));
-        assert!(port_reusable(&tw, a, 1, 8, Some(1_001)), "another VIP");
-        assert!(!port_reusable(&tw, a, 1, vip, Some(1_000)), "as old");
-        assert!(!port_reusable(&tw, a, 1, vip, Some(999)), "older");
-        assert!(!port_reusable(&tw, a, 1, vip, None), "no timestamps");
+        assert!(port_reusable(&tw, b, 1, vip, ts(1_001)));
+        assert!(port_reusable(&tw, a, 1, 8, ts(1_001)), "another VIP");
+        assert!(!port_reusable(&tw, a, 1, vip, ts(1_000)), "as old");
+        assert!(!port_reusable(&tw, a, 1, vip, ts(999)), "older");
+        assert!(!port_reusable(&tw, a, 1, vip, no_ts), "no timestamps");
+        assert!(
+            !port_reusable(&tw, a, 5000, vip, ts(999)),
+            "the same client tuple again, older"
+        );
+        assert!(
+            port_reusable(&tw, a, 5000, vip, Dnat),
+            "DNAT: the client's call"
+        );
         // Newer in sequence space, across the wrap.
         let mut wrapped = tw;
         wrapped.tcp_ref = u32::MAX - 5;
-        assert!(port_reusable(&wrapped, b, 1, vip, Some(10)));
-        assert!(!port_reusable(&wrapped, b, 1, vip, Some(u32::MAX - 6)));
+        assert!(port_reusable(&wrapped, b, 1, vip, ts(10)));
+        assert!(!port_reusable(&wrapped, b, 1, vip, ts(u32::MAX - 6)));
         // The client closed without timestamps: only the TIME_WAIT timeout frees the port.
         let tw_no_ts = closed(both | FLOW_F_SERVER_CLOSED_FIRST, a, vip);
-        assert!(!port_reusable(&tw_no_ts, a, 1, vip, Some(5_000)));
-        // Live flows never, except the very same client tuple.
+        assert!(!port_reusable(&tw_no_ts, a, 1, vip, ts(5_000)));
+        // Live flows never, except DNAT's very same client tuple.
         let mut live = closed(0, a, vip);
         live.state = State::Established as u8;
-        assert!(!port_reusable(&live, b, 1, vip, Some(5_000)));
-        assert!(port_reusable(&live, a, 5000, vip, None));
+        assert!(!port_reusable(&live, b, 1, vip, ts(5_000)));
+        assert!(port_reusable(&live, a, 5000, vip, Dnat));
+        assert!(!port_reusable(&live, a, 5000, vip, no_ts));
         assert!(
-            !port_reusable(&live, a, 5000, 8, None),
+            !port_reusable(&live, a, 5000, 8, Dnat),
             "same client port, other VIP"
         );
         live.state = State::FinWait as u8;
-        assert!(!port_reusable(&live, b, 1, vip, Some(5_000)));
+        assert!(!port_reusable(&live, b, 1, vip, ts(5_000)));
     }
 }

@@ -61,7 +61,8 @@ pub const FLOW_F_REPLY: u8 = 1 << 0;
 pub const FLOW_F_FIN_CLIENT: u8 = 1 << 1;
 /// The server sent a FIN.
 pub const FLOW_F_FIN_SERVER: u8 = 1 << 2;
-/// The server's FIN came first: the server holds the tuple in TIME_WAIT once closed.
+/// The server sent its FIN before it had the client's (it came first, or the two crossed):
+/// the server holds the tuple in TIME_WAIT once closed.
 pub const FLOW_F_SERVER_CLOSED_FIRST: u8 = 1 << 3;
 /// An RST ended the flow: neither side keeps a TIME_WAIT.
 pub const FLOW_F_RST: u8 = 1 << 4;
@@ -102,8 +103,9 @@ pub struct Flow {
     pub last_seen: u32,
     /// Idle ticks after which this entry is dead, for its current state.
     pub timeout: u32,
-    /// Clock ticks when the current state began.
-    pub since: u32,
+    /// Once the client sent its FIN: the sequence number just after it, which the server's
+    /// ACK covers once the server has it (see `conntrack::tcp_step`).
+    pub client_fin: u32,
     /// A TCP number the state machine keeps, by state: in `SynRecv`, the server's initial
     /// sequence number (the client's ACK that completes the handshake must acknowledge it + 1,
     /// which a spoofed client cannot know); once the client closed with `FLOW_F_TS`, the

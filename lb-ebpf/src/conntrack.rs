@@ -2,12 +2,16 @@
 //! the same one. New flows start in `LB_HALFOPEN` and move to `LB_FLOWS` when confirmed (the
 //! rules are pure code in `lb_common::conntrack`), so a flood of SYNs or spoofed UDP only
 //! churns the half-open table.
+use core::sync::atomic::{Ordering, compiler_fence};
+
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST, xdp_action};
 use lb_common::{
     FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NewEntries, NextHop, PROTO_TCP, Reason,
     ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
-    conntrack::{expiry_asks_mirror, idle_expired, port_reusable},
+    conntrack::{
+        Claimant, expiry_asks_mirror, idle_expired, port_rested, port_reusable, server_may_hold,
+    },
 };
 
 use crate::{
@@ -65,16 +69,18 @@ pub fn lookup(key: &FlowKey) -> Option<(*mut Flow, Table)> {
     LB_HALFOPEN.get_ptr_mut(key).map(|e| (e, Table::HalfOpen))
 }
 
-/// Whether an entry found in `table` is dead at `now`: idle beyond its timeout, and (in
-/// states where one direction may be quiet) its other direction too.
+/// Whether the entry `f`, found at `key` in `table`, is dead at `now`: idle beyond its
+/// timeout, and (in states where one direction may be quiet) its other direction too, if
+/// that is still this flow's.
 #[inline(always)]
-pub fn expired(f: &Flow, table: Table, proto: u8, now: u32) -> bool {
+pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
     if expiry_asks_mirror(f.state)
-        && let Some(m) = table.get(&f.mirror_key(proto))
-        // SAFETY: read once; a racing update at worst keeps the flow one packet longer.
+        && let Some(m) = table.get(&f.mirror_key(key.proto))
+        // SAFETY: read in place; a racing update at worst keeps the flow one packet longer.
+        && unsafe { (*m).mirror_key(key.proto) } == *key
         && !idle_expired(unsafe { &*m }, now)
     {
         return false;
@@ -96,6 +102,22 @@ pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
     table.remove(key);
 }
 
+/// A flow that ends while its tuple is in use again (the entry `f` at `key` expired, or its
+/// client starts a new connection on it): forgotten, but when `f` is the forward entry of a
+/// full-NAT TCP flow whose server may still hold the port (`server_may_hold`), the reply
+/// entry stays, so the port's next user still meets `port_reusable` and `port_rested`. Its
+/// mirror, the client tuple, may pass to another flow; `forget` and `expired` then leave
+/// that alone.
+#[inline(always)]
+pub fn retire(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
+    let full_nat = !f.is_reply() && f.src != key.src;
+    if full_nat && proto == PROTO_TCP && server_may_hold(f.state, f.flags) {
+        table.remove(key);
+    } else {
+        forget(table, key, f, proto);
+    }
+}
+
 /// What a packet changes in its flow, see [`transition`].
 #[derive(Clone, Copy)]
 pub struct Change {
@@ -105,6 +127,8 @@ pub struct Change {
     /// (its FIN), or as it was. (Not an `Option`: LLVM stores a `None`'s payload from whatever
     /// register is at hand, which the verifier rejects when that holds a pointer.)
     pub tcp_ref: u32,
+    /// `Flow::client_fin` from now on.
+    pub client_fin: u32,
     /// The flow is confirmed: it moves to `LB_FLOWS`.
     pub promote: bool,
     pub proto: u8,
@@ -126,13 +150,16 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
     };
     let update = |f: *mut Flow| unsafe {
         let flags = ((*f).flags & OWN) | (c.flags & !OWN);
-        (*f).flags = flags;
-        (*f).state = c.state as u8;
-        (*f).since = c.now;
+        (*f).tcp_ref = c.tcp_ref;
+        (*f).client_fin = c.client_fin;
         (*f).timeout = (*info)
             .timeouts
             .of(c.state, flags, flags & FLOW_F_REPLY != 0);
-        (*f).tcp_ref = c.tcp_ref;
+        // State and flags last: another CPU may be deciding on this entry's port right now
+        // (`port_reusable`), and must not see a closed state with the previous `tcp_ref`.
+        compiler_fence(Ordering::Release);
+        (*f).flags = flags;
+        (*f).state = c.state as u8;
     };
     update(entry);
     unsafe { (*entry).last_seen = c.now };
@@ -230,7 +257,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         last_seen: now,
         // SAFETY: as above.
         timeout: unsafe { (*pool).timeouts.of(state, 0, false) },
-        since: now,
+        client_fin: 0,
         tcp_ref: 0,
         nh: server.nh,
     };
@@ -249,7 +276,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         rkey.dst = server.snat_addr;
         fwd.src = server.snat_addr;
         fwd.sport = bind_snat_port(t.slot, &mut rkey, reply, t.ts, settings, now)?;
-    } else if !claim(&rkey, reply, None, now) {
+    } else if !claim(&rkey, reply, Claimant::Dnat, now) {
         return Err(Reason::DropTupleInUse);
     }
     if Table::HalfOpen.insert(key, fwd, BPF_ANY) {
@@ -260,37 +287,54 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     }
 }
 
-/// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply` (its SYN's
-/// TSval `ts`, if any): free in both tables, or held by a flow that is dead or whose tuple may
-/// pass to this one (`conntrack::port_reusable`), which is then forgotten.
+/// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply`: free in both
+/// tables, or held by a flow that lets go of it ([`takes_over`]).
 #[inline(always)]
-fn claim(rkey: &FlowKey, reply: &Flow, ts: Option<u32>, now: u32) -> bool {
-    let takes = |old: &Flow, table: Table| {
-        expired(old, table, rkey.proto, now)
-            || port_reusable(old, reply.dst, reply.dport, reply.src, ts)
+fn claim(rkey: &FlowKey, reply: &Flow, claimant: Claimant, now: u32) -> bool {
+    let asker = Asker {
+        reply,
+        claimant,
+        now,
     };
-    if let Some(old) = LB_FLOWS.get_ptr(rkey) {
-        // SAFETY: read in place to decide (a racing update at worst hands the tuple over).
-        let old = unsafe { &*old };
-        if !takes(old, Table::Flows) {
-            return false;
-        }
-        forget(Table::Flows, rkey, old, rkey.proto);
+    if !takes_over(rkey, &asker, Table::Flows) {
+        return false;
     }
     // Insert first: a free tuple (the common case) then costs one map operation, and NOEXIST
     // settles a race with another CPU taking the same tuple.
     if Table::HalfOpen.insert(rkey, reply, BPF_NOEXIST) {
         return true;
     }
-    if let Some(old) = LB_HALFOPEN.get_ptr(rkey) {
-        // SAFETY: as above.
-        let old = unsafe { &*old };
-        if !takes(old, Table::HalfOpen) {
-            return false;
-        }
-        forget(Table::HalfOpen, rkey, old, rkey.proto);
+    takes_over(rkey, &asker, Table::HalfOpen) && Table::HalfOpen.insert(rkey, reply, BPF_ANY)
+}
+
+/// Who asks for a reply tuple, see [`takes_over`].
+struct Asker {
+    /// The new flow's reply entry.
+    reply: *const Flow,
+    claimant: Claimant,
+    now: u32,
+}
+
+/// Whether `rkey` is free in `table` for `asker`: no entry there, or one whose flow lets go of
+/// the tuple (`port_reusable`, or dead and, for full-NAT TCP, rested: `port_rested`), which is
+/// then forgotten. A subprogram: the port probes call it in a loop, and inlined its branches
+/// would multiply the verifier's states by the probes.
+#[inline(never)]
+fn takes_over(rkey: &FlowKey, asker: &Asker, table: Table) -> bool {
+    let Some(old) = table.get(rkey) else {
+        return true;
+    };
+    // SAFETY: read in place to decide (a racing update at worst hands the tuple over); the
+    // asker's entry is this CPU's scratch.
+    let (old, reply) = unsafe { (&*old, &*asker.reply) };
+    let (claimant, now) = (asker.claimant, asker.now);
+    let full_nat_tcp = rkey.proto == PROTO_TCP && claimant != Claimant::Dnat;
+    let lets_go = port_reusable(old, reply.dst, reply.dport, reply.src, claimant)
+        || (expired(old, rkey, table, now) && (!full_nat_tcp || port_rested(old, now)));
+    if lets_go {
+        forget(table, rkey, old, rkey.proto);
     }
-    Table::HalfOpen.insert(rkey, reply, BPF_ANY)
+    lets_go
 }
 
 /// Source ports tried per new flow (the `variant` build tries more, see Cargo.toml).
@@ -310,7 +354,9 @@ fn bind_snat_port(
     settings: &Settings,
     now: u32,
 ) -> Result<u16, Reason> {
-    let ts = (ts & TS_PRESENT != 0).then_some(ts as u32);
+    let claimant = Claimant::FullNat {
+        ts: (ts & TS_PRESENT != 0).then_some(ts as u32),
+    };
     let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(slot) else {
         return Err(Reason::DropSnatExhausted);
     };
@@ -322,7 +368,7 @@ fn bind_snat_port(
         )
         .to_be();
         rkey.dport = port;
-        if claim(rkey, reply, ts, now) {
+        if claim(rkey, reply, claimant, now) {
             return Ok(port);
         }
     }

@@ -48,7 +48,7 @@ pub fn translate(ctx: &XdpContext, e: &IcmpError, now: u32) -> u32 {
     };
     // SAFETY: an LRU value, copied.
     let f = unsafe { *entry };
-    if conntrack::expired(&f, table, e.inner_proto, now) {
+    if conntrack::expired(&f, &key, table, now) {
         return pass(Reason::PassNotService);
     }
     // The quoted packet becomes what the other side sent (the entry's rewrite, turned

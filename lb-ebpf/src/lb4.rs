@@ -17,8 +17,8 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NextHop, POOL_F_REDISPATCH, PROTO_TCP,
-    Reason, ServiceKey, ServiceValue, State,
+    FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NextHop,
+    POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKey, ServiceValue, State,
     balance::refusal,
     conntrack::{Step, confirms, tcp_step, udp_step},
     ports::{PortSide, port_bit},
@@ -143,10 +143,10 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
     // a state change (which may move the entries) is taken first.
     let flow: &Flow = unsafe { &*entry };
     let state = match State::from_u8(flow.state) {
-        Some(state) if !conntrack::expired(flow, table, pkt.proto, now) => state,
+        Some(state) if !conntrack::expired(flow, key, table, now) => state,
         // Dead: its tuple is free again, and the packet is judged as if never seen.
         _ => {
-            conntrack::forget(table, key, flow, pkt.proto);
+            conntrack::retire(table, key, flow, pkt.proto);
             return lb4_untracked(pkt, new);
         }
     };
@@ -164,8 +164,7 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         return NEW_FLOW;
     }
     let step = if pkt.is_tcp() {
-        let ack_ok =
-            state == State::SynRecv && !from_server && pkt.ack_seq == flow.tcp_ref.wrapping_add(1);
+        let ack_ok = acks_awaited(pkt, flow, state, from_server);
         tcp_step(state, flow.flags, from_server, pkt.tcp_flags, ack_ok)
     } else {
         udp_step(state, flow.flags, from_server)
@@ -174,7 +173,7 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         Step::Restart => {
             // A new connection on a closed flow's tuple: balance it afresh.
             new.again(flow, Cause::Fresh);
-            conntrack::forget(table, key, flow, pkt.proto);
+            conntrack::retire(table, key, flow, pkt.proto);
             return NEW_FLOW;
         }
         Step::Refused if hold_back_refusal(flow, table) => {
@@ -185,6 +184,19 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
             state: State::Closed,
             flags: flow.flags | FLOW_F_RST,
         },
+        Step::Same
+            if state == State::Closed
+                && !from_server
+                && pkt.is_tcp()
+                && flow.flags & FLOW_F_TS != 0 =>
+        {
+            // The client's packets after both FINs (the ACK of a FIN that crossed its own):
+            // the server takes their timestamps too, see below.
+            Step::To {
+                state,
+                flags: flow.flags,
+            }
+        }
         other => other,
     };
     let to = tuple(flow);
@@ -199,21 +211,27 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         mut flags,
     } = step
     {
-        let mut tcp_ref = flow.tcp_ref;
+        let (mut tcp_ref, mut client_fin) = (flow.tcp_ref, flow.client_fin);
         if next == State::SynRecv {
             tcp_ref = pkt.seq;
-        } else if !from_server && flags & FLOW_F_TS != 0 && next.is_closing() {
+        } else if !from_server && next.is_closing() {
+            if flags & FLOW_F_FIN_CLIENT != 0 && flow.flags & FLOW_F_FIN_CLIENT == 0 {
+                client_fin = pkt.seq_end();
+            }
             // The client closes: its TSval is the last the server sees, which a SYN taking
             // this tuple over must beat (`lb_common::conntrack::port_reusable`).
-            match pkt.timestamp(ctx) {
-                0 => flags &= !FLOW_F_TS,
-                ts => tcp_ref = ts as u32,
+            if flags & FLOW_F_TS != 0 {
+                match pkt.timestamp(ctx) {
+                    0 => flags &= !FLOW_F_TS,
+                    ts => tcp_ref = ts as u32,
+                }
             }
         }
         let change = conntrack::Change {
             state: next,
             flags,
             tcp_ref,
+            client_fin,
             promote: confirms(state, next),
             proto: pkt.proto,
             now,
@@ -239,6 +257,17 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
     }
     // SAFETY: `entry` is a live map value.
     deliver(ctx, pkt, &to, &acct, unsafe { &mut (*entry).nh }, now)
+}
+
+/// Whether a TCP packet's ACK covers what its flow waits for (`tcp_step`'s `ack_ok`): the
+/// server's ISN in the handshake, the client's FIN once it sent one.
+#[inline(always)]
+fn acks_awaited(pkt: &Packet, flow: &Flow, state: State, from_server: bool) -> bool {
+    if from_server {
+        flow.flags & FLOW_F_FIN_CLIENT != 0 && pkt.ack_seq.wrapping_sub(flow.client_fin) as i32 >= 0
+    } else {
+        state == State::SynRecv && pkt.ack_seq == flow.tcp_ref.wrapping_add(1)
+    }
 }
 
 /// Rewrites `pkt` to `to`, counts it and sends it on through the next hop cached at `nh`,

@@ -15,7 +15,7 @@ const IP_MIN_HLEN: usize = 20;
 const TCP_MIN_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 
-use lb_common::conntrack::{TCP_ACK, TCP_SYN};
+use lb_common::conntrack::{TCP_ACK, TCP_FIN, TCP_SYN};
 
 /// TCP option kinds and the longest walk through a SYN's options (40 bytes at most).
 const TCPOPT_EOL: u8 = 0;
@@ -326,6 +326,17 @@ impl Packet {
     #[inline(always)]
     pub fn is_tcp(&self) -> bool {
         self.proto == PROTO_TCP
+    }
+
+    /// TCP: the sequence number just after this segment (its data, and its FIN).
+    #[inline(always)]
+    pub fn seq_end(&self) -> u32 {
+        // SAFETY: the IPv4 header was bounds-checked by `parse`, which also checked that its
+        // length covers the headers.
+        let tot = u16::from_be(unsafe { (*self.ip).tot_len }) as usize;
+        let data = (ETH_HLEN + tot).saturating_sub(self.l4_off + self.tcp_hlen);
+        let fin = (self.tcp_flags & TCP_FIN != 0) as u32;
+        self.seq.wrapping_add(data as u32).wrapping_add(fin)
     }
 
     /// A SYN without ACK: the first packet of a TCP connection (or its retransmission).

@@ -149,11 +149,22 @@ fn idle_flows_expire_without_a_daemon_and_give_their_port_back() {
         .macs(MAC_CLIENT, MAC_DPC);
     f.expect_untouched("expired flow", &data.build());
     assert_eq!(f.reason(Reason::PassNoFlow), 1);
-    assert_eq!(f.counts(), (0, 0));
-    // Its port goes to the next client at once.
+    // The server may still hold its side of the connection (its own timeout may be longer):
+    // the reply entry keeps the full-NAT port from the next client...
+    assert_eq!(f.counts(), (1, 0), "the reply entry is kept");
+    assert!(f.entry(&fwd).is_none(), "the client's tuple is free");
     f.rewind(HOGE, HOGE_WEB10);
     let (lb_side, _) = f.handshake(ep(CLIENT, 40301), VIP80());
+    assert_eq!(lb_side.port(), nth_port(1));
+    // ...until the longest a server holds a tuple (TIME_WAIT, 60 s) has passed.
+    f.age(&reply, ticks_from_ms(TIME_WAIT_MS));
+    f.rewind(HOGE, HOGE_WEB10);
+    let (lb_side, _) = f.handshake(ep(CLIENT, 40302), VIP80());
     assert_eq!(lb_side.port(), nth_port(0));
+    assert!(
+        f.entry(&reply)
+            .is_some_and(|(r, _)| r.dport == 40302u16.to_be())
+    );
 }
 
 #[test]
@@ -218,16 +229,28 @@ fn udp_flows_are_confirmed_by_the_client_and_expire() {
 
 /// Closes the established flow of `client` (whose server side is `lb_side`/`server`), the
 /// server first or the client first.
+/// Who closes a connection first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum First {
+    Server,
+    /// The client, and the server's FIN acknowledges the client's.
+    Client,
+    /// The client as lb sees it, but the FINs crossed: the server's does not acknowledge the
+    /// client's (sequence 1000, so 1001).
+    Crossed,
+}
+
 fn close(
     f: &mut Fixture,
     client: std::net::SocketAddrV4,
     lb_side: std::net::SocketAddrV4,
     server: std::net::SocketAddrV4,
-    server_first: bool,
+    first: First,
     client_ts: Option<u32>,
 ) {
     let from_server = Pkt::tcp(server, lb_side)
         .flags(FIN | ACK)
+        .ack(if first == First::Client { 1001 } else { 1000 })
         .macs(MAC_WEB10, MAC_DPB);
     let mut from_client = Pkt::tcp(client, VIP80())
         .flags(FIN | ACK)
@@ -235,7 +258,7 @@ fn close(
     if let Some(ts) = client_ts {
         from_client = from_client.timestamp(ts);
     }
-    let (first, second) = if server_first {
+    let (first, second) = if first == First::Server {
         ((f.dpb, from_server), (f.dpc, from_client))
     } else {
         ((f.dpc, from_client), (f.dpb, from_server))
@@ -254,7 +277,23 @@ fn close(
 /// A SYN like Linux sends it, with timestamps (this TSval) or without; returns the full-NAT
 /// port it got.
 fn connect(f: &mut Fixture, client: std::net::SocketAddrV4, ts: Option<u32>) -> u16 {
+    connect_from(f, client, ts, 0)
+}
+
+/// [`connect`], trying ports from the `first`-th on.
+fn connect_from(
+    f: &mut Fixture,
+    client: std::net::SocketAddrV4,
+    ts: Option<u32>,
+    first: u64,
+) -> u16 {
     f.rewind(HOGE, HOGE_WEB10);
+    f.bal
+        .dp
+        .maps
+        .snat_cursor
+        .set(HOGE_WEB10.0, first, 0)
+        .expect("port cursor");
     let mut syn = Pkt::tcp(client, VIP80())
         .flags(SYN)
         .macs(MAC_CLIENT, MAC_DPC);
@@ -262,7 +301,12 @@ fn connect(f: &mut Fixture, client: std::net::SocketAddrV4, ts: Option<u32>) -> 
         syn = syn.timestamps(ts);
     }
     let (action, out) = f.run(f.dpc, &syn.build());
-    assert_eq!(action_name(action), "XDP_REDIRECT");
+    assert_eq!(
+        action_name(action),
+        "XDP_REDIRECT",
+        "{client}: {:?}",
+        f.bal.dp.maps.reasons()
+    );
     assert_eq!(packet::verify_checksums(&out), Ok(()));
     let (lb_side, server) = packet::endpoints(&out);
     assert_eq!(server, ep(WEB10, 80));
@@ -292,7 +336,7 @@ fn ports_come_back_as_the_server_allows() {
         a,
         ep(LB_B, nth_port(0)),
         server,
-        true,
+        First::Server,
         Some(1_000_500),
     );
     let reply_a = tcp_key(server, ep(LB_B, nth_port(0)));
@@ -320,7 +364,14 @@ fn ports_come_back_as_the_server_allows() {
     );
     // A close the client begins leaves nothing on the server: the port is free at once, for
     // anyone (b's port 1 goes to d).
-    close(&mut f, b, ep(LB_B, nth_port(1)), server, false, None);
+    close(
+        &mut f,
+        b,
+        ep(LB_B, nth_port(1)),
+        server,
+        First::Client,
+        None,
+    );
     let d = ep(other, 50002);
     assert_eq!(connect(&mut f, d, None), nth_port(1));
     // An RST too.
@@ -329,7 +380,14 @@ fn ports_come_back_as_the_server_allows() {
     assert_eq!(connect(&mut f, ep(other, 50003), None), nth_port(1));
     // c's FIN comes without timestamps (the server did not agree to them): nothing to
     // compare, so the port rests until the TIME_WAIT ends, 60 s later.
-    close(&mut f, c, ep(LB_B, nth_port(2)), server, true, None);
+    close(
+        &mut f,
+        c,
+        ep(LB_B, nth_port(2)),
+        server,
+        First::Server,
+        None,
+    );
     assert_eq!(
         connect(&mut f, ep(other, 50004), Some(2_000_000)),
         nth_port(4)
@@ -343,6 +401,57 @@ fn ports_come_back_as_the_server_allows() {
         .macs(MAC_WEB10, MAC_DPB);
     let (_, out) = f.run(f.dpb, &back.build());
     assert_eq!(packet::endpoints(&out), (VIP80(), ep(other, 50005)));
+    let g = ep(other, 50006);
+    assert_eq!(connect(&mut f, g, Some(3_000_000)), nth_port(5));
+    // FINs that crossed: lb sees the client's first, but the server sent its own before it
+    // had the client's, so it holds a TIME_WAIT after all: only a newer timestamp than g's
+    // last may have the port. g's ACK of the server's FIN, after both FINs, is that last.
+    close(
+        &mut f,
+        g,
+        ep(LB_B, nth_port(5)),
+        server,
+        First::Crossed,
+        Some(3_000_400),
+    );
+    let last_ack = Pkt::tcp(g, VIP80())
+        .flags(ACK)
+        .seq(1001)
+        .timestamp(3_000_401)
+        .macs(MAC_CLIENT, MAC_DPC);
+    f.run(f.dpc, &last_ack.build());
+    let reply_g = tcp_key(server, ep(LB_B, nth_port(5)));
+    assert_eq!(f.entry(&reply_g).expect("g's reply").0.tcp_ref, 3_000_401);
+    let h = ep(other, 50007);
+    assert_eq!(
+        connect(&mut f, h, Some(3_000_401)),
+        nth_port(6),
+        "not newer than g's last ACK"
+    );
+    let h2 = ep(other, 50008);
+    assert_eq!(connect(&mut f, h2, Some(3_000_402)), nth_port(5));
+    // A client that starts its own tuple again (as Linux does with tcp_tw_reuse) gets no
+    // pass on the server's TIME_WAIT on the old port either: the SYN restarts the flow,
+    // and the old port keeps its rule.
+    let k = ep(other, 50009);
+    assert_eq!(connect(&mut f, k, Some(4_000_000)), nth_port(7));
+    close(
+        &mut f,
+        k,
+        ep(LB_B, nth_port(7)),
+        server,
+        First::Server,
+        Some(4_000_100),
+    );
+    assert_eq!(
+        connect_from(&mut f, k, Some(4_000_050), 7),
+        nth_port(8),
+        "the same tuple, an older timestamp: not port 7"
+    );
+    assert_eq!(
+        connect(&mut f, ep(other, 50011), Some(4_000_101)),
+        nth_port(7)
+    );
 }
 
 #[test]
