@@ -1,7 +1,7 @@
 //! The flow lifecycle under load, end to end (real `lb run`, nginx, the seed's topology):
-//! a spoofed SYN flood must not break established connections and must leave no trace once
-//! its half-open flows timed out (new connections during the flood are counted, not
-//! judged: full-NAT runs out of source ports while the flood's half-open flows hold them);
+//! a spoofed SYN flood must not break established connections nor turn new ones away (the
+//! half-open table it churns is kept well under the full-NAT port range), and must leave no
+//! trace once its half-open flows timed out;
 //! a sustained run of short connections through full-NAT must reuse source ports without a
 //! single SYN retransmission.
 //!
@@ -93,6 +93,18 @@ fn syn_flood(routing: Routing, nat: &str) {
         out.keep_alive.ok
     );
     assert_eq!(before.served, before.opened, "before the flood");
+    // During it: the flood holds at most the half-open table's worth of each server's ports,
+    // a quarter of them; a real SYN dropped by the saturated veth is retransmitted in time.
+    // Under DNAT the servers' SYN-ACKs to the spoofed sources come back through lb too, and
+    // at twice the load a real handshake can be slower than the half-open table's turnover
+    // (8,192 flows at ~100k SYN/s: ~80 ms): its entry is evicted and its ACK reset by the
+    // host. Seen in 1 of ~30 connections in 1 run of 4; full-NAT, none in 4.
+    let may_fail = if nat == "dnat" { during.opened / 10 } else { 0 };
+    assert!(
+        during.opened - during.served <= may_fail,
+        "new connections failed during the flood: {:?}",
+        out.failures_from(out.start)
+    );
     // Once the flood's half-open flows timed out, every new connection is served.
     assert!(after.opened >= 15, "{after:?}");
     assert_eq!(
@@ -147,6 +159,22 @@ fn short_connections_through_full_nat(timestamps: &str) {
         .expect("timestamps");
     let counters = ["TcpExtTCPSynRetrans", "TcpRetransSegs"];
     let read = || counters.map(|c| client.nstat(c).expect("nstat"));
+    // Why a server would turn a SYN away: PAWS in TIME_WAIT, a full accept queue.
+    let server_counters = [
+        "TcpExtPAWSTimewait",
+        "TcpExtListenDrops",
+        "TcpExtTWRecycled",
+    ];
+    let read_servers = || {
+        server_counters.map(|c| {
+            bed.topo
+                .backends
+                .iter()
+                .map(|b| b.ns.nstat(c).expect("nstat"))
+                .sum::<u64>()
+        })
+    };
+    let servers_before = read_servers();
     let before = read();
     let t = Instant::now();
     let w = Wrk {
@@ -158,16 +186,23 @@ fn short_connections_through_full_nat(timestamps: &str) {
     .expect("wrk");
     let after = read();
     let (syn_retrans, retrans) = (after[0] - before[0], after[1] - before[1]);
+    let servers_after = read_servers();
+    let servers: Vec<String> = server_counters
+        .iter()
+        .zip(servers_after.iter().zip(servers_before))
+        .map(|(c, (a, b))| format!("{c} {}", a - b))
+        .collect();
     let reasons = bed.reasons();
     eprintln!(
         "[full-nat, tcp_timestamps={timestamps}] {} requests in {:.1} s ({:.0}/s), {} errors, \
          p99 {:.2} ms; client SYN retransmissions {syn_retrans}, segments retransmitted \
-         {retrans}; lb: {} new flows, reasons: {}",
+         {retrans}; servers: {}; lb: {} new flows, reasons: {}",
         w.requests,
         t.elapsed().as_secs_f64(),
         w.rps,
         w.errors,
         w.p99_ms,
+        servers.join(", "),
         bed.new_flows(),
         fmt_reasons(&reasons)
     );
@@ -190,7 +225,7 @@ fn short_connections_through_full_nat(timestamps: &str) {
 
 /// Clients whose timestamps only move forward between connections to the same address
 /// (`tcp_timestamps=2`, no random offsets): what RFC 6191's reuse of a port in TIME_WAIT
-/// relies on, and what lb's full-NAT port reuse assumes.
+/// relies on.
 #[test]
 fn short_connections_through_full_nat_never_retransmit_a_syn_monotonic_timestamps() {
     short_connections_through_full_nat("2");
@@ -198,11 +233,9 @@ fn short_connections_through_full_nat_never_retransmit_a_syn_monotonic_timestamp
 
 /// Linux's default clients (`tcp_timestamps=1`): Linux 6.18 draws a random timestamp offset
 /// per connection, so a new SYN's timestamp is older than the one the server's TIME_WAIT
-/// holds about half the time, and the server refuses it (`TcpExtPAWSTimewait`).
+/// holds about half the time, and the server would refuse it (`TcpExtPAWSTimewait`): lb
+/// gives such a SYN another port.
 #[test]
-#[ignore = "fails: lb reuses a server-closed full-NAT port at once for the same client and \
-            VIP when the SYN has timestamps (lb-common conntrack::port_reusable), but Linux \
-            6.18 clients randomize the timestamp offset per connection"]
 fn short_connections_through_full_nat_never_retransmit_a_syn() {
     short_connections_through_full_nat("1");
 }
