@@ -156,6 +156,8 @@ async fn serve(
     }
     let (api_tx, mut api_rx) = mpsc::channel(crate::api::QUEUE);
     let api = crate::api::serve(api_bound, api_tx)?;
+    // TLS checks' CA files, read while their paths still resolve (as HAProxy does).
+    crate::health::tls::preload(&cfg);
     // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
     // CAP_NET_ADMIN) and chroot.
     privileges::drop_privileges(&cfg.global, &identity)?;
