@@ -229,36 +229,48 @@ fn failure(e: &reqwest::Error, phase: Phase) -> (CheckStatus, String) {
     match phase {
         Phase::Connecting => (
             CheckStatus::L4Con,
-            source::<io::Error>(e).map_or_else(|| e.to_string(), os_error_text),
+            os_error(e).map_or_else(|| e.to_string(), os_error_text),
         ),
         Phase::Handshaking => (
             CheckStatus::L6Rsp,
-            source::<rustls::Error>(e)
-                .map_or(tls::HANDSHAKE_FAILURE, tls::handshake_failure)
-                .to_string(),
+            tls::handshake_info(find::<rustls::Error>(e)),
         ),
-        Phase::Connected(_) => match (source::<hyper::Error>(e), source::<io::Error>(e)) {
+        Phase::Connected(_) => match (find::<hyper::Error>(e), os_error(e)) {
             (Some(h), _) if h.is_parse() || h.is_incomplete_message() => {
                 (CheckStatus::L7Rsp, String::new())
             }
-            (_, Some(io)) => (CheckStatus::SockErr, os_error_text(io)),
+            (_, Some(os)) => (CheckStatus::SockErr, os_error_text(os)),
             _ => (CheckStatus::L7Rsp, String::new()),
         },
     }
 }
 
-/// The first error of type `T` among `e` and its sources.
-fn source<'a, T: std::error::Error + 'static>(
+/// `e` and its sources, in order. An `io::Error` wrapping another error (as tokio-rustls
+/// wraps rustls's, and reqwest an OS error in `io::Error::other`) does not give it as its
+/// source: it is looked into.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| {
+        err.downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .map(|w| w as &(dyn std::error::Error + 'static))
+            .or_else(|| err.source())
+    })
+}
+
+/// The first error of type `T` in `e`'s chain.
+fn find<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
+    chain(e).find_map(|err| err.downcast_ref::<T>())
+}
+
+/// The error the OS reported (errno), if any, in `e`'s chain.
+fn os_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    chain(e)
+        .filter_map(|err| err.downcast_ref::<io::Error>())
+        .find(|io| io.raw_os_error().is_some())
 }
 
 /// A connector layer that marks the connection established when reqwest's connector
@@ -356,8 +368,27 @@ mod tests {
             }
         }
         let e = Outer(io::Error::from_raw_os_error(libc::ECONNREFUSED));
-        let io = source::<io::Error>(&e).expect("found");
+        let io = os_error(&e).expect("found");
         assert_eq!(os_error_text(io), "Connection refused");
-        assert!(source::<rustls::Error>(&e).is_none());
+        assert!(find::<rustls::Error>(&e).is_none());
+        // reqwest's way: the OS error inside `io::Error::other`.
+        let other = Outer(io::Error::other(io::Error::from_raw_os_error(
+            libc::ECONNRESET,
+        )));
+        assert_eq!(
+            os_error(&other).map(os_error_text).as_deref(),
+            Some("Connection reset by peer")
+        );
+        // tokio-rustls's way: rustls's error inside an io::Error.
+        let wrapped = Outer(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+        ));
+        assert_eq!(
+            find::<rustls::Error>(&wrapped),
+            Some(&rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+            ))
+        );
     }
 }

@@ -71,17 +71,18 @@ pub(super) async fn connect_check(
     let handshake = tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), stream);
     match timeout_at(budget.deadline(start, Phase::Handshaking), handshake).await {
         Err(_) => done((CheckStatus::L6Tout, String::new())),
-        Ok(Err(e)) => done((CheckStatus::L6Rsp, handshake_info(&e).into())),
+        Ok(Err(e)) => done((CheckStatus::L6Rsp, handshake_info(&e))),
         Ok(Ok(_)) => done((CheckStatus::L6Ok, String::new())),
     }
 }
 
 /// HAProxy's `info` for a handshake that failed with `e` (tokio-rustls wraps rustls's
 /// errors in `io::Error`s).
-fn handshake_info(e: &io::Error) -> &'static str {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .map_or(tls::HANDSHAKE_FAILURE, tls::handshake_failure)
+fn handshake_info(e: &io::Error) -> String {
+    let rustls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    tls::handshake_info(rustls)
 }
 
 /// An HTTP check whose request goes out as is, on a plain connection; the verdict needs the

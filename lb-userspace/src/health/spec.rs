@@ -361,7 +361,7 @@ server = [{ name = "p", address = "10.0.2.1:80", check = true, check_ssl = true,
                 expect,
                 ..HttpCheck::default()
             }),
-            tls: tls.then(|| TlsSpec {
+            tls: tls.then_some(TlsSpec {
                 sni: None,
                 verify: Verify::None,
                 ca_file: None,

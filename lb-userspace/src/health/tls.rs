@@ -50,6 +50,15 @@ pub fn handshake_failure(e: &Error) -> &'static str {
     }
 }
 
+/// The `info` of a failed handshake, from rustls's error if it had one (else the socket
+/// failed: reset or closed). HAProxy appends the OS error to its text when `errno` still
+/// holds it by the time the check is reported, which for a reset during the handshake it
+/// does or not depending on timing (both forms were seen against the same server); lb keeps
+/// the stable part.
+pub fn handshake_info(tls: Option<&Error>) -> String {
+    tls.map_or(HANDSHAKE_FAILURE, handshake_failure).to_string()
+}
+
 /// The name a check's handshake is for: the SNI when there is one, else the address (an IP
 /// address sends no SNI).
 pub fn server_name(tls: &TlsSpec, ip: std::net::IpAddr) -> Result<ServerName<'static>, String> {
@@ -309,6 +318,7 @@ mod tests {
         ] {
             assert_eq!(handshake_failure(&e), HANDSHAKE_FAILURE, "{e:?}");
         }
+        assert_eq!(handshake_info(None), HANDSHAKE_FAILURE);
     }
 
     #[test]
