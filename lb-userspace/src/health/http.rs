@@ -14,9 +14,11 @@
 //!   HAProxy's text ([`super::tls`]); after it, L7RSP for what hyper could not parse
 //!   (garbage, closed before a full head), SOCKERR with the OS error text for an I/O error.
 //!
-//! As HAProxy 2.6 does, the request gets `Connection: close` and `Content-Length` unless
-//! configured. reqwest adds `accept: */*`, and `host` (the SNI or the address) when the
-//! configuration has none; header names go out in lower case (as HAProxy 2.6 sends them).
+//! The request is HAProxy 2.6's (captured: `GET /health_check.html HTTP/1.1`, `host:
+//! web.test`, the other configured headers, `connection: close`; header names in lower
+//! case; `content-length` only with a body), plus `accept: */*`, which reqwest adds to every
+//! request and offers no way to leave out. Without a configured `Host`, hyper adds one (the
+//! SNI or the address) where HAProxy would send none.
 use std::{
     future::Future,
     io,
@@ -28,7 +30,7 @@ use std::{
 
 use reqwest::{
     Method, Url, Version,
-    header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue},
+    header::{CONNECTION, HeaderMap, HeaderName, HeaderValue},
 };
 use tokio::{
     sync::watch,
@@ -201,8 +203,8 @@ impl HttpProbe {
     }
 }
 
-/// The configured headers, and HAProxy 2.6's `Connection: close` and `Content-Length` unless
-/// configured.
+/// The configured headers, and HAProxy 2.6's `Connection: close` unless configured (hyper
+/// gives a body its `content-length`, as HAProxy does).
 fn headers(h: &HttpCheck) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for line in &h.headers {
@@ -217,9 +219,6 @@ fn headers(h: &HttpCheck) -> Result<HeaderMap, String> {
     }
     if !has_header(h, "connection") {
         map.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    if !has_header(h, "content-length") {
-        map.insert(CONTENT_LENGTH, HeaderValue::from(h.body.len()));
     }
     Ok(map)
 }
@@ -328,7 +327,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn haproxy_headers_are_added_unless_configured() {
+    fn connection_close_is_added_unless_configured() {
         let h = HttpCheck {
             headers: vec!["Host: web.test".into(), "X-Check:  yes ".into()],
             ..HttpCheck::default()
@@ -337,15 +336,13 @@ mod tests {
         assert_eq!(m["host"], "web.test");
         assert_eq!(m["x-check"], "yes");
         assert_eq!(m["connection"], "close");
-        assert_eq!(m["content-length"], "0");
+        assert_eq!(m.len(), 3);
         let own = HttpCheck {
             headers: vec!["Connection: keep-alive".into()],
-            body: "ping".into(),
             ..HttpCheck::default()
         };
         let m = headers(&own).expect("valid");
         assert_eq!(m["connection"], "keep-alive");
-        assert_eq!(m["content-length"], "4");
         let bad = HttpCheck {
             headers: vec!["No colon".into()],
             ..HttpCheck::default()
