@@ -14,6 +14,10 @@ impl Runtime {
         id: ServerId,
         report: &AgentReport,
     ) -> anyhow::Result<()> {
+        // A report that raced a reload which removed the server.
+        if self.bal.server(id).is_none() {
+            return Ok(());
+        }
         if let Some(a) = report.admin {
             let want = match a {
                 AgentAdmin::Ready => AdminState::Ready,
