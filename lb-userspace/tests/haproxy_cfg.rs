@@ -332,6 +332,7 @@ fn global() -> impl Strategy<Value = Global> {
                 (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
                 Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
             ]),
+            verify(),
         ),
     )
         .prop_map(
@@ -345,6 +346,7 @@ fn global() -> impl Strategy<Value = Global> {
                     (a, b),
                     interfaces,
                     stats_http,
+                    ssl_server_verify,
                 ),
             )| Global {
                 instance,
@@ -369,8 +371,29 @@ fn global() -> impl Strategy<Value = Global> {
                 snat_ports: (a.min(b), a.max(b)),
                 interfaces,
                 stats_http,
+                ssl_server_verify,
             },
         )
+}
+
+fn verify() -> impl Strategy<Value = Verify> {
+    prop_oneof![Just(Verify::Required), Just(Verify::None)]
+}
+
+fn http_expect() -> impl Strategy<Value = HttpExpect> {
+    let pattern = "[a-z0-9^$.]{1,8}";
+    prop_oneof![
+        prop::collection::vec(
+            (100u16..=599, 0u16..50).prop_map(|(a, w)| (a, (a + w).min(599))),
+            0..3,
+        )
+        .prop_map(HttpExpect::Status),
+        (pattern, any::<bool>())
+            .prop_map(|(pattern, negate)| HttpExpect::StatusRegex { pattern, negate }),
+        ("\\PC{1,16}", any::<bool>()).prop_map(|(text, negate)| HttpExpect::Body { text, negate }),
+        (pattern, any::<bool>())
+            .prop_map(|(pattern, negate)| HttpExpect::BodyRegex { pattern, negate }),
+    ]
 }
 
 fn http_check() -> impl Strategy<Value = HttpCheck> {
@@ -380,21 +403,59 @@ fn http_check() -> impl Strategy<Value = HttpCheck> {
         "HTTP/1\\.[01]",
         prop::collection::vec("[A-Za-z-]{1,10}: [ -~]{0,16}", 0..3),
         text(),
-        prop::collection::vec(
-            (100u16..=599, 0u16..50).prop_map(|(a, w)| (a, (a + w).min(599))),
-            0..3,
+        http_expect(),
+        prop::option::of(
+            (
+                prop::option::of(port()),
+                any::<bool>(),
+                prop::option::of("[a-z.]{1,12}"),
+            )
+                .prop_map(|(port, ssl, sni)| CheckConnect { port, ssl, sni }),
         ),
     )
         .prop_map(
-            |(method, uri, version, headers, body, expect_status)| HttpCheck {
+            |(method, uri, version, headers, body, expect, connect)| HttpCheck {
                 method,
                 uri,
                 version,
                 headers,
                 body,
-                expect_status,
+                expect,
+                connect,
             },
         )
+}
+
+fn check_tls() -> impl Strategy<Value = CheckTls> {
+    (
+        any::<bool>(),
+        prop::option::of("[a-z.]{1,12}"),
+        prop::option::of(verify()),
+        prop::option::of("/[a-z/.]{1,12}"),
+    )
+        .prop_map(|(ssl, sni, verify, ca_file)| CheckTls {
+            ssl,
+            sni,
+            verify,
+            ca_file: ca_file.map(Into::into),
+        })
+}
+
+fn agent() -> impl Strategy<Value = AgentCheck> {
+    (
+        any::<bool>(),
+        prop::option::of(port()),
+        prop::option::of(dur()),
+        text(),
+        prop::option::of(ip()),
+    )
+        .prop_map(|(enabled, port, inter, send, addr)| AgentCheck {
+            enabled,
+            port,
+            inter,
+            send,
+            addr,
+        })
 }
 
 fn server() -> impl Strategy<Value = Server> {
@@ -417,6 +478,8 @@ fn server() -> impl Strategy<Value = Server> {
             any::<bool>(),
             any::<bool>(),
             prop::option::of(any::<u32>()),
+            check_tls(),
+            agent(),
         ),
         (
             prop_oneof![
@@ -432,7 +495,18 @@ fn server() -> impl Strategy<Value = Server> {
         .prop_map(
             |(
                 (name, addr, port, check, inter, fastinter, downinter),
-                (fall, rise, check_port, check_addr, weight, backup, disabled, maxconn),
+                (
+                    fall,
+                    rise,
+                    check_port,
+                    check_addr,
+                    weight,
+                    backup,
+                    disabled,
+                    maxconn,
+                    check_tls,
+                    agent,
+                ),
                 (on_marked_down, on_marked_up),
             )| Server {
                 name,
@@ -446,6 +520,8 @@ fn server() -> impl Strategy<Value = Server> {
                 rise,
                 check_port,
                 check_addr,
+                check_tls,
+                agent,
                 weight,
                 backup,
                 disabled,

@@ -45,6 +45,10 @@ fn counts(servers: &[Srv]) -> Counts {
 /// The daemon's event loop, reduced to the logging part.
 async fn daemon(mut rx: mpsc::Receiver<CheckEvent>, mut servers: Vec<Srv>, logger: Logger) {
     while let Some(ev) = rx.recv().await {
+        // This scenario has health checks only (no agent).
+        let CheckEvent::Health(ev) = ev else {
+            continue;
+        };
         let i = ev.server.index();
         let before = counts(&servers);
         match ev.outcome.transition {
@@ -59,6 +63,7 @@ async fn daemon(mut rx: mpsc::Receiver<CheckEvent>, mut servers: Vec<Srv>, logge
                 server: &servers[i].name,
                 backup: false,
             },
+            agent: false,
             result: &ev.result,
             outcome: &ev.outcome,
             weight: 1,

@@ -353,6 +353,15 @@ fn seed_scenario_with_the_seeds_haproxy_cfg() {
         !uid_line.contains("\t0\t"),
         "still root after 'user haproxy': {uid_line}"
     );
+    // Only CAP_NET_ADMIN (12), CAP_PERFMON (38) and CAP_BPF (39) are left.
+    for set in ["CapEff:", "CapPrm:"] {
+        let line = status.lines().find(|l| l.starts_with(set)).unwrap_or("");
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("000000c000001000"),
+            "{line}"
+        );
+    }
     let root = std::fs::read_link(format!("/proc/{pid}/root")).expect("root");
     assert_eq!(root, Path::new("/var/lib/haproxy"), "chroot");
     let log = play(&mut s);

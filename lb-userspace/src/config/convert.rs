@@ -165,6 +165,9 @@ fn global(out: &mut String, g: &Global) {
     if let Some(a) = g.stats_http {
         let _ = writeln!(out, "stats_http = {}", q(&a.to_string()));
     }
+    if g.ssl_server_verify != d.ssl_server_verify {
+        let _ = writeln!(out, "ssl_server_verify = {}", q(g.ssl_server_verify.name()));
+    }
 }
 
 fn server(s: &Server) -> String {
@@ -188,6 +191,8 @@ fn server(s: &Server) -> String {
     if let Some(a) = s.check_addr {
         let _ = write!(o, ", addr = {}", q(&a.to_string()));
     }
+    check_tls(&mut o, &s.check_tls);
+    agent(&mut o, &s.agent);
     let _ = write!(o, ", weight = {}", s.weight);
     if s.backup {
         o.push_str(", backup = true");
@@ -206,6 +211,56 @@ fn server(s: &Server) -> String {
     }
     o.push_str(" }");
     o
+}
+
+/// `check_ssl`, `check_sni`, `verify`, `ca_file`, when set.
+fn check_tls(o: &mut String, t: &CheckTls) {
+    if t.ssl {
+        o.push_str(", check_ssl = true");
+    }
+    if let Some(sni) = &t.sni {
+        let _ = write!(o, ", check_sni = {}", q(sni));
+    }
+    if let Some(v) = t.verify {
+        let _ = write!(o, ", verify = {}", q(v.name()));
+    }
+    if let Some(f) = &t.ca_file {
+        let _ = write!(o, ", ca_file = {}", path(f));
+    }
+}
+
+/// `agent_check` and its settings, when set.
+fn agent(o: &mut String, a: &AgentCheck) {
+    if a.enabled {
+        o.push_str(", agent_check = true");
+    }
+    if let Some(p) = a.port {
+        let _ = write!(o, ", agent_port = {p}");
+    }
+    if let Some(t) = a.inter {
+        let _ = write!(o, ", agent_inter = {}", q(&duration(t)));
+    }
+    if !a.send.is_empty() {
+        let _ = write!(o, ", agent_send = {}", q(&a.send));
+    }
+    if let Some(ad) = a.addr {
+        let _ = write!(o, ", agent_addr = {}", q(&ad.to_string()));
+    }
+}
+
+/// The `expect_*` key of an `http_check` (nothing for the default).
+fn http_expect(out: &mut String, e: &HttpExpect) {
+    let (key, value, negate) = match e {
+        HttpExpect::Status(r) if r.is_empty() => return,
+        HttpExpect::Status(r) => ("expect_status", status_ranges(r), false),
+        HttpExpect::StatusRegex { pattern, negate } => ("expect_rstatus", pattern.clone(), *negate),
+        HttpExpect::Body { text, negate } => ("expect_string", text.clone(), *negate),
+        HttpExpect::BodyRegex { pattern, negate } => ("expect_rstring", pattern.clone(), *negate),
+    };
+    let _ = write!(out, ", {key} = {}", q(&value));
+    if negate {
+        out.push_str(", expect_negate = true");
+    }
 }
 
 fn status_ranges(r: &[(u16, u16)]) -> String {
@@ -277,12 +332,21 @@ fn backend(out: &mut String, b: &Backend) {
         if !h.body.is_empty() {
             let _ = write!(out, ", body = {}", q(&h.body));
         }
-        if !h.expect_status.is_empty() {
-            let _ = write!(
-                out,
-                ", expect_status = {}",
-                q(&status_ranges(&h.expect_status))
-            );
+        http_expect(out, &h.expect);
+        if let Some(c) = &h.connect {
+            out.push_str(", connect = {");
+            let mut parts = Vec::new();
+            if let Some(p) = c.port {
+                parts.push(format!(" port = {p}"));
+            }
+            if c.ssl {
+                parts.push(" ssl = true".to_string());
+            }
+            if let Some(sni) = &c.sni {
+                parts.push(format!(" sni = {}", q(sni)));
+            }
+            out.push_str(&parts.join(","));
+            out.push_str(" }");
         }
         out.push_str(" }\n");
     }

@@ -61,6 +61,8 @@ pub struct Global {
     pub interfaces: Vec<String>,
     /// Prometheus metrics and the HTML stats page.
     pub stats_http: Option<SocketAddr>,
+    /// `ssl-server-verify`: the `verify` of servers that do not say.
+    pub ssl_server_verify: Verify,
 }
 
 impl Default for Global {
@@ -83,6 +85,7 @@ impl Default for Global {
             snat_ports: (1024, 32767),
             interfaces: Vec::new(),
             stats_http: None,
+            ssl_server_verify: Verify::Required,
         }
     }
 }
@@ -271,7 +274,7 @@ pub enum CheckKind {
     Http(HttpCheck),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpCheck {
     pub method: String,
     pub uri: String,
@@ -279,8 +282,11 @@ pub struct HttpCheck {
     /// Header lines exactly as configured (`User-agent: Proxy-Check`).
     pub headers: Vec<String>,
     pub body: String,
-    /// Status ranges that pass; empty means HAProxy's default, 200-399.
-    pub expect_status: Vec<(u16, u16)>,
+    /// What the response must show (`http-check expect`).
+    pub expect: HttpExpect,
+    /// `http-check connect`: where and how to connect instead of the server's check
+    /// settings.
+    pub connect: Option<CheckConnect>,
 }
 
 impl Default for HttpCheck {
@@ -292,7 +298,8 @@ impl Default for HttpCheck {
             version: "HTTP/1.0".into(),
             headers: Vec::new(),
             body: String::new(),
-            expect_status: Vec::new(),
+            expect: HttpExpect::default(),
+            connect: None,
         }
     }
 }
@@ -316,6 +323,104 @@ impl HttpCheck {
             }
         }
     }
+}
+
+/// `http-check expect`: one match on the response (HAProxy's `status`, `rstatus`, `string`,
+/// `rstring`), possibly negated with `!`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpExpect {
+    /// The status code is in one of these ranges; empty means HAProxy's default, 200-399. A
+    /// negated `status` is stored as the complement (100-599 outside the codes).
+    Status(Vec<(u16, u16)>),
+    /// The status code, as its three digits, matches the regular expression.
+    StatusRegex { pattern: String, negate: bool },
+    /// The body contains the text.
+    Body { text: String, negate: bool },
+    /// The body matches the regular expression.
+    BodyRegex { pattern: String, negate: bool },
+}
+
+impl Default for HttpExpect {
+    fn default() -> Self {
+        HttpExpect::Status(Vec::new())
+    }
+}
+
+impl HttpExpect {
+    /// The match reads the body, not just the status line.
+    pub fn needs_body(&self) -> bool {
+        matches!(self, HttpExpect::Body { .. } | HttpExpect::BodyRegex { .. })
+    }
+
+    /// The regular expression it holds, if any.
+    pub fn pattern(&self) -> Option<&str> {
+        match self {
+            HttpExpect::StatusRegex { pattern, .. } | HttpExpect::BodyRegex { pattern, .. } => {
+                Some(pattern)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `http-check connect [port N] [ssl] [sni NAME]`: the check's connection, instead of the
+/// server's `port`, `check-ssl` and `check-sni` (HAProxy ignores those once a connect rule is
+/// written).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CheckConnect {
+    /// Unset: the server's check `port`, else its own port.
+    pub port: Option<u16>,
+    pub ssl: bool,
+    pub sni: Option<String>,
+}
+
+/// How a TLS health check treats the server's certificate (`verify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// The chain must lead to `ca-file`, and match the SNI when one is sent.
+    #[default]
+    Required,
+    /// Any certificate is accepted.
+    None,
+}
+
+impl Verify {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verify::Required => "required",
+            Verify::None => "none",
+        }
+    }
+}
+
+/// How health checks speak TLS to a server: `check-ssl`, `check-sni`, `verify`, `ca-file`.
+/// (lb never speaks TLS on the traffic itself, so these only concern the checks.)
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CheckTls {
+    /// `check-ssl`: the checks run over TLS.
+    pub ssl: bool,
+    /// `check-sni`: the name sent in the handshake, and then the name the certificate must
+    /// carry. Unset: no SNI, and (as HAProxy) no name check.
+    pub sni: Option<String>,
+    /// `verify`; unset: the global `ssl-server-verify`.
+    pub verify: Option<Verify>,
+    /// `ca-file`: the certificates a verified chain must lead to.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `agent-check` and its settings (HAProxy's agent protocol: the server's agent answers a
+/// line such as `up 75%` or `drain`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AgentCheck {
+    pub enabled: bool,
+    /// `agent-port`; unset: the server's check `port`.
+    pub port: Option<u16>,
+    /// `agent-inter`; unset: the server's `inter`.
+    pub inter: Option<Duration>,
+    /// `agent-send`: written once connected; nothing when empty.
+    pub send: String,
+    /// `agent-addr`; unset: the check address.
+    pub addr: Option<Ipv4Addr>,
 }
 
 /// A backend's timers, as HAProxy names them. The flow ones (`connect`, `client`, `server`,
@@ -417,6 +522,9 @@ pub struct Server {
     /// Health checks go to this port/address instead of the server's.
     pub check_port: Option<u16>,
     pub check_addr: Option<Ipv4Addr>,
+    /// TLS for the health checks.
+    pub check_tls: CheckTls,
+    pub agent: AgentCheck,
     /// 0..=256; 0 takes no new flows (DRAIN).
     pub weight: u32,
     pub backup: bool,
@@ -449,6 +557,8 @@ impl Server {
             rise: Self::DEFAULT_RISE,
             check_port: None,
             check_addr: None,
+            check_tls: CheckTls::default(),
+            agent: AgentCheck::default(),
             weight: Self::DEFAULT_WEIGHT,
             backup: false,
             disabled: false,

@@ -51,6 +51,8 @@ struct GlobalT {
     #[serde(default)]
     interfaces: Vec<String>,
     stats_http: Option<Spanned<String>>,
+    /// The `verify` of servers that do not say (`none` or `required`).
+    ssl_server_verify: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -129,8 +131,27 @@ struct HttpCheckT {
     #[serde(default)]
     headers: Vec<String>,
     body: Option<String>,
-    /// `"200"`, `"200,301-399"`; default: 200-399 pass.
+    /// One match at most. `"200"`, `"200,301-399"`; default: 200-399 pass.
     expect_status: Option<Spanned<String>>,
+    /// A regular expression the status code must match.
+    expect_rstatus: Option<Spanned<String>>,
+    /// Text the body must contain.
+    expect_string: Option<Spanned<String>>,
+    /// A regular expression the body must match.
+    expect_rstring: Option<Spanned<String>>,
+    /// The match must fail (HAProxy's `!`).
+    expect_negate: Option<bool>,
+    /// Where and how to connect instead of the server's check settings.
+    connect: Option<Spanned<ConnectT>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct ConnectT {
+    port: Option<Spanned<u32>>,
+    #[serde(default)]
+    ssl: bool,
+    sni: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -148,6 +169,17 @@ struct ServerT {
     port: Option<Spanned<u32>>,
     /// Health-check address override.
     addr: Option<Spanned<String>>,
+    /// Health checks over TLS.
+    check_ssl: Option<bool>,
+    check_sni: Option<Spanned<String>>,
+    /// `none` or `required` (the certificate must lead to `ca_file`).
+    verify: Option<Spanned<String>>,
+    ca_file: Option<String>,
+    agent_check: Option<bool>,
+    agent_port: Option<Spanned<u32>>,
+    agent_inter: Option<Spanned<Time>>,
+    agent_send: Option<String>,
+    agent_addr: Option<Spanned<String>>,
     weight: Option<Spanned<u32>>,
     backup: Option<bool>,
     disabled: Option<bool>,
@@ -351,6 +383,9 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
         }
     }
     out.interfaces = g.interfaces.clone();
+    if let Some(v) = cx.word(&g.ssl_server_verify, "ssl_server_verify", VERIFY) {
+        out.ssl_server_verify = v;
+    }
     if let Some(a) = &g.stats_http {
         match stats_http_addr(a.get_ref()) {
             Some(addr) => out.stats_http = Some(addr),
@@ -469,6 +504,8 @@ fn stats_socket(s: &StatsSocketT, at: &Origin) -> Result<StatsSocket, String> {
 }
 
 const MODES: &[(&str, Mode)] = &[("tcp", Mode::Tcp), ("http", Mode::Http)];
+
+const VERIFY: &[(&str, Verify)] = &[("none", Verify::None), ("required", Verify::Required)];
 
 fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Frontend {
     let origin = cx.src.of(f);
@@ -629,16 +666,84 @@ fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
         }
     }
     out.body = raw.body.clone().unwrap_or_default();
-    if let Some(e) = &raw.expect_status {
-        match units::status_ranges(e.get_ref()) {
-            Ok(r) => out.expect_status = r,
-            Err(msg) => {
-                let at = cx.src.of(e);
-                cx.err(at, format!("'expect_status': {msg}"));
-            }
-        }
+    if let Some(e) = http_expect(cx, raw) {
+        out.expect = e;
+    }
+    if let Some(c) = &raw.connect {
+        let at = cx.src.of(c);
+        let c = c.get_ref();
+        let port = c
+            .port
+            .as_ref()
+            .and_then(|p| match units::port(&p.get_ref().to_string()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    cx.err(at.clone(), format!("http_check connect 'port': {e}"));
+                    None
+                }
+            });
+        out.connect = Some(CheckConnect {
+            port,
+            ssl: c.ssl,
+            sni: c.sni.clone(),
+        });
     }
     out
+}
+
+/// The one `expect_*` key of an `http_check`, if any; `None` also after an error.
+fn http_expect(cx: &mut Ctx, raw: &HttpCheckT) -> Option<HttpExpect> {
+    let negate = raw.expect_negate.unwrap_or(false);
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("expect_status", &raw.expect_status),
+        ("expect_rstatus", &raw.expect_rstatus),
+        ("expect_string", &raw.expect_string),
+        ("expect_rstring", &raw.expect_rstring),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+    .collect();
+    let (key, v) = match given.as_slice() {
+        [] => return None,
+        [one] => *one,
+        [(a, _), (b, v), ..] => {
+            let at = cx.src.of(v);
+            cx.err(
+                at,
+                format!("'{a}' and '{b}': an http_check expects one match"),
+            );
+            return None;
+        }
+    };
+    let at = cx.src.of(v);
+    let text = v.get_ref().clone();
+    let fail = |cx: &mut Ctx, e: String| {
+        cx.err(at.clone(), format!("'{key}': {e}"));
+        None
+    };
+    match key {
+        "expect_status" => match units::status_ranges(&text) {
+            Ok(r) if negate => match units::status_complement(&r) {
+                c if c.is_empty() => fail(cx, "negated, it would fail every check".into()),
+                c => Some(HttpExpect::Status(c)),
+            },
+            Ok(r) => Some(HttpExpect::Status(r)),
+            Err(e) => fail(cx, e),
+        },
+        "expect_string" if text.is_empty() => fail(cx, "the text must not be empty".into()),
+        "expect_string" => Some(HttpExpect::Body { text, negate }),
+        _ => match units::regex(&text) {
+            Err(e) => fail(cx, e),
+            Ok(_) if key == "expect_rstatus" => Some(HttpExpect::StatusRegex {
+                pattern: text,
+                negate,
+            }),
+            Ok(_) => Some(HttpExpect::BodyRegex {
+                pattern: text,
+                negate,
+            }),
+        },
+    }
 }
 
 fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
@@ -706,6 +811,8 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
             }
         }
     }
+    check_tls(cx, &mut out, s, d);
+    agent(cx, &mut out, s, d);
     if let Some(w) = pick(&s.weight, &d.weight) {
         out.weight = *w.get_ref();
     }
@@ -730,6 +837,48 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         )
         .unwrap_or_default();
     Some(out)
+}
+
+/// `check_ssl`, `check_sni`, `verify`, `ca_file`.
+fn check_tls(cx: &mut Ctx, out: &mut Server, s: &ServerT, d: &ServerT) {
+    out.check_tls.ssl = s.check_ssl.or(d.check_ssl).unwrap_or(false);
+    if let Some(sni) = pick(&s.check_sni, &d.check_sni) {
+        if sni.get_ref().is_empty() {
+            let at = cx.src.of(sni);
+            cx.err(at, format!("server '{}': 'check_sni' is empty", out.name));
+        } else {
+            out.check_tls.sni = Some(sni.get_ref().clone());
+        }
+    }
+    out.check_tls.verify = cx.word(pick(&s.verify, &d.verify), "verify", VERIFY);
+    out.check_tls.ca_file = pick(&s.ca_file, &d.ca_file).as_ref().map(Into::into);
+}
+
+/// `agent_check` and its `agent_*` settings.
+fn agent(cx: &mut Ctx, out: &mut Server, s: &ServerT, d: &ServerT) {
+    out.agent.enabled = s.agent_check.or(d.agent_check).unwrap_or(false);
+    if let Some(p) = pick(&s.agent_port, &d.agent_port) {
+        match units::port(&p.get_ref().to_string()) {
+            Ok(p) => out.agent.port = Some(p),
+            Err(e) => {
+                let at = cx.src.of(p);
+                cx.err(at, format!("server '{}': 'agent_port': {e}", out.name));
+            }
+        }
+    }
+    out.agent.inter = cx.time(pick(&s.agent_inter, &d.agent_inter), "agent_inter");
+    out.agent.send = pick(&s.agent_send, &d.agent_send)
+        .clone()
+        .unwrap_or_default();
+    if let Some(a) = pick(&s.agent_addr, &d.agent_addr) {
+        match units::ipv4(a.get_ref()) {
+            Ok(a) => out.agent.addr = Some(a),
+            Err(e) => {
+                let at = cx.src.of(a);
+                cx.err(at, format!("server '{}': 'agent_addr': {e}", out.name));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -858,5 +1007,75 @@ mod tests {
         let b = bind("10.0.0.1:53/udp", &Origin::default()).expect("valid");
         assert_eq!(b.proto, Proto::Udp);
         assert!(bind("10.0.0.1:53/sctp", &Origin::default()).is_err());
+    }
+
+    #[test]
+    fn check_tls_agent_and_expect_keys() {
+        let c = parse(
+            "t.toml",
+            r#"
+[global]
+ssl_server_verify = "none"
+[frontend.f]
+bind = ["10.0.0.1:80"]
+default_backend = "b"
+[backend.b]
+http_check = { version = "HTTP/1.1", headers = ["Host: web.test"], expect_rstring = "^OK", expect_negate = true, connect = { port = 8443, ssl = true, sni = "web.test" } }
+default_server = { agent_port = 9001, verify = "required" }
+server = [{ name = "s", address = "10.0.1.1:80", check = true, check_ssl = true, check_sni = "web.test", ca_file = "/ca.pem", agent_check = true, agent_inter = "1s", agent_send = "ping\n", agent_addr = "10.0.1.9" }]
+"#,
+        )
+        .expect("parses");
+        assert_eq!(c.global.ssl_server_verify, Verify::None);
+        let b = &c.backends[0];
+        let CheckKind::Http(h) = &b.check else {
+            panic!("http check")
+        };
+        assert_eq!(
+            h.expect,
+            HttpExpect::BodyRegex {
+                pattern: "^OK".into(),
+                negate: true
+            }
+        );
+        assert_eq!(
+            h.connect,
+            Some(CheckConnect {
+                port: Some(8443),
+                ssl: true,
+                sni: Some("web.test".into())
+            })
+        );
+        let s = &b.servers[0];
+        assert_eq!(s.check_tls.verify, Some(Verify::Required));
+        assert_eq!(s.check_tls.sni.as_deref(), Some("web.test"));
+        assert_eq!(s.agent.port, Some(9001));
+        assert_eq!(s.agent.send, "ping\n");
+        // A negated status list is its complement.
+        let c = parse(
+            "t.toml",
+            "[backend.b]\nhttp_check = { expect_status = '100-599', expect_negate = true }\nserver = []\n",
+        )
+        .expect_err("every code");
+        assert!(
+            c.diagnostics[0]
+                .to_string()
+                .contains("negated, it would fail every check")
+        );
+        let e = errors(
+            "[backend.b]\nhttp_check = { expect_status = '200', expect_string = 'x' }\nserver = [{ name = 's', address = '10.0.0.1:80', verify = 'sometimes' }]\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "[ALERT] parsing [t.toml:2] : 'expect_status' and 'expect_string': an http_check expects one match",
+                "[ALERT] parsing [t.toml:3] : 'verify' is 'sometimes', expected one of 'none', 'required'",
+            ]
+        );
+        let e = errors("[backend.b]\nhttp_check = { expect_rstatus = '(' }\nserver = []\n");
+        assert_eq!(
+            e,
+            ["[ALERT] parsing [t.toml:2] : 'expect_rstatus': regex '(' is invalid: unclosed group"]
+        );
     }
 }

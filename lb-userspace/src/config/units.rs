@@ -96,6 +96,45 @@ pub fn status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
         .collect()
 }
 
+/// Status codes 100-599 not in `r`.
+pub fn status_complement(r: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    let mut start = 100u16;
+    let mut sorted = r.to_vec();
+    sorted.sort_unstable();
+    for (a, b) in sorted {
+        if a > start {
+            out.push((start, a - 1));
+        }
+        start = start.max(b.saturating_add(1));
+    }
+    if start <= 599 {
+        out.push((start, 599));
+    }
+    out
+}
+
+/// A regular expression of `http-check expect rstatus|rstring`, compiled. Searched anywhere
+/// in the subject, like HAProxy's `regex_exec`. HAProxy uses PCRE; this is the `regex` crate's
+/// syntax, the same for everything but look-around and back-references.
+pub fn regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        // Config regexes are small; a pathological one is refused rather than built.
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            // The crate's message spans lines (pattern, caret, error); keep the error.
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or(text.lines().last().unwrap_or_default())
+                .to_string();
+            format!("regex '{pattern}' is invalid: {why}")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

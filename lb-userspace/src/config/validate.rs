@@ -22,6 +22,7 @@ const RULES: &[Rule] = &[
     frontends_are_wired,
     http_frontends_run_at_l4,
     backends_have_sound_servers,
+    checks_can_run,
     http_backends_run_at_l4,
     data_plane_holds_it,
     a_flood_leaves_ports_free,
@@ -208,6 +209,70 @@ fn weight_is_in_range(s: &Server) -> Option<String> {
 
 fn inter_is_positive(s: &Server) -> Option<String> {
     s.inter.is_zero().then(|| "'inter' must be positive".into())
+}
+
+/// Every health and agent check can run: an agent has a port, a TLS check has what its
+/// `verify` needs (HAProxy refuses the same at startup), and an HTTP check that goes through
+/// the HTTP client is one it can send.
+fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
+    use crate::health::{CheckSpec, Probe, tls};
+    for b in &c.backends {
+        for s in &b.servers {
+            let mut problem = |m: String| {
+                alert(
+                    out,
+                    &s.origin,
+                    format!("server '{}/{}': {m}", b.name, s.name),
+                );
+            };
+            if s.agent.enabled && s.agent.port.or(s.check_port).is_none() {
+                problem(format!(
+                    "server {} does not have agent port ('agent-port', or the check 'port'). Agent check has been disabled.",
+                    s.name
+                ));
+            }
+            if !s.check {
+                continue;
+            }
+            let spec = CheckSpec::new(b, s, c.global.ssl_server_verify);
+            if let Some(t) = &spec.tls {
+                match (&t.ca_file, t.verify) {
+                    (None, Verify::Required) if c.global.ssl_server_verify == Verify::Required => {
+                        problem("verify is enabled by default but no CA file specified. If you're running on a LAN where you're certain to trust the server's certificate, please set an explicit 'verify none' statement on the 'server' line, or use 'ssl-server-verify none' in the global section to disable server-side verifications by default.".into())
+                    }
+                    (None, Verify::Required) => {
+                        problem("verify is enabled but no CA file specified.".into())
+                    }
+                    (Some(f), Verify::Required) => {
+                        if let Err(e) = tls::read_ca_file(f) {
+                            problem(e);
+                        }
+                    }
+                    (_, Verify::None) => {}
+                }
+                if let Err(e) = tls::server_name(t, spec.addr.ip()) {
+                    problem(e);
+                }
+            }
+            if let Probe::Http(h) = &spec.probe
+                && !spec.sends_exact_bytes()
+            {
+                // What the HTTP client sends: the seed's exact bytes go out another way.
+                if !matches!(h.version.as_str(), "HTTP/1.0" | "HTTP/1.1") {
+                    problem(format!(
+                        "HTTP checks over TLS or matching the body are sent as HTTP/1.0 or HTTP/1.1, not '{}'",
+                        h.version
+                    ));
+                }
+                if !h.uri.starts_with('/') {
+                    problem(format!(
+                        "HTTP/1.1 checks, and HTTP checks over TLS or matching the body, need a URI starting with '/', not '{}'",
+                        h.uri
+                    ));
+                }
+            }
+        }
+    }
 }
 
 fn http_backends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
@@ -425,5 +490,80 @@ mod tests {
         assert_eq!(check(&wide), Ok(vec![]));
         let dnat = text.replace("[backend.b]", "[backend.b]\nnat = 'dnat'");
         assert_eq!(check(&dnat), Ok(vec![]), "DNAT takes no ports");
+    }
+
+    #[test]
+    fn checks_that_cannot_run() {
+        let servers = |extra: &str, s: &str| {
+            format!(
+                "[frontend.f]\nbind = ['10.0.0.1:80']\ndefault_backend = 'b'\n{extra}\n[backend.b]\nserver = [{s}]\n"
+            )
+        };
+        let e = check(&servers(
+            "",
+            "{ name = 's', address = '10.0.1.1:80', agent_check = true }",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "[ALERT] parsing [t.toml:6] : server 'b/s': server s does not have agent port ('agent-port', or the check 'port'). Agent check has been disabled."
+            ]
+        );
+        assert!(
+            check(&servers(
+                "",
+                "{ name = 's', address = '10.0.1.1:80', agent_check = true, port = 81 }"
+            ))
+            .is_ok()
+        );
+        let e = check(&servers(
+            "",
+            "{ name = 's', address = '10.0.1.1:80', check = true, check_ssl = true }",
+        ))
+        .unwrap_err();
+        assert!(e[0].ends_with("server 'b/s': verify is enabled by default but no CA file specified. If you're running on a LAN where you're certain to trust the server's certificate, please set an explicit 'verify none' statement on the 'server' line, or use 'ssl-server-verify none' in the global section to disable server-side verifications by default."), "{e:?}");
+        let none = "[global]\nssl_server_verify = 'none'\n";
+        assert!(
+            check(&servers(
+                none,
+                "{ name = 's', address = '10.0.1.1:80', check = true, check_ssl = true }"
+            ))
+            .is_ok()
+        );
+        let e = check(&servers(
+            none,
+            "{ name = 's', address = '10.0.1.1:80', check = true, check_ssl = true, verify = 'required', ca_file = '/nonexistent/ca.pem', check_sni = 'a b' }",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "[ALERT] parsing [t.toml:8] : server 'b/s': Couldn't open the ca-file '/nonexistent/ca.pem' (No such file or directory).",
+                "[ALERT] parsing [t.toml:8] : server 'b/s': 'a b' is not a valid TLS server name",
+            ]
+        );
+        // Without `check`, the TLS settings are not used.
+        assert!(
+            check(&servers(
+                "",
+                "{ name = 's', address = '10.0.1.1:80', check_ssl = true }"
+            ))
+            .is_ok()
+        );
+        let e = check(&format!(
+            "{}http_check = {{ version = 'HTTP/2', uri = 'x', expect_string = 'OK' }}\n",
+            servers("", "{ name = 's', address = '10.0.1.1:80', check = true }")
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].ends_with("are sent as HTTP/1.0 or HTTP/1.1, not 'HTTP/2'"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].ends_with("need a URI starting with '/', not 'x'"),
+            "{e:?}"
+        );
     }
 }

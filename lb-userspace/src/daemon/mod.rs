@@ -213,6 +213,8 @@ async fn serve(
     let api = crate::api::serve(api_bound, api_tx)?;
     let mut addresses = addrwatch::watch()?;
     let state_files = runtime::StateFiles::open(&cfg, runtime::StateFiles::default());
+    // TLS checks' CA files, read while their paths still resolve (as HAProxy does).
+    crate::health::tls::preload(&cfg);
     // Everything that needs root is open: drop to the configured user (keeping CAP_BPF and
     // CAP_NET_ADMIN) and chroot.
     privileges::drop_privileges(&cfg.global, &identity)?;

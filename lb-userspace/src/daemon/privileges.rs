@@ -11,27 +11,17 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
+use caps::{CapSet, Capability, CapsHashSet};
 
 use crate::config::Global;
 
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
+/// What lb keeps once it is no longer root (CAP_PERFMON with CAP_BPF lets the kernel take
+/// the program's pointer arithmetic as a privileged user's).
+const KEEP: [Capability; 3] = [
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_PERFMON,
+    Capability::CAP_BPF,
+];
 
 /// Who to become, resolved while /etc/passwd is still reachable.
 pub struct Identity {
@@ -86,11 +76,11 @@ pub fn drop_privileges(g: &Global, id: &Identity) -> Result<()> {
     if id.uid.is_none() && id.gid.is_none() {
         return Ok(());
     }
-    // SAFETY: prctl/setgroups/setgid/setuid with plain integer arguments.
+    // Permitted capabilities survive the switch of uid; the effective ones are cleared by it
+    // and raised again below.
+    caps::securebits::set_keepcaps(true).context("PR_SET_KEEPCAPS")?;
+    // SAFETY: setgroups/setgid/setuid with plain integer arguments.
     unsafe {
-        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
-        }
         if let Some(gid) = id.gid
             && (libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0)
         {
@@ -102,22 +92,12 @@ pub fn drop_privileges(g: &Global, id: &Identity) -> Result<()> {
             return Err(std::io::Error::last_os_error()).context("setuid");
         }
     }
-    let keep = (1u32 << CAP_NET_ADMIN) as u64 | (1u64 << CAP_PERFMON) | (1u64 << CAP_BPF);
-    let mut data = [CapData::default(); 2];
-    for (i, d) in data.iter_mut().enumerate() {
-        let bits = (keep >> (32 * i)) as u32;
-        d.effective = bits;
-        d.permitted = bits;
-    }
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset(2) with a v3 header and two data words, as the ABI requires.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("capset");
-    }
+    let keep: CapsHashSet = KEEP.into_iter().collect();
+    // The effective set may only hold permitted capabilities: it is narrowed (or raised
+    // again, after setuid) before the permitted one.
+    caps::set(None, CapSet::Effective, &keep).context("capset (effective)")?;
+    caps::set(None, CapSet::Permitted, &keep).context("capset (permitted)")?;
+    caps::clear(None, CapSet::Inheritable).context("capset (inheritable)")?;
     Ok(())
 }
 

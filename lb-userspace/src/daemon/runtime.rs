@@ -5,6 +5,7 @@
 //! - `admin`: the runtime API's requests, answered in the serve loop;
 //! - `reload`: SIGHUP, a new configuration applied on the same maps.
 mod admin;
+mod agent;
 mod reload;
 mod state_file;
 
@@ -23,7 +24,7 @@ use crate::{
     config::Config,
     config::{OnMarkedDown, OnMarkedUp},
     dataplane::ids::{BackendId, ServerId, ServerSlot},
-    health::{self, CheckEvent, Checkers, Transition},
+    health::{self, CheckEvent, CheckResult, Checkers, Outcome, Transition},
     logs::{
         CheckEventLog, Counts, Flavor, LogLine, Logger, Sessions, check_event_lines,
         format::startup_lines,
@@ -197,28 +198,50 @@ impl Runtime {
         self.bal.servers().counts(backend)
     }
 
-    /// A finished health check: applies an UP/DOWN transition to the maps (so that, by the
-    /// time the DOWN line is written, no new flow can reach the server), then logs.
+    /// A finished check: applies an UP/DOWN transition to the maps (so that, by the time the
+    /// DOWN line is written, no new flow can reach the server), then logs. An agent's admin
+    /// and weight words are applied first, as HAProxy does.
     pub fn on_check(&mut self, ev: CheckEvent) -> Result<()> {
-        let Some(e) = self.bal.server(ev.server) else {
+        match ev {
+            CheckEvent::Health(e) => self.on_health_check(e.server, &e.result, &e.outcome, false),
+            CheckEvent::Agent(e) => {
+                self.on_agent_words(e.server, &e.report)?;
+                match self.checkers.apply_agent(e.server, &e.report) {
+                    Some(outcome) => {
+                        self.on_health_check(e.server, &e.report.result, &outcome, true)
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn on_health_check(
+        &mut self,
+        id: ServerId,
+        result: &CheckResult,
+        outcome: &Outcome,
+        agent: bool,
+    ) -> Result<()> {
+        let Some(e) = self.bal.server(id) else {
             return Ok(());
         };
-        // A result that raced an operator putting the server in maintenance.
-        if e.state.admin == Admin::Maint {
+        // A health check result that raced an operator putting the server in maintenance.
+        // (Agents go on in maintenance: their transitions are already none there.)
+        if e.state.admin == Admin::Maint && !agent {
             return Ok(());
         }
         let backend = e.place.backend;
         let before = self.counts(backend);
-        if let Some(t) = ev.outcome.transition {
-            self.bal
-                .change(ev.server, |st| st.up = t == Transition::Up)?;
-            self.end_sessions_on(ev.server, t)?;
+        if let Some(t) = outcome.transition {
+            self.bal.change(id, |st| st.up = t == Transition::Up)?;
+            self.end_sessions_on(id, t)?;
         }
         let after = self.counts(backend);
-        if let Some(h) = self.bal.history_mut(ev.server) {
-            h.check(ev.result.status.passed(), ev.outcome.health.health);
+        if !agent && let Some(h) = self.bal.history_mut(id) {
+            h.check(result.status.passed(), outcome.health.health);
         }
-        let Some(e) = self.bal.server(ev.server) else {
+        let Some(e) = self.bal.server(id) else {
             return Ok(());
         };
         let log_health_checks = self
@@ -228,8 +251,9 @@ impl Runtime {
             .is_some_and(|b| b.log_health_checks);
         let lines = check_event_lines(&CheckEventLog {
             server: e.name(),
-            result: &ev.result,
-            outcome: &ev.outcome,
+            agent,
+            result,
+            outcome,
             weight: e.state.weight,
             log_health_checks,
             was_draining: e.state.admin == Admin::Drain,

@@ -25,6 +25,12 @@ pub enum CheckStatus {
     L4Ok,
     L4Tout,
     L4Con,
+    /// The TLS handshake succeeded (a TCP check with `check-ssl`).
+    L6Ok,
+    /// Connected, but the TLS handshake did not finish in time.
+    L6Tout,
+    /// The TLS handshake failed.
+    L6Rsp,
     L7Tout,
     L7Rsp,
     L7Ok,
@@ -32,12 +38,15 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
-    pub const ALL: [CheckStatus; 9] = [
+    pub const ALL: [CheckStatus; 12] = [
         CheckStatus::Ini,
         CheckStatus::SockErr,
         CheckStatus::L4Ok,
         CheckStatus::L4Tout,
         CheckStatus::L4Con,
+        CheckStatus::L6Ok,
+        CheckStatus::L6Tout,
+        CheckStatus::L6Rsp,
         CheckStatus::L7Tout,
         CheckStatus::L7Rsp,
         CheckStatus::L7Ok,
@@ -52,6 +61,9 @@ impl CheckStatus {
             CheckStatus::L4Ok => "L4OK",
             CheckStatus::L4Tout => "L4TOUT",
             CheckStatus::L4Con => "L4CON",
+            CheckStatus::L6Ok => "L6OK",
+            CheckStatus::L6Tout => "L6TOUT",
+            CheckStatus::L6Rsp => "L6RSP",
             CheckStatus::L7Tout => "L7TOUT",
             CheckStatus::L7Rsp => "L7RSP",
             CheckStatus::L7Ok => "L7OK",
@@ -67,6 +79,9 @@ impl CheckStatus {
             CheckStatus::L4Ok => "Layer4 check passed",
             CheckStatus::L4Tout => "Layer4 timeout",
             CheckStatus::L4Con => "Layer4 connection problem",
+            CheckStatus::L6Ok => "Layer6 check passed",
+            CheckStatus::L6Tout => "Layer6 timeout",
+            CheckStatus::L6Rsp => "Layer6 invalid response",
             CheckStatus::L7Tout => "Layer7 timeout",
             CheckStatus::L7Rsp => "Layer7 invalid response",
             CheckStatus::L7Ok => "Layer7 check passed",
@@ -76,7 +91,10 @@ impl CheckStatus {
 
     /// The check counts as a success.
     pub fn passed(self) -> bool {
-        matches!(self, CheckStatus::L4Ok | CheckStatus::L7Ok)
+        matches!(
+            self,
+            CheckStatus::L4Ok | CheckStatus::L6Ok | CheckStatus::L7Ok
+        )
     }
 
     /// A completed check (anything but `Ini`).
@@ -387,18 +405,101 @@ impl Health {
     }
 }
 
+/// What one agent check does to the agent's state (`tcpcheck_agent_expect_reply` and
+/// `set_server_check_status` for a check with `CHK_ST_AGENT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentVerdict {
+    /// `up`: the agent's counter goes to its top; status L7OK.
+    Up,
+    /// `down`, `stopped` or `fail`: the counter drops to 0; status L7STS. The only agent
+    /// result that can take a server DOWN.
+    Down,
+    /// A reply without a health word (`drain`, `75%`, an unknown word): HAProxy's status
+    /// CHECKED, which changes nothing and logs nothing.
+    Neutral,
+    /// No usable reply (connection refused, timeout, empty answer...): the status changes, the
+    /// counter does not; an agent that cannot be reached never marks a server DOWN.
+    Failed(CheckStatus),
+    /// A reply line without its end (HAProxy ignores it and keeps the previous status).
+    Ignored,
+}
+
+/// The agent's side of a server: HAProxy's `agent` check, with `rise = fall = 1` (2.6 has no
+/// keyword to change them), so its counter is 1 (UP) or 0 (DOWN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentHealth {
+    up: bool,
+    /// The last status; `None` is HAProxy's CHECKED, left by a neutral reply.
+    status: Option<CheckStatus>,
+}
+
+impl Default for AgentHealth {
+    fn default() -> Self {
+        AgentHealth::new()
+    }
+}
+
+impl AgentHealth {
+    /// An agent starts UP (its counter at `rise`, which is its top).
+    pub fn new() -> AgentHealth {
+        AgentHealth {
+            up: true,
+            status: Some(CheckStatus::Ini),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// The counter, printed `1/1 UP` or `0/1 DOWN` in agent lines.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            health: u32::from(self.up),
+            rise: 1,
+            fall: 1,
+        }
+    }
+
+    /// Applies one agent check; returns whether HAProxy logs an `Agent check` line (with
+    /// `option log-health-checks`): the status changed. An agent's counter never moves by
+    /// steps (it is set outright), so a change of status is the only trigger.
+    pub fn on_result(&mut self, v: AgentVerdict) -> bool {
+        let status = match v {
+            AgentVerdict::Up => {
+                self.up = true;
+                Some(CheckStatus::L7Ok)
+            }
+            AgentVerdict::Down => {
+                self.up = false;
+                Some(CheckStatus::L7Sts)
+            }
+            AgentVerdict::Neutral => {
+                self.status = None;
+                return false;
+            }
+            AgentVerdict::Failed(s) => Some(s),
+            AgentVerdict::Ignored => return false,
+        };
+        std::mem::replace(&mut self.status, status) != status
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use CheckStatus::*;
 
-    const DESCRIPTIONS: [(CheckStatus, &str, &str); 9] = [
+    const DESCRIPTIONS: [(CheckStatus, &str, &str); 12] = [
         (Ini, "INI", "Initializing"),
         (SockErr, "SOCKERR", "Socket error"),
         (L4Ok, "L4OK", "Layer4 check passed"),
         (L4Tout, "L4TOUT", "Layer4 timeout"),
         (L4Con, "L4CON", "Layer4 connection problem"),
+        (L6Ok, "L6OK", "Layer6 check passed"),
+        (L6Tout, "L6TOUT", "Layer6 timeout"),
+        (L6Rsp, "L6RSP", "Layer6 invalid response"),
         (L7Tout, "L7TOUT", "Layer7 timeout"),
         (L7Rsp, "L7RSP", "Layer7 invalid response"),
         (L7Ok, "L7OK", "Layer7 check passed"),
@@ -414,7 +515,7 @@ mod tests {
             .into_iter()
             .filter(|s| s.passed())
             .collect();
-        assert_eq!(passed, [L4Ok, L7Ok]);
+        assert_eq!(passed, [L4Ok, L6Ok, L7Ok]);
         let coded: Vec<_> = CheckStatus::ALL
             .into_iter()
             .filter(|s| s.has_code())
@@ -790,5 +891,43 @@ mod tests {
         let mut h = Health::new(0, 0);
         assert_eq!(h.status_text(1), "1/1 UP");
         assert_eq!(h.on_result(L4Con).transition, Some(Transition::Down));
+    }
+
+    /// The agent sequence captured from HAProxy 2.6 (`agent-check`, replies `up`, `75%`,
+    /// `drain`, `ready`, `down # disk full`, `up 100%`, `maint`, `ready up`, `fail`,
+    /// `stopped`, `up`, `bogus`, `50% bogus`, nothing, `up`, then refused): which ones log.
+    #[test]
+    fn agent_lines_follow_the_capture() {
+        use AgentVerdict::*;
+        let mut a = AgentHealth::new();
+        assert_eq!(a.snapshot().status_text(1), "1/1 UP");
+        let steps: &[(AgentVerdict, bool, &str)] = &[
+            (Up, true, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Down, true, "0/1 DOWN"),
+            (Up, true, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Up, true, "1/1 UP"),
+            (Down, true, "0/1 DOWN"),
+            (Down, false, "0/1 DOWN"),
+            (Up, true, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Neutral, false, "1/1 UP"),
+            (Failed(L7Rsp), true, "1/1 UP"),
+            (Up, true, "1/1 UP"),
+            (Failed(L4Con), true, "1/1 UP"),
+            (Failed(L4Con), false, "1/1 UP"),
+            (Ignored, false, "1/1 UP"),
+        ];
+        for (i, (v, log, text)) in steps.iter().enumerate() {
+            assert_eq!(a.on_result(*v), *log, "step {i}: {v:?}");
+            assert_eq!(a.snapshot().status_text(1), *text, "step {i}");
+        }
+        // An unreachable agent never takes the server down.
+        let mut a = AgentHealth::new();
+        a.on_result(Failed(L4Tout));
+        assert!(a.is_up());
     }
 }

@@ -224,8 +224,32 @@ pub fn health_check(
     weight: u32,
     flavor: Flavor,
 ) -> LogLine {
+    check_line("Health", srv, result, health, weight, flavor)
+}
+
+/// `Agent check for [backup ]server b/s succeeded|failed, reason: ..., status: 1/1 UP.`
+/// (notice): the same line for an agent check (`agent-check`), whose counter is the
+/// agent's.
+pub fn agent_check(
+    srv: ServerName<'_>,
+    result: &CheckResult,
+    health: &Snapshot,
+    weight: u32,
+    flavor: Flavor,
+) -> LogLine {
+    check_line("Agent", srv, result, health, weight, flavor)
+}
+
+fn check_line(
+    which: &str,
+    srv: ServerName<'_>,
+    result: &CheckResult,
+    health: &Snapshot,
+    weight: u32,
+    flavor: Flavor,
+) -> LogLine {
     let mut t = format!(
-        "Health check for {}server {}/{} {}",
+        "{which} check for {}server {}/{} {}",
         if srv.backup { "backup " } else { "" },
         srv.backend,
         srv.server,
@@ -364,6 +388,8 @@ pub fn drain_leave(srv: ServerName<'_>, up: bool) -> LogLine {
 #[derive(Clone, Copy, Debug)]
 pub struct CheckEventLog<'a> {
     pub server: ServerName<'a>,
+    /// The check is the server's agent (`Agent check for ...`).
+    pub agent: bool,
     pub result: &'a CheckResult,
     pub outcome: &'a Outcome,
     /// The server's weight now (0 prints DRAIN in the status).
@@ -388,7 +414,8 @@ pub struct CheckEventLog<'a> {
 pub fn check_event_lines(e: &CheckEventLog<'_>) -> Vec<LogLine> {
     let mut lines = Vec::new();
     if e.log_health_checks && e.outcome.log {
-        lines.push(health_check(
+        let line = if e.agent { agent_check } else { health_check };
+        lines.push(line(
             e.server,
             e.result,
             &e.outcome.health,
@@ -638,6 +665,7 @@ mod tests {
             };
             let lines = check_event_lines(&CheckEventLog {
                 server: WEB11,
+                agent: false,
                 result: &r,
                 outcome: &outcome,
                 weight: 1,
@@ -705,6 +733,7 @@ mod tests {
         let outcome = h.on_result(r.status);
         let ev = CheckEventLog {
             server: WEB11,
+            agent: false,
             result: &r,
             outcome: &outcome,
             weight: 1,
@@ -798,6 +827,7 @@ mod tests {
         let outcome = h.on_result(r.status);
         let mut ev = CheckEventLog {
             server: WEB10,
+            agent: false,
             result: &r,
             outcome: &outcome,
             weight: 1,

@@ -200,7 +200,7 @@ impl Logger {
                 io::stderr().lock(),
                 "[ALERT] sendmsg()/writev() failed in logger #{}: {} (errno={errno})",
                 i + 1,
-                crate::health::check::os_error_text(e),
+                crate::health::os_error_text(e),
             );
         }
     }

@@ -1,7 +1,9 @@
-//! Health checks: the request of `option httpchk`, the `http-check send` / `expect` rules
-//! that change it, `tcp-check`, and how they combine into a backend's [`CheckKind`].
+//! Health checks: the request of `option httpchk`, the `http-check connect` / `send` /
+//! `expect` rules that change it, `tcp-check`, how they combine into a backend's
+//! [`CheckKind`], and the global `ssl-server-verify`.
 use super::{
     diags::{Diags, clean, show},
+    keywords::GlobalCtx,
     keywords::ProxyCtx,
     suggest::did_you_mean,
 };
@@ -25,12 +27,22 @@ pub(super) struct CheckCfg {
     pub send: Option<(SendSpec, Origin)>,
     /// `send` was written in this section (not inherited).
     pub send_own: bool,
-    pub expect: Option<(Vec<(u16, u16)>, Origin)>,
+    pub expect: Option<(HttpExpect, Origin)>,
     /// `expect` was written in this section (not inherited).
     pub expect_own: bool,
+    pub connect: Option<(CheckConnect, Origin)>,
+    /// `connect` was written in this section (not inherited).
+    pub connect_own: bool,
 }
 
 impl CheckCfg {
+    /// The settings as a proxy inherits them: none of the rules is its own yet.
+    pub fn inherited(&mut self) {
+        self.send_own = false;
+        self.expect_own = false;
+        self.connect_own = false;
+    }
+
     /// The backend's check: `option httpchk`'s request changed by the `http-check` rules,
     /// or a TCP connect (the rules then get a warning, when written in this backend).
     pub fn finish(&self, d: &mut Diags) -> CheckKind {
@@ -47,6 +59,12 @@ impl CheckCfg {
                     "'http-check expect' has no effect without 'option httpchk': checks stay TCP connects.",
                 );
             }
+            if let (Some((_, o)), true) = (&self.connect, self.connect_own) {
+                d.warn_at(
+                    o,
+                    "'http-check connect' has no effect without 'option httpchk': checks stay TCP connects.",
+                );
+            }
             return CheckKind::Tcp;
         };
         let mut h = base.clone();
@@ -60,8 +78,9 @@ impl CheckCfg {
             }
         }
         if let Some((e, _)) = &self.expect {
-            h.expect_status = e.clone();
+            h.expect = e.clone();
         }
+        h.connect = self.connect.as_ref().map(|(c, _)| c.clone());
         CheckKind::Http(h)
     }
 }
@@ -74,6 +93,9 @@ pub(super) fn drop_inherited_rules(c: &mut CheckCfg) {
     }
     if !c.expect_own {
         c.expect = None;
+    }
+    if !c.connect_own {
+        c.connect = None;
     }
 }
 
@@ -156,9 +178,10 @@ fn hidden_headers_and_body(d: &mut Diags, rest: &str, h: &mut HttpCheck) -> Opti
     Some(())
 }
 
-/// `http-check send|expect|comment|...`.
+/// `http-check connect|send|expect|comment|...`.
 pub(super) fn http_check(c: &mut ProxyCtx) {
     match c.arg(1) {
+        Some("connect") => connect(c),
         Some("send") => send(c),
         Some("expect") => expect(c),
         Some("comment") => {}
@@ -168,8 +191,8 @@ pub(super) fn http_check(c: &mut ProxyCtx) {
         Some("disable-on-404") => c.d.alert(
             "'http-check disable-on-404' is not supported by lb yet: a 404 would mark the server DOWN instead of draining it.",
         ),
-        Some(o @ ("connect" | "set-var" | "unset-var")) => c.d.alert(format!(
-            "'http-check {o}' is not supported by lb: checks go to the server's address (or its 'addr'/'port')."
+        Some(o @ ("set-var" | "unset-var")) => c.d.alert(format!(
+            "'http-check {o}' is not supported by lb: lb's checks have no variables."
         )),
         other => c.d.alert(format!(
             "'http-check' only supports 'disable-on-404', 'send-state', 'comment', 'connect', 'send', 'expect'. but got '{}'",
@@ -299,7 +322,81 @@ fn log_format_literal(s: &str) -> Result<String, ()> {
     Ok(out)
 }
 
-/// `http-check expect [comment C] [!] status CODES`.
+/// `http-check connect [port N] [ssl] [sni NAME] [comment C] [linger]`: where the check
+/// connects, instead of the server's `port`, `check-ssl` and `check-sni`.
+fn connect(c: &mut ProxyCtx) {
+    if c.s.check.connect_own {
+        c.d.alert("only one 'http-check connect' per backend is supported by lb (HAProxy would chain several connections).");
+        return;
+    }
+    if c.s.check.send_own || c.s.check.expect_own {
+        c.d.alert("'http-check connect' must come before 'http-check send' and 'http-check expect': lb makes one connection per check.");
+        return;
+    }
+    let mut rule = CheckConnect::default();
+    let mut i = 2;
+    while let Some(k) = c.arg(i) {
+        let value = c.arg(i + 1);
+        match k {
+            "ssl" => rule.ssl = true,
+            // HAProxy's way to avoid RSTs on close; lb's checks close with a FIN anyway.
+            "linger" => {}
+            "port" | "sni" | "comment" => {
+                let Some(v) = value.filter(|v| !v.is_empty()) else {
+                    c.d.alert(format!("'http-check connect' : '{k}' expects an argument."));
+                    return;
+                };
+                match k {
+                    "port" => match units::port(v) {
+                        Ok(p) => rule.port = Some(p),
+                        Err(e) => {
+                            c.d.alert(format!("'http-check connect' : 'port': {}", clean(&e)));
+                            return;
+                        }
+                    },
+                    "sni" => rule.sni = Some(v.to_string()),
+                    _ => {}
+                }
+                i += 1;
+            }
+            o @ ("default" | "addr" | "alpn" | "proto" | "send-proxy" | "via-socks4") => {
+                c.d.alert(format!(
+                    "'http-check connect {o}' is not supported by lb: its connect rule takes 'port', 'ssl', 'sni', 'linger' and 'comment'."
+                ));
+                return;
+            }
+            other => {
+                c.d.alert(format!(
+                    "'http-check connect' : unknown keyword '{}'{}",
+                    show(other),
+                    did_you_mean(
+                        other,
+                        &[
+                            "default",
+                            "port",
+                            "addr",
+                            "send-proxy",
+                            "via-socks4",
+                            "ssl",
+                            "sni",
+                            "alpn",
+                            "linger",
+                            "proto",
+                            "comment"
+                        ],
+                        "."
+                    )
+                ));
+                return;
+            }
+        }
+        i += 1;
+    }
+    c.s.check.connect = Some((rule, c.d.here()));
+    c.s.check.connect_own = true;
+}
+
+/// `http-check expect [comment C] [!] status|rstatus|string|rstring PATTERN`.
 fn expect(c: &mut ProxyCtx) {
     if c.s.check.expect_own {
         c.d.alert("only one 'http-check expect' per backend is supported by lb (HAProxy would chain send/expect steps).");
@@ -309,38 +406,75 @@ fn expect(c: &mut ProxyCtx) {
         return;
     };
     let Some(m) = c.arg(i) else {
-        c.d.alert("'http-check expect' expects a match ('status <codes>').");
+        c.d.alert("'http-check expect' expects a match ('status <codes>', 'rstatus <regex>', 'string <text>' or 'rstring <regex>').");
         return;
     };
     let (m, negate) = match m.strip_prefix('!') {
         Some(rest) => (rest, !negate),
         None => (m, negate),
     };
-    if !status_match(c.d, m) {
+    if !known_match(c.d, m) {
         return;
     }
-    let Some(codes) = c.arg(i + 1) else {
-        c.d.alert("'http-check expect status' expects <codes> (e.g. 200 or 200,301-399).");
+    let Some(pattern) = c.arg(i + 1) else {
+        c.d.alert(format!(
+            "'http-check expect {m}' expects a pattern as argument."
+        ));
         return;
     };
     if c.d.too_many(c.args, i + 1, 0) {
         return;
     }
-    match units::status_ranges(codes) {
-        Ok(r) => {
-            let r = if negate { complement(&r) } else { r };
-            if r.is_empty() {
-                c.d.alert(format!(
-                    "'http-check expect ! status {}' would fail every check.",
-                    show(codes)
-                ));
-                return;
+    let Some(e) = expect_match(c.d, m, pattern, negate) else {
+        return;
+    };
+    c.s.check.expect = Some((e, c.d.here()));
+    c.s.check.expect_own = true;
+}
+
+/// The match `m` (known) with its pattern; `None` after an alert.
+fn expect_match(d: &mut Diags, m: &str, pattern: &str, negate: bool) -> Option<HttpExpect> {
+    match m {
+        "status" => match units::status_ranges(pattern) {
+            Ok(r) => {
+                let r = if negate {
+                    units::status_complement(&r)
+                } else {
+                    r
+                };
+                if r.is_empty() {
+                    d.alert(format!(
+                        "'http-check expect ! status {}' would fail every check.",
+                        show(pattern)
+                    ));
+                    return None;
+                }
+                Some(HttpExpect::Status(r))
             }
-            c.s.check.expect = Some((r, c.d.here()));
-            c.s.check.expect_own = true;
+            Err(e) => {
+                d.alert(format!("'http-check expect status': {}", clean(&e)));
+                None
+            }
+        },
+        "string" if pattern.is_empty() => {
+            d.alert("'http-check expect string' expects a non-empty string.");
+            None
         }
-        Err(e) => {
-            c.d.alert(format!("'http-check expect status': {}", clean(&e)))
+        "string" => Some(HttpExpect::Body {
+            text: pattern.to_string(),
+            negate,
+        }),
+        _ => {
+            if let Err(e) = units::regex(pattern) {
+                d.alert(format!("'http-check expect {m}' : {}", clean(&e)));
+                return None;
+            }
+            let pattern = pattern.to_string();
+            Some(if m == "rstatus" {
+                HttpExpect::StatusRegex { pattern, negate }
+            } else {
+                HttpExpect::BodyRegex { pattern, negate }
+            })
         }
     }
 }
@@ -358,7 +492,7 @@ fn expect_options(c: &mut ProxyCtx) -> Option<(usize, bool)> {
                 | "on-error" | "status-code"),
             ) => {
                 c.d.alert(format!(
-                    "'http-check expect {o}' is not supported by lb: a check passes when the status matches."
+                    "'http-check expect {o}' is not supported by lb: a check passes when its one match does."
                 ));
                 return None;
             }
@@ -371,13 +505,13 @@ fn expect_options(c: &mut ProxyCtx) -> Option<(usize, bool)> {
     }
 }
 
-/// True for `status`, the one match lb has; other matches get an alert.
-fn status_match(d: &mut Diags, m: &str) -> bool {
+/// True for the matches lb has; the others get an alert.
+fn known_match(d: &mut Diags, m: &str) -> bool {
     match m {
-        "status" => return true,
-        "rstatus" | "string" | "rstring" | "hdr" | "fhdr" | "string-lf" | "custom" => {
+        "status" | "rstatus" | "string" | "rstring" => return true,
+        "hdr" | "fhdr" | "string-lf" | "custom" => {
             d.alert(format!(
-                "'http-check expect {m}' is not supported by lb: lb's HTTP checks match the status only ('http-check expect status 200,301-399')."
+                "'http-check expect {m}' is not supported by lb: lb's HTTP checks match the status ('status', 'rstatus') or the body ('string', 'rstring')."
             ));
         }
         other => {
@@ -395,22 +529,18 @@ fn status_match(d: &mut Diags, m: &str) -> bool {
     false
 }
 
-/// Status codes 100-599 not in `r`.
-fn complement(r: &[(u16, u16)]) -> Vec<(u16, u16)> {
-    let mut out = Vec::new();
-    let mut start = 100u16;
-    let mut sorted = r.to_vec();
-    sorted.sort_unstable();
-    for (a, b) in sorted {
-        if a > start {
-            out.push((start, a - 1));
+/// `ssl-server-verify none|required`: the `verify` of servers that do not say.
+pub(super) fn ssl_server_verify(c: &mut GlobalCtx) {
+    if c.d.too_many(c.args, 1, 0) {
+        return;
+    }
+    match c.arg(1) {
+        Some("none") => c.global.ssl_server_verify = Verify::None,
+        Some("required") => c.global.ssl_server_verify = Verify::Required,
+        _ => {
+            c.d.alert("'ssl-server-verify' expects 'none' or 'required' as argument.")
         }
-        start = start.max(b.saturating_add(1));
     }
-    if start <= 599 {
-        out.push((start, 599));
-    }
-    out
 }
 
 /// `tcp-check` rules: lb's TCP checks are plain connects.
@@ -453,7 +583,168 @@ mod tests {
             ("GET", "/health_check.html", "HTTP/1.0")
         );
         assert_eq!(h.headers, ["User-agent: Proxy-Check"]);
-        assert!(h.body.is_empty() && h.expect_status.is_empty());
+        assert!(h.body.is_empty() && h.expect == HttpExpect::default());
         assert!(d.list.is_empty());
+    }
+
+    fn config(text: &str) -> Config {
+        match crate::config::haproxy::parse("t.cfg", text) {
+            Ok(p) => p.config,
+            Err(e) => panic!("should parse:\n{e}"),
+        }
+    }
+
+    fn alerts(text: &str) -> Vec<String> {
+        match crate::config::haproxy::parse("t.cfg", text) {
+            Ok(_) => panic!("should fail"),
+            Err(e) => e.alerts().map(ToString::to_string).collect(),
+        }
+    }
+
+    const FRONT: &str = "frontend f\n  bind :80\n  default_backend b\n";
+
+    fn http(rules: &str) -> HttpCheck {
+        let c = config(&format!(
+            "backend b\n  option httpchk\n{rules}  server s 10.0.0.1:80 check\n{FRONT}"
+        ));
+        match &c.backends[0].check {
+            CheckKind::Http(h) => h.clone(),
+            CheckKind::Tcp => panic!("http check"),
+        }
+    }
+
+    #[test]
+    fn expect_matches_and_negations() {
+        let e = |rule: &str| http(&format!("  http-check expect {rule}\n")).expect;
+        assert_eq!(
+            e("rstatus ^2"),
+            HttpExpect::StatusRegex {
+                pattern: "^2".into(),
+                negate: false
+            }
+        );
+        assert_eq!(
+            e("! string hello"),
+            HttpExpect::Body {
+                text: "hello".into(),
+                negate: true
+            }
+        );
+        assert_eq!(
+            e("comment why !rstring h[e]llo\\ w.rld"),
+            HttpExpect::BodyRegex {
+                pattern: "h[e]llo w.rld".into(),
+                negate: true
+            }
+        );
+        assert_eq!(
+            e("! status 200"),
+            HttpExpect::Status(vec![(100, 199), (201, 599)])
+        );
+        assert_eq!(
+            alerts(&format!(
+                "backend b\n  option httpchk\n  http-check expect rstring (\n  server s 10.0.0.1:80\n{FRONT}"
+            ))[0],
+            "[ALERT] parsing [t.cfg:3] : 'http-check expect rstring' : regex '(' is invalid: unclosed group"
+        );
+        assert_eq!(
+            alerts(&format!(
+                "backend b\n  option httpchk\n  http-check expect hdr name X-Up\n  server s 10.0.0.1:80\n{FRONT}"
+            ))[0],
+            "[ALERT] parsing [t.cfg:3] : 'http-check expect hdr' is not supported by lb: lb's HTTP checks match the status ('status', 'rstatus') or the body ('string', 'rstring')."
+        );
+    }
+
+    #[test]
+    fn connect_rule() {
+        let h = http(
+            "  http-check connect port 8443 ssl sni web.test linger comment tls\n  http-check send meth GET uri /h ver HTTP/1.1 hdr Host web.test\n",
+        );
+        assert_eq!(
+            h.connect,
+            Some(CheckConnect {
+                port: Some(8443),
+                ssl: true,
+                sni: Some("web.test".into())
+            })
+        );
+        assert_eq!(h.headers, ["Host: web.test"]);
+        let a = alerts(&format!(
+            "backend b\n  option httpchk\n  http-check send uri /h\n  http-check connect ssl\n  http-check connect\n  http-check connect default\n  server s 10.0.0.1:80\n{FRONT}"
+        ));
+        assert_eq!(
+            a[..3],
+            [
+                "[ALERT] parsing [t.cfg:4] : 'http-check connect' must come before 'http-check send' and 'http-check expect': lb makes one connection per check.",
+                "[ALERT] parsing [t.cfg:5] : 'http-check connect' must come before 'http-check send' and 'http-check expect': lb makes one connection per check.",
+                "[ALERT] parsing [t.cfg:6] : 'http-check connect' must come before 'http-check send' and 'http-check expect': lb makes one connection per check.",
+            ]
+        );
+        let a = alerts(&format!(
+            "backend b\n  option httpchk\n  http-check connect default\n  server s 10.0.0.1:80\n{FRONT}"
+        ));
+        assert_eq!(
+            a[0],
+            "[ALERT] parsing [t.cfg:3] : 'http-check connect default' is not supported by lb: its connect rule takes 'port', 'ssl', 'sni', 'linger' and 'comment'."
+        );
+        // An inherited connect rule goes with the other inherited rules.
+        let c = config(&format!(
+            "defaults\n  option httpchk\n  http-check connect ssl\nbackend b\n  option httpchk GET /\n  server s 10.0.0.1:80\n{FRONT}"
+        ));
+        let CheckKind::Http(h) = &c.backends[0].check else {
+            panic!("http check")
+        };
+        assert_eq!(h.connect, None);
+    }
+
+    #[test]
+    fn server_tls_and_agent_parameters() {
+        let c = config(&format!(
+            "global\n  ssl-server-verify none\nbackend b\n  default-server check-ssl verify required ca-file /etc/ca.pem agent-port 9001\n  \
+             server s 10.0.0.1:80 check check-sni web.test agent-check agent-inter 2s agent-send \"ping\\n\" agent-addr 10.0.0.9\n  \
+             server t 10.0.0.2:80 check no-check-ssl verify none no-agent-check\n{FRONT}"
+        ));
+        assert_eq!(c.global.ssl_server_verify, Verify::None);
+        let s = &c.backends[0].servers[0];
+        assert_eq!(
+            s.check_tls,
+            CheckTls {
+                ssl: true,
+                sni: Some("web.test".into()),
+                verify: Some(Verify::Required),
+                ca_file: Some("/etc/ca.pem".into()),
+            }
+        );
+        assert_eq!(
+            s.agent,
+            AgentCheck {
+                enabled: true,
+                port: Some(9001),
+                inter: Some(std::time::Duration::from_secs(2)),
+                send: "ping\n".into(),
+                addr: Some("10.0.0.9".parse().expect("ip")),
+            }
+        );
+        let t = &c.backends[0].servers[1];
+        assert!(!t.check_tls.ssl && !t.agent.enabled);
+        assert_eq!(t.check_tls.verify, Some(Verify::None));
+        let a = alerts(&format!(
+            "backend b\n  server s 10.0.0.1:80 check check-sni \"\" verify maybe agent-inter 0 agent-port 0 ca-file\n{FRONT}"
+        ));
+        assert_eq!(
+            a,
+            [
+                "[ALERT] parsing [t.cfg:2] : 'server b/s' : 'check-sni' : missing SNI.",
+                "[ALERT] parsing [t.cfg:2] : 'server b/s' : 'verify' : unknown verify method 'maybe', only 'none' and 'required' are supported.",
+                "[ALERT] parsing [t.cfg:2] : 'server b/s' : invalid value 0 for argument 'agent-inter' of server s.",
+                "[ALERT] parsing [t.cfg:2] : 'server b/s' : 'agent-port': port 0 is not allowed",
+                "[ALERT] parsing [t.cfg:2] : 'server b/s' : 'ca-file' expects an argument.",
+            ]
+        );
+        // The traffic itself never speaks TLS.
+        assert_eq!(
+            alerts(&format!("backend b\n  server s 10.0.0.1:80 ssl\n{FRONT}"))[0],
+            "[ALERT] parsing [t.cfg:2] : 'server b/s' : 'ssl' is not supported by lb: lb forwards the client's bytes as they are and never speaks TLS to servers (its health checks may: 'check-ssl')."
+        );
     }
 }

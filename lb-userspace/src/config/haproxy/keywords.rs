@@ -199,7 +199,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("ssl-default-server-ciphersuites", GLOBAL, NoEffect(NO_TLS)),
     kw("ssl-default-server-options", GLOBAL, NoEffect(NO_TLS)),
     kw("ssl-dh-param-file", GLOBAL, NoEffect(NO_TLS)),
-    kw("ssl-server-verify", GLOBAL, NoEffect(NO_TLS)),
+    kw(
+        "ssl-server-verify",
+        GLOBAL,
+        Read::Global(checks::ssl_server_verify),
+    ),
     kw("ca-base", GLOBAL, NoEffect(NO_TLS)),
     kw("crt-base", GLOBAL, NoEffect(NO_TLS)),
     kw("hard-stop-after", GLOBAL, NoEffect(NO_OLD_PROCESSES)),

@@ -134,8 +134,7 @@ impl Parser {
                 .unwrap_or_default(),
         };
         // What a proxy writes itself is told apart from what it inherits.
-        s.check.send_own = false;
-        s.check.expect_own = false;
+        s.check.inherited();
         s.default_backend_own = false;
         let mut px = Proxy {
             kind,

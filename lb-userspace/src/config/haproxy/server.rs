@@ -48,6 +48,7 @@ pub(super) const SERVER_KW: &[&str] = &[
     "ca-file",
     "crt",
     "check-ssl",
+    "no-check-ssl",
     "check-sni",
     "alpn",
     "send-proxy",
@@ -55,8 +56,10 @@ pub(super) const SERVER_KW: &[&str] = &[
     "check-send-proxy",
     "track",
     "agent-check",
+    "no-agent-check",
     "agent-port",
     "agent-inter",
+    "agent-send",
     "agent-addr",
     "redir",
     "source",
@@ -82,7 +85,6 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
         "tfo" => (0, "lb does not open connections to servers itself"),
         "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
         "no-ssl" => (0, "lb never speaks TLS to servers anyway"),
-        "agent-port" | "agent-inter" | "agent-addr" => (1, "lb has no agent checks"),
         _ => return None,
     })
 }
@@ -90,20 +92,15 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
 /// Server parameters for features whose absence breaks the traffic or the checks: alerts.
 fn unsupported(kw: &str) -> Option<(usize, &'static str)> {
     Some(match kw {
-        "ssl" | "verify" | "sni" | "ca-file" | "crt" | "alpn" | "check-ssl" | "check-sni" => (
-            if matches!(kw, "ssl" | "check-ssl") {
-                0
-            } else {
-                1
-            },
-            "lb forwards the client's bytes as they are and never speaks TLS to servers",
+        "ssl" | "sni" | "crt" | "alpn" => (
+            if kw == "ssl" { 0 } else { 1 },
+            "lb forwards the client's bytes as they are and never speaks TLS to servers (its health checks may: 'check-ssl')",
         ),
         "send-proxy" | "send-proxy-v2" | "check-send-proxy" => (
             0,
             "lb forwards the client's bytes as they are and cannot add a PROXY protocol header; with nat dnat servers see the client address",
         ),
         "track" => (1, "lb checks every server itself"),
-        "agent-check" => (0, "lb has no agent checks"),
         "resolvers" => (1, "lb takes IPv4 addresses only, it resolves no names"),
         "redir" => (1, L7_GENERIC),
         "source" => (
@@ -244,9 +241,59 @@ fn server_param(
             set_value(d, ctx, srv, k, v);
             return Some(2);
         }
+        "check-ssl" => srv.check_tls.ssl = true,
+        "no-check-ssl" => srv.check_tls.ssl = false,
+        "agent-check" => srv.agent.enabled = true,
+        "no-agent-check" => srv.agent.enabled = false,
+        "check-sni" | "verify" | "ca-file" | "agent-port" | "agent-inter" | "agent-send"
+        | "agent-addr" => {
+            check_value(d, ctx, srv, k, v)?;
+            return Some(2);
+        }
         _ => return other_param(d, ctx, k, v),
     }
     Some(1)
+}
+
+/// A health or agent check parameter that takes a value; `None` when the value is missing
+/// (the rest of the line cannot be read).
+fn check_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: Option<&str>) -> Option<()> {
+    let Some(v) = v else {
+        d.alert(format!("{ctx} : '{k}' expects an argument."));
+        return None;
+    };
+    match k {
+        "check-sni" if v.is_empty() => d.alert(format!("{ctx} : 'check-sni' : missing SNI.")),
+        "check-sni" => srv.check_tls.sni = Some(v.to_string()),
+        "verify" => match v {
+            "none" => srv.check_tls.verify = Some(Verify::None),
+            "required" => srv.check_tls.verify = Some(Verify::Required),
+            other => d.alert(format!(
+                "{ctx} : 'verify' : unknown verify method '{}', only 'none' and 'required' are supported.",
+                show(other)
+            )),
+        },
+        "ca-file" if v.is_empty() => d.alert(format!("{ctx} : 'ca-file' : missing CAfile path.")),
+        "ca-file" => srv.check_tls.ca_file = Some(v.into()),
+        "agent-port" => match units::port(v) {
+            Ok(p) => srv.agent.port = Some(p),
+            Err(e) => d.alert(format!("{ctx} : 'agent-port': {}", clean(&e))),
+        },
+        "agent-inter" => match time_arg(d, &format!("{ctx} : 'agent-inter'"), Some(v)) {
+            Some(t) if t.is_zero() => d.alert(format!(
+                "{ctx} : invalid value 0 for argument 'agent-inter' of server {}.",
+                srv.name
+            )),
+            Some(t) => srv.agent.inter = Some(t),
+            None => {}
+        },
+        "agent-send" => srv.agent.send = v.to_string(),
+        _ => match ip_arg(v) {
+            Ok(a) => srv.agent.addr = Some(a),
+            Err(e) => d.alert(format!("{ctx} : 'agent-addr': {e}")),
+        },
+    }
+    Some(())
 }
 
 /// A parameter that takes a value.

@@ -84,7 +84,7 @@ fn http_check_send_and_expect() {
         ("HEAD", "/ping", "HTTP/1.1")
     );
     assert_eq!(h.headers, ["Host: example.com"]);
-    assert_eq!(h.expect_status, [(200, 200), (301, 302)]);
+    assert_eq!(h.expect, HttpExpect::Status(vec![(200, 200), (301, 302)]));
     // Negated status lists become the complement.
     let c = ok("backend b\n  option httpchk\n  http-check expect ! status 500-599\n  server s 10.0.0.1:80\n\
                 frontend f\n  bind :80\n  default_backend b\n")
@@ -92,7 +92,7 @@ fn http_check_send_and_expect() {
     let CheckKind::Http(h) = &c.backends[0].check else {
         panic!("http check")
     };
-    assert_eq!(h.expect_status, [(100, 499)]);
+    assert_eq!(h.expect, HttpExpect::Status(vec![(100, 499)]));
 }
 
 #[test]

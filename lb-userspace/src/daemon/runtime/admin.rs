@@ -75,7 +75,7 @@ impl Runtime {
     }
 
     /// The weight the config gave the server (HAProxy's `iweight`).
-    fn initial_weight(&self, id: ServerId) -> u32 {
+    pub(super) fn initial_weight(&self, id: ServerId) -> u32 {
         self.bal.server(id).map_or(1, |e| e.place.weight)
     }
 
@@ -130,8 +130,9 @@ impl Runtime {
         }
     }
 
-    /// `disable|enable server`, `set server ... state ready|drain|maint`.
-    fn set_admin(&mut self, id: ServerId, want: AdminState) -> anyhow::Result<()> {
+    /// `disable|enable server`, `set server ... state ready|drain|maint` (and an agent's
+    /// `ready`, `drain`, `maint`).
+    pub(super) fn set_admin(&mut self, id: ServerId, want: AdminState) -> anyhow::Result<()> {
         let new = match want {
             AdminState::Ready => Admin::Ready,
             AdminState::Drain => Admin::Drain,
@@ -147,16 +148,18 @@ impl Runtime {
         if new == Admin::Maint {
             self.checkers.enter_maintenance(id);
         } else if leaving_maint {
-            // Checks resume with the counter at `rise`: the server comes back UP and the
-            // next failed check takes it down. Unchecked servers are simply UP.
+            // Checks resume with the counter at `rise`: the server comes back UP (unless its
+            // agent says DOWN) and the next failed check takes it down. Unchecked servers
+            // are simply UP.
             self.checkers.leave_maintenance(id);
             if let Some(h) = self.bal.history_mut(id) {
                 h.leave_config_maint();
             }
         }
+        let up_again = self.checkers.server_up(id).unwrap_or(true);
         self.bal.change(id, |st| {
             if leaving_maint {
-                st.up = true;
+                st.up = up_again;
             }
             st.admin = new;
         })?;
@@ -174,7 +177,7 @@ impl Runtime {
                 after,
                 z,
             )),
-            (Admin::Maint, _) => lines.push(maintenance_leave(name, true, new == Admin::Drain)),
+            (Admin::Maint, _) => lines.push(maintenance_leave(name, up_again, new == Admin::Drain)),
             (Admin::Ready, Admin::Drain) => lines.push(drain_enter(name, was_up, after, z)),
             (Admin::Drain, Admin::Ready) => lines.push(drain_leave(name, was_up)),
             _ => {}
@@ -189,7 +192,7 @@ impl Runtime {
     /// `set weight`, `set server ... weight`: the pool's table is rebuilt with the new
     /// weight. HAProxy logs nothing for a weight change; lb logs only when it leaves the
     /// backend without a usable server.
-    fn set_weight(&mut self, id: ServerId, w: u32) -> anyhow::Result<()> {
+    pub(super) fn set_weight(&mut self, id: ServerId, w: u32) -> anyhow::Result<()> {
         let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
         if old.weight == w {
             return Ok(());
