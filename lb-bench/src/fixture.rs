@@ -83,7 +83,6 @@ pub fn established(src: u32, dst: u32, sport: u16, dport: u16, reply: bool, serv
         server,
         last_seen: clock::now(),
         timeout: ticks_from_ms(3_600_000),
-        since: clock::now(),
         nh: NextHop::default(),
         ..Flow::default()
     }
