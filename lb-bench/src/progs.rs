@@ -11,7 +11,7 @@ use aya::{
 };
 use lb::dataplane::OBJECT;
 use lb_common::{
-    PROG_PASS,
+    PROG_PARSE_ONLY, PROG_PASS,
     bench::{
         GenConfig, MAP_BENCH_COUNT, MAP_BENCH_GEN, PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX,
         SINK_SLOTS,
@@ -52,7 +52,13 @@ impl BenchProgs {
             .map_max_entries(names::LB_HALFOPEN, 16)
             .load(OBJECT)
             .context("loading the XDP object")?;
-        for name in [PROG_BENCH_GEN, PROG_BENCH_SINK, PROG_BENCH_TX, PROG_PASS] {
+        for name in [
+            PROG_BENCH_GEN,
+            PROG_BENCH_SINK,
+            PROG_BENCH_TX,
+            PROG_PASS,
+            PROG_PARSE_ONLY,
+        ] {
             prog(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("verifying {name}"))?;

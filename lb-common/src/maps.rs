@@ -148,6 +148,8 @@ pub fn map_def(name: &str) -> Option<&'static MapDef> {
 pub const PROG_LB: &str = "lb_xdp";
 /// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
 pub const PROG_PASS: &str = "xdp_pass";
+/// Parses each packet as `lb_xdp` does, then passes it: the live benchmark's floor.
+pub const PROG_PARSE_ONLY: &str = "xdp_parse_only";
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
