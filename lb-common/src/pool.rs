@@ -20,6 +20,36 @@ pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
 pub const POOL_F_REDISPATCH: u32 = 1 << 2;
 /// Bits 8..16 of the pool flags: `retries`, capped at 255.
 pub const POOL_RETRIES_SHIFT: u32 = 8;
+/// Bits 16..20 of the pool flags: how a new flow picks its server ([`Algorithm`]).
+pub const POOL_ALGO_SHIFT: u32 = 16;
+const POOL_ALGO_MASK: u32 = 0xf;
+
+/// How a pool picks the server of a new flow (HAProxy's `balance`); the data plane has one
+/// function per algorithm (`lb-ebpf/src/new_flow.rs`, `choose`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    /// The pool's table in turn (`roundrobin`, `static-rr`).
+    #[default]
+    RoundRobin = 0,
+}
+
+impl Algorithm {
+    /// The algorithm in pool flags; round robin for a value this build does not know.
+    #[inline(always)]
+    pub const fn of_flags(flags: u32) -> Algorithm {
+        // One arm per algorithm as they come (`3 => Algorithm::Maglev`, ...).
+        #[allow(clippy::match_single_binding)]
+        match (flags >> POOL_ALGO_SHIFT) & POOL_ALGO_MASK {
+            _ => Algorithm::RoundRobin,
+        }
+    }
+
+    /// Its bits in pool flags.
+    pub const fn flags(self) -> u32 {
+        (self as u32 & POOL_ALGO_MASK) << POOL_ALGO_SHIFT
+    }
+}
 
 /// `LB_POOLS` value.
 #[repr(C)]
@@ -67,6 +97,18 @@ pub const fn table_index(pool: u32, slot: u32, i: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn algorithms_round_trip_through_pool_flags() {
+        let flags = POOL_F_DNAT | (3 << POOL_RETRIES_SHIFT);
+        for a in [Algorithm::RoundRobin] {
+            assert_eq!(Algorithm::of_flags(flags | a.flags()), a);
+        }
+        assert_eq!(
+            Algorithm::of_flags(15 << POOL_ALGO_SHIFT),
+            Algorithm::RoundRobin
+        );
+    }
 
     #[test]
     fn descriptors_pack_into_one_word() {

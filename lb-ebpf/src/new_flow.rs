@@ -1,12 +1,12 @@
 //! A new flow, in three stages called in turn from `lb4::process` (each a subprogram, see
-//! `verdict`): [`choose`] the server (round robin over the pool's live table), [`admit`] the
+//! `verdict`): [`choose`] the server (the pool's algorithm), [`admit`] the
 //! flow (track it half-open, binding a full-NAT source port), then [`send`] the packet. Fields
 //! are read from the [`NewFlow`] where they are used: with four callee-saved registers, each
 //! value held across a helper call costs a stack slot, and the stack is short.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, POOL_F_DNAT, POOL_F_EMPTY_PASS,
-    Reason, SETTINGS_F_LOG_FLOWS, TableDesc, balance::rr_slot, table_index,
+    Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, POOL_F_DNAT,
+    POOL_F_EMPTY_PASS, Reason, SETTINGS_F_LOG_FLOWS, TableDesc, balance::rr_slot, table_index,
 };
 
 use crate::{
@@ -83,8 +83,9 @@ pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -
 /// Table entries a retry looks at to find another server than the one that refused.
 const RETRY_STEPS: u32 = 4;
 
-/// Picks the next server of the pool's live table (or, for a refused SYN retried, another
-/// one than the server that refused) into `new`: [`GO_ON`], or the action when there is none.
+/// Picks the server for the new flow into `new` (the pool's algorithm; for a refused SYN
+/// retried, another server than the one that refused): [`GO_ON`], or the action when there is
+/// none.
 #[inline(never)]
 fn choose(new: &mut NewFlow) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
@@ -113,37 +114,52 @@ fn choose(new: &mut NewFlow) -> u32 {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     }
-    let Some(cursor) = LB_POOL_RR.get_ptr_mut(pool) else {
-        return pass(Reason::PassNotService);
-    };
-    let at = |slot: u32| {
-        LB_TABLES
-            .get(table_index(pool, table.slot, slot))
-            .copied()
-            .unwrap_or(u32::MAX)
-    };
-    let (id, attempts) = if let Cause::Refused { server, attempts } = new.cause {
-        // A retry takes the entry the cursor points at without moving it (moving it would
-        // send the next new connection back to the server that refused this one), or the
-        // next entries if that is the refusing server: with weights a server may hold
-        // several entries in a row, a few steps are all a retry gets.
-        // SAFETY: an array slot, read once.
-        let slot = rr_slot(unsafe { core::ptr::read_volatile(cursor) }, table.len);
-        let mut id = at(slot);
-        for step in 1..RETRY_STEPS {
-            if id != server {
-                break;
-            }
-            id = at(rr_slot(slot as u64 + step as u64, table.len));
-        }
-        (id, attempts)
-    } else {
-        (at(rr_slot(fetch_add(cursor), table.len)), 0)
+    let id = match Algorithm::of_flags(flags) {
+        Algorithm::RoundRobin => round_robin(pool, table, new.cause),
     };
     new.server = id;
-    new.attempts = attempts;
+    new.attempts = match new.cause {
+        Cause::Refused { attempts, .. } => attempts,
+        Cause::Fresh => 0,
+    };
     new.full_nat = flags & POOL_F_DNAT == 0;
     GO_ON
+}
+
+/// The server slot at entry `slot` of the pool's live `table` (`u32::MAX` if out of range).
+#[inline(always)]
+fn table_entry(pool: u32, table: TableDesc, slot: u32) -> u32 {
+    LB_TABLES
+        .get(table_index(pool, table.slot, slot))
+        .copied()
+        .unwrap_or(u32::MAX)
+}
+
+/// Round robin: the entry the pool's cursor points at, the cursor moved on.
+#[inline(always)]
+fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
+    let Some(cursor) = LB_POOL_RR.get_ptr_mut(pool) else {
+        return u32::MAX;
+    };
+    match cause {
+        Cause::Fresh => table_entry(pool, table, rr_slot(fetch_add(cursor), table.len)),
+        Cause::Refused { server, .. } => {
+            // A retry takes the entry the cursor points at without moving it (moving it
+            // would send the next new connection back to the server that refused this one),
+            // or the next entries if that is the refusing server: with weights a server may
+            // hold several entries in a row, a few steps are all a retry gets.
+            // SAFETY: an array slot, read once.
+            let slot = rr_slot(unsafe { core::ptr::read_volatile(cursor) }, table.len);
+            let mut id = table_entry(pool, table, slot);
+            for step in 1..RETRY_STEPS {
+                if id != server {
+                    break;
+                }
+                id = table_entry(pool, table, rr_slot(slot as u64 + step as u64, table.len));
+            }
+            id
+        }
+    }
 }
 
 /// Tracks the flow to the chosen server (`conntrack::track`): [`GO_ON`] with its entries in

@@ -8,12 +8,13 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
-    PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, name_field, name_str,
+    Algorithm, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH,
+    POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, name_field,
+    name_str,
 };
 
 use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
-use crate::config::{Backend, Config, NatMode, OnEmpty, Server};
+use crate::config::{Backend, Balance, Config, NatMode, OnEmpty, Server};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
@@ -66,6 +67,13 @@ impl ServerLayout {
     }
 }
 
+/// The data plane's algorithm for a backend's `balance`.
+fn algorithm(b: Balance) -> Algorithm {
+    match b {
+        Balance::RoundRobin => Algorithm::RoundRobin,
+    }
+}
+
 impl Layout {
     pub fn new(c: &Config) -> Layout {
         let mut next_server = 0u32;
@@ -75,7 +83,7 @@ impl Layout {
             .enumerate()
             .map(|(i, b)| {
                 let id = BackendId(i as u32);
-                let mut flags = 0;
+                let mut flags = algorithm(b.balance).flags();
                 if b.nat == NatMode::Dnat {
                     flags |= POOL_F_DNAT;
                 }
