@@ -101,6 +101,7 @@ mod tests {
     #[test]
     fn algorithms_round_trip_through_pool_flags() {
         let flags = POOL_F_DNAT | (3 << POOL_RETRIES_SHIFT);
+        #[allow(clippy::single_element_loop)] // one per algorithm as they come
         for a in [Algorithm::RoundRobin] {
             assert_eq!(Algorithm::of_flags(flags | a.flags()), a);
         }
