@@ -310,6 +310,22 @@ pub const fn idle_expired(f: &Flow, now: u32) -> bool {
     elapsed(now, f.last_seen) > f.timeout
 }
 
+/// Whether the entry `f` at `key` is dead at `now`: idle beyond its timeout and, in states
+/// where one direction may be quiet ([`expiry_asks_mirror`]), its other direction too (the
+/// entry at `f.mirror_key`, `mirror`, if it is still this flow's: it points back to `key`).
+/// The data plane and `lb show` both judge by this.
+pub fn dead(f: &Flow, key: &crate::FlowKey, mirror: Option<&Flow>, now: u32) -> bool {
+    if !idle_expired(f, now) {
+        return false;
+    }
+    match mirror {
+        Some(m) if expiry_asks_mirror(f.state) && m.mirror_key(key.proto) == *key => {
+            idle_expired(m, now)
+        }
+        _ => true,
+    }
+}
+
 /// Whether an entry's expiry must also ask the other direction: in these states one way may
 /// be quiet while the flow lives (a one-way UDP stream, a download's rare ACKs).
 pub const fn expiry_asks_mirror(state: u8) -> bool {
@@ -525,6 +541,50 @@ mod tests {
         assert_eq!(t.of(State::Closed, sf, false), t.closed);
         assert_eq!(t.of(State::Closed, sf | FLOW_F_RST, true), t.closed);
         assert_eq!(t.of(State::SynRecv, 0, true), t.connect);
+    }
+
+    #[test]
+    fn an_idle_direction_lives_while_its_own_other_direction_does() {
+        let key = crate::FlowKey::new(1, 2, 10, 20, crate::PROTO_TCP);
+        let f = Flow {
+            src: 3,
+            dst: 4,
+            sport: 30,
+            dport: 40,
+            state: State::Established as u8,
+            last_seen: 0,
+            timeout: 10,
+            ..Flow::default()
+        };
+        // The other direction: the entry at f's rewrite turned around, pointing back.
+        let mirror = Flow {
+            src: 2,
+            dst: 1,
+            sport: 20,
+            dport: 10,
+            last_seen: 95,
+            timeout: 10,
+            ..f
+        };
+        assert!(
+            !dead(&f, &key, Some(&mirror), 100),
+            "the other way is fresh"
+        );
+        assert!(dead(&f, &key, None, 100), "no other way");
+        let strangers = Flow { dst: 9, ..mirror };
+        assert!(
+            dead(&f, &key, Some(&strangers), 100),
+            "the tuple went to another flow"
+        );
+        let closing = Flow {
+            state: State::Closed as u8,
+            ..f
+        };
+        assert!(
+            dead(&closing, &key, Some(&mirror), 100),
+            "closed: on its own clock"
+        );
+        assert!(!dead(&f, &key, None, 10), "not idle yet");
     }
 
     #[test]

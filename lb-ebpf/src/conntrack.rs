@@ -10,7 +10,8 @@ use lb_common::{
     ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
-        Claimant, expiry_asks_mirror, idle_expired, port_rested, port_reusable, server_may_hold,
+        Claimant, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
+        server_may_hold,
     },
 };
 
@@ -74,18 +75,17 @@ pub fn lookup(key: &FlowKey) -> Option<(*mut Flow, Table)> {
 /// that is still this flow's.
 #[inline(always)]
 pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
+    // The mirror is looked up only when this entry is idle (rare): `dead` asks first.
     if !idle_expired(f, now) {
         return false;
     }
-    if expiry_asks_mirror(f.state)
-        && let Some(m) = table.get(&f.mirror_key(key.proto))
-        // SAFETY: read in place; a racing update at worst keeps the flow one packet longer.
-        && unsafe { (*m).mirror_key(key.proto) } == *key
-        && !idle_expired(unsafe { &*m }, now)
-    {
-        return false;
-    }
-    true
+    let mirror = if expiry_asks_mirror(f.state) {
+        table.get(&f.mirror_key(key.proto))
+    } else {
+        None
+    };
+    // SAFETY: read in place; a racing update at worst keeps the flow one packet longer.
+    dead(f, key, mirror.map(|m| unsafe { &*m }), now)
 }
 
 /// Removes both entries of the flow whose entry `f` sits at `key` (the other one only if it

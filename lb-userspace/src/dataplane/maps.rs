@@ -11,7 +11,7 @@ use aya::{
 };
 use lb_common::{
     Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
-    clock::elapsed, conntrack::idle_expired, map_def, names,
+    clock::elapsed, conntrack, map_def, names,
 };
 
 /// Pins live under `/sys/fs/bpf/lb/<instance>/`.
@@ -352,18 +352,10 @@ impl Maps {
     }
 }
 
-/// An entry's expiry as `conntrack::expired` decides it in the data plane.
+/// An entry's expiry as the data plane decides it (`lb_common::conntrack::dead`).
 pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now: u32) -> bool {
-    if !idle_expired(f, now) {
-        return false;
-    }
-    if lb_common::conntrack::expiry_asks_mirror(f.state)
-        && let Ok(m) = table.get(&f.mirror_key(k.proto), 0)
-        && !idle_expired(&m, now)
-    {
-        return false;
-    }
-    true
+    let mirror = table.get(&f.mirror_key(k.proto), 0).ok();
+    conntrack::dead(f, k, mirror.as_ref(), now)
 }
 
 /// How long ago (ms) an entry last saw a packet, at `now` (ticks).
