@@ -161,8 +161,8 @@ pub fn too_big(ctx: &XdpContext, pkt: &Packet, mtu: u16) -> u32 {
     let icmp = (start + ICMP_OFF) as *mut IcmpHdr;
     // SAFETY: all within [start, start + ANSWER_LEN), checked above.
     unsafe {
-        (*eth).dst = smac;
-        (*eth).src = dmac;
+        forward::copy_mac(&mut (*eth).dst, &smac);
+        forward::copy_mac(&mut (*eth).src, &dmac);
         (*eth).proto = 0x0800u16.to_be();
         *ip = Ipv4Hdr {
             version_ihl: 0x45,
