@@ -115,13 +115,17 @@ pub struct Flow {
     pub nh: NextHop,
 }
 
-/// A new flow's two entries while the data plane builds them (`LB_SCRATCH`, per CPU: 128
-/// bytes the program's 512-byte stack cannot spare).
+/// Per-CPU working memory of the data plane (`LB_SCRATCH`): what the program's 512-byte
+/// stack cannot spare. The program runs to completion on its CPU, so nothing else writes it
+/// meanwhile.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NewEntries {
+pub struct Scratch {
+    /// A new flow's two entries while they are built.
     pub fwd: Flow,
     pub reply: Flow,
+    /// `bpf_fib_lookup`'s parameters (the kernel's `struct bpf_fib_lookup`, 64 bytes).
+    pub fib: [u64; 8],
 }
 
 impl Flow {

@@ -13,7 +13,7 @@ unsafe impl aya::Pod for Timeouts {}
 unsafe impl aya::Pod for ServerInfo {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
-unsafe impl aya::Pod for crate::NewEntries {}
+unsafe impl aya::Pod for crate::Scratch {}
 unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Counters {}

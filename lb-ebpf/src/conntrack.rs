@@ -6,8 +6,8 @@ use core::sync::atomic::{Ordering, compiler_fence};
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST, xdp_action};
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NewEntries, NextHop, PROTO_TCP, Reason,
-    ServerInfo, Settings, State,
+    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, Reason, Scratch, ServerInfo,
+    Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
         Claimant, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
@@ -208,8 +208,8 @@ pub struct Target {
 /// The reply entry comes first, since it is where full-NAT picks its source port: the server
 /// will answer `snat_addr:port`, and that tuple must not belong to another live flow (see
 /// [`claim`]). DNAT keeps the client's address and port; the server answers the client.
-/// A subprogram: new flows only.
-#[inline(never)]
+/// Inlined into `new_flow::admit`, a subprogram.
+#[inline(always)]
 pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
     match track_in_scratch(pkt, key, t) {
         Ok(()) => GO_ON,
@@ -222,7 +222,7 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
 
 /// This CPU's scratch entries (where [`track`] built the new flow).
 #[inline(always)]
-pub fn scratch() -> Option<*mut NewEntries> {
+pub fn scratch() -> Option<*mut Scratch> {
     LB_SCRATCH.get_ptr_mut(0)
 }
 
@@ -341,7 +341,7 @@ fn takes_over(rkey: &FlowKey, asker: &Asker, table: Table) -> bool {
 #[cfg(not(feature = "variant"))]
 const PROBES: u32 = SNAT_PROBES;
 #[cfg(feature = "variant")]
-const PROBES: u32 = 2 * SNAT_PROBES;
+const PROBES: u32 = SNAT_PROBES + 1;
 
 /// Takes the server's next source ports in turn until [`claim`] gets one. Returns the port,
 /// network order.

@@ -19,6 +19,7 @@ use aya_ebpf::{
 use lb_common::{NEXT_HOP_TTL, NextHop, Reason, clock::elapsed};
 
 use crate::{
+    maps::LB_SCRATCH,
     nat::Tuple,
     parse::{EthHdr, Ipv4Hdr},
     stats,
@@ -26,6 +27,9 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
+
+// `Scratch::fib` holds the parameters.
+const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
 
 /// The headers the forwarding decision reads and the MACs it writes.
 #[derive(Clone, Copy)]
@@ -140,10 +144,14 @@ fn lookup(ctx: &XdpContext, f: &Frame, to: &Tuple, tot_len: u16, fib: &mut FibPa
 /// a second per entry, and its lookup parameters stay off the packet path's frame.
 #[inline(never)]
 fn fib(ctx: &XdpContext, f: &Frame, to: &Tuple, now: u32, nh: *mut NextHop) -> u32 {
-    // One parameter block for both lookups: the stack is tight.
-    // SAFETY: zeroed, then filled by `lookup`.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    match lookup(ctx, f, to, 0, &mut fib) {
+    // One parameter block for both lookups, in this CPU's scratch: the stack is tight.
+    let Some(scratch) = LB_SCRATCH.get_ptr_mut(0) else {
+        return Reason::PassFibOther as u32;
+    };
+    // SAFETY: 64 bytes of this CPU's scratch, the size and alignment of `bpf_fib_lookup`;
+    // `lookup` zeroes it first.
+    let fib: &mut FibParams = unsafe { &mut *(&raw mut (*scratch).fib).cast::<FibParams>() };
+    match lookup(ctx, f, to, 0, fib) {
         BPF_FIB_LKUP_RET_SUCCESS => {
             // Written field by field straight into the cache: a whole `NextHop` built first
             // would cost the frame its size. A reader racing this refresh takes the fast path
@@ -158,7 +166,7 @@ fn fib(ctx: &XdpContext, f: &Frame, to: &Tuple, now: u32, nh: *mut NextHop) -> u
             }
             // The path's MTU: the FIB reports it only to a packet that exceeds it. One more
             // lookup per refresh (once a second per entry) keeps the per-packet check a compare.
-            if lookup(ctx, f, to, u16::MAX, &mut fib) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+            if lookup(ctx, f, to, u16::MAX, fib) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
                 // SAFETY: a union field the kernel filled for FRAG_NEEDED; `nh` as above.
                 unsafe { (*nh).mtu = fib.__bindgen_anon_1.mtu_result };
             }

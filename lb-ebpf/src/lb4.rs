@@ -17,10 +17,11 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NextHop,
+    FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NEXT_HOP_TTL, NextHop,
     POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKey, ServiceValue, State,
     balance::refusal,
-    conntrack::{Step, confirms, tcp_step, udp_step},
+    clock::elapsed,
+    conntrack::{Step, TCP_FIN, TCP_RST, TCP_SYN, confirms, idle_expired, tcp_step, udp_step},
     ports::{PortSide, port_bit},
 };
 
@@ -36,7 +37,8 @@ use crate::{
     verdict::{GO_ON, NEW_FLOW},
 };
 
-/// The packet path's entry. The tracked path, the new-flow stages and ICMP are subprograms
+/// The packet path's entry. A packet with no news of a confirmed flow is forwarded inline
+/// ([`steady`]); the rest of the tracked path, the new-flow stages and ICMP are subprograms
 /// called from here (see `verdict` for why): a tracked packet that turns out to start a new
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
@@ -52,7 +54,10 @@ pub fn process(ctx: &XdpContext) -> u32 {
     let key = conntrack::key_of(&pkt);
     let mut new = NewFlow::fresh(clock::now());
     let action = match conntrack::lookup(&key) {
-        Some((entry, table)) => lb4_tracked(ctx, &pkt, &key, &Hit { entry, table }, &mut new),
+        Some((entry, table)) => match steady(ctx, &pkt, entry, new.now) {
+            GO_ON => lb4_tracked(ctx, &pkt, &key, &Hit { entry, table }, &mut new),
+            action => action,
+        },
         None => lb4_untracked(&pkt, &mut new),
     };
     if action != NEW_FLOW {
@@ -106,6 +111,45 @@ fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
     new.pool = svc.pool;
     new.frontend = svc.frontend;
     NEW_FLOW
+}
+
+/// The common case inline, without a subprogram call: a packet with no news (TCP without
+/// SYN, FIN or RST; UDP) of a confirmed, live flow whose next hop is fresh and takes it. Its
+/// action, or [`GO_ON`] for the tracked path (`lb4_tracked`) to judge the packet. Only
+/// scalars live here, so it costs the entry's frame almost no stack.
+#[inline(always)]
+fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
+    const NEWS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
+    // SAFETY: an LRU value read and updated in place, see `lb4_tracked`.
+    let flow: &Flow = unsafe { &*entry };
+    let confirmed = if pkt.is_tcp() {
+        flow.state == State::Established as u8 && pkt.tcp_flags & NEWS == 0
+    } else {
+        flow.state == State::UdpActive as u8
+    };
+    if !confirmed || idle_expired(flow, now) {
+        return GO_ON;
+    }
+    // SAFETY: as above.
+    let nh = unsafe { &mut (*entry).nh };
+    let frame = pkt.frame();
+    if nh.ifindex == 0 || elapsed(now, nh.stamp) >= NEXT_HOP_TTL || forward::too_big(&frame, nh) {
+        return GO_ON;
+    }
+    if flow.last_seen != now {
+        // SAFETY: as above.
+        unsafe { (*entry).last_seen = now };
+    }
+    let dir = if flow.is_reply() { Dir::Out } else { Dir::In };
+    nat::rewrite(pkt, tuple(flow));
+    stats::account(
+        flow.server as u32,
+        flow.frontend as u32,
+        dir,
+        pkt.frame_len,
+        Event::default(),
+    );
+    forward::send(ctx, &frame, nh)
 }
 
 /// An entry the lookup found, and where.

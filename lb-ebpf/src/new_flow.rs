@@ -69,7 +69,7 @@ impl NewFlow {
 /// The three stages; any of them may end the packet's way with an action.
 #[inline(always)]
 pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
-    match choose(new) {
+    match choose(ctx, pkt, new) {
         GO_ON => {}
         action => return action,
     }
@@ -87,7 +87,7 @@ const RETRY_STEPS: u32 = 4;
 /// retried, another server than the one that refused): [`GO_ON`], or the action when there is
 /// none.
 #[inline(never)]
-fn choose(new: &mut NewFlow) -> u32 {
+fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
         return pass(Reason::PassNotService);
     };
@@ -123,7 +123,41 @@ fn choose(new: &mut NewFlow) -> u32 {
         Cause::Fresh => 0,
     };
     new.full_nat = flags & POOL_F_DNAT == 0;
+    refresh_next_hop(ctx, pkt, new);
     GO_ON
+}
+
+/// The new flow's entries start with its server's next hop (see `forward`): refreshed here,
+/// for the rewrite this flow will have (its full-NAT source port is not chosen yet; the FIB's
+/// answer does not depend on it without port-based policy routing). When the kernel must
+/// resolve the neighbour the entries start empty and the flow's own packets look it up.
+/// (Here rather than in `admit`: the FIB lookup's frame must not stack on `track`'s.)
+#[inline(always)]
+fn refresh_next_hop(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) {
+    let Some(server) = LB_SERVERS.get_ptr_mut(new.server) else {
+        return;
+    };
+    // SAFETY: array slots are never freed.
+    let to = unsafe {
+        Tuple {
+            src: if new.full_nat {
+                (*server).snat_addr
+            } else {
+                pkt.src()
+            },
+            sport: pkt.sport(),
+            dst: (*server).addr,
+            dport: (*server).port,
+        }
+    };
+    // SAFETY: as above.
+    let _ = forward::route(
+        ctx,
+        &pkt.frame(),
+        &to,
+        unsafe { &mut (*server).nh },
+        new.now,
+    );
 }
 
 /// The server slot at entry `slot` of the pool's live `table` (`u32::MAX` if out of range).
@@ -162,8 +196,8 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
     }
 }
 
-/// Tracks the flow to the chosen server (`conntrack::track`): [`GO_ON`] with its entries in
-/// this CPU's scratch, or the action.
+/// Tracks the flow to the chosen server (`conntrack::track`, inlined): [`GO_ON`] with its
+/// entries in this CPU's scratch, or the action.
 #[inline(never)]
 fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
@@ -180,30 +214,6 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
     } else {
         0
     };
-    // The flow's entries start with the server's next hop (see `forward`): refreshed first,
-    // for the rewrite this flow will have (its full-NAT source port is not chosen yet; the
-    // FIB's answer does not depend on it without port-based policy routing). When the kernel
-    // must resolve the neighbour the entry starts empty and its own packets look it up.
-    // SAFETY: array slots are never freed.
-    let to = unsafe {
-        Tuple {
-            src: if new.full_nat {
-                (*server).snat_addr
-            } else {
-                pkt.src()
-            },
-            sport: pkt.sport(),
-            dst: (*server).addr,
-            dport: (*server).port,
-        }
-    };
-    let _ = forward::route(
-        ctx,
-        &pkt.frame(),
-        &to,
-        unsafe { &mut (*server).nh },
-        new.now,
-    );
     let target = Target {
         slot: new.server,
         server,
