@@ -17,6 +17,7 @@ mod fixture;
 mod haproxy;
 mod http;
 mod live;
+mod load;
 mod pktrate;
 mod progs;
 mod report;
@@ -90,7 +91,8 @@ fn main() -> Result<()> {
     lb_testbed::require_root();
     let started = Instant::now();
     let mut out = report::Report::default();
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
+        ("load", load::run),
         ("cost", cost::run),
         ("pktrate", pktrate::run),
         ("http", http::run),

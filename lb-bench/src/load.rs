@@ -1,0 +1,57 @@
+//! What loading the program costs: the verifier's work, paid at every start and upgrade.
+//!
+//! Near the verifier's limit of 1,000,000 processed instructions a small change to the
+//! program tips it over (the load fails with E2BIG), and the load time grows with the
+//! instructions processed: on a busy 2-core machine several seconds per load. Both builds
+//! are measured: the one `lb run` loads and the `variant` one the upgrade test swaps in.
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::Result;
+use lb::dataplane::{Dataplane, LoadOptions, VARIANT_OBJECT};
+
+use crate::{Args, report::Report};
+
+const LIMIT: u32 = 1_000_000;
+
+pub fn run(args: &Args, out: &mut Report) -> Result<()> {
+    let reps = if args.quick { 1 } else { 3 };
+    let mut rows = Vec::new();
+    for (name, object) in [
+        ("lb (built in)", None),
+        (
+            "variant (upgrade test)",
+            Some(PathBuf::from(VARIANT_OBJECT)),
+        ),
+    ] {
+        let mut ms = Vec::new();
+        let mut verified = None;
+        for _ in 0..reps {
+            let started = Instant::now();
+            let mut dp = Dataplane::load(&LoadOptions {
+                object: object.clone(),
+                ..LoadOptions::default()
+            })?;
+            ms.push(started.elapsed().as_secs_f64() * 1e3);
+            verified = dp.lb_program()?.info()?.verified_instruction_count();
+        }
+        ms.sort_by(f64::total_cmp);
+        rows.push(vec![
+            name.to_string(),
+            format!("{:.0}", ms[ms.len() / 2]),
+            verified.map_or("?".into(), |n| n.to_string()),
+            verified.map_or("?".into(), |n| {
+                format!("{:.0}%", f64::from(n) * 100.0 / f64::from(LIMIT))
+            }),
+        ]);
+    }
+    out.table(
+        "Loading the program",
+        &format!(
+            "median of {reps} loads of the whole object (verification included), and the \
+             instructions the verifier processed for the lb program (limit 1,000,000)."
+        ),
+        &["object", "load ms", "verified insns", "of the limit"],
+        rows,
+    );
+    Ok(())
+}
