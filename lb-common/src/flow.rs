@@ -126,6 +126,28 @@ pub struct Scratch {
     pub reply: Flow,
     /// `bpf_fib_lookup`'s parameters (the kernel's `struct bpf_fib_lookup`, 64 bytes).
     pub fib: [u64; 8],
+    /// Full-NAT's source-port search, shared with its `bpf_loop` callback.
+    pub probe: PortProbe,
+}
+
+/// What each source-port probe of a new full-NAT flow needs, and what it found. The probes
+/// run as a `bpf_loop` callback, verified once instead of once per probe, which takes two
+/// thirds of the verifier's work (and of the load time) away; callbacks get no stack
+/// pointers from here, so this lives in the scratch entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortProbe {
+    /// The reply tuple asked for; its `dport` is the port being probed.
+    pub rkey: FlowKey,
+    /// The SYN's timestamp as `parse::Packet::timestamp` gives it.
+    pub ts: u64,
+    /// The server's slot (its `LB_SNAT_CURSOR`).
+    pub slot: u32,
+    pub now: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// 1 when `rkey.dport` was claimed.
+    pub found: u32,
 }
 
 impl Flow {

@@ -4,10 +4,14 @@
 //! churns the half-open table.
 use core::sync::atomic::{Ordering, compiler_fence};
 
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST, xdp_action};
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST, xdp_action},
+    cty::c_void,
+    helpers::generated::bpf_loop,
+};
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, Reason, Scratch, ServerInfo,
-    Settings, State,
+    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, PortProbe, Reason, Scratch,
+    ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
         Claimant, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
@@ -275,7 +279,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     if t.full_nat {
         rkey.dst = server.snat_addr;
         fwd.src = server.snat_addr;
-        fwd.sport = bind_snat_port(t.slot, &mut rkey, reply, t.ts, settings, now)?;
+        fwd.sport = bind_snat_port(scratch, t.slot, &mut rkey, t.ts, settings, now)?;
     } else if !claim(&rkey, reply, Claimant::Dnat, now) {
         return Err(Reason::DropTupleInUse);
     }
@@ -343,36 +347,67 @@ const PROBES: u32 = SNAT_PROBES;
 #[cfg(feature = "variant")]
 const PROBES: u32 = SNAT_PROBES + 1;
 
-/// Takes the server's next source ports in turn until [`claim`] gets one. Returns the port,
-/// network order.
+/// Takes the server's next source ports in turn until [`claim`] gets one, at most [`PROBES`]
+/// of them. Returns the port, network order.
 #[inline(always)]
 fn bind_snat_port(
+    scratch: *mut Scratch,
     slot: u32,
     rkey: &mut FlowKey,
-    reply: &Flow,
     ts: u64,
     settings: &Settings,
     now: u32,
 ) -> Result<u16, Reason> {
-    let claimant = Claimant::FullNat {
-        ts: (ts & TS_PRESENT != 0).then_some(ts as u32),
+    // SAFETY: this CPU's scratch entry, see `track_in_scratch`.
+    let probe = unsafe { &mut (*scratch).probe };
+    *probe = PortProbe {
+        rkey: *rkey,
+        ts,
+        slot,
+        now,
+        port_min: settings.snat_port_min,
+        port_max: settings.snat_port_max,
+        found: 0,
     };
-    let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(slot) else {
-        return Err(Reason::DropSnatExhausted);
-    };
-    for _ in 0..PROBES {
-        let port = snat_port(
-            fetch_add(cursor),
-            settings.snat_port_min,
-            settings.snat_port_max,
+    // SAFETY: a helper call; the callback is a static function of this program.
+    unsafe {
+        bpf_loop(
+            PROBES,
+            probe_port as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
         )
-        .to_be();
-        rkey.dport = port;
-        if claim(rkey, reply, claimant, now) {
-            return Ok(port);
-        }
+    };
+    // SAFETY: as above.
+    let probe = unsafe { &(*scratch).probe };
+    if probe.found == 0 {
+        return Err(Reason::DropSnatExhausted);
     }
-    Err(Reason::DropSnatExhausted)
+    *rkey = probe.rkey;
+    Ok(rkey.dport)
+}
+
+/// One probe of [`bind_snat_port`], the `bpf_loop` callback: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn probe_port(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = scratch() else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch entry, filled by `bind_snat_port` (the program is still
+    // running on this CPU, inside the helper).
+    let (probe, reply) = unsafe { (&mut (*scratch).probe, &(*scratch).reply) };
+    let Some(cursor) = LB_SNAT_CURSOR.get_ptr_mut(probe.slot) else {
+        return 1;
+    };
+    probe.rkey.dport = snat_port(fetch_add(cursor), probe.port_min, probe.port_max).to_be();
+    let claimant = Claimant::FullNat {
+        ts: (probe.ts & TS_PRESENT != 0).then_some(probe.ts as u32),
+    };
+    if claim(&probe.rkey, reply, claimant, probe.now) {
+        probe.found = 1;
+        return 1;
+    }
+    0
 }
 
 /// Whether a TCP flow's packet is a client's SYN (only those start TCP flows).

@@ -551,3 +551,41 @@ fn shutting_a_servers_sessions_down_ends_only_its_flows() {
     assert_eq!(action, XDP_REDIRECT, "b's flow stays");
     assert_eq!(packet::endpoints(&out).1, b_server);
 }
+
+/// The source-port search runs as a `bpf_loop` callback: with every port of the range held
+/// by a live flow, it gives up after `SNAT_PROBES` probes (the cursor shows each one), and
+/// the SYN is dropped and counted, never sent with a port that is in use.
+#[test]
+fn a_full_port_range_drops_new_flows_after_the_probes() {
+    let config = format!(
+        "[global]\nsnat_ports = \"{SNAT_MIN}-{}\"\n{CONFIG}",
+        SNAT_MIN + 1
+    );
+    let mut f = Fixture::with(&config, LoadOptions::default());
+    assert_eq!(connect(&mut f, ep(CLIENT, 50000), None), SNAT_MIN);
+    assert_eq!(connect(&mut f, ep(CLIENT, 50001), None), SNAT_MIN + 1);
+    let c = ep(CLIENT, 50002);
+    f.rewind(HOGE, HOGE_WEB10);
+    let syn = Pkt::tcp(c, VIP80()).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &syn.build());
+    assert_eq!(action_name(action), "XDP_DROP");
+    let exhausted = f
+        .bal
+        .dp
+        .maps
+        .reasons()
+        .expect("reasons")
+        .into_iter()
+        .find(|(r, _)| *r == Reason::DropSnatExhausted)
+        .map(|(_, n)| n);
+    assert_eq!(exhausted, Some(1));
+    let cursor = f
+        .bal
+        .dp
+        .maps
+        .snat_cursor
+        .get(&HOGE_WEB10.0, 0)
+        .expect("cursor");
+    assert_eq!(cursor, u64::from(lb_common::balance::SNAT_PROBES));
+    assert!(f.entry(&tcp_key(c, VIP80())).is_none(), "nothing tracked");
+}
