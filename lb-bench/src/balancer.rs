@@ -17,6 +17,7 @@ use anyhow::{Context, Result, ensure};
 use aya::{maps::MapInfo, programs::loaded_programs};
 use lb_common::{PROG_LB, names};
 use lb_testbed::{
+    config::SeedConfig,
     daemon::Daemon,
     topo::{Topology, VIP},
 };
@@ -54,23 +55,11 @@ impl Via {
 
 /// `lb run`'s config for the seed topology: VIP:80 round robin over web10 and web11.
 pub fn lb_config(instance: &str, conntrack: u32, nat: &str) -> String {
-    format!(
-        r#"[global]
-instance = "{instance}"
-conntrack_entries = {conntrack}
-
-[frontend.bench]
-bind = ["{VIP}:80"]
-default_backend = "web"
-
-[backend.web]
-nat = "{nat}"
-server = [
-  {{ name = "web10", address = "10.200.10.10:80" }},
-  {{ name = "web11", address = "10.200.11.11:80" }},
-]
-"#
-    )
+    SeedConfig::new(instance)
+        .names("bench", "web")
+        .nat(nat)
+        .global(&format!("conntrack_entries = {conntrack}"))
+        .to_string()
 }
 
 /// lb's instance name in `topo` for `nat` (one per mode, so each keeps its own maps).

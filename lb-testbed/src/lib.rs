@@ -1,4 +1,5 @@
 //! Test and benchmark fixtures for lb, in real network namespaces:
+//! - [`config`]: the seed layout's `lb run` config, with what each test adds;
 //! - [`netns`]: throwaway namespaces, running commands and threads inside them;
 //! - [`topo`]: the client / LB / two web servers topology of the seed, both routings;
 //! - [`servers`]: real web servers (nginx, Apache) and small UDP/TCP peers, stopped by PID;
@@ -9,6 +10,7 @@
 //! - [`wrk`]: the `wrk` load generator and its report.
 //!
 //! Traffic rule: everything here only talks to addresses inside namespaces it created.
+pub mod config;
 pub mod daemon;
 pub mod flood;
 pub mod http;

@@ -7,6 +7,7 @@ use std::{
 };
 
 use lb_testbed::{
+    config::SeedConfig,
     daemon::Daemon,
     http::{self, Conn},
     servers::{UdpEcho, WebServer},
@@ -24,34 +25,22 @@ struct Setup {
 }
 
 fn config(instance: &str, nat: &str) -> String {
-    format!(
-        r#"
-[global]
-instance = "{instance}"
-
-[frontend.main]
-bind = ["10.200.0.1:80"]
-default_backend = "hoge"
-
+    SeedConfig::new(instance)
+        .nat(nat)
+        .section(&format!(
+            r#"
 [frontend.udp]
-bind = ["10.200.0.1:{UDP_PORT}/udp"]
+bind = ["{VIP}:{UDP_PORT}/udp"]
 default_backend = "echo"
-
-[backend.hoge]
-nat = "{nat}"
-server = [
-  {{ name = "web10", address = "10.200.10.10:80" }},
-  {{ name = "web11", address = "10.200.11.11:80" }},
-]
 
 [backend.echo]
 nat = "{nat}"
 server = [
   {{ name = "echo10", address = "10.200.10.10:{UDP_PORT}" }},
   {{ name = "echo11", address = "10.200.11.11:{UDP_PORT}" }},
-]
-"#
-    )
+]"#
+        ))
+        .to_string()
 }
 
 fn setup(routing: Routing, nat: &str) -> Setup {

@@ -2,6 +2,8 @@
 //! state of the backend -> `check_event_lines` -> `Logger` -> a syslog listener on UDP.
 use std::{net::SocketAddr, time::Duration};
 
+use lb_testbed::config::{SEED_CHECK_DEFAULTS, SeedConfig};
+
 use lb::{
     config::native,
     dataplane::layout::Layout,
@@ -122,25 +124,16 @@ async fn capture_scenario_end_to_end() {
     );
     let cfg = native::parse(
         "lb.toml",
-        &format!(
-            r#"
-[global]
-log = [{{ target = "{syslog}", facility = "local6" }}]
-log_tag = "haproxy"
-[defaults]
-log_health_checks = true
-http_check = {{ method = "GET", uri = "/health_check.html", version = "HTTP/1.0", headers = ["User-agent: Proxy-Check"] }}
-[frontend.main]
-bind = ["127.0.0.1:18080"]
-default_backend = "hoge"
-[backend.hoge]
-server = [
-  {{ name = "web10", address = "{a10}", check = true, inter = 100, fall = 2, rise = 2 }},
-  {{ name = "web11", address = "{a11}", check = true, inter = 100, fall = 2, rise = 2 }},
-]
-"#,
-            syslog = syslog.local_addr().expect("addr"),
-        ),
+        &SeedConfig::new("")
+            .global(&format!(
+                "log = [{{ target = \"{}\", facility = \"local6\" }}]\nlog_tag = \"haproxy\"",
+                syslog.local_addr().expect("addr")
+            ))
+            .defaults(SEED_CHECK_DEFAULTS)
+            .bind("127.0.0.1:18080")
+            .addresses([&a10.to_string(), &a11.to_string()])
+            .server_keys("check = true, inter = 100, fall = 2, rise = 2")
+            .to_string(),
     )
     .expect("config parses");
     let _w10 = serve_ok(web10);

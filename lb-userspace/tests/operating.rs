@@ -14,6 +14,7 @@ use lb::{
     dataplane::{VARIANT_OBJECT, links, pin_dir},
 };
 use lb_testbed::{
+    config::SeedConfig,
     daemon::Daemon,
     http,
     probe::{Probe, Seen},
@@ -24,25 +25,14 @@ use lb_testbed::{
 const LB: &str = env!("CARGO_BIN_EXE_lb");
 
 fn config(instance: &str, nat: &str, bind: &str, extra_global: &str) -> String {
-    format!(
-        r#"
-[global]
-instance = "{instance}"
-stats_socket = {{ path = "/tmp/lbt-{instance}.sock", level = "admin" }}
-{extra_global}
-
-[frontend.main]
-bind = ["{bind}"]
-default_backend = "hoge"
-
-[backend.hoge]
-nat = "{nat}"
-server = [
-  {{ name = "web10", address = "10.200.10.10:80" }},
-  {{ name = "web11", address = "10.200.11.11:80" }},
-]
-"#
-    )
+    SeedConfig::new(instance)
+        .nat(nat)
+        .bind(bind)
+        .global(&format!(
+            "stats_socket = {{ path = \"/tmp/lbt-{instance}.sock\", level = \"admin\" }}"
+        ))
+        .global(extra_global)
+        .to_string()
 }
 
 struct Setup {

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use lb_testbed::{
+    config::{SEED_CHECK_DEFAULTS, SeedConfig},
     daemon::Daemon,
     http::Conn,
     servers::WebServer,
@@ -57,34 +58,22 @@ impl Drop for Fixture {
 }
 
 pub fn config(instance: &str, socket: &Path, o: &Options) -> String {
-    format!(
-        r#"
-[global]
-instance = "{instance}"
-stats_socket = {{ path = "{socket}", mode = "{mode}", level = "{level}" }}
-stats_http = "{HTTP_PORT}"
-log = [{{ target = "stderr", facility = "local0" }}]
-
-[defaults]
-log_health_checks = true
-http_check = {{ method = "GET", uri = "/health_check.html", version = "HTTP/1.0", headers = ["User-agent: Proxy-Check"] }}
-
-[frontend.main]
-bind = ["10.200.0.1:80"]
-default_backend = "hoge"
-
-[backend.hoge]
-server = [
-  {{ name = "web10", address = "10.200.10.10:80", check = true, inter = {INTER_MS}, fall = 2, rise = 2, weight = {w10} }},
-  {{ name = "web11", address = "10.200.11.11:80", check = true, inter = {INTER_MS}, fall = 2, rise = 2, weight = {w11} }},
-]
-"#,
-        socket = socket.display(),
-        mode = o.mode,
-        level = o.level,
-        w10 = o.weights.0,
-        w11 = o.weights.1,
-    )
+    SeedConfig::new(instance)
+        .global(&format!(
+            "stats_socket = {{ path = \"{socket}\", mode = \"{mode}\", level = \"{level}\" }}\n\
+             stats_http = \"{HTTP_PORT}\"\n\
+             log = [{{ target = \"stderr\", facility = \"local0\" }}]",
+            socket = socket.display(),
+            mode = o.mode,
+            level = o.level,
+        ))
+        .defaults(SEED_CHECK_DEFAULTS)
+        .server_keys(&format!(
+            "check = true, inter = {INTER_MS}, fall = 2, rise = 2"
+        ))
+        .server_keys_of(0, &format!("weight = {}", o.weights.0))
+        .server_keys_of(1, &format!("weight = {}", o.weights.1))
+        .to_string()
 }
 
 impl Fixture {

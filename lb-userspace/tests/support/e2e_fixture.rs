@@ -10,6 +10,7 @@ use std::{
 };
 
 use lb_testbed::{
+    config::SeedConfig,
     daemon::Daemon,
     servers::WebServer,
     topo::{Routing, Topology, VIP},
@@ -36,35 +37,13 @@ pub struct Extra<'a> {
 
 /// VIP:80 round robin over web10 and web11 (backend `hoge`), with `nat`.
 pub fn config(instance: &str, nat: &str, x: &Extra) -> String {
-    let server = if x.server.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", x.server)
-    };
-    format!(
-        r#"[global]
-instance = "{instance}"
-{global}
-
-[defaults]
-{defaults}
-
-[frontend.main]
-bind = ["{VIP}:80"]
-default_backend = "hoge"
-
-[backend.hoge]
-nat = "{nat}"
-server = [
-  {{ name = "web10", address = "10.200.10.10:80"{server} }},
-  {{ name = "web11", address = "10.200.11.11:80"{server} }},
-]
-{sections}
-"#,
-        global = x.global,
-        defaults = x.defaults,
-        sections = x.sections,
-    )
+    SeedConfig::new(instance)
+        .nat(nat)
+        .global(x.global)
+        .defaults(x.defaults)
+        .server_keys(x.server)
+        .section(x.sections)
+        .to_string()
 }
 
 impl Bed {
