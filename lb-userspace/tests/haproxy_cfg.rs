@@ -30,6 +30,7 @@ fn normalise(mut c: Config) -> Config {
     }
     for f in &mut c.frontends {
         f.origin = Origin::default();
+        f.default_backend_at = Origin::default();
         for b in &mut f.binds {
             b.origin = Origin::default();
         }
@@ -75,6 +76,7 @@ const SEED_WARNINGS: &[&str] = &[
     "[WARNING] parsing [haproxy.cfg:53] : 'maxconn' has no effect in lb: the XDP data plane does not queue or count a proxy's connections.",
     "[WARNING] parsing [haproxy.cfg:58] : frontend 'main' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
     "[WARNING] parsing [haproxy.cfg:64] : backend 'hoge' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
+    "[WARNING] config : global 'maxconn 4000' has no effect in lb: the data plane counts no connections against a limit; it tracks up to 262144 flows ('conntrack_entries').",
 ];
 
 #[test]
@@ -622,6 +624,7 @@ fn frontend(name: String) -> impl Strategy<Value = Frontend> {
             mode,
             binds,
             default_backend,
+            default_backend_at: origin(),
             tcplog,
             origin: origin(),
         })

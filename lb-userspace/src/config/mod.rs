@@ -40,25 +40,25 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates configuration text; `name` is used in messages.
 pub fn parse_bytes(name: &str, bytes: &[u8], native: bool) -> Result<Loaded, ConfigError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        let origin = Origin {
-            file: name.into(),
-            line,
-        };
-        ConfigError::single(Diagnostic::alert(
-            Some(&origin),
-            "file is not valid UTF-8 text (binary data?)",
-        ))
-    })?;
     let (config, mut warnings) = if native {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            let origin = Origin {
+                file: name.into(),
+                line,
+            };
+            ConfigError::single(Diagnostic::alert(
+                Some(&origin),
+                "file is not valid UTF-8 text (binary data?)",
+            ))
+        })?;
         (native::parse(name, text)?, Vec::new())
     } else {
-        let parsed = haproxy::parse(name, text)?;
+        let parsed = haproxy::parse_bytes(name, bytes)?;
         (parsed.config, parsed.warnings)
     };
     match validate::config(&config) {

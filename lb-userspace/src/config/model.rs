@@ -206,6 +206,9 @@ pub struct Frontend {
     pub mode: Mode,
     pub binds: Vec<Bind>,
     pub default_backend: String,
+    /// Where the backend was named (`default_backend`, `use_backend`; the section's line for
+    /// a `listen` section sending to itself).
+    pub default_backend_at: Origin,
     /// `option tcplog`: a line per new connection (client, frontend, backend/server).
     pub tcplog: bool,
     pub origin: Origin,

@@ -527,6 +527,7 @@ fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Fro
         mode,
         binds,
         default_backend: f.default_backend.get_ref().clone(),
+        default_backend_at: cx.src.of(&f.default_backend),
         tcplog: f.tcplog,
         origin,
     }

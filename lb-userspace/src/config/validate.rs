@@ -24,6 +24,7 @@ const RULES: &[Rule] = &[
     backends_have_sound_servers,
     checks_can_run,
     http_backends_run_at_l4,
+    maxconn_is_not_enforced,
     data_plane_holds_it,
     a_flood_leaves_ports_free,
 ];
@@ -99,7 +100,7 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
         if c.backend(&f.default_backend).is_none() {
             alert(
                 out,
-                &f.origin,
+                &f.default_backend_at,
                 format!(
                     "frontend '{}': unable to find required default_backend: '{}'",
                     f.name, f.default_backend
@@ -291,6 +292,32 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
     ));
 }
 
+/// `maxconn` is read by both front ends and enforced nowhere yet: say so, where it was set.
+fn maxconn_is_not_enforced(c: &Config, out: &mut Vec<Diagnostic>) {
+    if let Some(n) = c.global.maxconn {
+        out.push(Diagnostic::warning(
+            None,
+            format!(
+                "global 'maxconn {n}' has no effect in lb: the data plane counts no connections against a limit; it tracks up to {} flows ('conntrack_entries').",
+                c.global.conntrack_entries
+            ),
+        ));
+    }
+    for b in &c.backends {
+        for s in &b.servers {
+            if let Some(n) = s.maxconn {
+                out.push(Diagnostic::warning(
+                    Some(&s.origin),
+                    format!(
+                        "server '{}/{}': 'maxconn {n}' has no effect in lb: the data plane does not count a server's connections, so it sends new ones whatever their number.",
+                        b.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     let limits = [
@@ -395,7 +422,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "[ALERT] parsing [t.toml:1] : frontend 'f': unable to find required default_backend: 'nope'"
+                "[ALERT] parsing [t.toml:3] : frontend 'f': unable to find required default_backend: 'nope'"
             ]
         );
     }

@@ -267,6 +267,21 @@ fn stats_socket(c: &mut GlobalCtx) {
     }
 }
 
+/// Why a `stats socket` option lb reads has no effect.
+fn socket_param_reason(p: &str) -> &'static str {
+    match p {
+        "user" | "group" | "uid" | "gid" => {
+            "the socket belongs to the user lb runs as; use 'mode' to open it to others"
+        }
+        "expose-fd" => {
+            "lb hands no listening sockets over: a reload keeps the same process and its sockets"
+        }
+        "process" | "thread" => "one task of lb's single daemon serves every socket",
+        "severity-output" => "lb's runtime API answers carry no severity prefix",
+        _ => "lb does not name listeners",
+    }
+}
+
 /// The options after `stats socket PATH`; false after an alert.
 fn socket_params(c: &mut GlobalCtx, sock: &mut StatsSocket) -> bool {
     let mut i = 3;
@@ -300,7 +315,8 @@ fn socket_params(c: &mut GlobalCtx, sock: &mut StatsSocket) -> bool {
             "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "name"
             | "process" | "thread" => {
                 c.d.warn(format!(
-                    "'stats socket ... {p}' has no effect in lb: the socket belongs to the user lb runs as; use 'mode' to open it to others."
+                    "'stats socket ... {p}' has no effect in lb: {}.",
+                    socket_param_reason(p)
                 ));
             }
             _ => {

@@ -58,6 +58,13 @@ const MAX_FATAL: usize = 50;
 
 /// Parses haproxy.cfg text. `name` is the file name used in messages.
 pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
+    parse_bytes(name, text.as_bytes())
+}
+
+/// Parses a haproxy.cfg file's bytes. As HAProxy, lines are read as bytes: a NUL is refused
+/// on its line, and bytes that are not UTF-8 only matter outside comments (where they would
+/// become part of a name lb has to print).
+pub fn parse_bytes(name: &str, text: &[u8]) -> Result<Parsed, ConfigError> {
     let mut p = Parser::new(name);
     if text.is_empty() {
         p.d.list.push(Diagnostic::alert(
@@ -68,7 +75,7 @@ pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
             diagnostics: p.d.list,
         });
     }
-    let mut lines = text.split('\n').peekable();
+    let mut lines = text.split(|&b| b == b'\n').peekable();
     let mut n = 0;
     while let Some(raw) = lines.next() {
         n += 1;
@@ -95,12 +102,17 @@ pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
 }
 
 impl Parser {
-    fn line(&mut self, raw: &str) {
-        if let Some(pos) = raw.find('\0') {
+    fn line(&mut self, raw: &[u8]) {
+        if let Some(pos) = raw.iter().position(|&b| b == 0) {
             self.d
                 .alert(format!("Stray NUL character at position {}.", pos + 1));
             return;
         }
+        let (raw, utf8) = match std::str::from_utf8(raw) {
+            Ok(s) => (std::borrow::Cow::Borrowed(s), true),
+            Err(_) => (String::from_utf8_lossy(raw), false),
+        };
+        let raw = raw.as_ref();
         let trimmed = raw.trim_start_matches([' ', '\t', '\x0b', '\x0c']);
         if trimmed.starts_with('[') {
             // `[scope]` lines only change how HAProxy prefixes its messages.
@@ -109,6 +121,13 @@ impl Parser {
         let Some(mut args) = self.words(raw) else {
             return;
         };
+        if !utf8 && let Some(w) = args.iter().find(|w| w.contains('\u{fffd}')) {
+            self.d.alert(format!(
+                "'{}' is not valid UTF-8 text (binary data?).",
+                diags::show(w)
+            ));
+            return;
+        }
         if args[0].starts_with('.') {
             self.directive(&args);
             return;

@@ -2,7 +2,7 @@
 use super::{
     checks::{drop_inherited_rules, httpchk_request},
     diags::show,
-    keywords::{BACKEND_SERVERS_ONLY, L7_GENERIC, NO_CONN_LOGS, ProxyCtx, TCP_KEEPALIVE},
+    keywords::{BACKEND_SERVERS_ONLY, L7_GENERIC, ProxyCtx, TCP_KEEPALIVE},
     state::Kwm,
     suggest::did_you_mean,
 };
@@ -20,6 +20,9 @@ enum Opt {
     L7(&'static str),
     NoEffect(&'static str),
     TcpLog,
+    /// Keeps some connections out of the logs; lb logs a connection as it starts, before
+    /// knowing what it will be, so with `option tcplog` these cannot hold (`finish.rs` warns).
+    LogFilter,
     Unsupported(&'static str),
 }
 
@@ -38,8 +41,7 @@ const OPTIONS: &[(&str, Opt)] = &[
     ("log-health-checks", Opt::LogHealthChecks),
     ("httpchk", Opt::HttpChk),
     ("tcp-check", Opt::TcpCheck),
-    // lb logs no individual connections, so null ones are never logged either.
-    ("dontlognull", Opt::Quiet),
+    ("dontlognull", Opt::LogFilter),
     ("httplog", Opt::L7(NO_HTTP_LOG)),
     ("httpslog", Opt::L7(NO_HTTP_LOG)),
     (
@@ -72,9 +74,10 @@ const OPTIONS: &[(&str, Opt)] = &[
     ("disable-h2-upgrade", Opt::L7(L7_GENERIC)),
     ("idle-close-on-response", Opt::L7(L7_GENERIC)),
     ("tcplog", Opt::TcpLog),
-    ("dontlog-normal", Opt::NoEffect(NO_CONN_LOGS)),
-    ("log-separate-errors", Opt::NoEffect(NO_CONN_LOGS)),
-    ("logasap", Opt::NoEffect(NO_CONN_LOGS)),
+    ("dontlog-normal", Opt::LogFilter),
+    ("log-separate-errors", Opt::LogFilter),
+    // lb logs every connection as it starts already ('option tcplog').
+    ("logasap", Opt::Quiet),
     ("contstats", Opt::NoEffect(DATA_PLANE_COUNTS)),
     ("socket-stats", Opt::NoEffect(DATA_PLANE_COUNTS)),
     ("tcpka", Opt::NoEffect(TCP_KEEPALIVE)),
@@ -230,6 +233,14 @@ fn set(c: &mut ProxyCtx, opt: &str, what: Opt) {
         }
         Opt::Quiet => {
             alone(c);
+        }
+        Opt::LogFilter => {
+            if alone(c) {
+                c.s.log_filters.retain(|(n, _)| n != opt);
+                if on {
+                    c.s.log_filters.push((opt.to_string(), c.d.here()));
+                }
+            }
         }
         Opt::L7(_) | Opt::NoEffect(_) | Opt::Unsupported(_) if !on => {}
         Opt::L7(why) => {

@@ -33,17 +33,56 @@ pub(super) fn default_backend(c: &mut ProxyCtx) {
             if bad_name(c.d, "backend", b) {
                 return;
             }
-            c.s.default_backend = Some(b.to_string());
+            c.s.default_backend = Some((b.to_string(), c.d.here()));
             c.s.default_backend_own = true;
         }
         None => c.d.alert("'default_backend' expects a backend name."),
     }
 }
 
+/// `use_backend NAME [if|unless COND]`. Without a condition it takes every connection (before
+/// `default_backend`, as in HAProxy); with one it is content switching, which lb lacks.
 pub(super) fn use_backend(c: &mut ProxyCtx) {
-    c.d.alert(
-        "'use_backend' is not supported: lb has no ACLs (content switching); send the frontend's connections to one backend with 'default_backend'.",
-    );
+    let Some(name) = c.arg(1).filter(|a| !a.is_empty()) else {
+        c.d.alert("'use_backend' expects a backend name.");
+        return;
+    };
+    match c.arg(2) {
+        None => {}
+        Some(cond @ ("if" | "unless")) => {
+            c.d.alert(format!(
+                "'use_backend {} {cond} ...' is not supported: choosing a backend by a condition is content switching (ACLs), which lb does not have; send the frontend's connections to one backend with 'default_backend' (or 'use_backend' without a condition).",
+                show(name)
+            ));
+            return;
+        }
+        Some(other) => {
+            c.d.alert(format!(
+                "unexpected keyword '{}' after switching rule, only 'if' and 'unless' are allowed.",
+                show(other)
+            ));
+            return;
+        }
+    }
+    if name.contains("%[") {
+        c.d.alert(format!(
+            "'use_backend {}' is not supported: a backend named by a sample expression is content switching, which lb does not have.",
+            show(name)
+        ));
+        return;
+    }
+    if bad_name(c.d, "backend", name) {
+        return;
+    }
+    if let Some((first, at)) = &c.s.use_backend {
+        c.d.warn(format!(
+            "'use_backend {}' is never used: 'use_backend {first}' (line {}) takes every connection before it.",
+            show(name),
+            at.line
+        ));
+        return;
+    }
+    c.s.use_backend = Some((name.to_string(), c.d.here()));
 }
 
 /// Algorithms HAProxy knows; lb balances with the first only.

@@ -59,6 +59,8 @@ pub(super) struct ProxySettings {
     pub redispatch: bool,
     pub log_health_checks: bool,
     pub tcplog: bool,
+    /// `option dontlognull`, `dontlog-normal`, `log-separate-errors`, where written.
+    pub log_filters: Vec<(String, Origin)>,
     pub allbackups: bool,
     pub retries: u32,
     pub timeouts: Timeouts,
@@ -67,9 +69,13 @@ pub(super) struct ProxySettings {
     /// `default-server` values, as a server template.
     pub default_server: Server,
     pub check: CheckCfg,
-    pub default_backend: Option<String>,
+    /// `default_backend`, and the line that named it.
+    pub default_backend: Option<(String, Origin)>,
     /// `default_backend` was written in this section (not inherited).
     pub default_backend_own: bool,
+    /// The first `use_backend` without a condition: it takes every connection, before any
+    /// `default_backend`.
+    pub use_backend: Option<(String, Origin)>,
 }
 
 impl Default for ProxySettings {
@@ -80,6 +86,7 @@ impl Default for ProxySettings {
             redispatch: false,
             log_health_checks: false,
             tcplog: false,
+            log_filters: Vec::new(),
             allbackups: false,
             retries: 3,
             timeouts: Timeouts::default(),
@@ -89,6 +96,7 @@ impl Default for ProxySettings {
             check: CheckCfg::default(),
             default_backend: None,
             default_backend_own: false,
+            use_backend: None,
         }
     }
 }

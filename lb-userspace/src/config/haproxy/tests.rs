@@ -172,3 +172,36 @@ fn missing_lf_and_empty() {
     );
     assert!(parse("t.cfg", "").is_err());
 }
+
+#[test]
+fn client_timers_come_from_frontends() {
+    let p = ok(
+        "defaults\n  timeout client 30s\n  timeout server 20s\n  timeout client-fin 5s\n\
+                frontend f\n  bind :80\n  timeout client 15min\n  default_backend b\n\
+                backend b\n  timeout client 1s\n  server s 10.0.0.1:80\n\
+                backend unused\n  server s 10.0.0.2:80\n\
+                listen l\n  bind :81\n  timeout client 2m\n  server s 10.0.0.3:80\n",
+    );
+    let c = p.config;
+    let b = c.backend("b").expect("b");
+    // The frontend's, not the backend's own (HAProxy ignores it) nor the defaults'.
+    assert_eq!(b.timeouts.client, Some(Duration::from_secs(900)));
+    assert_eq!(b.timeouts.client_fin, Some(Duration::from_secs(5)));
+    assert_eq!(b.timeouts.server, Some(Duration::from_secs(20)));
+    assert_eq!(c.backend("unused").expect("unused").timeouts.client, None);
+    assert_eq!(
+        c.backend("l").expect("l").timeouts.client,
+        Some(Duration::from_secs(120))
+    );
+}
+
+#[test]
+fn unconditional_use_backend_is_the_backend() {
+    let p = ok(
+        "frontend f\n  bind :80\n  use_backend b\n  default_backend c\n\
+                backend b\n  server s 10.0.0.1:80\nbackend c\n  server s 10.0.0.2:80\n",
+    );
+    let f = &p.config.frontends[0];
+    assert_eq!(f.default_backend, "b");
+    assert_eq!(f.default_backend_at.line, 3);
+}
