@@ -764,3 +764,36 @@ proptest! {
         }
     }
 }
+
+/// `lb check` as a CI step: a bind address this machine does not have is a warning (the
+/// file is for another machine), which `lb run` would refuse.
+#[test]
+fn lb_check_takes_files_for_other_machines() {
+    let dir = std::env::temp_dir().join(format!("lb-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("prod.cfg");
+    std::fs::write(
+        &path,
+        "frontend main\n    bind 203.0.113.7:80\n    default_backend app\nbackend app\n    server a1 192.0.2.10:80\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("lb check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "[WARNING] parsing [{}:2] : frontend 'main': bind 203.0.113.7:80: 203.0.113.7 is not an address of any local interface of this machine ('lb run' refuses it here)",
+            path.display()
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Configuration file is valid\n"
+    );
+}

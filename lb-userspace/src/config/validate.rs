@@ -364,22 +364,41 @@ fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// What the host checks are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostUse {
+    /// `lb run` (and reloads): this host runs the file.
+    Run,
+    /// `lb check`: the file may be meant for another machine (a CI step checking the
+    /// production file), so what only this host lacks is a warning.
+    Check,
+}
+
 /// Checks against this host: every concrete VIP must be a local address (someone has to
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
-pub fn host(c: &Config, local: &[Ipv4Addr], ephemeral: Option<(u16, u16)>) -> Vec<Diagnostic> {
+pub fn host(
+    c: &Config,
+    local: &[Ipv4Addr],
+    ephemeral: Option<(u16, u16)>,
+    usage: HostUse,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for f in &c.frontends {
         for b in &f.binds {
             if let Some(a) = b.addr
                 && !local.contains(&a)
             {
-                out.push(Diagnostic::alert(
-                    Some(&b.origin),
-                    format!(
-                        "frontend '{}': bind {b}: {a} is not an address of any local interface",
-                        f.name
+                let msg = format!(
+                    "frontend '{}': bind {b}: {a} is not an address of any local interface",
+                    f.name
+                );
+                out.push(match usage {
+                    HostUse::Run => Diagnostic::alert(Some(&b.origin), msg),
+                    HostUse::Check => Diagnostic::warning(
+                        Some(&b.origin),
+                        format!("{msg} of this machine ('lb run' refuses it here)"),
                     ),
-                ));
+                });
             }
         }
     }
@@ -482,20 +501,37 @@ mod tests {
     #[test]
     fn vip_must_be_local() {
         let c = native::parse("t.toml", OK).expect("parses");
-        let d = host(&c, &["10.0.0.2".parse().expect("ip")], None);
+        let other = ["10.0.0.2".parse().expect("ip")];
+        let d = host(&c, &other, None, HostUse::Run);
         assert_eq!(
             d[0].to_string(),
             "[ALERT] parsing [t.toml:2] : frontend 'f': bind 10.0.0.1:80: 10.0.0.1 is not an address of any local interface"
         );
-        assert!(host(&c, &["10.0.0.1".parse().expect("ip")], None).is_empty());
+        let d = host(&c, &other, None, HostUse::Check);
+        assert_eq!(
+            d[0].to_string(),
+            "[WARNING] parsing [t.toml:2] : frontend 'f': bind 10.0.0.1:80: 10.0.0.1 is not an address of any local interface of this machine ('lb run' refuses it here)"
+        );
+        let here = ["10.0.0.1".parse().expect("ip")];
+        assert!(host(&c, &here, None, HostUse::Run).is_empty());
     }
 
     #[test]
     fn snat_overlap_warns() {
         let c = native::parse("t.toml", OK).expect("parses");
-        let d = host(&c, &["10.0.0.1".parse().expect("ip")], Some((32768, 60999)));
+        let d = host(
+            &c,
+            &["10.0.0.1".parse().expect("ip")],
+            Some((32768, 60999)),
+            HostUse::Run,
+        );
         assert!(d.is_empty());
-        let d = host(&c, &["10.0.0.1".parse().expect("ip")], Some((1024, 65535)));
+        let d = host(
+            &c,
+            &["10.0.0.1".parse().expect("ip")],
+            Some((1024, 65535)),
+            HostUse::Run,
+        );
         assert!(
             d[0].to_string()
                 .contains("overlap net.ipv4.ip_local_port_range")

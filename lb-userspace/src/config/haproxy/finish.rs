@@ -2,20 +2,28 @@
 use std::time::Duration;
 
 use super::{
-    Parsed,
+    Read,
     diags::Diags,
     state::{Kind, Parser, Proxy},
 };
-use crate::config::{diag::ConfigError, model::*};
+use crate::config::model::*;
 
 impl Parser {
-    pub(super) fn finish(self) -> Result<Parsed, ConfigError> {
+    /// The model as far as it could be read, and every problem; `stopped`: reading gave up
+    /// early.
+    pub(super) fn finish(mut self, stopped: bool) -> Read {
+        self.close_section(self.d.line + 1);
         let mut d = self.d;
         let mut frontends = Vec::new();
         let mut fronts = ByBackend::new();
         let mut filters_warned = Vec::new();
         for p in self.proxies.iter().filter(|p| p.kind.fe()) {
+            let fatal = d.fatal;
             let f = frontend(&mut d, p);
+            if d.fatal > fatal {
+                // No backend named: the checks on the model must not look for it again.
+                self.damaged.push(p.origin.line..=p.origin.line);
+            }
             log_filters(&mut d, p, &mut filters_warned);
             fronts
                 .entry(f.default_backend.clone())
@@ -33,19 +41,17 @@ impl Parser {
                 backends.push(backend(&mut d, p, &fronts));
             }
         }
-        if d.fatal > 0 {
-            return Err(ConfigError {
-                diagnostics: d.list,
-            });
-        }
-        Ok(Parsed {
+        Read {
             config: Config {
                 global: self.global,
                 frontends,
                 backends,
             },
-            warnings: d.list,
-        })
+            fatal: d.fatal > 0,
+            diagnostics: d.list,
+            damaged: self.damaged,
+            stopped,
+        }
     }
 }
 

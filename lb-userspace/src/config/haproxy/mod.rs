@@ -51,6 +51,27 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Everything read from a file, usable or not: the model as far as the lines could be read,
+/// every problem met, and which sections had an alert (their model may be incomplete, so
+/// checks on the whole model must not blame them for what is only missing).
+pub struct Read {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+    /// An alert was met: the file is unusable.
+    pub fatal: bool,
+    /// Line ranges of the sections that had an alert, and whether reading stopped early
+    /// (an empty file, too many errors): then nothing more should be checked.
+    pub damaged: Vec<std::ops::RangeInclusive<usize>>,
+    pub stopped: bool,
+}
+
+impl Read {
+    /// Whether `line` is in a section that had an alert.
+    pub fn damaged_at(&self, line: usize) -> bool {
+        self.damaged.iter().any(|r| r.contains(&line))
+    }
+}
+
 /// HAProxy's `MAX_LINE_ARGS`.
 pub const MAX_LINE_ARGS: usize = 64;
 /// HAProxy stops reading a file after this many fatal errors.
@@ -61,22 +82,34 @@ pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
     parse_bytes(name, text.as_bytes())
 }
 
-/// Parses a haproxy.cfg file's bytes. As HAProxy, lines are read as bytes: a NUL is refused
-/// on its line, and bytes that are not UTF-8 only matter outside comments (where they would
-/// become part of a name lb has to print).
+/// Parses a haproxy.cfg file's bytes: the configuration, or every problem found.
 pub fn parse_bytes(name: &str, text: &[u8]) -> Result<Parsed, ConfigError> {
+    let r = read(name, text);
+    if r.fatal {
+        return Err(ConfigError {
+            diagnostics: r.diagnostics,
+        });
+    }
+    Ok(Parsed {
+        config: r.config,
+        warnings: r.diagnostics,
+    })
+}
+
+/// Reads a haproxy.cfg file's bytes as far as they go. As HAProxy, lines are read as bytes:
+/// a NUL is refused on its line, and bytes that are not UTF-8 only matter outside comments
+/// (where they would become part of a name lb has to print).
+pub fn read(name: &str, text: &[u8]) -> Read {
     let mut p = Parser::new(name);
     if text.is_empty() {
-        p.d.list.push(Diagnostic::alert(
-            None,
-            format!("'{name}' is empty: no global, defaults, frontend or backend section"),
+        p.d.alert_at_file(format!(
+            "'{name}' is empty: no global, defaults, frontend or backend section"
         ));
-        return Err(ConfigError {
-            diagnostics: p.d.list,
-        });
+        return p.finish(true);
     }
     let mut lines = text.split(|&b| b == b'\n').peekable();
     let mut n = 0;
+    let mut stopped = false;
     while let Some(raw) = lines.next() {
         n += 1;
         p.d.line = n;
@@ -94,11 +127,12 @@ pub fn parse_bytes(name: &str, text: &[u8]) -> Result<Parsed, ConfigError> {
                 "too many fatal errors ({}), stopping now.",
                 p.d.fatal
             ));
+            stopped = true;
             break;
         }
         p.line(raw);
     }
-    p.finish()
+    p.finish(stopped)
 }
 
 impl Parser {
@@ -141,6 +175,7 @@ impl Parser {
             return;
         }
         if OTHER_SECTIONS.contains(&kw) {
+            self.close_section(self.d.line);
             self.sect = Sect::Other;
             self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
             self.d.warn(format!(

@@ -150,9 +150,22 @@ pub(super) struct Parser {
     pub proxies: Vec<Proxy>,
     /// Listening addresses in the file so far (see `MAX_TOTAL_BINDS`).
     pub total_binds: usize,
+    /// Where the current section starts, and the alerts counted before it.
+    pub sect_start: (usize, usize),
+    /// Line ranges of the sections that had an alert.
+    pub damaged: Vec<std::ops::RangeInclusive<usize>>,
 }
 
 impl Parser {
+    /// A section ends before line `next`: it is damaged if it had an alert.
+    pub fn close_section(&mut self, next: usize) {
+        let (start, fatal) = self.sect_start;
+        if self.d.fatal > fatal && next > start {
+            self.damaged.push(start..=next - 1);
+        }
+        self.sect_start = (next, self.d.fatal);
+    }
+
     pub fn new(file: &str) -> Parser {
         Parser {
             d: Diags::new(file),
@@ -165,6 +178,8 @@ impl Parser {
             last_defaults: None,
             proxies: Vec::new(),
             total_binds: 0,
+            sect_start: (1, 0),
+            damaged: Vec::new(),
         }
     }
 }
