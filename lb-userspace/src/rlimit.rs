@@ -33,10 +33,7 @@ pub fn needed(cfg: &Config) -> u64 {
         .filter(|t| matches!(t.dest, LogDest::Udp(_) | LogDest::Unix(_)))
         .count();
     // The listener, its sessions; the stats socket leaves more in the backlog.
-    let stats_socket = match cfg.global.stats_socket {
-        Some(_) => 1 + socket::MAX_SESSIONS,
-        None => 0,
-    };
+    let stats_socket = cfg.global.stats_sockets.len() * (1 + socket::MAX_SESSIONS);
     // The listener, its connections, and the one accepted over the cap before it is closed.
     let stats_http = match cfg.global.stats_http {
         Some(_) => 1 + listener::LIMITS.connections + 1,

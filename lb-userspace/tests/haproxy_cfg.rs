@@ -25,7 +25,7 @@ fn normalise(mut c: Config) -> Config {
     for l in &mut c.global.logs {
         l.origin = Origin::default();
     }
-    if let Some(s) = &mut c.global.stats_socket {
+    for s in &mut c.global.stats_sockets {
         s.origin = Origin::default();
     }
     for f in &mut c.frontends {
@@ -115,11 +115,13 @@ fn seed_is_the_model_of_lb_toml() {
     assert_eq!(g.user.as_deref(), Some("haproxy"));
     assert_eq!(g.group.as_deref(), Some("haproxy"));
     assert!(g.daemon);
-    let sock = g.stats_socket.as_ref().expect("stats socket");
-    assert_eq!(sock.path, Path::new("/var/lib/haproxy/stats"));
+    let [sock] = g.stats_sockets.as_slice() else {
+        panic!("one stats socket: {:?}", g.stats_sockets)
+    };
+    assert_eq!(sock.addr, ApiAddr::Unix("/var/lib/haproxy/stats".into()));
     assert_eq!((sock.mode, sock.level), (None, ApiLevel::Operator));
     g.pidfile = native.global.pidfile.clone();
-    g.stats_socket = native.global.stats_socket.clone();
+    g.stats_sockets = native.global.stats_sockets.clone();
     (g.chroot, g.user, g.group, g.daemon) = (None, None, None, false);
 
     assert_eq!(seed, native);
@@ -309,11 +311,18 @@ fn global() -> impl Strategy<Value = Global> {
             "[a-z][a-z0-9_-]{0,10}",
             prop::collection::vec(log_target(), 0..3),
             text(),
-            prop::option::of((
-                "/[a-z/]{1,12}",
-                prop::option::of(0u32..=0o7777),
-                prop::sample::select(vec![ApiLevel::User, ApiLevel::Operator, ApiLevel::Admin]),
-            )),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        "/[a-z/]{1,12}".prop_map(|p| ApiAddr::Unix(p.into())),
+                        (ip(), 1u16..=65535)
+                            .prop_map(|(a, p)| ApiAddr::Tcp(SocketAddr::new(a.into(), p))),
+                    ],
+                    prop::option::of(0u32..=0o7777),
+                    prop::sample::select(vec![ApiLevel::User, ApiLevel::Operator, ApiLevel::Admin]),
+                ),
+                0..3,
+            ),
             prop::option::of(any::<u32>()),
             prop::option::of("/[a-z/.]{1,12}"),
             any::<bool>(),
@@ -354,12 +363,15 @@ fn global() -> impl Strategy<Value = Global> {
                 instance,
                 logs,
                 log_tag,
-                stats_socket: sock.map(|(path, mode, level)| StatsSocket {
-                    path: path.into(),
-                    mode,
-                    level,
-                    origin: origin(),
-                }),
+                stats_sockets: sock
+                    .into_iter()
+                    .map(|(addr, mode, level)| StatsSocket {
+                        addr,
+                        mode,
+                        level,
+                        origin: origin(),
+                    })
+                    .collect(),
                 maxconn,
                 pidfile: pidfile.map(Into::into),
                 daemon,
@@ -414,9 +426,10 @@ fn http_check() -> impl Strategy<Value = HttpCheck> {
             )
                 .prop_map(|(port, ssl, sni)| CheckConnect { port, ssl, sni }),
         ),
+        any::<bool>(),
     )
         .prop_map(
-            |(method, uri, version, headers, body, expect, connect)| HttpCheck {
+            |(method, uri, version, headers, body, expect, connect, disable_on_404)| HttpCheck {
                 method,
                 uri,
                 version,
@@ -424,6 +437,7 @@ fn http_check() -> impl Strategy<Value = HttpCheck> {
                 body,
                 expect,
                 connect,
+                disable_on_404,
             },
         )
 }

@@ -78,6 +78,18 @@ fn level(l: ApiLevel) -> &'static str {
     }
 }
 
+fn stats_socket(s: &StatsSocket) -> String {
+    let mut o = match &s.addr {
+        ApiAddr::Unix(p) => format!("{{ path = {}", path(p)),
+        ApiAddr::Tcp(a) => format!("{{ address = {}", q(&a.to_string())),
+    };
+    if let Some(m) = s.mode {
+        let _ = write!(o, ", mode = {}", q(&format!("{m:o}")));
+    }
+    let _ = write!(o, ", level = {} }}", q(level(s.level)));
+    o
+}
+
 fn log_target(l: &LogTarget) -> String {
     let target = match &l.dest {
         LogDest::Udp(a) => a.to_string(),
@@ -115,12 +127,15 @@ fn global(out: &mut String, g: &Global) {
         out.push_str("]\n");
     }
     let _ = writeln!(out, "log_tag = {}", q(&g.log_tag));
-    if let Some(s) = &g.stats_socket {
-        let _ = write!(out, "stats_socket = {{ path = {}", path(&s.path));
-        if let Some(m) = s.mode {
-            let _ = write!(out, ", mode = {}", q(&format!("{m:o}")));
+    let sockets: Vec<String> = g.stats_sockets.iter().map(stats_socket).collect();
+    match sockets.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = writeln!(out, "stats_socket = {one}");
         }
-        let _ = writeln!(out, ", level = {} }}", q(level(s.level)));
+        many => {
+            let _ = writeln!(out, "stats_socket = [{}]", many.join(", "));
+        }
     }
     if let Some(m) = g.maxconn {
         let _ = writeln!(out, "maxconn = {m}");
@@ -347,6 +362,9 @@ fn backend(out: &mut String, b: &Backend) {
             }
             out.push_str(&parts.join(","));
             out.push_str(" }");
+        }
+        if h.disable_on_404 {
+            out.push_str(", disable_on_404 = true");
         }
         out.push_str(" }\n");
     }

@@ -40,7 +40,8 @@ pub struct Global {
     pub logs: Vec<LogTarget>,
     /// The syslog tag (HAProxy `log-tag`).
     pub log_tag: String,
-    pub stats_socket: Option<StatsSocket>,
+    /// `stats socket` lines: the runtime API's listeners.
+    pub stats_sockets: Vec<StatsSocket>,
     pub maxconn: Option<u32>,
     pub pidfile: Option<PathBuf>,
     pub daemon: bool,
@@ -71,7 +72,7 @@ impl Default for Global {
             instance: "lb".into(),
             logs: Vec::new(),
             log_tag: "lb".into(),
-            stats_socket: None,
+            stats_sockets: Vec::new(),
             maxconn: None,
             pidfile: None,
             daemon: false,
@@ -162,10 +163,28 @@ pub enum ApiLevel {
     Admin,
 }
 
+/// Where a runtime API socket listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiAddr {
+    /// A UNIX socket (HAProxy's usual `stats socket /run/haproxy/admin.sock`).
+    Unix(PathBuf),
+    /// A TCP socket (`stats socket ipv4@127.0.0.1:9999`).
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for ApiAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiAddr::Unix(p) => write!(f, "{}", p.display()),
+            ApiAddr::Tcp(a) => write!(f, "ipv4@{a}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatsSocket {
-    pub path: PathBuf,
-    /// File mode, octal as written (`mode 600`).
+    pub addr: ApiAddr,
+    /// File mode of a UNIX socket, octal as written (`mode 600`).
     pub mode: Option<u32>,
     pub level: ApiLevel,
     pub origin: Origin,
@@ -290,6 +309,9 @@ pub struct HttpCheck {
     /// `http-check connect`: where and how to connect instead of the server's check
     /// settings.
     pub connect: Option<CheckConnect>,
+    /// `http-check disable-on-404`: a 404 from a server that is UP puts it in NOLB (it keeps
+    /// its flows and takes no new ones) until a check passes again.
+    pub disable_on_404: bool,
 }
 
 impl Default for HttpCheck {
@@ -303,6 +325,7 @@ impl Default for HttpCheck {
             body: String::new(),
             expect: HttpExpect::default(),
             connect: None,
+            disable_on_404: false,
         }
     }
 }

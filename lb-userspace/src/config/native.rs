@@ -34,7 +34,8 @@ struct GlobalT {
     #[serde(default)]
     log: Vec<Spanned<LogT>>,
     log_tag: Option<String>,
-    stats_socket: Option<Spanned<StatsSocketT>>,
+    /// One socket, or a list of them.
+    stats_socket: Option<Spanned<OneOrMany<StatsSocketT>>>,
     maxconn: Option<u32>,
     pidfile: Option<String>,
     #[serde(default)]
@@ -66,9 +67,28 @@ struct LogT {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn items(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatsSocketT {
-    path: String,
+    /// A UNIX socket's path...
+    path: Option<String>,
+    /// ... or a TCP socket's `ADDRESS:PORT`.
+    address: Option<String>,
     mode: Option<String>,
     level: Option<String>,
 }
@@ -143,6 +163,9 @@ struct HttpCheckT {
     expect_negate: Option<bool>,
     /// Where and how to connect instead of the server's check settings.
     connect: Option<Spanned<ConnectT>>,
+    /// A 404 puts an UP server in NOLB (HAProxy's `http-check disable-on-404`).
+    #[serde(default)]
+    disable_on_404: bool,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -344,9 +367,11 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
     }
     if let Some(s) = &g.stats_socket {
         let at = cx.src.of(s);
-        match stats_socket(s.get_ref(), &at) {
-            Ok(s) => out.stats_socket = Some(s),
-            Err(e) => cx.err(at, e),
+        for one in s.get_ref().items() {
+            match stats_socket(one, &at) {
+                Ok(s) => out.stats_sockets.push(s),
+                Err(e) => cx.err(at.clone(), e),
+            }
         }
     }
     out.maxconn = g.maxconn;
@@ -489,8 +514,19 @@ pub fn file_mode(s: &str) -> Result<u32, String> {
 }
 
 fn stats_socket(s: &StatsSocketT, at: &Origin) -> Result<StatsSocket, String> {
+    let addr = match (&s.path, &s.address) {
+        (Some(p), None) => ApiAddr::Unix(p.into()),
+        (None, Some(a)) => match units::endpoint(a)? {
+            (Some(ip), port) => ApiAddr::Tcp(std::net::SocketAddr::from((ip, port))),
+            (None, port) => ApiAddr::Tcp(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::UNSPECIFIED,
+                port,
+            ))),
+        },
+        _ => return Err("'stats_socket' takes either 'path' (UNIX) or 'address' (TCP)".into()),
+    };
     Ok(StatsSocket {
-        path: s.path.clone().into(),
+        addr,
         mode: s.mode.as_deref().map(file_mode).transpose()?,
         // HAProxy's default access level for a stats socket is "operator".
         level: s
@@ -667,6 +703,7 @@ fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
         }
     }
     out.body = raw.body.clone().unwrap_or_default();
+    out.disable_on_404 = raw.disable_on_404;
     if let Some(e) = http_expect(cx, raw) {
         out.expect = e;
     }

@@ -139,12 +139,19 @@ fn http_frontends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
 /// [`SERVER_RULES`].
 fn backends_have_sound_servers(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in &c.backends {
-        if b.servers.is_empty() {
-            alert(
-                out,
-                &b.origin,
-                format!("backend '{}' has no server", b.name),
-            );
+        if b.servers.is_empty() && c.frontends.iter().any(|f| f.default_backend == b.name) {
+            // HAProxy accepts it too; its connections fail as when every server is DOWN.
+            let fate = match b.on_empty {
+                OnEmpty::Drop => "dropped",
+                OnEmpty::Pass => "passed to this host's own stack",
+            };
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "backend '{}' has no server: the connections sent to it are {fate}, as when all of a backend's servers are DOWN.",
+                    b.name
+                ),
+            ));
         }
         let mut names = HashSet::new();
         for s in &b.servers {
@@ -448,13 +455,15 @@ mod tests {
 
     #[test]
     fn backend_without_servers() {
-        let e = check(
+        let w = check(
             "[frontend.f]\nbind=['*:80']\ndefault_backend='b'\n[backend.b]\nbalance='roundrobin'\n",
         )
-        .unwrap_err();
+        .expect("a warning only");
         assert_eq!(
-            e,
-            ["[ALERT] parsing [t.toml:4] : backend 'b' has no server"]
+            w.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "[WARNING] parsing [t.toml:4] : backend 'b' has no server: the connections sent to it are dropped, as when all of a backend's servers are DOWN."
+            ]
         );
     }
 

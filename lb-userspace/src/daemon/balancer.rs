@@ -220,6 +220,8 @@ fn meta_state(st: ServerState) -> u8 {
         (Admin::Maint, _) => META_STATE_MAINT,
         (_, false) => META_STATE_DOWN,
         (Admin::Drain, true) => META_STATE_DRAIN,
+        // NOLB: no new flows, as in drain.
+        _ if st.stopping => META_STATE_DRAIN,
         _ if st.weight == 0 => META_STATE_DRAIN,
         (Admin::Ready, true) => META_STATE_UP,
     }

@@ -69,14 +69,15 @@ impl Prober {
         }
     }
 
-    /// Runs one check. Never panics, never takes longer than its budget.
-    pub async fn run(&self) -> CheckResult {
+    /// Runs one check of a server that is UP or not (which `http-check disable-on-404`
+    /// tells apart). Never panics, never takes longer than its budget.
+    pub async fn run(&self, server_up: bool) -> CheckResult {
         match &self.way {
             Way::Connect(tls) => raw::connect_check(self.addr, tls.as_ref(), &self.budget).await,
             Way::Exact { request, expect } => {
-                raw::exact_http_check(self.addr, request, expect, &self.budget).await
+                raw::exact_http_check(self.addr, request, expect, &self.budget, server_up).await
             }
-            Way::Http(p) => p.run().await,
+            Way::Http(p) => p.run(server_up).await,
             Way::Broken(why) => {
                 CheckResult::new(CheckStatus::SockErr, Default::default()).with_info(why.clone())
             }
@@ -99,7 +100,7 @@ impl Way {
             }
             Probe::Http(h) if spec.sends_exact_bytes() => Ok(Way::Exact {
                 request: exact_request(h),
-                expect: Expect::new(&h.expect)?,
+                expect: Expect::of(h)?,
             }),
             Probe::Http(h) => Ok(Way::Http(Box::new(HttpProbe::new(
                 spec.addr,
@@ -111,10 +112,10 @@ impl Way {
     }
 }
 
-/// Runs one check of `spec` (setting it up first: for one-off checks and tests; the
-/// scheduler keeps a [`Prober`] per server).
+/// Runs one check of `spec` on a server that is UP (setting it up first: for one-off checks
+/// and tests; the scheduler keeps a [`Prober`] per server).
 pub async fn run_check(spec: &CheckSpec) -> CheckResult {
-    Prober::new(spec).run().await
+    Prober::new(spec).run(true).await
 }
 
 #[cfg(test)]

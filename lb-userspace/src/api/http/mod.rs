@@ -91,6 +91,7 @@ pub fn state_word(s: &stats::ServerState) -> &'static str {
         (AdminState::Maint, _) => "MAINT",
         (_, false) => "DOWN",
         (AdminState::Drain, true) => "DRAIN",
+        (AdminState::Ready, true) if s.stopping => "NOLB",
         (AdminState::Ready, true) if s.weight == 0 => "DRAIN",
         (AdminState::Ready, true) => "UP",
     }

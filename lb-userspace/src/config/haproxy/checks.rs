@@ -33,6 +33,10 @@ pub(super) struct CheckCfg {
     pub connect: Option<(CheckConnect, Origin)>,
     /// `connect` was written in this section (not inherited).
     pub connect_own: bool,
+    /// `http-check disable-on-404`, where written (a proxy option: inherited as is).
+    pub disable_on_404: Option<Origin>,
+    /// `disable-on-404` was written in this section (not inherited).
+    pub disable_on_404_own: bool,
 }
 
 impl CheckCfg {
@@ -41,6 +45,7 @@ impl CheckCfg {
         self.send_own = false;
         self.expect_own = false;
         self.connect_own = false;
+        self.disable_on_404_own = false;
     }
 
     /// The backend's check: `option httpchk`'s request changed by the `http-check` rules,
@@ -65,6 +70,12 @@ impl CheckCfg {
                     "'http-check connect' has no effect without 'option httpchk': checks stay TCP connects.",
                 );
             }
+            if let (Some(o), true) = (&self.disable_on_404, self.disable_on_404_own) {
+                d.warn_at(
+                    o,
+                    "'http-check disable-on-404' has no effect without 'option httpchk': checks stay TCP connects.",
+                );
+            }
             return CheckKind::Tcp;
         };
         let mut h = base.clone();
@@ -81,6 +92,7 @@ impl CheckCfg {
             h.expect = e.clone();
         }
         h.connect = self.connect.as_ref().map(|(c, _)| c.clone());
+        h.disable_on_404 = self.disable_on_404.is_some();
         CheckKind::Http(h)
     }
 }
@@ -188,9 +200,12 @@ pub(super) fn http_check(c: &mut ProxyCtx) {
         Some("send-state") => c.d.warn(
             "'http-check send-state' has no effect in lb: lb does not send the X-Haproxy-Server-State header.",
         ),
-        Some("disable-on-404") => c.d.alert(
-            "'http-check disable-on-404' is not supported by lb yet: a 404 would mark the server DOWN instead of draining it.",
-        ),
+        Some("disable-on-404") => {
+            if !c.d.too_many(c.args, 1, 0) {
+                c.s.check.disable_on_404 = Some(c.d.here());
+                c.s.check.disable_on_404_own = true;
+            }
+        }
         Some(o @ ("set-var" | "unset-var")) => c.d.alert(format!(
             "'http-check {o}' is not supported by lb: lb's checks have no variables."
         )),
