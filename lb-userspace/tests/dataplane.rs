@@ -667,3 +667,51 @@ fn next_hops_are_cached_for_a_second() {
         &full_nat(&data, WEB10, new_mac, port, 80),
     );
 }
+
+/// A server given without a port (HAProxy's `server s 10.1.0.10`) gets each connection on
+/// the port the client connected to; its replies come back from those ports.
+#[test]
+fn a_server_without_a_port_takes_the_clients_destination_port() {
+    let mut f = Fixture::with(
+        r#"
+[frontend.multi]
+bind = ["10.0.0.1:80", "10.0.0.1:8443"]
+default_backend = "portless"
+
+[backend.portless]
+server = [{ name = "web10", address = "10.1.0.10" }]
+"#,
+        Default::default(),
+    );
+    for (i, port) in [80u16, 8443].into_iter().enumerate() {
+        let client = ep(CLIENT, 41000 + i as u16);
+        let syn = Pkt::tcp(client, ep(VIP, port))
+            .flags(SYN)
+            .macs(MAC_CLIENT, MAC_DPC);
+        let sport = nth_port(i as u16);
+        f.expect(
+            &format!("SYN to :{port}"),
+            f.dpc,
+            &syn,
+            XDP_REDIRECT,
+            &full_nat(&syn, WEB10, MAC_WEB10, sport, port),
+        );
+        let reply = Pkt::tcp(ep(WEB10, port), ep(LB_B, sport))
+            .flags(SYN | ACK)
+            .macs(MAC_WEB10, MAC_DPB);
+        let want = reply
+            .clone()
+            .tuple(ep(VIP, port), client)
+            .macs(MAC_DPC, MAC_CLIENT);
+        f.expect(
+            &format!("reply from :{port}"),
+            f.dpb,
+            &reply,
+            XDP_REDIRECT,
+            &want,
+        );
+    }
+    let ports = f.bal.dp.maps.port_filter().expect("port filter");
+    assert!(ports.has(PortSide::Server, 80) && ports.has(PortSide::Server, 8443));
+    assert!(!ports.has(PortSide::Server, 0));
+}

@@ -189,7 +189,10 @@ fn server(s: &Server) -> String {
     let mut o = format!(
         "{{ name = {}, address = {}, check = {}, inter = {}",
         q(&s.name),
-        q(&format!("{}:{}", s.addr, s.port)),
+        q(&match s.port {
+            0 => s.addr.to_string(),
+            p => format!("{}:{p}", s.addr),
+        }),
         s.check,
         q(&duration(s.inter))
     );

@@ -538,6 +538,7 @@ pub struct Backend {
 pub struct Server {
     pub name: String,
     pub addr: Ipv4Addr,
+    /// 0: none given, the client's destination port is used (HAProxy's rule).
     pub port: u16,
     pub check: bool,
     pub inter: Duration,

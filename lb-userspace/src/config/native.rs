@@ -798,7 +798,12 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         );
         return None;
     };
-    let (addr, port) = match units::endpoint(address.get_ref()) {
+    // Without a port, the client's destination port (HAProxy's rule).
+    let parsed = match address.get_ref().parse::<std::net::Ipv4Addr>() {
+        Ok(a) => Ok((Some(a), 0)),
+        Err(_) => units::endpoint(address.get_ref()),
+    };
+    let (addr, port) = match parsed {
         Ok((Some(a), p)) => (a, p),
         Ok((None, _)) => {
             let at = cx.src.of(address);

@@ -242,6 +242,22 @@ fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
             if !s.check {
                 continue;
             }
+            let connect_port = match &b.check {
+                CheckKind::Http(h) => h.connect.as_ref().and_then(|c| c.port),
+                CheckKind::Tcp => None,
+            };
+            if s.port == 0 && s.check_port.is_none() && connect_port.is_none() {
+                // HAProxy's words.
+                alert(
+                    out,
+                    &s.origin,
+                    format!(
+                        "backend '{}': server '{}' has neither service port nor check port.",
+                        b.name, s.name
+                    ),
+                );
+                continue;
+            }
             let spec = CheckSpec::new(b, s, c.global.ssl_server_verify);
             if let Some(t) = &spec.tls {
                 match (&t.ca_file, t.verify) {

@@ -270,8 +270,15 @@ impl Layout {
         for (k, _) in &self.services {
             f.add(PortSide::Service, u16::from_be(k.port));
         }
-        for (_, s) in self.servers() {
-            f.add(PortSide::Server, s.port);
+        for (p, s) in self.servers() {
+            if s.port != 0 {
+                f.add(PortSide::Server, s.port);
+                continue;
+            }
+            // A server without a port answers from the ports its clients connected to.
+            for (k, _) in self.services.iter().filter(|(_, v)| v.pool == p.slot.0) {
+                f.add(PortSide::Server, u16::from_be(k.port));
+            }
         }
         f
     }

@@ -198,15 +198,11 @@ fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
     if a.matches(':').count() > 1 || a.starts_with('[') {
         return Err(format!("'{}': lb balances IPv4 only", show(addr)));
     }
-    let Some((ip, port)) = a.rsplit_once(':') else {
+    // Without a port, connections keep the port the client connected to (HAProxy's rule).
+    let (ip, port) = a.rsplit_once(':').unwrap_or((a, ""));
+    if port.starts_with(['+', '-']) {
         return Err(format!(
-            "address '{}' has no port: lb needs one (HAProxy would reuse the port the client connected to)",
-            show(addr)
-        ));
-    };
-    if port.is_empty() || port.starts_with(['+', '-']) {
-        return Err(format!(
-            "address '{}' has no fixed port: lb needs one (port offsets are not supported)",
+            "address '{}': port offsets are not supported by lb (give a port, or none for the client's)",
             show(addr)
         ));
     }
@@ -218,6 +214,9 @@ fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
         ));
     }
     let ip = ip_arg(ip)?;
+    if port.is_empty() {
+        return Ok((ip, 0));
+    }
     let port = units::port(port).map_err(|e| format!("in '{}': {e}", show(addr)))?;
     Ok((ip, port))
 }
