@@ -28,6 +28,9 @@ fn normalise(mut c: Config) -> Config {
     for s in &mut c.global.stats_sockets {
         s.origin = Origin::default();
     }
+    for h in &mut c.global.stats_http {
+        h.origin = Origin::default();
+    }
     for f in &mut c.frontends {
         f.origin = Origin::default();
         f.default_backend_at = Origin::default();
@@ -305,6 +308,41 @@ fn log_target() -> impl Strategy<Value = LogTarget> {
         })
 }
 
+fn stats_http() -> impl Strategy<Value = StatsHttp> {
+    let addr = prop_oneof![
+        (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
+        Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
+    ];
+    let simple = addr
+        .clone()
+        .prop_map(|a| StatsHttp::simple(a, Origin::default()));
+    let full = (
+        "[a-z]{1,8}",
+        prop::collection::vec(addr, 1..3),
+        prop::option::of("/[a-z?;]{0,10}"),
+        prop::collection::vec(("[a-z]{1,6}", "[a-z:0-9]{0,8}"), 0..3),
+        text(),
+        prop::option::of(dur()),
+        prop::option::of(prop_oneof![
+            "/[a-z]{0,8}".prop_map(PathMatch::Exact),
+            "/[a-z]{0,8}".prop_map(PathMatch::Prefix),
+        ]),
+    )
+        .prop_map(
+            |(name, binds, uri, auth, realm, refresh, metrics)| StatsHttp {
+                name,
+                binds,
+                uri,
+                auth,
+                realm,
+                refresh,
+                metrics,
+                origin: Origin::default(),
+            },
+        );
+    prop_oneof![simple, full]
+}
+
 fn global() -> impl Strategy<Value = Global> {
     (
         (
@@ -339,10 +377,7 @@ fn global() -> impl Strategy<Value = Global> {
             ),
             (1u16..=65535, 1u16..=65535),
             prop::collection::vec("[a-z0-9]{1,8}", 0..3),
-            prop::option::of(prop_oneof![
-                (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
-                Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
-            ]),
+            prop::collection::vec(stats_http(), 0..3),
             verify(),
         ),
     )

@@ -35,7 +35,7 @@ pub use collect::Collector;
 pub use stats::{State, Traffic};
 
 use crate::{
-    config::{ApiAddr, ApiLevel, Config},
+    config::{ApiAddr, ApiLevel, Config, StatsHttp},
     dataplane::{Maps, pin_dir},
 };
 
@@ -68,7 +68,8 @@ pub enum BoundListener {
 /// Everything [`bind`] prepared while the daemon still had its privileges.
 pub struct Bound {
     pub sockets: Vec<BoundSocket>,
-    pub http: Option<std::net::TcpListener>,
+    /// The stats page listeners, each with its settings.
+    pub http: Vec<(std::net::TcpListener, Arc<StatsHttp>)>,
     /// The pinned maps, opened for reading counters.
     pub maps: Option<Maps>,
 }
@@ -100,16 +101,17 @@ pub fn bind(cfg: &Config) -> Result<Bound> {
             level: s.level,
         });
     }
-    let http = match cfg.global.stats_http {
-        Some(addr) => {
+    let mut http = Vec::new();
+    for h in &cfg.global.stats_http {
+        let shared = Arc::new(h.clone());
+        for addr in &h.binds {
             let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("binding stats_http {addr}"))?;
+                .with_context(|| format!("binding {} on {addr}", h.name))?;
             l.set_nonblocking(true)?;
-            Some(l)
+            http.push((l, shared.clone()));
         }
-        None => None,
-    };
-    let maps = if !sockets.is_empty() || http.is_some() {
+    }
+    let maps = if !sockets.is_empty() || !http.is_empty() {
         Some(Maps::from_pins(&pin_dir(&cfg.global.instance))?)
     } else {
         None
@@ -199,9 +201,9 @@ pub fn serve(bound: Bound, tx: mpsc::Sender<Request>) -> Result<Servers> {
         };
         tasks.push(tokio::spawn(socket::run(l, s.level, collector.clone())));
     }
-    if let Some(l) = bound.http {
+    for (l, page) in bound.http {
         let l = tokio::net::TcpListener::from_std(l)?;
-        tasks.push(tokio::spawn(http::run(l, collector)));
+        tasks.push(tokio::spawn(http::run(l, collector.clone(), page)));
     }
     Ok(Servers {
         tasks,

@@ -90,6 +90,39 @@ fn stats_socket(s: &StatsSocket) -> String {
     o
 }
 
+fn stats_http(h: &StatsHttp) -> String {
+    let mut o = format!(
+        "{{ name = {}, bind = {}",
+        q(&h.name),
+        list(&h.binds, |b| q(&b.to_string()))
+    );
+    if let Some(u) = &h.uri {
+        let _ = write!(o, ", uri = {}", q(u));
+    }
+    if !h.auth.is_empty() {
+        let _ = write!(
+            o,
+            ", auth = {}",
+            list(&h.auth, |(u, p)| q(&format!("{u}:{p}")))
+        );
+    }
+    let _ = write!(o, ", realm = {}", q(&h.realm));
+    if let Some(r) = h.refresh {
+        let _ = write!(o, ", refresh = {}", q(&duration(r)));
+    }
+    match &h.metrics {
+        Some(PathMatch::Exact(p)) => {
+            let _ = write!(o, ", metrics = {}", q(p));
+        }
+        Some(PathMatch::Prefix(p)) => {
+            let _ = write!(o, ", metrics_prefix = {}", q(p));
+        }
+        None => {}
+    }
+    o.push_str(" }");
+    o
+}
+
 fn log_target(l: &LogTarget) -> String {
     let target = match &l.dest {
         LogDest::Udp(a) => a.to_string(),
@@ -177,8 +210,19 @@ fn global(out: &mut String, g: &Global) {
     if !g.interfaces.is_empty() {
         let _ = writeln!(out, "interfaces = {}", list(&g.interfaces, |i| q(i)));
     }
-    if let Some(a) = g.stats_http {
-        let _ = writeln!(out, "stats_http = {}", q(&a.to_string()));
+    let simple = |h: &StatsHttp| match h.binds.as_slice() {
+        [a] if *h == StatsHttp::simple(*a, h.origin.clone()) => Some(*a),
+        _ => None,
+    };
+    match g.stats_http.as_slice() {
+        [] => {}
+        [one] if simple(one).is_some() => {
+            let _ = writeln!(out, "stats_http = {}", q(&one.binds[0].to_string()));
+        }
+        many => {
+            let tables: Vec<String> = many.iter().map(stats_http).collect();
+            let _ = writeln!(out, "stats_http = [{}]", tables.join(", "));
+        }
     }
     if g.ssl_server_verify != d.ssl_server_verify {
         let _ = writeln!(out, "ssl_server_verify = {}", q(g.ssl_server_verify.name()));

@@ -60,8 +60,9 @@ pub struct Global {
     pub snat_ports: (u16, u16),
     /// Interfaces to attach to besides the ones found from binds and routes.
     pub interfaces: Vec<String>,
-    /// Prometheus metrics and the HTML stats page.
-    pub stats_http: Option<SocketAddr>,
+    /// HTTP listeners serving the stats page and Prometheus metrics (native `stats_http`,
+    /// haproxy.cfg `listen stats` sections).
+    pub stats_http: Vec<StatsHttp>,
     /// `ssl-server-verify`: the `verify` of servers that do not say.
     pub ssl_server_verify: Verify,
 }
@@ -85,7 +86,7 @@ impl Default for Global {
             server_state_base: None,
             snat_ports: (1024, 32767),
             interfaces: Vec::new(),
-            stats_http: None,
+            stats_http: Vec::new(),
             ssl_server_verify: Verify::Required,
         }
     }
@@ -188,6 +189,68 @@ pub struct StatsSocket {
     pub mode: Option<u32>,
     pub level: ApiLevel,
     pub origin: Origin,
+}
+
+/// An HTTP listener of the daemon's serving the stats page and the Prometheus metrics: the
+/// native `stats_http`, or a haproxy.cfg `frontend`/`listen` section with `stats enable` (or
+/// `stats uri`, `http-request use-service prometheus-exporter`) and no server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsHttp {
+    /// The section's name (`stats_http` in the native format), for messages.
+    pub name: String,
+    pub binds: Vec<SocketAddr>,
+    /// `stats uri`: where the page is, a prefix of the request's path and query, as HAProxy
+    /// matches it (its CSV is at `URI;csv`); `None`: no page.
+    pub uri: Option<String>,
+    /// `stats auth USER:PASSWORD`: who may see the page (HTTP basic); empty: anyone.
+    pub auth: Vec<(String, String)>,
+    /// `stats realm`.
+    pub realm: String,
+    /// `stats refresh`: the page reloads itself this often; `None`: never.
+    pub refresh: Option<Duration>,
+    /// Where the Prometheus metrics are served (`http-request use-service
+    /// prometheus-exporter if { path /metrics }`); `None`: nowhere. As in HAProxy, `stats
+    /// auth` does not cover them.
+    pub metrics: Option<PathMatch>,
+    pub origin: Origin,
+}
+
+impl StatsHttp {
+    /// HAProxy's default `stats uri`.
+    pub const DEFAULT_URI: &'static str = "/haproxy?stats";
+    /// HAProxy's default `stats realm`.
+    pub const DEFAULT_REALM: &'static str = "HAProxy Statistics";
+
+    /// The native `stats_http = "ADDR:PORT"`: the page at `/` (refreshed every 5 s), the
+    /// metrics at `/metrics`, no authentication.
+    pub fn simple(addr: SocketAddr, origin: Origin) -> StatsHttp {
+        StatsHttp {
+            name: "stats_http".into(),
+            binds: vec![addr],
+            uri: Some("/".into()),
+            auth: Vec::new(),
+            realm: StatsHttp::DEFAULT_REALM.into(),
+            refresh: Some(Duration::from_secs(5)),
+            metrics: Some(PathMatch::Exact("/metrics".into())),
+            origin,
+        }
+    }
+}
+
+/// A request path condition (`{ path X }`, `{ path_beg X }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -51,7 +51,9 @@ struct GlobalT {
     snat_ports: Option<Spanned<String>>,
     #[serde(default)]
     interfaces: Vec<String>,
-    stats_http: Option<Spanned<String>>,
+    /// `"ADDR:PORT"` (page at `/`, metrics at `/metrics`), or tables of HAProxy's stats
+    /// settings.
+    stats_http: Option<Spanned<StatsHttpT>>,
     /// The `verify` of servers that do not say (`none` or `required`).
     ssl_server_verify: Option<Spanned<String>>,
 }
@@ -64,6 +66,32 @@ struct LogT {
     facility: String,
     level: Option<String>,
     minlevel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StatsHttpT {
+    Addr(String),
+    Tables(OneOrMany<StatsHttpTableT>),
+}
+
+/// A stats listener as a `listen stats` section has it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsHttpTableT {
+    name: Option<String>,
+    bind: Vec<String>,
+    /// `stats uri`; without it, no page.
+    uri: Option<String>,
+    /// `stats auth`, `USER:PASSWORD` each.
+    #[serde(default)]
+    auth: Vec<String>,
+    realm: Option<String>,
+    /// (No `Spanned` inside an untagged enum: serde buffers it, toml's spans do not survive.)
+    refresh: Option<Time>,
+    /// The exporter's exact path, or its prefix.
+    metrics: Option<String>,
+    metrics_prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -411,22 +439,90 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
     if let Some(v) = cx.word(&g.ssl_server_verify, "ssl_server_verify", VERIFY) {
         out.ssl_server_verify = v;
     }
-    if let Some(a) = &g.stats_http {
-        match stats_http_addr(a.get_ref()) {
-            Some(addr) => out.stats_http = Some(addr),
-            None => {
-                let at = cx.src.of(a);
-                cx.err(
+    if let Some(sh) = &g.stats_http {
+        let at = cx.src.of(sh);
+        match sh.get_ref() {
+            StatsHttpT::Addr(a) => match stats_http_addr(a) {
+                Some(addr) => out.stats_http.push(StatsHttp::simple(addr, at)),
+                None => cx.err(
                     at,
-                    format!(
-                        "'stats_http': '{}' is not ADDRESS:PORT or PORT",
-                        a.get_ref()
-                    ),
-                );
+                    format!("'stats_http': '{a}' is not ADDRESS:PORT or PORT"),
+                ),
+            },
+            StatsHttpT::Tables(t) => {
+                for one in t.items() {
+                    if let Some(h) = stats_http_table(cx, one, &at) {
+                        out.stats_http.push(h);
+                    }
+                }
             }
         }
     }
     out
+}
+
+fn stats_http_table(cx: &mut Ctx, t: &StatsHttpTableT, at: &Origin) -> Option<StatsHttp> {
+    let mut binds = Vec::new();
+    for b in &t.bind {
+        match stats_http_addr(b) {
+            Some(a) => binds.push(a),
+            None => {
+                cx.err(
+                    at.clone(),
+                    format!("'stats_http' bind '{b}' is not ADDRESS:PORT or PORT"),
+                );
+                return None;
+            }
+        }
+    }
+    let mut auth = Vec::new();
+    for a in &t.auth {
+        match a.split_once(':') {
+            Some((u, p)) if !u.is_empty() => auth.push((u.to_string(), p.to_string())),
+            _ => {
+                cx.err(
+                    at.clone(),
+                    format!("'stats_http' auth '{a}' is not USER:PASSWORD"),
+                );
+                return None;
+            }
+        }
+    }
+    let metrics = match (&t.metrics, &t.metrics_prefix) {
+        (Some(p), None) => Some(PathMatch::Exact(p.clone())),
+        (None, Some(p)) => Some(PathMatch::Prefix(p.clone())),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            cx.err(
+                at.clone(),
+                "'stats_http' takes 'metrics' (a path) or 'metrics_prefix', not both",
+            );
+            return None;
+        }
+    };
+    Some(StatsHttp {
+        name: t.name.clone().unwrap_or_else(|| "stats_http".into()),
+        binds,
+        uri: t.uri.clone(),
+        auth,
+        realm: t
+            .realm
+            .clone()
+            .unwrap_or_else(|| StatsHttp::DEFAULT_REALM.into()),
+        refresh: match &t.refresh {
+            None => None,
+            Some(Time::Ms(ms)) => Some(Duration::from_millis(*ms)),
+            Some(Time::Text(s)) => match units::duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    cx.err(at.clone(), format!("'stats_http' refresh: {e}"));
+                    return None;
+                }
+            },
+        },
+        metrics,
+        origin: at.clone(),
+    })
 }
 
 /// `target` as in HAProxy's `log <target> <facility> [<level> [<minlevel>]]`.

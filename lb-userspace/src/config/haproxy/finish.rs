@@ -5,6 +5,7 @@ use super::{
     Read,
     diags::Diags,
     state::{Kind, Parser, Proxy},
+    stats,
 };
 use crate::config::model::*;
 
@@ -17,6 +18,20 @@ impl Parser {
         let mut frontends = Vec::new();
         let mut fronts = ByBackend::new();
         let mut filters_warned = Vec::new();
+        let mut stats_warned = Vec::new();
+        // Sections serving the stats page are the daemon's listeners, not the data plane's.
+        let mut pages = vec![false; self.proxies.len()];
+        for (i, p) in self.proxies.iter().enumerate() {
+            if let Some(h) = stats::listener(&mut d, p, &mut stats_warned) {
+                self.global.stats_http.push(h);
+                pages[i] = true;
+            }
+        }
+        let mut i = 0;
+        self.proxies.retain(|_| {
+            i += 1;
+            !pages[i - 1]
+        });
         for p in self.proxies.iter().filter(|p| p.kind.fe()) {
             let fatal = d.fatal;
             let f = frontend(&mut d, p);

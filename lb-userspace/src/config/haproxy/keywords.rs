@@ -9,6 +9,7 @@ use super::{
     diags::{Diags, show},
     global, options, proxy, server,
     state::{Env, Kind, Kwm, ProxySettings},
+    stats,
     suggest::did_you_mean,
     timeouts,
 };
@@ -379,13 +380,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         Unsupported("lb has no DNS-driven servers; declare each 'server'"),
     ),
     kw("source", BE_DEF, Read::Proxy(proxy::source)),
-    kw(
-        "stats",
-        PROXY,
-        L7(
-            "HAProxy's stats page is served over HTTP by the proxy; lb's is the global 'stats_http' of the native format",
-        ),
-    ),
+    kw("stats", PROXY, Read::Proxy(stats::stats)),
     kw("stick", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("stick-table", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("tcp-check", PROXY, Read::Proxy(checks::tcp_check)),

@@ -27,6 +27,7 @@ mod proxy;
 mod sections;
 mod server;
 mod state;
+mod stats;
 mod suggest;
 #[cfg(test)]
 mod tests;

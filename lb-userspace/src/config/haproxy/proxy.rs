@@ -180,6 +180,10 @@ pub(super) fn log(c: &mut ProxyCtx) {
 
 pub(super) fn http_request(c: &mut ProxyCtx) {
     let action = c.arg(1).unwrap_or("");
+    if action == "use-service" {
+        super::stats::use_service(c);
+        return;
+    }
     if matches!(
         action,
         "deny" | "reject" | "tarpit" | "auth" | "silent-drop"

@@ -136,6 +136,7 @@ impl Parser {
         };
         // What a proxy writes itself is told apart from what it inherits.
         s.check.inherited();
+        s.stats.inherited();
         s.default_backend_own = false;
         s.use_backend = None;
         let mut px = Proxy {

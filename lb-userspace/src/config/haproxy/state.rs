@@ -2,7 +2,7 @@
 //! the proxies so far, and the environment `"$VAR"` sees.
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use super::{checks::CheckCfg, diags::Diags};
+use super::{checks::CheckCfg, diags::Diags, stats::StatsCfg};
 use crate::config::model::*;
 
 /// A proxy section's kind.
@@ -69,6 +69,8 @@ pub(super) struct ProxySettings {
     /// `default-server` values, as a server template.
     pub default_server: Server,
     pub check: CheckCfg,
+    /// `stats ...` and the prometheus exporter.
+    pub stats: StatsCfg,
     /// `default_backend`, and the line that named it.
     pub default_backend: Option<(String, Origin)>,
     /// `default_backend` was written in this section (not inherited).
@@ -94,6 +96,7 @@ impl Default for ProxySettings {
             state_file_name: None,
             default_server: Server::new("", Ipv4Addr::UNSPECIFIED, 0, Origin::default()),
             check: CheckCfg::default(),
+            stats: StatsCfg::default(),
             default_backend: None,
             default_backend_own: false,
             use_backend: None,
