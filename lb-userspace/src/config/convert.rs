@@ -415,6 +415,9 @@ fn backend(out: &mut String, b: &Backend) {
         }
         out.push_str(" }\n");
     }
+    if let CheckKind::Rules(r) = &b.check {
+        tcp_check(out, r);
+    }
     if b.servers.is_empty() {
         out.push_str("server = []\n");
     } else {
@@ -443,6 +446,90 @@ pub fn to_toml(cfg: &Config) -> String {
         backend(&mut out, b);
     }
     out
+}
+
+/// `protocol_check = { ... }` or `tcp_check_rules = [ ... ]`.
+fn tcp_check(out: &mut String, r: &TcpCheck) {
+    let user = |u: &Option<String>| {
+        u.as_ref()
+            .map_or(String::new(), |u| format!(", user = {}", q(u)))
+    };
+    let proto = match r {
+        TcpCheck::Generic(rules) => {
+            let v: Vec<String> = rules.iter().map(tcp_rule).collect();
+            let _ = writeln!(out, "tcp_check_rules = [\n  {},\n]", v.join(",\n  "));
+            return;
+        }
+        TcpCheck::Redis => "check = \"redis\"".to_string(),
+        TcpCheck::Ldap => "check = \"ldap\"".to_string(),
+        TcpCheck::SslHello => "check = \"ssl-hello\"".to_string(),
+        TcpCheck::Mysql { user: u, pre41 } => {
+            format!("check = \"mysql\"{}, pre41 = {pre41}", user(u))
+        }
+        TcpCheck::Pgsql { user: u } => format!("check = \"pgsql\", user = {}", q(u)),
+        TcpCheck::Smtp { hello } => format!("check = \"smtp\", hello = {}", q(hello)),
+    };
+    let _ = writeln!(out, "protocol_check = {{ {proto} }}");
+}
+
+fn tcp_rule(r: &TcpRule) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let comment = |c: &Option<String>| {
+        c.as_ref()
+            .map_or(String::new(), |c| format!(", comment = {}", q(c)))
+    };
+    match r {
+        TcpRule::Comment(c) => format!("{{ comment = {} }}", q(c)),
+        TcpRule::Connect {
+            port,
+            ssl,
+            sni,
+            comment: c,
+        } => {
+            let mut parts = Vec::new();
+            if let Some(p) = port {
+                parts.push(format!("port = {p}"));
+            }
+            parts.push(format!("ssl = {ssl}"));
+            if let Some(s) = sni {
+                parts.push(format!("sni = {}", q(s)));
+            }
+            format!("{{ connect = {{ {} }}{} }}", parts.join(", "), comment(c))
+        }
+        TcpRule::Send { data, comment: c } => match std::str::from_utf8(data) {
+            Ok(text) => format!("{{ send = {}{} }}", q(text), comment(c)),
+            Err(_) => format!("{{ send_binary = {}{} }}", q(&hex(data)), comment(c)),
+        },
+        TcpRule::Expect(e) => {
+            let (kind, pattern) = match &e.pattern {
+                TcpPattern::String(s) => ("string", s.clone()),
+                TcpPattern::Regex(s) => ("rstring", s.clone()),
+                TcpPattern::Binary(b) => ("binary", hex(b)),
+                TcpPattern::BinaryRegex(s) => ("rbinary", s.clone()),
+            };
+            let mut o = format!("{{ expect = {}, pattern = {}", q(kind), q(&pattern));
+            if e.negate {
+                o.push_str(", negate = true");
+            }
+            if let Some(m) = e.min_recv {
+                let _ = write!(o, ", min_recv = {m}");
+            }
+            for (k, v) in [
+                ("ok_status", &e.ok_status),
+                ("error_status", &e.error_status),
+                ("tout_status", &e.tout_status),
+                ("on_success", &e.on_success),
+                ("on_error", &e.on_error),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(o, ", {k} = {}", q(v));
+                }
+            }
+            o.push_str(&comment(&e.comment));
+            o.push_str(" }");
+            o
+        }
+    }
 }
 
 #[cfg(test)]

@@ -357,6 +357,95 @@ pub enum CheckKind {
     #[default]
     Tcp,
     Http(HttpCheck),
+    /// `option tcp-check` with `tcp-check` rules, or one of HAProxy's protocol checks built
+    /// on them (`option redis-check`, `mysql-check`...).
+    Rules(TcpCheck),
+}
+
+/// A check made of `tcp-check` rules: the user's, or a protocol's (HAProxy builds those from
+/// the same rules; `health::tcpcheck` does the same from these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpCheck {
+    /// `option tcp-check` and its `tcp-check connect|send|expect|comment` lines.
+    Generic(Vec<TcpRule>),
+    /// `option redis-check`: PING, expect `+PONG`.
+    Redis,
+    /// `option mysql-check [user U [post-41|pre-41]]`: the server's greeting, and with a user
+    /// a login attempt and its answer.
+    Mysql { user: Option<String>, pre41: bool },
+    /// `option pgsql-check user U`: a startup message, expect an authentication request.
+    Pgsql { user: String },
+    /// `option smtpchk [EHLO|HELO domain]`: the greeting, then `HELO localhost` by default.
+    Smtp { hello: String },
+    /// `option ldap-check`: an anonymous bind.
+    Ldap,
+    /// `option ssl-hello-chk`: an SSLv3 client hello, expect a handshake or alert record.
+    SslHello,
+}
+
+impl TcpCheck {
+    /// HAProxy's option name.
+    pub fn option(&self) -> &'static str {
+        match self {
+            TcpCheck::Generic(_) => "tcp-check",
+            TcpCheck::Redis => "redis-check",
+            TcpCheck::Mysql { .. } => "mysql-check",
+            TcpCheck::Pgsql { .. } => "pgsql-check",
+            TcpCheck::Smtp { .. } => "smtpchk",
+            TcpCheck::Ldap => "ldap-check",
+            TcpCheck::SslHello => "ssl-hello-chk",
+        }
+    }
+}
+
+/// One `tcp-check` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpRule {
+    /// `tcp-check connect [port N] [ssl] [sni S] [linger] [comment C]`.
+    Connect {
+        port: Option<u16>,
+        ssl: bool,
+        sni: Option<String>,
+        comment: Option<String>,
+    },
+    /// `tcp-check send STRING` / `send-binary HEX`.
+    Send {
+        data: Vec<u8>,
+        comment: Option<String>,
+    },
+    Expect(TcpExpect),
+    /// `tcp-check comment C`: names the rules after it in messages.
+    Comment(String),
+}
+
+/// `tcp-check expect [min-recv N] [ok-status S] [error-status S] [tout-status S]
+/// [on-success TEXT] [on-error TEXT] [comment C] [!] MATCH PATTERN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpExpect {
+    pub pattern: TcpPattern,
+    pub negate: bool,
+    /// Bytes to wait for before judging; `None` waits for a match until the answer ends.
+    pub min_recv: Option<u32>,
+    /// HAProxy's status names (`L7OK`, `L7STS`...).
+    pub ok_status: Option<String>,
+    pub error_status: Option<String>,
+    pub tout_status: Option<String>,
+    /// The `info` of a check that passes or fails here (literal text).
+    pub on_success: Option<String>,
+    pub on_error: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpPattern {
+    /// `string`: the answer contains these bytes.
+    String(String),
+    /// `rstring`: the answer matches the regular expression.
+    Regex(String),
+    /// `binary`: the answer contains these bytes (written in hex).
+    Binary(Vec<u8>),
+    /// `rbinary`: the answer's hex dump (upper case) matches the regular expression.
+    BinaryRegex(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -152,6 +152,10 @@ struct ProxyT {
     http_check: Option<Spanned<HttpCheckT>>,
     /// Force TCP connect checks even if `[defaults]` has `http_check`.
     tcp_check: Option<bool>,
+    /// One of HAProxy's protocol checks (`option redis-check` & co).
+    protocol_check: Option<Spanned<ProtocolCheckT>>,
+    /// `option tcp-check` with these `tcp-check` rules.
+    tcp_check_rules: Option<Spanned<Vec<TcpRuleT>>>,
     default_server: Option<ServerT>,
     #[serde(default)]
     server: Vec<Spanned<ServerT>>,
@@ -194,6 +198,52 @@ struct HttpCheckT {
     /// A 404 puts an UP server in NOLB (HAProxy's `http-check disable-on-404`).
     #[serde(default)]
     disable_on_404: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ProtocolCheckT {
+    /// `redis`, `mysql`, `pgsql`, `smtp`, `ldap` or `ssl-hello`.
+    check: String,
+    /// mysql (optional), pgsql (required).
+    user: Option<String>,
+    /// mysql: the pre-4.1 login packet.
+    #[serde(default)]
+    pre41: bool,
+    /// smtp: `HELO domain` or `EHLO domain` (default `HELO localhost`).
+    hello: Option<String>,
+}
+
+/// One `tcp-check` rule: `comment`, `connect`, `send`, `send_binary` or `expect` (with
+/// `pattern`), plus the options HAProxy's rule has.
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct TcpRuleT {
+    comment: Option<String>,
+    connect: Option<TcpConnectT>,
+    send: Option<String>,
+    /// Hexadecimal.
+    send_binary: Option<String>,
+    /// `string`, `rstring`, `binary` (hexadecimal pattern) or `rbinary`.
+    expect: Option<String>,
+    pattern: Option<String>,
+    #[serde(default)]
+    negate: bool,
+    min_recv: Option<u32>,
+    ok_status: Option<String>,
+    error_status: Option<String>,
+    tout_status: Option<String>,
+    on_success: Option<String>,
+    on_error: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct TcpConnectT {
+    port: Option<u32>,
+    #[serde(default)]
+    ssl: bool,
+    sni: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -729,13 +779,24 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         check: cx.time(pick(&bt.check, &dt.check), "timeout.check"),
         queue: cx.time(pick(&bt.queue, &dt.queue), "timeout.queue"),
     };
+    // The backend's own choice first, then its defaults'.
+    let own_rules = b.protocol_check.is_some() || b.tcp_check_rules.is_some();
     let check = if b.tcp_check == Some(true) {
         CheckKind::Tcp
-    } else {
+    } else if b.http_check.is_some() || (!own_rules && d.http_check.is_some()) {
         match pick(&b.http_check, &d.http_check) {
             Some(h) => CheckKind::Http(http_check(cx, h)),
             None => CheckKind::Tcp,
         }
+    } else if let Some(p) = b.protocol_check.as_ref().or(d.protocol_check.as_ref()) {
+        protocol_check(cx, p).map_or(CheckKind::Tcp, CheckKind::Rules)
+    } else if let Some(r) = b.tcp_check_rules.as_ref().or(d.tcp_check_rules.as_ref()) {
+        match tcp_check_rules(cx, r) {
+            Some(rules) if !rules.is_empty() => CheckKind::Rules(TcpCheck::Generic(rules)),
+            _ => CheckKind::Tcp,
+        }
+    } else {
+        CheckKind::Tcp
     };
     let no_defaults = ServerT::default();
     let sdef = b
@@ -778,6 +839,138 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         servers,
         origin,
     }
+}
+
+fn protocol_check(cx: &mut Ctx, p: &Spanned<ProtocolCheckT>) -> Option<TcpCheck> {
+    let at = cx.src.of(p);
+    let p = p.get_ref();
+    let check = match p.check.as_str() {
+        "redis" => TcpCheck::Redis,
+        "ldap" => TcpCheck::Ldap,
+        "ssl-hello" => TcpCheck::SslHello,
+        "mysql" => TcpCheck::Mysql {
+            user: p.user.clone(),
+            pre41: p.pre41,
+        },
+        "pgsql" => match &p.user {
+            Some(u) => TcpCheck::Pgsql { user: u.clone() },
+            None => {
+                cx.err(at, "protocol_check 'pgsql' needs a 'user'");
+                return None;
+            }
+        },
+        "smtp" => TcpCheck::Smtp {
+            hello: p.hello.clone().unwrap_or_else(|| "HELO localhost".into()),
+        },
+        other => {
+            cx.err(
+                at,
+                format!(
+                    "unknown protocol_check '{other}' (redis, mysql, pgsql, smtp, ldap, ssl-hello)"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(check)
+}
+
+fn tcp_check_rules(cx: &mut Ctx, r: &Spanned<Vec<TcpRuleT>>) -> Option<Vec<TcpRule>> {
+    let at = cx.src.of(r);
+    let mut out = Vec::new();
+    for t in r.get_ref() {
+        match tcp_rule(t) {
+            Ok(rule) => out.push(rule),
+            Err(e) => {
+                cx.err(at, format!("tcp_check_rules: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn tcp_rule(t: &TcpRuleT) -> Result<TcpRule, String> {
+    let hex = |s: &str| -> Result<Vec<u8>, String> {
+        units::hex_bytes(s).ok_or_else(|| format!("'{s}' is not a hexadecimal string"))
+    };
+    let status = |s: &Option<String>| -> Result<Option<String>, String> {
+        match s {
+            Some(n) if crate::health::tcp_rules::status_named(n).is_none() => {
+                Err(format!("unknown check status '{n}'"))
+            }
+            other => Ok(other.clone()),
+        }
+    };
+    let kinds = [
+        t.connect.is_some(),
+        t.send.is_some(),
+        t.send_binary.is_some(),
+        t.expect.is_some(),
+    ];
+    match kinds.iter().filter(|k| **k).count() {
+        0 => {
+            return t.comment.clone().map(TcpRule::Comment).ok_or_else(|| {
+                "a rule is 'connect', 'send', 'send_binary', 'expect' or 'comment'".into()
+            });
+        }
+        1 => {}
+        _ => return Err("one of 'connect', 'send', 'send_binary', 'expect' per rule".into()),
+    }
+    if let Some(c) = &t.connect {
+        let port = c.port.map(|p| units::port(&p.to_string())).transpose()?;
+        return Ok(TcpRule::Connect {
+            port,
+            ssl: c.ssl,
+            sni: c.sni.clone(),
+            comment: t.comment.clone(),
+        });
+    }
+    if let Some(s) = &t.send {
+        return Ok(TcpRule::Send {
+            data: s.as_bytes().to_vec(),
+            comment: t.comment.clone(),
+        });
+    }
+    if let Some(s) = &t.send_binary {
+        return Ok(TcpRule::Send {
+            data: hex(s)?,
+            comment: t.comment.clone(),
+        });
+    }
+    let kind = t.expect.as_deref().unwrap_or_default();
+    let p = t
+        .pattern
+        .clone()
+        .ok_or_else(|| format!("expect '{kind}' needs a 'pattern'"))?;
+    let pattern = match kind {
+        "string" => TcpPattern::String(p),
+        "binary" => TcpPattern::Binary(hex(&p)?),
+        "rstring" | "rbinary" => {
+            units::regex(&p)?;
+            if kind == "rstring" {
+                TcpPattern::Regex(p)
+            } else {
+                TcpPattern::BinaryRegex(p)
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown expect '{other}' (string, rstring, binary, rbinary)"
+            ));
+        }
+    };
+    Ok(TcpRule::Expect(TcpExpect {
+        pattern,
+        negate: t.negate,
+        min_recv: t.min_recv,
+        ok_status: status(&t.ok_status)?,
+        error_status: status(&t.error_status)?,
+        tout_status: status(&t.tout_status)?,
+        on_success: t.on_success.clone(),
+        on_error: t.on_error.clone(),
+        comment: t.comment.clone(),
+    }))
 }
 
 fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {

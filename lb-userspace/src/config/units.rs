@@ -55,6 +55,16 @@ pub fn duration_lenient(s: &str) -> Result<(Duration, Option<char>), String> {
     Ok((d, unit[len..].chars().next()))
 }
 
+/// A hexadecimal string as bytes (`tcp-check send-binary`, `expect binary`).
+pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A TCP/UDP port, 1..=65535.
 pub fn port(s: &str) -> Result<u16, String> {
     match s.parse::<u32>() {

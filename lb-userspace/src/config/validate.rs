@@ -244,7 +244,14 @@ fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
             }
             let connect_port = match &b.check {
                 CheckKind::Http(h) => h.connect.as_ref().and_then(|c| c.port),
-                CheckKind::Tcp => None,
+                // A first `tcp-check connect port N` gives every connection its port.
+                CheckKind::Rules(TcpCheck::Generic(rules)) => {
+                    match rules.iter().find(|r| !matches!(r, TcpRule::Comment(_))) {
+                        Some(TcpRule::Connect { port, .. }) => *port,
+                        _ => None,
+                    }
+                }
+                CheckKind::Tcp | CheckKind::Rules(_) => None,
             };
             if s.port == 0 && s.check_port.is_none() && connect_port.is_none() {
                 // HAProxy's words.
@@ -277,6 +284,11 @@ fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
                 if let Err(e) = tls::server_name(t, spec.addr.ip()) {
                     problem(e);
                 }
+            }
+            if let Probe::Rules { check, ssl } = &spec.probe
+                && let Err(e) = crate::health::tcp_rules::Program::of(check, *ssl, None)
+            {
+                problem(format!("'option {}': {e}", check.option()));
             }
             if let Probe::Http(h) = &spec.probe
                 && !spec.sends_exact_bytes()

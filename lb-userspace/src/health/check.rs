@@ -280,27 +280,37 @@ async fn check_loop(
                 continue;
             }
         };
-        let (event, interval) = {
+        let (reported, interval) = {
             let mut st = shared.lock();
-            let event = if st.paused() || *shared.control.borrow() != generation {
-                None
-            } else {
-                let before = st.server_op();
-                let mut outcome = st.health.on_result(result.status);
-                outcome.transition = before.to(st.server_op());
-                st.last = Some(result.clone());
-                Some(CheckEvent::Health(HealthEvent {
-                    server: id,
-                    result,
-                    outcome,
-                }))
-            };
-            (event, st.health.next_interval(&intervals))
+            let mut reported = Vec::new();
+            if !st.paused() && *shared.control.borrow() == generation {
+                let mut apply = |result: CheckResult| {
+                    let before = st.server_op();
+                    let mut outcome = st.health.on_result(result.status);
+                    outcome.transition = before.to(st.server_op());
+                    st.last = Some(result.clone());
+                    reported.push(CheckEvent::Health(HealthEvent {
+                        server: id,
+                        result,
+                        outcome,
+                    }));
+                };
+                let again = result.twice.then(|| CheckResult {
+                    info: String::new(),
+                    twice: false,
+                    ..result.clone()
+                });
+                apply(result);
+                if let Some(r) = again {
+                    apply(r);
+                }
+            }
+            (reported, st.health.next_interval(&intervals))
         };
-        if let Some(ev) = event
-            && events.send(ev).await.is_err()
-        {
-            return;
+        for ev in reported {
+            if events.send(ev).await.is_err() {
+                return;
+            }
         }
         next = after(Instant::now(), interval);
     }

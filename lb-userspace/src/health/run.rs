@@ -18,6 +18,8 @@ use super::{
     raw,
     spec::{Budget, CheckSpec, Probe, exact_request},
     state::{CheckResult, CheckStatus},
+    tcp_check::{self, TlsSetup},
+    tcp_rules::Program,
     tls,
 };
 
@@ -50,6 +52,11 @@ enum Way {
         expect: Expect,
     },
     Http(Box<HttpProbe>),
+    /// `tcp-check` rules, and the TLS their connects may use.
+    Rules {
+        program: Box<Program>,
+        tls: Option<TlsSetup>,
+    },
     /// The check cannot be set up (e.g. its `ca-file` is unreadable): every check fails
     /// with this reason, as a socket error (HAProxy's status for an error before any
     /// connection attempt).
@@ -78,6 +85,9 @@ impl Prober {
                 raw::exact_http_check(self.addr, request, expect, &self.budget, server_up).await
             }
             Way::Http(p) => p.run(server_up).await,
+            Way::Rules { program, tls } => {
+                tcp_check::run(program, self.addr, tls.as_ref(), &self.budget).await
+            }
             Way::Broken(why) => {
                 CheckResult::new(CheckStatus::SockErr, Default::default()).with_info(why.clone())
             }
@@ -97,6 +107,23 @@ impl Way {
                     None => None,
                 };
                 Ok(Way::Connect(tls))
+            }
+            Probe::Rules { check, ssl } => {
+                let tls = match &spec.tls {
+                    Some(t) => {
+                        let config = tls::client_config(t, Arc::new(|| {}))?;
+                        Some(TlsSetup {
+                            config: Arc::new(config),
+                            name: tls::server_name(t, spec.addr.ip())?,
+                        })
+                    }
+                    None => None,
+                };
+                let sni = spec.tls.as_ref().and_then(|t| t.sni.as_deref());
+                Ok(Way::Rules {
+                    program: Box::new(Program::of(check, *ssl, sni)?),
+                    tls,
+                })
             }
             Probe::Http(h) if spec.sends_exact_bytes() => Ok(Way::Exact {
                 request: exact_request(h),

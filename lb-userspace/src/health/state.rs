@@ -139,6 +139,9 @@ pub struct CheckResult {
     pub reason: Option<String>,
     /// From the start of the check (before connecting) to its verdict.
     pub duration: Duration,
+    /// HAProxy 2.6 applies this result twice: its MySQL and LDAP parsers set it, then the
+    /// end of the rules sets it again without `info`, which can move the counter twice.
+    pub twice: bool,
 }
 
 impl CheckResult {
@@ -149,6 +152,7 @@ impl CheckResult {
             info: String::new(),
             reason: None,
             duration,
+            twice: false,
         }
     }
 

@@ -168,7 +168,9 @@ type ByBackend = std::collections::HashMap<String, Vec<ClientTimers>>;
 
 /// The backend side of a `backend` or `listen` section.
 fn backend(d: &mut Diags, p: Proxy, fronts: &ByBackend) -> Backend {
-    let check = p.s.check.finish(d);
+    let check =
+        p.s.check
+            .finish(d, &format!("{} '{}'", p.kind.word(), p.name));
     let mut timeouts = p.s.timeouts.clone();
     // HAProxy times the client side of a connection by its frontend; lb's data plane times a
     // flow by its backend, so the backend takes the timers of the frontends sending to it
