@@ -306,3 +306,137 @@ fn redis_and_mysql_checks_log_as_haproxy_does() {
     );
     side_by_side::assert_same("protocol checks", &got, &want);
 }
+
+/// An HTTP server in `ns` on `port` answering each connection with the next status of
+/// `codes` (the last one once they run out). Counts the connections served.
+struct Scripted {
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Scripted {
+    fn start(ns: &Netns, addr: &str, codes: &'static [u16]) -> Scripted {
+        use std::{
+            io::{Read, Write},
+            sync::{
+                Arc,
+                atomic::{AtomicBool, AtomicUsize, Ordering},
+            },
+        };
+        let served = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, flag) = (served.clone(), stop.clone());
+        let addr: std::net::SocketAddr = addr.parse().expect("addr");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        ns.spawn(move || -> anyhow::Result<()> {
+            let l = std::net::TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            let _ = ready_tx.send(());
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+                let n = count.fetch_add(1, Ordering::Relaxed);
+                let code = codes[n.min(codes.len() - 1)];
+                let reason = match code {
+                    200 => "OK",
+                    404 => "Not Found",
+                    _ => "Service Unavailable",
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 {code} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+            Ok(())
+        })
+        .expect("scripted server");
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("scripted server listening");
+        Scripted { served, stop }
+    }
+
+    fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `http-check disable-on-404`: a 404 puts the UP server in NOLB ("is stopping"), a 200
+/// takes it out, a failure counts down without leaving NOLB, a 404 while DOWN is a failure.
+#[test]
+fn disable_on_404_logs_as_haproxy_does() {
+    const CODES: &[u16] = &[
+        200, 200, 404, 404, 404, 200, 404, 503, 200, 404, 503, 503, 404, 404, 200, 200, 200,
+    ];
+    lb_testbed::require_root();
+    let topo = Topology::seed(Routing::Isolated).expect("topology");
+    let ns = &topo.backend("web10").ns;
+    let config = |log_port: u16, port: u16| {
+        format!(
+            "global
+    log 127.0.0.1:{log_port} local6
+
+defaults
+    mode http
+    log global
+    option log-health-checks
+    timeout connect 2s
+    timeout client 50s
+    timeout server 50s
+
+frontend main
+    bind 10.200.0.1:80
+    default_backend app
+
+backend app
+    option httpchk GET /
+    http-check disable-on-404
+    server s1 10.200.10.10:{port} check inter 200 fall 2 rise 2
+"
+        )
+    };
+    let (for_lb, for_haproxy) = (
+        Scripted::start(ns, "10.200.10.10:9080", CODES),
+        Scripted::start(ns, "10.200.10.10:9081", CODES),
+    );
+    let lb_log = LogSink::start(&topo.lb, 5514);
+    let haproxy_log = LogSink::start(&topo.lb, 5515);
+    let _haproxy = Haproxy::start(&topo.lb, "nolb", &config(5515, 9081));
+    let instance = format!("nolb{}", topo.tag);
+    let _lb = start_lb(&topo, &instance, &config(5514, 9080), 5514);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline
+        && (for_lb.served() <= CODES.len() || for_haproxy.served() <= CODES.len())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let servers = ["app/s1"];
+    let lb_lines: Vec<String> = lb_log
+        .lines()
+        .iter()
+        .map(|l| side_by_side::without_seed_info(l))
+        .collect();
+    let got = per_server(&lb_lines, &servers, |_| true);
+    let want = per_server(&haproxy_log.lines(), &servers, |_| true);
+    for l in &want["app/s1"] {
+        println!("haproxy: {l}");
+    }
+    assert!(
+        want["app/s1"].iter().any(|l| l.contains("is stopping")),
+        "HAProxy's run is incomplete: {want:#?}"
+    );
+    side_by_side::assert_same("disable-on-404", &got, &want);
+}
