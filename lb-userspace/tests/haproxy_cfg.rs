@@ -9,7 +9,11 @@ use std::{
     time::Duration,
 };
 
-use lb::config::{self, convert, native, *};
+use lb::config::{
+    self,
+    access::{AccessRule, Cond, Net, Term, Test, Verdict},
+    convert, native, *,
+};
 use proptest::prelude::*;
 
 fn repo(p: &str) -> PathBuf {
@@ -36,6 +40,9 @@ fn normalise(mut c: Config) -> Config {
         f.default_backend_at = Origin::default();
         for b in &mut f.binds {
             b.origin = Origin::default();
+        }
+        for r in &mut f.access {
+            r.origin = Origin::default();
         }
     }
     for b in &mut c.backends {
@@ -661,22 +668,56 @@ fn bind() -> impl Strategy<Value = Bind> {
         })
 }
 
+fn access_test() -> impl Strategy<Value = Test> {
+    prop_oneof![
+        prop::collection::vec((ip(), 0u8..=32), 1..3).prop_map(|nets| {
+            Test::Src(nets.into_iter().map(|(a, l)| Net::new(a, l)).collect())
+        }),
+        prop::collection::vec((port(), port()), 1..3).prop_map(Test::DstPort),
+    ]
+}
+
+fn access_rule() -> impl Strategy<Value = AccessRule> {
+    let term = (any::<bool>(), access_test()).prop_map(|(not, test)| Term { not, test });
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(prop::collection::vec(term, 1..3), 0..3),
+    )
+        .prop_map(|(accept, unless, any)| AccessRule {
+            verdict: if accept {
+                Verdict::Accept
+            } else {
+                Verdict::Reject
+            },
+            cond: Cond {
+                unless: unless && !any.is_empty(),
+                any,
+            },
+            origin: origin(),
+        })
+}
+
 fn frontend(name: String) -> impl Strategy<Value = Frontend> {
     (
         mode(),
         prop::collection::vec(bind(), 0..3),
         text(),
         any::<bool>(),
+        prop::collection::vec(access_rule(), 0..3),
     )
-        .prop_map(move |(mode, binds, default_backend, tcplog)| Frontend {
-            name: name.clone(),
-            mode,
-            binds,
-            default_backend,
-            default_backend_at: origin(),
-            tcplog,
-            origin: origin(),
-        })
+        .prop_map(
+            move |(mode, binds, default_backend, tcplog, access)| Frontend {
+                name: name.clone(),
+                mode,
+                binds,
+                default_backend,
+                default_backend_at: origin(),
+                tcplog,
+                access,
+                origin: origin(),
+            },
+        )
 }
 
 fn model() -> impl Strategy<Value = Config> {

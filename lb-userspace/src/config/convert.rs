@@ -441,6 +441,11 @@ pub fn to_toml(cfg: &Config) -> String {
         let _ = writeln!(out, "bind = {}", list(&f.binds, |b| q(&b.to_string())));
         let _ = writeln!(out, "default_backend = {}", q(&f.default_backend));
         let _ = writeln!(out, "tcplog = {}", f.tcplog);
+        let _ = writeln!(
+            out,
+            "tcp_request_connection = {}",
+            list(&f.access, |r| q(&r.to_string()))
+        );
     }
     for b in &cfg.backends {
         backend(&mut out, b);

@@ -1,5 +1,6 @@
 //! Configuration: one internal model ([`model::Config`]), two front ends (native TOML in
 //! [`native`], haproxy.cfg in [`haproxy`]), one set of semantic checks ([`validate`]).
+pub mod access;
 pub mod convert;
 pub mod diag;
 pub mod haproxy;

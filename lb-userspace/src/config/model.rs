@@ -293,7 +293,32 @@ pub struct Frontend {
     pub default_backend_at: Origin,
     /// `option tcplog`: a line per new connection (client, frontend, backend/server).
     pub tcplog: bool,
+    /// `tcp-request connection` rules, in order: who may connect (TCP binds only).
+    pub access: Vec<super::access::AccessRule>,
     pub origin: Origin,
+}
+
+impl Frontend {
+    /// The ports of its TCP binds, once each.
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .binds
+            .iter()
+            .filter(|b| b.proto == Proto::Tcp)
+            .map(|b| b.port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// How many `LB_ACCESS` entries its rules take (`dataplane::access`).
+    pub fn access_entries(&self) -> usize {
+        if self.access.is_empty() {
+            return 0;
+        }
+        super::access::regions(&self.access).len() * self.tcp_ports().len()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
+    access,
     diag::{ConfigError, Diagnostic},
     model::*,
     units,
@@ -130,6 +131,9 @@ struct FrontendT {
     /// A log line per new connection (HAProxy's `option tcplog`).
     #[serde(default)]
     tcplog: bool,
+    /// `tcp-request connection` rules: `"reject unless { src 10.0.0.0/8 }"`.
+    #[serde(default)]
+    tcp_request_connection: Vec<Spanned<String>>,
 }
 
 /// `[defaults]` and `[backend.NAME]` share their keys; a backend inherits what it leaves out.
@@ -704,6 +708,15 @@ fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Fro
             Err(e) => cx.err(at, format!("'bind': {e}")),
         }
     }
+    let mut access = Vec::new();
+    for r in &f.tcp_request_connection {
+        let at = cx.src.of(r);
+        let words: Vec<&str> = r.get_ref().split_whitespace().collect();
+        match access::parse_rule(&words, &no_named_acls, at.clone()) {
+            Ok(rule) => access.push(rule),
+            Err(e) => cx.err(at, format!("'tcp_request_connection': {e}")),
+        }
+    }
     Frontend {
         name: name.into(),
         mode,
@@ -711,8 +724,15 @@ fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Fro
         default_backend: f.default_backend.get_ref().clone(),
         default_backend_at: cx.src.of(&f.default_backend),
         tcplog: f.tcplog,
+        access,
         origin,
     }
+}
+
+fn no_named_acls(name: &str) -> Result<access::Test, String> {
+    Err(format!(
+        "'{name}': lb.toml has no named ACLs, write the test in braces: '{{ src 10.0.0.0/8 }}'."
+    ))
 }
 
 /// `ADDR:PORT[/tcp|/udp]`.

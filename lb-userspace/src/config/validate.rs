@@ -4,7 +4,9 @@ use std::{
     net::Ipv4Addr,
 };
 
-use lb_common::{MAX_FRONTENDS, MAX_POOLS, MAX_SERVERS, MAX_SERVICES, TABLE_SIZE};
+use lb_common::{
+    MAX_ACCESS_ENTRIES, MAX_FRONTENDS, MAX_POOLS, MAX_SERVERS, MAX_SERVICES, TABLE_SIZE,
+};
 
 use super::{
     diag::{ConfigError, Diagnostic, Severity},
@@ -26,6 +28,7 @@ const RULES: &[Rule] = &[
     http_backends_run_at_l4,
     maxconn_is_not_enforced,
     data_plane_holds_it,
+    access_rules_apply,
     a_flood_leaves_ports_free,
 ];
 
@@ -368,12 +371,33 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
             MAX_SERVICES,
             "binds",
         ),
+        (
+            c.frontends.iter().map(Frontend::access_entries).sum(),
+            MAX_ACCESS_ENTRIES,
+            "access rule prefixes (networks named by 'tcp-request connection' rules, plus one, per frontend and TCP port)",
+        ),
     ];
     for (n, max, what) in limits {
         if n > max as usize {
             out.push(Diagnostic::alert(
                 None,
                 format!("{n} {what} configured, the data plane holds at most {max}"),
+            ));
+        }
+    }
+}
+
+/// `tcp-request connection` rules judge TCP connections: say so where a frontend also takes
+/// UDP, which they let through.
+fn access_rules_apply(c: &Config, out: &mut Vec<Diagnostic>) {
+    for f in c.frontends.iter().filter(|f| !f.access.is_empty()) {
+        if let Some(b) = f.binds.iter().find(|b| b.proto == Proto::Udp) {
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "frontend '{}': 'tcp-request connection' rules judge TCP connections only; UDP to '{b}' is not filtered",
+                    f.name
+                ),
             ));
         }
     }

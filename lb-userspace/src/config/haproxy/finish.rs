@@ -32,6 +32,9 @@ impl Parser {
             i += 1;
             !pages[i - 1]
         });
+        for p in &self.proxies {
+            unused_acls(&mut d, p);
+        }
         for p in self.proxies.iter().filter(|p| p.kind.fe()) {
             let fatal = d.fatal;
             let f = frontend(&mut d, p);
@@ -67,6 +70,20 @@ impl Parser {
             damaged: self.damaged,
             stopped,
         }
+    }
+}
+
+/// `acl` lines lb could evaluate but no rule reads (those it cannot evaluate were warned
+/// about at their line).
+fn unused_acls(d: &mut Diags, p: &Proxy) {
+    for a in p.s.acls.iter().filter(|a| a.test.is_ok() && !a.used.get()) {
+        d.warn_at(
+            &a.origin,
+            format!(
+                "'acl {}' has no effect in lb: no 'tcp-request connection' rule uses it, and lb evaluates ACLs nowhere else.",
+                a.name
+            ),
+        );
     }
 }
 
@@ -125,6 +142,7 @@ fn frontend(d: &mut Diags, p: &Proxy) -> Frontend {
         default_backend,
         default_backend_at,
         tcplog: p.s.tcplog,
+        access: p.s.access.clone(),
         origin: p.origin.clone(),
     }
 }

@@ -265,11 +265,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     ),
     kw("profiling.*", GLOBAL, NoEffect(OWN_PROCESS)),
     kw("httpclient.*", GLOBAL, NoEffect(OWN_PROCESS)),
-    kw(
-        "acl",
-        PROXY,
-        NoEffect("lb has no ACLs, nothing evaluates this one"),
-    ),
+    kw("acl", PROXY, Read::Proxy(proxy::acl)),
     kw("backlog", PROXY, NoEffect(NO_QUEUE)),
     kw("balance", BE_DEF, Read::Proxy(proxy::balance)),
     kw("bind", FE, Read::Proxy(bind::bind)),

@@ -3,7 +3,10 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use super::{checks::CheckCfg, diags::Diags, stats::StatsCfg};
-use crate::config::model::*;
+use crate::config::{
+    access::{AccessRule, Test},
+    model::*,
+};
 
 /// A proxy section's kind.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -78,6 +81,20 @@ pub(super) struct ProxySettings {
     /// The first `use_backend` without a condition: it takes every connection, before any
     /// `default_backend`.
     pub use_backend: Option<(String, Origin)>,
+    /// Named ACLs (`acl NAME CRITERION VALUES`), one entry per line.
+    pub acls: Vec<NamedAcl>,
+    /// `tcp-request connection` rules, in order.
+    pub access: Vec<AccessRule>,
+}
+
+/// One `acl` line: its test, or why lb cannot evaluate it (said where a rule uses it).
+#[derive(Clone, Debug)]
+pub(super) struct NamedAcl {
+    pub name: String,
+    pub test: Result<Test, String>,
+    pub origin: Origin,
+    /// A rule reads it (an ACL nothing reads gets a warning).
+    pub used: std::cell::Cell<bool>,
 }
 
 impl Default for ProxySettings {
@@ -100,6 +117,8 @@ impl Default for ProxySettings {
             default_backend: None,
             default_backend_own: false,
             use_backend: None,
+            acls: Vec::new(),
+            access: Vec::new(),
         }
     }
 }
