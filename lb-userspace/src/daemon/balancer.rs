@@ -121,6 +121,8 @@ impl Balancer {
         for b in backends {
             self.write_pool(b)?;
         }
+        // Access rules before the services whose new flows they judge.
+        self.dp.maps.sync_access(&self.plan.layout.access)?;
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;

@@ -13,7 +13,10 @@ use lb_common::{
     name_str,
 };
 
-use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
+use super::{
+    access::{self, AccessEntry},
+    ids::{BackendId, PoolSlot, ServerId, ServerSlot},
+};
 use crate::config::{Backend, Balance, Config, NatMode, OnEmpty, Server};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +28,8 @@ pub struct Layout {
     /// By [`BackendId`].
     pub pools: Vec<PoolLayout>,
     pub frontends: Vec<String>,
+    /// `LB_ACCESS`: every frontend's `tcp-request connection` rules.
+    pub access: Vec<AccessEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +157,12 @@ impl Layout {
             wildcard,
             pools,
             frontends: c.frontends.iter().map(|f| f.name.clone()).collect(),
+            access: c
+                .frontends
+                .iter()
+                .enumerate()
+                .flat_map(|(fid, f)| access::entries(fid as u32, f))
+                .collect(),
         }
     }
 

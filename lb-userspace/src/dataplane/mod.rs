@@ -1,5 +1,6 @@
 //! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
 //! its maps. Everything above this module talks in config terms; everything below in map terms.
+pub mod access;
 pub mod clock;
 pub mod ids;
 pub mod layout;
