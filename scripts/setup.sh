@@ -18,11 +18,13 @@ need_root() {
 }
 
 # Debian packages for the tests and benchmarks (real servers, syslog, HAProxy for the
-# side-by-side comparison, load generators, a browser for the stats page test).
+# side-by-side comparison, load generators, a browser for the stats page test, the database
+# and cache servers the protocol health checks are tested against).
 PACKAGES=(
     iproute2 ethtool bpftool curl socat systemd
     nginx apache2 haproxy rsyslog wrk
     chromium
+    redis-server mariadb-server
 )
 
 missing=()
@@ -32,7 +34,8 @@ done
 
 apt_install() {
     need_root
-    # Never start the services these packages ship (nginx, apache2, haproxy, rsyslog):
+    # Never start the services these packages ship (nginx, apache2, haproxy, rsyslog, redis,
+    # mariadb):
     # the tests start their own, inside namespaces.
     local policy=/usr/sbin/policy-rc.d created=0
     if [ ! -e "$policy" ]; then

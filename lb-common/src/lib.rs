@@ -8,6 +8,7 @@
 //! it sits in the packet, so the data plane never swaps bytes on the fast path.
 #![no_std]
 
+pub mod access;
 pub mod balance;
 pub mod bench;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod stats;
 #[cfg(feature = "user")]
 mod pod;
 
+pub use access::*;
 pub use conntrack::{State, Timeouts};
 pub use flow::*;
 pub use maps::*;

@@ -53,6 +53,8 @@ pub enum MapKind {
     Array,
     PerCpuArray,
     RingBuf,
+    /// Longest-prefix match; its key is a 32-bit prefix length then the row's key type.
+    LpmTrie,
 }
 
 /// One row of the table, as data.
@@ -105,11 +107,14 @@ macro_rules! for_each_map {
             frontend_stats LB_FRONTEND_STATS: PerCpuArray<u32, $crate::Counters>
                 [$crate::MAX_FRONTENDS] Counters 1;
             /// Per `Reason`, per CPU: why packets were passed or dropped.
-            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 3;
+            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 4;
             /// Per server slot: names and operator-facing state; never read by the program.
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
             /// Per CPU: where the data plane builds a new flow's entries.
             scratch LB_SCRATCH: PerCpuArray<u32, $crate::Scratch>[1] Private 2;
+            /// `tcp-request connection` rules: frontend, port and client prefix -> accept or
+            /// reject (`access`).
+            access LB_ACCESS: LpmTrie<$crate::AccessKey, u32>[$crate::MAX_ACCESS_ENTRIES] Config 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
             /// reading it.
             events LB_EVENTS: RingBuf<u32, $crate::FlowEvent>[$crate::EVENTS_BYTES] Private 1;
@@ -124,7 +129,8 @@ macro_rules! defs {
         pub const MAPS: &[MapDef] = &[$(MapDef {
             name: stringify!($name),
             kind: MapKind::$kind,
-            key_size: core::mem::size_of::<$k>() as u32,
+            key_size: (core::mem::size_of::<$k>()
+                + if matches!(MapKind::$kind, MapKind::LpmTrie) { 4 } else { 0 }) as u32,
             value_size: core::mem::size_of::<$v>() as u32,
             max_entries: ($max) as u32,
             keep: Keep::$keep,

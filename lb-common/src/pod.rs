@@ -7,6 +7,7 @@ use crate::{
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and have explicit
 // padding fields, so every bit pattern is valid and no byte is uninitialised.
 unsafe impl aya::Pod for ServiceKey {}
+unsafe impl aya::Pod for crate::AccessKey {}
 unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for PoolInfo {}
 unsafe impl aya::Pod for Timeouts {}

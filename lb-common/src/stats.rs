@@ -97,4 +97,7 @@ reasons! {
     /// A packet too big for its next hop, with DF set, that could not be answered (no room
     /// in the frame for the ICMP headers): dropped, as a router without an answer would.
     DropTooBig = "drop_too_big",
+    /// A new flow a `tcp-request connection reject` rule refuses: dropped before any state
+    /// is made.
+    DropDenied = "drop_denied",
 }

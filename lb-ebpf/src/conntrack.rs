@@ -245,11 +245,17 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     // SAFETY: this CPU's scratch entry and array slots that are never freed; the program
     // runs to completion on one CPU, so nothing else writes the scratch meanwhile.
     let (fwd, reply, server) = unsafe { (&mut (*scratch).fwd, &mut (*scratch).reply, &*t.server) };
+    // A server without a port takes the client's destination port (HAProxy's rule).
+    let sport = if server.port == 0 {
+        pkt.dport()
+    } else {
+        server.port
+    };
     *fwd = Flow {
         src: client,
         dst: server.addr,
         sport: cport,
-        dport: server.port,
+        dport: sport,
         state: state as u8,
         flags: t.flags,
         attempts: t.attempts,
@@ -275,7 +281,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         nh: NextHop::default(),
         ..*fwd
     };
-    let mut rkey = FlowKey::new(server.addr, client, server.port, cport, pkt.proto);
+    let mut rkey = FlowKey::new(server.addr, client, sport, cport, pkt.proto);
     if t.full_nat {
         rkey.dst = server.snat_addr;
         fwd.src = server.snat_addr;

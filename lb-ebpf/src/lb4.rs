@@ -26,7 +26,7 @@ use lb_common::{
 };
 
 use crate::{
-    clock,
+    acl, clock,
     conntrack::{self, Table},
     forward, icmp,
     maps::{LB_POOLS, LB_PORTS, LB_SERVICES},
@@ -107,6 +107,13 @@ fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
         // Mid-stream TCP: no server has this connection, so balancing it would only earn an
         // RST from one. The host answers it, as it would without lb, and no state is made.
         return pass(Reason::PassNoFlow);
+    }
+    // `tcp-request connection` rules judge TCP connections only, before any state exists.
+    if pkt.proto == PROTO_TCP {
+        let action = acl::admits(svc.frontend, pkt.dport(), pkt.src());
+        if action != GO_ON {
+            return action;
+        }
     }
     new.pool = svc.pool;
     new.frontend = svc.frontend;

@@ -8,6 +8,7 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+mod acl;
 mod atomic;
 mod bench;
 mod clock;

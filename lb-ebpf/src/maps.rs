@@ -1,6 +1,6 @@
 //! The map definitions, expanded from the one table in `lb_common::maps`. Sizes are defaults
 //! the daemon overrides at load time (the conntrack tables).
-use aya_ebpf::btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
 
 /// The aya-ebpf type of a row of the table.
 macro_rules! map_type {
@@ -9,6 +9,7 @@ macro_rules! map_type {
     (Array, $k:ty, $v:ty, $n:expr) => { Array<$v, { ($n) as usize }> };
     (PerCpuArray, $k:ty, $v:ty, $n:expr) => { PerCpuArray<$v, { ($n) as usize }> };
     (RingBuf, $k:ty, $v:ty, $n:expr) => { RingBuf<$v, { ($n) as usize }> };
+    (LpmTrie, $k:ty, $v:ty, $n:expr) => { LpmTrie<$k, $v, { ($n) as usize }> };
 }
 
 macro_rules! ebpf_maps {

@@ -267,7 +267,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("{w}");
             }
-            let host = daemon::host_diagnostics(&loaded.config);
+            let host = daemon::host_diagnostics(&loaded.config, config::validate::HostUse::Check);
             for d in &host {
                 eprintln!("{d}");
             }

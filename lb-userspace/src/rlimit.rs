@@ -33,15 +33,14 @@ pub fn needed(cfg: &Config) -> u64 {
         .filter(|t| matches!(t.dest, LogDest::Udp(_) | LogDest::Unix(_)))
         .count();
     // The listener, its sessions; the stats socket leaves more in the backlog.
-    let stats_socket = match cfg.global.stats_socket {
-        Some(_) => 1 + socket::MAX_SESSIONS,
-        None => 0,
-    };
+    let stats_socket = cfg.global.stats_sockets.len() * (1 + socket::MAX_SESSIONS);
     // The listener, its connections, and the one accepted over the cap before it is closed.
-    let stats_http = match cfg.global.stats_http {
-        Some(_) => 1 + listener::LIMITS.connections + 1,
-        None => 0,
-    };
+    let stats_http = cfg
+        .global
+        .stats_http
+        .iter()
+        .map(|h| h.binds.len() * (1 + listener::LIMITS.connections + 1))
+        .sum::<usize>();
     BASE + (checks + syslog + stats_socket + stats_http) as u64
 }
 

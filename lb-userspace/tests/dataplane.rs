@@ -667,3 +667,153 @@ fn next_hops_are_cached_for_a_second() {
         &full_nat(&data, WEB10, new_mac, port, 80),
     );
 }
+
+/// A server given without a port (HAProxy's `server s 10.1.0.10`) gets each connection on
+/// the port the client connected to; its replies come back from those ports.
+#[test]
+fn a_server_without_a_port_takes_the_clients_destination_port() {
+    let mut f = Fixture::with(
+        r#"
+[frontend.multi]
+bind = ["10.0.0.1:80", "10.0.0.1:8443"]
+default_backend = "portless"
+
+[backend.portless]
+server = [{ name = "web10", address = "10.1.0.10" }]
+"#,
+        Default::default(),
+    );
+    for (i, port) in [80u16, 8443].into_iter().enumerate() {
+        let client = ep(CLIENT, 41000 + i as u16);
+        let syn = Pkt::tcp(client, ep(VIP, port))
+            .flags(SYN)
+            .macs(MAC_CLIENT, MAC_DPC);
+        let sport = nth_port(i as u16);
+        f.expect(
+            &format!("SYN to :{port}"),
+            f.dpc,
+            &syn,
+            XDP_REDIRECT,
+            &full_nat(&syn, WEB10, MAC_WEB10, sport, port),
+        );
+        let reply = Pkt::tcp(ep(WEB10, port), ep(LB_B, sport))
+            .flags(SYN | ACK)
+            .macs(MAC_WEB10, MAC_DPB);
+        let want = reply
+            .clone()
+            .tuple(ep(VIP, port), client)
+            .macs(MAC_DPC, MAC_CLIENT);
+        f.expect(
+            &format!("reply from :{port}"),
+            f.dpb,
+            &reply,
+            XDP_REDIRECT,
+            &want,
+        );
+    }
+    let ports = f.bal.dp.maps.port_filter().expect("port filter");
+    assert!(ports.has(PortSide::Server, 80) && ports.has(PortSide::Server, 8443));
+    assert!(!ports.has(PortSide::Server, 0));
+}
+
+/// `tcp-request connection` rules, first match wins: a denied client's SYN is dropped in XDP
+/// (`drop_denied`) before any state exists, allowed ones are balanced, UDP is not judged,
+/// and a reload that denies a client leaves its established connection alone.
+#[test]
+fn access_rules_drop_denied_sources_before_any_state() {
+    const GUARDED: &str = r#"
+[frontend.guarded]
+bind = ["10.0.0.1:80", "10.0.0.1:2222", "10.0.0.1:53/udp"]
+default_backend = "hoge"
+tcp_request_connection = [
+  "accept if { src 10.0.0.2 }",
+  "reject if { src 10.0.0.0/8 }",
+  "reject if { dst_port 2222 }",
+]
+
+[backend.hoge]
+server = [{ name = "web10", address = "10.1.0.10:80" }]
+"#;
+    let mut f = Fixture::with(GUARDED, Default::default());
+    let syn = |src: Ipv4Addr, sport, dport| {
+        Pkt::tcp(ep(src, sport), ep(VIP, dport))
+            .flags(SYN)
+            .macs(MAC_CLIENT, MAC_DPC)
+    };
+    let near = Ipv4Addr::new(10, 0, 0, 3);
+    let far = Ipv4Addr::new(192, 168, 5, 5);
+    let mut port = 0;
+    for (what, src, dport, allowed) in [
+        ("the accepted host, before the /8 rule", CLIENT, 80, true),
+        ("the accepted host on the denied port", CLIENT, 2222, true),
+        ("the rest of 10/8", near, 80, false),
+        ("another network", far, 80, true),
+        ("another network on the denied port", far, 2222, false),
+    ] {
+        let p = syn(src, 40000, dport);
+        if allowed {
+            let want = full_nat(&p, WEB10, MAC_WEB10, nth_port(port), 80);
+            port += 1;
+            f.expect(what, f.dpc, &p, XDP_REDIRECT, &want);
+        } else {
+            let before = f.counts();
+            let (action, _) = f.run(f.dpc, &p.build());
+            assert_eq!(action_name(action), "XDP_DROP", "{what}");
+            assert_eq!(f.counts(), before, "{what}: no state");
+        }
+    }
+    assert_eq!(f.reason(Reason::DropDenied), 2);
+    let udp = Pkt::udp(ep(near, 40001), ep(VIP, 53)).macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &udp.build());
+    assert_eq!(action_name(action), "XDP_REDIRECT", "UDP is not judged");
+
+    // Reload denying 10.0.0.2 too: its flow goes on, its next connection is refused.
+    let data = Pkt::tcp(ep(CLIENT, 40000), ep(VIP, 80))
+        .payload(b"z")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let (_, forwarded) = f.run(f.dpc, &data.build());
+    let cfg = native::parse(
+        "denied.toml",
+        &GUARDED.replace("accept if { src 10.0.0.2 }", "reject if { src 10.0.0.2 }"),
+    )
+    .expect("config");
+    let layout = Layout::new(&cfg);
+    let plan = Plan {
+        snat: vec![LB_B; layout.server_count() as usize],
+        layout,
+        interfaces: vec![],
+        local: vec![addr_be(VIP), addr_be(LB_B)],
+    };
+    f.bal.reinstall(plan, &cfg).expect("reload");
+    f.expect_frame(
+        "established flow after the reload",
+        f.dpc,
+        &data.build(),
+        XDP_REDIRECT,
+        &forwarded,
+    );
+    let (action, _) = f.run(f.dpc, &syn(CLIENT, 40100, 80).build());
+    assert_eq!(
+        action_name(action),
+        "XDP_DROP",
+        "new connection after the reload"
+    );
+    assert_eq!(f.reason(Reason::DropDenied), 3);
+    // Rules gone: everyone is let in, no prefix is left behind.
+    let open = GUARDED
+        .replace("tcp_request_connection", "# tcp_request_connection")
+        .replace("\n  \"", "\n#  \"")
+        .replace("\n]", "\n#]");
+    let cfg = native::parse("open.toml", &open).expect("config");
+    let layout = Layout::new(&cfg);
+    let plan = Plan {
+        snat: vec![LB_B; layout.server_count() as usize],
+        layout,
+        interfaces: vec![],
+        local: vec![addr_be(VIP), addr_be(LB_B)],
+    };
+    f.bal.reinstall(plan, &cfg).expect("reload");
+    assert_eq!(f.bal.dp.maps.access.keys().count(), 0);
+    let (action, _) = f.run(f.dpc, &syn(near, 40200, 2222).build());
+    assert_eq!(action_name(action), "XDP_REDIRECT", "no rule: accepted");
+}

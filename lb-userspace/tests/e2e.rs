@@ -95,10 +95,13 @@ fn served_by(body: &str) -> &str {
 }
 
 fn lb_show(s: &Setup, what: &str) -> serde_json::Value {
-    let out = s
-        .topo
+    lb_show_instance(&s.topo, &s.lb.instance, what)
+}
+
+fn lb_show_instance(topo: &Topology, instance: &str, what: &str) -> serde_json::Value {
+    let out = topo
         .lb
-        .exec(LB, &["show", what, "--json", "--instance", &s.lb.instance])
+        .exec(LB, &["show", what, "--json", "--instance", instance])
         .expect("lb show");
     serde_json::from_str(&out).expect("json")
 }
@@ -494,4 +497,61 @@ fn falls_back_to_generic_xdp_where_the_driver_has_no_native_mode() {
     let r = http::get(&s.topo.client, vip(80), "/").expect("GET");
     assert_eq!(r.status, 200);
     stop_and_check_detached(&mut s);
+}
+
+/// `tcp-request connection` rules in a haproxy-style rule list: the denied source's SYNs are
+/// dropped in XDP (its connection times out, nginx never sees it), the allowed client is
+/// served, and `lb show stats` counts the drops.
+#[test]
+fn access_rules_drop_a_denied_source_in_xdp() {
+    let topo = Topology::seed(Routing::Isolated).expect("topology");
+    let _web = WebServer::nginx_all(&topo).expect("nginx");
+    let denied = "10.200.0.3";
+    topo.client
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{denied}/24"),
+            "dev",
+            &topo.client_if,
+        ])
+        .expect("second client address");
+    let instance = format!("ac{}", topo.tag);
+    let cfg = config(&instance, "full-nat").replace(
+        "default_backend = \"hoge\"",
+        &format!(
+            "default_backend = \"hoge\"\ntcp_request_connection = [\"reject if {{ src {denied} }}\"]"
+        ),
+    );
+    let mut lb = Daemon::start(Path::new(LB), &topo.lb, &instance, &cfg, "toml").expect("start");
+    lb.wait_ready().expect("ready");
+    let get = |source: &str| {
+        topo.client.exec(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                source,
+                "--max-time",
+                "2",
+                "http://10.200.0.1/",
+            ],
+        )
+    };
+    assert_eq!(get("10.200.0.2").expect("allowed client"), "200");
+    assert!(get(denied).is_err(), "the denied client got an answer");
+    let stats = lb_show_instance(&topo, &instance, "stats");
+    let denied_drops = stats["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .find(|r| r[0] == "drop_denied")
+        .and_then(|r| r[1].as_u64())
+        .expect("drop_denied");
+    assert!(denied_drops >= 1, "{stats}");
+    assert!(lb.stop().expect("stop").success());
 }

@@ -9,7 +9,11 @@ use std::{
     time::Duration,
 };
 
-use lb::config::{self, convert, native, *};
+use lb::config::{
+    self,
+    access::{AccessRule, Cond, Net, Term, Test, Verdict},
+    convert, native, *,
+};
 use proptest::prelude::*;
 
 fn repo(p: &str) -> PathBuf {
@@ -25,13 +29,20 @@ fn normalise(mut c: Config) -> Config {
     for l in &mut c.global.logs {
         l.origin = Origin::default();
     }
-    if let Some(s) = &mut c.global.stats_socket {
+    for s in &mut c.global.stats_sockets {
         s.origin = Origin::default();
+    }
+    for h in &mut c.global.stats_http {
+        h.origin = Origin::default();
     }
     for f in &mut c.frontends {
         f.origin = Origin::default();
+        f.default_backend_at = Origin::default();
         for b in &mut f.binds {
             b.origin = Origin::default();
+        }
+        for r in &mut f.access {
+            r.origin = Origin::default();
         }
     }
     for b in &mut c.backends {
@@ -75,6 +86,7 @@ const SEED_WARNINGS: &[&str] = &[
     "[WARNING] parsing [haproxy.cfg:53] : 'maxconn' has no effect in lb: the XDP data plane does not queue or count a proxy's connections.",
     "[WARNING] parsing [haproxy.cfg:58] : frontend 'main' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
     "[WARNING] parsing [haproxy.cfg:64] : backend 'hoge' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
+    "[WARNING] config : global 'maxconn 4000' has no effect in lb: the data plane counts no connections against a limit; it tracks up to 262144 flows ('conntrack_entries').",
 ];
 
 #[test]
@@ -113,11 +125,13 @@ fn seed_is_the_model_of_lb_toml() {
     assert_eq!(g.user.as_deref(), Some("haproxy"));
     assert_eq!(g.group.as_deref(), Some("haproxy"));
     assert!(g.daemon);
-    let sock = g.stats_socket.as_ref().expect("stats socket");
-    assert_eq!(sock.path, Path::new("/var/lib/haproxy/stats"));
+    let [sock] = g.stats_sockets.as_slice() else {
+        panic!("one stats socket: {:?}", g.stats_sockets)
+    };
+    assert_eq!(sock.addr, ApiAddr::Unix("/var/lib/haproxy/stats".into()));
     assert_eq!((sock.mode, sock.level), (None, ApiLevel::Operator));
     g.pidfile = native.global.pidfile.clone();
-    g.stats_socket = native.global.stats_socket.clone();
+    g.stats_sockets = native.global.stats_sockets.clone();
     (g.chroot, g.user, g.group, g.daemon) = (None, None, None, false);
 
     assert_eq!(seed, native);
@@ -301,17 +315,59 @@ fn log_target() -> impl Strategy<Value = LogTarget> {
         })
 }
 
+fn stats_http() -> impl Strategy<Value = StatsHttp> {
+    let addr = prop_oneof![
+        (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
+        Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
+    ];
+    let simple = addr
+        .clone()
+        .prop_map(|a| StatsHttp::simple(a, Origin::default()));
+    let full = (
+        "[a-z]{1,8}",
+        prop::collection::vec(addr, 1..3),
+        prop::option::of("/[a-z?;]{0,10}"),
+        prop::collection::vec(("[a-z]{1,6}", "[a-z:0-9]{0,8}"), 0..3),
+        text(),
+        prop::option::of(dur()),
+        prop::option::of(prop_oneof![
+            "/[a-z]{0,8}".prop_map(PathMatch::Exact),
+            "/[a-z]{0,8}".prop_map(PathMatch::Prefix),
+        ]),
+    )
+        .prop_map(
+            |(name, binds, uri, auth, realm, refresh, metrics)| StatsHttp {
+                name,
+                binds,
+                uri,
+                auth,
+                realm,
+                refresh,
+                metrics,
+                origin: Origin::default(),
+            },
+        );
+    prop_oneof![simple, full]
+}
+
 fn global() -> impl Strategy<Value = Global> {
     (
         (
             "[a-z][a-z0-9_-]{0,10}",
             prop::collection::vec(log_target(), 0..3),
             text(),
-            prop::option::of((
-                "/[a-z/]{1,12}",
-                prop::option::of(0u32..=0o7777),
-                prop::sample::select(vec![ApiLevel::User, ApiLevel::Operator, ApiLevel::Admin]),
-            )),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        "/[a-z/]{1,12}".prop_map(|p| ApiAddr::Unix(p.into())),
+                        (ip(), 1u16..=65535)
+                            .prop_map(|(a, p)| ApiAddr::Tcp(SocketAddr::new(a.into(), p))),
+                    ],
+                    prop::option::of(0u32..=0o7777),
+                    prop::sample::select(vec![ApiLevel::User, ApiLevel::Operator, ApiLevel::Admin]),
+                ),
+                0..3,
+            ),
             prop::option::of(any::<u32>()),
             prop::option::of("/[a-z/.]{1,12}"),
             any::<bool>(),
@@ -328,10 +384,7 @@ fn global() -> impl Strategy<Value = Global> {
             ),
             (1u16..=65535, 1u16..=65535),
             prop::collection::vec("[a-z0-9]{1,8}", 0..3),
-            prop::option::of(prop_oneof![
-                (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
-                Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
-            ]),
+            prop::collection::vec(stats_http(), 0..3),
             verify(),
         ),
     )
@@ -352,12 +405,15 @@ fn global() -> impl Strategy<Value = Global> {
                 instance,
                 logs,
                 log_tag,
-                stats_socket: sock.map(|(path, mode, level)| StatsSocket {
-                    path: path.into(),
-                    mode,
-                    level,
-                    origin: origin(),
-                }),
+                stats_sockets: sock
+                    .into_iter()
+                    .map(|(addr, mode, level)| StatsSocket {
+                        addr,
+                        mode,
+                        level,
+                        origin: origin(),
+                    })
+                    .collect(),
                 maxconn,
                 pidfile: pidfile.map(Into::into),
                 daemon,
@@ -412,9 +468,10 @@ fn http_check() -> impl Strategy<Value = HttpCheck> {
             )
                 .prop_map(|(port, ssl, sni)| CheckConnect { port, ssl, sni }),
         ),
+        any::<bool>(),
     )
         .prop_map(
-            |(method, uri, version, headers, body, expect, connect)| HttpCheck {
+            |(method, uri, version, headers, body, expect, connect, disable_on_404)| HttpCheck {
                 method,
                 uri,
                 version,
@@ -422,6 +479,7 @@ fn http_check() -> impl Strategy<Value = HttpCheck> {
                 body,
                 expect,
                 connect,
+                disable_on_404,
             },
         )
 }
@@ -610,21 +668,56 @@ fn bind() -> impl Strategy<Value = Bind> {
         })
 }
 
+fn access_test() -> impl Strategy<Value = Test> {
+    prop_oneof![
+        prop::collection::vec((ip(), 0u8..=32), 1..3).prop_map(|nets| {
+            Test::Src(nets.into_iter().map(|(a, l)| Net::new(a, l)).collect())
+        }),
+        prop::collection::vec((port(), port()), 1..3).prop_map(Test::DstPort),
+    ]
+}
+
+fn access_rule() -> impl Strategy<Value = AccessRule> {
+    let term = (any::<bool>(), access_test()).prop_map(|(not, test)| Term { not, test });
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(prop::collection::vec(term, 1..3), 0..3),
+    )
+        .prop_map(|(accept, unless, any)| AccessRule {
+            verdict: if accept {
+                Verdict::Accept
+            } else {
+                Verdict::Reject
+            },
+            cond: Cond {
+                unless: unless && !any.is_empty(),
+                any,
+            },
+            origin: origin(),
+        })
+}
+
 fn frontend(name: String) -> impl Strategy<Value = Frontend> {
     (
         mode(),
         prop::collection::vec(bind(), 0..3),
         text(),
         any::<bool>(),
+        prop::collection::vec(access_rule(), 0..3),
     )
-        .prop_map(move |(mode, binds, default_backend, tcplog)| Frontend {
-            name: name.clone(),
-            mode,
-            binds,
-            default_backend,
-            tcplog,
-            origin: origin(),
-        })
+        .prop_map(
+            move |(mode, binds, default_backend, tcplog, access)| Frontend {
+                name: name.clone(),
+                mode,
+                binds,
+                default_backend,
+                default_backend_at: origin(),
+                tcplog,
+                access,
+                origin: origin(),
+            },
+        )
 }
 
 fn model() -> impl Strategy<Value = Config> {
@@ -760,4 +853,37 @@ proptest! {
             }
         }
     }
+}
+
+/// `lb check` as a CI step: a bind address this machine does not have is a warning (the
+/// file is for another machine), which `lb run` would refuse.
+#[test]
+fn lb_check_takes_files_for_other_machines() {
+    let dir = std::env::temp_dir().join(format!("lb-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("prod.cfg");
+    std::fs::write(
+        &path,
+        "frontend main\n    bind 203.0.113.7:80\n    default_backend app\nbackend app\n    server a1 192.0.2.10:80\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("lb check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "[WARNING] parsing [{}:2] : frontend 'main': bind 203.0.113.7:80: 203.0.113.7 is not an address of any local interface of this machine ('lb run' refuses it here)",
+            path.display()
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Configuration file is valid\n"
+    );
 }

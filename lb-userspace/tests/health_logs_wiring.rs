@@ -56,7 +56,8 @@ async fn daemon(mut rx: mpsc::Receiver<CheckEvent>, mut servers: Vec<Srv>, logge
         match ev.outcome.transition {
             Some(Transition::Down) => servers[i].up = false,
             Some(Transition::Up) => servers[i].up = true,
-            None => {}
+            // No `disable-on-404` here: a server never goes to NOLB.
+            Some(Transition::Stopping) | None => {}
         }
         let after = counts(&servers);
         for line in check_event_lines(&CheckEventLog {

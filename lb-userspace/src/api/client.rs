@@ -9,6 +9,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use crate::config::{ApiAddr, ApiLevel};
+
 /// Where the socket is when neither `--socket` nor a config names it.
 pub const DEFAULT_SOCKET: &str = "/run/lb/stats";
 
@@ -24,8 +26,20 @@ pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathB
     }
     if let Some(c) = config {
         let loaded = crate::config::load(c).map_err(|e| anyhow::anyhow!("{e}"))?;
-        return match loaded.config.global.stats_socket {
-            Some(s) => Ok(s.path),
+        // The first UNIX socket, preferring one of admin level (the changes need it).
+        let sockets = &loaded.config.global.stats_sockets;
+        let unix = |admin: bool| {
+            sockets.iter().find_map(|s| match &s.addr {
+                ApiAddr::Unix(p) if !admin || s.level == ApiLevel::Admin => Some(p.clone()),
+                _ => None,
+            })
+        };
+        return match unix(true).or_else(|| unix(false)) {
+            Some(p) => Ok(p),
+            None if !sockets.is_empty() => bail!(
+                "{} has no UNIX stats socket; lb's commands use one (for a TCP one: echo CMD | socat stdio TCP:ADDRESS)",
+                c.display()
+            ),
             None => bail!(
                 "{} has no stats socket ('stats socket' in haproxy.cfg, 'stats_socket' in TOML)",
                 c.display()

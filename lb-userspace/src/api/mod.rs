@@ -35,7 +35,7 @@ pub use collect::Collector;
 pub use stats::{State, Traffic};
 
 use crate::{
-    config::{ApiLevel, Config},
+    config::{ApiAddr, ApiLevel, Config, StatsHttp},
     dataplane::{Maps, pin_dir},
 };
 
@@ -53,14 +53,23 @@ pub const QUEUE: usize = 64;
 /// The socket's mode when the config gives none: only root may connect.
 pub const DEFAULT_MODE: u32 = 0o600;
 
+/// A runtime API socket [`bind`] created.
+pub struct BoundSocket {
+    pub listener: BoundListener,
+    pub level: ApiLevel,
+}
+
+pub enum BoundListener {
+    /// With its path, removed when the daemon stops.
+    Unix(std::os::unix::net::UnixListener, std::path::PathBuf),
+    Tcp(std::net::TcpListener),
+}
+
 /// Everything [`bind`] prepared while the daemon still had its privileges.
 pub struct Bound {
-    pub socket: Option<(
-        std::os::unix::net::UnixListener,
-        ApiLevel,
-        std::path::PathBuf,
-    )>,
-    pub http: Option<std::net::TcpListener>,
+    pub sockets: Vec<BoundSocket>,
+    /// The stats page listeners, each with its settings.
+    pub http: Vec<(std::net::TcpListener, Arc<StatsHttp>)>,
     /// The pinned maps, opened for reading counters.
     pub maps: Option<Maps>,
 }
@@ -73,29 +82,45 @@ pub struct Bound {
 /// so no client ever sees it with looser permissions. A socket left by a dead process is
 /// replaced; one a live process still answers on is an error.
 pub fn bind(cfg: &Config) -> Result<Bound> {
-    let socket = match &cfg.global.stats_socket {
-        Some(s) => Some((
-            bind_unix(&s.path, s.mode.unwrap_or(DEFAULT_MODE))?,
-            s.level,
-            s.path.clone(),
-        )),
-        None => None,
-    };
-    let http = match cfg.global.stats_http {
-        Some(addr) => {
+    let mut sockets = Vec::new();
+    for s in &cfg.global.stats_sockets {
+        let listener = match &s.addr {
+            ApiAddr::Unix(path) => BoundListener::Unix(
+                bind_unix(path, s.mode.unwrap_or(DEFAULT_MODE))?,
+                path.clone(),
+            ),
+            ApiAddr::Tcp(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding stats socket {}", s.addr))?;
+                l.set_nonblocking(true)?;
+                BoundListener::Tcp(l)
+            }
+        };
+        sockets.push(BoundSocket {
+            listener,
+            level: s.level,
+        });
+    }
+    let mut http = Vec::new();
+    for h in &cfg.global.stats_http {
+        let shared = Arc::new(h.clone());
+        for addr in &h.binds {
             let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("binding stats_http {addr}"))?;
+                .with_context(|| format!("binding {} on {addr}", h.name))?;
             l.set_nonblocking(true)?;
-            Some(l)
+            http.push((l, shared.clone()));
         }
-        None => None,
-    };
-    let maps = if socket.is_some() || http.is_some() {
+    }
+    let maps = if !sockets.is_empty() || !http.is_empty() {
         Some(Maps::from_pins(&pin_dir(&cfg.global.instance))?)
     } else {
         None
     };
-    Ok(Bound { socket, http, maps })
+    Ok(Bound {
+        sockets,
+        http,
+        maps,
+    })
 }
 
 fn bind_unix(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener> {
@@ -140,7 +165,7 @@ fn bind_unix(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener>
 /// The running API servers. Dropping it stops them and removes the socket file.
 pub struct Servers {
     tasks: Vec<JoinHandle<()>>,
-    socket_path: Option<std::path::PathBuf>,
+    socket_paths: Vec<std::path::PathBuf>,
 }
 
 impl Drop for Servers {
@@ -148,7 +173,7 @@ impl Drop for Servers {
         for t in &self.tasks {
             t.abort();
         }
-        if let Some(p) = &self.socket_path {
+        for p in &self.socket_paths {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -160,20 +185,28 @@ pub fn serve(bound: Bound, tx: mpsc::Sender<Request>) -> Result<Servers> {
     let Some(maps) = bound.maps else {
         return Ok(Servers {
             tasks: Vec::new(),
-            socket_path: None,
+            socket_paths: Vec::new(),
         });
     };
     let collector = Arc::new(Collector::new(tx, maps));
     let mut tasks = Vec::new();
-    let mut socket_path = None;
-    if let Some((l, level, path)) = bound.socket {
-        let l = tokio::net::UnixListener::from_std(l)?;
-        tasks.push(tokio::spawn(socket::run(l, level, collector.clone())));
-        socket_path = Some(path);
+    let mut socket_paths = Vec::new();
+    for s in bound.sockets {
+        let l = match s.listener {
+            BoundListener::Unix(l, path) => {
+                socket_paths.push(path);
+                socket::Listener::Unix(tokio::net::UnixListener::from_std(l)?)
+            }
+            BoundListener::Tcp(l) => socket::Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+        };
+        tasks.push(tokio::spawn(socket::run(l, s.level, collector.clone())));
     }
-    if let Some(l) = bound.http {
+    for (l, page) in bound.http {
         let l = tokio::net::TcpListener::from_std(l)?;
-        tasks.push(tokio::spawn(http::run(l, collector)));
+        tasks.push(tokio::spawn(http::run(l, collector.clone(), page)));
     }
-    Ok(Servers { tasks, socket_path })
+    Ok(Servers {
+        tasks,
+        socket_paths,
+    })
 }

@@ -10,8 +10,8 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{UnixListener, UnixStream},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
     sync::Semaphore,
 };
 
@@ -25,18 +25,31 @@ use crate::config::ApiLevel;
 pub const MAX_SESSIONS: usize = 256;
 pub const IDLE: Duration = Duration::from_secs(10);
 
+/// A runtime API listener, UNIX or TCP (`stats socket ipv4@127.0.0.1:9999`).
+pub enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
 /// Accepts sessions until the task is aborted.
-pub async fn run(listener: UnixListener, level: ApiLevel, collector: Arc<Collector>) {
+pub async fn run(listener: Listener, level: ApiLevel, collector: Arc<Collector>) {
     let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        match listener.accept().await {
-            Ok((stream, _)) => {
+        let accepted = match &listener {
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+        };
+        match accepted {
+            Ok(stream) => {
                 let c = collector.clone();
                 tokio::spawn(async move {
-                    session(stream, level, c).await;
+                    match stream {
+                        Stream::Unix(s) => session(s, level, c).await,
+                        Stream::Tcp(s) => session(s, level, c).await,
+                    }
                     drop(permit);
                 });
             }
@@ -47,6 +60,11 @@ pub async fn run(listener: UnixListener, level: ApiLevel, collector: Arc<Collect
             }
         }
     }
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
 }
 
 /// What a session keeps between requests.
@@ -65,7 +83,10 @@ enum Then {
     Close,
 }
 
-async fn session(mut stream: UnixStream, level: ApiLevel, collector: Arc<Collector>) {
+async fn session<S>(mut stream: S, level: ApiLevel, collector: Arc<Collector>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut s = Session {
         bind_level: level,
         level,

@@ -94,6 +94,8 @@ pub struct ServerState {
     pub backup: bool,
     /// Operationally UP (health checks, or `set server ... health`); false in maintenance.
     pub up: bool,
+    /// NOLB: UP but taking no new flows (`http-check disable-on-404`).
+    pub stopping: bool,
     pub admin: AdminState,
     /// In maintenance because the config says `disabled` (and not enabled since).
     pub config_maint: bool,
@@ -305,6 +307,11 @@ pub fn server_status(s: &ServerState) -> String {
                 Some(c) => format!("DRAIN {}/{}", (c.health + 1).saturating_sub(c.rise), c.fall),
                 None => "DRAIN".into(),
             };
+        } else if s.stopping {
+            st = match going_down {
+                Some(c) => format!("NOLB {}/{}", (c.health + 1).saturating_sub(c.rise), c.fall),
+                None => "NOLB".into(),
+            };
         }
         if st == "UP" && checking.is_none() {
             st = "no check".into();
@@ -507,6 +514,7 @@ pub fn check_status_number(s: CheckStatus) -> u32 {
         CheckStatus::L7Tout => 12,
         CheckStatus::L7Rsp => 13,
         CheckStatus::L7Ok => 15,
+        CheckStatus::L7OkC => 16,
         CheckStatus::L7Sts => 17,
     }
 }
@@ -526,7 +534,12 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
         }
         for s in &b.servers {
             let maint = s.admin == AdminState::Maint;
-            let op = if s.up && !maint { 2 } else { 0 };
+            // SRV_ST_STOPPED, SRV_ST_RUNNING, SRV_ST_STOPPING.
+            let op = match (s.up && !maint, s.stopping) {
+                (false, _) => 0,
+                (true, false) => 2,
+                (true, true) => 3,
+            };
             let admin = match s.admin {
                 AdminState::Maint => 0x01 | if s.config_maint { 0x04 } else { 0 },
                 AdminState::Drain => 0x08,
@@ -713,6 +726,7 @@ pub mod tests {
             port,
             backup: false,
             up: true,
+            stopping: false,
             admin: AdminState::Ready,
             config_maint: false,
             weight,

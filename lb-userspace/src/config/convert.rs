@@ -78,6 +78,51 @@ fn level(l: ApiLevel) -> &'static str {
     }
 }
 
+fn stats_socket(s: &StatsSocket) -> String {
+    let mut o = match &s.addr {
+        ApiAddr::Unix(p) => format!("{{ path = {}", path(p)),
+        ApiAddr::Tcp(a) => format!("{{ address = {}", q(&a.to_string())),
+    };
+    if let Some(m) = s.mode {
+        let _ = write!(o, ", mode = {}", q(&format!("{m:o}")));
+    }
+    let _ = write!(o, ", level = {} }}", q(level(s.level)));
+    o
+}
+
+fn stats_http(h: &StatsHttp) -> String {
+    let mut o = format!(
+        "{{ name = {}, bind = {}",
+        q(&h.name),
+        list(&h.binds, |b| q(&b.to_string()))
+    );
+    if let Some(u) = &h.uri {
+        let _ = write!(o, ", uri = {}", q(u));
+    }
+    if !h.auth.is_empty() {
+        let _ = write!(
+            o,
+            ", auth = {}",
+            list(&h.auth, |(u, p)| q(&format!("{u}:{p}")))
+        );
+    }
+    let _ = write!(o, ", realm = {}", q(&h.realm));
+    if let Some(r) = h.refresh {
+        let _ = write!(o, ", refresh = {}", q(&duration(r)));
+    }
+    match &h.metrics {
+        Some(PathMatch::Exact(p)) => {
+            let _ = write!(o, ", metrics = {}", q(p));
+        }
+        Some(PathMatch::Prefix(p)) => {
+            let _ = write!(o, ", metrics_prefix = {}", q(p));
+        }
+        None => {}
+    }
+    o.push_str(" }");
+    o
+}
+
 fn log_target(l: &LogTarget) -> String {
     let target = match &l.dest {
         LogDest::Udp(a) => a.to_string(),
@@ -115,12 +160,15 @@ fn global(out: &mut String, g: &Global) {
         out.push_str("]\n");
     }
     let _ = writeln!(out, "log_tag = {}", q(&g.log_tag));
-    if let Some(s) = &g.stats_socket {
-        let _ = write!(out, "stats_socket = {{ path = {}", path(&s.path));
-        if let Some(m) = s.mode {
-            let _ = write!(out, ", mode = {}", q(&format!("{m:o}")));
+    let sockets: Vec<String> = g.stats_sockets.iter().map(stats_socket).collect();
+    match sockets.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = writeln!(out, "stats_socket = {one}");
         }
-        let _ = writeln!(out, ", level = {} }}", q(level(s.level)));
+        many => {
+            let _ = writeln!(out, "stats_socket = [{}]", many.join(", "));
+        }
     }
     if let Some(m) = g.maxconn {
         let _ = writeln!(out, "maxconn = {m}");
@@ -162,8 +210,19 @@ fn global(out: &mut String, g: &Global) {
     if !g.interfaces.is_empty() {
         let _ = writeln!(out, "interfaces = {}", list(&g.interfaces, |i| q(i)));
     }
-    if let Some(a) = g.stats_http {
-        let _ = writeln!(out, "stats_http = {}", q(&a.to_string()));
+    let simple = |h: &StatsHttp| match h.binds.as_slice() {
+        [a] if *h == StatsHttp::simple(*a, h.origin.clone()) => Some(*a),
+        _ => None,
+    };
+    match g.stats_http.as_slice() {
+        [] => {}
+        [one] if simple(one).is_some() => {
+            let _ = writeln!(out, "stats_http = {}", q(&one.binds[0].to_string()));
+        }
+        many => {
+            let tables: Vec<String> = many.iter().map(stats_http).collect();
+            let _ = writeln!(out, "stats_http = [{}]", tables.join(", "));
+        }
     }
     if g.ssl_server_verify != d.ssl_server_verify {
         let _ = writeln!(out, "ssl_server_verify = {}", q(g.ssl_server_verify.name()));
@@ -174,7 +233,10 @@ fn server(s: &Server) -> String {
     let mut o = format!(
         "{{ name = {}, address = {}, check = {}, inter = {}",
         q(&s.name),
-        q(&format!("{}:{}", s.addr, s.port)),
+        q(&match s.port {
+            0 => s.addr.to_string(),
+            p => format!("{}:{p}", s.addr),
+        }),
         s.check,
         q(&duration(s.inter))
     );
@@ -348,7 +410,13 @@ fn backend(out: &mut String, b: &Backend) {
             out.push_str(&parts.join(","));
             out.push_str(" }");
         }
+        if h.disable_on_404 {
+            out.push_str(", disable_on_404 = true");
+        }
         out.push_str(" }\n");
+    }
+    if let CheckKind::Rules(r) = &b.check {
+        tcp_check(out, r);
     }
     if b.servers.is_empty() {
         out.push_str("server = []\n");
@@ -373,11 +441,100 @@ pub fn to_toml(cfg: &Config) -> String {
         let _ = writeln!(out, "bind = {}", list(&f.binds, |b| q(&b.to_string())));
         let _ = writeln!(out, "default_backend = {}", q(&f.default_backend));
         let _ = writeln!(out, "tcplog = {}", f.tcplog);
+        let _ = writeln!(
+            out,
+            "tcp_request_connection = {}",
+            list(&f.access, |r| q(&r.to_string()))
+        );
     }
     for b in &cfg.backends {
         backend(&mut out, b);
     }
     out
+}
+
+/// `protocol_check = { ... }` or `tcp_check_rules = [ ... ]`.
+fn tcp_check(out: &mut String, r: &TcpCheck) {
+    let user = |u: &Option<String>| {
+        u.as_ref()
+            .map_or(String::new(), |u| format!(", user = {}", q(u)))
+    };
+    let proto = match r {
+        TcpCheck::Generic(rules) => {
+            let v: Vec<String> = rules.iter().map(tcp_rule).collect();
+            let _ = writeln!(out, "tcp_check_rules = [\n  {},\n]", v.join(",\n  "));
+            return;
+        }
+        TcpCheck::Redis => "check = \"redis\"".to_string(),
+        TcpCheck::Ldap => "check = \"ldap\"".to_string(),
+        TcpCheck::SslHello => "check = \"ssl-hello\"".to_string(),
+        TcpCheck::Mysql { user: u, pre41 } => {
+            format!("check = \"mysql\"{}, pre41 = {pre41}", user(u))
+        }
+        TcpCheck::Pgsql { user: u } => format!("check = \"pgsql\", user = {}", q(u)),
+        TcpCheck::Smtp { hello } => format!("check = \"smtp\", hello = {}", q(hello)),
+    };
+    let _ = writeln!(out, "protocol_check = {{ {proto} }}");
+}
+
+fn tcp_rule(r: &TcpRule) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let comment = |c: &Option<String>| {
+        c.as_ref()
+            .map_or(String::new(), |c| format!(", comment = {}", q(c)))
+    };
+    match r {
+        TcpRule::Comment(c) => format!("{{ comment = {} }}", q(c)),
+        TcpRule::Connect {
+            port,
+            ssl,
+            sni,
+            comment: c,
+        } => {
+            let mut parts = Vec::new();
+            if let Some(p) = port {
+                parts.push(format!("port = {p}"));
+            }
+            parts.push(format!("ssl = {ssl}"));
+            if let Some(s) = sni {
+                parts.push(format!("sni = {}", q(s)));
+            }
+            format!("{{ connect = {{ {} }}{} }}", parts.join(", "), comment(c))
+        }
+        TcpRule::Send { data, comment: c } => match std::str::from_utf8(data) {
+            Ok(text) => format!("{{ send = {}{} }}", q(text), comment(c)),
+            Err(_) => format!("{{ send_binary = {}{} }}", q(&hex(data)), comment(c)),
+        },
+        TcpRule::Expect(e) => {
+            let (kind, pattern) = match &e.pattern {
+                TcpPattern::String(s) => ("string", s.clone()),
+                TcpPattern::Regex(s) => ("rstring", s.clone()),
+                TcpPattern::Binary(b) => ("binary", hex(b)),
+                TcpPattern::BinaryRegex(s) => ("rbinary", s.clone()),
+            };
+            let mut o = format!("{{ expect = {}, pattern = {}", q(kind), q(&pattern));
+            if e.negate {
+                o.push_str(", negate = true");
+            }
+            if let Some(m) = e.min_recv {
+                let _ = write!(o, ", min_recv = {m}");
+            }
+            for (k, v) in [
+                ("ok_status", &e.ok_status),
+                ("error_status", &e.error_status),
+                ("tout_status", &e.tout_status),
+                ("on_success", &e.on_success),
+                ("on_error", &e.on_error),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(o, ", {k} = {}", q(v));
+                }
+            }
+            o.push_str(&comment(&e.comment));
+            o.push_str(" }");
+            o
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,8 @@ pub struct Global {
     pub logs: Vec<LogTarget>,
     /// The syslog tag (HAProxy `log-tag`).
     pub log_tag: String,
-    pub stats_socket: Option<StatsSocket>,
+    /// `stats socket` lines: the runtime API's listeners.
+    pub stats_sockets: Vec<StatsSocket>,
     pub maxconn: Option<u32>,
     pub pidfile: Option<PathBuf>,
     pub daemon: bool,
@@ -59,8 +60,9 @@ pub struct Global {
     pub snat_ports: (u16, u16),
     /// Interfaces to attach to besides the ones found from binds and routes.
     pub interfaces: Vec<String>,
-    /// Prometheus metrics and the HTML stats page.
-    pub stats_http: Option<SocketAddr>,
+    /// HTTP listeners serving the stats page and Prometheus metrics (native `stats_http`,
+    /// haproxy.cfg `listen stats` sections).
+    pub stats_http: Vec<StatsHttp>,
     /// `ssl-server-verify`: the `verify` of servers that do not say.
     pub ssl_server_verify: Verify,
 }
@@ -71,7 +73,7 @@ impl Default for Global {
             instance: "lb".into(),
             logs: Vec::new(),
             log_tag: "lb".into(),
-            stats_socket: None,
+            stats_sockets: Vec::new(),
             maxconn: None,
             pidfile: None,
             daemon: false,
@@ -84,7 +86,7 @@ impl Default for Global {
             server_state_base: None,
             snat_ports: (1024, 32767),
             interfaces: Vec::new(),
-            stats_http: None,
+            stats_http: Vec::new(),
             ssl_server_verify: Verify::Required,
         }
     }
@@ -162,13 +164,93 @@ pub enum ApiLevel {
     Admin,
 }
 
+/// Where a runtime API socket listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiAddr {
+    /// A UNIX socket (HAProxy's usual `stats socket /run/haproxy/admin.sock`).
+    Unix(PathBuf),
+    /// A TCP socket (`stats socket ipv4@127.0.0.1:9999`).
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for ApiAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiAddr::Unix(p) => write!(f, "{}", p.display()),
+            ApiAddr::Tcp(a) => write!(f, "ipv4@{a}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatsSocket {
-    pub path: PathBuf,
-    /// File mode, octal as written (`mode 600`).
+    pub addr: ApiAddr,
+    /// File mode of a UNIX socket, octal as written (`mode 600`).
     pub mode: Option<u32>,
     pub level: ApiLevel,
     pub origin: Origin,
+}
+
+/// An HTTP listener of the daemon's serving the stats page and the Prometheus metrics: the
+/// native `stats_http`, or a haproxy.cfg `frontend`/`listen` section with `stats enable` (or
+/// `stats uri`, `http-request use-service prometheus-exporter`) and no server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsHttp {
+    /// The section's name (`stats_http` in the native format), for messages.
+    pub name: String,
+    pub binds: Vec<SocketAddr>,
+    /// `stats uri`: where the page is, a prefix of the request's path and query, as HAProxy
+    /// matches it (its CSV is at `URI;csv`); `None`: no page.
+    pub uri: Option<String>,
+    /// `stats auth USER:PASSWORD`: who may see the page (HTTP basic); empty: anyone.
+    pub auth: Vec<(String, String)>,
+    /// `stats realm`.
+    pub realm: String,
+    /// `stats refresh`: the page reloads itself this often; `None`: never.
+    pub refresh: Option<Duration>,
+    /// Where the Prometheus metrics are served (`http-request use-service
+    /// prometheus-exporter if { path /metrics }`); `None`: nowhere. As in HAProxy, `stats
+    /// auth` does not cover them.
+    pub metrics: Option<PathMatch>,
+    pub origin: Origin,
+}
+
+impl StatsHttp {
+    /// HAProxy's default `stats uri`.
+    pub const DEFAULT_URI: &'static str = "/haproxy?stats";
+    /// HAProxy's default `stats realm`.
+    pub const DEFAULT_REALM: &'static str = "HAProxy Statistics";
+
+    /// The native `stats_http = "ADDR:PORT"`: the page at `/` (refreshed every 5 s), the
+    /// metrics at `/metrics`, no authentication.
+    pub fn simple(addr: SocketAddr, origin: Origin) -> StatsHttp {
+        StatsHttp {
+            name: "stats_http".into(),
+            binds: vec![addr],
+            uri: Some("/".into()),
+            auth: Vec::new(),
+            realm: StatsHttp::DEFAULT_REALM.into(),
+            refresh: Some(Duration::from_secs(5)),
+            metrics: Some(PathMatch::Exact("/metrics".into())),
+            origin,
+        }
+    }
+}
+
+/// A request path condition (`{ path X }`, `{ path_beg X }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,9 +288,37 @@ pub struct Frontend {
     pub mode: Mode,
     pub binds: Vec<Bind>,
     pub default_backend: String,
+    /// Where the backend was named (`default_backend`, `use_backend`; the section's line for
+    /// a `listen` section sending to itself).
+    pub default_backend_at: Origin,
     /// `option tcplog`: a line per new connection (client, frontend, backend/server).
     pub tcplog: bool,
+    /// `tcp-request connection` rules, in order: who may connect (TCP binds only).
+    pub access: Vec<super::access::AccessRule>,
     pub origin: Origin,
+}
+
+impl Frontend {
+    /// The ports of its TCP binds, once each.
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .binds
+            .iter()
+            .filter(|b| b.proto == Proto::Tcp)
+            .map(|b| b.port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// How many `LB_ACCESS` entries its rules take (`dataplane::access`).
+    pub fn access_entries(&self) -> usize {
+        if self.access.is_empty() {
+            return 0;
+        }
+        super::access::regions(&self.access).len() * self.tcp_ports().len()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -272,6 +382,95 @@ pub enum CheckKind {
     #[default]
     Tcp,
     Http(HttpCheck),
+    /// `option tcp-check` with `tcp-check` rules, or one of HAProxy's protocol checks built
+    /// on them (`option redis-check`, `mysql-check`...).
+    Rules(TcpCheck),
+}
+
+/// A check made of `tcp-check` rules: the user's, or a protocol's (HAProxy builds those from
+/// the same rules; `health::tcpcheck` does the same from these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpCheck {
+    /// `option tcp-check` and its `tcp-check connect|send|expect|comment` lines.
+    Generic(Vec<TcpRule>),
+    /// `option redis-check`: PING, expect `+PONG`.
+    Redis,
+    /// `option mysql-check [user U [post-41|pre-41]]`: the server's greeting, and with a user
+    /// a login attempt and its answer.
+    Mysql { user: Option<String>, pre41: bool },
+    /// `option pgsql-check user U`: a startup message, expect an authentication request.
+    Pgsql { user: String },
+    /// `option smtpchk [EHLO|HELO domain]`: the greeting, then `HELO localhost` by default.
+    Smtp { hello: String },
+    /// `option ldap-check`: an anonymous bind.
+    Ldap,
+    /// `option ssl-hello-chk`: an SSLv3 client hello, expect a handshake or alert record.
+    SslHello,
+}
+
+impl TcpCheck {
+    /// HAProxy's option name.
+    pub fn option(&self) -> &'static str {
+        match self {
+            TcpCheck::Generic(_) => "tcp-check",
+            TcpCheck::Redis => "redis-check",
+            TcpCheck::Mysql { .. } => "mysql-check",
+            TcpCheck::Pgsql { .. } => "pgsql-check",
+            TcpCheck::Smtp { .. } => "smtpchk",
+            TcpCheck::Ldap => "ldap-check",
+            TcpCheck::SslHello => "ssl-hello-chk",
+        }
+    }
+}
+
+/// One `tcp-check` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpRule {
+    /// `tcp-check connect [port N] [ssl] [sni S] [linger] [comment C]`.
+    Connect {
+        port: Option<u16>,
+        ssl: bool,
+        sni: Option<String>,
+        comment: Option<String>,
+    },
+    /// `tcp-check send STRING` / `send-binary HEX`.
+    Send {
+        data: Vec<u8>,
+        comment: Option<String>,
+    },
+    Expect(TcpExpect),
+    /// `tcp-check comment C`: names the rules after it in messages.
+    Comment(String),
+}
+
+/// `tcp-check expect [min-recv N] [ok-status S] [error-status S] [tout-status S]
+/// [on-success TEXT] [on-error TEXT] [comment C] [!] MATCH PATTERN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpExpect {
+    pub pattern: TcpPattern,
+    pub negate: bool,
+    /// Bytes to wait for before judging; `None` waits for a match until the answer ends.
+    pub min_recv: Option<u32>,
+    /// HAProxy's status names (`L7OK`, `L7STS`...).
+    pub ok_status: Option<String>,
+    pub error_status: Option<String>,
+    pub tout_status: Option<String>,
+    /// The `info` of a check that passes or fails here (literal text).
+    pub on_success: Option<String>,
+    pub on_error: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpPattern {
+    /// `string`: the answer contains these bytes.
+    String(String),
+    /// `rstring`: the answer matches the regular expression.
+    Regex(String),
+    /// `binary`: the answer contains these bytes (written in hex).
+    Binary(Vec<u8>),
+    /// `rbinary`: the answer's hex dump (upper case) matches the regular expression.
+    BinaryRegex(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,6 +486,9 @@ pub struct HttpCheck {
     /// `http-check connect`: where and how to connect instead of the server's check
     /// settings.
     pub connect: Option<CheckConnect>,
+    /// `http-check disable-on-404`: a 404 from a server that is UP puts it in NOLB (it keeps
+    /// its flows and takes no new ones) until a check passes again.
+    pub disable_on_404: bool,
 }
 
 impl Default for HttpCheck {
@@ -300,6 +502,7 @@ impl Default for HttpCheck {
             body: String::new(),
             expect: HttpExpect::default(),
             connect: None,
+            disable_on_404: false,
         }
     }
 }
@@ -512,6 +715,7 @@ pub struct Backend {
 pub struct Server {
     pub name: String,
     pub addr: Ipv4Addr,
+    /// 0: none given, the client's destination port is used (HAProxy's rule).
     pub port: u16,
     pub check: bool,
     pub inter: Duration,

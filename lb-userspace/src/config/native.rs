@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
+    access,
     diag::{ConfigError, Diagnostic},
     model::*,
     units,
@@ -34,7 +35,8 @@ struct GlobalT {
     #[serde(default)]
     log: Vec<Spanned<LogT>>,
     log_tag: Option<String>,
-    stats_socket: Option<Spanned<StatsSocketT>>,
+    /// One socket, or a list of them.
+    stats_socket: Option<Spanned<OneOrMany<StatsSocketT>>>,
     maxconn: Option<u32>,
     pidfile: Option<String>,
     #[serde(default)]
@@ -50,7 +52,9 @@ struct GlobalT {
     snat_ports: Option<Spanned<String>>,
     #[serde(default)]
     interfaces: Vec<String>,
-    stats_http: Option<Spanned<String>>,
+    /// `"ADDR:PORT"` (page at `/`, metrics at `/metrics`), or tables of HAProxy's stats
+    /// settings.
+    stats_http: Option<Spanned<StatsHttpT>>,
     /// The `verify` of servers that do not say (`none` or `required`).
     ssl_server_verify: Option<Spanned<String>>,
 }
@@ -66,9 +70,54 @@ struct LogT {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum StatsHttpT {
+    Addr(String),
+    Tables(OneOrMany<StatsHttpTableT>),
+}
+
+/// A stats listener as a `listen stats` section has it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsHttpTableT {
+    name: Option<String>,
+    bind: Vec<String>,
+    /// `stats uri`; without it, no page.
+    uri: Option<String>,
+    /// `stats auth`, `USER:PASSWORD` each.
+    #[serde(default)]
+    auth: Vec<String>,
+    realm: Option<String>,
+    /// (No `Spanned` inside an untagged enum: serde buffers it, toml's spans do not survive.)
+    refresh: Option<Time>,
+    /// The exporter's exact path, or its prefix.
+    metrics: Option<String>,
+    metrics_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn items(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatsSocketT {
-    path: String,
+    /// A UNIX socket's path...
+    path: Option<String>,
+    /// ... or a TCP socket's `ADDRESS:PORT`.
+    address: Option<String>,
     mode: Option<String>,
     level: Option<String>,
 }
@@ -82,6 +131,9 @@ struct FrontendT {
     /// A log line per new connection (HAProxy's `option tcplog`).
     #[serde(default)]
     tcplog: bool,
+    /// `tcp-request connection` rules: `"reject unless { src 10.0.0.0/8 }"`.
+    #[serde(default)]
+    tcp_request_connection: Vec<Spanned<String>>,
 }
 
 /// `[defaults]` and `[backend.NAME]` share their keys; a backend inherits what it leaves out.
@@ -104,6 +156,10 @@ struct ProxyT {
     http_check: Option<Spanned<HttpCheckT>>,
     /// Force TCP connect checks even if `[defaults]` has `http_check`.
     tcp_check: Option<bool>,
+    /// One of HAProxy's protocol checks (`option redis-check` & co).
+    protocol_check: Option<Spanned<ProtocolCheckT>>,
+    /// `option tcp-check` with these `tcp-check` rules.
+    tcp_check_rules: Option<Spanned<Vec<TcpRuleT>>>,
     default_server: Option<ServerT>,
     #[serde(default)]
     server: Vec<Spanned<ServerT>>,
@@ -143,6 +199,55 @@ struct HttpCheckT {
     expect_negate: Option<bool>,
     /// Where and how to connect instead of the server's check settings.
     connect: Option<Spanned<ConnectT>>,
+    /// A 404 puts an UP server in NOLB (HAProxy's `http-check disable-on-404`).
+    #[serde(default)]
+    disable_on_404: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ProtocolCheckT {
+    /// `redis`, `mysql`, `pgsql`, `smtp`, `ldap` or `ssl-hello`.
+    check: String,
+    /// mysql (optional), pgsql (required).
+    user: Option<String>,
+    /// mysql: the pre-4.1 login packet.
+    #[serde(default)]
+    pre41: bool,
+    /// smtp: `HELO domain` or `EHLO domain` (default `HELO localhost`).
+    hello: Option<String>,
+}
+
+/// One `tcp-check` rule: `comment`, `connect`, `send`, `send_binary` or `expect` (with
+/// `pattern`), plus the options HAProxy's rule has.
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct TcpRuleT {
+    comment: Option<String>,
+    connect: Option<TcpConnectT>,
+    send: Option<String>,
+    /// Hexadecimal.
+    send_binary: Option<String>,
+    /// `string`, `rstring`, `binary` (hexadecimal pattern) or `rbinary`.
+    expect: Option<String>,
+    pattern: Option<String>,
+    #[serde(default)]
+    negate: bool,
+    min_recv: Option<u32>,
+    ok_status: Option<String>,
+    error_status: Option<String>,
+    tout_status: Option<String>,
+    on_success: Option<String>,
+    on_error: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct TcpConnectT {
+    port: Option<u32>,
+    #[serde(default)]
+    ssl: bool,
+    sni: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -344,9 +449,11 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
     }
     if let Some(s) = &g.stats_socket {
         let at = cx.src.of(s);
-        match stats_socket(s.get_ref(), &at) {
-            Ok(s) => out.stats_socket = Some(s),
-            Err(e) => cx.err(at, e),
+        for one in s.get_ref().items() {
+            match stats_socket(one, &at) {
+                Ok(s) => out.stats_sockets.push(s),
+                Err(e) => cx.err(at.clone(), e),
+            }
         }
     }
     out.maxconn = g.maxconn;
@@ -386,22 +493,90 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
     if let Some(v) = cx.word(&g.ssl_server_verify, "ssl_server_verify", VERIFY) {
         out.ssl_server_verify = v;
     }
-    if let Some(a) = &g.stats_http {
-        match stats_http_addr(a.get_ref()) {
-            Some(addr) => out.stats_http = Some(addr),
-            None => {
-                let at = cx.src.of(a);
-                cx.err(
+    if let Some(sh) = &g.stats_http {
+        let at = cx.src.of(sh);
+        match sh.get_ref() {
+            StatsHttpT::Addr(a) => match stats_http_addr(a) {
+                Some(addr) => out.stats_http.push(StatsHttp::simple(addr, at)),
+                None => cx.err(
                     at,
-                    format!(
-                        "'stats_http': '{}' is not ADDRESS:PORT or PORT",
-                        a.get_ref()
-                    ),
-                );
+                    format!("'stats_http': '{a}' is not ADDRESS:PORT or PORT"),
+                ),
+            },
+            StatsHttpT::Tables(t) => {
+                for one in t.items() {
+                    if let Some(h) = stats_http_table(cx, one, &at) {
+                        out.stats_http.push(h);
+                    }
+                }
             }
         }
     }
     out
+}
+
+fn stats_http_table(cx: &mut Ctx, t: &StatsHttpTableT, at: &Origin) -> Option<StatsHttp> {
+    let mut binds = Vec::new();
+    for b in &t.bind {
+        match stats_http_addr(b) {
+            Some(a) => binds.push(a),
+            None => {
+                cx.err(
+                    at.clone(),
+                    format!("'stats_http' bind '{b}' is not ADDRESS:PORT or PORT"),
+                );
+                return None;
+            }
+        }
+    }
+    let mut auth = Vec::new();
+    for a in &t.auth {
+        match a.split_once(':') {
+            Some((u, p)) if !u.is_empty() => auth.push((u.to_string(), p.to_string())),
+            _ => {
+                cx.err(
+                    at.clone(),
+                    format!("'stats_http' auth '{a}' is not USER:PASSWORD"),
+                );
+                return None;
+            }
+        }
+    }
+    let metrics = match (&t.metrics, &t.metrics_prefix) {
+        (Some(p), None) => Some(PathMatch::Exact(p.clone())),
+        (None, Some(p)) => Some(PathMatch::Prefix(p.clone())),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            cx.err(
+                at.clone(),
+                "'stats_http' takes 'metrics' (a path) or 'metrics_prefix', not both",
+            );
+            return None;
+        }
+    };
+    Some(StatsHttp {
+        name: t.name.clone().unwrap_or_else(|| "stats_http".into()),
+        binds,
+        uri: t.uri.clone(),
+        auth,
+        realm: t
+            .realm
+            .clone()
+            .unwrap_or_else(|| StatsHttp::DEFAULT_REALM.into()),
+        refresh: match &t.refresh {
+            None => None,
+            Some(Time::Ms(ms)) => Some(Duration::from_millis(*ms)),
+            Some(Time::Text(s)) => match units::duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    cx.err(at.clone(), format!("'stats_http' refresh: {e}"));
+                    return None;
+                }
+            },
+        },
+        metrics,
+        origin: at.clone(),
+    })
 }
 
 /// `target` as in HAProxy's `log <target> <facility> [<level> [<minlevel>]]`.
@@ -489,8 +664,19 @@ pub fn file_mode(s: &str) -> Result<u32, String> {
 }
 
 fn stats_socket(s: &StatsSocketT, at: &Origin) -> Result<StatsSocket, String> {
+    let addr = match (&s.path, &s.address) {
+        (Some(p), None) => ApiAddr::Unix(p.into()),
+        (None, Some(a)) => match units::endpoint(a)? {
+            (Some(ip), port) => ApiAddr::Tcp(std::net::SocketAddr::from((ip, port))),
+            (None, port) => ApiAddr::Tcp(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::UNSPECIFIED,
+                port,
+            ))),
+        },
+        _ => return Err("'stats_socket' takes either 'path' (UNIX) or 'address' (TCP)".into()),
+    };
     Ok(StatsSocket {
-        path: s.path.clone().into(),
+        addr,
         mode: s.mode.as_deref().map(file_mode).transpose()?,
         // HAProxy's default access level for a stats socket is "operator".
         level: s
@@ -522,14 +708,31 @@ fn frontend(cx: &mut Ctx, name: &str, f: &Spanned<FrontendT>, d: &ProxyT) -> Fro
             Err(e) => cx.err(at, format!("'bind': {e}")),
         }
     }
+    let mut access = Vec::new();
+    for r in &f.tcp_request_connection {
+        let at = cx.src.of(r);
+        let words: Vec<&str> = r.get_ref().split_whitespace().collect();
+        match access::parse_rule(&words, &no_named_acls, at.clone()) {
+            Ok(rule) => access.push(rule),
+            Err(e) => cx.err(at, format!("'tcp_request_connection': {e}")),
+        }
+    }
     Frontend {
         name: name.into(),
         mode,
         binds,
         default_backend: f.default_backend.get_ref().clone(),
+        default_backend_at: cx.src.of(&f.default_backend),
         tcplog: f.tcplog,
+        access,
         origin,
     }
+}
+
+fn no_named_acls(name: &str) -> Result<access::Test, String> {
+    Err(format!(
+        "'{name}': lb.toml has no named ACLs, write the test in braces: '{{ src 10.0.0.0/8 }}'."
+    ))
 }
 
 /// `ADDR:PORT[/tcp|/udp]`.
@@ -596,13 +799,24 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         check: cx.time(pick(&bt.check, &dt.check), "timeout.check"),
         queue: cx.time(pick(&bt.queue, &dt.queue), "timeout.queue"),
     };
+    // The backend's own choice first, then its defaults'.
+    let own_rules = b.protocol_check.is_some() || b.tcp_check_rules.is_some();
     let check = if b.tcp_check == Some(true) {
         CheckKind::Tcp
-    } else {
+    } else if b.http_check.is_some() || (!own_rules && d.http_check.is_some()) {
         match pick(&b.http_check, &d.http_check) {
             Some(h) => CheckKind::Http(http_check(cx, h)),
             None => CheckKind::Tcp,
         }
+    } else if let Some(p) = b.protocol_check.as_ref().or(d.protocol_check.as_ref()) {
+        protocol_check(cx, p).map_or(CheckKind::Tcp, CheckKind::Rules)
+    } else if let Some(r) = b.tcp_check_rules.as_ref().or(d.tcp_check_rules.as_ref()) {
+        match tcp_check_rules(cx, r) {
+            Some(rules) if !rules.is_empty() => CheckKind::Rules(TcpCheck::Generic(rules)),
+            _ => CheckKind::Tcp,
+        }
+    } else {
+        CheckKind::Tcp
     };
     let no_defaults = ServerT::default();
     let sdef = b
@@ -647,6 +861,138 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
     }
 }
 
+fn protocol_check(cx: &mut Ctx, p: &Spanned<ProtocolCheckT>) -> Option<TcpCheck> {
+    let at = cx.src.of(p);
+    let p = p.get_ref();
+    let check = match p.check.as_str() {
+        "redis" => TcpCheck::Redis,
+        "ldap" => TcpCheck::Ldap,
+        "ssl-hello" => TcpCheck::SslHello,
+        "mysql" => TcpCheck::Mysql {
+            user: p.user.clone(),
+            pre41: p.pre41,
+        },
+        "pgsql" => match &p.user {
+            Some(u) => TcpCheck::Pgsql { user: u.clone() },
+            None => {
+                cx.err(at, "protocol_check 'pgsql' needs a 'user'");
+                return None;
+            }
+        },
+        "smtp" => TcpCheck::Smtp {
+            hello: p.hello.clone().unwrap_or_else(|| "HELO localhost".into()),
+        },
+        other => {
+            cx.err(
+                at,
+                format!(
+                    "unknown protocol_check '{other}' (redis, mysql, pgsql, smtp, ldap, ssl-hello)"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(check)
+}
+
+fn tcp_check_rules(cx: &mut Ctx, r: &Spanned<Vec<TcpRuleT>>) -> Option<Vec<TcpRule>> {
+    let at = cx.src.of(r);
+    let mut out = Vec::new();
+    for t in r.get_ref() {
+        match tcp_rule(t) {
+            Ok(rule) => out.push(rule),
+            Err(e) => {
+                cx.err(at, format!("tcp_check_rules: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn tcp_rule(t: &TcpRuleT) -> Result<TcpRule, String> {
+    let hex = |s: &str| -> Result<Vec<u8>, String> {
+        units::hex_bytes(s).ok_or_else(|| format!("'{s}' is not a hexadecimal string"))
+    };
+    let status = |s: &Option<String>| -> Result<Option<String>, String> {
+        match s {
+            Some(n) if crate::health::tcp_rules::status_named(n).is_none() => {
+                Err(format!("unknown check status '{n}'"))
+            }
+            other => Ok(other.clone()),
+        }
+    };
+    let kinds = [
+        t.connect.is_some(),
+        t.send.is_some(),
+        t.send_binary.is_some(),
+        t.expect.is_some(),
+    ];
+    match kinds.iter().filter(|k| **k).count() {
+        0 => {
+            return t.comment.clone().map(TcpRule::Comment).ok_or_else(|| {
+                "a rule is 'connect', 'send', 'send_binary', 'expect' or 'comment'".into()
+            });
+        }
+        1 => {}
+        _ => return Err("one of 'connect', 'send', 'send_binary', 'expect' per rule".into()),
+    }
+    if let Some(c) = &t.connect {
+        let port = c.port.map(|p| units::port(&p.to_string())).transpose()?;
+        return Ok(TcpRule::Connect {
+            port,
+            ssl: c.ssl,
+            sni: c.sni.clone(),
+            comment: t.comment.clone(),
+        });
+    }
+    if let Some(s) = &t.send {
+        return Ok(TcpRule::Send {
+            data: s.as_bytes().to_vec(),
+            comment: t.comment.clone(),
+        });
+    }
+    if let Some(s) = &t.send_binary {
+        return Ok(TcpRule::Send {
+            data: hex(s)?,
+            comment: t.comment.clone(),
+        });
+    }
+    let kind = t.expect.as_deref().unwrap_or_default();
+    let p = t
+        .pattern
+        .clone()
+        .ok_or_else(|| format!("expect '{kind}' needs a 'pattern'"))?;
+    let pattern = match kind {
+        "string" => TcpPattern::String(p),
+        "binary" => TcpPattern::Binary(hex(&p)?),
+        "rstring" | "rbinary" => {
+            units::regex(&p)?;
+            if kind == "rstring" {
+                TcpPattern::Regex(p)
+            } else {
+                TcpPattern::BinaryRegex(p)
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown expect '{other}' (string, rstring, binary, rbinary)"
+            ));
+        }
+    };
+    Ok(TcpRule::Expect(TcpExpect {
+        pattern,
+        negate: t.negate,
+        min_recv: t.min_recv,
+        ok_status: status(&t.ok_status)?,
+        error_status: status(&t.error_status)?,
+        tout_status: status(&t.tout_status)?,
+        on_success: t.on_success.clone(),
+        on_error: t.on_error.clone(),
+        comment: t.comment.clone(),
+    }))
+}
+
 fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
     let raw = h.get_ref();
     let mut out = HttpCheck::default();
@@ -666,6 +1012,7 @@ fn http_check(cx: &mut Ctx, h: &Spanned<HttpCheckT>) -> HttpCheck {
         }
     }
     out.body = raw.body.clone().unwrap_or_default();
+    out.disable_on_404 = raw.disable_on_404;
     if let Some(e) = http_expect(cx, raw) {
         out.expect = e;
     }
@@ -760,7 +1107,12 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         );
         return None;
     };
-    let (addr, port) = match units::endpoint(address.get_ref()) {
+    // Without a port, the client's destination port (HAProxy's rule).
+    let parsed = match address.get_ref().parse::<std::net::Ipv4Addr>() {
+        Ok(a) => Ok((Some(a), 0)),
+        Err(_) => units::endpoint(address.get_ref()),
+    };
+    let (addr, port) = match parsed {
         Ok((Some(a), p)) => (a, p),
         Ok((None, _)) => {
             let at = cx.src.of(address);

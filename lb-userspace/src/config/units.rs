@@ -4,6 +4,18 @@ use std::{net::Ipv4Addr, time::Duration};
 /// HAProxy time: a number with an optional unit `us`, `ms`, `s`, `m`, `h`, `d`; bare numbers
 /// are milliseconds.
 pub fn duration(s: &str) -> Result<Duration, String> {
+    match duration_lenient(s)? {
+        (d, None) => Ok(d),
+        (_, Some(c)) => Err(format!(
+            "unexpected character '{c}' in time '{}' (units are us, ms, s, m, h, d)",
+            s.trim()
+        )),
+    }
+}
+
+/// [`duration`] as HAProxy 2.6 reads it: characters after a known unit are ignored (it
+/// warns), so `15min` is 15 minutes. Returns the first ignored character, if any.
+pub fn duration_lenient(s: &str) -> Result<(Duration, Option<char>), String> {
     let s = s.trim();
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
@@ -15,23 +27,42 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("time '{s}' is too large"))?;
-    let per_unit_us: u64 = match unit {
-        "us" => 1,
-        "" | "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        other => {
-            return Err(format!(
-                "unexpected character '{}' in time '{s}' (units are us, ms, s, m, h, d)",
-                other.chars().next().unwrap_or(' ')
-            ));
+    // As HAProxy's parse_time_err: the unit is read from its first letters only.
+    let (per_unit_us, len): (u64, usize) = if unit.is_empty() {
+        (1_000, 0)
+    } else if unit.starts_with("us") {
+        (1, 2)
+    } else if unit.starts_with("ms") {
+        (1_000, 2)
+    } else {
+        match unit.as_bytes()[0] {
+            b's' => (1_000_000, 1),
+            b'm' => (60_000_000, 1),
+            b'h' => (3_600_000_000, 1),
+            b'd' => (86_400_000_000, 1),
+            _ => {
+                return Err(format!(
+                    "unexpected character '{}' in time '{s}' (units are us, ms, s, m, h, d)",
+                    unit.chars().next().unwrap_or(' ')
+                ));
+            }
         }
     };
-    n.checked_mul(per_unit_us)
+    let d = n
+        .checked_mul(per_unit_us)
         .map(Duration::from_micros)
-        .ok_or_else(|| format!("time '{s}' is too large"))
+        .ok_or_else(|| format!("time '{s}' is too large"))?;
+    Ok((d, unit[len..].chars().next()))
+}
+
+/// A hexadecimal string as bytes (`tcp-check send-binary`, `expect binary`).
+pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A TCP/UDP port, 1..=65535.
@@ -154,6 +185,24 @@ mod tests {
                 .contains("unexpected character 'x'")
         );
         assert!(duration("s").unwrap_err().contains("not a time"));
+        // HAProxy 2.6 reads the unit's first letters and ignores the rest (with a warning).
+        let min = Duration::from_secs(15 * 60);
+        assert_eq!(duration_lenient("15min"), Ok((min, Some('i'))));
+        assert_eq!(
+            duration_lenient("10sec"),
+            Ok((Duration::from_secs(10), Some('e')))
+        );
+        assert_eq!(
+            duration_lenient("5mss"),
+            Ok((Duration::from_millis(5), Some('s')))
+        );
+        assert_eq!(duration_lenient("10s"), Ok((Duration::from_secs(10), None)));
+        assert!(duration_lenient("3u").is_err() && duration_lenient("1x").is_err());
+        assert!(
+            duration("15min")
+                .unwrap_err()
+                .contains("unexpected character 'i'")
+        );
         assert!(duration("").is_err());
         assert!(
             duration("99999999999999999999")

@@ -4,7 +4,9 @@ use std::{
     net::Ipv4Addr,
 };
 
-use lb_common::{MAX_FRONTENDS, MAX_POOLS, MAX_SERVERS, MAX_SERVICES, TABLE_SIZE};
+use lb_common::{
+    MAX_ACCESS_ENTRIES, MAX_FRONTENDS, MAX_POOLS, MAX_SERVERS, MAX_SERVICES, TABLE_SIZE,
+};
 
 use super::{
     diag::{ConfigError, Diagnostic, Severity},
@@ -24,7 +26,9 @@ const RULES: &[Rule] = &[
     backends_have_sound_servers,
     checks_can_run,
     http_backends_run_at_l4,
+    maxconn_is_not_enforced,
     data_plane_holds_it,
+    access_rules_apply,
     a_flood_leaves_ports_free,
 ];
 
@@ -99,7 +103,7 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
         if c.backend(&f.default_backend).is_none() {
             alert(
                 out,
-                &f.origin,
+                &f.default_backend_at,
                 format!(
                     "frontend '{}': unable to find required default_backend: '{}'",
                     f.name, f.default_backend
@@ -138,12 +142,19 @@ fn http_frontends_run_at_l4(c: &Config, out: &mut Vec<Diagnostic>) {
 /// [`SERVER_RULES`].
 fn backends_have_sound_servers(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in &c.backends {
-        if b.servers.is_empty() {
-            alert(
-                out,
-                &b.origin,
-                format!("backend '{}' has no server", b.name),
-            );
+        if b.servers.is_empty() && c.frontends.iter().any(|f| f.default_backend == b.name) {
+            // HAProxy accepts it too; its connections fail as when every server is DOWN.
+            let fate = match b.on_empty {
+                OnEmpty::Drop => "dropped",
+                OnEmpty::Pass => "passed to this host's own stack",
+            };
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "backend '{}' has no server: the connections sent to it are {fate}, as when all of a backend's servers are DOWN.",
+                    b.name
+                ),
+            ));
         }
         let mut names = HashSet::new();
         for s in &b.servers {
@@ -234,6 +245,29 @@ fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
             if !s.check {
                 continue;
             }
+            let connect_port = match &b.check {
+                CheckKind::Http(h) => h.connect.as_ref().and_then(|c| c.port),
+                // A first `tcp-check connect port N` gives every connection its port.
+                CheckKind::Rules(TcpCheck::Generic(rules)) => {
+                    match rules.iter().find(|r| !matches!(r, TcpRule::Comment(_))) {
+                        Some(TcpRule::Connect { port, .. }) => *port,
+                        _ => None,
+                    }
+                }
+                CheckKind::Tcp | CheckKind::Rules(_) => None,
+            };
+            if s.port == 0 && s.check_port.is_none() && connect_port.is_none() {
+                // HAProxy's words.
+                alert(
+                    out,
+                    &s.origin,
+                    format!(
+                        "backend '{}': server '{}' has neither service port nor check port.",
+                        b.name, s.name
+                    ),
+                );
+                continue;
+            }
             let spec = CheckSpec::new(b, s, c.global.ssl_server_verify);
             if let Some(t) = &spec.tls {
                 match (&t.ca_file, t.verify) {
@@ -253,6 +287,11 @@ fn checks_can_run(c: &Config, out: &mut Vec<Diagnostic>) {
                 if let Err(e) = tls::server_name(t, spec.addr.ip()) {
                     problem(e);
                 }
+            }
+            if let Probe::Rules { check, ssl } = &spec.probe
+                && let Err(e) = crate::health::tcp_rules::Program::of(check, *ssl, None)
+            {
+                problem(format!("'option {}': {e}", check.option()));
             }
             if let Probe::Http(h) = &spec.probe
                 && !spec.sends_exact_bytes()
@@ -291,6 +330,32 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
     ));
 }
 
+/// `maxconn` is read by both front ends and enforced nowhere yet: say so, where it was set.
+fn maxconn_is_not_enforced(c: &Config, out: &mut Vec<Diagnostic>) {
+    if let Some(n) = c.global.maxconn {
+        out.push(Diagnostic::warning(
+            None,
+            format!(
+                "global 'maxconn {n}' has no effect in lb: the data plane counts no connections against a limit; it tracks up to {} flows ('conntrack_entries').",
+                c.global.conntrack_entries
+            ),
+        ));
+    }
+    for b in &c.backends {
+        for s in &b.servers {
+            if let Some(n) = s.maxconn {
+                out.push(Diagnostic::warning(
+                    Some(&s.origin),
+                    format!(
+                        "server '{}/{}': 'maxconn {n}' has no effect in lb: the data plane does not count a server's connections, so it sends new ones whatever their number.",
+                        b.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     let limits = [
@@ -306,12 +371,33 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
             MAX_SERVICES,
             "binds",
         ),
+        (
+            c.frontends.iter().map(Frontend::access_entries).sum(),
+            MAX_ACCESS_ENTRIES,
+            "access rule prefixes (networks named by 'tcp-request connection' rules, plus one, per frontend and TCP port)",
+        ),
     ];
     for (n, max, what) in limits {
         if n > max as usize {
             out.push(Diagnostic::alert(
                 None,
                 format!("{n} {what} configured, the data plane holds at most {max}"),
+            ));
+        }
+    }
+}
+
+/// `tcp-request connection` rules judge TCP connections: say so where a frontend also takes
+/// UDP, which they let through.
+fn access_rules_apply(c: &Config, out: &mut Vec<Diagnostic>) {
+    for f in c.frontends.iter().filter(|f| !f.access.is_empty()) {
+        if let Some(b) = f.binds.iter().find(|b| b.proto == Proto::Udp) {
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "frontend '{}': 'tcp-request connection' rules judge TCP connections only; UDP to '{b}' is not filtered",
+                    f.name
+                ),
             ));
         }
     }
@@ -337,22 +423,41 @@ fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// What the host checks are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostUse {
+    /// `lb run` (and reloads): this host runs the file.
+    Run,
+    /// `lb check`: the file may be meant for another machine (a CI step checking the
+    /// production file), so what only this host lacks is a warning.
+    Check,
+}
+
 /// Checks against this host: every concrete VIP must be a local address (someone has to
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
-pub fn host(c: &Config, local: &[Ipv4Addr], ephemeral: Option<(u16, u16)>) -> Vec<Diagnostic> {
+pub fn host(
+    c: &Config,
+    local: &[Ipv4Addr],
+    ephemeral: Option<(u16, u16)>,
+    usage: HostUse,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for f in &c.frontends {
         for b in &f.binds {
             if let Some(a) = b.addr
                 && !local.contains(&a)
             {
-                out.push(Diagnostic::alert(
-                    Some(&b.origin),
-                    format!(
-                        "frontend '{}': bind {b}: {a} is not an address of any local interface",
-                        f.name
+                let msg = format!(
+                    "frontend '{}': bind {b}: {a} is not an address of any local interface",
+                    f.name
+                );
+                out.push(match usage {
+                    HostUse::Run => Diagnostic::alert(Some(&b.origin), msg),
+                    HostUse::Check => Diagnostic::warning(
+                        Some(&b.origin),
+                        format!("{msg} of this machine ('lb run' refuses it here)"),
                     ),
-                ));
+                });
             }
         }
     }
@@ -395,20 +500,22 @@ mod tests {
         assert_eq!(
             e,
             [
-                "[ALERT] parsing [t.toml:1] : frontend 'f': unable to find required default_backend: 'nope'"
+                "[ALERT] parsing [t.toml:3] : frontend 'f': unable to find required default_backend: 'nope'"
             ]
         );
     }
 
     #[test]
     fn backend_without_servers() {
-        let e = check(
+        let w = check(
             "[frontend.f]\nbind=['*:80']\ndefault_backend='b'\n[backend.b]\nbalance='roundrobin'\n",
         )
-        .unwrap_err();
+        .expect("a warning only");
         assert_eq!(
-            e,
-            ["[ALERT] parsing [t.toml:4] : backend 'b' has no server"]
+            w.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "[WARNING] parsing [t.toml:4] : backend 'b' has no server: the connections sent to it are dropped, as when all of a backend's servers are DOWN."
+            ]
         );
     }
 
@@ -455,20 +562,37 @@ mod tests {
     #[test]
     fn vip_must_be_local() {
         let c = native::parse("t.toml", OK).expect("parses");
-        let d = host(&c, &["10.0.0.2".parse().expect("ip")], None);
+        let other = ["10.0.0.2".parse().expect("ip")];
+        let d = host(&c, &other, None, HostUse::Run);
         assert_eq!(
             d[0].to_string(),
             "[ALERT] parsing [t.toml:2] : frontend 'f': bind 10.0.0.1:80: 10.0.0.1 is not an address of any local interface"
         );
-        assert!(host(&c, &["10.0.0.1".parse().expect("ip")], None).is_empty());
+        let d = host(&c, &other, None, HostUse::Check);
+        assert_eq!(
+            d[0].to_string(),
+            "[WARNING] parsing [t.toml:2] : frontend 'f': bind 10.0.0.1:80: 10.0.0.1 is not an address of any local interface of this machine ('lb run' refuses it here)"
+        );
+        let here = ["10.0.0.1".parse().expect("ip")];
+        assert!(host(&c, &here, None, HostUse::Run).is_empty());
     }
 
     #[test]
     fn snat_overlap_warns() {
         let c = native::parse("t.toml", OK).expect("parses");
-        let d = host(&c, &["10.0.0.1".parse().expect("ip")], Some((32768, 60999)));
+        let d = host(
+            &c,
+            &["10.0.0.1".parse().expect("ip")],
+            Some((32768, 60999)),
+            HostUse::Run,
+        );
         assert!(d.is_empty());
-        let d = host(&c, &["10.0.0.1".parse().expect("ip")], Some((1024, 65535)));
+        let d = host(
+            &c,
+            &["10.0.0.1".parse().expect("ip")],
+            Some((1024, 65535)),
+            HostUse::Run,
+        );
         assert!(
             d[0].to_string()
                 .contains("overlap net.ipv4.ip_local_port_range")

@@ -121,6 +121,8 @@ impl Balancer {
         for b in backends {
             self.write_pool(b)?;
         }
+        // Access rules before the services whose new flows they judge.
+        self.dp.maps.sync_access(&self.plan.layout.access)?;
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
@@ -220,6 +222,8 @@ fn meta_state(st: ServerState) -> u8 {
         (Admin::Maint, _) => META_STATE_MAINT,
         (_, false) => META_STATE_DOWN,
         (Admin::Drain, true) => META_STATE_DRAIN,
+        // NOLB: no new flows, as in drain.
+        _ if st.stopping => META_STATE_DRAIN,
         _ if st.weight == 0 => META_STATE_DRAIN,
         (Admin::Ready, true) => META_STATE_UP,
     }

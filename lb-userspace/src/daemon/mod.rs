@@ -126,7 +126,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<()> {
     }
     let cfg = loaded.config;
     crate::rlimit::raise_nofile(&cfg);
-    let host = host_diagnostics(&cfg);
+    let host = host_diagnostics(&cfg, config::validate::HostUse::Run);
     for d in &host {
         eprintln!("{d}");
     }

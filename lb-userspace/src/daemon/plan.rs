@@ -11,11 +11,11 @@ use crate::{
 };
 
 /// Problems only this host can reveal (VIPs that are not local, port overlaps).
-pub fn host_diagnostics(cfg: &Config) -> Vec<Diagnostic> {
+pub fn host_diagnostics(cfg: &Config, usage: config::validate::HostUse) -> Vec<Diagnostic> {
     let local: Vec<Ipv4Addr> = net::local_addrs()
         .map(|v| v.into_iter().map(|a| a.addr).collect())
         .unwrap_or_default();
-    config::validate::host(cfg, &local, net::ephemeral_ports())
+    config::validate::host(cfg, &local, net::ephemeral_ports(), usage)
 }
 
 /// The distinct addresses of `local`, in network order.

@@ -233,8 +233,13 @@ impl Runtime {
         }
         let backend = e.place.backend;
         let before = self.counts(backend);
+        let was_draining = e.state.admin == Admin::Drain || e.state.stopping;
         if let Some(t) = outcome.transition {
-            self.bal.change(id, |st| st.up = t == Transition::Up)?;
+            let stopping = self.checkers.server_stopping(id);
+            self.bal.change(id, |st| {
+                st.up = t != Transition::Down;
+                st.stopping = st.up && stopping;
+            })?;
             self.end_sessions_on(id, t)?;
         }
         let after = self.counts(backend);
@@ -256,7 +261,7 @@ impl Runtime {
             outcome,
             weight: e.state.weight,
             log_health_checks,
-            was_draining: e.state.admin == Admin::Drain,
+            was_draining,
             before,
             after,
             sessions: Sessions::default(),

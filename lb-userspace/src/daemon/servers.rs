@@ -23,6 +23,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerState {
     pub up: bool,
+    /// NOLB: UP, but its checks (`http-check disable-on-404`) keep new flows away.
+    pub stopping: bool,
     pub admin: Admin,
     pub weight: u32,
 }
@@ -39,6 +41,7 @@ impl ServerState {
     pub fn initial(s: &ServerLayout) -> ServerState {
         ServerState {
             up: true,
+            stopping: false,
             admin: if s.disabled {
                 Admin::Maint
             } else {
@@ -50,7 +53,7 @@ impl ServerState {
 
     /// May take new flows.
     pub fn usable(self) -> bool {
-        self.up && self.admin == Admin::Ready
+        self.up && !self.stopping && self.admin == Admin::Ready
     }
 
     /// May keep its existing flows.

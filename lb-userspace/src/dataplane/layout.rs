@@ -13,7 +13,10 @@ use lb_common::{
     name_str,
 };
 
-use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
+use super::{
+    access::{self, AccessEntry},
+    ids::{BackendId, PoolSlot, ServerId, ServerSlot},
+};
 use crate::config::{Backend, Balance, Config, NatMode, OnEmpty, Server};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +28,8 @@ pub struct Layout {
     /// By [`BackendId`].
     pub pools: Vec<PoolLayout>,
     pub frontends: Vec<String>,
+    /// `LB_ACCESS`: every frontend's `tcp-request connection` rules.
+    pub access: Vec<AccessEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +157,12 @@ impl Layout {
             wildcard,
             pools,
             frontends: c.frontends.iter().map(|f| f.name.clone()).collect(),
+            access: c
+                .frontends
+                .iter()
+                .enumerate()
+                .flat_map(|(fid, f)| access::entries(fid as u32, f))
+                .collect(),
         }
     }
 
@@ -270,8 +281,15 @@ impl Layout {
         for (k, _) in &self.services {
             f.add(PortSide::Service, u16::from_be(k.port));
         }
-        for (_, s) in self.servers() {
-            f.add(PortSide::Server, s.port);
+        for (p, s) in self.servers() {
+            if s.port != 0 {
+                f.add(PortSide::Server, s.port);
+                continue;
+            }
+            // A server without a port answers from the ports its clients connected to.
+            for (k, _) in self.services.iter().filter(|(_, v)| v.pool == p.slot.0) {
+                f.add(PortSide::Server, u16::from_be(k.port));
+            }
         }
         f
     }

@@ -7,7 +7,7 @@ use super::ids::ServerSlot;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
 };
 use lb_common::{
     Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
@@ -38,6 +38,7 @@ macro_rules! user_map_type {
     (Array, $k:ty, $v:ty) => { Array<MapData, $v> };
     (PerCpuArray, $k:ty, $v:ty) => { PerCpuArray<MapData, $v> };
     (RingBuf, $k:ty, $v:ty) => { RingBuf<MapData> };
+    (LpmTrie, $k:ty, $v:ty) => { LpmTrie<MapData, $k, $v> };
 }
 
 /// Private (unpinned) maps exist only in the process that loaded the object.
@@ -130,6 +131,7 @@ fn map_type(kind: MapKind) -> MapType {
         MapKind::Array => MapType::Array,
         MapKind::PerCpuArray => MapType::PerCpuArray,
         MapKind::RingBuf => MapType::RingBuf,
+        MapKind::LpmTrie => MapType::LpmTrie,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The control plane's one door to the XDP program: load it, pin its maps, attach it, write
 //! its maps. Everything above this module talks in config terms; everything below in map terms.
+pub mod access;
 pub mod clock;
 pub mod ids;
 pub mod layout;
@@ -15,7 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, RingBuf},
-    programs::Xdp,
+    programs::{ProgramError, Xdp},
 };
 use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
@@ -104,9 +105,7 @@ impl Dataplane {
         };
         let mut ebpf = loader.load(&object).context("loading the XDP object")?;
         for name in [PROG_LB, PROG_PASS] {
-            program(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("verifying XDP program {name}"))?;
+            verify(&mut ebpf, name)?;
         }
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
         let events = maps.events.take();
@@ -180,6 +179,24 @@ impl Dataplane {
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)
+    }
+}
+
+/// Loads (verifies) one program. The verifier gives up with EAGAIN when a signal is pending
+/// on the loading thread (any thread of a process that handles SIGCHLD, say); libbpf tries
+/// again then, and so does this, a few times.
+fn verify(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    const TRIES: u32 = 5;
+    let mut tries = 1;
+    loop {
+        match program(ebpf, name)?.load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.kind() == std::io::ErrorKind::WouldBlock && tries < TRIES =>
+            {
+                tries += 1;
+            }
+            r => return r.with_context(|| format!("verifying XDP program {name}")),
+        }
     }
 }
 

@@ -13,9 +13,11 @@ use lb_common::{
     table_index,
 };
 
-use aya::maps::PerCpuValues;
+use aya::maps::{PerCpuValues, lpm_trie::Key as LpmKey};
+use lb_common::AccessKey;
 
 use super::{
+    access::AccessEntry,
     ids::{PoolSlot, ServerSlot},
     layout::Placed,
     maps::Maps,
@@ -44,6 +46,32 @@ impl Maps {
             self.services
                 .remove(&k)
                 .with_context(|| format!("removing service {k:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `LB_ACCESS` hold exactly `entries`, new ones first and stale ones last (a
+    /// reload changing the rules mixes old and new prefixes for that moment only).
+    pub fn sync_access(&mut self, entries: &[AccessEntry]) -> Result<()> {
+        for e in entries {
+            self.access
+                .insert(&LpmKey::new(e.prefix, e.key), e.value, 0)
+                .with_context(|| format!("writing access rule {e:?}"))?;
+        }
+        let stale: Vec<LpmKey<AccessKey>> = self
+            .access
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !entries
+                    .iter()
+                    .any(|e| e.prefix == k.prefix_len() && e.key == k.data())
+            })
+            .collect();
+        for k in stale {
+            self.access
+                .remove(&k)
+                .with_context(|| format!("removing access rule {:?}", k.data()))?;
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use super::{
     agent::{AgentReport, run_agent},
     run::Prober,
     spec::{AgentSpec, CheckSpec, MAX_WAIT, after},
-    state::{AgentHealth, AgentVerdict, CheckResult, Health, Intervals, Outcome, Transition},
+    state::{AgentHealth, AgentVerdict, CheckResult, Health, Intervals, Op, Outcome, Transition},
 };
 use crate::{
     config::{Backend, Config, Server, Verify},
@@ -152,13 +152,16 @@ impl CheckerState {
             && (!self.checked || !self.enabled || self.health.is_up())
             && self.agent.as_ref().is_none_or(|a| a.health.is_up())
     }
-}
 
-fn transition(before: bool, after: bool) -> Option<Transition> {
-    match (before, after) {
-        (true, false) => Some(Transition::Down),
-        (false, true) => Some(Transition::Up),
-        _ => None,
+    /// The server's operational state as its checks see it.
+    fn server_op(&self) -> Op {
+        if !self.server_up() {
+            Op::Down
+        } else if self.checked && self.enabled && self.health.is_stopping() {
+            Op::Stopping
+        } else {
+            Op::Running
+        }
     }
 }
 
@@ -259,41 +262,55 @@ async fn check_loop(
     loop {
         sleep_until(next).await;
         let generation = *control.borrow_and_update();
-        if shared.lock().paused() {
+        let (paused, up) = {
+            let st = shared.lock();
+            (st.paused(), st.server_op() != Op::Down)
+        };
+        if paused {
             // HAProxy keeps a paused check's task ticking every `inter`; the first check
             // after maintenance comes at the next tick.
             next = after(next, intervals.inter);
             continue;
         }
         let result = tokio::select! {
-            r = prober.run() => r,
+            r = prober.run(up) => r,
             _ = control.changed() => {
                 // Maintenance or disable while checking: abandon this check.
                 next = Instant::now();
                 continue;
             }
         };
-        let (event, interval) = {
+        let (reported, interval) = {
             let mut st = shared.lock();
-            let event = if st.paused() || *shared.control.borrow() != generation {
-                None
-            } else {
-                let before = st.server_up();
-                let mut outcome = st.health.on_result(result.status);
-                outcome.transition = transition(before, st.server_up());
-                st.last = Some(result.clone());
-                Some(CheckEvent::Health(HealthEvent {
-                    server: id,
-                    result,
-                    outcome,
-                }))
-            };
-            (event, st.health.next_interval(&intervals))
+            let mut reported = Vec::new();
+            if !st.paused() && *shared.control.borrow() == generation {
+                let mut apply = |result: CheckResult| {
+                    let before = st.server_op();
+                    let mut outcome = st.health.on_result(result.status);
+                    outcome.transition = before.to(st.server_op());
+                    st.last = Some(result.clone());
+                    reported.push(CheckEvent::Health(HealthEvent {
+                        server: id,
+                        result,
+                        outcome,
+                    }));
+                };
+                let again = result.twice.then(|| CheckResult {
+                    info: String::new(),
+                    twice: false,
+                    ..result.clone()
+                });
+                apply(result);
+                if let Some(r) = again {
+                    apply(r);
+                }
+            }
+            (reported, st.health.next_interval(&intervals))
         };
-        if let Some(ev) = event
-            && events.send(ev).await.is_err()
-        {
-            return;
+        for ev in reported {
+            if events.send(ev).await.is_err() {
+                return;
+            }
         }
         next = after(Instant::now(), interval);
     }
@@ -352,6 +369,13 @@ impl Checkers {
     /// UP unless in maintenance).
     pub fn server_up(&self, id: ServerId) -> Option<bool> {
         Some(self.by_server.get(&id)?.lock().server_up())
+    }
+
+    /// Whether the checks hold the server in NOLB (`http-check disable-on-404`).
+    pub fn server_stopping(&self, id: ServerId) -> bool {
+        self.by_server
+            .get(&id)
+            .is_some_and(|s| s.lock().server_op() == Op::Stopping)
     }
 
     /// Maintenance starts (`disable server`, `set server ... state maint`, an agent's
@@ -420,17 +444,16 @@ impl Checkers {
     /// agent's counter to print. `None` for a server without an agent.
     pub fn apply_agent(&self, id: ServerId, report: &AgentReport) -> Option<Outcome> {
         let mut st = self.by_server.get(&id)?.lock();
-        let before = st.server_up();
+        let before = st.server_op();
         let agent = st.agent.as_mut()?;
         let log = agent.health.on_result(report.verdict);
         if report.verdict != AgentVerdict::Ignored {
             agent.last = Some(report.result.clone());
         }
         let health = agent.health.snapshot();
-        let after = st.server_up();
         Some(Outcome {
             log,
-            transition: transition(before, after),
+            transition: before.to(st.server_op()),
             health,
         })
     }

@@ -21,6 +21,8 @@ pub const UNWANTED: &str = "HTTP check matched unwanted content";
 pub struct Expect {
     rule: HttpExpect,
     regex: Option<Regex>,
+    /// `http-check disable-on-404`.
+    disable_on_404: bool,
 }
 
 /// A verdict: the status and the `info` to log (empty for none).
@@ -46,7 +48,25 @@ impl Expect {
         Ok(Expect {
             rule: rule.clone(),
             regex,
+            disable_on_404: false,
         })
+    }
+
+    /// The rule of an HTTP check, with its `disable-on-404`.
+    pub fn of(h: &crate::config::HttpCheck) -> Result<Expect, String> {
+        let mut e = Expect::new(&h.expect)?;
+        e.disable_on_404 = h.disable_on_404;
+        Ok(e)
+    }
+
+    /// [`Expect::judge`] for a server that is UP or not: with `disable-on-404`, a 404 from
+    /// an UP server passes conditionally (L7OKC, no `info`) whatever the match says, as in
+    /// HAProxy's `tcpcheck_eval_expect_http`.
+    pub fn judge_for(&self, server_up: bool, code: u16, reason: &str, body: &[u8]) -> Verdict {
+        if self.disable_on_404 && server_up && code == 404 {
+            return Verdict::new(CheckStatus::L7OkC, "");
+        }
+        self.judge(code, reason, body)
     }
 
     /// The verdict needs the body.
@@ -190,6 +210,29 @@ mod tests {
             v(L7Rsp, NO_MATCH)
         );
         assert_eq!(judge(rb("x", true), 200, "OK", ""), v(L7Rsp, NO_BODY));
+    }
+
+    #[test]
+    fn a_404_passes_conditionally_from_an_up_server_only() {
+        let h = crate::config::HttpCheck {
+            disable_on_404: true,
+            ..crate::config::HttpCheck::default()
+        };
+        let e = Expect::of(&h).expect("compiles");
+        assert_eq!(
+            e.judge_for(true, 404, "Not Found", b""),
+            Verdict::new(L7OkC, "")
+        );
+        assert_eq!(
+            e.judge_for(false, 404, "Not Found", b""),
+            Verdict::new(L7Sts, "Not Found")
+        );
+        assert_eq!(e.judge_for(true, 200, "OK", b""), Verdict::new(L7Ok, ""));
+        let plain = Expect::new(&HttpExpect::default()).expect("compiles");
+        assert_eq!(
+            plain.judge_for(true, 404, "Not Found", b""),
+            Verdict::new(L7Sts, "Not Found")
+        );
     }
 
     #[test]

@@ -130,13 +130,13 @@ impl HttpProbe {
             version,
             headers,
             body: h.body.as_bytes().to_vec(),
-            expect: Expect::new(&h.expect)?,
+            expect: Expect::of(h)?,
             budget,
         })
     }
 
     /// Runs one check. Never panics, never takes longer than its budget.
-    pub async fn run(&self) -> CheckResult {
+    pub async fn run(&self, server_up: bool) -> CheckResult {
         let start = Instant::now();
         self.phase.send_replace(Phase::Connecting);
         let mut phase = self.phase.subscribe();
@@ -147,7 +147,7 @@ impl HttpProbe {
             tokio::select! {
                 r = &mut exchange => break match r {
                     Ok(a) => {
-                        let v = self.expect.judge(a.code, &a.reason, &a.body);
+                        let v = self.expect.judge_for(server_up, a.code, &a.reason, &a.body);
                         (v.status, v.info, Some((a.code, a.reason)))
                     }
                     Err(e) => {

@@ -31,6 +31,8 @@ mod raw;
 pub mod run;
 pub mod spec;
 pub mod state;
+mod tcp_check;
+pub mod tcp_rules;
 pub mod tls;
 
 pub use agent::{AgentAdmin, AgentReport, run_agent};

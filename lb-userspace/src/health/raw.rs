@@ -92,6 +92,7 @@ pub(super) async fn exact_http_check(
     request: &[u8],
     expect: &Expect,
     budget: &Budget,
+    server_up: bool,
 ) -> CheckResult {
     let start = Instant::now();
     let done = |status| CheckResult::new(status, start.elapsed());
@@ -108,7 +109,7 @@ pub(super) async fn exact_http_check(
         Reply::IoError(e) => done(CheckStatus::SockErr).with_info(os_error_text(&e)),
         Reply::Invalid => done(CheckStatus::L7Rsp),
         Reply::Head { code, reason } => {
-            let v = expect.judge(code, &reason, b"");
+            let v = expect.judge_for(server_up, code, &reason, b"");
             done(v.status).with_http(code, &reason).with_info(v.info)
         }
     }

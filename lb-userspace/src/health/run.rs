@@ -18,6 +18,8 @@ use super::{
     raw,
     spec::{Budget, CheckSpec, Probe, exact_request},
     state::{CheckResult, CheckStatus},
+    tcp_check::{self, TlsSetup},
+    tcp_rules::Program,
     tls,
 };
 
@@ -50,6 +52,11 @@ enum Way {
         expect: Expect,
     },
     Http(Box<HttpProbe>),
+    /// `tcp-check` rules, and the TLS their connects may use.
+    Rules {
+        program: Box<Program>,
+        tls: Option<TlsSetup>,
+    },
     /// The check cannot be set up (e.g. its `ca-file` is unreadable): every check fails
     /// with this reason, as a socket error (HAProxy's status for an error before any
     /// connection attempt).
@@ -69,14 +76,18 @@ impl Prober {
         }
     }
 
-    /// Runs one check. Never panics, never takes longer than its budget.
-    pub async fn run(&self) -> CheckResult {
+    /// Runs one check of a server that is UP or not (which `http-check disable-on-404`
+    /// tells apart). Never panics, never takes longer than its budget.
+    pub async fn run(&self, server_up: bool) -> CheckResult {
         match &self.way {
             Way::Connect(tls) => raw::connect_check(self.addr, tls.as_ref(), &self.budget).await,
             Way::Exact { request, expect } => {
-                raw::exact_http_check(self.addr, request, expect, &self.budget).await
+                raw::exact_http_check(self.addr, request, expect, &self.budget, server_up).await
             }
-            Way::Http(p) => p.run().await,
+            Way::Http(p) => p.run(server_up).await,
+            Way::Rules { program, tls } => {
+                tcp_check::run(program, self.addr, tls.as_ref(), &self.budget).await
+            }
             Way::Broken(why) => {
                 CheckResult::new(CheckStatus::SockErr, Default::default()).with_info(why.clone())
             }
@@ -97,9 +108,26 @@ impl Way {
                 };
                 Ok(Way::Connect(tls))
             }
+            Probe::Rules { check, ssl } => {
+                let tls = match &spec.tls {
+                    Some(t) => {
+                        let config = tls::client_config(t, Arc::new(|| {}))?;
+                        Some(TlsSetup {
+                            config: Arc::new(config),
+                            name: tls::server_name(t, spec.addr.ip())?,
+                        })
+                    }
+                    None => None,
+                };
+                let sni = spec.tls.as_ref().and_then(|t| t.sni.as_deref());
+                Ok(Way::Rules {
+                    program: Box::new(Program::of(check, *ssl, sni)?),
+                    tls,
+                })
+            }
             Probe::Http(h) if spec.sends_exact_bytes() => Ok(Way::Exact {
                 request: exact_request(h),
-                expect: Expect::new(&h.expect)?,
+                expect: Expect::of(h)?,
             }),
             Probe::Http(h) => Ok(Way::Http(Box::new(HttpProbe::new(
                 spec.addr,
@@ -111,10 +139,10 @@ impl Way {
     }
 }
 
-/// Runs one check of `spec` (setting it up first: for one-off checks and tests; the
-/// scheduler keeps a [`Prober`] per server).
+/// Runs one check of `spec` on a server that is UP (setting it up first: for one-off checks
+/// and tests; the scheduler keeps a [`Prober`] per server).
 pub async fn run_check(spec: &CheckSpec) -> CheckResult {
-    Prober::new(spec).run().await
+    Prober::new(spec).run(true).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::state::CheckStatus;
-use crate::config::{Backend, CheckKind, HttpCheck, Server, Verify};
+use crate::config::{Backend, CheckKind, HttpCheck, Server, TcpCheck, TcpRule, Verify};
 
 /// What a check does once connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub enum Probe {
     Tcp,
     /// An HTTP request, and a match on the response.
     Http(HttpCheck),
+    /// `tcp-check` rules (the user's, or a protocol check's); `ssl`: the first connect,
+    /// when the rules do not start with their own, speaks TLS (`check-ssl`).
+    Rules { check: TcpCheck, ssl: bool },
 }
 
 /// How a check speaks TLS (`check-ssl` or `http-check connect ssl`).
@@ -118,6 +121,20 @@ impl CheckSpec {
         };
         let (port, tls, probe) = match &backend.check {
             CheckKind::Tcp => (own_port, tls(t.ssl, &t.sni), Probe::Tcp),
+            CheckKind::Rules(r) => {
+                // TLS settings whenever a connection may use them: the server's `check-ssl`
+                // (the implicit connect's) or a rule's `connect ssl`.
+                let rule_ssl = matches!(r, TcpCheck::Generic(rules)
+                    if rules.iter().any(|x| matches!(x, TcpRule::Connect { ssl: true, .. })));
+                (
+                    own_port,
+                    tls(t.ssl || rule_ssl, &t.sni),
+                    Probe::Rules {
+                        check: r.clone(),
+                        ssl: t.ssl,
+                    },
+                )
+            }
             CheckKind::Http(h) => match &h.connect {
                 // A connect rule replaces the server's port, check-ssl and check-sni.
                 Some(c) => (
@@ -147,7 +164,7 @@ impl CheckSpec {
             Probe::Http(h) => {
                 self.tls.is_none() && h.version != "HTTP/1.1" && !h.expect.needs_body()
             }
-            Probe::Tcp => false,
+            Probe::Tcp | Probe::Rules { .. } => false,
         }
     }
 }

@@ -34,11 +34,14 @@ pub enum CheckStatus {
     L7Tout,
     L7Rsp,
     L7Ok,
+    /// Passed on condition: with `http-check disable-on-404`, an UP server answered 404 and
+    /// goes to NOLB (HAProxy's L7OKCD).
+    L7OkC,
     L7Sts,
 }
 
 impl CheckStatus {
-    pub const ALL: [CheckStatus; 12] = [
+    pub const ALL: [CheckStatus; 13] = [
         CheckStatus::Ini,
         CheckStatus::SockErr,
         CheckStatus::L4Ok,
@@ -50,6 +53,7 @@ impl CheckStatus {
         CheckStatus::L7Tout,
         CheckStatus::L7Rsp,
         CheckStatus::L7Ok,
+        CheckStatus::L7OkC,
         CheckStatus::L7Sts,
     ];
 
@@ -67,6 +71,7 @@ impl CheckStatus {
             CheckStatus::L7Tout => "L7TOUT",
             CheckStatus::L7Rsp => "L7RSP",
             CheckStatus::L7Ok => "L7OK",
+            CheckStatus::L7OkC => "L7OKC",
             CheckStatus::L7Sts => "L7STS",
         }
     }
@@ -85,6 +90,7 @@ impl CheckStatus {
             CheckStatus::L7Tout => "Layer7 timeout",
             CheckStatus::L7Rsp => "Layer7 invalid response",
             CheckStatus::L7Ok => "Layer7 check passed",
+            CheckStatus::L7OkC => "Layer7 check conditionally passed",
             CheckStatus::L7Sts => "Layer7 wrong status",
         }
     }
@@ -93,7 +99,7 @@ impl CheckStatus {
     pub fn passed(self) -> bool {
         matches!(
             self,
-            CheckStatus::L4Ok | CheckStatus::L6Ok | CheckStatus::L7Ok
+            CheckStatus::L4Ok | CheckStatus::L6Ok | CheckStatus::L7Ok | CheckStatus::L7OkC
         )
     }
 
@@ -105,7 +111,10 @@ impl CheckStatus {
     /// Layer 5-7 data is available, so HAProxy prints `, code: N` (statuses after
     /// `HCHK_STATUS_L57DATA` in its enum: L7OK, L7OKC, L7STS).
     pub fn has_code(self) -> bool {
-        matches!(self, CheckStatus::L7Ok | CheckStatus::L7Sts)
+        matches!(
+            self,
+            CheckStatus::L7Ok | CheckStatus::L7OkC | CheckStatus::L7Sts
+        )
     }
 }
 
@@ -130,6 +139,9 @@ pub struct CheckResult {
     pub reason: Option<String>,
     /// From the start of the check (before connecting) to its verdict.
     pub duration: Duration,
+    /// HAProxy 2.6 applies this result twice: its MySQL and LDAP parsers set it, then the
+    /// end of the rules sets it again without `info`, which can move the counter twice.
+    pub twice: bool,
 }
 
 impl CheckResult {
@@ -140,6 +152,7 @@ impl CheckResult {
             info: String::new(),
             reason: None,
             duration,
+            twice: false,
         }
     }
 
@@ -160,11 +173,34 @@ impl CheckResult {
     }
 }
 
-/// UP/DOWN, as the server's operational state changes.
+/// How the server's operational state changes: UP (from DOWN, or from NOLB), DOWN, or NOLB
+/// (`Stopping`: UP, but taking no new flows, after a 404 with `http-check disable-on-404`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
     Up,
     Down,
+    Stopping,
+}
+
+/// A server's operational state as its checks see it (HAProxy's `SRV_ST_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Down,
+    /// NOLB: UP, keeps its flows, takes no new ones.
+    Stopping,
+    Running,
+}
+
+impl Op {
+    /// The transition from `self` to `after`, if any.
+    pub fn to(self, after: Op) -> Option<Transition> {
+        match (self, after) {
+            (a, b) if a == b => None,
+            (_, Op::Down) => Some(Transition::Down),
+            (Op::Running, Op::Stopping) => Some(Transition::Stopping),
+            _ => Some(Transition::Up),
+        }
+    }
 }
 
 /// The counter and its bounds, enough to print `status: 1/2 UP`.
@@ -238,6 +274,8 @@ pub struct Health {
     health: u32,
     status: CheckStatus,
     maint: bool,
+    /// The last passing check was conditional (L7OKC): NOLB until one passes outright.
+    stopping: bool,
 }
 
 impl Health {
@@ -250,6 +288,7 @@ impl Health {
             health: rise,
             status: CheckStatus::Ini,
             maint: false,
+            stopping: false,
         }
     }
 
@@ -303,6 +342,11 @@ impl Health {
         self.maint
     }
 
+    /// UP, but in NOLB after a conditional pass (`http-check disable-on-404`).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping && self.is_up()
+    }
+
     /// See [`Snapshot::status_text`].
     pub fn status_text(&self, weight: u32) -> String {
         self.snapshot().status_text(weight)
@@ -337,11 +381,20 @@ impl Health {
                 self.health = 0;
             }
         }
-        let transition = match (was_up, self.is_up()) {
-            (true, false) => Some(Transition::Down),
-            (false, true) => Some(Transition::Up),
-            _ => None,
+        let was_stopping = self.stopping && was_up;
+        if !self.is_up() {
+            self.stopping = false;
+        } else if status == CheckStatus::L7OkC {
+            self.stopping = true;
+        } else if status.passed() {
+            self.stopping = false;
+        }
+        let op = |up: bool, stopping: bool| match (up, stopping) {
+            (false, _) => Op::Down,
+            (true, true) => Op::Stopping,
+            (true, false) => Op::Running,
         };
+        let transition = op(was_up, was_stopping).to(op(self.is_up(), self.stopping));
         Outcome {
             log: moved || status != prev_status,
             transition,
@@ -373,6 +426,7 @@ impl Health {
         let was_up = self.is_up();
         self.maint = true;
         self.health = 0;
+        self.stopping = false;
         Some(was_up)
     }
 
@@ -385,6 +439,7 @@ impl Health {
         }
         self.maint = false;
         self.health = self.rise;
+        self.stopping = false;
         true
     }
 
@@ -393,13 +448,16 @@ impl Health {
     /// moves the counter).
     pub fn force(&mut self, up: bool) -> Option<Transition> {
         let was_up = self.is_up();
+        let was_stopping = self.is_stopping();
         self.health = if up { self.rise + self.fall - 1 } else { 0 };
+        self.stopping = false;
         if self.maint {
             return None;
         }
         match (was_up, up) {
             (true, false) => Some(Transition::Down),
             (false, true) => Some(Transition::Up),
+            (true, true) if was_stopping => Some(Transition::Up),
             _ => None,
         }
     }
@@ -491,7 +549,7 @@ mod tests {
 
     use CheckStatus::*;
 
-    const DESCRIPTIONS: [(CheckStatus, &str, &str); 12] = [
+    const DESCRIPTIONS: [(CheckStatus, &str, &str); 13] = [
         (Ini, "INI", "Initializing"),
         (SockErr, "SOCKERR", "Socket error"),
         (L4Ok, "L4OK", "Layer4 check passed"),
@@ -503,6 +561,7 @@ mod tests {
         (L7Tout, "L7TOUT", "Layer7 timeout"),
         (L7Rsp, "L7RSP", "Layer7 invalid response"),
         (L7Ok, "L7OK", "Layer7 check passed"),
+        (L7OkC, "L7OKC", "Layer7 check conditionally passed"),
         (L7Sts, "L7STS", "Layer7 wrong status"),
     ];
 
@@ -515,12 +574,12 @@ mod tests {
             .into_iter()
             .filter(|s| s.passed())
             .collect();
-        assert_eq!(passed, [L4Ok, L6Ok, L7Ok]);
+        assert_eq!(passed, [L4Ok, L6Ok, L7Ok, L7OkC]);
         let coded: Vec<_> = CheckStatus::ALL
             .into_iter()
             .filter(|s| s.has_code())
             .collect();
-        assert_eq!(coded, [L7Ok, L7Sts]);
+        assert_eq!(coded, [L7Ok, L7OkC, L7Sts]);
     }
 
     /// One step of a table: the result fed, then what must come out.
@@ -564,6 +623,35 @@ mod tests {
             assert_eq!(h.status(), s.status, "{ctx}: status kept");
             assert!(h.health() < rise + fall, "{ctx}: counter in range");
         }
+    }
+
+    /// `http-check disable-on-404` against HAProxy 2.6 (captured with a server answering
+    /// 200, 404, 404, 200, 404, 503, 200): a 404 puts the UP server in NOLB, a pass takes it
+    /// out, a failure counts down as usual without leaving NOLB.
+    #[test]
+    fn conditional_passes_stop_the_server() {
+        const STOPPING: Option<Transition> = Some(Transition::Stopping);
+        let mut h = Health::new(2, 2);
+        let steps = [
+            (L7Ok, "2/2 UP", true, None, false),
+            (L7OkC, "2/2 UP", true, STOPPING, true),
+            (L7OkC, "2/2 UP", false, None, true),
+            (L7Ok, "2/2 UP", true, UP, false),
+            (L7OkC, "2/2 UP", true, STOPPING, true),
+            (L7Sts, "1/2 UP", true, None, true),
+            (L7Ok, "2/2 UP", true, UP, false),
+            (L7OkC, "2/2 UP", true, STOPPING, true),
+            (L7Sts, "1/2 UP", true, None, true),
+            (L7Sts, "0/2 DOWN", true, DOWN, false),
+        ];
+        for (i, (status, printed, log, transition, stopping)) in steps.into_iter().enumerate() {
+            let out = h.on_result(status);
+            let got = (out.health.status_text(1), out.log, out.transition);
+            assert_eq!(got, (printed.to_string(), log, transition), "step {i}");
+            assert_eq!(h.is_stopping(), stopping, "step {i}");
+        }
+        h.force(true);
+        assert!(!h.is_stopping());
     }
 
     /// The seed's setting and the capture (`haproxy-2.6-logs.txt`): web11 stopped (two L4CON),

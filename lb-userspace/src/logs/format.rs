@@ -253,10 +253,10 @@ fn check_line(
         if srv.backup { "backup " } else { "" },
         srv.backend,
         srv.server,
-        if result.status.passed() {
-            "succeeded"
-        } else {
-            "failed"
+        match result.status {
+            CheckStatus::L7OkC => "conditionally succeeded",
+            s if s.passed() => "succeeded",
+            _ => "failed",
         }
     );
     append_check(&mut t, result, flavor);
@@ -296,6 +296,22 @@ pub fn server_up(
     flavor: Flavor,
 ) -> LogLine {
     let mut t = format!("{} is UP", srv.server_word());
+    append_why(&mut t, why, flavor);
+    append_online(&mut t, counts, sessions);
+    t.push('.');
+    LogLine::new(Level::Notice, t)
+}
+
+/// `Server b/s is stopping[, why]. N active and M backup servers online. ...` (notice): NOLB
+/// after a 404 with `http-check disable-on-404` (HAProxy's `srv_set_stopping`).
+pub fn server_stopping(
+    srv: ServerName<'_>,
+    why: Why<'_>,
+    counts: Counts,
+    sessions: Sessions,
+    flavor: Flavor,
+) -> LogLine {
+    let mut t = format!("{} is stopping", srv.server_word());
     append_why(&mut t, why, flavor);
     append_online(&mut t, counts, sessions);
     t.push('.');
@@ -396,7 +412,7 @@ pub struct CheckEventLog<'a> {
     pub weight: u32,
     /// The backend has `option log-health-checks`.
     pub log_health_checks: bool,
-    /// The server is in drain (DOWN is then a notice, not an alert).
+    /// The server is in drain or NOLB (DOWN is then a notice, not an alert).
     pub was_draining: bool,
     /// The backend's usable servers before the transition was applied...
     pub before: Counts,
@@ -444,6 +460,14 @@ pub fn check_event_lines(e: &CheckEventLog<'_>) -> Vec<LogLine> {
         }
         Some(Transition::Up) => {
             lines.push(server_up(e.server, why, e.after, e.sessions, e.flavor));
+        }
+        Some(Transition::Stopping) => {
+            lines.push(server_stopping(
+                e.server, why, e.after, e.sessions, e.flavor,
+            ));
+            if e.before.total() > 0 && e.after.total() == 0 {
+                lines.push(no_server_available(e.server.backend));
+            }
         }
         None => {}
     }
@@ -504,6 +528,53 @@ mod tests {
             level,
             text: text.into(),
         }
+    }
+
+    /// `http-check disable-on-404`, as HAProxy 2.6 logged it (see
+    /// `health::state::tests::conditional_passes_stop_the_server`).
+    #[test]
+    fn nolb_lines_are_haproxys() {
+        let f = Flavor::Haproxy26;
+        let r = CheckResult::new(CheckStatus::L7OkC, ms(0)).with_http(404, "Not Found");
+        let name = ServerName {
+            backend: "b",
+            server: "s1",
+            backup: false,
+        };
+        let e = CheckEventLog {
+            server: name,
+            agent: false,
+            result: &r,
+            outcome: &Outcome {
+                log: true,
+                transition: Some(Transition::Stopping),
+                health: snap(3),
+            },
+            weight: 1,
+            log_health_checks: true,
+            was_draining: false,
+            before: Counts {
+                active: 1,
+                backup: 0,
+            },
+            after: Counts::default(),
+            sessions: Sessions::default(),
+            flavor: f,
+        };
+        assert_eq!(
+            check_event_lines(&e),
+            [
+                line(
+                    Level::Notice,
+                    "Health check for server b/s1 conditionally succeeded, reason: Layer7 check conditionally passed, code: 404, check duration: 0ms, status: 2/2 UP."
+                ),
+                line(
+                    Level::Notice,
+                    "Server b/s1 is stopping. 0 active and 0 backup servers online. 0 sessions requeued, 0 total in queue."
+                ),
+                line(Level::Emerg, "backend b has no server available!"),
+            ]
+        );
     }
 
     /// The seed's log (`shared/seed/000_*.txt`, HAProxy 1.x), line for line.

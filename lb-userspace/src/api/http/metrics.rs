@@ -202,7 +202,7 @@ fn servers(reg: &mut Registry, st: &State, tr: &Traffic) {
         for s in &b.servers {
             let l = labels(&[("proxy", &b.name), ("server", &s.name)]);
             let now = state_word(s);
-            for state in ["UP", "DOWN", "MAINT", "DRAIN"] {
+            for state in ["UP", "DOWN", "MAINT", "DRAIN", "NOLB"] {
                 status
                     .get_or_create(&labels(&[
                         ("proxy", &b.name),

@@ -1,18 +1,20 @@
-//! The stats HTTP listener (`stats_http`): Prometheus metrics at `/metrics` ([`metrics`]),
-//! an HTML page like HAProxy's `stats uri` at `/` and `/stats` ([`page`]), and `show stat`'s
-//! CSV at `/stats;csv`. [`listener`] bounds the connections and how long they may idle.
+//! The stats HTTP listeners (native `stats_http`, haproxy.cfg `listen stats` sections):
+//! Prometheus metrics ([`metrics`]) where `http-request use-service prometheus-exporter`
+//! says, an HTML page like HAProxy's ([`page`]) under `stats uri`, and `show stat`'s CSV at
+//! `URI;csv`, behind `stats auth` when set. [`listener`] bounds the connections and how long
+//! they may idle; [`route`] decides what a request gets (pure).
 pub mod listener;
 pub mod metrics;
 pub mod page;
+pub mod route;
 
 use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::State as AxState,
-    http::{StatusCode, header},
+    extract::{Request, State as AxState},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use tokio::net::TcpListener;
 
@@ -21,18 +23,55 @@ use super::{
     cli::{AdminState, StatOpts},
     stats::{self, State, Traffic},
 };
+use crate::config::StatsHttp;
 use metrics::render_metrics;
 use page::render_page;
+use route::Route;
 
 /// Serves until the task is aborted.
-pub async fn run(tcp: TcpListener, collector: Arc<Collector>) {
-    let app = Router::new()
-        .route("/metrics", get(get_metrics))
-        .route("/", get(get_page))
-        .route("/stats", get(get_page))
-        .route("/stats;csv", get(get_csv))
-        .with_state(collector);
+pub async fn run(tcp: TcpListener, collector: Arc<Collector>, page: Arc<StatsHttp>) {
+    let app = Router::new().fallback(answer).with_state((collector, page));
     listener::serve(tcp, app, listener::LIMITS).await;
+}
+
+type Shared = (Arc<Collector>, Arc<StatsHttp>);
+
+async fn answer(AxState((col, page)): AxState<Shared>, req: Request) -> Response {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match route::route(&page, req.uri().path(), &target, credentials) {
+        Route::Metrics => get_metrics(&col).await,
+        Route::Page => get_page(&col, &page).await,
+        Route::Csv => get_csv(&col).await,
+        Route::Unauthorized => unauthorized(&page.realm),
+        Route::NoServer => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            route::NO_SERVER_BODY,
+        )
+            .into_response(),
+    }
+}
+
+/// HAProxy's 401: its page, and the realm to ask credentials for.
+fn unauthorized(realm: &str) -> Response {
+    let challenge = format!("Basic realm=\"{}\"", realm.replace('"', "'"));
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "text/html")],
+        route::UNAUTHORIZED_BODY,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
 }
 
 async fn gather(col: &Collector) -> Result<(State, Traffic), Response> {
@@ -45,8 +84,8 @@ async fn gather(col: &Collector) -> Result<(State, Traffic), Response> {
     }
 }
 
-async fn get_metrics(AxState(col): AxState<Arc<Collector>>) -> Response {
-    let (st, tr) = match gather(&col).await {
+async fn get_metrics(col: &Collector) -> Response {
+    let (st, tr) = match gather(col).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -63,20 +102,21 @@ async fn get_metrics(AxState(col): AxState<Arc<Collector>>) -> Response {
     }
 }
 
-async fn get_page(AxState(col): AxState<Arc<Collector>>) -> Response {
-    let (st, tr) = match gather(&col).await {
+async fn get_page(col: &Collector, page: &StatsHttp) -> Response {
+    let (st, tr) = match gather(col).await {
         Ok(v) => v,
         Err(r) => return r,
     };
+    let refresh = page.refresh.map(|r| r.as_secs().max(1));
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        render_page(&st, &tr),
+        render_page(&st, &tr, refresh),
     )
         .into_response()
 }
 
-async fn get_csv(AxState(col): AxState<Arc<Collector>>) -> Response {
-    let (st, tr) = match gather(&col).await {
+async fn get_csv(col: &Collector) -> Response {
+    let (st, tr) = match gather(col).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -91,6 +131,7 @@ pub fn state_word(s: &stats::ServerState) -> &'static str {
         (AdminState::Maint, _) => "MAINT",
         (_, false) => "DOWN",
         (AdminState::Drain, true) => "DRAIN",
+        (AdminState::Ready, true) if s.stopping => "NOLB",
         (AdminState::Ready, true) if s.weight == 0 => "DRAIN",
         (AdminState::Ready, true) => "UP",
     }

@@ -8,9 +8,6 @@ use crate::api::{
     stats::{self, State, Traffic},
 };
 
-/// Seconds between refreshes of the page.
-pub const REFRESH_SECS: u32 = 5;
-
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -81,16 +78,22 @@ td.num{text-align:right}\
 .maintain{background:#c07820}";
 
 /// The HTML stats page: a table per frontend and per backend, a row per server coloured by
-/// state as HAProxy colours them, refreshing itself.
-pub fn render_page(st: &State, tr: &Traffic) -> String {
+/// state as HAProxy colours them, refreshing itself every `refresh` seconds if given.
+pub fn render_page(st: &State, tr: &Traffic, refresh: Option<u64>) -> String {
     let mut h = String::new();
+    let (meta, every) = match refresh {
+        Some(s) => (
+            format!("<meta http-equiv=\"refresh\" content=\"{s}\">"),
+            format!(", refreshed every {s}s"),
+        ),
+        None => (String::new(), String::new()),
+    };
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">\
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">{meta}\
          <title>Statistics Report for lb instance {inst}</title><style>{CSS}</style></head><body>\
          <h1>Statistics Report for lb instance {inst}</h1>\
-         <p>pid = {pid}, uptime = {up}, flows = {flows} / {cap}, refreshed every {REFRESH_SECS}s</p>",
+         <p>pid = {pid}, uptime = {up}, flows = {flows} / {cap}{every}</p>",
         inst = esc(&st.instance),
         pid = st.pid,
         up = age(st.uptime),
@@ -223,7 +226,7 @@ mod tests {
     fn page_matches_the_capture() {
         let (st, tr) = sample();
         assert_eq!(
-            render_page(&st, &tr),
+            render_page(&st, &tr, Some(5)),
             include_str!("../testdata/stats-http-page.html")
         );
     }
@@ -231,19 +234,19 @@ mod tests {
     #[test]
     fn page_colours_servers_by_state() {
         let mut st = reference_state();
-        let html = render_page(&st, &Traffic::default());
+        let html = render_page(&st, &Traffic::default(), Some(5));
         assert!(html.contains("<tr class=\"active_up\" id=\"sv-hoge-web10\" data-state=\"UP\">"));
         st.backends[0].servers[1].up = false;
         if let Some(k) = st.backends[0].servers[1].check.as_mut() {
             k.health = 0;
         }
-        let html = render_page(&st, &Traffic::default());
+        let html = render_page(&st, &Traffic::default(), Some(5));
         assert!(
             html.contains("<tr class=\"active_down\" id=\"sv-hoge-web11\" data-state=\"DOWN\">")
         );
         st.backends[0].servers[1].admin = AdminState::Maint;
-        assert!(render_page(&st, &Traffic::default()).contains("class=\"maintain\""));
+        assert!(render_page(&st, &Traffic::default(), Some(5)).contains("class=\"maintain\""));
         st.backends[0].name = "<x>".into();
-        assert!(render_page(&st, &Traffic::default()).contains("&lt;x&gt;"));
+        assert!(render_page(&st, &Traffic::default(), Some(5)).contains("&lt;x&gt;"));
     }
 }

@@ -19,11 +19,26 @@ pub(super) struct SendSpec {
     body: Option<String>,
 }
 
+/// Which `tcp-check` rules a proxy checks with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum RulesSel {
+    /// `option tcp-check`: the `tcp-check` lines.
+    Generic,
+    /// A protocol check (`option redis-check`...): HAProxy's own rules for it.
+    Protocol(TcpCheck),
+}
+
 /// A proxy's check settings, as inherited and then changed by its own lines.
 #[derive(Clone, Debug, Default)]
 pub(super) struct CheckCfg {
-    /// The request of `option httpchk`; `None` is a TCP connect check.
+    /// The request of `option httpchk`; `None` is a TCP connect check, or `rules`.
     pub http: Option<HttpCheck>,
+    /// `option tcp-check` or a protocol check (with `http` unset).
+    pub rules: Option<RulesSel>,
+    /// `tcp-check` lines: the proxy's own, or those of its defaults section.
+    pub tcp_rules: Vec<TcpRule>,
+    /// `tcp_rules` were written in this section (not inherited), from this line on.
+    pub tcp_rules_own: Option<Origin>,
     pub send: Option<(SendSpec, Origin)>,
     /// `send` was written in this section (not inherited).
     pub send_own: bool,
@@ -33,6 +48,10 @@ pub(super) struct CheckCfg {
     pub connect: Option<(CheckConnect, Origin)>,
     /// `connect` was written in this section (not inherited).
     pub connect_own: bool,
+    /// `http-check disable-on-404`, where written (a proxy option: inherited as is).
+    pub disable_on_404: Option<Origin>,
+    /// `disable-on-404` was written in this section (not inherited).
+    pub disable_on_404_own: bool,
 }
 
 impl CheckCfg {
@@ -41,31 +60,46 @@ impl CheckCfg {
         self.send_own = false;
         self.expect_own = false;
         self.connect_own = false;
+        self.disable_on_404_own = false;
+        self.tcp_rules_own = None;
     }
 
-    /// The backend's check: `option httpchk`'s request changed by the `http-check` rules,
-    /// or a TCP connect (the rules then get a warning, when written in this backend).
-    pub fn finish(&self, d: &mut Diags) -> CheckKind {
-        let Some(base) = &self.http else {
-            if let (Some((_, o)), true) = (&self.send, self.send_own) {
+    /// The backend's check (`who` names it in messages): `option httpchk`'s request changed
+    /// by the `http-check` rules, `tcp-check` rules, a protocol check, or a TCP connect. Rules
+    /// written in this backend that its check does not use get a warning.
+    pub fn finish(&self, d: &mut Diags, who: &str) -> CheckKind {
+        // HAProxy's words, whatever the check is instead.
+        let unused_tcp_rules = |d: &mut Diags| {
+            if let Some(o) = &self.tcp_rules_own {
                 d.warn_at(
                     o,
-                    "'http-check send' has no effect without 'option httpchk': checks stay TCP connects.",
+                    format!("{who} uses tcp-check rules without 'option tcp-check', so the rules are ignored."),
                 );
             }
-            if let (Some((_, o)), true) = (&self.expect, self.expect_own) {
-                d.warn_at(
-                    o,
-                    "'http-check expect' has no effect without 'option httpchk': checks stay TCP connects.",
-                );
+        };
+        let base = match (&self.http, &self.rules) {
+            (Some(h), _) => {
+                unused_tcp_rules(d);
+                h
             }
-            if let (Some((_, o)), true) = (&self.connect, self.connect_own) {
-                d.warn_at(
-                    o,
-                    "'http-check connect' has no effect without 'option httpchk': checks stay TCP connects.",
-                );
+            (None, Some(RulesSel::Protocol(p))) => {
+                unused_tcp_rules(d);
+                self.http_rules_unused(d, "");
+                return CheckKind::Rules(p.clone());
             }
-            return CheckKind::Tcp;
+            (None, Some(RulesSel::Generic)) => {
+                self.http_rules_unused(d, "");
+                if self.tcp_rules.is_empty() {
+                    // HAProxy's implicit connect alone: a connect check.
+                    return CheckKind::Tcp;
+                }
+                return CheckKind::Rules(TcpCheck::Generic(self.tcp_rules.clone()));
+            }
+            (None, None) => {
+                unused_tcp_rules(d);
+                self.http_rules_unused(d, ": checks stay TCP connects");
+                return CheckKind::Tcp;
+            }
         };
         let mut h = base.clone();
         if let Some((s, _)) = &self.send {
@@ -81,7 +115,39 @@ impl CheckCfg {
             h.expect = e.clone();
         }
         h.connect = self.connect.as_ref().map(|(c, _)| c.clone());
+        h.disable_on_404 = self.disable_on_404.is_some();
         CheckKind::Http(h)
+    }
+
+    /// The `http-check` rules of a check that is not `option httpchk`: a warning for each
+    /// written in this section; `then` says what the checks are instead.
+    fn http_rules_unused(&self, d: &mut Diags, then: &str) {
+        let own = [
+            (self.send.as_ref().map(|(_, o)| o), self.send_own, "send"),
+            (
+                self.expect.as_ref().map(|(_, o)| o),
+                self.expect_own,
+                "expect",
+            ),
+            (
+                self.connect.as_ref().map(|(_, o)| o),
+                self.connect_own,
+                "connect",
+            ),
+            (
+                self.disable_on_404.as_ref(),
+                self.disable_on_404_own,
+                "disable-on-404",
+            ),
+        ];
+        for (at, mine, what) in own {
+            if let (Some(o), true) = (at, mine) {
+                d.warn_at(
+                    o,
+                    format!("'http-check {what}' has no effect without 'option httpchk'{then}."),
+                );
+            }
+        }
     }
 }
 
@@ -188,9 +254,12 @@ pub(super) fn http_check(c: &mut ProxyCtx) {
         Some("send-state") => c.d.warn(
             "'http-check send-state' has no effect in lb: lb does not send the X-Haproxy-Server-State header.",
         ),
-        Some("disable-on-404") => c.d.alert(
-            "'http-check disable-on-404' is not supported by lb yet: a 404 would mark the server DOWN instead of draining it.",
-        ),
+        Some("disable-on-404") => {
+            if !c.d.too_many(c.args, 1, 0) {
+                c.s.check.disable_on_404 = Some(c.d.here());
+                c.s.check.disable_on_404_own = true;
+            }
+        }
         Some(o @ ("set-var" | "unset-var")) => c.d.alert(format!(
             "'http-check {o}' is not supported by lb: lb's checks have no variables."
         )),
@@ -543,14 +612,313 @@ pub(super) fn ssl_server_verify(c: &mut GlobalCtx) {
     }
 }
 
-/// `tcp-check` rules: lb's TCP checks are plain connects.
+/// `tcp-check connect|send|send-binary|expect|comment ...`: the rules `option tcp-check`
+/// runs.
 pub(super) fn tcp_check(c: &mut ProxyCtx) {
-    if c.arg(1) == Some("comment") {
+    let Some(rule) = tcp_rule(c) else {
         return;
+    };
+    if c.s.check.tcp_rules_own.is_none() {
+        // A section's own rules replace its defaults section's.
+        c.s.check.tcp_rules.clear();
+        c.s.check.tcp_rules_own = Some(c.d.here());
     }
-    c.d.alert(
-        "'tcp-check' rules are not supported: lb's TCP checks are connects only ('option tcp-check' with no rules), or use 'option httpchk'.",
-    );
+    c.s.check.tcp_rules.push(rule);
+}
+
+/// One `tcp-check` line as a rule; `None` after an alert.
+fn tcp_rule(c: &mut ProxyCtx) -> Option<TcpRule> {
+    let what = c.arg(1).unwrap_or("");
+    match what {
+        "comment" => match c.arg(2) {
+            Some(t) => {
+                if c.d.too_many(c.args, 2, 0) {
+                    return None;
+                }
+                Some(TcpRule::Comment(t.to_string()))
+            }
+            None => {
+                c.d.alert("'tcp-check comment' expects a string as argument.");
+                None
+            }
+        },
+        "connect" => tcp_connect(c),
+        "send" | "send-binary" => {
+            let Some(v) = c.arg(2).filter(|v| !v.is_empty()) else {
+                c.d.alert(format!(
+                    "'tcp-check {what}' expects a {} as argument.",
+                    if what == "send" {
+                        "string"
+                    } else {
+                        "hexadecimal string"
+                    }
+                ));
+                return None;
+            };
+            let comment = match (c.arg(3), c.arg(4)) {
+                (None, _) => None,
+                (Some("comment"), Some(t)) => Some(t.to_string()),
+                (Some(other), _) => {
+                    c.d.alert(format!(
+                        "'tcp-check {what}' only supports 'comment' after its data (got '{}').",
+                        show(other)
+                    ));
+                    return None;
+                }
+            };
+            let data = if what == "send" {
+                v.as_bytes().to_vec()
+            } else {
+                match units::hex_bytes(v) {
+                    Some(b) => b,
+                    None => {
+                        c.d.alert(format!(
+                            "'tcp-check send-binary' : '{}' is not a hexadecimal string.",
+                            show(v)
+                        ));
+                        return None;
+                    }
+                }
+            };
+            Some(TcpRule::Send { data, comment })
+        }
+        "send-lf" | "send-binary-lf" => {
+            c.d.alert(format!(
+                "'tcp-check {what}' (log-format) is not supported by lb; use '{}'.",
+                what.trim_end_matches("-lf")
+            ));
+            None
+        }
+        "expect" => tcp_expect(c),
+        w if w.starts_with("set-var") || w.starts_with("unset-var") => {
+            c.d.alert(format!(
+                "'tcp-check {}' is not supported by lb: lb's checks have no variables.",
+                show(w)
+            ));
+            None
+        }
+        other => {
+            c.d.alert(format!(
+                "'tcp-check' only supports 'comment', 'connect', 'send', 'send-binary', 'expect'. but got '{}'",
+                show(other)
+            ));
+            None
+        }
+    }
+}
+
+/// `tcp-check connect [default] [port N] [ssl] [sni NAME] [linger] [comment C]`.
+fn tcp_connect(c: &mut ProxyCtx) -> Option<TcpRule> {
+    let (mut port, mut ssl, mut sni, mut comment) = (None, false, None, None);
+    let mut i = 2;
+    while let Some(k) = c.arg(i) {
+        match k {
+            "default" | "linger" => {}
+            "ssl" => ssl = true,
+            "port" | "sni" | "comment" => {
+                let Some(v) = c.arg(i + 1).filter(|v| !v.is_empty()) else {
+                    c.d.alert(format!("'tcp-check connect' : '{k}' expects an argument."));
+                    return None;
+                };
+                match k {
+                    "port" => match units::port(v) {
+                        Ok(p) => port = Some(p),
+                        Err(e) => {
+                            c.d.alert(format!("'tcp-check connect' : 'port': {}", clean(&e)));
+                            return None;
+                        }
+                    },
+                    "sni" => sni = Some(v.to_string()),
+                    _ => comment = Some(v.to_string()),
+                }
+                i += 1;
+            }
+            o @ ("addr" | "alpn" | "proto" | "send-proxy" | "via-socks4") => {
+                c.d.alert(format!(
+                    "'tcp-check connect {o}' is not supported by lb: its connect rule takes 'port', 'ssl', 'sni', 'linger' and 'comment'."
+                ));
+                return None;
+            }
+            other => {
+                c.d.alert(format!(
+                    "'tcp-check connect' : unknown keyword '{}'{}",
+                    show(other),
+                    did_you_mean(
+                        other,
+                        &[
+                            "default",
+                            "port",
+                            "addr",
+                            "send-proxy",
+                            "via-socks4",
+                            "ssl",
+                            "sni",
+                            "alpn",
+                            "linger",
+                            "proto",
+                            "comment"
+                        ],
+                        "."
+                    )
+                ));
+                return None;
+            }
+        }
+        i += 1;
+    }
+    Some(TcpRule::Connect {
+        port,
+        ssl,
+        sni,
+        comment,
+    })
+}
+
+/// `tcp-check expect [options] [!] string|rstring|binary|rbinary PATTERN`.
+fn tcp_expect(c: &mut ProxyCtx) -> Option<TcpRule> {
+    let mut e = TcpExpect {
+        // Replaced by the pattern read below.
+        pattern: TcpPattern::String(String::new()),
+        negate: false,
+        min_recv: None,
+        ok_status: None,
+        error_status: None,
+        tout_status: None,
+        on_success: None,
+        on_error: None,
+        comment: None,
+    };
+    // Options may come before or after the pattern, as in HAProxy.
+    let mut i = 2;
+    let mut pattern = None;
+    loop {
+        let Some(k) = c.arg(i) else {
+            if pattern.is_none() {
+                c.d.alert("'tcp-check expect' expects 'string', 'rstring', 'binary' or 'rbinary' followed by a pattern.");
+                return None;
+            }
+            break;
+        };
+        let (k, neg) = match k.strip_prefix('!') {
+            Some(rest) if !rest.is_empty() => (rest, true),
+            _ => (k, false),
+        };
+        match k {
+            "!" => e.negate = !e.negate,
+            "min-recv" | "comment" | "ok-status" | "error-status" | "tout-status"
+            | "on-success" | "on-error" | "status-code" => {
+                let Some(v) = c.arg(i + 1) else {
+                    c.d.alert(format!("'tcp-check expect' : '{k}' expects an argument."));
+                    return None;
+                };
+                let status = |c: &mut ProxyCtx, v: &str| -> Option<String> {
+                    if crate::health::tcp_rules::status_named(v).is_some() {
+                        Some(v.to_string())
+                    } else {
+                        c.d.alert(format!(
+                            "'tcp-check expect' : '{k}' expects a check status (L7OK, L7OKC, L6OK, L4OK, L7RSP, L7STS, L6RSP, L4CON, L7TOUT, L6TOUT, L4TOUT), not '{}'.",
+                            show(v)
+                        ));
+                        None
+                    }
+                };
+                match k {
+                    "min-recv" => match v.parse::<u32>() {
+                        Ok(n) => e.min_recv = Some(n),
+                        Err(_) => {
+                            c.d.alert(format!(
+                                "'tcp-check expect' : 'min-recv' expects an integer, not '{}'.",
+                                show(v)
+                            ));
+                            return None;
+                        }
+                    },
+                    "comment" => e.comment = Some(v.to_string()),
+                    "ok-status" => e.ok_status = Some(status(c, v)?),
+                    "error-status" => e.error_status = Some(status(c, v)?),
+                    "tout-status" => e.tout_status = Some(status(c, v)?),
+                    "on-success" | "on-error" => {
+                        let Ok(text) = log_format_literal(v) else {
+                            c.d.alert(format!(
+                                "'tcp-check expect' : '{k}' uses log-format variables, which lb does not support (write '%%' for a '%').",
+                            ));
+                            return None;
+                        };
+                        if k == "on-success" {
+                            e.on_success = Some(text);
+                        } else {
+                            e.on_error = Some(text);
+                        }
+                    }
+                    _ => {
+                        c.d.alert("'tcp-check expect' : 'status-code' (a sample expression) is not supported by lb.");
+                        return None;
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            "string" | "rstring" | "binary" | "rbinary" => {
+                if pattern.is_some() {
+                    c.d.alert(format!(
+                        "'tcp-check expect' : only one pattern expected (got a second one, '{k}')."
+                    ));
+                    return None;
+                }
+                e.negate ^= neg;
+                let Some(p) = c.arg(i + 1).filter(|p| !p.is_empty()) else {
+                    c.d.alert(format!(
+                        "'tcp-check expect {k}' expects a pattern as argument."
+                    ));
+                    return None;
+                };
+                pattern = Some(match k {
+                    "string" => TcpPattern::String(p.to_string()),
+                    "binary" => match units::hex_bytes(p) {
+                        Some(b) => TcpPattern::Binary(b),
+                        None => {
+                            c.d.alert(format!(
+                                "'tcp-check expect binary' : '{}' is not a hexadecimal string.",
+                                show(p)
+                            ));
+                            return None;
+                        }
+                    },
+                    _ => {
+                        if let Err(err) = units::regex(p) {
+                            c.d.alert(format!("'tcp-check expect {k}' : {}", clean(&err)));
+                            return None;
+                        }
+                        if k == "rstring" {
+                            TcpPattern::Regex(p.to_string())
+                        } else {
+                            TcpPattern::BinaryRegex(p.to_string())
+                        }
+                    }
+                });
+                i += 2;
+                continue;
+            }
+            "string-lf" | "binary-lf" => {
+                c.d.alert(format!(
+                    "'tcp-check expect {k}' (log-format) is not supported by lb; use '{}'.",
+                    k.trim_end_matches("-lf")
+                ));
+                return None;
+            }
+            other => {
+                c.d.alert(format!(
+                    "'tcp-check expect' : unknown match '{}'{}",
+                    show(other),
+                    did_you_mean(other, &["string", "rstring", "binary", "rbinary"], ".")
+                ));
+                return None;
+            }
+        }
+        i += 1;
+    }
+    e.pattern = pattern?;
+    Some(TcpRule::Expect(e))
 }
 
 #[cfg(test)]
@@ -609,7 +977,7 @@ mod tests {
         ));
         match &c.backends[0].check {
             CheckKind::Http(h) => h.clone(),
-            CheckKind::Tcp => panic!("http check"),
+            other => panic!("http check, not {other:?}"),
         }
     }
 

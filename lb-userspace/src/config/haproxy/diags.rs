@@ -34,6 +34,12 @@ impl Diags {
         self.alert_at(&o, msg);
     }
 
+    /// An alert about the whole file.
+    pub fn alert_at_file(&mut self, msg: impl Into<String>) {
+        self.list.push(Diagnostic::alert(None, msg));
+        self.fatal += 1;
+    }
+
     pub fn warn(&mut self, msg: impl Into<String>) {
         let o = self.here();
         self.warn_at(&o, msg);

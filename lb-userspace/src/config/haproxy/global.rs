@@ -6,7 +6,9 @@ use super::{
     suggest::did_you_mean,
     values::{int_arg, time_arg},
 };
-use crate::config::{model::*, native};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::config::{model::*, native, units};
 
 impl GlobalCtx<'_> {
     /// True the first time `kw` is set; later ones get HAProxy's warning and are ignored.
@@ -237,33 +239,84 @@ pub(super) fn stats(c: &mut GlobalCtx) {
 }
 
 fn stats_socket(c: &mut GlobalCtx) {
-    let Some(path) = c.arg(2).filter(|p| !p.is_empty()) else {
-        c.d.alert("'stats socket' expects a path to a UNIX socket.");
+    let Some(raw) = c.arg(2).filter(|p| !p.is_empty()) else {
+        c.d.alert("'stats socket' expects a path to a UNIX socket or an IPv4 address:port.");
         return;
     };
-    let path = path.strip_prefix("unix@").unwrap_or(path);
-    if !path.starts_with('/') {
+    let addr = match api_addr(raw) {
+        Ok(a) => a,
+        Err(e) => {
+            c.d.alert(format!("'stats socket {}': {e}", show(raw)));
+            return;
+        }
+    };
+    if let Some(prev) = c.global.stats_sockets.iter().find(|s| s.addr == addr) {
         c.d.alert(format!(
-            "'stats socket {}': lb's runtime API listens on a UNIX socket only (an absolute path).",
-            show(path)
-        ));
-        return;
-    }
-    if let Some(prev) = &c.global.stats_socket {
-        c.d.alert(format!(
-            "'stats socket': lb serves one runtime API socket, already declared at {}.",
+            "'stats socket {}': already declared at {}.",
+            show(raw),
             prev.origin
         ));
         return;
     }
     let mut sock = StatsSocket {
-        path: path.into(),
+        addr,
         mode: None,
         level: ApiLevel::Operator,
         origin: c.d.here(),
     };
     if socket_params(c, &mut sock) {
-        c.global.stats_socket = Some(sock);
+        c.global.stats_sockets.push(sock);
+    }
+}
+
+/// Where `stats socket` listens: a path (`unix@` optional) or an IPv4 `ADDR:PORT`
+/// (`ipv4@` or `tcp@` optional), as HAProxy's address syntax.
+fn api_addr(raw: &str) -> Result<ApiAddr, String> {
+    let (family, rest) = match raw.split_once('@') {
+        Some((f, r)) => (Some(f), r),
+        None => (None, raw),
+    };
+    match family {
+        Some("unix") => return unix_path(rest),
+        None if rest.starts_with('/') => return unix_path(rest),
+        None | Some("ipv4" | "tcp" | "tcp4") => {}
+        Some("ipv6" | "tcp6") => return Err("lb's runtime API listens on IPv4 only.".into()),
+        Some(f) => {
+            return Err(format!(
+                "lb's runtime API listens on a UNIX socket or on IPv4 TCP, not on '{}@'.",
+                show(f)
+            ));
+        }
+    }
+    match units::endpoint(rest) {
+        Ok((ip, port)) => Ok(ApiAddr::Tcp(SocketAddr::from((
+            ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port,
+        )))),
+        Err(e) => Err(format!("{}.", clean(&e))),
+    }
+}
+
+fn unix_path(p: &str) -> Result<ApiAddr, String> {
+    if p.starts_with('/') {
+        Ok(ApiAddr::Unix(p.into()))
+    } else {
+        Err("a UNIX socket needs an absolute path.".into())
+    }
+}
+
+/// Why a `stats socket` option lb reads has no effect.
+fn socket_param_reason(p: &str) -> &'static str {
+    match p {
+        "user" | "group" | "uid" | "gid" => {
+            "the socket belongs to the user lb runs as; use 'mode' to open it to others"
+        }
+        "expose-fd" => {
+            "lb hands no listening sockets over: a reload keeps the same process and its sockets"
+        }
+        "process" | "thread" => "one task of lb's single daemon serves every socket",
+        "severity-output" => "lb's runtime API answers carry no severity prefix",
+        _ => "lb does not name listeners",
     }
 }
 
@@ -283,6 +336,9 @@ fn socket_params(c: &mut GlobalCtx, sock: &mut StatsSocket) -> bool {
             return false;
         }
         match p {
+            "mode" if matches!(sock.addr, ApiAddr::Tcp(_)) => c.d.warn(
+                "'stats socket ... mode' has no effect in lb on a TCP socket: anyone who can connect to it may use it.",
+            ),
             "mode" => match native::file_mode(v) {
                 Ok(m) => sock.mode = Some(m),
                 Err(e) => {
@@ -300,7 +356,8 @@ fn socket_params(c: &mut GlobalCtx, sock: &mut StatsSocket) -> bool {
             "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "name"
             | "process" | "thread" => {
                 c.d.warn(format!(
-                    "'stats socket ... {p}' has no effect in lb: the socket belongs to the user lb runs as; use 'mode' to open it to others."
+                    "'stats socket ... {p}' has no effect in lb: {}.",
+                    socket_param_reason(p)
                 ));
             }
             _ => {

@@ -9,6 +9,7 @@ use super::{
     diags::{Diags, show},
     global, options, proxy, server,
     state::{Env, Kind, Kwm, ProxySettings},
+    stats,
     suggest::did_you_mean,
     timeouts,
 };
@@ -141,7 +142,7 @@ const fn kw(name: &'static str, sections: Sections, read: Read) -> Keyword {
 // Why keywords have no effect or are refused; several keywords share each reason.
 pub(super) const L7_GENERIC: &str =
     "it is an HTTP (L7) feature and lb forwards connections at L4 without parsing HTTP";
-pub(super) const NO_CONN_LOGS: &str = "lb logs no individual connections";
+const FIXED_CONN_LINES: &str = "lb's connection lines ('option tcplog') have one fixed format";
 pub(super) const TCP_KEEPALIVE: &str = "TCP keep-alive is between client and server at L4";
 pub(super) const BACKEND_SERVERS_ONLY: &str =
     "lb sends connections to the servers of the backend only";
@@ -264,11 +265,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     ),
     kw("profiling.*", GLOBAL, NoEffect(OWN_PROCESS)),
     kw("httpclient.*", GLOBAL, NoEffect(OWN_PROCESS)),
-    kw(
-        "acl",
-        PROXY,
-        NoEffect("lb has no ACLs, nothing evaluates this one"),
-    ),
+    kw("acl", PROXY, Read::Proxy(proxy::acl)),
     kw("backlog", PROXY, NoEffect(NO_QUEUE)),
     kw("balance", BE_DEF, Read::Proxy(proxy::balance)),
     kw("bind", FE, Read::Proxy(bind::bind)),
@@ -297,7 +294,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         FE_DEF,
         Read::Proxy(proxy::default_backend),
     ),
-    kw("description", PROXY, NoEffect(NO_CONN_LOGS)),
+    kw(
+        "description",
+        PROXY,
+        NoEffect("lb shows no proxy descriptions, on its stats page or elsewhere"),
+    ),
     kw("disabled", PROXY, Read::Proxy(proxy::disabled)),
     kw("dispatch", PROXY, Unsupported(BACKEND_SERVERS_ONLY)),
     kw("email-alert", PROXY, NoEffect("lb sends no mail")),
@@ -307,7 +308,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("errorloc", PROXY, L7(NO_ERROR_PAGES)),
     kw("errorloc302", PROXY, L7(NO_ERROR_PAGES)),
     kw("errorloc303", PROXY, L7(NO_ERROR_PAGES)),
-    kw("error-log-format", PROXY, NoEffect(NO_CONN_LOGS)),
+    kw(
+        "error-log-format",
+        PROXY,
+        NoEffect("lb logs no connection errors, it never sees a connection fail"),
+    ),
     kw("external-check", PROXY, Unsupported(NO_EXTERNAL_CHECKS)),
     kw("filter", PROXY, L7("filters work on HTTP streams")),
     kw("force-persist", PROXY, Unsupported(NO_PERSISTENCE)),
@@ -321,7 +326,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("http-response", PROXY, L7(NO_RESPONSES)),
     kw("http-reuse", PROXY, L7(CONN_PER_CLIENT)),
     kw("http-send-name-header", PROXY, L7(NO_HEADERS)),
-    kw("id", PROXY, NoEffect(NO_CONN_LOGS)),
+    kw(
+        "id",
+        PROXY,
+        NoEffect("lb numbers proxies in declaration order"),
+    ),
     kw("ignore-persist", PROXY, Unsupported(NO_PERSISTENCE)),
     kw(
         "load-server-state-from-file",
@@ -329,9 +338,13 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         Read::Proxy(proxy::load_server_state),
     ),
     kw("log", PROXY, Read::Proxy(proxy::log)),
-    kw("log-format", PROXY, NoEffect(NO_CONN_LOGS)),
-    kw("log-format-sd", PROXY, NoEffect(NO_CONN_LOGS)),
-    kw("log-tag", PROXY, NoEffect(NO_CONN_LOGS)),
+    kw("log-format", PROXY, NoEffect(FIXED_CONN_LINES)),
+    kw("log-format-sd", PROXY, NoEffect(FIXED_CONN_LINES)),
+    kw(
+        "log-tag",
+        PROXY,
+        NoEffect("lb tags every line with the global 'log-tag'"),
+    ),
     kw("max-keep-alive-queue", PROXY, NoEffect(NO_QUEUE)),
     kw("maxconn", PROXY, NoEffect(NO_QUEUE)),
     kw("mode", PROXY, Read::Proxy(proxy::mode)),
@@ -363,13 +376,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         Unsupported("lb has no DNS-driven servers; declare each 'server'"),
     ),
     kw("source", BE_DEF, Read::Proxy(proxy::source)),
-    kw(
-        "stats",
-        PROXY,
-        L7(
-            "HAProxy's stats page is served over HTTP by the proxy; lb's is the global 'stats_http' of the native format",
-        ),
-    ),
+    kw("stats", PROXY, Read::Proxy(stats::stats)),
     kw("stick", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("stick-table", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("tcp-check", PROXY, Read::Proxy(checks::tcp_check)),
@@ -383,7 +390,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("transparent", PROXY, Unsupported(BACKEND_SERVERS_ONLY)),
     kw("unique-id-format", PROXY, L7(NO_HEADERS)),
     kw("unique-id-header", PROXY, L7(NO_HEADERS)),
-    kw("use_backend", PROXY, Read::Proxy(proxy::use_backend)),
+    kw("use_backend", FE, Read::Proxy(proxy::use_backend)),
     kw(
         "use-fcgi-app",
         PROXY,

@@ -27,6 +27,7 @@ mod proxy;
 mod sections;
 mod server;
 mod state;
+mod stats;
 mod suggest;
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,27 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Everything read from a file, usable or not: the model as far as the lines could be read,
+/// every problem met, and which sections had an alert (their model may be incomplete, so
+/// checks on the whole model must not blame them for what is only missing).
+pub struct Read {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+    /// An alert was met: the file is unusable.
+    pub fatal: bool,
+    /// Line ranges of the sections that had an alert, and whether reading stopped early
+    /// (an empty file, too many errors): then nothing more should be checked.
+    pub damaged: Vec<std::ops::RangeInclusive<usize>>,
+    pub stopped: bool,
+}
+
+impl Read {
+    /// Whether `line` is in a section that had an alert.
+    pub fn damaged_at(&self, line: usize) -> bool {
+        self.damaged.iter().any(|r| r.contains(&line))
+    }
+}
+
 /// HAProxy's `MAX_LINE_ARGS`.
 pub const MAX_LINE_ARGS: usize = 64;
 /// HAProxy stops reading a file after this many fatal errors.
@@ -58,18 +80,37 @@ const MAX_FATAL: usize = 50;
 
 /// Parses haproxy.cfg text. `name` is the file name used in messages.
 pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
-    let mut p = Parser::new(name);
-    if text.is_empty() {
-        p.d.list.push(Diagnostic::alert(
-            None,
-            format!("'{name}' is empty: no global, defaults, frontend or backend section"),
-        ));
+    parse_bytes(name, text.as_bytes())
+}
+
+/// Parses a haproxy.cfg file's bytes: the configuration, or every problem found.
+pub fn parse_bytes(name: &str, text: &[u8]) -> Result<Parsed, ConfigError> {
+    let r = read(name, text);
+    if r.fatal {
         return Err(ConfigError {
-            diagnostics: p.d.list,
+            diagnostics: r.diagnostics,
         });
     }
-    let mut lines = text.split('\n').peekable();
+    Ok(Parsed {
+        config: r.config,
+        warnings: r.diagnostics,
+    })
+}
+
+/// Reads a haproxy.cfg file's bytes as far as they go. As HAProxy, lines are read as bytes:
+/// a NUL is refused on its line, and bytes that are not UTF-8 only matter outside comments
+/// (where they would become part of a name lb has to print).
+pub fn read(name: &str, text: &[u8]) -> Read {
+    let mut p = Parser::new(name);
+    if text.is_empty() {
+        p.d.alert_at_file(format!(
+            "'{name}' is empty: no global, defaults, frontend or backend section"
+        ));
+        return p.finish(true);
+    }
+    let mut lines = text.split(|&b| b == b'\n').peekable();
     let mut n = 0;
+    let mut stopped = false;
     while let Some(raw) = lines.next() {
         n += 1;
         p.d.line = n;
@@ -87,20 +128,26 @@ pub fn parse(name: &str, text: &str) -> Result<Parsed, ConfigError> {
                 "too many fatal errors ({}), stopping now.",
                 p.d.fatal
             ));
+            stopped = true;
             break;
         }
         p.line(raw);
     }
-    p.finish()
+    p.finish(stopped)
 }
 
 impl Parser {
-    fn line(&mut self, raw: &str) {
-        if let Some(pos) = raw.find('\0') {
+    fn line(&mut self, raw: &[u8]) {
+        if let Some(pos) = raw.iter().position(|&b| b == 0) {
             self.d
                 .alert(format!("Stray NUL character at position {}.", pos + 1));
             return;
         }
+        let (raw, utf8) = match std::str::from_utf8(raw) {
+            Ok(s) => (std::borrow::Cow::Borrowed(s), true),
+            Err(_) => (String::from_utf8_lossy(raw), false),
+        };
+        let raw = raw.as_ref();
         let trimmed = raw.trim_start_matches([' ', '\t', '\x0b', '\x0c']);
         if trimmed.starts_with('[') {
             // `[scope]` lines only change how HAProxy prefixes its messages.
@@ -109,6 +156,13 @@ impl Parser {
         let Some(mut args) = self.words(raw) else {
             return;
         };
+        if !utf8 && let Some(w) = args.iter().find(|w| w.contains('\u{fffd}')) {
+            self.d.alert(format!(
+                "'{}' is not valid UTF-8 text (binary data?).",
+                diags::show(w)
+            ));
+            return;
+        }
         if args[0].starts_with('.') {
             self.directive(&args);
             return;
@@ -122,6 +176,7 @@ impl Parser {
             return;
         }
         if OTHER_SECTIONS.contains(&kw) {
+            self.close_section(self.d.line);
             self.sect = Sect::Other;
             self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
             self.d.warn(format!(

@@ -1,8 +1,10 @@
 //! `option NAME`, with its `no` / `default` forms.
+use crate::config::model::TcpCheck;
+
 use super::{
-    checks::{drop_inherited_rules, httpchk_request},
+    checks::{RulesSel, drop_inherited_rules, httpchk_request},
     diags::show,
-    keywords::{BACKEND_SERVERS_ONLY, L7_GENERIC, NO_CONN_LOGS, ProxyCtx, TCP_KEEPALIVE},
+    keywords::{BACKEND_SERVERS_ONLY, L7_GENERIC, ProxyCtx, TCP_KEEPALIVE},
     state::Kwm,
     suggest::did_you_mean,
 };
@@ -15,11 +17,16 @@ enum Opt {
     LogHealthChecks,
     HttpChk,
     TcpCheck,
+    /// `redis-check`, `mysql-check`, ...: HAProxy's protocol checks.
+    Protocol,
     /// Accepted without a word: lb's behaviour already is what the option asks for.
     Quiet,
     L7(&'static str),
     NoEffect(&'static str),
     TcpLog,
+    /// Keeps some connections out of the logs; lb logs a connection as it starts, before
+    /// knowing what it will be, so with `option tcplog` these cannot hold (`finish.rs` warns).
+    LogFilter,
     Unsupported(&'static str),
 }
 
@@ -29,7 +36,7 @@ const NO_CLOSE: &str =
 const HTTP_KEEPALIVE: &str = "keep-alive is between client and server at L4";
 const DATA_PLANE_COUNTS: &str = "lb counts packets in the data plane";
 const NO_SPLICE: &str = "lb forwards packets, it never copies data between sockets";
-const CHECK_KINDS: &str = "lb checks servers with a TCP connect or 'option httpchk' only";
+const CHECK_KINDS: &str = "lb runs no external check programs";
 
 /// Option names, in the order they are offered as suggestions.
 const OPTIONS: &[(&str, Opt)] = &[
@@ -38,8 +45,7 @@ const OPTIONS: &[(&str, Opt)] = &[
     ("log-health-checks", Opt::LogHealthChecks),
     ("httpchk", Opt::HttpChk),
     ("tcp-check", Opt::TcpCheck),
-    // lb logs no individual connections, so null ones are never logged either.
-    ("dontlognull", Opt::Quiet),
+    ("dontlognull", Opt::LogFilter),
     ("httplog", Opt::L7(NO_HTTP_LOG)),
     ("httpslog", Opt::L7(NO_HTTP_LOG)),
     (
@@ -72,9 +78,10 @@ const OPTIONS: &[(&str, Opt)] = &[
     ("disable-h2-upgrade", Opt::L7(L7_GENERIC)),
     ("idle-close-on-response", Opt::L7(L7_GENERIC)),
     ("tcplog", Opt::TcpLog),
-    ("dontlog-normal", Opt::NoEffect(NO_CONN_LOGS)),
-    ("log-separate-errors", Opt::NoEffect(NO_CONN_LOGS)),
-    ("logasap", Opt::NoEffect(NO_CONN_LOGS)),
+    ("dontlog-normal", Opt::LogFilter),
+    ("log-separate-errors", Opt::LogFilter),
+    // lb logs every connection as it starts already ('option tcplog').
+    ("logasap", Opt::Quiet),
     ("contstats", Opt::NoEffect(DATA_PLANE_COUNTS)),
     ("socket-stats", Opt::NoEffect(DATA_PLANE_COUNTS)),
     ("tcpka", Opt::NoEffect(TCP_KEEPALIVE)),
@@ -113,13 +120,16 @@ const OPTIONS: &[(&str, Opt)] = &[
             "lb has no persistence, a DOWN server's connections are redispatched per 'option redispatch'",
         ),
     ),
-    ("ssl-hello-chk", Opt::Unsupported(CHECK_KINDS)),
-    ("smtpchk", Opt::Unsupported(CHECK_KINDS)),
-    ("mysql-check", Opt::Unsupported(CHECK_KINDS)),
-    ("pgsql-check", Opt::Unsupported(CHECK_KINDS)),
-    ("redis-check", Opt::Unsupported(CHECK_KINDS)),
-    ("ldap-check", Opt::Unsupported(CHECK_KINDS)),
-    ("spop-check", Opt::Unsupported(CHECK_KINDS)),
+    ("ssl-hello-chk", Opt::Protocol),
+    ("smtpchk", Opt::Protocol),
+    ("mysql-check", Opt::Protocol),
+    ("pgsql-check", Opt::Protocol),
+    ("redis-check", Opt::Protocol),
+    ("ldap-check", Opt::Protocol),
+    (
+        "spop-check",
+        Opt::Unsupported("lb has no SPOE agents to check"),
+    ),
     ("external-check", Opt::Unsupported(CHECK_KINDS)),
     ("transparent", Opt::Unsupported(BACKEND_SERVERS_ONLY)),
 ];
@@ -171,7 +181,12 @@ pub(super) fn option(c: &mut ProxyCtx) {
     }
     let be_only = matches!(
         what,
-        Opt::Redispatch | Opt::AllBackups | Opt::LogHealthChecks | Opt::HttpChk | Opt::TcpCheck
+        Opt::Redispatch
+            | Opt::AllBackups
+            | Opt::LogHealthChecks
+            | Opt::HttpChk
+            | Opt::TcpCheck
+            | Opt::Protocol
     );
     if be_only && !c.kind.be() {
         c.d.warn(format!(
@@ -216,6 +231,14 @@ fn set(c: &mut ProxyCtx, opt: &str, what: Opt) {
         Opt::TcpCheck => {
             if alone(c) {
                 c.s.check.http = None;
+                c.s.check.rules = Some(RulesSel::Generic);
+                drop_inherited_rules(&mut c.s.check);
+            }
+        }
+        Opt::Protocol => {
+            if let Some(p) = protocol_check(c, opt) {
+                c.s.check.http = None;
+                c.s.check.rules = Some(RulesSel::Protocol(p));
                 drop_inherited_rules(&mut c.s.check);
             }
         }
@@ -225,11 +248,20 @@ fn set(c: &mut ProxyCtx, opt: &str, what: Opt) {
             }
             if let Some(req) = httpchk_request(c.d, &c.args[2..]) {
                 c.s.check.http = Some(req);
+                c.s.check.rules = None;
                 drop_inherited_rules(&mut c.s.check);
             }
         }
         Opt::Quiet => {
             alone(c);
+        }
+        Opt::LogFilter => {
+            if alone(c) {
+                c.s.log_filters.retain(|(n, _)| n != opt);
+                if on {
+                    c.s.log_filters.push((opt.to_string(), c.d.here()));
+                }
+            }
         }
         Opt::L7(_) | Opt::NoEffect(_) | Opt::Unsupported(_) if !on => {}
         Opt::L7(why) => {
@@ -247,4 +279,93 @@ fn set(c: &mut ProxyCtx, opt: &str, what: Opt) {
 /// True when the option has no value after its name (otherwise an alert).
 fn alone(c: &mut ProxyCtx) -> bool {
     !c.d.too_many(c.args, 1, 0)
+}
+
+/// `option redis-check|ldap-check|ssl-hello-chk`, `option mysql-check [user U [post-41|
+/// pre-41]]`, `option pgsql-check user U`, `option smtpchk [EHLO|HELO domain]`, with
+/// HAProxy's messages; `None` after an alert.
+fn protocol_check(c: &mut ProxyCtx, opt: &str) -> Option<TcpCheck> {
+    let args = c.args;
+    let a = |i: usize| args.get(i).map(String::as_str).filter(|v| !v.is_empty());
+    match opt {
+        "redis-check" | "ldap-check" | "ssl-hello-chk" => {
+            if !alone(c) {
+                return None;
+            }
+            Some(match opt {
+                "redis-check" => TcpCheck::Redis,
+                "ldap-check" => TcpCheck::Ldap,
+                _ => TcpCheck::SslHello,
+            })
+        }
+        "mysql-check" => {
+            if c.d.too_many(c.args, 1, 3) {
+                return None;
+            }
+            let Some(kw) = a(2) else {
+                return Some(TcpCheck::Mysql {
+                    user: None,
+                    pre41: false,
+                });
+            };
+            if kw != "user" {
+                c.d.alert(format!(
+                    "'option mysql-check' only supports optional values: 'user' (got '{}').",
+                    show(kw)
+                ));
+                return None;
+            }
+            let Some(user) = a(3) else {
+                c.d.alert("'option mysql-check user' expects <username> as argument.");
+                return None;
+            };
+            let pre41 = match a(4) {
+                None | Some("post-41") => false,
+                Some("pre-41") => true,
+                Some(other) => {
+                    c.d.alert(format!(
+                        "keyword 'user' only supports 'post-41' and 'pre-41' (got '{}').",
+                        show(other)
+                    ));
+                    return None;
+                }
+            };
+            Some(TcpCheck::Mysql {
+                user: Some(user.to_string()),
+                pre41,
+            })
+        }
+        "pgsql-check" => {
+            if c.d.too_many(c.args, 1, 2) {
+                return None;
+            }
+            match (a(2), a(3)) {
+                (Some("user"), Some(u)) => Some(TcpCheck::Pgsql {
+                    user: u.to_string(),
+                }),
+                (Some("user"), None) | (None, _) => {
+                    c.d.alert("'option pgsql-check' expects 'user <username>' as argument.");
+                    None
+                }
+                (Some(other), _) => {
+                    c.d.alert(format!(
+                        "'option pgsql-check' only supports optional values: 'user' (got '{}').",
+                        show(other)
+                    ));
+                    None
+                }
+            }
+        }
+        _ => {
+            if c.d.too_many(c.args, 1, 2) {
+                return None;
+            }
+            // As HAProxy: `EHLO|HELO domain`, anything else is the default.
+            let hello = match (a(2), a(3)) {
+                (Some(w @ ("EHLO" | "HELO")), Some(d)) => format!("{w} {d}"),
+                _ => "HELO localhost".to_string(),
+            };
+            Some(TcpCheck::Smtp { hello })
+        }
+    }
 }

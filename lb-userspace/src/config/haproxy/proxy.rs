@@ -3,11 +3,14 @@
 use super::{
     diags::show,
     keywords::{L7_GENERIC, ProxyCtx},
-    state::Kwm,
+    state::{Kind, Kwm, NamedAcl},
     suggest::did_you_mean,
     values::{bad_name, int_arg, ip_arg},
 };
-use crate::config::model::*;
+use crate::config::{
+    access::{self, Test},
+    model::*,
+};
 
 pub(super) fn mode(c: &mut ProxyCtx) {
     if c.d.too_many(c.args, 0, 1) {
@@ -33,17 +36,56 @@ pub(super) fn default_backend(c: &mut ProxyCtx) {
             if bad_name(c.d, "backend", b) {
                 return;
             }
-            c.s.default_backend = Some(b.to_string());
+            c.s.default_backend = Some((b.to_string(), c.d.here()));
             c.s.default_backend_own = true;
         }
         None => c.d.alert("'default_backend' expects a backend name."),
     }
 }
 
+/// `use_backend NAME [if|unless COND]`. Without a condition it takes every connection (before
+/// `default_backend`, as in HAProxy); with one it is content switching, which lb lacks.
 pub(super) fn use_backend(c: &mut ProxyCtx) {
-    c.d.alert(
-        "'use_backend' is not supported: lb has no ACLs (content switching); send the frontend's connections to one backend with 'default_backend'.",
-    );
+    let Some(name) = c.arg(1).filter(|a| !a.is_empty()) else {
+        c.d.alert("'use_backend' expects a backend name.");
+        return;
+    };
+    match c.arg(2) {
+        None => {}
+        Some(cond @ ("if" | "unless")) => {
+            c.d.alert(format!(
+                "'use_backend {} {cond} ...' is not supported: choosing a backend by a condition is content switching (ACLs), which lb does not have; send the frontend's connections to one backend with 'default_backend' (or 'use_backend' without a condition).",
+                show(name)
+            ));
+            return;
+        }
+        Some(other) => {
+            c.d.alert(format!(
+                "unexpected keyword '{}' after switching rule, only 'if' and 'unless' are allowed.",
+                show(other)
+            ));
+            return;
+        }
+    }
+    if name.contains("%[") {
+        c.d.alert(format!(
+            "'use_backend {}' is not supported: a backend named by a sample expression is content switching, which lb does not have.",
+            show(name)
+        ));
+        return;
+    }
+    if bad_name(c.d, "backend", name) {
+        return;
+    }
+    if let Some((first, at)) = &c.s.use_backend {
+        c.d.warn(format!(
+            "'use_backend {}' is never used: 'use_backend {first}' (line {}) takes every connection before it.",
+            show(name),
+            at.line
+        ));
+        return;
+    }
+    c.s.use_backend = Some((name.to_string(), c.d.here()));
 }
 
 /// Algorithms HAProxy knows; lb balances with the first only.
@@ -141,6 +183,10 @@ pub(super) fn log(c: &mut ProxyCtx) {
 
 pub(super) fn http_request(c: &mut ProxyCtx) {
     let action = c.arg(1).unwrap_or("");
+    if action == "use-service" {
+        super::stats::use_service(c);
+        return;
+    }
     if matches!(
         action,
         "deny" | "reject" | "tarpit" | "auth" | "silent-drop"
@@ -157,13 +203,90 @@ pub(super) fn http_request(c: &mut ProxyCtx) {
 }
 
 pub(super) fn tcp_request(c: &mut ProxyCtx) {
-    if c.arg(1) == Some("inspect-delay") {
-        c.d.warn("'tcp-request inspect-delay' has no effect in lb: lb does not inspect the data it forwards.");
-    } else {
-        c.d.alert(
-            "'tcp-request' rules are not supported: lb accepts or refuses no connections by rule, so these rules would never be applied.",
-        );
+    match c.arg(1) {
+        Some("inspect-delay") => c.d.warn(
+            "'tcp-request inspect-delay' has no effect in lb: lb does not inspect the data it forwards.",
+        ),
+        Some("connection") => tcp_request_connection(c),
+        Some(r) => c.d.alert(format!(
+            "'tcp-request {}' rules are not supported: lb forwards in XDP without reading the data, so this rule would never be applied; lb applies 'tcp-request connection accept|reject' on 'src' and 'dst_port'.",
+            show(r)
+        )),
+        None => c.d.alert("'tcp-request' expects 'connection', 'content' or 'inspect-delay'."),
     }
+}
+
+/// `tcp-request connection accept|reject|silent-drop [if|unless COND]`.
+fn tcp_request_connection(c: &mut ProxyCtx) {
+    if c.kind == Kind::Defaults {
+        c.d.alert(
+            "'tcp-request connection' in a defaults section is not supported by lb: write the rules in each frontend or listen section.",
+        );
+        return;
+    }
+    if !c.kind.fe() {
+        c.d.warn(format!(
+            "'tcp-request connection' has no effect in backend '{}': connections are accepted or refused by their frontend.",
+            c.name
+        ));
+        return;
+    }
+    let words: Vec<&str> = c.args[2..].iter().map(String::as_str).collect();
+    let acls = &c.s.acls;
+    let named = |name: &str| named_acl(acls, name);
+    match access::parse_rule(&words, &named, c.d.here()) {
+        Ok(rule) => c.s.access.push(rule),
+        Err(e) => c.d.alert(format!("'tcp-request connection': {e}")),
+    }
+}
+
+/// The test of the ACL `name`: the union of its lines, which must test one criterion lb
+/// can evaluate.
+fn named_acl(acls: &[NamedAcl], name: &str) -> Result<Test, String> {
+    let mut merged: Option<Test> = None;
+    for a in acls.iter().filter(|a| a.name == name) {
+        a.used.set(true);
+        let test = a.test.clone().map_err(|e| format!("ACL '{name}': {e}"))?;
+        merged = Some(match merged {
+            None => test,
+            Some(m) => m.merge(test).map_err(|m| {
+                format!(
+                    "ACL '{name}' tests both '{}' and '{}'; lb reads an ACL of one criterion only: give each its own name.",
+                    m.criterion(),
+                    a.test.as_ref().map_or("", Test::criterion)
+                )
+            })?,
+        });
+    }
+    merged.ok_or_else(|| format!("no such ACL : '{}'.", show(name)))
+}
+
+/// `acl NAME CRITERION [FLAGS] VALUES`: kept for the `tcp-request connection` rules that
+/// name it.
+pub(super) fn acl(c: &mut ProxyCtx) {
+    let (Some(name), Some(crit)) = (c.arg(1), c.arg(2)) else {
+        c.d.alert("'acl' expects an ACL name, a criterion and values.");
+        return;
+    };
+    let values: Vec<&str> = c.args[3..].iter().map(String::as_str).collect();
+    let test = if matches!(crit, "src" | "dst_port") {
+        access::parse_test(crit, &values).map_err(|e| {
+            c.d.alert(format!("'acl {}': {e}", show(name)));
+            "its line has an error.".to_string()
+        })
+    } else {
+        c.d.warn(format!(
+            "'acl' on '{}' has no effect in lb: lb evaluates ACLs on 'src' and 'dst_port' in 'tcp-request connection' rules only, nothing evaluates this one.",
+            show(crit)
+        ));
+        access::parse_test(crit, &values)
+    };
+    c.s.acls.push(NamedAcl {
+        name: name.to_string(),
+        test,
+        origin: c.d.here(),
+        used: Default::default(),
+    });
 }
 
 pub(super) fn disabled(c: &mut ProxyCtx) {

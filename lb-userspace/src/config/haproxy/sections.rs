@@ -55,6 +55,7 @@ impl Parser {
 
     /// A line whose first word is a section name.
     pub(super) fn section(&mut self, args: &[String]) {
+        self.close_section(self.d.line);
         let kw = args[0].as_str();
         self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
         match kw {
@@ -135,7 +136,9 @@ impl Parser {
         };
         // What a proxy writes itself is told apart from what it inherits.
         s.check.inherited();
+        s.stats.inherited();
         s.default_backend_own = false;
+        s.use_backend = None;
         let mut px = Proxy {
             kind,
             name: display,

@@ -46,6 +46,12 @@ pub(super) const SERVER_KW: &[&str] = &[
     "verify",
     "sni",
     "ca-file",
+    "crl-file",
+    "verifyhost",
+    "ciphers",
+    "ciphersuites",
+    "ssl-min-ver",
+    "ssl-max-ver",
     "crt",
     "check-ssl",
     "no-check-ssl",
@@ -71,6 +77,10 @@ pub(super) const SERVER_KW: &[&str] = &[
     "namespace",
 ];
 
+/// Why TLS tuning of a server has no effect.
+const TLS_SETTINGS: &str =
+    "lb's TLS health checks use rustls's own versions (TLS 1.2 and 1.3) and cipher suites";
+
 /// Server parameters lb accepts and ignores: (number of values, why).
 fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
     Some(match kw {
@@ -85,6 +95,20 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
         "tfo" => (0, "lb does not open connections to servers itself"),
         "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
         "no-ssl" => (0, "lb never speaks TLS to servers anyway"),
+        "crl-file" => (
+            1,
+            "lb's TLS health checks do not read certificate revocation lists",
+        ),
+        "verifyhost" => (
+            1,
+            "lb's TLS health checks match the certificate against the name sent ('check-sni')",
+        ),
+        "ciphers" | "ciphersuites" | "ssl-min-ver" | "ssl-max-ver" | "curves" | "sigalgs" => {
+            (1, TLS_SETTINGS)
+        }
+        "no-sslv3" | "no-tlsv10" | "no-tlsv11" | "no-tlsv12" | "no-tlsv13" | "force-sslv3"
+        | "force-tlsv10" | "force-tlsv11" | "force-tlsv12" | "force-tlsv13" | "no-ssl-reuse"
+        | "no-tls-tickets" | "tls-tickets" | "ssl-reuse" => (0, TLS_SETTINGS),
         _ => return None,
     })
 }
@@ -174,24 +198,24 @@ fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
     if a.matches(':').count() > 1 || a.starts_with('[') {
         return Err(format!("'{}': lb balances IPv4 only", show(addr)));
     }
-    let Some((ip, port)) = a.rsplit_once(':') else {
+    // Without a port, connections keep the port the client connected to (HAProxy's rule).
+    let (ip, port) = a.rsplit_once(':').unwrap_or((a, ""));
+    if port.starts_with(['+', '-']) {
         return Err(format!(
-            "address '{}' has no port: lb needs one (HAProxy would reuse the port the client connected to)",
+            "address '{}': port offsets are not supported by lb (give a port, or none for the client's)",
             show(addr)
         ));
-    };
-    if port.is_empty() || port.starts_with(['+', '-']) {
+    }
+    let any = matches!(ip, "*" | "" | "0.0.0.0");
+    if any {
         return Err(format!(
-            "address '{}' has no fixed port: lb needs one (port offsets are not supported)",
+            "address '{}' is not supported by lb: HAProxy connects such a server to the address the client connected to, which is lb's own (the VIP); give the server's address",
             show(addr)
         ));
     }
     let ip = ip_arg(ip)?;
-    if ip.is_unspecified() {
-        return Err(format!(
-            "address '{}' must be a concrete IPv4 address",
-            show(addr)
-        ));
+    if port.is_empty() {
+        return Ok((ip, 0));
     }
     let port = units::port(port).map_err(|e| format!("in '{}': {e}", show(addr)))?;
     Ok((ip, port))

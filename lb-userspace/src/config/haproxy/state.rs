@@ -2,8 +2,11 @@
 //! the proxies so far, and the environment `"$VAR"` sees.
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use super::{checks::CheckCfg, diags::Diags};
-use crate::config::model::*;
+use super::{checks::CheckCfg, diags::Diags, stats::StatsCfg};
+use crate::config::{
+    access::{AccessRule, Test},
+    model::*,
+};
 
 /// A proxy section's kind.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -59,6 +62,8 @@ pub(super) struct ProxySettings {
     pub redispatch: bool,
     pub log_health_checks: bool,
     pub tcplog: bool,
+    /// `option dontlognull`, `dontlog-normal`, `log-separate-errors`, where written.
+    pub log_filters: Vec<(String, Origin)>,
     pub allbackups: bool,
     pub retries: u32,
     pub timeouts: Timeouts,
@@ -67,9 +72,29 @@ pub(super) struct ProxySettings {
     /// `default-server` values, as a server template.
     pub default_server: Server,
     pub check: CheckCfg,
-    pub default_backend: Option<String>,
+    /// `stats ...` and the prometheus exporter.
+    pub stats: StatsCfg,
+    /// `default_backend`, and the line that named it.
+    pub default_backend: Option<(String, Origin)>,
     /// `default_backend` was written in this section (not inherited).
     pub default_backend_own: bool,
+    /// The first `use_backend` without a condition: it takes every connection, before any
+    /// `default_backend`.
+    pub use_backend: Option<(String, Origin)>,
+    /// Named ACLs (`acl NAME CRITERION VALUES`), one entry per line.
+    pub acls: Vec<NamedAcl>,
+    /// `tcp-request connection` rules, in order.
+    pub access: Vec<AccessRule>,
+}
+
+/// One `acl` line: its test, or why lb cannot evaluate it (said where a rule uses it).
+#[derive(Clone, Debug)]
+pub(super) struct NamedAcl {
+    pub name: String,
+    pub test: Result<Test, String>,
+    pub origin: Origin,
+    /// A rule reads it (an ACL nothing reads gets a warning).
+    pub used: std::cell::Cell<bool>,
 }
 
 impl Default for ProxySettings {
@@ -80,6 +105,7 @@ impl Default for ProxySettings {
             redispatch: false,
             log_health_checks: false,
             tcplog: false,
+            log_filters: Vec::new(),
             allbackups: false,
             retries: 3,
             timeouts: Timeouts::default(),
@@ -87,8 +113,12 @@ impl Default for ProxySettings {
             state_file_name: None,
             default_server: Server::new("", Ipv4Addr::UNSPECIFIED, 0, Origin::default()),
             check: CheckCfg::default(),
+            stats: StatsCfg::default(),
             default_backend: None,
             default_backend_own: false,
+            use_backend: None,
+            acls: Vec::new(),
+            access: Vec::new(),
         }
     }
 }
@@ -142,9 +172,22 @@ pub(super) struct Parser {
     pub proxies: Vec<Proxy>,
     /// Listening addresses in the file so far (see `MAX_TOTAL_BINDS`).
     pub total_binds: usize,
+    /// Where the current section starts, and the alerts counted before it.
+    pub sect_start: (usize, usize),
+    /// Line ranges of the sections that had an alert.
+    pub damaged: Vec<std::ops::RangeInclusive<usize>>,
 }
 
 impl Parser {
+    /// A section ends before line `next`: it is damaged if it had an alert.
+    pub fn close_section(&mut self, next: usize) {
+        let (start, fatal) = self.sect_start;
+        if self.d.fatal > fatal && next > start {
+            self.damaged.push(start..=next - 1);
+        }
+        self.sect_start = (next, self.d.fatal);
+    }
+
     pub fn new(file: &str) -> Parser {
         Parser {
             d: Diags::new(file),
@@ -157,6 +200,8 @@ impl Parser {
             last_defaults: None,
             proxies: Vec::new(),
             total_binds: 0,
+            sect_start: (1, 0),
+            damaged: Vec::new(),
         }
     }
 }

@@ -172,3 +172,79 @@ fn missing_lf_and_empty() {
     );
     assert!(parse("t.cfg", "").is_err());
 }
+
+#[test]
+fn client_timers_come_from_frontends() {
+    let p = ok(
+        "defaults\n  timeout client 30s\n  timeout server 20s\n  timeout client-fin 5s\n\
+                frontend f\n  bind :80\n  timeout client 15min\n  default_backend b\n\
+                backend b\n  timeout client 1s\n  server s 10.0.0.1:80\n\
+                backend unused\n  server s 10.0.0.2:80\n\
+                listen l\n  bind :81\n  timeout client 2m\n  server s 10.0.0.3:80\n",
+    );
+    let c = p.config;
+    let b = c.backend("b").expect("b");
+    // The frontend's, not the backend's own (HAProxy ignores it) nor the defaults'.
+    assert_eq!(b.timeouts.client, Some(Duration::from_secs(900)));
+    assert_eq!(b.timeouts.client_fin, Some(Duration::from_secs(5)));
+    assert_eq!(b.timeouts.server, Some(Duration::from_secs(20)));
+    assert_eq!(c.backend("unused").expect("unused").timeouts.client, None);
+    assert_eq!(
+        c.backend("l").expect("l").timeouts.client,
+        Some(Duration::from_secs(120))
+    );
+}
+
+#[test]
+fn unconditional_use_backend_is_the_backend() {
+    let p = ok(
+        "frontend f\n  bind :80\n  use_backend b\n  default_backend c\n\
+                backend b\n  server s 10.0.0.1:80\nbackend c\n  server s 10.0.0.2:80\n",
+    );
+    let f = &p.config.frontends[0];
+    assert_eq!(f.default_backend, "b");
+    assert_eq!(f.default_backend_at.line, 3);
+}
+
+#[test]
+fn tcp_check_rules_inherit_and_convert() {
+    let text = "defaults\n  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG\n\
+                backend own\n  tcp-check comment role\n  tcp-check connect port 6379 ssl\n  tcp-check expect ! rstring ^-ERR min-recv 4 on-error down\n  server s 10.0.0.1:6379 check\n\
+                backend inherits\n  server s 10.0.0.2:6379 check\n\
+                backend mysql\n  option mysql-check user haproxy pre-41\n  server s 10.0.0.3:3306 check\n\
+                frontend f\n  bind :6379\n  default_backend own\n";
+    let c = ok(text).config;
+    let rules = |b: &str| match &c.backend(b).expect("backend").check {
+        CheckKind::Rules(TcpCheck::Generic(r)) => r.clone(),
+        other => panic!("{b}: {other:?}"),
+    };
+    assert_eq!(rules("inherits").len(), 2);
+    let own = rules("own");
+    assert_eq!(own.len(), 3, "own rules replace the defaults' ones");
+    assert_eq!(
+        own[1],
+        TcpRule::Connect {
+            port: Some(6379),
+            ssl: true,
+            sni: None,
+            comment: None
+        }
+    );
+    let TcpRule::Expect(e) = &own[2] else {
+        panic!("expect")
+    };
+    assert!(e.negate && e.min_recv == Some(4) && e.on_error.as_deref() == Some("down"));
+    assert_eq!(
+        c.backend("mysql").expect("mysql").check,
+        CheckKind::Rules(TcpCheck::Mysql {
+            user: Some("haproxy".into()),
+            pre41: true
+        })
+    );
+    // The native format says the same.
+    let toml = crate::config::convert::to_toml(&c);
+    let back = crate::config::native::parse("t.toml", &toml).expect("converted");
+    for (a, b) in c.backends.iter().zip(&back.backends) {
+        assert_eq!(a.check, b.check, "{}", a.name);
+    }
+}

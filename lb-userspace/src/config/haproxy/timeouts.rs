@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::{
     diags::show,
     keywords::{L7_GENERIC, ProxyCtx},
-    state::{Kind, ProxySettings},
+    state::ProxySettings,
     values::time_arg,
 };
 
@@ -15,8 +15,9 @@ type Field = fn(&mut ProxySettings) -> &mut Option<Duration>;
 enum Slot {
     /// A timer of the backend side.
     Backend(Field),
-    /// A timer of the client side (`client`, `client-fin`), which lb keeps with the backend
-    /// (as the native format does): the data plane times flows by their backend.
+    /// A timer of the client side (`client`, `client-fin`): a frontend's. The data plane times
+    /// flows by their backend, so `finish.rs` hands each frontend's timers to the backend it
+    /// sends to.
     Client(Field),
     /// An HTTP timer the data plane has no use for.
     Ignored,
@@ -58,17 +59,18 @@ pub(super) fn timeout(c: &mut ProxyCtx) {
     };
     match slot {
         Slot::Ignored => ignored(c, which),
+        // HAProxy's words for a timer on the wrong side of a proxy.
         Slot::Backend(_) if !c.kind.be() => c.d.warn(format!(
-            "'{kwname}' ignored because {} '{}' has no backend capability.",
+            "'{kwname}' will be ignored because {} '{}' has no backend capability",
             c.kind.word(),
             c.name
         )),
-        Slot::Backend(field) => *field(c.s) = Some(t),
-        Slot::Client(_) if c.kind == Kind::Frontend => c.d.warn(format!(
-            "'{kwname}' in frontend '{}' has no effect in lb: lb times each flow by its backend's timers, so it applies the backend's '{kwname}'; set it in 'defaults' or in the backend.",
+        Slot::Client(_) if !c.kind.fe() => c.d.warn(format!(
+            "'{kwname}' will be ignored because {} '{}' has no frontend capability",
+            c.kind.word(),
             c.name
         )),
-        Slot::Client(field) => *field(c.s) = Some(t),
+        Slot::Backend(field) | Slot::Client(field) => *field(c.s) = Some(t),
     }
 }
 

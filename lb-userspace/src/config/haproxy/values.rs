@@ -33,15 +33,25 @@ pub(super) fn time_arg(d: &mut Diags, what: &str, v: Option<&str>) -> Option<Dur
         d.alert(format!("{what} expects <time> as argument."));
         return None;
     };
-    match units::duration(v) {
-        Ok(t) if t.as_millis() > MAX_TIMER_MS => {
+    match units::duration_lenient(v) {
+        Ok((t, _)) if t.as_millis() > MAX_TIMER_MS => {
             d.alert(format!(
                 "timer overflow in argument '{}' to {what} (maximum value is 2147483647 ms or ~24.8 days)",
                 show(v)
             ));
             None
         }
-        Ok(t) => Some(t),
+        Ok((t, None)) => Some(t),
+        Ok((t, Some(c))) => {
+            // HAProxy 2.6's words (it says "next versions" will refuse it), and what lb read.
+            d.warn(format!(
+                "{what}: unexpected character '{}' after the timer value '{}', only (us=microseconds,ms=milliseconds,s=seconds,m=minutes,h=hours,d=days) are supported; read as {}ms, as HAProxy 2.6 does (later versions refuse it).",
+                show(&c.to_string()),
+                show(v),
+                t.as_millis()
+            ));
+            Some(t)
+        }
         Err(e) => {
             d.alert(format!("{what}: {}", clean(&e)));
             None

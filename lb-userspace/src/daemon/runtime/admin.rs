@@ -160,6 +160,7 @@ impl Runtime {
         self.bal.change(id, |st| {
             if leaving_maint {
                 st.up = up_again;
+                st.stopping = false;
             }
             st.admin = new;
         })?;
@@ -228,7 +229,10 @@ impl Runtime {
             return Ok(());
         }
         let before = self.counts(backend);
-        self.bal.change(id, |s| s.up = up)?;
+        self.bal.change(id, |s| {
+            s.up = up;
+            s.stopping = false;
+        })?;
         let after = self.counts(backend);
         let e = self.entry(id)?;
         let name = e.name();
@@ -365,6 +369,7 @@ impl Runtime {
             port: e.place.port,
             backup: e.place.backup,
             up: st.active(),
+            stopping: st.stopping,
             admin: admin_state(st.admin),
             config_maint: h.config_maint && st.admin == Admin::Maint,
             weight: st.weight,

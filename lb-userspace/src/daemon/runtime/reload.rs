@@ -80,7 +80,7 @@ impl Runtime {
                 .collect::<Alerts>()
         })?;
         let cfg = loaded.config;
-        let alerts: Alerts = host_diagnostics(&cfg)
+        let alerts: Alerts = host_diagnostics(&cfg, crate::config::validate::HostUse::Run)
             .into_iter()
             .filter(|d| d.severity == Severity::Alert)
             .map(|d| d.to_string())
