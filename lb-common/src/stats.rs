@@ -97,4 +97,10 @@ reasons! {
     /// A packet too big for its next hop, with DF set, that could not be answered (no room
     /// in the frame for the ICMP headers): dropped, as a router without an answer would.
     DropTooBig = "drop_too_big",
+    /// A new flow found every server of its pool at its `maxconn`: dropped (lb has no queue;
+    /// the client's SYN retransmission is the only wait).
+    DropMaxconn = "drop_maxconn",
+    /// A new flow while the instance has its global `maxconn` active flows: dropped, as
+    /// HAProxy stops accepting (the client retries).
+    DropGlobalMaxconn = "drop_global_maxconn",
 }

@@ -1,5 +1,6 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
-//! path), `new_flow` (choosing a server for a new flow), `conntrack` (flow tables and their
+//! path), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
+//! weigh active flows, `active` for those counts), `conntrack` (flow tables and their
 //! lifecycle), `clock`, `nat` (rewrite + checksums), `forward` (next hop, path MTU, redirect),
 //! `icmp` (errors about flows, "fragmentation needed"), `verdict` (what the path's
 //! subprograms return), `stats` (per-CPU counters), `bench` (benchmark-only programs).
@@ -8,8 +9,10 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+mod active;
 mod atomic;
 mod bench;
+mod by_load;
 mod clock;
 mod conntrack;
 mod forward;

@@ -26,6 +26,8 @@ const RULES: &[Rule] = &[
     http_backends_run_at_l4,
     data_plane_holds_it,
     a_flood_leaves_ports_free,
+    nothing_waits_in_a_queue,
+    observed_servers_are_checked,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -334,6 +336,39 @@ fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
                 c.global.halfopen_entries
             ),
         ));
+    }
+}
+
+/// lb has no queue: `timeout queue` (kept for `lb convert`) would never fire.
+fn nothing_waits_in_a_queue(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in c.backends.iter().filter(|b| b.timeouts.queue.is_some()) {
+        out.push(Diagnostic::warning(
+            Some(&b.origin),
+            format!(
+                "backend '{}': 'timeout queue' has no effect in lb: lb has no queue: a new connection that finds every server at its 'maxconn' is dropped (counted as drop_maxconn in 'lb show stats') and the client's SYN retransmission tries again",
+                b.name
+            ),
+        ));
+    }
+}
+
+/// `observe layer4` acts through the health checks (`on-error` fails a check, speeds them
+/// up or marks the server DOWN): a server without them has nothing to act on.
+fn observed_servers_are_checked(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in &c.backends {
+        for s in b
+            .servers
+            .iter()
+            .filter(|s| s.observe != Observe::None && !s.check)
+        {
+            out.push(Diagnostic::warning(
+                Some(&s.origin),
+                format!(
+                    "server '{}/{}': 'observe layer4' has no effect without 'check': its 'on-error' acts on the health checks",
+                    b.name, s.name
+                ),
+            ));
+        }
     }
 }
 

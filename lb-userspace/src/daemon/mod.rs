@@ -10,6 +10,7 @@
 //!
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`servers`]: one entry per server (place in the data plane, state, history);
+//! - [`slowstart`]: how a server coming back UP ramps its weight and `maxconn`;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
@@ -25,6 +26,7 @@ pub mod privileges;
 pub mod runtime;
 pub mod server_state;
 pub mod servers;
+pub mod slowstart;
 pub mod sysctl;
 
 use std::{path::Path, time::Duration};

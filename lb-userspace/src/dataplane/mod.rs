@@ -19,7 +19,7 @@ use aya::{
 };
 use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
-use ids::{PoolSlot, ServerSlot};
+use ids::PoolSlot;
 pub use links::Attachment;
 pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
@@ -82,6 +82,11 @@ impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut notes = Vec::new();
         let mut loader = EbpfLoader::new();
+        // The verifier's whole log in the error, for whoever changes the data plane.
+        if std::env::var_os("LB_VERIFIER_LOG").is_some() {
+            loader
+                .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
         let sizes = opts.sizes();
         for def in MAPS {
             if sizes.max_entries(def) != def.max_entries {
@@ -176,7 +181,7 @@ impl Dataplane {
         pool: PoolSlot,
         flags: u32,
         timeouts: lb_common::Timeouts,
-        table: &[ServerSlot],
+        table: &[u32],
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)

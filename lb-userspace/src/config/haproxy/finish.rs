@@ -80,7 +80,7 @@ fn backend(d: &mut Diags, p: Proxy) -> Backend {
     Backend {
         name: p.name,
         mode: p.s.mode,
-        balance: Balance::RoundRobin,
+        balance: p.s.balance,
         nat: p.s.nat,
         on_empty: OnEmpty::Drop,
         check,

@@ -11,7 +11,7 @@ use crate::{
         cli::{self, NO_SUCH_BACKEND, NO_SUCH_SERVER},
         stats::{BackendState, CheckState, FrontendState, ServerState, State, XdpStats},
     },
-    config::{Balance, Mode},
+    config::Mode,
     daemon::servers::{Admin, ServerEntry},
     dataplane::ids::{BackendId, ServerId},
     logs::{
@@ -36,13 +36,6 @@ fn mode_name(m: Mode) -> &'static str {
         Mode::Tcp => "tcp",
         // lb balances HTTP backends at L4 too.
         Mode::Http => "http",
-    }
-}
-
-/// `show stat`'s `algo`, HAProxy's name for the backend's `balance`.
-fn algo_name(b: Balance) -> &'static str {
-    match b {
-        Balance::RoundRobin => "roundrobin",
     }
 }
 
@@ -300,7 +293,7 @@ impl Runtime {
             backends.push(BackendState {
                 name: b.name.clone(),
                 mode: mode_name(b.mode),
-                algo: algo_name(b.balance),
+                algo: b.balance.name(),
                 up: tot_weight > 0 || servers.is_empty(),
                 servers,
                 act: c.active,
