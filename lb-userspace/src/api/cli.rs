@@ -27,6 +27,9 @@ const MAX_MATCHES: usize = 5;
 /// `cli_permission_denied_msg`.
 pub const PERMISSION_DENIED: &str = "Permission denied\n";
 pub const REQUIRE_BACKEND_SERVER: &str = "Require 'backend/server'.\n";
+/// `set weight` on a static-rr backend, to anything but 0% and 100% (HAProxy 2.6's answer).
+pub const STATIC_WEIGHT: &str =
+    "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n";
 pub const NO_SUCH_SERVER: &str = "No such server.\n";
 pub const NO_SUCH_BACKEND: &str = "No such backend.\n";
 pub const CANT_FIND_BACKEND: &str = "Can't find backend.\n";

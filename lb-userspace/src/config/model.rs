@@ -65,6 +65,15 @@ pub struct Global {
     pub ssl_server_verify: Verify,
 }
 
+impl Global {
+    /// The flows the connection-tracking table holds: `conntrack_entries`, raised to the
+    /// global `maxconn` so that the limit on active flows, not the LRU evicting live ones,
+    /// is what turns connections away.
+    pub fn flow_capacity(&self) -> u32 {
+        self.conntrack_entries.max(self.maxconn.unwrap_or(0))
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {
@@ -290,9 +299,9 @@ impl Balance {
     }
 
     /// HAProxy's `BE_LB_PROP_DYN`: weights may change while running, so a slow start ramps
-    /// them.
+    /// them and `set weight` takes any value (static-rr only 0% and 100%).
     pub fn dynamic(self) -> bool {
-        !matches!(self, Balance::StaticRr | Balance::First)
+        self != Balance::StaticRr
     }
 
     /// Reads `roundrobin`, `static-rr`, `leastconn`, `first`, `random` or `random(N)`.

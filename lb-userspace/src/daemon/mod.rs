@@ -11,6 +11,7 @@
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`servers`]: one entry per server (place in the data plane, state, history);
 //! - [`slowstart`]: how a server coming back UP ramps its weight and `maxconn`;
+//! - [`recount`]: the active flows per server, recounted from the flow tables;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
@@ -23,6 +24,7 @@ pub mod lock;
 pub mod notify;
 pub mod plan;
 pub mod privileges;
+pub mod recount;
 pub mod runtime;
 pub mod server_state;
 pub mod servers;
@@ -176,7 +178,7 @@ async fn serve(
     let pins = pin_dir(&cfg.global.instance);
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pins.clone()),
-        conntrack_entries: cfg.global.conntrack_entries,
+        conntrack_entries: cfg.global.flow_capacity(),
         halfopen_entries: cfg.global.halfopen_entries,
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
@@ -191,6 +193,8 @@ async fn serve(
     let mut bal = Balancer::install(dp, plan, &cfg)?;
     // The stats socket and HTTP listener: created while the daemon has its privileges.
     let api_bound = crate::api::bind(&cfg)?;
+    // A handle of its own for the recount of active flows, which scans off the serve loop.
+    let recount_maps = crate::dataplane::Maps::from_pins(&pins)?;
     for i in &ifaces {
         let a = bal.dp.attach(i)?;
         if a.adopted {
@@ -226,6 +230,7 @@ async fn serve(
         extra_ifaces: opts.extra_ifaces.clone(),
         sysctls,
         state_files,
+        recount_maps,
     };
     let mut rt = Runtime::new(cfg, bal, tx, logger, opened);
     rt.load_server_state();
@@ -243,6 +248,9 @@ async fn serve(
         .context("installing SIGHUP handler")?;
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
+    // Slow starts move on once a second, as HAProxy's warm-up task.
+    let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     readiness.ready();
     notify::ready();
 
@@ -252,6 +260,7 @@ async fn serve(
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
             Some(()) = addresses.recv() => rt.on_addresses()?,
+            _ = second.tick() => rt.on_second()?,
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");
                 rt.reload(&mut events).await;

@@ -17,8 +17,8 @@ use anyhow::Result;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    ConfigFile, balancer::Balancer, flowlog, flowlog::Names, history::Started, servers::Admin,
-    sysctl::Forwarding,
+    ConfigFile, balancer::Balancer, flowlog, flowlog::Names, history::Started, recount,
+    servers::Admin, sysctl::Forwarding,
 };
 use crate::{
     config::Config,
@@ -51,6 +51,8 @@ pub struct Runtime {
     started: Started,
     /// `server-state-file`s, opened before any chroot.
     state_files: StateFiles,
+    /// Whether the configuration needs active flows recounted (`recount::needed`).
+    recount: watch::Sender<bool>,
 }
 
 /// What the daemon opened on the host while it still had its privileges, and keeps using
@@ -62,6 +64,8 @@ pub struct Opened {
     pub extra_ifaces: Vec<String>,
     pub sysctls: Forwarding,
     pub state_files: StateFiles,
+    /// The pinned maps, for the recount of active flows (`recount::run`).
+    pub recount_maps: crate::dataplane::Maps,
 }
 
 impl Runtime {
@@ -77,7 +81,10 @@ impl Runtime {
             extra_ifaces,
             sysctls,
             state_files,
+            recount_maps,
         } = opened;
+        let (recount, wanted) = watch::channel(recount::needed(&cfg));
+        tokio::spawn(recount::run(recount_maps, wanted));
         let checkers = health::spawn_checkers(health::targets(bal.layout(), &cfg), events.clone());
         let names = watch::Sender::new(Names::of(&cfg, bal.layout()));
         let flow_logger = watch::Sender::new(Arc::new(Logger::from_global(&cfg.global)));
@@ -95,7 +102,14 @@ impl Runtime {
             sysctls: vec![sysctls],
             started: Started::now(),
             state_files,
+            recount,
         }
+    }
+
+    /// Once a second: slow starts move on.
+    pub fn on_second(&mut self) -> Result<()> {
+        self.bal.warm_up()?;
+        Ok(())
     }
 
     /// The configuration applied last.

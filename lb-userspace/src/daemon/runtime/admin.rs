@@ -11,8 +11,11 @@ use crate::{
         cli::{self, NO_SUCH_BACKEND, NO_SUCH_SERVER},
         stats::{BackendState, CheckState, FrontendState, ServerState, State, XdpStats},
     },
-    config::Mode,
-    daemon::servers::{Admin, ServerEntry},
+    config::{Balance, Mode},
+    daemon::{
+        servers::{Admin, ServerEntry},
+        slowstart,
+    },
     dataplane::ids::{BackendId, ServerId},
     logs::{
         Counts, LogLine, Sessions, Why,
@@ -72,6 +75,14 @@ impl Runtime {
         self.bal.server(id).map_or(1, |e| e.place.weight)
     }
 
+    /// The `balance` of the server's backend.
+    fn balance_of(&self, id: ServerId) -> Balance {
+        self.bal
+            .server(id)
+            .and_then(|e| self.cfg.backends.get(e.place.backend.index()))
+            .map_or(Balance::RoundRobin, |b| b.balance)
+    }
+
     /// The entry of a server [`Runtime::find_server`] found.
     fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
         self.bal
@@ -93,7 +104,11 @@ impl Runtime {
             Action::Invalid(text) => return Err(text),
             Action::State(s) => self.set_admin(id, s),
             Action::Weight(raw) => {
-                let w = cli::parse_weight(&raw, self.initial_weight(id)).map_err(String::from)?;
+                let initial = self.initial_weight(id);
+                let w = cli::parse_weight(&raw, initial).map_err(String::from)?;
+                if w != 0 && w != initial && !self.balance_of(id).dynamic() {
+                    return Err(cli::STATIC_WEIGHT.into());
+                }
                 self.set_weight(id, w)
             }
             Action::Health(up) => self.force_health(id, up),
@@ -247,29 +262,34 @@ impl Runtime {
         Ok(())
     }
 
-    /// The sum of the weights of the servers taking new flows, chosen as the table builder
-    /// chooses them (active servers, else the first backup, or all with `allbackups`).
-    fn tot_weight(&self, backend: BackendId) -> u32 {
+    /// The sums of the effective weights (in user units, rounded up: HAProxy's
+    /// `tot_weight` as `show stat` prints it) and of the user weights of the servers taking
+    /// new flows, chosen as the table builder chooses them (active servers, else the first
+    /// backup, or all with `allbackups`).
+    fn tot_weight(&self, backend: BackendId) -> (u32, u32) {
         let Some(p) = self.bal.layout().pool(backend) else {
-            return 0;
+            return (0, 0);
         };
-        let usable: Vec<(bool, u32)> = self
+        let usable: Vec<(bool, u32, u32)> = self
             .bal
             .servers()
             .of_backend(backend)
             .filter(|e| e.state.usable() && e.state.weight > 0)
-            .map(|e| (e.place.backup, e.state.weight))
+            .map(|e| (e.place.backup, e.applied.eweight, e.state.weight))
             .collect();
-        let active: u32 = usable.iter().filter(|(b, _)| !b).map(|(_, w)| w).sum();
-        if active > 0 {
-            return active;
+        let sum = |it: &mut dyn Iterator<Item = &(bool, u32, u32)>| {
+            it.fold((0, 0), |(e, u), &(_, ew, uw)| (e + ew, u + uw))
+        };
+        let mut taken = sum(&mut usable.iter().filter(|s| !s.0));
+        if taken.1 == 0 {
+            let mut backups = usable.iter().filter(|s| s.0);
+            taken = if p.allbackups {
+                sum(&mut backups)
+            } else {
+                sum(&mut backups.take(1))
+            };
         }
-        let mut backups = usable.iter().filter(|(b, _)| *b).map(|(_, w)| *w);
-        if p.allbackups {
-            backups.sum()
-        } else {
-            backups.next().unwrap_or(0)
-        }
+        (slowstart::shown_weight(taken.0), taken.1)
     }
 
     /// The daemon's view for `show stat`, `show servers state`, metrics and the page.
@@ -288,7 +308,7 @@ impl Runtime {
                 .filter_map(|e| self.server_state(e, now))
                 .collect();
             let c: Counts = self.counts(p.id);
-            let tot_weight = self.tot_weight(p.id);
+            let (tot_weight, tot_uweight) = self.tot_weight(p.id);
             let bh = self.bal.servers().backend(p.id).map(|b| &b.history);
             backends.push(BackendState {
                 name: b.name.clone(),
@@ -299,6 +319,7 @@ impl Runtime {
                 act: c.active,
                 bck: c.backup,
                 tot_weight,
+                tot_uweight,
                 chkdown: bh.map_or(0, |h| h.chkdown),
                 lastchg: bh.map_or(0, |h| secs(h.last_change)),
                 downtime: bh.map_or(0, |h| h.downtime(now).as_secs()),
@@ -310,7 +331,8 @@ impl Runtime {
             version: env!("CARGO_PKG_VERSION").to_string(),
             start_time: self.started.unix,
             uptime: secs(self.started.at),
-            conntrack_entries: self.cfg.global.conntrack_entries,
+            conntrack_entries: self.cfg.global.flow_capacity(),
+            maxconn: self.cfg.global.maxconn,
             listeners: self.bal.layout().services.len() as u32,
             dropped_logs: self.logger.dropped(),
             frontends: self
@@ -361,6 +383,9 @@ impl Runtime {
             admin: admin_state(st.admin),
             config_maint: h.config_maint && st.admin == Admin::Maint,
             weight: st.weight,
+            eweight: e.applied.eweight,
+            starting: st.starting.is_some(),
+            maxconn: e.place.maxconn,
             initial_weight: e.place.weight,
             check,
             check_port: s.check_port,

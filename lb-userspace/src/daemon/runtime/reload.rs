@@ -64,6 +64,8 @@ impl Runtime {
         self.checkers = health::spawn_checkers(targets, self.events.clone());
         self.switch_logging(&cfg);
         self.state_files = StateFiles::open(&cfg, std::mem::take(&mut self.state_files));
+        self.recount
+            .send_replace(crate::daemon::recount::needed(&cfg));
         self.cfg = cfg;
         self.sysctls.push(sysctls);
         self.load_server_state();
@@ -90,11 +92,11 @@ impl Runtime {
         }
         let plan = plan(&cfg, &self.extra_ifaces).map_err(alert)?;
         if cfg.global.instance != self.cfg.global.instance
-            || cfg.global.conntrack_entries != self.cfg.global.conntrack_entries
+            || cfg.global.flow_capacity() != self.cfg.global.flow_capacity()
             || cfg.global.halfopen_entries != self.cfg.global.halfopen_entries
         {
             return Err(vec![
-                "[ALERT] 'instance', 'conntrack_entries' and 'halfopen_entries' only change with a restart".into(),
+                "[ALERT] 'instance', 'conntrack_entries' (or a global 'maxconn' above it) and 'halfopen_entries' only change with a restart".into(),
             ]);
         }
         Ok((cfg, plan))
