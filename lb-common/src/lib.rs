@@ -21,6 +21,7 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod stats;
+pub mod trace;
 
 #[cfg(feature = "user")]
 mod pod;
@@ -34,3 +35,4 @@ pub use server::*;
 pub use service::*;
 pub use settings::*;
 pub use stats::{Counters, Reason};
+pub use trace::TraceRecord;

@@ -117,6 +117,8 @@ macro_rules! for_each_map {
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
             /// Per CPU: where the data plane builds a new flow's entries.
             scratch LB_SCRATCH: PerCpuArray<u32, $crate::Scratch>[1] Private 2;
+            /// Per CPU: what the packet under way met, while tracing (`trace`).
+            trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
             /// reading it.
             events LB_EVENTS: RingBuf<u32, $crate::FlowEvent>[$crate::EVENTS_BYTES] Private 1;

@@ -34,6 +34,7 @@ use crate::{
     new_flow::{self, Cause, NewFlow},
     parse::{self, Packet, Parsed},
     stats::{self, Dir, Event},
+    trace,
     verdict::{GO_ON, NEW_FLOW},
 };
 
@@ -43,11 +44,17 @@ use crate::{
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
 pub fn process(ctx: &XdpContext) -> u32 {
+    if trace::on() {
+        trace::begin();
+    }
     let pkt = match parse::parse(ctx) {
         Ok(Parsed::Flow(pkt)) => pkt,
         Ok(Parsed::Icmp(e)) => return icmp::translate(ctx, &e, clock::now()),
         Err(reason) => return pass(reason),
     };
+    if trace::on() {
+        trace::arrived(&pkt);
+    }
     if !may_be_tracked(&pkt) {
         return pass(Reason::PassNotService);
     }

@@ -68,6 +68,11 @@ impl Collector {
         self.ask(|tx| Request::Admin(cmd, tx)).await?
     }
 
+    /// Turns data-plane tracing on or off in the serve loop; `Err` is the text to answer.
+    pub async fn trace(&self, cmd: super::cli::TraceCmd) -> Result<(), String> {
+        self.ask(|tx| Request::Trace(cmd, tx)).await?
+    }
+
     /// The data plane's counters for `state`'s servers and frontends, read after this call
     /// started. Concurrent callers share a read: one that started after they asked is fresh
     /// enough for them, so a thousand clients asking `show stat` at once cost two scans of

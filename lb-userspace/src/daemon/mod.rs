@@ -12,6 +12,7 @@
 //! - [`servers`]: one entry per server (place in the data plane, state, history);
 //! - [`slowstart`]: how a server coming back UP ramps its weight and `maxconn`;
 //! - [`recount`]: the active flows per server, recounted from the flow tables;
+//! - [`tracing`]: `lb trace`, the data plane's decisions printed;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
@@ -30,6 +31,7 @@ pub mod server_state;
 pub mod servers;
 pub mod slowstart;
 pub mod sysctl;
+pub mod tracing;
 
 use std::{path::Path, time::Duration};
 
@@ -182,6 +184,7 @@ async fn serve(
         halfopen_entries: cfg.global.halfopen_entries,
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
+        trace: None,
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");

@@ -17,8 +17,15 @@ use anyhow::Result;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    ConfigFile, balancer::Balancer, flowlog, flowlog::Names, history::Started, recount,
-    servers::Admin, sysctl::Forwarding,
+    ConfigFile,
+    balancer::Balancer,
+    flowlog,
+    flowlog::Names,
+    history::Started,
+    recount,
+    servers::Admin,
+    sysctl::Forwarding,
+    tracing::{self, Tracing},
 };
 use crate::{
     config::Config,
@@ -53,6 +60,8 @@ pub struct Runtime {
     state_files: StateFiles,
     /// Whether the configuration needs active flows recounted (`recount::needed`).
     recount: watch::Sender<bool>,
+    /// `lb trace on`: the tracing copy of the program, running.
+    tracing: Option<Tracing>,
 }
 
 /// What the daemon opened on the host while it still had its privileges, and keeps using
@@ -103,7 +112,41 @@ impl Runtime {
             started: Started::now(),
             state_files,
             recount,
+            tracing: None,
         }
+    }
+
+    /// `lb trace on|off [--vip ADDR[:PORT]]`: a new `on` replaces the running trace. `Err` is
+    /// the text to answer.
+    pub fn set_trace(&mut self, on: bool, vip: Option<&str>) -> Result<(), String> {
+        let filter = tracing::filter(vip).map_err(|e| format!("lb trace: {e}\n"))?;
+        self.stop_tracing()
+            .map_err(|e| format!("lb trace: {e:#}\n"))?;
+        if !on {
+            return Ok(());
+        }
+        let t = Tracing::start(
+            &mut self.bal.dp,
+            filter,
+            self.names.subscribe(),
+            self.flow_logger.subscribe(),
+        )
+        .map_err(|e| format!("lb trace: {e:#}\n"))?;
+        self.tracing = Some(t);
+        eprintln!(
+            "[NOTICE] lb trace: on{}",
+            vip.map_or(String::new(), |v| format!(" for {v}"))
+        );
+        Ok(())
+    }
+
+    /// Puts the untraced program back on every interface, if a trace runs.
+    pub(super) fn stop_tracing(&mut self) -> Result<()> {
+        if let Some(t) = self.tracing.take() {
+            t.stop(&mut self.bal.dp)?;
+            eprintln!("[NOTICE] lb trace: off");
+        }
+        Ok(())
     }
 
     /// Once a second: slow starts move on.
@@ -145,6 +188,7 @@ impl Runtime {
     /// Stops the checks and detaches from every interface (the maps stay pinned); the host
     /// settings are restored.
     pub async fn stop(&mut self) -> Result<()> {
+        self.stop_tracing()?;
         self.save_server_state();
         self.stop_checks().await;
         self.bal.dp.detach_all()
@@ -154,6 +198,8 @@ impl Runtime {
     /// still balanced for `grace`, established ones until they end. The host settings it
     /// needs stay as they are.
     pub async fn hand_over(&mut self, grace: std::time::Duration) -> Result<()> {
+        // A successor adopts the links with its own program: never leave the tracing copy.
+        self.stop_tracing()?;
         self.save_server_state();
         self.stop_checks().await;
         for s in &mut self.sysctls {

@@ -17,7 +17,7 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::Xdp,
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS, trace};
 
 use ids::PoolSlot;
 pub use links::Attachment;
@@ -44,6 +44,18 @@ pub struct LoadOptions {
     /// Another build of the XDP object than the one built in (`lb run --xdp-object`, for
     /// trying an upgrade).
     pub object: Option<PathBuf>,
+    /// Load the copy that traces (`lb trace on`), for packets of this VIP and port (network
+    /// order, 0: any); see `lb_common::trace`.
+    pub trace: Option<TraceFilter>,
+}
+
+/// Which packets a tracing copy of the program reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceFilter {
+    /// Network order; 0: every address.
+    pub vip: u32,
+    /// Network order; 0: every port.
+    pub port: u16,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +66,7 @@ impl Default for LoadOptions {
             halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
             discard_state: false,
             object: None,
+            trace: None,
         }
     }
 }
@@ -75,6 +88,8 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
     /// Things worth a log line that happened while loading (pins recreated, ...).
     pub notes: Vec<String>,
+    /// How it was loaded (a tracing copy is loaded the same way).
+    opts: LoadOptions,
 }
 
 impl Dataplane {
@@ -101,6 +116,16 @@ impl Dataplane {
                 loader.map_pin_path(def.name, dir.join(maps::pin_name(def)));
             }
         }
+        // Tracing is a constant of the program: off, the verifier removes every trace path.
+        let (on, vip, port) = match opts.trace {
+            Some(f) => (1u32, f.vip, u32::from(f.port)),
+            None => (0, 0, 0),
+        };
+        if opts.trace.is_some() {
+            loader.override_global(trace::GLOBAL_TRACE, &on, true);
+            loader.override_global(trace::GLOBAL_TRACE_VIP, &vip, true);
+            loader.override_global(trace::GLOBAL_TRACE_PORT, &port, true);
+        }
         let object = match &opts.object {
             Some(path) => std::borrow::Cow::Owned(
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -123,7 +148,41 @@ impl Dataplane {
             attachments: Vec::new(),
             pin_dir: opts.pin_dir.clone(),
             notes,
+            opts: opts.clone(),
         })
+    }
+
+    /// Loads a copy of this data plane's program that traces the packets `filter` picks,
+    /// sharing every pinned map (see [`Dataplane::run_program_of`]). Needs pinned maps.
+    pub fn tracing_copy(&self, filter: TraceFilter) -> Result<Dataplane> {
+        anyhow::ensure!(
+            self.pin_dir.is_some(),
+            "tracing needs a data plane with pinned maps"
+        );
+        Dataplane::load(&LoadOptions {
+            trace: Some(filter),
+            ..self.opts.clone()
+        })
+    }
+
+    /// Points every interface this data plane is attached to at `other`'s program (same
+    /// maps): a tracing copy, or back to this one's own (`other` = `None`). One atomic link
+    /// update per interface; no packet meets an interface without lb.
+    pub fn run_program_of(&mut self, other: Option<&mut Dataplane>) -> Result<()> {
+        let prog = match other {
+            Some(o) => program(&mut o.ebpf, PROG_LB)?,
+            None => program(&mut self.ebpf, PROG_LB)?,
+        };
+        for a in &self.attachments {
+            a.point_at(prog)?;
+        }
+        Ok(())
+    }
+
+    /// Starts reading this program's aya-log records into `logger` (`lb trace`).
+    pub fn trace_logger<T: log::Log>(&mut self, logger: T) -> Result<aya_log::EbpfLogger<T>> {
+        aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, logger)
+            .context("reading the data plane's trace records")
     }
 
     /// Attaches the balancer to `ifname` (see [`links`]): takes over the link an earlier

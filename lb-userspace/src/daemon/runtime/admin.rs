@@ -56,6 +56,9 @@ impl Runtime {
                 }
                 let _ = reply.send(r);
             }
+            Request::Trace(cmd, reply) => {
+                let _ = reply.send(self.set_trace(cmd.on, cmd.vip.as_deref()));
+            }
         }
     }
 

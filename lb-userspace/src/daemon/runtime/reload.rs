@@ -52,6 +52,11 @@ impl Runtime {
 
     async fn try_reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) -> Result<(), Alerts> {
         let (cfg, plan) = self.next_config()?;
+        // The tracing copy runs on the old interfaces only; a new configuration starts
+        // untraced (`lb trace on` again to go on).
+        if let Err(e) = self.stop_tracing() {
+            return Err(alert(e));
+        }
         let sysctls = Forwarding::enable(&plan.interfaces).map_err(alert)?;
         // What operators changed goes to the state files, which the new configuration's
         // backends then load (without them it resets to the configuration, as HAProxy's).
