@@ -228,7 +228,7 @@ fn main() -> ExitCode {
                 TraceSwitch::On { vip: None } => "trace xdp on".to_string(),
                 TraceSwitch::Off => "trace xdp off".to_string(),
             };
-            change(&socket, &cmd)
+            trace(&socket, &cmd)
         }
         Command::Api { command, socket } => raw(&socket, &command.join(" ")),
     };
@@ -256,6 +256,14 @@ fn change(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
         return result.map_err(|_| anyhow::anyhow!("{command}: refused"));
     }
     result.map_err(|e| anyhow::anyhow!("{command}: {e:#}"))
+}
+
+/// `lb trace`: `on` answers once the verifier accepted the tracing copy of the program, which
+/// takes seconds.
+fn trace(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
+    let path = client::socket_path(s.socket.as_deref(), s.config.as_deref())?;
+    client::change_within(&path, command, std::time::Duration::from_secs(130))
+        .map_err(|e| anyhow::anyhow!("{command}: {e:#}"))
 }
 
 fn raw(s: &SocketArgs, command: &str) -> anyhow::Result<()> {

@@ -235,7 +235,8 @@ async fn serve(
         state_files,
         recount_maps,
     };
-    let mut rt = Runtime::new(cfg, bal, tx, logger, opened);
+    let (traces_tx, mut traces) = mpsc::channel(4);
+    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx);
     rt.load_server_state();
     rt.start_flow_log();
     rt.log_startup();
@@ -264,6 +265,7 @@ async fn serve(
             Some(req) = api_rx.recv() => rt.on_api(req),
             Some(()) = addresses.recv() => rt.on_addresses()?,
             _ = second.tick() => rt.on_second()?,
+            Some(t) = traces.recv() => rt.on_trace_loaded(t),
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");
                 rt.reload(&mut events).await;

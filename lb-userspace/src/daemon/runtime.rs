@@ -14,7 +14,7 @@ pub use state_file::StateFiles;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     ConfigFile,
@@ -28,8 +28,10 @@ use super::{
     tracing::{self, Tracing},
 };
 use crate::{
+    api::cli::TraceCmd,
     config::Config,
     config::{OnMarkedDown, OnMarkedUp},
+    dataplane::Dataplane,
     dataplane::ids::{BackendId, ServerId, ServerSlot},
     health::{self, CheckEvent, CheckResult, Checkers, Outcome, Transition},
     logs::{
@@ -62,6 +64,15 @@ pub struct Runtime {
     recount: watch::Sender<bool>,
     /// `lb trace on`: the tracing copy of the program, running.
     tracing: Option<Tracing>,
+    /// Where a tracing copy, once loaded, comes back to the serve loop.
+    traces: mpsc::Sender<TraceLoaded>,
+}
+
+/// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).
+pub struct TraceLoaded {
+    dp: Result<Dataplane>,
+    vip: Option<String>,
+    reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// What the daemon opened on the host while it still had its privileges, and keeps using
@@ -84,6 +95,7 @@ impl Runtime {
         events: mpsc::Sender<CheckEvent>,
         logger: Logger,
         opened: Opened,
+        traces: mpsc::Sender<TraceLoaded>,
     ) -> Runtime {
         let Opened {
             source,
@@ -113,30 +125,71 @@ impl Runtime {
             state_files,
             recount,
             tracing: None,
+            traces,
         }
     }
 
-    /// `lb trace on|off [--vip ADDR[:PORT]]`: a new `on` replaces the running trace. `Err` is
-    /// the text to answer.
-    pub fn set_trace(&mut self, on: bool, vip: Option<&str>) -> Result<(), String> {
-        let filter = tracing::filter(vip).map_err(|e| format!("lb trace: {e}\n"))?;
-        self.stop_tracing()
-            .map_err(|e| format!("lb trace: {e:#}\n"))?;
-        if !on {
-            return Ok(());
+    /// `lb trace on|off [--vip ADDR[:PORT]]`: `off` at once; `on` loads the tracing copy of
+    /// the program off the serve loop (the verifier takes seconds), then
+    /// [`Runtime::on_trace_loaded`] swaps it in and answers. A new `on` replaces the running
+    /// trace.
+    pub fn set_trace(&mut self, cmd: TraceCmd, reply: oneshot::Sender<Result<(), String>>) {
+        let failed = |e: String| format!("lb trace: {e}\n");
+        let opts = match tracing::filter(cmd.vip.as_deref())
+            .map_err(failed)
+            .and_then(|f| {
+                self.bal
+                    .dp
+                    .tracing_options(f)
+                    .map_err(|e| failed(format!("{e:#}")))
+            }) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if !cmd.on {
+            let _ = reply.send(self.stop_tracing().map_err(|e| failed(format!("{e:#}"))));
+            return;
         }
+        let loaded = self.traces.clone();
+        tokio::spawn(async move {
+            let dp = tokio::task::spawn_blocking(move || Dataplane::load(&opts))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the tracing copy: {e}"))
+                .and_then(|r| r);
+            let _ = loaded
+                .send(TraceLoaded {
+                    dp,
+                    vip: cmd.vip,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    /// The tracing copy is loaded (or failed to): swap it in and answer.
+    pub fn on_trace_loaded(&mut self, t: TraceLoaded) {
+        let r = self.swap_in_trace(t.dp).map(|()| {
+            eprintln!(
+                "[NOTICE] lb trace: on{}",
+                t.vip.map_or(String::new(), |v| format!(" for {v}"))
+            );
+        });
+        let _ = t.reply.send(r.map_err(|e| format!("lb trace: {e:#}\n")));
+    }
+
+    fn swap_in_trace(&mut self, dp: Result<Dataplane>) -> Result<()> {
+        let dp = dp?;
+        self.stop_tracing()?;
         let t = Tracing::start(
             &mut self.bal.dp,
-            filter,
+            dp,
             self.names.subscribe(),
             self.flow_logger.subscribe(),
-        )
-        .map_err(|e| format!("lb trace: {e:#}\n"))?;
+        )?;
         self.tracing = Some(t);
-        eprintln!(
-            "[NOTICE] lb trace: on{}",
-            vip.map_or(String::new(), |v| format!(" for {v}"))
-        );
         Ok(())
     }
 

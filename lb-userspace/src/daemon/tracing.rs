@@ -60,15 +60,14 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Loads the tracing copy of `main`'s program, starts printing its records, and swaps it
-    /// in on every interface.
+    /// Starts printing the records of `dp`, a tracing copy of `main`'s program
+    /// (`Dataplane::tracing_copy`), and swaps it in on every interface.
     pub fn start(
         main: &mut Dataplane,
-        filter: TraceFilter,
+        mut dp: Dataplane,
         names: watch::Receiver<Arc<Names>>,
         flow_logger: watch::Receiver<Arc<Logger>>,
     ) -> Result<Tracing> {
-        let mut dp = main.tracing_copy(filter)?;
         let logger = dp.trace_logger(TraceLog {
             names: names.clone(),
         })?;

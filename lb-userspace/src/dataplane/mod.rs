@@ -155,11 +155,17 @@ impl Dataplane {
     /// Loads a copy of this data plane's program that traces the packets `filter` picks,
     /// sharing every pinned map (see [`Dataplane::run_program_of`]). Needs pinned maps.
     pub fn tracing_copy(&self, filter: TraceFilter) -> Result<Dataplane> {
+        Dataplane::load(&self.tracing_options(filter)?)
+    }
+
+    /// How [`Dataplane::tracing_copy`] loads, for a caller that loads elsewhere (the
+    /// verifier takes seconds).
+    pub fn tracing_options(&self, filter: TraceFilter) -> Result<LoadOptions> {
         anyhow::ensure!(
             self.pin_dir.is_some(),
             "tracing needs a data plane with pinned maps"
         );
-        Dataplane::load(&LoadOptions {
+        Ok(LoadOptions {
             trace: Some(filter),
             ..self.opts.clone()
         })

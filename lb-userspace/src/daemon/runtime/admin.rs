@@ -56,9 +56,7 @@ impl Runtime {
                 }
                 let _ = reply.send(r);
             }
-            Request::Trace(cmd, reply) => {
-                let _ = reply.send(self.set_trace(cmd.on, cmd.vip.as_deref()));
-            }
+            Request::Trace(cmd, reply) => self.set_trace(cmd, reply),
         }
     }
 
