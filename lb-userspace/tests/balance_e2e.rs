@@ -321,3 +321,77 @@ fn tracing_goes_on_and_off_through_the_socket() {
         "'trace xdp' expects 'on [vip <addr>[:<port>]]' or 'off'.\n\n"
     );
 }
+
+#[test]
+fn a_server_coming_up_ends_the_backups_flows_with_on_marked_up() {
+    let sections = format!(
+        r#"
+[frontend.alt]
+bind = ["{vip}:8080"]
+default_backend = "bk"
+
+[backend.bk]
+http_check = {{ method = "GET", uri = "/health_check.html", version = "HTTP/1.0" }}
+server = [
+  {{ name = "web10", address = "10.200.10.10:80", check = true, inter = 200, fall = 1, rise = 1, on_marked_up = "shutdown-backup-sessions" }},
+  {{ name = "web11", address = "10.200.11.11:80", backup = true }},
+]
+"#,
+        vip = lb_testbed::topo::VIP
+    );
+    let bed = Bed::start(Routing::Isolated, "mu", |i| {
+        config(
+            i,
+            "full-nat",
+            &Extra {
+                sections: &sections,
+                ..Extra::default()
+            },
+        )
+    });
+    let alt = std::net::SocketAddr::from((lb_testbed::topo::VIP, 8080));
+    let state = || {
+        bed.show("backends", &[])
+            .as_array()
+            .and_then(|r| {
+                r.iter()
+                    .find(|r| r["backend"] == "bk" && r["server"] == "web10")
+            })
+            .and_then(|r| r["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let wait = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state() != want {
+            assert!(Instant::now() < deadline, "bk/web10 never {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("UP");
+    let web10 = bed.web.iter().find(|w| w.name == "web10").expect("web10");
+    web10.remove_health_check().expect("remove");
+    wait("DOWN");
+    // Only the backup is left: a kept-alive connection goes there.
+    let mut conn = bed
+        .topo
+        .client
+        .run(move || Conn::connect(alt))
+        .expect("netns")
+        .expect("connect");
+    assert_eq!(
+        served_by(&conn.request("/", true).expect("GET").body),
+        "web11"
+    );
+    web10.restore_health_check().expect("restore");
+    wait("UP");
+    std::thread::sleep(Duration::from_millis(200));
+    // Its flow was ended: the next request on it gets nothing from web11 (without
+    // `on_marked_up` it gets web11's page: checked).
+    let after = conn.request("/", true);
+    assert!(
+        after
+            .as_ref()
+            .map_or(true, |r| served_by(&r.body) != "web11"),
+        "the backup's connection went on: {after:?}"
+    );
+}

@@ -277,8 +277,10 @@ impl Runtime {
     }
 
     /// `on-marked-down shutdown-sessions` and `on-marked-up shutdown-backup-sessions`: the
-    /// flows a transition of `id` ends.
-    fn end_sessions_on(&mut self, id: ServerId, t: Transition) -> Result<()> {
+    /// flows a transition of `id` (by its checks, its agent or `set server ... health`)
+    /// ends. As HAProxy, a server coming UP ends the backups' flows only if it is not a
+    /// backup itself and can take new flows (some effective weight).
+    pub(super) fn end_sessions_on(&mut self, id: ServerId, t: Transition) -> Result<()> {
         let Some(e) = self.bal.server(id) else {
             return Ok(());
         };
@@ -290,7 +292,9 @@ impl Runtime {
                 vec![e.place.slot]
             }
             Transition::Up
-                if !e.place.backup && srv.on_marked_up == OnMarkedUp::ShutdownBackupSessions =>
+                if !e.place.backup
+                    && e.applied.eweight > 0
+                    && srv.on_marked_up == OnMarkedUp::ShutdownBackupSessions =>
             {
                 self.bal
                     .servers()

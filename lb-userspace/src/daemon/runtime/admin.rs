@@ -17,6 +17,7 @@ use crate::{
         slowstart,
     },
     dataplane::ids::{BackendId, ServerId},
+    health::Transition,
     logs::{
         Counts, LogLine, Sessions, Why,
         format::{
@@ -238,6 +239,7 @@ impl Runtime {
         }
         let before = self.counts(backend);
         self.bal.change(id, |s| s.up = up)?;
+        self.end_sessions_on(id, if up { Transition::Up } else { Transition::Down })?;
         let after = self.counts(backend);
         let e = self.entry(id)?;
         let name = e.name();
