@@ -93,6 +93,9 @@ macro_rules! for_each_map {
             /// flows confirm and close; the daemon recounts from the tables and corrects what
             /// that misses (evictions, idle expiry).
             active LB_ACTIVE: Array<u32, u64>[$crate::MAX_SERVERS + 1] State 1;
+            /// Per server slot: connections refused in a row (an RST to the SYN; a SYN-ACK
+            /// clears it), for `observe layer4` (HAProxy's `consecutive_errors`).
+            refusals LB_REFUSALS: Array<u32, u64>[$crate::MAX_SERVERS] State 1;
             /// Per server slot: full-NAT source-port cursor (`balance::snat_port`).
             snat_cursor LB_SNAT_CURSOR: Array<u32, u64>[$crate::MAX_SERVERS] State 1;
             /// Confirmed flows, both directions (`conntrack`).

@@ -23,6 +23,7 @@ use crate::{
     active,
     atomic::fetch_add,
     maps::{LB_FLOWS, LB_HALFOPEN, LB_POOLS, LB_SCRATCH, LB_SNAT_CURSOR},
+    observe,
     parse::{Packet, TS_PRESENT},
     stats,
     verdict::GO_ON,
@@ -153,11 +154,15 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
     let Some(info) = LB_POOLS.get_ptr(pool as u32) else {
         return Some(entry);
     };
-    // The server's active flows follow the step (`leastconn`, `maxconn`).
+    // The server's active flows follow the step (`leastconn`, `maxconn`), and a SYN-ACK
+    // clears its refusals in a row (`observe layer4`).
     if let Some(from) = State::from_u8(before) {
         match active_delta(from, c.state) {
             0 => {}
             d => active::add(server as u32, d),
+        }
+        if from == State::SynSent && c.state == State::SynRecv {
+            observe::accepted(server as u32);
         }
     }
     let update = |f: *mut Flow| unsafe {

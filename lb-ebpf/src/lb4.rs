@@ -32,6 +32,7 @@ use crate::{
     maps::{LB_POOLS, LB_PORTS, LB_SERVICES},
     nat::{self, Tuple},
     new_flow::{self, Cause, NewFlow},
+    observe,
     parse::{self, Packet, Parsed},
     stats::{self, Dir, Event},
     trace,
@@ -220,6 +221,9 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
     } else {
         udp_step(state, flow.flags, from_server)
     };
+    if step == Step::Refused {
+        observe::refused(flow.server as u32);
+    }
     let step = match step {
         Step::Restart => {
             // A new connection on a closed flow's tuple: balance it afresh.

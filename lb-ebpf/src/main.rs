@@ -22,6 +22,7 @@ mod lb4;
 mod maps;
 mod nat;
 mod new_flow;
+mod observe;
 mod parse;
 mod stats;
 mod trace;

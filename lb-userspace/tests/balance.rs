@@ -287,3 +287,29 @@ fn the_global_maxconn_caps_the_instance() {
     close(&mut f, 53000, a);
     open(&mut f, 53002);
 }
+
+#[test]
+fn refused_connections_count_in_a_row_until_one_is_accepted() {
+    let mut f = fixture("roundrobin", "", "");
+    let refusals = |f: &Fixture| f.bal.dp.maps.refusals.get(&WEB10_SLOT.0, 0).expect("map");
+    for (n, port) in [(1u64, 54000u16), (2, 54001)] {
+        f.rewind(dp_fixture::HOGE, WEB10_SLOT);
+        let syn = Pkt::tcp(ep(CLIENT, port), vip())
+            .flags(SYN)
+            .macs(MAC_CLIENT, MAC_DPC);
+        let (_, out) = f.run(f.dpc, &syn.build());
+        let (lb_side, server) = lb_testbed::packet::endpoints(&out);
+        assert_eq!(*server.ip(), WEB10);
+        let rst = Pkt::tcp(server, lb_side)
+            .flags(RST | ACK)
+            .macs(MAC_WEB10, MAC_DPB);
+        f.run(f.dpb, &rst.build());
+        assert_eq!(refusals(&f), n);
+    }
+    // One it accepts clears the row; `econ` keeps them all.
+    f.rewind(dp_fixture::HOGE, WEB10_SLOT);
+    assert_eq!(*open(&mut f, 54002).1.ip(), WEB10);
+    assert_eq!(refusals(&f), 0);
+    let c = f.bal.dp.maps.server_counters(WEB10_SLOT).expect("counters");
+    assert_eq!(c.refused, 2);
+}

@@ -323,6 +323,46 @@ fn tracing_goes_on_and_off_through_the_socket() {
 }
 
 #[test]
+fn observe_layer4_marks_a_refusing_server_down_before_its_checks() {
+    // Checks every 20 s: only what traffic shows can take web11 down within the test.
+    let bed = Bed::start(Routing::Isolated, "ob", |i| {
+        config(
+            i,
+            "full-nat",
+            &Extra {
+                global: r#"log = [{ target = "stderr", facility = "local0", level = "info" }]"#,
+                defaults: "log_health_checks = true",
+                server: r#"check = true, inter = 20000, fall = 3, rise = 2, observe = "layer4", error_limit = 2, on_error = "mark-down""#,
+                ..Extra::default()
+            },
+        )
+    });
+    let mut web = bed.web;
+    let web11 = web.iter_mut().find(|w| w.name == "web11").expect("web11");
+    web11.stop();
+    // Round robin: every other connection reaches web11, which refuses it.
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused < 2 {
+        assert!(Instant::now() < deadline, "web11 never refused twice");
+        let r = bed
+            .topo
+            .client
+            .run(|| TcpStream::connect_timeout(&vip(), Duration::from_secs(2)))
+            .expect("netns");
+        if r.is_err() {
+            refused += 1;
+        }
+    }
+    let line = "Health check for server hoge/web11 failed, reason: Health analyze, info: \"Detected 2 consecutive errors, last one was: L4 unsuccessful connection\", status: 0/2 DOWN.";
+    let mut lb = bed.lb;
+    lb.wait_for(line, Duration::from_secs(3))
+        .expect("observe's verdict");
+    lb.wait_for("Server hoge/web11 is DOWN.", Duration::from_secs(1))
+        .expect("DOWN");
+}
+
+#[test]
 fn a_server_coming_up_ends_the_backups_flows_with_on_marked_up() {
     let sections = format!(
         r#"

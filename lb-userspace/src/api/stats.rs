@@ -14,8 +14,11 @@
 //!   continuously);
 //! - `stot`, `lbtot`, `conn_tot`: new flows; `bin`/`bout`: bytes client->server /
 //!   server->client, whole frames as the data plane sees them; `wredis`: flows moved to
-//!   another server because theirs went away (`option redispatch`); `wretr`, `qcur`, `qmax`:
-//!   0 (lb never retries nor queues);
+//!   another server because theirs went away (`option redispatch`); `econ`: connections the
+//!   server refused (an RST to the SYN); `wretr`, `qcur`, `qmax`: 0 (lb never retries nor
+//!   queues);
+//! - `slim`, `throttle`, `hanafail` of a server: its `maxconn`, its slow start's progress,
+//!   and what `observe layer4` found, as HAProxy's;
 //! - `slim` of a frontend: the connection-tracking capacity (the real limit on flows);
 //! - the state, weight, check and history columns are HAProxy's.
 use std::{fmt::Write as _, net::Ipv4Addr};
@@ -116,6 +119,8 @@ pub struct ServerState {
     pub check_port: Option<u16>,
     pub check_addr: Option<Ipv4Addr>,
     pub chkfail: u64,
+    /// With `observe`: times it found `error-limit` errors in a row.
+    pub hanafail: Option<u64>,
     pub chkdown: u64,
     pub lastchg: u64,
     pub downtime: u64,
@@ -419,6 +424,7 @@ pub fn show_stat(
                 .set("stot", c.counters.new_flows)
                 .set("bin", c.counters.bytes_in)
                 .set("bout", c.counters.bytes_out)
+                .set("econ", c.counters.refused)
                 .set("wretr", 0)
                 .set("wredis", c.counters.redispatched)
                 .set("status", status)
@@ -464,6 +470,7 @@ fn server_row<'c>(
         .set("stot", c.counters.new_flows)
         .set("bin", c.counters.bytes_in)
         .set("bout", c.counters.bytes_out)
+        .set("econ", c.counters.refused)
         .set("wretr", 0)
         .set("wredis", c.counters.redispatched)
         .set("status", server_status(s))
@@ -480,6 +487,9 @@ fn server_row<'c>(
         .set("uweight", s.weight);
     if s.maxconn > 0 {
         r.set("slim", s.maxconn);
+    }
+    if let Some(n) = s.hanafail {
+        r.set("hanafail", n);
     }
     if s.starting && s.admin != AdminState::Drain {
         r.set("throttle", slowstart::throttle(s.eweight, s.weight));
@@ -498,7 +508,7 @@ fn server_row<'c>(
             if k.status.has_code() {
                 r.set("check_code", k.code.unwrap_or(0));
             }
-            if let Some(d) = k.duration_ms.filter(|_| k.status.finished()) {
+            if let Some(d) = k.duration_ms.filter(|_| k.status.timed()) {
                 r.set("check_duration", d);
             }
         }
@@ -527,6 +537,7 @@ pub fn check_status_number(s: CheckStatus) -> u32 {
         CheckStatus::L7Rsp => 13,
         CheckStatus::L7Ok => 15,
         CheckStatus::L7Sts => 17,
+        CheckStatus::Hana => 4,
     }
 }
 
@@ -748,6 +759,7 @@ pub mod tests {
             check_port: None,
             check_addr: None,
             chkfail: 0,
+            hanafail: None,
             chkdown: 0,
             lastchg: 3,
             downtime: 0,

@@ -252,9 +252,10 @@ async fn serve(
         .context("installing SIGHUP handler")?;
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
-    // Slow starts move on once a second, as HAProxy's warm-up task.
-    let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
-    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Slow starts move on (their steps are whole seconds, as HAProxy's warm-up task's), and
+    // `observe` counts are read.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     readiness.ready();
     notify::ready();
 
@@ -264,7 +265,7 @@ async fn serve(
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
             Some(()) = addresses.recv() => rt.on_addresses()?,
-            _ = second.tick() => rt.on_second()?,
+            _ = tick.tick() => rt.on_tick()?,
             Some(t) = traces.recv() => rt.on_trace_loaded(t),
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     api::cli::TraceCmd,
     config::Config,
-    config::{OnMarkedDown, OnMarkedUp},
+    config::{Observe, OnError, OnMarkedDown, OnMarkedUp},
     dataplane::Dataplane,
     dataplane::ids::{BackendId, ServerId, ServerSlot},
     health::{self, CheckEvent, CheckResult, Checkers, Outcome, Transition},
@@ -202,9 +202,46 @@ impl Runtime {
         Ok(())
     }
 
-    /// Once a second: slow starts move on.
-    pub fn on_second(&mut self) -> Result<()> {
+    /// Four times a second: slow starts move on, and what `observe` counted is acted on.
+    pub fn on_tick(&mut self) -> Result<()> {
         self.bal.warm_up()?;
+        self.observe()
+    }
+
+    /// `observe layer4`: a checked server that refused `error-limit` connections in a row
+    /// (the data plane counts them, `LB_REFUSALS`; one it accepts starts again) gets its
+    /// `on-error`, logged as HAProxy logs it.
+    fn observe(&mut self) -> Result<()> {
+        let observed: Vec<(ServerId, ServerSlot, u32, OnError)> = self
+            .bal
+            .servers()
+            .iter()
+            .filter_map(|e| {
+                let (_, s) = e.place.config(&self.cfg)?;
+                (s.observe == Observe::Layer4 && s.check).then_some((
+                    e.id(),
+                    e.place.slot,
+                    s.error_limit,
+                    s.on_error,
+                ))
+            })
+            .collect();
+        for (id, slot, limit, on_error) in observed {
+            let n = self.bal.dp.maps.refusals.get(&slot.0, 0)?;
+            if n < u64::from(limit) {
+                continue;
+            }
+            self.bal.dp.maps.refusals.set(slot.0, 0, 0)?;
+            if let Some(h) = self.bal.history_mut(id) {
+                h.hanafail += 1;
+            }
+            let info = format!(
+                "Detected {n} consecutive errors, last one was: L4 unsuccessful connection"
+            );
+            if let Some((result, outcome)) = self.checkers.analyze(id, on_error, info) {
+                self.on_health_check(id, &result, &outcome, false)?;
+            }
+        }
         Ok(())
     }
 

@@ -196,6 +196,7 @@ pub(super) mod tests {
                 bytes_out: n * 2_000 + 5,
                 new_flows: n * 7 + 6,
                 redispatched: n + 7,
+                refused: n + 8,
             },
         };
         let tr = Traffic {

@@ -11,7 +11,7 @@ use crate::{
         cli::{self, NO_SUCH_BACKEND, NO_SUCH_SERVER},
         stats::{BackendState, CheckState, FrontendState, ServerState, State, XdpStats},
     },
-    config::{Balance, Mode},
+    config::{Balance, Mode, Observe},
     daemon::{
         servers::{Admin, ServerEntry},
         slowstart,
@@ -394,6 +394,7 @@ impl Runtime {
             check_port: s.check_port,
             check_addr: s.check_addr,
             chkfail: h.chkfail,
+            hanafail: (s.observe == Observe::Layer4).then_some(h.hanafail),
             chkdown: h.updown.chkdown,
             lastchg: secs(h.updown.last_change),
             downtime: h.updown.downtime(now).as_secs(),
