@@ -30,7 +30,7 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
         snat_port_max: SNAT_MAX,
         flags: 0,
         stop_at: 0,
-        _pad: 0,
+        maxconn: 0,
     })?;
     let mut ports = PortFilter::default();
     ports.add(PortSide::Service, 80);
@@ -57,11 +57,13 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
                 port: 80u16.to_be(),
                 _pad: 0,
                 pool: 0,
+                maxconn: 0,
+                _pad2: 0,
                 nh: NextHop::default(),
             },
         )?;
     }
-    let table: Vec<ServerSlot> = (0..backends).map(ServerSlot).collect();
+    let table: Vec<u32> = (0..backends).collect();
     dp.publish(
         PoolSlot(0),
         0,

@@ -3,11 +3,12 @@
 //! Near the verifier's limit of 1,000,000 processed instructions a small change to the
 //! program tips it over (the load fails with E2BIG), and the load time grows with the
 //! instructions processed: on a busy 2-core machine several seconds per load. Both builds
-//! are measured: the one `lb run` loads and the `variant` one the upgrade test swaps in.
+//! are measured: the one `lb run` loads and the `variant` one the upgrade test swaps in; and
+//! the tracing copy `lb trace on` loads (the verifier walks the trace paths only there).
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::Result;
-use lb::dataplane::{Dataplane, LoadOptions, VARIANT_OBJECT};
+use lb::dataplane::{Dataplane, LoadOptions, TraceFilter, VARIANT_OBJECT};
 
 use crate::{Args, report::Report};
 
@@ -16,11 +17,17 @@ const LIMIT: u32 = 1_000_000;
 pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let reps = if args.quick { 1 } else { 3 };
     let mut rows = Vec::new();
-    for (name, object) in [
-        ("lb (built in)", None),
+    for (name, object, trace) in [
+        ("lb (built in)", None, None),
         (
             "variant (upgrade test)",
             Some(PathBuf::from(VARIANT_OBJECT)),
+            None,
+        ),
+        (
+            "lb, tracing copy (lb trace on)",
+            None,
+            Some(TraceFilter::default()),
         ),
     ] {
         let mut ms = Vec::new();
@@ -29,6 +36,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             let started = Instant::now();
             let mut dp = Dataplane::load(&LoadOptions {
                 object: object.clone(),
+                trace,
                 ..LoadOptions::default()
             })?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);

@@ -1,13 +1,50 @@
-//! Pure decisions the data plane makes per new flow: the round-robin slot, the full-NAT
+//! Pure decisions the data plane makes per new flow: the round-robin slot, how `leastconn`,
+//! `first` and `random` weigh servers against their active flows, `maxconn`, the full-NAT
 //! source port, what to do when a server refuses a connection. Kept here so they are tested
 //! on the host.
-use crate::{FLOW_F_REFUSED, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT};
+use crate::{FLOW_F_REFUSED, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, WEIGHT_SCALE};
 
 /// Table entry for the `counter`-th new flow of a pool whose live table holds `len` entries.
 /// `len` must be non-zero.
 #[inline(always)]
 pub const fn rr_slot(counter: u64, len: u32) -> u32 {
     (counter % len as u64) as u32
+}
+
+/// A server's active flows as `LB_ACTIVE` holds them: the data plane adds and subtracts
+/// while the daemon's recount stores absolute values, so a race may leave it briefly below
+/// zero (wrapped); that reads as none.
+#[inline(always)]
+pub const fn active_flows(raw: u64) -> u64 {
+    if (raw as i64) < 0 { 0 } else { raw }
+}
+
+/// Whether a server with `active` flows may take another under `maxconn` (0: no limit).
+#[inline(always)]
+pub const fn has_room(active: u64, maxconn: u32) -> bool {
+    maxconn == 0 || active < maxconn as u64
+}
+
+/// HAProxy's `SRV_EWGHT_MAX`: the largest effective weight (256 x 16).
+pub const EWEIGHT_MAX: u64 = 256 * WEIGHT_SCALE as u64;
+
+/// `leastconn`'s order (HAProxy's `fwlc_queue_srv`): a server's key is 0 while it has no
+/// flow, else `(active + 1) * EWEIGHT_MAX / weight`; the lowest key takes the flow, and
+/// servers of equal key take turns. `weight` is the effective weight, never 0 in a table.
+#[inline(always)]
+pub const fn leastconn_key(active: u64, weight: u32) -> u64 {
+    if active == 0 {
+        return 0;
+    }
+    let w = if weight == 0 { 1 } else { weight as u64 };
+    (active + 1) * EWEIGHT_MAX / w
+}
+
+/// `random(<draws>)`'s comparison (HAProxy's `get_server_rnd`): the new draw replaces the
+/// best so far unless it serves more for its weight.
+#[inline(always)]
+pub const fn draw_wins(active: u64, weight: u32, best_active: u64, best_weight: u32) -> bool {
+    active * (best_weight as u64) <= best_active * (weight as u64)
 }
 
 /// How many source ports full-NAT tries before giving up on a flow. Under sustained short
@@ -65,6 +102,48 @@ mod tests {
     fn rr_survives_counter_wrap() {
         assert_eq!(rr_slot(u64::MAX, 2), 1);
         assert_eq!(rr_slot(u64::MAX.wrapping_add(1), 2), 0);
+    }
+
+    #[test]
+    fn counts_below_zero_read_as_none_and_maxconn_zero_is_unlimited() {
+        assert_eq!(active_flows(5), 5);
+        assert_eq!(active_flows(0u64.wrapping_sub(2)), 0);
+        assert!(has_room(1_000_000, 0));
+        assert!(has_room(2, 3));
+        assert!(!has_room(3, 3));
+        assert!(!has_room(4, 3));
+    }
+
+    #[test]
+    fn leastconn_prefers_fewer_flows_per_weight_and_idle_servers_tie() {
+        let w = |uw: u32| uw * WEIGHT_SCALE;
+        // Idle servers all have key 0, whatever their weight (HAProxy's rule).
+        assert_eq!(leastconn_key(0, w(1)), leastconn_key(0, w(100)));
+        assert!(leastconn_key(1, w(1)) > leastconn_key(0, w(1)));
+        // Equal weights: fewer flows wins.
+        assert!(leastconn_key(2, w(1)) < leastconn_key(3, w(1)));
+        // Weight 3 against 1: three times the flows for the same key.
+        assert_eq!(leastconn_key(5, w(3)), leastconn_key(1, w(1)));
+        assert!(leastconn_key(6, w(3)) > leastconn_key(1, w(1)));
+        // A server in slow start (a sixteenth of its weight) looks loaded sooner.
+        assert!(leastconn_key(1, 1) > leastconn_key(1, w(1)));
+        assert_eq!(
+            leastconn_key(3, 0),
+            leastconn_key(3, 1),
+            "never divides by zero"
+        );
+    }
+
+    #[test]
+    fn a_random_draw_replaces_the_best_unless_more_loaded_for_its_weight() {
+        assert!(draw_wins(1, 16, 2, 16));
+        assert!(draw_wins(2, 16, 2, 16), "ties go to the new draw");
+        assert!(!draw_wins(3, 16, 2, 16));
+        assert!(
+            draw_wins(3, 32, 2, 16),
+            "twice the weight, less than twice the load"
+        );
+        assert!(!draw_wins(5, 32, 2, 16));
     }
 
     #[test]

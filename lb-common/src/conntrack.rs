@@ -214,6 +214,30 @@ pub const fn confirms(from: State, to: State) -> bool {
     from.half_open() && !to.half_open() && !matches!(to, State::Closed)
 }
 
+/// Whether a flow in `state` counts as one of its server's active flows (`leastconn`,
+/// `maxconn`): from its confirmation (the client completed the handshake, as HAProxy counts
+/// a connection once it accepted it) until it closes. Half-open flows do not count, so a SYN
+/// flood cannot fill a server's `maxconn`.
+pub const fn counts_as_active(state: State) -> bool {
+    matches!(
+        state,
+        State::Established | State::FinWait | State::UdpActive
+    )
+}
+
+/// What a step from `from` to `to` does to the server's active flows: +1 when it confirms
+/// the flow, -1 when an active flow closes. Flows that end otherwise (idle expiry, LRU
+/// eviction, a new connection on a half-closed tuple) are taken out by the daemon's recount.
+pub const fn active_delta(from: State, to: State) -> i64 {
+    if confirms(from, to) {
+        1
+    } else if counts_as_active(from) && !counts_as_active(to) {
+        -1
+    } else {
+        0
+    }
+}
+
 /// Idle timeouts of one backend, in clock ticks, in HAProxy's words (see [`Timeouts::from_ms`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -505,6 +529,25 @@ mod tests {
         assert_eq!(udp_step(UdpReplied, 0, false), to(UdpActive, 0));
         assert!(confirms(UdpReplied, UdpActive));
         assert_eq!(udp_step(UdpActive, 0, true), Step::Same);
+    }
+
+    #[test]
+    fn a_flow_is_active_from_its_confirmation_until_it_closes() {
+        use State::*;
+        assert_eq!(active_delta(SynRecv, Established), 1);
+        assert_eq!(active_delta(SynRecv, FinWait), 1, "data and FIN confirm");
+        assert_eq!(active_delta(UdpReplied, UdpActive), 1);
+        assert_eq!(active_delta(Established, FinWait), 0);
+        assert_eq!(active_delta(FinWait, Closed), -1);
+        assert_eq!(active_delta(Established, Closed), -1, "RST");
+        // Half-open flows never counted: their ends change nothing.
+        assert_eq!(active_delta(SynSent, Closed), 0, "refused");
+        assert_eq!(active_delta(SynRecv, Closed), 0);
+        assert_eq!(active_delta(SynSent, SynRecv), 0);
+        assert_eq!(active_delta(Closed, Closed), 0);
+        for s in [SynSent, SynRecv, UdpNew, UdpReplied, Closed] {
+            assert!(!counts_as_active(s), "{s:?}");
+        }
     }
 
     #[test]

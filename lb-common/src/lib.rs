@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod stats;
+pub mod trace;
 
 #[cfg(feature = "user")]
 mod pod;
@@ -36,3 +37,4 @@ pub use server::*;
 pub use service::*;
 pub use settings::*;
 pub use stats::{Counters, Reason};
+pub use trace::TraceRecord;

@@ -25,6 +25,8 @@ pub const MAX_SERVICES: u32 = 4096;
 pub const MAX_FRONTENDS: u32 = 256;
 pub const MAX_POOLS: u32 = 64;
 pub const MAX_SERVERS: u32 = 4096;
+/// `LB_ACTIVE`'s slot for the instance's total.
+pub const ACTIVE_TOTAL: u32 = MAX_SERVERS;
 /// Default connection-tracking capacity in flows; `LB_FLOWS` holds two entries per flow (one
 /// per direction). The daemon sizes it (and the half-open table) from the config at load time.
 pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
@@ -88,6 +90,14 @@ macro_rules! for_each_map {
                 [$crate::MAX_POOLS * 2 * $crate::TABLE_SIZE] Config 1;
             /// Per server slot: address, full-NAT source, next hop.
             servers LB_SERVERS: Array<u32, $crate::ServerInfo>[$crate::MAX_SERVERS] Config 3;
+            /// Per server slot: its active flows (`conntrack::counts_as_active`), and in the last
+            /// slot ([`ACTIVE_TOTAL`]) the instance's. The data plane adds and subtracts as
+            /// flows confirm and close; the daemon recounts from the tables and corrects what
+            /// that misses (evictions, idle expiry).
+            active LB_ACTIVE: Array<u32, u64>[$crate::MAX_SERVERS + 1] State 1;
+            /// Per server slot: connections refused in a row (an RST to the SYN; a SYN-ACK
+            /// clears it), for `observe layer4` (HAProxy's `consecutive_errors`).
+            refusals LB_REFUSALS: Array<u32, u64>[$crate::MAX_SERVERS] State 1;
             /// Per server slot: full-NAT source-port cursor (`balance::snat_port`).
             snat_cursor LB_SNAT_CURSOR: Array<u32, u64>[$crate::MAX_SERVERS] State 1;
             /// Confirmed flows, both directions (`conntrack`).
@@ -99,7 +109,7 @@ macro_rules! for_each_map {
             /// Ports a tracked packet can carry (`ports`).
             ports LB_PORTS: Array<u32, u64>[$crate::ports::PORT_FILTER_WORDS] Config 1;
             /// `LB_SETTINGS[0]`.
-            settings LB_SETTINGS: Array<u32, $crate::Settings>[1] Config 2;
+            settings LB_SETTINGS: Array<u32, $crate::Settings>[1] Config 3;
             /// Per server slot, per CPU: traffic counters.
             server_stats LB_SERVER_STATS: PerCpuArray<u32, $crate::Counters>
                 [$crate::MAX_SERVERS] Counters 1;
@@ -115,6 +125,8 @@ macro_rules! for_each_map {
             /// `tcp-request connection` rules: frontend, port and client prefix -> accept or
             /// reject (`access`).
             access LB_ACCESS: LpmTrie<$crate::AccessKey, u32>[$crate::MAX_ACCESS_ENTRIES] Config 1;
+            /// Per CPU: what the packet under way met, while tracing (`trace`).
+            trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
             /// reading it.
             events LB_EVENTS: RingBuf<u32, $crate::FlowEvent>[$crate::EVENTS_BYTES] Private 1;

@@ -21,3 +21,4 @@ unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for ServerMeta {}
 unsafe impl aya::Pod for FlowEvent {}
 unsafe impl aya::Pod for crate::bench::GenConfig {}
+unsafe impl aya::Pod for crate::TraceRecord {}

@@ -18,11 +18,19 @@ pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
 /// gets its RST held back, and the client's retransmitted SYN goes to another server, up to
 /// the pool's `retries` times per connection (see `balance::refusal`).
 pub const POOL_F_REDISPATCH: u32 = 1 << 2;
+/// Pool flag: some server of the pool has a `maxconn`: a new flow checks its server's room
+/// (`LB_ACTIVE` against `ServerInfo::maxconn`). Without it no count is read.
+pub const POOL_F_MAXCONN: u32 = 1 << 3;
 /// Bits 8..16 of the pool flags: `retries`, capped at 255.
 pub const POOL_RETRIES_SHIFT: u32 = 8;
 /// Bits 16..20 of the pool flags: how a new flow picks its server ([`Algorithm`]).
 pub const POOL_ALGO_SHIFT: u32 = 16;
 const POOL_ALGO_MASK: u32 = 0xf;
+/// Bits 24..28 of the pool flags: `balance random(<draws>)`, 1 to [`MAX_DRAWS`].
+pub const POOL_DRAWS_SHIFT: u32 = 24;
+const POOL_DRAWS_MASK: u32 = 0xf;
+/// The most draws `balance random(<draws>)` takes (HAProxy's default is 2).
+pub const MAX_DRAWS: u32 = 15;
 
 /// How a pool picks the server of a new flow (HAProxy's `balance`); the data plane has one
 /// function per algorithm (`lb-ebpf/src/new_flow.rs`, `choose`).
@@ -32,15 +40,25 @@ pub enum Algorithm {
     /// The pool's table in turn (`roundrobin`, `static-rr`).
     #[default]
     RoundRobin = 0,
+    /// The server with the fewest active flows for its weight (`leastconn`); the table holds
+    /// each server once, with its weight ([`TableEntry`]).
+    LeastConn = 1,
+    /// The first server, in the table's order, with room under its `maxconn` (`first`).
+    First = 2,
+    /// The least loaded of a few servers drawn at random, weights respected (`random`): the
+    /// table holds weighted repetitions, with weights.
+    Random = 4,
 }
 
 impl Algorithm {
     /// The algorithm in pool flags; round robin for a value this build does not know.
     #[inline(always)]
     pub const fn of_flags(flags: u32) -> Algorithm {
-        // One arm per algorithm as they come (`3 => Algorithm::Maglev`, ...).
-        #[allow(clippy::match_single_binding)]
+        // One arm per algorithm.
         match (flags >> POOL_ALGO_SHIFT) & POOL_ALGO_MASK {
+            1 => Algorithm::LeastConn,
+            2 => Algorithm::First,
+            4 => Algorithm::Random,
             _ => Algorithm::RoundRobin,
         }
     }
@@ -48,6 +66,57 @@ impl Algorithm {
     /// Its bits in pool flags.
     pub const fn flags(self) -> u32 {
         (self as u32 & POOL_ALGO_MASK) << POOL_ALGO_SHIFT
+    }
+}
+
+/// `balance random(<draws>)` in pool flags, clamped to 1..=[`MAX_DRAWS`].
+pub const fn draws_flags(draws: u32) -> u32 {
+    let d = if draws == 0 {
+        1
+    } else if draws > MAX_DRAWS {
+        MAX_DRAWS
+    } else {
+        draws
+    };
+    d << POOL_DRAWS_SHIFT
+}
+
+/// The draws of a `random` pool; 2 (HAProxy's default) when the flags hold none.
+#[inline(always)]
+pub const fn draws_of(flags: u32) -> u32 {
+    match (flags >> POOL_DRAWS_SHIFT) & POOL_DRAWS_MASK {
+        0 => 2,
+        d => d,
+    }
+}
+
+/// An entry of a pool's table: a server slot, and for the algorithms that weigh servers
+/// against their load (`leastconn`, `random`) its effective weight. Round-robin tables hold
+/// bare slots (weight 0), which read back the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableEntry {
+    pub slot: u32,
+    /// HAProxy's effective weight (`cur_eweight`): the user weight (0-256) times
+    /// [`WEIGHT_SCALE`], less while a slow start ramps it.
+    pub weight: u32,
+}
+
+/// HAProxy's `BE_WEIGHT_SCALE`: effective weights are user weights times this, so a slow
+/// start ramps in steps of 1/16.
+pub const WEIGHT_SCALE: u32 = 16;
+
+impl TableEntry {
+    #[inline(always)]
+    pub const fn pack(self) -> u32 {
+        (self.slot & 0xffff) | (self.weight << 16)
+    }
+
+    #[inline(always)]
+    pub const fn unpack(raw: u32) -> TableEntry {
+        TableEntry {
+            slot: raw & 0xffff,
+            weight: raw >> 16,
+        }
     }
 }
 
@@ -100,15 +169,39 @@ mod tests {
 
     #[test]
     fn algorithms_round_trip_through_pool_flags() {
-        let flags = POOL_F_DNAT | (3 << POOL_RETRIES_SHIFT);
-        #[allow(clippy::single_element_loop)] // one per algorithm as they come
-        for a in [Algorithm::RoundRobin] {
+        let flags = POOL_F_DNAT | POOL_F_MAXCONN | (3 << POOL_RETRIES_SHIFT) | draws_flags(3);
+        for a in [
+            Algorithm::RoundRobin,
+            Algorithm::LeastConn,
+            Algorithm::First,
+            Algorithm::Random,
+        ] {
             assert_eq!(Algorithm::of_flags(flags | a.flags()), a);
         }
         assert_eq!(
             Algorithm::of_flags(15 << POOL_ALGO_SHIFT),
             Algorithm::RoundRobin
         );
+    }
+
+    #[test]
+    fn draws_default_to_two_and_stay_in_range() {
+        assert_eq!(draws_of(0), 2);
+        assert_eq!(draws_of(draws_flags(3) | Algorithm::Random.flags()), 3);
+        assert_eq!(draws_of(draws_flags(0)), 1);
+        assert_eq!(draws_of(draws_flags(99)), MAX_DRAWS);
+        assert_eq!(draws_flags(5) & Algorithm::LeastConn.flags(), 0);
+    }
+
+    #[test]
+    fn table_entries_carry_slot_and_weight() {
+        let e = TableEntry {
+            slot: 4095,
+            weight: 256 * WEIGHT_SCALE,
+        };
+        assert_eq!(TableEntry::unpack(e.pack()), e);
+        // A round-robin table's bare slot reads back with weight 0.
+        assert_eq!(TableEntry::unpack(7), TableEntry { slot: 7, weight: 0 });
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct ServerInfo {
     pub _pad: u16,
     /// Pool slot.
     pub pool: u32,
+    /// At most this many active flows (`LB_ACTIVE`), while a slow start ramps it less; 0: no
+    /// limit. Read only in pools with `POOL_F_MAXCONN` and by `first`.
+    pub maxconn: u32,
+    pub _pad2: u32,
     /// Next hop towards the server, refreshed by the data plane; new flows start with it.
     pub nh: NextHop,
 }

@@ -13,7 +13,9 @@ pub struct Settings {
     /// balanced (established ones go on), unless a new daemon takes over before and clears
     /// it. This is what makes `systemctl restart` seamless and `systemctl stop` a stop.
     pub stop_at: u32,
-    pub _pad: u32,
+    /// The global `maxconn`: at most this many active flows in the instance (`LB_ACTIVE`'s
+    /// last slot); 0: no limit.
+    pub maxconn: u32,
 }
 
 /// Some frontend has `option tcplog`: report new flows in `LB_EVENTS`. Off, it costs one

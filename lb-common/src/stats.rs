@@ -13,6 +13,8 @@ pub struct Counters {
     pub new_flows: u64,
     /// Flows sent here after another server refused them (`option redispatch`).
     pub redispatched: u64,
+    /// Connections this server refused (an RST to the SYN): HAProxy's `econ`.
+    pub refused: u64,
 }
 
 impl Counters {
@@ -25,6 +27,7 @@ impl Counters {
             bytes_out: self.bytes_out + o.bytes_out,
             new_flows: self.new_flows + o.new_flows,
             redispatched: self.redispatched + o.redispatched,
+            refused: self.refused + o.refused,
         }
     }
 }
@@ -100,4 +103,10 @@ reasons! {
     /// A new flow a `tcp-request connection reject` rule refuses: dropped before any state
     /// is made.
     DropDenied = "drop_denied",
+    /// A new flow found every server of its pool at its `maxconn`: dropped (lb has no queue;
+    /// the client's SYN retransmission is the only wait).
+    DropMaxconn = "drop_maxconn",
+    /// A new flow while the instance has its global `maxconn` active flows: dropped, as
+    /// HAProxy stops accepting (the client retries).
+    DropGlobalMaxconn = "drop_global_maxconn",
 }

@@ -1,4 +1,4 @@
-//! Atomic counters shared by all CPUs (round-robin cursor, full-NAT port cursor).
+//! Atomic counters shared by all CPUs (round-robin cursor, full-NAT port cursor, active flows).
 
 /// Atomically increments `*counter` and returns its previous value.
 #[inline(always)]
@@ -19,5 +19,24 @@ pub fn fetch_add(counter: *mut u64) -> u64 {
     unsafe {
         core::sync::atomic::AtomicU64::from_ptr(counter)
             .fetch_add(1, core::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Atomically adds `delta` (two's complement: a subtraction wraps) to `*counter`.
+#[inline(always)]
+pub fn add(counter: *mut u64, delta: u64) {
+    // A fetching add, as above: the non-fetching form is what LLVM 22 gets wrong.
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: `counter` points into an array map value, 8-byte aligned.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
+            counter, delta,
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above; host builds only type-check this crate.
+    unsafe {
+        core::sync::atomic::AtomicU64::from_ptr(counter)
+            .fetch_add(delta, core::sync::atomic::Ordering::SeqCst);
     }
 }

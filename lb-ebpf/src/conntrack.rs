@@ -14,14 +14,16 @@ use lb_common::{
     ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
-        Claimant, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
+        Claimant, active_delta, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
         server_may_hold,
     },
 };
 
 use crate::{
+    active,
     atomic::fetch_add,
     maps::{LB_FLOWS, LB_HALFOPEN, LB_POOLS, LB_SCRATCH, LB_SNAT_CURSOR},
+    observe,
     parse::{Packet, TS_PRESENT},
     stats,
     verdict::GO_ON,
@@ -148,10 +150,21 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
     const OWN: u8 = FLOW_F_REPLY | FLOW_F_REFUSED;
     // SAFETY: LRU values updated in place; a racing eviction at worst loses this update and
     // the flow restarts from the table's view.
-    let pool = unsafe { (*entry).pool } as u32;
-    let Some(info) = LB_POOLS.get_ptr(pool) else {
+    let (pool, server, before) = unsafe { ((*entry).pool, (*entry).server, (*entry).state) };
+    let Some(info) = LB_POOLS.get_ptr(pool as u32) else {
         return Some(entry);
     };
+    // The server's active flows follow the step (`leastconn`, `maxconn`), and a SYN-ACK
+    // clears its refusals in a row (`observe layer4`).
+    if let Some(from) = State::from_u8(before) {
+        match active_delta(from, c.state) {
+            0 => {}
+            d => active::add(server as u32, d),
+        }
+        if from == State::SynSent && c.state == State::SynRecv {
+            observe::accepted(server as u32);
+        }
+    }
     let update = |f: *mut Flow| unsafe {
         let flags = ((*f).flags & OWN) | (c.flags & !OWN);
         (*f).tcp_ref = c.tcp_ref;

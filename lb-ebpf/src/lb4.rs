@@ -32,8 +32,10 @@ use crate::{
     maps::{LB_POOLS, LB_PORTS, LB_SERVICES},
     nat::{self, Tuple},
     new_flow::{self, Cause, NewFlow},
+    observe,
     parse::{self, Packet, Parsed},
     stats::{self, Dir, Event},
+    trace,
     verdict::{GO_ON, NEW_FLOW},
 };
 
@@ -43,11 +45,17 @@ use crate::{
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
 pub fn process(ctx: &XdpContext) -> u32 {
+    if trace::on() {
+        trace::begin();
+    }
     let pkt = match parse::parse(ctx) {
         Ok(Parsed::Flow(pkt)) => pkt,
         Ok(Parsed::Icmp(e)) => return icmp::translate(ctx, &e, clock::now()),
         Err(reason) => return pass(reason),
     };
+    if trace::on() {
+        trace::arrived(&pkt);
+    }
     if !may_be_tracked(&pkt) {
         return pass(Reason::PassNotService);
     }
@@ -220,6 +228,9 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
     } else {
         udp_step(state, flow.flags, from_server)
     };
+    if step == Step::Refused {
+        observe::refused(flow.server as u32);
+    }
     let step = match step {
         Step::Restart => {
             // A new connection on a closed flow's tuple: balance it afresh.

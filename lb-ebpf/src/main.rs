@@ -1,16 +1,20 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
-//! path), `new_flow` (choosing a server for a new flow), `conntrack` (flow tables and their
+//! path), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
+//! weigh active flows, `active` for those counts), `conntrack` (flow tables and their
 //! lifecycle), `clock`, `nat` (rewrite + checksums), `forward` (next hop, path MTU, redirect),
 //! `icmp` (errors about flows, "fragmentation needed"), `verdict` (what the path's
-//! subprograms return), `stats` (per-CPU counters), `bench` (benchmark-only programs).
+//! subprograms return), `stats` (per-CPU counters), `trace` (`lb trace`), `bench`
+//! (benchmark-only programs).
 #![no_std]
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 mod acl;
+mod active;
 mod atomic;
 mod bench;
+mod by_load;
 mod clock;
 mod conntrack;
 mod forward;
@@ -19,8 +23,10 @@ mod lb4;
 mod maps;
 mod nat;
 mod new_flow;
+mod observe;
 mod parse;
 mod stats;
+mod trace;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -28,7 +34,13 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// The load balancer.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    lb4::process(&ctx)
+    let action = lb4::process(&ctx);
+    // A constant of the loaded program: in the copy that runs untraced the verifier removes
+    // this call (see `trace`).
+    if trace::on() {
+        trace::end(&ctx, action);
+    }
+    action
 }
 
 /// Does nothing: the benchmark floor, and what tests attach to veth peers so that frames

@@ -5,12 +5,16 @@
 //! value held across a helper call costs a stack slot, and the stack is short.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, POOL_F_DNAT,
-    POOL_F_EMPTY_PASS, Reason, SETTINGS_F_LOG_FLOWS, TableDesc, balance::rr_slot, table_index,
+    ACTIVE_TOTAL, Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey,
+    POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_MAXCONN, Reason, SETTINGS_F_LOG_FLOWS, TableDesc,
+    balance::{has_room, rr_slot},
+    table_index,
 };
 
 use crate::{
+    active,
     atomic::fetch_add,
+    by_load,
     conntrack::{self, Target},
     forward,
     lb4::{Acct, deliver, pass, tuple},
@@ -92,9 +96,13 @@ fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
         return pass(Reason::PassNotService);
     };
     // SAFETY: an array slot, never freed.
-    let stop_at = unsafe { (*settings).stop_at };
+    let (stop_at, maxconn) = unsafe { ((*settings).stop_at, (*settings).maxconn) };
     if stop_at != 0 && new.now.wrapping_sub(stop_at) as i32 >= 0 {
         return pass(Reason::PassStopped);
+    }
+    if maxconn != 0 && !has_room(active::of(ACTIVE_TOTAL), maxconn) {
+        stats::reason(Reason::DropGlobalMaxconn);
+        return xdp_action::XDP_DROP;
     }
     let pool = new.pool;
     let Some(info) = LB_POOLS.get_ptr(pool) else {
@@ -114,9 +122,24 @@ fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     }
-    let id = match Algorithm::of_flags(flags) {
-        Algorithm::RoundRobin => round_robin(pool, table, new.cause),
+    let avoid = match new.cause {
+        Cause::Refused { server, .. } => server,
+        Cause::Fresh => by_load::NONE,
     };
+    let limited = flags & POOL_F_MAXCONN != 0;
+    let id = match Algorithm::of_flags(flags) {
+        Algorithm::RoundRobin => match round_robin(pool, table, new.cause) {
+            id if limited => by_load::rr_with_room(pool, table, id, avoid),
+            id => id,
+        },
+        Algorithm::LeastConn => by_load::least_conn(pool, table.pack(), flags, avoid),
+        Algorithm::First => by_load::first(pool, table.pack(), avoid),
+        Algorithm::Random => by_load::random(pool, table.pack(), flags, avoid),
+    };
+    if id == by_load::NONE {
+        stats::reason(Reason::DropMaxconn);
+        return xdp_action::XDP_DROP;
+    }
     new.server = id;
     new.attempts = match new.cause {
         Cause::Refused { attempts, .. } => attempts,

@@ -1,10 +1,16 @@
 //! Per-CPU counters: plain increments, no atomics needed.
 use lb_common::{Counters, Reason};
 
-use crate::maps::{LB_FRONTEND_STATS, LB_REASON_STATS, LB_SERVER_STATS};
+use crate::{
+    maps::{LB_FRONTEND_STATS, LB_REASON_STATS, LB_SERVER_STATS},
+    trace,
+};
 
 #[inline(always)]
 pub fn reason(r: Reason) {
+    if trace::on() {
+        trace::reason(r);
+    }
     if let Some(c) = LB_REASON_STATS.get_ptr_mut(r as u32) {
         // SAFETY: a per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *c += 1 };
@@ -28,6 +34,9 @@ pub struct Event {
 
 #[inline(always)]
 pub fn account(server: u32, frontend: u32, dir: Dir, bytes: u32, ev: Event) {
+    if trace::on() {
+        trace::rewritten(server, dir, ev);
+    }
     // Two separate lookups and branches: folding them into a loop lets LLVM merge the two
     // nullable pointers with arithmetic the verifier rejects.
     if let Some(c) = LB_SERVER_STATS.get_ptr_mut(server) {

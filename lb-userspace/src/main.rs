@@ -74,6 +74,14 @@ enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Make the data plane say why it passes, drops or rewrites each packet (printed by the
+    /// daemon as `[TRACE]` lines), or stop it. Off, tracing costs the data plane nothing.
+    Trace {
+        #[command(subcommand)]
+        switch: TraceSwitch,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Send runtime API commands as they are (like `echo CMD | socat stdio SOCKET`).
     Api {
         /// The command, e.g. `show stat` or `show info; show servers state`.
@@ -116,6 +124,18 @@ enum ServerAction {
     Enable { server: String },
     /// Drain: no new flows, existing ones continue.
     Drain { server: String },
+}
+
+#[derive(Subcommand)]
+enum TraceSwitch {
+    /// Start tracing (again: with the new filter).
+    On {
+        /// Only packets of flows to this VIP: ADDRESS or ADDRESS:PORT.
+        #[arg(long)]
+        vip: Option<String>,
+    },
+    /// Stop tracing.
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -202,6 +222,14 @@ fn main() -> ExitCode {
             weight,
             socket,
         } => change(&socket, &format!("set server {server} weight {weight}")),
+        Command::Trace { switch, socket } => {
+            let cmd = match switch {
+                TraceSwitch::On { vip: Some(v) } => format!("trace xdp on vip {v}"),
+                TraceSwitch::On { vip: None } => "trace xdp on".to_string(),
+                TraceSwitch::Off => "trace xdp off".to_string(),
+            };
+            trace(&socket, &cmd)
+        }
         Command::Api { command, socket } => raw(&socket, &command.join(" ")),
     };
     match result {
@@ -228,6 +256,14 @@ fn change(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
         return result.map_err(|_| anyhow::anyhow!("{command}: refused"));
     }
     result.map_err(|e| anyhow::anyhow!("{command}: {e:#}"))
+}
+
+/// `lb trace`: `on` answers once the verifier accepted the tracing copy of the program, which
+/// takes seconds.
+fn trace(s: &SocketArgs, command: &str) -> anyhow::Result<()> {
+    let path = client::socket_path(s.socket.as_deref(), s.config.as_deref())?;
+    client::change_within(&path, command, std::time::Duration::from_secs(130))
+        .map_err(|e| anyhow::anyhow!("{command}: {e:#}"))
 }
 
 fn raw(s: &SocketArgs, command: &str) -> anyhow::Result<()> {

@@ -83,10 +83,10 @@ const SEED_WARNINGS: &[&str] = &[
     "[WARNING] parsing [haproxy.cfg:43] : 'option forwardfor' has no effect in lb (L4): lb does not add X-Forwarded-For; to let servers see the client address use 'source 0.0.0.0 usesrc clientip' (nat dnat).",
     "[WARNING] parsing [haproxy.cfg:46] : 'timeout http-request' has no effect in lb (L4): lb never waits for an HTTP request, it forwards the connection as soon as it opens.",
     "[WARNING] parsing [haproxy.cfg:51] : 'timeout http-keep-alive' has no effect in lb (L4): keep-alive is between client and server, lb does not see requests.",
-    "[WARNING] parsing [haproxy.cfg:53] : 'maxconn' has no effect in lb: the XDP data plane does not queue or count a proxy's connections.",
+    "[WARNING] parsing [haproxy.cfg:53] : 'maxconn' has no effect in lb: lb limits active flows per server (a server's 'maxconn') and in all (the global 'maxconn'), not per proxy.",
     "[WARNING] parsing [haproxy.cfg:58] : frontend 'main' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
     "[WARNING] parsing [haproxy.cfg:64] : backend 'hoge' is in 'mode http': lb balances at L4, connections are forwarded as TCP",
-    "[WARNING] config : global 'maxconn 4000' has no effect in lb: the data plane counts no connections against a limit; it tracks up to 262144 flows ('conntrack_entries').",
+    "[WARNING] parsing [haproxy.cfg:64] : backend 'hoge': 'timeout queue' has no effect in lb: lb has no queue: a new connection that finds every server at its 'maxconn' is dropped (counted as drop_maxconn in 'lb show stats') and the client's SYN retransmission tries again",
 ];
 
 #[test]
@@ -548,6 +548,10 @@ fn server() -> impl Strategy<Value = Server> {
                 Just(OnMarkedUp::Keep),
                 Just(OnMarkedUp::ShutdownBackupSessions)
             ],
+            prop::option::of(dur()),
+            prop_oneof![Just(Observe::None), Just(Observe::Layer4)],
+            prop::sample::select(OnError::ALL.iter().map(|(_, o)| *o).collect::<Vec<_>>()),
+            1u32..100,
         ),
     )
         .prop_map(
@@ -565,7 +569,7 @@ fn server() -> impl Strategy<Value = Server> {
                     check_tls,
                     agent,
                 ),
-                (on_marked_down, on_marked_up),
+                (on_marked_down, on_marked_up, slowstart, observe, on_error, error_limit),
             )| Server {
                 name,
                 addr,
@@ -584,8 +588,12 @@ fn server() -> impl Strategy<Value = Server> {
                 backup,
                 disabled,
                 maxconn,
+                slowstart,
                 on_marked_down,
                 on_marked_up,
+                observe,
+                on_error,
+                error_limit,
                 origin: origin(),
             },
         )
@@ -605,6 +613,13 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
             prop_oneof![Just(CheckKind::Tcp), http_check().prop_map(CheckKind::Http)],
             any::<(bool, bool, bool)>(),
             any::<u32>(),
+            prop_oneof![
+                Just(Balance::RoundRobin),
+                Just(Balance::StaticRr),
+                Just(Balance::LeastConn),
+                Just(Balance::First),
+                (1u32..=lb_common::MAX_DRAWS).prop_map(|draws| Balance::Random { draws }),
+            ],
         ),
         (opt_dur(), opt_dur(), opt_dur(), opt_dur(), opt_dur()),
         (opt_dur(), opt_dur(), opt_dur()),
@@ -620,7 +635,15 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
     )
         .prop_map(
             move |(
-                (mode, nat, on_empty, check, (redispatch, log_health_checks, allbackups), retries),
+                (
+                    mode,
+                    nat,
+                    on_empty,
+                    check,
+                    (redispatch, log_health_checks, allbackups),
+                    retries,
+                    balance,
+                ),
                 (connect, client, srv, chk, queue),
                 (tunnel, client_fin, server_fin),
                 (load_state, state_file_name),
@@ -628,7 +651,7 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
             )| Backend {
                 name: name.clone(),
                 mode,
-                balance: Balance::RoundRobin,
+                balance,
                 nat,
                 on_empty,
                 check,

@@ -27,6 +27,9 @@ const MAX_MATCHES: usize = 5;
 /// `cli_permission_denied_msg`.
 pub const PERMISSION_DENIED: &str = "Permission denied\n";
 pub const REQUIRE_BACKEND_SERVER: &str = "Require 'backend/server'.\n";
+/// `set weight` on a static-rr backend, to anything but 0% and 100% (HAProxy 2.6's answer).
+pub const STATIC_WEIGHT: &str =
+    "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n";
 pub const NO_SUCH_SERVER: &str = "No such server.\n";
 pub const NO_SUCH_BACKEND: &str = "No such backend.\n";
 pub const CANT_FIND_BACKEND: &str = "Can't find backend.\n";
@@ -129,6 +132,7 @@ pub enum Kw {
     ShowStat,
     ShowVersion,
     ShutdownSessions,
+    Trace,
     User,
     Help,
     Prompt,
@@ -211,6 +215,11 @@ pub const KEYWORDS: &[Keyword] = &[
         words: &["shutdown", "sessions", "server"],
         usage: "shutdown sessions server <bk>/<srv>     : kill sessions on a server",
         cmd: Kw::ShutdownSessions,
+    },
+    Keyword {
+        words: &["trace", "xdp"],
+        usage: "trace xdp on [vip <addr>[:<port>]]|off  : print why the data plane passes, drops or rewrites packets (lb)",
+        cmd: Kw::Trace,
     },
     Keyword {
         words: &["user"],
@@ -400,6 +409,17 @@ pub struct AdminCmd {
     pub action: Action,
 }
 
+/// `trace xdp`: tracing on (for packets of `vip`, if given) or off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceCmd {
+    pub on: bool,
+    /// `ADDR` or `ADDR:PORT`, as written.
+    pub vip: Option<String>,
+}
+
+/// What `trace xdp` answers to words it does not understand.
+pub const TRACE_EXPECTS: &str = "'trace xdp' expects 'on [vip <addr>[:<port>]]' or 'off'.\n";
+
 /// `show stat` options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatOpts {
@@ -437,6 +457,8 @@ pub enum Command {
     ShowBackend,
     GetWeight(String, String),
     Admin(AdminCmd),
+    /// `trace xdp on [vip ADDR[:PORT]]` / `trace xdp off`.
+    Trace(TraceCmd),
     /// Answer this text (errors found while parsing, usage for unknown commands).
     Reply(String),
 }
@@ -512,6 +534,21 @@ pub fn parse(args: &[String], level: ApiLevel) -> Command {
         Kw::SetWeight => need_admin(server_cmd(2, Action::Weight(arg(3).to_string()))),
         Kw::SetServer => need_admin(server_cmd(2, set_server_action(arg(3), arg(4)))),
         Kw::ShutdownSessions => need_admin(server_cmd(3, Action::Shutdown)),
+        Kw::Trace => need_admin(match (arg(2), arg(3), args.get(4), args.len()) {
+            ("on", "", _, 3) => Command::Trace(TraceCmd {
+                on: true,
+                vip: None,
+            }),
+            ("on", "vip", Some(v), 5) => Command::Trace(TraceCmd {
+                on: true,
+                vip: Some(v.clone()),
+            }),
+            ("off", "", _, 3) => Command::Trace(TraceCmd {
+                on: false,
+                vip: None,
+            }),
+            _ => Command::Reply(TRACE_EXPECTS.into()),
+        }),
     }
 }
 

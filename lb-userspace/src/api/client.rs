@@ -52,6 +52,12 @@ pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathB
 /// Sends one request (several with `;`) and returns the whole answer, trailing empty line
 /// included, as HAProxy sends it.
 pub fn request(socket: &Path, command: &str) -> Result<String> {
+    request_within(socket, command, WAIT)
+}
+
+/// [`request`], for a command whose answer may take up to `wait` (`trace xdp on` answers
+/// once the verifier accepted the tracing copy of the program).
+pub fn request_within(socket: &Path, command: &str, wait: Duration) -> Result<String> {
     if command.contains('\n') {
         bail!("a command is one line");
     }
@@ -61,7 +67,7 @@ pub fn request(socket: &Path, command: &str) -> Result<String> {
             socket.display()
         )
     })?;
-    s.set_read_timeout(Some(WAIT))?;
+    s.set_read_timeout(Some(wait))?;
     s.set_write_timeout(Some(WAIT))?;
     s.write_all(format!("{command}\n").as_bytes())
         .context("sending the command")?;
@@ -75,7 +81,12 @@ pub fn request(socket: &Path, command: &str) -> Result<String> {
 /// For commands that answer nothing when they succeed (`disable server`, `set weight`, ...):
 /// `Ok` for HAProxy's empty answer, `Err` with the daemon's message otherwise.
 pub fn change(socket: &Path, command: &str) -> Result<()> {
-    let answer = request(socket, command)?;
+    change_within(socket, command, WAIT)
+}
+
+/// [`change`] with [`request_within`]'s wait.
+pub fn change_within(socket: &Path, command: &str, wait: Duration) -> Result<()> {
+    let answer = request_within(socket, command, wait)?;
     let text = answer.trim_end();
     if text.is_empty() {
         Ok(())

@@ -21,6 +21,8 @@ use crate::dataplane::{
 
 /// How long a request may wait for the serve loop.
 const SERVE_LOOP_WAIT: Duration = Duration::from_secs(5);
+/// How long loading a tracing copy of the program may take (the verifier, on a busy host).
+const TRACE_LOAD_WAIT: Duration = Duration::from_secs(120);
 
 /// Largest flow counts seen, by (backend, server) and by frontend name.
 type MaxSeen = (HashMap<(String, String), u64>, HashMap<String, u64>);
@@ -44,6 +46,15 @@ impl Collector {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, String> {
+        self.ask_within(SERVE_LOOP_WAIT, make).await
+    }
+
+    /// [`Collector::ask`] for an answer that takes up to `wait` once the request is taken.
+    async fn ask_within<T>(
+        &self,
+        wait: Duration,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         let sent = tokio::time::timeout(SERVE_LOOP_WAIT, self.tx.send(make(tx))).await;
         match sent {
@@ -51,7 +62,7 @@ impl Collector {
             Ok(Err(_)) => return Err("lb: the daemon is shutting down.\n".into()),
             Err(_) => return Err("lb: the daemon is busy, try again.\n".into()),
         }
-        match tokio::time::timeout(SERVE_LOOP_WAIT, rx).await {
+        match tokio::time::timeout(wait, rx).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err("lb: the daemon dropped the request.\n".into()),
             Err(_) => Err("lb: the daemon did not answer in time.\n".into()),
@@ -66,6 +77,13 @@ impl Collector {
     /// Applies a change in the serve loop; `Err` is the text to answer.
     pub async fn admin(&self, cmd: AdminCmd) -> Result<(), String> {
         self.ask(|tx| Request::Admin(cmd, tx)).await?
+    }
+
+    /// Turns data-plane tracing on or off in the serve loop; `Err` is the text to answer.
+    /// `on` answers once the tracing copy of the program is verified and running.
+    pub async fn trace(&self, cmd: super::cli::TraceCmd) -> Result<(), String> {
+        self.ask_within(TRACE_LOAD_WAIT, |tx| Request::Trace(cmd, tx))
+            .await?
     }
 
     /// The data plane's counters for `state`'s servers and frontends, read after this call

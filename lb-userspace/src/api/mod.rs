@@ -45,6 +45,8 @@ pub enum Request {
     State(oneshot::Sender<State>),
     /// A change; the answer is HAProxy's error text, if any.
     Admin(AdminCmd, oneshot::Sender<Result<(), String>>),
+    /// `trace xdp on|off`; the answer is the error text, if any.
+    Trace(cli::TraceCmd, oneshot::Sender<Result<(), String>>),
 }
 
 /// How many requests may wait for the serve loop.

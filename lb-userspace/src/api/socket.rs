@@ -152,6 +152,10 @@ async fn execute(s: &mut Session, args: &[String], col: &Collector) -> (String, 
             Ok(()) => reply(String::new()),
             Err(e) => reply(e),
         },
+        Command::Trace(cmd) => match col.trace(cmd).await {
+            Ok(()) => reply(String::new()),
+            Err(e) => reply(e),
+        },
         read => {
             let st = match col.state().await {
                 Ok(st) => st,

@@ -14,8 +14,11 @@
 //!   continuously);
 //! - `stot`, `lbtot`, `conn_tot`: new flows; `bin`/`bout`: bytes client->server /
 //!   server->client, whole frames as the data plane sees them; `wredis`: flows moved to
-//!   another server because theirs went away (`option redispatch`); `wretr`, `qcur`, `qmax`:
-//!   0 (lb never retries nor queues);
+//!   another server because theirs went away (`option redispatch`); `econ`: connections the
+//!   server refused (an RST to the SYN); `wretr`, `qcur`, `qmax`: 0 (lb never retries nor
+//!   queues);
+//! - `slim`, `throttle`, `hanafail` of a server: its `maxconn`, its slow start's progress,
+//!   and what `observe layer4` found, as HAProxy's;
 //! - `slim` of a frontend: the connection-tracking capacity (the real limit on flows);
 //! - the state, weight, check and history columns are HAProxy's.
 use std::{fmt::Write as _, net::Ipv4Addr};
@@ -24,6 +27,7 @@ use serde::Serialize;
 
 use super::cli::{AdminState, ProxySel, StatOpts};
 use crate::{
+    daemon::slowstart,
     dataplane::ids::{ServerId, ServerSlot},
     health::CheckStatus,
 };
@@ -39,6 +43,8 @@ pub struct State {
     pub uptime: u64,
     /// Flows the connection-tracking table can hold.
     pub conntrack_entries: u32,
+    /// The global `maxconn`: the most active flows the data plane admits.
+    pub maxconn: Option<u32>,
     /// Number of listening services (binds).
     pub listeners: u32,
     pub dropped_logs: u64,
@@ -71,8 +77,10 @@ pub struct BackendState {
     /// Usable active and backup servers (HAProxy's `srv_act`, `srv_bck`).
     pub act: u32,
     pub bck: u32,
-    /// Sum of the weights of the servers taking new flows (`lbprm.tot_weight`).
+    /// Sum of the effective weights of the servers taking new flows, in user units
+    /// (`lbprm.tot_weight` as `show stat` prints it), and of their user weights.
     pub tot_weight: u32,
+    pub tot_uweight: u32,
     /// HAProxy's backend status: some weight to balance over, or no server at all.
     pub up: bool,
     pub chkdown: u64,
@@ -99,12 +107,22 @@ pub struct ServerState {
     pub admin: AdminState,
     /// In maintenance because the config says `disabled` (and not enabled since).
     pub config_maint: bool,
+    /// The user weight (`uweight`).
     pub weight: u32,
+    /// The effective weight, in sixteenths of the user weight (`cur_eweight`): less during a
+    /// slow start.
+    pub eweight: u32,
+    /// In its slow start (HAProxy's STARTING).
+    pub starting: bool,
+    /// `maxconn` as configured (0: none).
+    pub maxconn: u32,
     pub initial_weight: u32,
     pub check: Option<CheckState>,
     pub check_port: Option<u16>,
     pub check_addr: Option<Ipv4Addr>,
     pub chkfail: u64,
+    /// With `observe`: times it found `error-limit` errors in a row.
+    pub hanafail: Option<u64>,
     pub chkdown: u64,
     pub lastchg: u64,
     pub downtime: u64,
@@ -413,6 +431,7 @@ pub fn show_stat(
                 .set("stot", c.counters.new_flows)
                 .set("bin", c.counters.bytes_in)
                 .set("bout", c.counters.bytes_out)
+                .set("econ", c.counters.refused)
                 .set("wretr", 0)
                 .set("wredis", c.counters.redispatched)
                 .set("status", status)
@@ -427,7 +446,7 @@ pub fn show_stat(
                 .set("lbtot", c.counters.new_flows)
                 .set("type", TYPE_BE)
                 .set("mode", b.mode)
-                .set("uweight", b.tot_weight);
+                .set("uweight", b.tot_uweight);
             if !b.servers.is_empty() {
                 r.set("downtime", b.downtime);
             }
@@ -458,10 +477,11 @@ fn server_row<'c>(
         .set("stot", c.counters.new_flows)
         .set("bin", c.counters.bytes_in)
         .set("bout", c.counters.bytes_out)
+        .set("econ", c.counters.refused)
         .set("wretr", 0)
         .set("wredis", c.counters.redispatched)
         .set("status", server_status(s))
-        .set("weight", s.weight)
+        .set("weight", slowstart::shown_weight(s.eweight))
         .set("act", u8::from(!s.backup))
         .set("bck", u8::from(s.backup))
         .set("lastchg", s.lastchg)
@@ -472,6 +492,15 @@ fn server_row<'c>(
         .set("type", TYPE_SV)
         .set("mode", b.mode)
         .set("uweight", s.weight);
+    if s.maxconn > 0 {
+        r.set("slim", s.maxconn);
+    }
+    if let Some(n) = s.hanafail {
+        r.set("hanafail", n);
+    }
+    if s.starting && s.admin != AdminState::Drain {
+        r.set("throttle", slowstart::throttle(s.eweight, s.weight));
+    }
     if let Some(k) = s.check.as_ref().filter(|k| k.enabled) {
         r.set("chkfail", s.chkfail)
             .set("chkdown", s.chkdown)
@@ -486,7 +515,7 @@ fn server_row<'c>(
             if k.status.has_code() {
                 r.set("check_code", k.code.unwrap_or(0));
             }
-            if let Some(d) = k.duration_ms.filter(|_| k.status.finished()) {
+            if let Some(d) = k.duration_ms.filter(|_| k.status.timed()) {
                 r.set("check_duration", d);
             }
         }
@@ -516,6 +545,7 @@ pub fn check_status_number(s: CheckStatus) -> u32 {
         CheckStatus::L7Ok => 15,
         CheckStatus::L7OkC => 16,
         CheckStatus::L7Sts => 17,
+        CheckStatus::Hana => 4,
     }
 }
 
@@ -534,11 +564,13 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
         }
         for s in &b.servers {
             let maint = s.admin == AdminState::Maint;
-            // SRV_ST_STOPPED, SRV_ST_RUNNING, SRV_ST_STOPPING.
-            let op = match (s.up && !maint, s.stopping) {
-                (false, _) => 0,
-                (true, false) => 2,
-                (true, true) => 3,
+            // SRV_ST_STOPPED, SRV_ST_STARTING (a slow start), SRV_ST_RUNNING, SRV_ST_STOPPING
+            // (NOLB: `disable-on-404`).
+            let op = match (s.up && !maint, s.starting, s.stopping) {
+                (false, _, _) => 0,
+                (true, _, true) => 3,
+                (true, true, false) => 1,
+                (true, false, false) => 2,
             };
             let admin = match s.admin {
                 AdminState::Maint => 0x01 | if s.config_maint { 0x04 } else { 0 },
@@ -606,7 +638,7 @@ fn uptime_text(secs: u64) -> String {
 pub fn show_info(st: &State, tr: &Traffic, node: &str, ulimit_n: u64, nbthread: usize) -> String {
     let cum: u64 = tr.frontends.iter().map(|f| f.counters.new_flows).sum();
     let bytes_out: u64 = tr.frontends.iter().map(|f| f.counters.bytes_out).sum();
-    let maxconn = st.conntrack_entries.to_string();
+    let maxconn = st.maxconn.unwrap_or(st.conntrack_entries).to_string();
     let fields: Vec<(&str, String)> = vec![
         ("Name", "lb".into()),
         ("Version", st.version.clone()),
@@ -730,11 +762,15 @@ pub mod tests {
             admin: AdminState::Ready,
             config_maint: false,
             weight,
+            eweight: weight * lb_common::WEIGHT_SCALE,
+            starting: false,
+            maxconn: 0,
             initial_weight: weight,
             check: Some(check(3)),
             check_port: None,
             check_addr: None,
             chkfail: 0,
+            hanafail: None,
             chkdown: 0,
             lastchg: 3,
             downtime: 0,
@@ -751,6 +787,7 @@ pub mod tests {
             start_time: 1_795_714_976,
             uptime: 2,
             conntrack_entries: 4000,
+            maxconn: None,
             listeners: 1,
             dropped_logs: 0,
             frontends: vec![FrontendState {
@@ -766,6 +803,7 @@ pub mod tests {
                 act: 2,
                 bck: 0,
                 tot_weight: 51,
+                tot_uweight: 51,
                 up: true,
                 chkdown: 0,
                 lastchg: 3,
@@ -882,6 +920,7 @@ pub mod tests {
         }
         b.act = 1;
         b.tot_weight = 1;
+        b.tot_uweight = 1;
         let out = show_stat(&st, &Traffic::default(), &StatOpts::default(), true).expect("csv");
         let theirs = block("show stat", 2);
         let cols = stat_columns();
@@ -902,6 +941,49 @@ pub mod tests {
                 assert_eq!(o[i], t[i], "{c} of {}", t[1]);
             }
         }
+    }
+
+    /// HAProxy 2.6 right after a server with `weight 100 slowstart 10s maxconn 50` came UP
+    /// (captured): `show stat` has weight 7, throttle 6, uweight 100, slim 50, and `show
+    /// servers state` has it STARTING (1).
+    #[test]
+    fn a_slow_start_shows_as_haproxy_shows_it() {
+        let mut st = reference_state();
+        let s = &mut st.backends[0].servers[1];
+        s.weight = 100;
+        s.eweight = 100;
+        s.starting = true;
+        s.maxconn = 50;
+        let out = show_stat(&st, &Traffic::default(), &StatOpts::default(), true).expect("csv");
+        let cols = stat_columns();
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("hoge,web11,"))
+            .expect("row");
+        let c = cells(row);
+        let get = |name: &str| c[cols.iter().position(|x| *x == name).expect("col")];
+        assert_eq!(
+            (get("weight"), get("throttle"), get("uweight"), get("slim")),
+            ("7", "6", "100", "50")
+        );
+        let state = servers_state(&st, None).expect("state");
+        let line = state
+            .lines()
+            .find(|l| l.contains(" web11 "))
+            .expect("web11");
+        assert_eq!(line.split(' ').nth(5), Some("1"), "{line}");
+        // Done: no throttle, RUNNING.
+        let s = &mut st.backends[0].servers[1];
+        s.starting = false;
+        s.eweight = 100 * lb_common::WEIGHT_SCALE;
+        let out = show_stat(&st, &Traffic::default(), &StatOpts::default(), true).expect("csv");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("hoge,web11,"))
+            .expect("row");
+        let c = cells(row);
+        let get = |name: &str| c[cols.iter().position(|x| *x == name).expect("col")];
+        assert_eq!((get("weight"), get("throttle")), ("100", ""));
     }
 
     #[test]

@@ -265,6 +265,18 @@ fn server(s: &Server) -> String {
     if let Some(m) = s.maxconn {
         let _ = write!(o, ", maxconn = {m}");
     }
+    if let Some(t) = s.slowstart {
+        let _ = write!(o, ", slowstart = {}", q(&duration(t)));
+    }
+    if s.observe == Observe::Layer4 {
+        o.push_str(", observe = \"layer4\"");
+    }
+    if s.on_error != OnError::default() {
+        let _ = write!(o, ", on_error = {}", q(s.on_error.name()));
+    }
+    if s.error_limit != Server::DEFAULT_ERROR_LIMIT {
+        let _ = write!(o, ", error_limit = {}", s.error_limit);
+    }
     if s.on_marked_down == OnMarkedDown::ShutdownSessions {
         o.push_str(", on_marked_down = \"shutdown-sessions\"");
     }
@@ -342,8 +354,13 @@ fn status_ranges(r: &[(u16, u16)]) -> String {
 fn backend(out: &mut String, b: &Backend) {
     let _ = writeln!(out, "\n[backend.{}]", key(&b.name));
     let _ = writeln!(out, "mode = {}", q(mode(b.mode)));
-    let Balance::RoundRobin = b.balance;
-    out.push_str("balance = \"roundrobin\"\n");
+    let balance = match b.balance {
+        Balance::Random { draws } if draws != Balance::DEFAULT_DRAWS => {
+            format!("random({draws})")
+        }
+        other => other.name().to_string(),
+    };
+    let _ = writeln!(out, "balance = {}", q(&balance));
     let _ = writeln!(out, "nat = {}", q(b.nat.name()));
     let _ = writeln!(
         out,

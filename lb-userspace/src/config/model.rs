@@ -67,6 +67,15 @@ pub struct Global {
     pub ssl_server_verify: Verify,
 }
 
+impl Global {
+    /// The flows the connection-tracking table holds: `conntrack_entries`, raised to the
+    /// global `maxconn` so that the limit on active flows, not the LRU evicting live ones,
+    /// is what turns connections away.
+    pub fn flow_capacity(&self) -> u32 {
+        self.conntrack_entries.max(self.maxconn.unwrap_or(0))
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {
@@ -370,10 +379,91 @@ pub enum OnEmpty {
     Pass,
 }
 
+/// A backend's `balance`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Balance {
+    /// Servers in turn, weights as repetitions; weights may change on the fly (slow start).
     #[default]
     RoundRobin,
+    /// As round robin, but static: weights are the config's, and `set weight` only takes
+    /// 0% or 100% (HAProxy's rule); no slow start.
+    StaticRr,
+    /// The fewest active flows for the weight.
+    LeastConn,
+    /// The first server (in config order) with room under its `maxconn`; weights ignored.
+    First,
+    /// The least loaded (for its weight) of `draws` servers drawn at random by weight.
+    Random { draws: u32 },
+}
+
+impl Balance {
+    /// HAProxy's name (`show stat`'s `algo`, `lb convert`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "roundrobin",
+            Balance::StaticRr => "static-rr",
+            Balance::LeastConn => "leastconn",
+            Balance::First => "first",
+            Balance::Random { .. } => "random",
+        }
+    }
+
+    /// HAProxy's `BE_LB_PROP_DYN`: weights may change while running, so a slow start ramps
+    /// them and `set weight` takes any value (static-rr only 0% and 100%).
+    pub fn dynamic(self) -> bool {
+        self != Balance::StaticRr
+    }
+
+    /// Reads `roundrobin`, `static-rr`, `leastconn`, `first`, `random` or `random(N)`.
+    pub fn parse(s: &str) -> Result<Balance, String> {
+        Ok(match s {
+            "roundrobin" => Balance::RoundRobin,
+            "static-rr" => Balance::StaticRr,
+            "leastconn" => Balance::LeastConn,
+            "first" => Balance::First,
+            "random" => Balance::Random {
+                draws: Balance::DEFAULT_DRAWS,
+            },
+            _ => match s.strip_prefix("random(") {
+                Some(rest) => Balance::Random {
+                    draws: random_draws(rest)?,
+                },
+                None => return Err(format!("unknown balance algorithm '{s}'")),
+            },
+        })
+    }
+
+    /// HAProxy's default `random` draws.
+    pub const DEFAULT_DRAWS: u32 = 2;
+}
+
+/// The draws of `random(<draws>)`, from what follows `random(`, read as HAProxy's
+/// `backend_parse_balance` reads it (its messages too).
+fn random_draws(rest: &str) -> Result<u32, String> {
+    if rest.starts_with(')') {
+        return Ok(Balance::DEFAULT_DRAWS);
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = rest[..digits].parse().unwrap_or(0);
+    match rest[digits..].chars().next() {
+        Some(')') => {}
+        Some(c) => {
+            return Err(format!(
+                "random : unexpected character '{c}' after argument."
+            ));
+        }
+        None => return Err("random : missing closing parenthesis.".into()),
+    }
+    if n < 1 {
+        return Err("random : number of draws must be at least 1.".into());
+    }
+    if n > u64::from(lb_common::MAX_DRAWS) {
+        return Err(format!(
+            "random : lb draws at most {} servers.",
+            lb_common::MAX_DRAWS
+        ));
+    }
+    Ok(n as u32)
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -679,6 +769,45 @@ pub enum OnMarkedUp {
     ShutdownBackupSessions,
 }
 
+/// `observe`: what traffic tells about a server's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Observe {
+    #[default]
+    None,
+    /// `layer4`: connections the server refuses count as errors, accepted ones clear them.
+    Layer4,
+}
+
+/// `on-error`: what `error-limit` consecutive errors do (HAProxy's default `fail-check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Checks go to `fastinter`.
+    FastInter,
+    /// As one failed check.
+    #[default]
+    FailCheck,
+    /// As one failed check that leaves one more before DOWN.
+    SuddenDeath,
+    /// The server is marked DOWN at once.
+    MarkDown,
+}
+
+impl OnError {
+    pub const ALL: &'static [(&'static str, OnError)] = &[
+        ("fastinter", OnError::FastInter),
+        ("fail-check", OnError::FailCheck),
+        ("sudden-death", OnError::SuddenDeath),
+        ("mark-down", OnError::MarkDown),
+    ];
+
+    pub fn name(self) -> &'static str {
+        OnError::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map_or("fail-check", |(n, _)| n)
+    }
+}
+
 /// `load-server-state-from-file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LoadState {
@@ -734,9 +863,16 @@ pub struct Server {
     pub backup: bool,
     /// Starts in maintenance (`disabled`).
     pub disabled: bool,
+    /// At most this many active flows; a new flow beyond goes to another server with room.
     pub maxconn: Option<u32>,
+    /// `slowstart`: after coming back UP, the weight (and `maxconn`) ramp up over this.
+    pub slowstart: Option<Duration>,
     pub on_marked_down: OnMarkedDown,
     pub on_marked_up: OnMarkedUp,
+    pub observe: Observe,
+    pub on_error: OnError,
+    /// `error-limit`: consecutive errors that trigger `on_error` (HAProxy's default 10).
+    pub error_limit: u32,
     pub origin: Origin,
 }
 
@@ -746,6 +882,7 @@ impl Server {
     pub const DEFAULT_RISE: u32 = 2;
     pub const DEFAULT_WEIGHT: u32 = 1;
     pub const MAX_WEIGHT: u32 = 256;
+    pub const DEFAULT_ERROR_LIMIT: u32 = 10;
 
     /// A server with HAProxy's defaults.
     pub fn new(name: &str, addr: Ipv4Addr, port: u16, origin: Origin) -> Server {
@@ -767,8 +904,12 @@ impl Server {
             backup: false,
             disabled: false,
             maxconn: None,
+            slowstart: None,
             on_marked_down: OnMarkedDown::Keep,
             on_marked_up: OnMarkedUp::Keep,
+            observe: Observe::None,
+            on_error: OnError::FailCheck,
+            error_limit: Self::DEFAULT_ERROR_LIMIT,
             origin,
         }
     }

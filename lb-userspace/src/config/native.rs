@@ -289,6 +289,12 @@ struct ServerT {
     backup: Option<bool>,
     disabled: Option<bool>,
     maxconn: Option<u32>,
+    slowstart: Option<Spanned<Time>>,
+    /// "layer4" (HAProxy's "layer7" needs HTTP parsing lb does not do).
+    observe: Option<Spanned<String>>,
+    /// "fastinter", "fail-check", "sudden-death" or "mark-down".
+    on_error: Option<Spanned<String>>,
+    error_limit: Option<Spanned<u32>>,
     /// "shutdown-sessions"
     on_marked_down: Option<Spanned<String>>,
     /// "shutdown-backup-sessions"
@@ -763,13 +769,22 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
     let mode = cx
         .word(pick(&b.mode, &d.mode), "mode", MODES)
         .unwrap_or(Mode::Tcp);
-    let balance = cx
-        .word(
-            pick(&b.balance, &d.balance),
-            "balance",
-            &[("roundrobin", Balance::RoundRobin)],
-        )
-        .unwrap_or_default();
+    let balance = match pick(&b.balance, &d.balance) {
+        Some(v) => match Balance::parse(v.get_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                let at = cx.src.of(v);
+                cx.err(
+                    at,
+                    format!(
+                        "'balance': {e}; expected 'roundrobin', 'static-rr', 'leastconn', 'first', 'random' or 'random(<draws>)'"
+                    ),
+                );
+                Balance::default()
+            }
+        },
+        None => Balance::default(),
+    };
     let nat = cx
         .word(
             pick(&b.nat, &d.nat),
@@ -1171,6 +1186,8 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
     out.backup = s.backup.or(d.backup).unwrap_or(false);
     out.disabled = s.disabled.or(d.disabled).unwrap_or(false);
     out.maxconn = s.maxconn.or(d.maxconn);
+    out.slowstart = cx.time(pick(&s.slowstart, &d.slowstart), "slowstart");
+    observe(cx, &mut out, s, d);
     out.on_marked_down = cx
         .word(
             pick(&s.on_marked_down, &d.on_marked_down),
@@ -1189,6 +1206,31 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         )
         .unwrap_or_default();
     Some(out)
+}
+
+/// `observe`, `on_error`, `error_limit`.
+fn observe(cx: &mut Ctx, out: &mut Server, s: &ServerT, d: &ServerT) {
+    out.observe = cx
+        .word(
+            pick(&s.observe, &d.observe),
+            "observe",
+            &[("layer4", Observe::Layer4)],
+        )
+        .unwrap_or_default();
+    out.on_error = cx
+        .word(pick(&s.on_error, &d.on_error), "on_error", OnError::ALL)
+        .unwrap_or_default();
+    if let Some(n) = pick(&s.error_limit, &d.error_limit) {
+        if *n.get_ref() == 0 {
+            let at = cx.src.of(n);
+            cx.err(
+                at,
+                format!("server '{}': 'error_limit' must be > 0", out.name),
+            );
+        } else {
+            out.error_limit = *n.get_ref();
+        }
+    }
 }
 
 /// `check_ssl`, `check_sni`, `verify`, `ca_file`.

@@ -26,10 +26,11 @@ const RULES: &[Rule] = &[
     backends_have_sound_servers,
     checks_can_run,
     http_backends_run_at_l4,
-    maxconn_is_not_enforced,
     data_plane_holds_it,
     access_rules_apply,
     a_flood_leaves_ports_free,
+    nothing_waits_in_a_queue,
+    observed_servers_are_checked,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -330,32 +331,6 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
     ));
 }
 
-/// `maxconn` is read by both front ends and enforced nowhere yet: say so, where it was set.
-fn maxconn_is_not_enforced(c: &Config, out: &mut Vec<Diagnostic>) {
-    if let Some(n) = c.global.maxconn {
-        out.push(Diagnostic::warning(
-            None,
-            format!(
-                "global 'maxconn {n}' has no effect in lb: the data plane counts no connections against a limit; it tracks up to {} flows ('conntrack_entries').",
-                c.global.conntrack_entries
-            ),
-        ));
-    }
-    for b in &c.backends {
-        for s in &b.servers {
-            if let Some(n) = s.maxconn {
-                out.push(Diagnostic::warning(
-                    Some(&s.origin),
-                    format!(
-                        "server '{}/{}': 'maxconn {n}' has no effect in lb: the data plane does not count a server's connections, so it sends new ones whatever their number.",
-                        b.name, s.name
-                    ),
-                ));
-            }
-        }
-    }
-}
-
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     let limits = [
@@ -420,6 +395,39 @@ fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
                 c.global.halfopen_entries
             ),
         ));
+    }
+}
+
+/// lb has no queue: `timeout queue` (kept for `lb convert`) would never fire.
+fn nothing_waits_in_a_queue(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in c.backends.iter().filter(|b| b.timeouts.queue.is_some()) {
+        out.push(Diagnostic::warning(
+            Some(&b.origin),
+            format!(
+                "backend '{}': 'timeout queue' has no effect in lb: lb has no queue: a new connection that finds every server at its 'maxconn' is dropped (counted as drop_maxconn in 'lb show stats') and the client's SYN retransmission tries again",
+                b.name
+            ),
+        ));
+    }
+}
+
+/// `observe layer4` acts through the health checks (`on-error` fails a check, speeds them
+/// up or marks the server DOWN): a server without them has nothing to act on.
+fn observed_servers_are_checked(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in &c.backends {
+        for s in b
+            .servers
+            .iter()
+            .filter(|s| s.observe != Observe::None && !s.check)
+        {
+            out.push(Diagnostic::warning(
+                Some(&s.origin),
+                format!(
+                    "server '{}/{}': 'observe layer4' has no effect without 'check': its 'on-error' acts on the health checks",
+                    b.name, s.name
+                ),
+            ));
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The daemon's servers (see [`super::servers`]) and how they are pushed into the maps: pool
 //! tables through the double buffer, server entries, names for `lb show`. Every state change
 //! goes through [`Balancer::change`], so the maps never lag behind the daemon's view.
+use std::time::Instant;
+
 use anyhow::{Result, anyhow};
 use lb_common::{
     META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop,
@@ -10,7 +12,8 @@ use lb_common::{
 use super::{
     history::ServerHistory,
     plan::Plan,
-    servers::{Admin, ServerEntry, ServerState, Servers},
+    servers::{Admin, Applied, ServerEntry, ServerState, Servers},
+    slowstart,
 };
 use crate::{
     config::Config,
@@ -18,7 +21,7 @@ use crate::{
         Dataplane,
         ids::{BackendId, ServerId, ServerSlot},
         layout::{Layout, addr_be},
-        table::{self, Candidate},
+        table::{self, Candidate, Shape},
     },
 };
 
@@ -80,13 +83,20 @@ impl Balancer {
     }
 
     /// Changes a server's state, brings its pool's maps in line, and records the change in
-    /// the history of the server and its backend.
+    /// the history of the server and its backend. A server that comes back (UP again, or out
+    /// of maintenance while UP) starts its `slowstart`, if it has one.
     pub fn change(&mut self, id: ServerId, f: impl FnOnce(&mut ServerState)) -> Result<()> {
         let e = self
             .servers
             .get_mut(id)
             .ok_or_else(|| anyhow!("no server {id}"))?;
+        let was_active = e.state.active();
         f(&mut e.state);
+        if !e.state.active() {
+            e.state.starting = None;
+        } else if !was_active && e.place.slowstart.is_some_and(|t| !t.is_zero()) {
+            e.state.starting = Some(Instant::now());
+        }
         let backend = e.place.backend;
         self.write_pool(backend)?;
         self.servers.note(backend);
@@ -110,7 +120,7 @@ impl Balancer {
             },
             // Running: a stop left by a daemon that exited is cancelled.
             stop_at: 0,
-            _pad: 0,
+            maxconn: cfg.global.maxconn.unwrap_or(0),
         };
         self.dp.maps.write_settings(self.settings)?;
         let servers: Vec<ServerSlot> = self.servers.iter().map(|e| e.place.slot).collect();
@@ -138,23 +148,48 @@ impl Balancer {
             .layout
             .pool(backend)
             .ok_or_else(|| anyhow!("no pool for backend {backend}"))?;
+        let now = Instant::now();
+        let dynamic = p.balance.dynamic();
+        let applied: Vec<(ServerId, Applied)> = self
+            .servers
+            .of_backend(backend)
+            .map(|e| {
+                let a = Applied {
+                    eweight: e.eweight(now, dynamic),
+                    maxconn: e.maxconn(now),
+                };
+                (e.id(), a)
+            })
+            .collect();
+        for &(id, a) in &applied {
+            if let Some(e) = self.servers.get_mut(id) {
+                e.applied = a;
+            }
+        }
         let servers: Vec<&ServerEntry> = self.servers.of_backend(backend).collect();
         let cands: Vec<Candidate> = servers
             .iter()
             .map(|e| Candidate {
                 slot: e.place.slot,
-                weight: e.state.weight,
+                weight: e.applied.eweight,
                 backup: e.place.backup,
                 usable: e.state.usable(),
             })
             .collect();
-        let table = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
+        let table = table::build(
+            &cands,
+            p.allbackups,
+            TABLE_SIZE as usize,
+            Shape::of(p.balance),
+        );
         let info = |e: &ServerEntry| ServerInfo {
             addr: addr_be(e.place.addr),
             snat_addr: addr_be(e.snat),
             port: e.place.port.to_be(),
             _pad: 0,
             pool: p.slot.0,
+            maxconn: e.applied.maxconn,
+            _pad2: 0,
             nh: NextHop::default(),
         };
         for e in &servers {
@@ -176,7 +211,7 @@ impl Balancer {
                 server: name_field(&e.place.name),
                 state: meta_state(e.state),
                 backup: u8::from(e.place.backup),
-                weight: e.state.weight as u16,
+                weight: slowstart::shown_weight(e.applied.eweight) as u16,
                 pid: self.pid,
                 last_change: unix_now(),
             };
@@ -187,6 +222,42 @@ impl Balancer {
 }
 
 impl Balancer {
+    /// Moves the slow starts on (called every second): ends those that are over and
+    /// rewrites the pools whose servers' effective weight or `maxconn` changed. Returns
+    /// whether any server is still starting.
+    pub fn warm_up(&mut self) -> Result<bool> {
+        let now = Instant::now();
+        let mut dirty: Vec<BackendId> = Vec::new();
+        let mut starting = false;
+        let pools = &self.plan.layout;
+        for e in self.servers.iter_mut() {
+            if e.state.starting.is_none() {
+                continue;
+            }
+            let dynamic = pools
+                .pool(e.place.backend)
+                .is_some_and(|p| p.balance.dynamic());
+            if e.ramp(now).is_none() {
+                e.state.starting = None;
+            } else {
+                starting = true;
+            }
+            let want = Applied {
+                eweight: e.eweight(now, dynamic),
+                maxconn: e.maxconn(now),
+            };
+            if (want != e.applied || e.state.starting.is_none())
+                && !dirty.contains(&e.place.backend)
+            {
+                dirty.push(e.place.backend);
+            }
+        }
+        for b in dirty {
+            self.write_pool(b)?;
+        }
+        Ok(starting)
+    }
+
     /// From `grace` on, the data plane balances no new flow (established ones go on) unless a
     /// new daemon installs itself before (which clears it).
     pub fn stop_new_flows_after(&mut self, grace: std::time::Duration) -> Result<()> {

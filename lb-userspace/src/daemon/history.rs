@@ -54,6 +54,8 @@ pub struct ServerHistory {
     pub updown: UpDown,
     /// Failed checks that moved the health counter (HAProxy's `failed_checks`).
     pub chkfail: u64,
+    /// Times `observe` found `error-limit` errors in a row (HAProxy's `failed_hana`).
+    pub hanafail: u64,
     /// In maintenance because the config said `disabled`, not left since.
     pub config_maint: bool,
     /// The health counter after the last event, to tell failures that counted.
@@ -65,6 +67,7 @@ impl ServerHistory {
         ServerHistory {
             updown: UpDown::new(now, up),
             chkfail: 0,
+            hanafail: 0,
             config_maint,
             last_health: None,
         }

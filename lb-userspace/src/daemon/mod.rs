@@ -10,6 +10,9 @@
 //!
 //! - [`plan`]: the config resolved against this host (routes, interfaces);
 //! - [`servers`]: one entry per server (place in the data plane, state, history);
+//! - [`slowstart`]: how a server coming back UP ramps its weight and `maxconn`;
+//! - [`recount`]: the active flows per server, recounted from the flow tables;
+//! - [`tracing`]: `lb trace`, the data plane's decisions printed;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
 //! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
@@ -22,10 +25,13 @@ pub mod lock;
 pub mod notify;
 pub mod plan;
 pub mod privileges;
+pub mod recount;
 pub mod runtime;
 pub mod server_state;
 pub mod servers;
+pub mod slowstart;
 pub mod sysctl;
+pub mod tracing;
 
 use std::{path::Path, time::Duration};
 
@@ -174,10 +180,11 @@ async fn serve(
     let pins = pin_dir(&cfg.global.instance);
     let dp = Dataplane::load(&LoadOptions {
         pin_dir: Some(pins.clone()),
-        conntrack_entries: cfg.global.conntrack_entries,
+        conntrack_entries: cfg.global.flow_capacity(),
         halfopen_entries: cfg.global.halfopen_entries,
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
+        trace: None,
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
@@ -189,6 +196,8 @@ async fn serve(
     let mut bal = Balancer::install(dp, plan, &cfg)?;
     // The stats socket and HTTP listener: created while the daemon has its privileges.
     let api_bound = crate::api::bind(&cfg)?;
+    // A handle of its own for the recount of active flows, which scans off the serve loop.
+    let recount_maps = crate::dataplane::Maps::from_pins(&pins)?;
     for i in &ifaces {
         let a = bal.dp.attach(i)?;
         if a.adopted {
@@ -224,8 +233,10 @@ async fn serve(
         extra_ifaces: opts.extra_ifaces.clone(),
         sysctls,
         state_files,
+        recount_maps,
     };
-    let mut rt = Runtime::new(cfg, bal, tx, logger, opened);
+    let (traces_tx, mut traces) = mpsc::channel(4);
+    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx);
     rt.load_server_state();
     rt.start_flow_log();
     rt.log_startup();
@@ -241,6 +252,10 @@ async fn serve(
         .context("installing SIGHUP handler")?;
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
+    // Slow starts move on (their steps are whole seconds, as HAProxy's warm-up task's), and
+    // `observe` counts are read.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     readiness.ready();
     notify::ready();
 
@@ -250,6 +265,8 @@ async fn serve(
             Some(ev) = events.recv() => rt.on_check(ev)?,
             Some(req) = api_rx.recv() => rt.on_api(req),
             Some(()) = addresses.recv() => rt.on_addresses()?,
+            _ = tick.tick() => rt.on_tick()?,
+            Some(t) = traces.recv() => rt.on_trace_loaded(t),
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");
                 rt.reload(&mut events).await;

@@ -14,15 +14,24 @@ pub use state_file::StateFiles;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    ConfigFile, balancer::Balancer, flowlog, flowlog::Names, history::Started, servers::Admin,
+    ConfigFile,
+    balancer::Balancer,
+    flowlog,
+    flowlog::Names,
+    history::Started,
+    recount,
+    servers::Admin,
     sysctl::Forwarding,
+    tracing::{self, Tracing},
 };
 use crate::{
+    api::cli::TraceCmd,
     config::Config,
-    config::{OnMarkedDown, OnMarkedUp},
+    config::{Observe, OnError, OnMarkedDown, OnMarkedUp},
+    dataplane::Dataplane,
     dataplane::ids::{BackendId, ServerId, ServerSlot},
     health::{self, CheckEvent, CheckResult, Checkers, Outcome, Transition},
     logs::{
@@ -51,6 +60,19 @@ pub struct Runtime {
     started: Started,
     /// `server-state-file`s, opened before any chroot.
     state_files: StateFiles,
+    /// Whether the configuration needs active flows recounted (`recount::needed`).
+    recount: watch::Sender<bool>,
+    /// `lb trace on`: the tracing copy of the program, running.
+    tracing: Option<Tracing>,
+    /// Where a tracing copy, once loaded, comes back to the serve loop.
+    traces: mpsc::Sender<TraceLoaded>,
+}
+
+/// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).
+pub struct TraceLoaded {
+    dp: Result<Dataplane>,
+    vip: Option<String>,
+    reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// What the daemon opened on the host while it still had its privileges, and keeps using
@@ -62,6 +84,8 @@ pub struct Opened {
     pub extra_ifaces: Vec<String>,
     pub sysctls: Forwarding,
     pub state_files: StateFiles,
+    /// The pinned maps, for the recount of active flows (`recount::run`).
+    pub recount_maps: crate::dataplane::Maps,
 }
 
 impl Runtime {
@@ -71,13 +95,17 @@ impl Runtime {
         events: mpsc::Sender<CheckEvent>,
         logger: Logger,
         opened: Opened,
+        traces: mpsc::Sender<TraceLoaded>,
     ) -> Runtime {
         let Opened {
             source,
             extra_ifaces,
             sysctls,
             state_files,
+            recount_maps,
         } = opened;
+        let (recount, wanted) = watch::channel(recount::needed(&cfg));
+        tokio::spawn(recount::run(recount_maps, wanted));
         let checkers = health::spawn_checkers(health::targets(bal.layout(), &cfg), events.clone());
         let names = watch::Sender::new(Names::of(&cfg, bal.layout()));
         let flow_logger = watch::Sender::new(Arc::new(Logger::from_global(&cfg.global)));
@@ -95,7 +123,126 @@ impl Runtime {
             sysctls: vec![sysctls],
             started: Started::now(),
             state_files,
+            recount,
+            tracing: None,
+            traces,
         }
+    }
+
+    /// `lb trace on|off [--vip ADDR[:PORT]]`: `off` at once; `on` loads the tracing copy of
+    /// the program off the serve loop (the verifier takes seconds), then
+    /// [`Runtime::on_trace_loaded`] swaps it in and answers. A new `on` replaces the running
+    /// trace.
+    pub fn set_trace(&mut self, cmd: TraceCmd, reply: oneshot::Sender<Result<(), String>>) {
+        let failed = |e: String| format!("lb trace: {e}\n");
+        let opts = match tracing::filter(cmd.vip.as_deref())
+            .map_err(failed)
+            .and_then(|f| {
+                self.bal
+                    .dp
+                    .tracing_options(f)
+                    .map_err(|e| failed(format!("{e:#}")))
+            }) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if !cmd.on {
+            let _ = reply.send(self.stop_tracing().map_err(|e| failed(format!("{e:#}"))));
+            return;
+        }
+        let loaded = self.traces.clone();
+        tokio::spawn(async move {
+            let dp = tokio::task::spawn_blocking(move || Dataplane::load(&opts))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the tracing copy: {e}"))
+                .and_then(|r| r);
+            let _ = loaded
+                .send(TraceLoaded {
+                    dp,
+                    vip: cmd.vip,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    /// The tracing copy is loaded (or failed to): swap it in and answer.
+    pub fn on_trace_loaded(&mut self, t: TraceLoaded) {
+        let r = self.swap_in_trace(t.dp).map(|()| {
+            eprintln!(
+                "[NOTICE] lb trace: on{}",
+                t.vip.map_or(String::new(), |v| format!(" for {v}"))
+            );
+        });
+        let _ = t.reply.send(r.map_err(|e| format!("lb trace: {e:#}\n")));
+    }
+
+    fn swap_in_trace(&mut self, dp: Result<Dataplane>) -> Result<()> {
+        let dp = dp?;
+        self.stop_tracing()?;
+        let t = Tracing::start(
+            &mut self.bal.dp,
+            dp,
+            self.names.subscribe(),
+            self.flow_logger.subscribe(),
+        )?;
+        self.tracing = Some(t);
+        Ok(())
+    }
+
+    /// Puts the untraced program back on every interface, if a trace runs.
+    pub(super) fn stop_tracing(&mut self) -> Result<()> {
+        if let Some(t) = self.tracing.take() {
+            t.stop(&mut self.bal.dp)?;
+            eprintln!("[NOTICE] lb trace: off");
+        }
+        Ok(())
+    }
+
+    /// Four times a second: slow starts move on, and what `observe` counted is acted on.
+    pub fn on_tick(&mut self) -> Result<()> {
+        self.bal.warm_up()?;
+        self.observe()
+    }
+
+    /// `observe layer4`: a checked server that refused `error-limit` connections in a row
+    /// (the data plane counts them, `LB_REFUSALS`; one it accepts starts again) gets its
+    /// `on-error`, logged as HAProxy logs it.
+    fn observe(&mut self) -> Result<()> {
+        let observed: Vec<(ServerId, ServerSlot, u32, OnError)> = self
+            .bal
+            .servers()
+            .iter()
+            .filter_map(|e| {
+                let (_, s) = e.place.config(&self.cfg)?;
+                (s.observe == Observe::Layer4 && s.check).then_some((
+                    e.id(),
+                    e.place.slot,
+                    s.error_limit,
+                    s.on_error,
+                ))
+            })
+            .collect();
+        for (id, slot, limit, on_error) in observed {
+            let n = self.bal.dp.maps.refusals.get(&slot.0, 0)?;
+            if n < u64::from(limit) {
+                continue;
+            }
+            self.bal.dp.maps.refusals.set(slot.0, 0, 0)?;
+            if let Some(h) = self.bal.history_mut(id) {
+                h.hanafail += 1;
+            }
+            let info = format!(
+                "Detected {n} consecutive errors, last one was: L4 unsuccessful connection"
+            );
+            if let Some((result, outcome)) = self.checkers.analyze(id, on_error, info) {
+                self.on_health_check(id, &result, &outcome, false)?;
+            }
+        }
+        Ok(())
     }
 
     /// The configuration applied last.
@@ -131,6 +278,7 @@ impl Runtime {
     /// Stops the checks and detaches from every interface (the maps stay pinned); the host
     /// settings are restored.
     pub async fn stop(&mut self) -> Result<()> {
+        self.stop_tracing()?;
         self.save_server_state();
         self.stop_checks().await;
         self.bal.dp.detach_all()
@@ -140,6 +288,8 @@ impl Runtime {
     /// still balanced for `grace`, established ones until they end. The host settings it
     /// needs stay as they are.
     pub async fn hand_over(&mut self, grace: std::time::Duration) -> Result<()> {
+        // A successor adopts the links with its own program: never leave the tracing copy.
+        self.stop_tracing()?;
         self.save_server_state();
         self.stop_checks().await;
         for s in &mut self.sysctls {
@@ -164,8 +314,10 @@ impl Runtime {
     }
 
     /// `on-marked-down shutdown-sessions` and `on-marked-up shutdown-backup-sessions`: the
-    /// flows a transition of `id` ends.
-    fn end_sessions_on(&mut self, id: ServerId, t: Transition) -> Result<()> {
+    /// flows a transition of `id` (by its checks, its agent or `set server ... health`)
+    /// ends. As HAProxy, a server coming UP ends the backups' flows only if it is not a
+    /// backup itself and can take new flows (some effective weight).
+    pub(super) fn end_sessions_on(&mut self, id: ServerId, t: Transition) -> Result<()> {
         let Some(e) = self.bal.server(id) else {
             return Ok(());
         };
@@ -177,7 +329,9 @@ impl Runtime {
                 vec![e.place.slot]
             }
             Transition::Up
-                if !e.place.backup && srv.on_marked_up == OnMarkedUp::ShutdownBackupSessions =>
+                if !e.place.backup
+                    && e.applied.eweight > 0
+                    && srv.on_marked_up == OnMarkedUp::ShutdownBackupSessions =>
             {
                 self.bal
                     .servers()

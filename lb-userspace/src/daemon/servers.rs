@@ -3,13 +3,18 @@
 //! lookup away. Entries are made from a [`Plan`] in its layout's order (the layout is the
 //! only numbering) and carried over, by name, to the next plan on reload. Backends get one
 //! entry each, by [`BackendId`], for their history.
-use std::{collections::HashMap, net::Ipv4Addr, time::Instant};
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Result, anyhow};
 
 use super::{
     history::{BackendHistory, ServerHistory},
     plan::Plan,
+    slowstart::{self, Ramp},
 };
 use crate::{
     dataplane::{
@@ -26,7 +31,11 @@ pub struct ServerState {
     /// NOLB: UP, but its checks (`http-check disable-on-404`) keep new flows away.
     pub stopping: bool,
     pub admin: Admin,
+    /// The user weight (HAProxy's `uweight`).
     pub weight: u32,
+    /// When its slow start began (it came back UP with `slowstart` set): HAProxy's
+    /// STARTING state, until the ramp ends.
+    pub starting: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +57,7 @@ impl ServerState {
                 Admin::Ready
             },
             weight: s.weight,
+            starting: None,
         }
     }
 
@@ -78,11 +88,47 @@ pub struct ServerEntry {
     pub snat: Ipv4Addr,
     pub state: ServerState,
     pub history: ServerHistory,
+    /// What the maps hold for it now.
+    pub applied: Applied,
+}
+
+/// A server's effective weight and `maxconn` as last written to the maps (they move during
+/// a slow start).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// In sixteenths of the user weight (`lb_common::WEIGHT_SCALE`).
+    pub eweight: u32,
+    /// 0: no limit.
+    pub maxconn: u32,
 }
 
 impl ServerEntry {
     pub fn id(&self) -> ServerId {
         self.place.id
+    }
+
+    /// Its slow start at `now`, if one is running.
+    pub fn ramp(&self, now: Instant) -> Option<Ramp> {
+        let since = self.state.starting?;
+        Ramp::new(
+            self.place.slowstart.unwrap_or(Duration::ZERO),
+            now.saturating_duration_since(since),
+        )
+    }
+
+    /// Its effective weight at `now` (`cur_eweight`, in sixteenths of the user weight) on a
+    /// backend whose algorithm is `dynamic` or not.
+    pub fn eweight(&self, now: Instant, dynamic: bool) -> u32 {
+        slowstart::eweight(self.state.weight, self.ramp(now), dynamic)
+    }
+
+    /// Its `maxconn` at `now` (0: none), less during a slow start.
+    pub fn maxconn(&self, now: Instant) -> u32 {
+        match (self.place.maxconn, self.ramp(now)) {
+            (0, _) => 0,
+            (m, Some(r)) => r.maxconn(m),
+            (m, None) => m,
+        }
     }
 
     /// As the log lines name it.
@@ -149,6 +195,9 @@ impl Servers {
             let mut state = ServerState::initial(s);
             if let Some(k) = kept {
                 state.up = k.state.up || k.state.admin == Admin::Maint;
+                // A slow start under way goes on (it restarts if the server was held in
+                // maintenance, which the new config releases).
+                state.starting = k.state.starting.filter(|_| k.state.admin != Admin::Maint);
             }
             let history = match kept {
                 Some(k) => k.history.clone(),
@@ -160,6 +209,7 @@ impl Servers {
                 snat,
                 state,
                 history,
+                applied: Applied::default(),
             });
         }
         let mut t = Servers {
@@ -194,6 +244,10 @@ impl Servers {
     /// Every server, in id order.
     pub fn iter(&self) -> impl Iterator<Item = &ServerEntry> {
         self.servers.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ServerEntry> {
+        self.servers.iter_mut()
     }
 
     /// A backend's servers, in config order.

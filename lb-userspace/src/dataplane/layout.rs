@@ -8,9 +8,9 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    Algorithm, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH,
-    POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, name_field,
-    name_str,
+    Algorithm, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_MAXCONN,
+    POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey, ServiceValue,
+    Timeouts, draws_flags, name_field, name_str,
 };
 
 use super::{
@@ -42,6 +42,7 @@ pub struct PoolLayout {
     /// Flow timeouts in the data plane's ticks.
     pub timeouts: Timeouts,
     pub allbackups: bool,
+    pub balance: Balance,
     /// In config order; their ids follow each other.
     pub servers: Vec<ServerLayout>,
 }
@@ -60,6 +61,9 @@ pub struct ServerLayout {
     pub weight: u32,
     pub backup: bool,
     pub disabled: bool,
+    /// 0: no limit.
+    pub maxconn: u32,
+    pub slowstart: Option<std::time::Duration>,
 }
 
 impl ServerLayout {
@@ -72,10 +76,14 @@ impl ServerLayout {
     }
 }
 
-/// The data plane's algorithm for a backend's `balance`.
-fn algorithm(b: Balance) -> Algorithm {
+/// The data plane's algorithm for a backend's `balance`, with its pool flags.
+fn algorithm(b: Balance) -> (Algorithm, u32) {
     match b {
-        Balance::RoundRobin => Algorithm::RoundRobin,
+        // static-rr is round robin whose weights the daemon keeps as configured.
+        Balance::RoundRobin | Balance::StaticRr => (Algorithm::RoundRobin, 0),
+        Balance::LeastConn => (Algorithm::LeastConn, 0),
+        Balance::First => (Algorithm::First, 0),
+        Balance::Random { draws } => (Algorithm::Random, draws_flags(draws)),
     }
 }
 
@@ -88,7 +96,11 @@ impl Layout {
             .enumerate()
             .map(|(i, b)| {
                 let id = BackendId(i as u32);
-                let mut flags = algorithm(b.balance).flags();
+                let (algo, algo_flags) = algorithm(b.balance);
+                let mut flags = algo.flags() | algo_flags;
+                if b.servers.iter().any(|s| s.maxconn.is_some_and(|m| m > 0)) {
+                    flags |= POOL_F_MAXCONN;
+                }
                 if b.nat == NatMode::Dnat {
                     flags |= POOL_F_DNAT;
                 }
@@ -116,6 +128,8 @@ impl Layout {
                             weight: s.weight,
                             backup: s.backup,
                             disabled: s.disabled,
+                            maxconn: s.maxconn.unwrap_or(0),
+                            slowstart: s.slowstart,
                         }
                     })
                     .collect();
@@ -126,6 +140,7 @@ impl Layout {
                     flags,
                     timeouts: b.timeouts.flows(),
                     allbackups: b.allbackups,
+                    balance: b.balance,
                     servers,
                 }
             })

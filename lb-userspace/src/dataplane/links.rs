@@ -110,6 +110,21 @@ fn adopt(prog: &mut Xdp, pin: &Path) -> Result<OwnedFd> {
 }
 
 impl Attachment {
+    /// Runs `prog` on the interface instead (`BPF_LINK_UPDATE`, atomic).
+    pub fn point_at(&self, prog: &Xdp) -> Result<()> {
+        match &self.hold {
+            Hold::Pinned { link, .. } => {
+                let fd = prog.fd().context("the program is not loaded")?;
+                link_update(link, fd.as_fd())
+                    .with_context(|| format!("switching the program on {}", self.ifname))
+            }
+            Hold::Owned(_) => Err(anyhow!(
+                "{}: switching programs needs a pinned link (lb run)",
+                self.ifname
+            )),
+        }
+    }
+
     /// Takes the program off the interface.
     pub fn detach(self, prog: &mut Xdp) -> Result<()> {
         match self.hold {

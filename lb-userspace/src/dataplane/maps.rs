@@ -10,8 +10,11 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
-    clock::elapsed, conntrack, map_def, names,
+    ACTIVE_TOTAL, Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
+    balance::active_flows,
+    clock::elapsed,
+    conntrack::{self, counts_as_active},
+    map_def, names,
 };
 
 /// Pins live under `/sys/fs/bpf/lb/<instance>/`.
@@ -320,6 +323,31 @@ impl Maps {
             }
         }
         out
+    }
+
+    /// Active flows per server slot, and in the last slot (`ACTIVE_TOTAL`) in all: live flows
+    /// in the states `LB_ACTIVE` counts (`conntrack::counts_as_active`), as the data plane
+    /// would judge them at `now`.
+    pub fn active_flows(&self, now: u32) -> Vec<u64> {
+        let mut out = vec![0; ACTIVE_TOTAL as usize + 1];
+        for (_, f) in self.live_flows(now) {
+            if !State::from_u8(f.state).is_some_and(counts_as_active) {
+                continue;
+            }
+            out[ACTIVE_TOTAL as usize] += 1;
+            if let Some(n) = out
+                .get_mut(usize::from(f.server))
+                .filter(|_| u32::from(f.server) < ACTIVE_TOTAL)
+            {
+                *n += 1;
+            }
+        }
+        out
+    }
+
+    /// `LB_ACTIVE` as the data plane reads it (a count below zero reads 0).
+    pub fn active(&self, slot: u32) -> Result<u64> {
+        Ok(active_flows(self.active.get(&slot, 0)?))
     }
 
     /// Number of tracked flows (live forward entries).

@@ -18,9 +18,9 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS, trace};
 
-use ids::{PoolSlot, ServerSlot};
+use ids::PoolSlot;
 pub use links::Attachment;
 pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
@@ -45,6 +45,18 @@ pub struct LoadOptions {
     /// Another build of the XDP object than the one built in (`lb run --xdp-object`, for
     /// trying an upgrade).
     pub object: Option<PathBuf>,
+    /// Load the copy that traces (`lb trace on`), for packets of this VIP and port (network
+    /// order, 0: any); see `lb_common::trace`.
+    pub trace: Option<TraceFilter>,
+}
+
+/// Which packets a tracing copy of the program reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceFilter {
+    /// Network order; 0: every address.
+    pub vip: u32,
+    /// Network order; 0: every port.
+    pub port: u16,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +67,7 @@ impl Default for LoadOptions {
             halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
             discard_state: false,
             object: None,
+            trace: None,
         }
     }
 }
@@ -76,6 +89,8 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
     /// Things worth a log line that happened while loading (pins recreated, ...).
     pub notes: Vec<String>,
+    /// How it was loaded (a tracing copy is loaded the same way).
+    opts: LoadOptions,
 }
 
 impl Dataplane {
@@ -83,6 +98,11 @@ impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         let mut notes = Vec::new();
         let mut loader = EbpfLoader::new();
+        // The verifier's whole log in the error, for whoever changes the data plane.
+        if std::env::var_os("LB_VERIFIER_LOG").is_some() {
+            loader
+                .verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
         let sizes = opts.sizes();
         for def in MAPS {
             if sizes.max_entries(def) != def.max_entries {
@@ -96,6 +116,16 @@ impl Dataplane {
             for def in MAPS.iter().filter(|d| d.keep != Keep::Private) {
                 loader.map_pin_path(def.name, dir.join(maps::pin_name(def)));
             }
+        }
+        // Tracing is a constant of the program: off, the verifier removes every trace path.
+        let (on, vip, port) = match opts.trace {
+            Some(f) => (1u32, f.vip, u32::from(f.port)),
+            None => (0, 0, 0),
+        };
+        if opts.trace.is_some() {
+            loader.override_global(trace::GLOBAL_TRACE, &on, true);
+            loader.override_global(trace::GLOBAL_TRACE_VIP, &vip, true);
+            loader.override_global(trace::GLOBAL_TRACE_PORT, &port, true);
         }
         let object = match &opts.object {
             Some(path) => std::borrow::Cow::Owned(
@@ -117,7 +147,47 @@ impl Dataplane {
             attachments: Vec::new(),
             pin_dir: opts.pin_dir.clone(),
             notes,
+            opts: opts.clone(),
         })
+    }
+
+    /// Loads a copy of this data plane's program that traces the packets `filter` picks,
+    /// sharing every pinned map (see [`Dataplane::run_program_of`]). Needs pinned maps.
+    pub fn tracing_copy(&self, filter: TraceFilter) -> Result<Dataplane> {
+        Dataplane::load(&self.tracing_options(filter)?)
+    }
+
+    /// How [`Dataplane::tracing_copy`] loads, for a caller that loads elsewhere (the
+    /// verifier takes seconds).
+    pub fn tracing_options(&self, filter: TraceFilter) -> Result<LoadOptions> {
+        anyhow::ensure!(
+            self.pin_dir.is_some(),
+            "tracing needs a data plane with pinned maps"
+        );
+        Ok(LoadOptions {
+            trace: Some(filter),
+            ..self.opts.clone()
+        })
+    }
+
+    /// Points every interface this data plane is attached to at `other`'s program (same
+    /// maps): a tracing copy, or back to this one's own (`other` = `None`). One atomic link
+    /// update per interface; no packet meets an interface without lb.
+    pub fn run_program_of(&mut self, other: Option<&mut Dataplane>) -> Result<()> {
+        let prog = match other {
+            Some(o) => program(&mut o.ebpf, PROG_LB)?,
+            None => program(&mut self.ebpf, PROG_LB)?,
+        };
+        for a in &self.attachments {
+            a.point_at(prog)?;
+        }
+        Ok(())
+    }
+
+    /// Starts reading this program's aya-log records into `logger` (`lb trace`).
+    pub fn trace_logger<T: log::Log>(&mut self, logger: T) -> Result<aya_log::EbpfLogger<T>> {
+        aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, logger)
+            .context("reading the data plane's trace records")
     }
 
     /// Attaches the balancer to `ifname` (see [`links`]): takes over the link an earlier
@@ -175,7 +245,7 @@ impl Dataplane {
         pool: PoolSlot,
         flags: u32,
         timeouts: lb_common::Timeouts,
-        table: &[ServerSlot],
+        table: &[u32],
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)

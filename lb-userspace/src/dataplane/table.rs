@@ -1,29 +1,77 @@
-//! Pool table builder (pure): which servers take new flows, in which order.
+//! Pool table builder (pure): which servers take new flows, in which order, as each
+//! algorithm reads them ([`Shape`]).
 //!
-//! The data plane takes `table[cursor++ % len]` for each new flow, so a table *is* the
-//! round-robin schedule. Weights become repetitions in a smooth weighted round-robin order
-//! (nginx's algorithm: no server gets long bursts), after dividing by their GCD so equal
-//! weights give the shortest table.
+//! Round robin takes `table[cursor++ % len]` for each new flow, so its table *is* the
+//! schedule. Weights become repetitions in a smooth weighted round-robin order (nginx's
+//! algorithm: no server gets long bursts), after dividing by their GCD so equal weights give
+//! the shortest table. `random` draws from the same repetitions; `leastconn` and `first`
+//! walk each server once, in config order.
+use lb_common::TableEntry;
+
 use super::ids::ServerSlot;
+use crate::config::Balance;
+
+/// How an algorithm reads its pool's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Repetitions by weight, smooth order, bare slots (`roundrobin`, `static-rr`).
+    Rotation,
+    /// The same repetitions, each entry with its server's weight (`random`).
+    Draws,
+    /// Each server once, in config order, with its weight (`leastconn`, `first`).
+    Once,
+}
+
+impl Shape {
+    pub fn of(b: Balance) -> Shape {
+        match b {
+            Balance::RoundRobin | Balance::StaticRr => Shape::Rotation,
+            Balance::Random { .. } => Shape::Draws,
+            Balance::LeastConn | Balance::First => Shape::Once,
+        }
+    }
+}
 
 /// What the builder needs to know about a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
     /// What the table holds for it.
     pub slot: ServerSlot,
+    /// Its effective weight (`lb_common::WEIGHT_SCALE` per unit of user weight).
     pub weight: u32,
     pub backup: bool,
     /// UP and not in maintenance or drain (i.e. may take new flows).
     pub usable: bool,
 }
 
-/// Builds the live table for one pool.
+/// Builds the live table for one pool, as `shape` lays it out: `TableEntry`s, packed.
+pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize, shape: Shape) -> Vec<u32> {
+    let chosen = chosen(cands, allbackups);
+    let entry = |c: &Candidate, weighted: bool| {
+        TableEntry {
+            slot: c.slot.0,
+            weight: if weighted { c.weight } else { 0 },
+        }
+        .pack()
+    };
+    match shape {
+        Shape::Once => chosen.iter().map(|c| entry(c, true)).collect(),
+        Shape::Rotation | Shape::Draws => {
+            let by_slot = |s: ServerSlot| chosen.iter().find(|c| c.slot == s);
+            rotation(&chosen, max_len)
+                .into_iter()
+                .filter_map(by_slot)
+                .map(|c| entry(c, shape == Shape::Draws))
+                .collect()
+        }
+    }
+}
+
+/// The servers that take new flows, in config order.
 ///
 /// HAProxy semantics: active servers only; if none is usable, the first usable backup (in
 /// declaration order), or all usable backups with `allbackups`. Weight 0 takes no new flows.
-/// Tables longer than `max_len` are scaled down proportionally (every server keeps >= 1 slot;
-/// validation keeps the number of servers of a backend <= `max_len`).
-pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<ServerSlot> {
+fn chosen(cands: &[Candidate], allbackups: bool) -> Vec<Candidate> {
     let usable = |c: &&Candidate| c.usable && c.weight > 0;
     let mut chosen: Vec<Candidate> = cands
         .iter()
@@ -39,6 +87,13 @@ pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<Serve
             backups.take(1).collect()
         };
     }
+    chosen
+}
+
+/// Round robin's schedule over `chosen`: repetitions by weight in smooth order. Tables longer
+/// than `max_len` are scaled down proportionally (every server keeps >= 1 slot; validation
+/// keeps the number of servers of a backend <= `max_len`).
+fn rotation(chosen: &[Candidate], max_len: usize) -> Vec<ServerSlot> {
     if chosen.is_empty() {
         return Vec::new();
     }
@@ -57,7 +112,7 @@ pub fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<Serve
             }
         }
     }
-    smooth_wrr(&chosen, &weights)
+    smooth_wrr(chosen, &weights)
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -95,12 +150,38 @@ mod tests {
         }
     }
 
-    /// The table as plain slot numbers.
+    /// A round-robin table as plain slot numbers.
     fn build(cands: &[Candidate], allbackups: bool, max_len: usize) -> Vec<u32> {
-        super::build(cands, allbackups, max_len)
+        super::build(cands, allbackups, max_len, Shape::Rotation)
+    }
+
+    fn entries(cands: &[Candidate], shape: Shape) -> Vec<(u32, u32)> {
+        super::build(cands, false, 4096, shape)
             .into_iter()
-            .map(|s| s.0)
+            .map(TableEntry::unpack)
+            .map(|e| (e.slot, e.weight))
             .collect()
+    }
+
+    #[test]
+    fn each_algorithm_reads_its_shape() {
+        let cands = [c(1, 48), c(2, 16), c(3, 0)];
+        assert_eq!(
+            entries(&cands, Shape::Rotation),
+            [(1, 0), (1, 0), (2, 0), (1, 0)],
+            "bare slots, weight 3:1"
+        );
+        assert_eq!(
+            entries(&cands, Shape::Draws),
+            [(1, 48), (1, 48), (2, 16), (1, 48)]
+        );
+        assert_eq!(
+            entries(&cands, Shape::Once),
+            [(1, 48), (2, 16)],
+            "once each, config order"
+        );
+        assert_eq!(Shape::of(Balance::StaticRr), Shape::Rotation);
+        assert_eq!(Shape::of(Balance::First), Shape::Once);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use lb_common::{
     Counters, MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, ServerInfo, ServerMeta, ServiceKey,
-    ServiceValue, Settings, TABLE_SIZE, TableDesc, Timeouts, conntrack::TimeoutsMs, name_str,
-    table_index,
+    ServiceValue, Settings, TABLE_SIZE, TableDesc, TableEntry, Timeouts, conntrack::TimeoutsMs,
+    name_str, table_index,
 };
 
 use aya::maps::{PerCpuValues, lpm_trie::Key as LpmKey};
@@ -176,13 +176,13 @@ impl Maps {
     }
 
     /// The live table of a pool, as the data plane reads it.
-    pub fn live_table(&self, pool: PoolSlot) -> Result<Vec<ServerSlot>> {
+    pub fn live_table(&self, pool: PoolSlot) -> Result<Vec<TableEntry>> {
         let info = self.pools.get(&pool.0, 0)?;
         let desc = TableDesc::unpack(info.table);
         (0..desc.len)
             .map(|i| {
-                let slot = self.tables.get(&table_index(pool.0, desc.slot, i), 0)?;
-                Ok(ServerSlot(slot))
+                let raw = self.tables.get(&table_index(pool.0, desc.slot, i), 0)?;
+                Ok(TableEntry::unpack(raw))
             })
             .collect()
     }
@@ -206,15 +206,15 @@ impl Default for Publisher {
 }
 
 impl Publisher {
-    /// Installs `table` (server slots, in round-robin order), `flags` and `timeouts` for
-    /// `pool`.
+    /// Installs `table` (packed `TableEntry`s, as `table::build` lays them out for the
+    /// pool's algorithm), `flags` and `timeouts` for `pool`.
     pub fn publish(
         &mut self,
         maps: &mut Maps,
         pool: PoolSlot,
         flags: u32,
         timeouts: Timeouts,
-        table: &[ServerSlot],
+        table: &[u32],
     ) -> Result<()> {
         anyhow::ensure!(
             table.len() <= TABLE_SIZE as usize,
@@ -233,9 +233,9 @@ impl Publisher {
         }
         let current = TableDesc::unpack(maps.pools.get(&pool.0, 0)?.table);
         let half = current.slot ^ 1;
-        for (i, server) in table.iter().enumerate() {
+        for (i, &entry) in table.iter().enumerate() {
             maps.tables
-                .set(table_index(pool.0, half, i as u32), server.0, 0)
+                .set(table_index(pool.0, half, i as u32), entry, 0)
                 .with_context(|| format!("writing table of pool {pool}"))?;
         }
         let info = PoolInfo {

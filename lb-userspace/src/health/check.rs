@@ -23,7 +23,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
     task::JoinHandle,
     time::{Instant, sleep_until},
 };
@@ -32,10 +32,13 @@ use super::{
     agent::{AgentReport, run_agent},
     run::Prober,
     spec::{AgentSpec, CheckSpec, MAX_WAIT, after},
-    state::{AgentHealth, AgentVerdict, CheckResult, Health, Intervals, Op, Outcome, Transition},
+    state::{
+        AgentHealth, AgentVerdict, CheckResult, CheckStatus, Health, Intervals, Op, Outcome,
+        Transition,
+    },
 };
 use crate::{
-    config::{Backend, Config, Server, Verify},
+    config::{Backend, Config, OnError, Server, Verify},
     dataplane::{ids::ServerId, layout::Layout},
 };
 
@@ -123,6 +126,9 @@ struct Shared {
     /// Bumped at every maintenance or enable change: the health task abandons a check under
     /// way, and a result of a check started before the change is dropped.
     control: watch::Sender<u64>,
+    /// `observe` found errors: the next check comes after `fastinter` at the latest, if set
+    /// (HAProxy's `__health_adjust` wakes the check task for every `on-error`).
+    hurry: Notify,
 }
 
 struct CheckerState {
@@ -217,6 +223,7 @@ pub fn spawn_checkers(targets: Vec<CheckTarget>, events: mpsc::Sender<CheckEvent
     for t in targets {
         let (control, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
+            hurry: Notify::new(),
             state: Mutex::new(CheckerState {
                 health: t.health,
                 checked: t.spec.is_some(),
@@ -260,7 +267,17 @@ async fn check_loop(
     let mut control = shared.control.subscribe();
     let mut next = after(Instant::now(), first);
     loop {
-        sleep_until(next).await;
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = shared.hurry.notified() => {
+                // As HAProxy, which wakes the check only when `fastinter` is set (without
+                // it the transitional interval is `inter`, the one already running).
+                if let Some(fast) = intervals.fastinter {
+                    next = next.min(after(Instant::now(), fast));
+                }
+                continue;
+            }
+        }
         let generation = *control.borrow_and_update();
         let (paused, up) = {
             let st = shared.lock();
@@ -437,6 +454,30 @@ impl Checkers {
                 shared.bump();
             }
         }
+    }
+
+    /// `observe layer4` saw `error-limit` refusals in a row (`info` says how many): applies
+    /// the server's `on-error` to its health checks as HAProxy's `__health_adjust` does, and
+    /// brings its next check forward. Returns the verdict to log and apply, as a check's
+    /// (`None`: not checked, paused, or `on-error fastinter`).
+    pub fn analyze(
+        &self,
+        id: ServerId,
+        on_error: OnError,
+        info: String,
+    ) -> Option<(CheckResult, Outcome)> {
+        let shared = self.by_server.get(&id)?;
+        let mut st = shared.lock();
+        if !st.checked || st.paused() {
+            return None;
+        }
+        shared.hurry.notify_one();
+        let before = st.server_op();
+        let mut outcome = st.health.on_analyze(on_error)?;
+        outcome.transition = before.to(st.server_op());
+        let result = CheckResult::new(CheckStatus::Hana, Duration::ZERO).with_info(info);
+        st.last = Some(result.clone());
+        Some((result, outcome))
     }
 
     /// Applies an agent check's verdict (once its admin and weight words were applied):

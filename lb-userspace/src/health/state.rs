@@ -12,7 +12,7 @@
 //!   status differs from the previous one.
 use std::{fmt, time::Duration};
 
-use crate::config::Server;
+use crate::config::{OnError, Server};
 
 /// A finished check's status, with HAProxy's `show stat` code and log description
 /// (`check_statuses[]` in `src/check.c`). `Ini` is the status before the first check.
@@ -38,10 +38,12 @@ pub enum CheckStatus {
     /// goes to NOLB (HAProxy's L7OKCD).
     L7OkC,
     L7Sts,
+    /// "Health analyze": `observe` saw `error-limit` errors in a row (no check ran).
+    Hana,
 }
 
 impl CheckStatus {
-    pub const ALL: [CheckStatus; 13] = [
+    pub const ALL: [CheckStatus; 14] = [
         CheckStatus::Ini,
         CheckStatus::SockErr,
         CheckStatus::L4Ok,
@@ -55,6 +57,7 @@ impl CheckStatus {
         CheckStatus::L7Ok,
         CheckStatus::L7OkC,
         CheckStatus::L7Sts,
+        CheckStatus::Hana,
     ];
 
     /// The short code of `show stat`'s `check_status` column.
@@ -73,6 +76,7 @@ impl CheckStatus {
             CheckStatus::L7Ok => "L7OK",
             CheckStatus::L7OkC => "L7OKC",
             CheckStatus::L7Sts => "L7STS",
+            CheckStatus::Hana => "HANA",
         }
     }
 
@@ -92,6 +96,7 @@ impl CheckStatus {
             CheckStatus::L7Ok => "Layer7 check passed",
             CheckStatus::L7OkC => "Layer7 check conditionally passed",
             CheckStatus::L7Sts => "Layer7 wrong status",
+            CheckStatus::Hana => "Health analyze",
         }
     }
 
@@ -106,6 +111,11 @@ impl CheckStatus {
     /// A completed check (anything but `Ini`).
     pub fn finished(self) -> bool {
         self != CheckStatus::Ini
+    }
+
+    /// A check ran and took time: HAProxy prints `check duration` (HANA has none).
+    pub fn timed(self) -> bool {
+        self.finished() && self != CheckStatus::Hana
     }
 
     /// Layer 5-7 data is available, so HAProxy prints `, code: N` (statuses after
@@ -402,6 +412,20 @@ impl Health {
         }
     }
 
+    /// What `on-error` does once `observe` saw `error-limit` errors in a row (HAProxy's
+    /// `__health_adjust`): `fail-check` counts as one failed check, `sudden-death` first
+    /// leaves the counter one failure from DOWN, `mark-down` takes the server DOWN. `None`
+    /// for `fastinter`, which only brings the next check forward (as every mode does).
+    pub fn on_analyze(&mut self, on_error: OnError) -> Option<Outcome> {
+        match on_error {
+            OnError::FastInter => return None,
+            OnError::SuddenDeath if self.health > self.rise => self.health = self.rise + 1,
+            OnError::MarkDown => self.health = self.rise,
+            OnError::SuddenDeath | OnError::FailCheck => {}
+        }
+        Some(self.on_result(CheckStatus::Hana))
+    }
+
     /// The delay before the next check (`srv_getinter`): `inter` when fully UP, `downinter`
     /// when fully DOWN, `fastinter` in between (and before the first check); unset ones
     /// fall back to `inter`.
@@ -549,7 +573,7 @@ mod tests {
 
     use CheckStatus::*;
 
-    const DESCRIPTIONS: [(CheckStatus, &str, &str); 13] = [
+    const DESCRIPTIONS: [(CheckStatus, &str, &str); 14] = [
         (Ini, "INI", "Initializing"),
         (SockErr, "SOCKERR", "Socket error"),
         (L4Ok, "L4OK", "Layer4 check passed"),
@@ -563,6 +587,7 @@ mod tests {
         (L7Ok, "L7OK", "Layer7 check passed"),
         (L7OkC, "L7OKC", "Layer7 check conditionally passed"),
         (L7Sts, "L7STS", "Layer7 wrong status"),
+        (Hana, "HANA", "Health analyze"),
     ];
 
     #[test]
@@ -687,6 +712,39 @@ mod tests {
                 step(L4Ok, "2/2 UP", true, None),
             ],
         );
+    }
+
+    /// `on-error` after `error-limit` errors in a row (HAProxy's `__health_adjust`), from a
+    /// server fully UP with rise 2, fall 3 (counter 4 of 0..=4).
+    #[test]
+    fn on_error_modes_act_as_haproxys() {
+        let full = || {
+            let mut h = Health::new(2, 3);
+            h.force(true);
+            h
+        };
+        let mut h = full();
+        assert_eq!(
+            h.on_analyze(OnError::FastInter),
+            None,
+            "only brings checks forward"
+        );
+        assert_eq!(h.status_text(1), "3/3 UP");
+        let mut h = full();
+        let o = h.on_analyze(OnError::FailCheck).expect("a failed check");
+        assert_eq!(
+            (h.status_text(1), o.transition, o.log),
+            ("2/3 UP".into(), None, true)
+        );
+        assert_eq!(h.status(), Hana);
+        let mut h = full();
+        h.on_analyze(OnError::SuddenDeath)
+            .expect("a pre-fatal failed check");
+        assert_eq!(h.status_text(1), "1/3 UP", "one failure from DOWN");
+        assert_eq!(h.on_result(L7Sts).transition, DOWN);
+        let mut h = full();
+        let o = h.on_analyze(OnError::MarkDown).expect("DOWN");
+        assert_eq!((h.status_text(1), o.transition), ("0/2 DOWN".into(), DOWN));
     }
 
     #[test]

@@ -124,7 +124,8 @@ fn info_of(r: &CheckResult, flavor: Flavor) -> &str {
     }
 }
 
-/// `srv_append_status` for a check: `, reason: D[, code: N][, info: "I"], check duration: Nms`.
+/// `srv_append_status` for a check: `, reason: D[, code: N][, info: "I"][, check duration:
+/// Nms]` (no duration for an `observe` verdict, which HAProxy times -1).
 fn append_check(out: &mut String, r: &CheckResult, flavor: Flavor) {
     let _ = write!(out, ", reason: {}", r.status.description());
     if r.status.has_code() {
@@ -136,7 +137,9 @@ fn append_check(out: &mut String, r: &CheckResult, flavor: Flavor) {
         ascii_encode(out, info);
         out.push('"');
     }
-    let _ = write!(out, ", check duration: {}ms", r.duration_ms());
+    if r.status.timed() {
+        let _ = write!(out, ", check duration: {}ms", r.duration_ms());
+    }
 }
 
 fn append_why(out: &mut String, why: Why<'_>, flavor: Flavor) {
@@ -574,6 +577,19 @@ mod tests {
                 ),
                 line(Level::Emerg, "backend b has no server available!"),
             ]
+        );
+    }
+
+    /// HAProxy 2.6 with `observe layer4 error-limit 2 on-error mark-down` on a server that
+    /// refused two connections (captured): no check ran, so no duration.
+    #[test]
+    fn an_observe_verdict_is_logged_as_haproxy_logs_it() {
+        let r = CheckResult::new(CheckStatus::Hana, Duration::ZERO)
+            .with_info("Detected 2 consecutive errors, last one was: L4 unsuccessful connection");
+        let l = health_check(WEB11, &r, &snap(0), 1, Flavor::Haproxy26);
+        assert_eq!(
+            l.text,
+            "Health check for server hoge/web11 failed, reason: Health analyze, info: \"Detected 2 consecutive errors, last one was: L4 unsuccessful connection\", status: 0/2 DOWN."
         );
     }
 

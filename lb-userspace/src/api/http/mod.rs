@@ -192,6 +192,7 @@ pub(super) mod tests {
         let mut dead = server(4, "dead");
         dead.up = false;
         dead.weight = 0;
+        dead.eweight = 0;
         if let Some(k) = dead.check.as_mut() {
             k.health = 0;
             k.status = CheckStatus::L4Con;
@@ -206,6 +207,7 @@ pub(super) mod tests {
         }
         let mut unchecked = server(6, "unchecked");
         unchecked.weight = 0;
+        unchecked.eweight = 0;
         unchecked.check = None;
         let mut paused = server(7, "paused");
         if let Some(k) = paused.check.as_mut() {
@@ -219,6 +221,7 @@ pub(super) mod tests {
             act: 0,
             bck: 0,
             tot_weight: 0,
+            tot_uweight: 0,
             up: false,
             chkdown: 5,
             lastchg: 3_601,
@@ -234,6 +237,7 @@ pub(super) mod tests {
                 bytes_out: n * 2_000 + 5,
                 new_flows: n * 7 + 6,
                 redispatched: n + 7,
+                refused: n + 8,
             },
         };
         let tr = Traffic {

@@ -199,7 +199,7 @@ fn backend(d: &mut Diags, p: Proxy, fronts: &ByBackend) -> Backend {
     Backend {
         name: p.name,
         mode: p.s.mode,
-        balance: Balance::RoundRobin,
+        balance: p.s.balance,
         nat: p.s.nat,
         on_empty: OnEmpty::Drop,
         check,

@@ -158,14 +158,20 @@ const NOT_IN_LOGS: &str = "lb does not use it in logs or stats";
 const L7_FEATURE: &str = "it is an HTTP (L7) feature and lb forwards connections at L4";
 const NO_TLS: &str = "lb does not terminate TLS";
 const NO_EXTERNAL_CHECKS: &str = "lb runs no external check programs";
-const NO_QUEUE: &str = "the XDP data plane does not queue or count a proxy's connections";
+const NO_ACCEPT_QUEUE: &str =
+    "lb accepts no connections itself: there is no accept queue to size or to rate-limit";
+const NO_PROXY_LIMIT: &str = "lb limits active flows per server (a server's 'maxconn') and in all (the global 'maxconn'), not per proxy";
+const NO_FULLCONN: &str =
+    "lb's 'maxconn' is a fixed limit per server, there is no 'minconn' to scale from";
+const NO_REQUEST_QUEUE: &str = "lb never queues requests (L4)";
 const NOTHING_TO_CAPTURE: &str = "lb never parses HTTP, so there is nothing to capture";
 const NO_ERROR_PAGES: &str =
     "lb never answers HTTP itself (with no server left, connections are dropped)";
 const NO_RESPONSES: &str = "lb never parses or modifies HTTP responses";
 const NO_HEADERS: &str = "lb never adds HTTP headers";
 const NO_HTTP_ANSWERS: &str = "lb never answers HTTP itself";
-const ROUNDROBIN_ONLY: &str = "lb balances roundrobin only";
+const NO_HASHING: &str =
+    "lb has no hashing algorithm (it balances roundrobin, static-rr, leastconn, first and random)";
 const NO_PERSISTENCE: &str =
     "lb has no persistence (stick tables): every new connection is balanced";
 
@@ -266,7 +272,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("profiling.*", GLOBAL, NoEffect(OWN_PROCESS)),
     kw("httpclient.*", GLOBAL, NoEffect(OWN_PROCESS)),
     kw("acl", PROXY, Read::Proxy(proxy::acl)),
-    kw("backlog", PROXY, NoEffect(NO_QUEUE)),
+    kw("backlog", PROXY, NoEffect(NO_ACCEPT_QUEUE)),
     kw("balance", BE_DEF, Read::Proxy(proxy::balance)),
     kw("bind", FE, Read::Proxy(bind::bind)),
     kw(
@@ -316,9 +322,9 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("external-check", PROXY, Unsupported(NO_EXTERNAL_CHECKS)),
     kw("filter", PROXY, L7("filters work on HTTP streams")),
     kw("force-persist", PROXY, Unsupported(NO_PERSISTENCE)),
-    kw("fullconn", PROXY, NoEffect(NO_QUEUE)),
-    kw("hash-type", PROXY, NoEffect(ROUNDROBIN_ONLY)),
-    kw("hash-balance-factor", PROXY, NoEffect(ROUNDROBIN_ONLY)),
+    kw("fullconn", PROXY, NoEffect(NO_FULLCONN)),
+    kw("hash-type", PROXY, NoEffect(NO_HASHING)),
+    kw("hash-balance-factor", PROXY, NoEffect(NO_HASHING)),
     kw("http-after-response", PROXY, L7(NO_RESPONSES)),
     kw("http-check", BE_DEF, Read::Proxy(checks::http_check)),
     kw("http-error", PROXY, L7(NO_ERROR_PAGES)),
@@ -345,14 +351,14 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         PROXY,
         NoEffect("lb tags every line with the global 'log-tag'"),
     ),
-    kw("max-keep-alive-queue", PROXY, NoEffect(NO_QUEUE)),
-    kw("maxconn", PROXY, NoEffect(NO_QUEUE)),
+    kw("max-keep-alive-queue", PROXY, NoEffect(NO_REQUEST_QUEUE)),
+    kw("maxconn", PROXY, NoEffect(NO_PROXY_LIMIT)),
     kw("mode", PROXY, Read::Proxy(proxy::mode)),
     kw("monitor", PROXY, L7(NO_HTTP_ANSWERS)),
     kw("monitor-uri", PROXY, L7(NO_HTTP_ANSWERS)),
     kw("option", PROXY, Read::Proxy(options::option)),
     kw("persist", PROXY, Unsupported(NO_PERSISTENCE)),
-    kw("rate-limit", PROXY, NoEffect(NO_QUEUE)),
+    kw("rate-limit", PROXY, NoEffect(NO_ACCEPT_QUEUE)),
     kw(
         "redirect",
         PROXY,

@@ -88,7 +88,7 @@ pub(super) fn use_backend(c: &mut ProxyCtx) {
     c.s.use_backend = Some((name.to_string(), c.d.here()));
 }
 
-/// Algorithms HAProxy knows; lb balances with the first only.
+/// Algorithms HAProxy knows, for suggestions.
 const BALANCE_ALGORITHMS: &[&str] = &[
     "roundrobin",
     "static-rr",
@@ -103,27 +103,36 @@ const BALANCE_ALGORITHMS: &[&str] = &[
     "hash",
 ];
 
+/// The algorithms lb balances with, for messages.
+const LB_ALGORITHMS: &str = "roundrobin, static-rr, leastconn, first and random";
+
 pub(super) fn balance(c: &mut ProxyCtx) {
-    match c.arg(1) {
-        Some("roundrobin") => {
+    let Some(a) = c.arg(1) else {
+        c.d.alert("'balance' expects an algorithm ('roundrobin').");
+        return;
+    };
+    let base = a.split('(').next().unwrap_or(a);
+    match Balance::parse(a) {
+        Ok(b) => {
             c.d.too_many(c.args, 0, 1);
+            c.s.balance = b;
         }
-        Some(a) => {
-            let base = a.split('(').next().unwrap_or(a);
-            if BALANCE_ALGORITHMS.contains(&base) {
-                c.d.alert(format!(
-                    "balance '{}' is not supported yet (lb balances roundrobin only)",
-                    show(a)
-                ));
-            } else {
-                c.d.alert(format!(
-                    "unknown balance algorithm '{}'{}",
-                    show(a),
-                    did_you_mean(a, BALANCE_ALGORITHMS, " (lb balances roundrobin only)")
-                ));
-            }
+        Err(e) if base == "random" => c.d.alert(format!("balance {e}")),
+        Err(_) if matches!(base, "uri" | "url_param" | "hdr" | "rdp-cookie") => {
+            c.d.alert(format!(
+                "balance '{}' is not supported by lb: it hashes the request's content, which lb (L4) never reads (lb balances {LB_ALGORITHMS})",
+                show(a)
+            ))
         }
-        None => c.d.alert("'balance' expects an algorithm ('roundrobin')."),
+        Err(_) if BALANCE_ALGORITHMS.contains(&base) => c.d.alert(format!(
+            "balance '{}' is not supported yet (lb balances {LB_ALGORITHMS})",
+            show(a)
+        )),
+        Err(_) => c.d.alert(format!(
+            "unknown balance algorithm '{}'{}",
+            show(a),
+            did_you_mean(a, BALANCE_ALGORITHMS, "")
+        )),
     }
 }
 

@@ -86,9 +86,11 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
     Some(match kw {
         "id" => (1, "lb numbers servers in declaration order"),
         "cookie" => (1, L7_GENERIC),
-        "slowstart" => (1, "lb gives a server its full weight as soon as it is UP"),
-        "maxqueue" | "minconn" => (1, "the XDP data plane has no connection queue"),
-        "observe" | "error-limit" | "on-error" => (1, "lb judges servers by health checks only"),
+        "maxqueue" => (1, NO_QUEUE),
+        "minconn" => (
+            1,
+            "lb's 'maxconn' is a fixed limit, there is no 'fullconn' to scale it from 'minconn'",
+        ),
         "init-addr" | "resolve-prefer" | "resolve-net" => {
             (1, "lb takes IPv4 addresses only, it resolves no names")
         }
@@ -112,6 +114,9 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
         _ => return None,
     })
 }
+
+/// What lb does instead of queueing (`maxqueue`, `timeout queue`).
+pub(super) const NO_QUEUE: &str = "lb has no queue: a new connection that finds every server at its 'maxconn' is dropped (counted as drop_maxconn in 'lb show stats') and the client's SYN retransmission tries again";
 
 /// Server parameters for features whose absence breaks the traffic or the checks: alerts.
 fn unsupported(kw: &str) -> Option<(usize, &'static str)> {
@@ -250,10 +255,13 @@ fn server_param(
         "disabled" => srv.disabled = true,
         "enabled" => srv.disabled = false,
         "inter" | "fastinter" | "downinter" | "fall" | "rise" | "weight" | "port" | "addr"
-        | "maxconn" | "on-marked-down" | "on-marked-up" => {
+        | "maxconn" | "on-marked-down" | "on-marked-up" | "slowstart" | "observe" | "on-error"
+        | "error-limit" => {
             let Some(v) = v.filter(|v| !v.is_empty()) else {
                 let what = match k {
-                    "inter" | "fastinter" | "downinter" => "<time>",
+                    "inter" | "fastinter" | "downinter" | "slowstart" => "<time>",
+                    "observe" => "'none', 'layer4' or 'layer7'",
+                    "on-error" => "'fastinter', 'fail-check', 'sudden-death' or 'mark-down'",
                     "addr" => "<ipv4 address>",
                     "on-marked-down" => "'shutdown-sessions'",
                     "on-marked-up" => "'shutdown-backup-sessions'",
@@ -347,6 +355,34 @@ fn set_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: &str) {
                 }
             }
         }
+        "slowstart" => {
+            if let Some(t) = time_arg(d, &format!("{ctx} : 'slowstart'"), Some(v)) {
+                srv.slowstart = Some(t);
+            }
+        }
+        // As HAProxy's srv_parse_observe, srv_parse_on_error, srv_parse_error_limit.
+        "observe" => match v {
+            "none" => srv.observe = Observe::None,
+            "layer4" => srv.observe = Observe::Layer4,
+            "layer7" => d.warn(format!(
+                "{ctx} : 'observe layer7' has no effect in lb: lb never reads HTTP responses; 'observe layer4' judges servers by the connections they refuse."
+            )),
+            other => d.alert(format!(
+                "{ctx} : 'observe' expects one of 'none', 'layer4', 'layer7' but got '{}'.",
+                clean(other)
+            )),
+        },
+        "on-error" => match OnError::ALL.iter().find(|(n, _)| *n == v) {
+            Some((_, o)) => srv.on_error = *o,
+            None => d.alert(format!(
+                "{ctx} : 'on-error' expects one of 'fastinter', 'fail-check', 'sudden-death' or 'mark-down' but got '{}'.",
+                clean(v)
+            )),
+        },
+        "error-limit" => match v.parse::<u32>() {
+            Ok(n) if n > 0 => srv.error_limit = n,
+            _ => d.alert(format!("{ctx} : error-limit has to be > 0.")),
+        },
         "port" => match units::port(v) {
             Ok(p) => srv.check_port = Some(p),
             Err(e) => d.alert(format!("{ctx} : 'port': {}", clean(&e))),

@@ -58,6 +58,7 @@ pub(super) enum Sect {
 #[derive(Clone, Debug)]
 pub(super) struct ProxySettings {
     pub mode: Mode,
+    pub balance: Balance,
     pub nat: NatMode,
     pub redispatch: bool,
     pub log_health_checks: bool,
@@ -101,6 +102,7 @@ impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
             mode: Mode::Tcp,
+            balance: Balance::RoundRobin,
             nat: NatMode::FullNat,
             redispatch: false,
             log_health_checks: false,

@@ -150,13 +150,13 @@ fn no_and_default_prefixes() {
 #[test]
 fn every_error_in_one_pass() {
     let e = alerts(
-        "global\n  maxconn lots\nbackend b\n  balance leastconn\n  server s 10.0.0.300:80\n  timeout connect 10x\n",
+        "global\n  maxconn lots\nbackend b\n  balance rdp-cookie\n  server s 10.0.0.300:80\n  timeout connect 10x\n",
     );
     assert_eq!(
         e,
         [
             "[ALERT] parsing [t.cfg:2] : 'maxconn' expects an integer argument, got 'lots'.",
-            "[ALERT] parsing [t.cfg:4] : balance 'leastconn' is not supported yet (lb balances roundrobin only)",
+            "[ALERT] parsing [t.cfg:4] : balance 'rdp-cookie' is not supported by lb: it hashes the request's content, which lb (L4) never reads (lb balances roundrobin, static-rr, leastconn, first and random)",
             "[ALERT] parsing [t.cfg:5] : 'server b/s' : '10.0.0.300' is not an IPv4 address",
             "[ALERT] parsing [t.cfg:6] : 'timeout connect': unexpected character 'x' in time '10x' (units are us, ms, s, m, h, d)",
         ]

@@ -11,9 +11,13 @@ use crate::{
         cli::{self, NO_SUCH_BACKEND, NO_SUCH_SERVER},
         stats::{BackendState, CheckState, FrontendState, ServerState, State, XdpStats},
     },
-    config::{Balance, Mode},
-    daemon::servers::{Admin, ServerEntry},
+    config::{Balance, Mode, Observe},
+    daemon::{
+        servers::{Admin, ServerEntry},
+        slowstart,
+    },
     dataplane::ids::{BackendId, ServerId},
+    health::Transition,
     logs::{
         Counts, LogLine, Sessions, Why,
         format::{
@@ -39,13 +43,6 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// `show stat`'s `algo`, HAProxy's name for the backend's `balance`.
-fn algo_name(b: Balance) -> &'static str {
-    match b {
-        Balance::RoundRobin => "roundrobin",
-    }
-}
-
 impl Runtime {
     /// Answers one request from the API servers.
     pub fn on_api(&mut self, req: Request) {
@@ -60,6 +57,7 @@ impl Runtime {
                 }
                 let _ = reply.send(r);
             }
+            Request::Trace(cmd, reply) => self.set_trace(cmd, reply),
         }
     }
 
@@ -77,6 +75,14 @@ impl Runtime {
     /// The weight the config gave the server (HAProxy's `iweight`).
     pub(super) fn initial_weight(&self, id: ServerId) -> u32 {
         self.bal.server(id).map_or(1, |e| e.place.weight)
+    }
+
+    /// The `balance` of the server's backend.
+    fn balance_of(&self, id: ServerId) -> Balance {
+        self.bal
+            .server(id)
+            .and_then(|e| self.cfg.backends.get(e.place.backend.index()))
+            .map_or(Balance::RoundRobin, |b| b.balance)
     }
 
     /// The entry of a server [`Runtime::find_server`] found.
@@ -100,7 +106,11 @@ impl Runtime {
             Action::Invalid(text) => return Err(text),
             Action::State(s) => self.set_admin(id, s),
             Action::Weight(raw) => {
-                let w = cli::parse_weight(&raw, self.initial_weight(id)).map_err(String::from)?;
+                let initial = self.initial_weight(id);
+                let w = cli::parse_weight(&raw, initial).map_err(String::from)?;
+                if w != 0 && w != initial && !self.balance_of(id).dynamic() {
+                    return Err(cli::STATIC_WEIGHT.into());
+                }
                 self.set_weight(id, w)
             }
             Action::Health(up) => self.force_health(id, up),
@@ -233,6 +243,7 @@ impl Runtime {
             s.up = up;
             s.stopping = false;
         })?;
+        self.end_sessions_on(id, if up { Transition::Up } else { Transition::Down })?;
         let after = self.counts(backend);
         let e = self.entry(id)?;
         let name = e.name();
@@ -258,29 +269,34 @@ impl Runtime {
         Ok(())
     }
 
-    /// The sum of the weights of the servers taking new flows, chosen as the table builder
-    /// chooses them (active servers, else the first backup, or all with `allbackups`).
-    fn tot_weight(&self, backend: BackendId) -> u32 {
+    /// The sums of the effective weights (in user units, rounded up: HAProxy's
+    /// `tot_weight` as `show stat` prints it) and of the user weights of the servers taking
+    /// new flows, chosen as the table builder chooses them (active servers, else the first
+    /// backup, or all with `allbackups`).
+    fn tot_weight(&self, backend: BackendId) -> (u32, u32) {
         let Some(p) = self.bal.layout().pool(backend) else {
-            return 0;
+            return (0, 0);
         };
-        let usable: Vec<(bool, u32)> = self
+        let usable: Vec<(bool, u32, u32)> = self
             .bal
             .servers()
             .of_backend(backend)
             .filter(|e| e.state.usable() && e.state.weight > 0)
-            .map(|e| (e.place.backup, e.state.weight))
+            .map(|e| (e.place.backup, e.applied.eweight, e.state.weight))
             .collect();
-        let active: u32 = usable.iter().filter(|(b, _)| !b).map(|(_, w)| w).sum();
-        if active > 0 {
-            return active;
+        let sum = |it: &mut dyn Iterator<Item = &(bool, u32, u32)>| {
+            it.fold((0, 0), |(e, u), &(_, ew, uw)| (e + ew, u + uw))
+        };
+        let mut taken = sum(&mut usable.iter().filter(|s| !s.0));
+        if taken.1 == 0 {
+            let mut backups = usable.iter().filter(|s| s.0);
+            taken = if p.allbackups {
+                sum(&mut backups)
+            } else {
+                sum(&mut backups.take(1))
+            };
         }
-        let mut backups = usable.iter().filter(|(b, _)| *b).map(|(_, w)| *w);
-        if p.allbackups {
-            backups.sum()
-        } else {
-            backups.next().unwrap_or(0)
-        }
+        (slowstart::shown_weight(taken.0), taken.1)
     }
 
     /// The daemon's view for `show stat`, `show servers state`, metrics and the page.
@@ -299,17 +315,18 @@ impl Runtime {
                 .filter_map(|e| self.server_state(e, now))
                 .collect();
             let c: Counts = self.counts(p.id);
-            let tot_weight = self.tot_weight(p.id);
+            let (tot_weight, tot_uweight) = self.tot_weight(p.id);
             let bh = self.bal.servers().backend(p.id).map(|b| &b.history);
             backends.push(BackendState {
                 name: b.name.clone(),
                 mode: mode_name(b.mode),
-                algo: algo_name(b.balance),
+                algo: b.balance.name(),
                 up: tot_weight > 0 || servers.is_empty(),
                 servers,
                 act: c.active,
                 bck: c.backup,
                 tot_weight,
+                tot_uweight,
                 chkdown: bh.map_or(0, |h| h.chkdown),
                 lastchg: bh.map_or(0, |h| secs(h.last_change)),
                 downtime: bh.map_or(0, |h| h.downtime(now).as_secs()),
@@ -321,7 +338,8 @@ impl Runtime {
             version: env!("CARGO_PKG_VERSION").to_string(),
             start_time: self.started.unix,
             uptime: secs(self.started.at),
-            conntrack_entries: self.cfg.global.conntrack_entries,
+            conntrack_entries: self.cfg.global.flow_capacity(),
+            maxconn: self.cfg.global.maxconn,
             listeners: self.bal.layout().services.len() as u32,
             dropped_logs: self.logger.dropped(),
             frontends: self
@@ -373,11 +391,15 @@ impl Runtime {
             admin: admin_state(st.admin),
             config_maint: h.config_maint && st.admin == Admin::Maint,
             weight: st.weight,
+            eweight: e.applied.eweight,
+            starting: st.starting.is_some(),
+            maxconn: e.place.maxconn,
             initial_weight: e.place.weight,
             check,
             check_port: s.check_port,
             check_addr: s.check_addr,
             chkfail: h.chkfail,
+            hanafail: (s.observe == Observe::Layer4).then_some(h.hanafail),
             chkdown: h.updown.chkdown,
             lastchg: secs(h.updown.last_change),
             downtime: h.updown.downtime(now).as_secs(),

@@ -52,6 +52,11 @@ impl Runtime {
 
     async fn try_reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) -> Result<(), Alerts> {
         let (cfg, plan) = self.next_config()?;
+        // The tracing copy runs on the old interfaces only; a new configuration starts
+        // untraced (`lb trace on` again to go on).
+        if let Err(e) = self.stop_tracing() {
+            return Err(alert(e));
+        }
         let sysctls = Forwarding::enable(&plan.interfaces).map_err(alert)?;
         // What operators changed goes to the state files, which the new configuration's
         // backends then load (without them it resets to the configuration, as HAProxy's).
@@ -64,6 +69,8 @@ impl Runtime {
         self.checkers = health::spawn_checkers(targets, self.events.clone());
         self.switch_logging(&cfg);
         self.state_files = StateFiles::open(&cfg, std::mem::take(&mut self.state_files));
+        self.recount
+            .send_replace(crate::daemon::recount::needed(&cfg));
         self.cfg = cfg;
         self.sysctls.push(sysctls);
         self.load_server_state();
@@ -90,11 +97,11 @@ impl Runtime {
         }
         let plan = plan(&cfg, &self.extra_ifaces).map_err(alert)?;
         if cfg.global.instance != self.cfg.global.instance
-            || cfg.global.conntrack_entries != self.cfg.global.conntrack_entries
+            || cfg.global.flow_capacity() != self.cfg.global.flow_capacity()
             || cfg.global.halfopen_entries != self.cfg.global.halfopen_entries
         {
             return Err(vec![
-                "[ALERT] 'instance', 'conntrack_entries' and 'halfopen_entries' only change with a restart".into(),
+                "[ALERT] 'instance', 'conntrack_entries' (or a global 'maxconn' above it) and 'halfopen_entries' only change with a restart".into(),
             ]);
         }
         Ok((cfg, plan))

@@ -1,0 +1,178 @@
+//! `lb trace` in the data plane (BPF_PROG_TEST_RUN): the tracing copy of the program, loaded
+//! on the same pinned maps, reports each packet's decision through aya-log; the program that
+//! runs untraced reports nothing; the VIP filter keeps other services' packets out.
+#[path = "support/dp_fixture.rs"]
+mod dp_fixture;
+
+use std::sync::{Arc, Mutex};
+
+use dp_fixture::*;
+use lb::{
+    daemon::{flowlog::Names, tracing},
+    dataplane::{LoadOptions, TraceFilter, testrun},
+};
+use lb_testbed::packet::{ACK, Pkt, SYN};
+
+/// Collects the trace records' text.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl log::Log for Lines {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == tracing::TARGET
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata())
+            && let Ok(mut l) = self.0.lock()
+        {
+            l.push(r.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl Lines {
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// The fixture with its maps pinned (a tracing copy shares them through the pins), in a pin
+/// directory of its own, removed at the end.
+struct Pinned {
+    f: Fixture,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pinned() -> Pinned {
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lb-test-trace-{}",
+        lb_testbed::unique_tag()
+    ));
+    let f = Fixture::with(
+        CONFIG,
+        LoadOptions {
+            pin_dir: Some(dir.clone()),
+            ..LoadOptions::default()
+        },
+    );
+    Pinned { f, dir }
+}
+
+fn names(f: &Fixture) -> Names {
+    let mut servers = vec![(String::new(), String::new()); 8];
+    for (p, s) in f.bal.layout().servers() {
+        servers[s.slot.index()] = (p.name.clone(), s.name.clone());
+    }
+    Names {
+        frontends: Vec::new(),
+        servers,
+    }
+}
+
+#[test]
+fn the_tracing_copy_says_why_and_the_running_program_says_nothing() {
+    let mut p = pinned();
+    let f = &mut p.f;
+    let untraced = Lines::default();
+    let mut quiet = f.bal.dp.trace_logger(untraced.clone()).expect("logger");
+    let mut copy = f
+        .bal
+        .dp
+        .tracing_copy(TraceFilter::default())
+        .expect("tracing copy verifies");
+    let traced = Lines::default();
+    let mut logger = copy.trace_logger(traced.clone()).expect("logger");
+
+    // The untraced program forwards and reports nothing.
+    let c = ep(CLIENT, 45000);
+    let vip = ep(VIP, 80);
+    let syn = Pkt::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "SYN, untraced",
+        f.dpc,
+        &syn,
+        testrun::XDP_REDIRECT,
+        &full_nat(&syn, WEB10, MAC_WEB10, nth_port(0), 80),
+    );
+    quiet.flush();
+    assert_eq!(untraced.take(), Vec::<String>::new());
+
+    // The copy takes the same decisions on the same maps, and says them.
+    let run = |copy: &mut lb::dataplane::Dataplane, ifindex: u32, frame: &[u8]| {
+        testrun::run(copy.lb_program().expect("program"), ifindex, frame, 1).expect("run")
+    };
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"x")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let o = run(&mut copy, f.dpc, &data.build());
+    assert_eq!(
+        o.frame,
+        full_nat(&data, WEB10, MAC_WEB10, nth_port(0), 80).build()
+    );
+    let c2 = ep(CLIENT, 45001);
+    let syn2 = Pkt::tcp(c2, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &syn2.build());
+    let other = Pkt::tcp(c, ep(VIP, 22)).flags(SYN).build();
+    assert_eq!(run(&mut copy, f.dpc, &other).action, testrun::XDP_PASS);
+    logger.flush();
+    let n = names(f);
+    let lines: Vec<String> = traced.take().iter().map(|r| tracing::line(r, &n)).collect();
+    assert_eq!(
+        lines,
+        [
+            "redirect forward tcp 10.0.0.2:45000 > 10.0.0.1:80 => 10.1.0.1:1024 > 10.1.0.10:80 hoge/web10",
+            "redirect new-flow tcp 10.0.0.2:45001 > 10.0.0.1:80 => 10.1.0.1:1024 > 10.1.0.11:80 hoge/web11",
+            "pass pass_not_service tcp 10.0.0.2:45000 > 10.0.0.1:22",
+        ]
+    );
+}
+
+#[test]
+fn a_vip_filter_traces_that_service_only_both_ways() {
+    let mut p = pinned();
+    let f = &mut p.f;
+    let filter = tracing::filter(Some("10.0.0.1:53")).expect("filter");
+    let mut copy = f.bal.dp.tracing_copy(filter).expect("tracing copy");
+    let traced = Lines::default();
+    let mut logger = copy.trace_logger(traced.clone()).expect("logger");
+    let run = |copy: &mut lb::dataplane::Dataplane, ifindex: u32, frame: &[u8]| {
+        testrun::run(copy.lb_program().expect("program"), ifindex, frame, 1).expect("run")
+    };
+    let c = ep(CLIENT, 5300);
+    let q = Pkt::udp(c, ep(VIP, 53))
+        .payload(b"q")
+        .macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &q.build());
+    let answer = Pkt::udp(ep(WEB10, 53), ep(LB_B, nth_port(0)))
+        .payload(b"a")
+        .macs(MAC_WEB10, MAC_DPB);
+    run(&mut copy, f.dpb, &answer.build());
+    // Another service of the same VIP: not traced.
+    let syn = Pkt::tcp(ep(CLIENT, 45100), ep(VIP, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &syn.build());
+    logger.flush();
+    let n = names(f);
+    let lines: Vec<String> = traced.take().iter().map(|r| tracing::line(r, &n)).collect();
+    assert_eq!(
+        lines,
+        [
+            "redirect new-flow udp 10.0.0.2:5300 > 10.0.0.1:53 => 10.1.0.1:1024 > 10.1.0.10:53 dns/dns10",
+            "redirect reply udp 10.1.0.10:53 > 10.1.0.1:1024 => 10.0.0.1:53 > 10.0.0.2:5300 dns/dns10",
+        ]
+    );
+}
