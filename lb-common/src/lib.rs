@@ -14,6 +14,7 @@ pub mod clock;
 pub mod conntrack;
 pub mod csum;
 pub mod flow;
+pub mod maglev;
 pub mod maps;
 pub mod pool;
 pub mod ports;
@@ -27,6 +28,7 @@ mod pod;
 
 pub use conntrack::{State, Timeouts};
 pub use flow::*;
+pub use maglev::{MAGLEV_CAP, MAGLEV_RINGS, MaglevTable, maglev_index};
 pub use maps::*;
 pub use pool::*;
 pub use ports::{PortFilter, PortSide};

@@ -84,6 +84,8 @@ macro_rules! for_each_map {
             /// Two table slots of server slots per pool, see `pool::table_index`.
             tables LB_TABLES: Array<u32, u32>
                 [$crate::MAX_POOLS * 2 * $crate::TABLE_SIZE] Config 1;
+            /// Two Maglev tables (double buffer) per hashing pool's ring, see `maglev`.
+            maglev LB_MAGLEV: Array<u32, $crate::MaglevTable>[$crate::MAGLEV_RINGS * 2] Config 1;
             /// Per server slot: address, full-NAT source, next hop.
             servers LB_SERVERS: Array<u32, $crate::ServerInfo>[$crate::MAX_SERVERS] Config 3;
             /// Per server slot: full-NAT source-port cursor (`balance::snat_port`).

@@ -18,11 +18,30 @@ pub const POOL_F_EMPTY_PASS: u32 = 1 << 1;
 /// gets its RST held back, and the client's retransmitted SYN goes to another server, up to
 /// the pool's `retries` times per connection (see `balance::refusal`).
 pub const POOL_F_REDISPATCH: u32 = 1 << 2;
+/// Pool flag: a hashing pool ([`Algorithm::Maglev`]) hashes the client address alone
+/// (`balance source`) rather than the whole 5-tuple.
+pub const POOL_F_HASH_SOURCE: u32 = 1 << 3;
 /// Bits 8..16 of the pool flags: `retries`, capped at 255.
 pub const POOL_RETRIES_SHIFT: u32 = 8;
 /// Bits 16..20 of the pool flags: how a new flow picks its server ([`Algorithm`]).
 pub const POOL_ALGO_SHIFT: u32 = 16;
 const POOL_ALGO_MASK: u32 = 0xf;
+/// Bits 20..24 of the pool flags: a hashing pool's ring, its pair of `LB_MAGLEV` values
+/// (`maglev::maglev_index`).
+pub const POOL_RING_SHIFT: u32 = 20;
+const POOL_RING_MASK: u32 = 0xf;
+const _: () = assert!(crate::maglev::MAGLEV_RINGS == POOL_RING_MASK + 1);
+
+/// The ring in pool flags.
+#[inline(always)]
+pub const fn pool_ring(flags: u32) -> u32 {
+    (flags >> POOL_RING_SHIFT) & POOL_RING_MASK
+}
+
+/// Pool flags holding `ring`.
+pub const fn ring_flags(ring: u32) -> u32 {
+    (ring & POOL_RING_MASK) << POOL_RING_SHIFT
+}
 
 /// How a pool picks the server of a new flow (HAProxy's `balance`); the data plane has one
 /// function per algorithm (`lb-ebpf/src/new_flow.rs`, `choose`).
@@ -32,15 +51,20 @@ pub enum Algorithm {
     /// The pool's table in turn (`roundrobin`, `static-rr`).
     #[default]
     RoundRobin = 0,
+    /// The flow's hash (5-tuple, or the source with `POOL_F_HASH_SOURCE`) into the pool's
+    /// Maglev table (`hash-type consistent`, `balance source`): every lb node picks the same
+    /// server for the same flow. The table's length is in the pool's `TableDesc`, the table
+    /// in `LB_MAGLEV` (see `maglev`).
+    Maglev = 8,
 }
 
 impl Algorithm {
     /// The algorithm in pool flags; round robin for a value this build does not know.
     #[inline(always)]
     pub const fn of_flags(flags: u32) -> Algorithm {
-        // One arm per algorithm as they come (`3 => Algorithm::Maglev`, ...).
-        #[allow(clippy::match_single_binding)]
+        // One arm per algorithm as they come.
         match (flags >> POOL_ALGO_SHIFT) & POOL_ALGO_MASK {
+            8 => Algorithm::Maglev,
             _ => Algorithm::RoundRobin,
         }
     }
@@ -101,14 +125,19 @@ mod tests {
     #[test]
     fn algorithms_round_trip_through_pool_flags() {
         let flags = POOL_F_DNAT | (3 << POOL_RETRIES_SHIFT);
-        #[allow(clippy::single_element_loop)] // one per algorithm as they come
-        for a in [Algorithm::RoundRobin] {
+        for a in [Algorithm::RoundRobin, Algorithm::Maglev] {
             assert_eq!(Algorithm::of_flags(flags | a.flags()), a);
         }
         assert_eq!(
             Algorithm::of_flags(15 << POOL_ALGO_SHIFT),
             Algorithm::RoundRobin
         );
+        let f = Algorithm::Maglev.flags() | ring_flags(15) | POOL_F_HASH_SOURCE;
+        assert_eq!(
+            (Algorithm::of_flags(f), pool_ring(f)),
+            (Algorithm::Maglev, 15)
+        );
+        assert_eq!(pool_ring(flags), 0);
     }
 
     #[test]
