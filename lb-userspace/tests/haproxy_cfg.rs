@@ -559,6 +559,11 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
             prop::option::of("[a-z]{1,8}"),
         ),
         prop::collection::vec(server(), 0..4),
+        (
+            prop_oneof![Just(Balance::RoundRobin), Just(Balance::Source)],
+            prop_oneof![Just(HashType::MapBased), Just(HashType::Consistent)],
+            prop_oneof![Just(65537u32), Just(251), Just(4093)],
+        ),
     )
         .prop_map(
             move |(
@@ -567,10 +572,13 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
                 (tunnel, client_fin, server_fin),
                 (load_state, state_file_name),
                 servers,
+                (balance, hash_type, hash_table_size),
             )| Backend {
                 name: name.clone(),
                 mode,
-                balance: Balance::RoundRobin,
+                balance,
+                hash_type,
+                hash_table_size,
                 nat,
                 on_empty,
                 check,

@@ -280,8 +280,13 @@ fn status_ranges(r: &[(u16, u16)]) -> String {
 fn backend(out: &mut String, b: &Backend) {
     let _ = writeln!(out, "\n[backend.{}]", key(&b.name));
     let _ = writeln!(out, "mode = {}", q(mode(b.mode)));
-    let Balance::RoundRobin = b.balance;
-    out.push_str("balance = \"roundrobin\"\n");
+    let _ = writeln!(out, "balance = {}", q(b.balance.name()));
+    if b.hash_type != HashType::default() {
+        let _ = writeln!(out, "hash_type = {}", q(b.hash_type.name()));
+    }
+    if b.hash_table_size != lb_common::maglev::MAGLEV_DEFAULT_SIZE {
+        let _ = writeln!(out, "hash_table_size = {}", b.hash_table_size);
+    }
     let _ = writeln!(out, "nat = {}", q(b.nat.name()));
     let _ = writeln!(
         out,

@@ -264,6 +264,49 @@ pub enum OnEmpty {
 pub enum Balance {
     #[default]
     RoundRobin,
+    /// A hash of the client's address: its connections all go to one server, the same
+    /// server on every lb node.
+    Source,
+}
+
+/// HAProxy's `hash-type`: how hashing algorithms map hashes to servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HashType {
+    /// HAProxy's default. lb has no map-based hashing: `balance source` hashes consistently
+    /// whatever this says, and `roundrobin` stays round robin.
+    #[default]
+    MapBased,
+    /// A Maglev table (`lb_common::maglev`): a server that goes or comes moves only its own
+    /// share of the clients. With `balance roundrobin` (lb's reading; HAProxy ignores
+    /// hash-type there) each connection's 5-tuple is hashed, so several lb nodes pick the
+    /// same server for a connection: roundrobin's cursor cannot be shared between nodes.
+    Consistent,
+}
+
+impl Balance {
+    /// HAProxy's name (`balance`, `show stat`'s `algo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "roundrobin",
+            Balance::Source => "source",
+        }
+    }
+}
+
+impl HashType {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashType::MapBased => "map-based",
+            HashType::Consistent => "consistent",
+        }
+    }
+}
+
+impl Backend {
+    /// Whether new flows are hashed into a Maglev table rather than taken in turn.
+    pub fn hashes(&self) -> bool {
+        self.balance == Balance::Source || self.hash_type == HashType::Consistent
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -493,6 +536,10 @@ pub struct Backend {
     pub name: String,
     pub mode: Mode,
     pub balance: Balance,
+    pub hash_type: HashType,
+    /// Entries of the Maglev table when the backend hashes (a prime, see
+    /// `lb_common::maglev::valid_size`).
+    pub hash_table_size: u32,
     pub nat: NatMode,
     pub on_empty: OnEmpty,
     pub check: CheckKind,

@@ -90,6 +90,10 @@ struct FrontendT {
 struct ProxyT {
     mode: Option<Spanned<String>>,
     balance: Option<Spanned<String>>,
+    /// `consistent` or `map-based` (HAProxy's `hash-type`).
+    hash_type: Option<Spanned<String>>,
+    /// Entries of the Maglev table of a hashing backend: a prime up to 65537.
+    hash_table_size: Option<Spanned<u32>>,
     nat: Option<Spanned<String>>,
     on_empty: Option<Spanned<String>>,
     redispatch: Option<bool>,
@@ -564,9 +568,38 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         .word(
             pick(&b.balance, &d.balance),
             "balance",
-            &[("roundrobin", Balance::RoundRobin)],
+            &[
+                ("roundrobin", Balance::RoundRobin),
+                ("source", Balance::Source),
+            ],
         )
         .unwrap_or_default();
+    let hash_type = cx
+        .word(
+            pick(&b.hash_type, &d.hash_type),
+            "hash_type",
+            &[
+                ("map-based", HashType::MapBased),
+                ("consistent", HashType::Consistent),
+            ],
+        )
+        .unwrap_or_default();
+    let hash_table_size = match pick(&b.hash_table_size, &d.hash_table_size) {
+        Some(n) if !lb_common::maglev::valid_size(*n.get_ref()) => {
+            let at = cx.src.of(n);
+            cx.err(
+                at,
+                format!(
+                    "'hash_table_size' is {}: it must be a prime number up to {} (e.g. 251, 1021, 4093, 16381, 65537)",
+                    n.get_ref(),
+                    lb_common::maglev::MAGLEV_MAX_SIZE
+                ),
+            );
+            lb_common::maglev::MAGLEV_DEFAULT_SIZE
+        }
+        Some(n) => *n.get_ref(),
+        None => lb_common::maglev::MAGLEV_DEFAULT_SIZE,
+    };
     let nat = cx
         .word(
             pick(&b.nat, &d.nat),
@@ -619,6 +652,8 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         name: name.into(),
         mode,
         balance,
+        hash_type,
+        hash_table_size,
         nat,
         on_empty,
         check,
@@ -945,6 +980,32 @@ mod tests {
         assert_eq!(s.inter, Duration::from_millis(3000));
         assert_eq!(c.global.logs[0].facility, Facility::Local6);
         assert_eq!(c.global.logs[0].max_level, Level::Debug);
+    }
+
+    #[test]
+    fn hashing_backends() {
+        let c = parse(
+            "t.toml",
+            "[defaults]\nhash_type='consistent'\n[backend.a]\nbalance='source'\nhash_table_size=251\n[backend.b]\nhash_type='map-based'\n",
+        )
+        .expect("parses");
+        let (a, b) = (&c.backends[0], &c.backends[1]);
+        assert_eq!(
+            (a.balance, a.hash_type, a.hash_table_size),
+            (Balance::Source, HashType::Consistent, 251)
+        );
+        assert_eq!(
+            (b.hash_type, b.hash_table_size),
+            (HashType::MapBased, 65537)
+        );
+        assert!(a.hashes() && !b.hashes());
+        let e = errors("[backend.a]\nhash_table_size=65536\n");
+        assert!(e[0].contains("must be a prime number up to 65537"), "{e:?}");
+        let e = errors("[backend.a]\nbalance='leastconn'\n");
+        assert!(
+            e[0].contains("expected one of 'roundrobin', 'source'"),
+            "{e:?}"
+        );
     }
 
     #[test]

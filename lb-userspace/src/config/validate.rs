@@ -306,6 +306,11 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
             MAX_SERVICES,
             "binds",
         ),
+        (
+            c.backends.iter().filter(|b| b.hashes()).count(),
+            lb_common::MAGLEV_RINGS,
+            "hashing backends ('balance source' or 'hash-type consistent')",
+        ),
     ];
     for (n, max, what) in limits {
         if n > max as usize {

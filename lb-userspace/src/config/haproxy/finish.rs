@@ -80,7 +80,9 @@ fn backend(d: &mut Diags, p: Proxy) -> Backend {
     Backend {
         name: p.name,
         mode: p.s.mode,
-        balance: Balance::RoundRobin,
+        balance: p.s.balance,
+        hash_type: p.s.hash_type,
+        hash_table_size: lb_common::maglev::MAGLEV_DEFAULT_SIZE,
         nat: p.s.nat,
         on_empty: OnEmpty::Drop,
         check,

@@ -164,7 +164,7 @@ const NO_ERROR_PAGES: &str =
 const NO_RESPONSES: &str = "lb never parses or modifies HTTP responses";
 const NO_HEADERS: &str = "lb never adds HTTP headers";
 const NO_HTTP_ANSWERS: &str = "lb never answers HTTP itself";
-const ROUNDROBIN_ONLY: &str = "lb balances roundrobin only";
+const NO_BOUNDED_LOAD: &str = "lb's consistent hashing has no bounded load: every lb node must pick alike without counting connections";
 const NO_PERSISTENCE: &str =
     "lb has no persistence (stick tables): every new connection is balanced";
 
@@ -312,8 +312,8 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("filter", PROXY, L7("filters work on HTTP streams")),
     kw("force-persist", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("fullconn", PROXY, NoEffect(NO_QUEUE)),
-    kw("hash-type", PROXY, NoEffect(ROUNDROBIN_ONLY)),
-    kw("hash-balance-factor", PROXY, NoEffect(ROUNDROBIN_ONLY)),
+    kw("hash-type", BE_DEF, Read::Proxy(proxy::hash_type)),
+    kw("hash-balance-factor", PROXY, NoEffect(NO_BOUNDED_LOAD)),
     kw("http-after-response", PROXY, L7(NO_RESPONSES)),
     kw("http-check", BE_DEF, Read::Proxy(checks::http_check)),
     kw("http-error", PROXY, L7(NO_ERROR_PAGES)),

@@ -46,7 +46,7 @@ pub(super) fn use_backend(c: &mut ProxyCtx) {
     );
 }
 
-/// Algorithms HAProxy knows; lb balances with the first only.
+/// Algorithms HAProxy knows; lb balances with `roundrobin` and `source`.
 const BALANCE_ALGORITHMS: &[&str] = &[
     "roundrobin",
     "static-rr",
@@ -61,27 +61,78 @@ const BALANCE_ALGORITHMS: &[&str] = &[
     "hash",
 ];
 
+const SUPPORTED: &str = " (lb balances roundrobin and source)";
+
 pub(super) fn balance(c: &mut ProxyCtx) {
     match c.arg(1) {
         Some("roundrobin") => {
             c.d.too_many(c.args, 0, 1);
+            c.s.balance = Balance::RoundRobin;
+        }
+        Some("source") => {
+            c.d.too_many(c.args, 0, 1);
+            c.s.balance = Balance::Source;
         }
         Some(a) => {
             let base = a.split('(').next().unwrap_or(a);
             if BALANCE_ALGORITHMS.contains(&base) {
                 c.d.alert(format!(
-                    "balance '{}' is not supported yet (lb balances roundrobin only)",
+                    "balance '{}' is not supported yet{SUPPORTED}",
                     show(a)
                 ));
             } else {
                 c.d.alert(format!(
                     "unknown balance algorithm '{}'{}",
                     show(a),
-                    did_you_mean(a, BALANCE_ALGORITHMS, " (lb balances roundrobin only)")
+                    did_you_mean(a, BALANCE_ALGORITHMS, SUPPORTED)
                 ));
             }
         }
-        None => c.d.alert("'balance' expects an algorithm ('roundrobin')."),
+        None => {
+            c.d.alert("'balance' expects an algorithm ('roundrobin' or 'source').")
+        }
+    }
+}
+
+/// `hash-type <method> [<function>] [<modifier>]`: the method counts; lb has one hash
+/// function, the same on every node.
+pub(super) fn hash_type(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 3) {
+        return;
+    }
+    match c.arg(1) {
+        Some("consistent") => c.s.hash_type = HashType::Consistent,
+        Some("map-based") => {
+            c.s.hash_type = HashType::MapBased;
+            c.d.warn(
+                "'hash-type map-based' has no effect in lb: 'balance source' always hashes consistently (a server that goes or comes moves only its own clients), and 'roundrobin' stays round robin.",
+            );
+        }
+        Some(m) => {
+            c.d.alert(format!(
+                "'hash-type' expects 'map-based' or 'consistent' as method, got '{}'.",
+                show(m)
+            ));
+            return;
+        }
+        None => {
+            c.d.alert("'hash-type' expects 'map-based' or 'consistent' as method.");
+            return;
+        }
+    }
+    for extra in [c.arg(2), c.arg(3)].into_iter().flatten() {
+        match extra {
+            "sdbm" | "djb2" | "wt6" | "crc32" | "none" | "avalanche" => c.d.warn(format!(
+                "'hash-type ... {}' has no effect in lb: lb hashes with its own function, the same on every lb node.",
+                show(extra)
+            )),
+            other => {
+                c.d.alert(format!(
+                    "'hash-type': unknown hash function or modifier '{}' (sdbm, djb2, wt6, crc32, none, avalanche).",
+                    show(other)
+                ));
+            }
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub(super) enum Sect {
 #[derive(Clone, Debug)]
 pub(super) struct ProxySettings {
     pub mode: Mode,
+    pub balance: Balance,
+    pub hash_type: HashType,
     pub nat: NatMode,
     pub redispatch: bool,
     pub log_health_checks: bool,
@@ -76,6 +78,8 @@ impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
             mode: Mode::Tcp,
+            balance: Balance::RoundRobin,
+            hash_type: HashType::MapBased,
             nat: NatMode::FullNat,
             redispatch: false,
             log_health_checks: false,

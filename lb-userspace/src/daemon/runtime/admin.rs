@@ -41,9 +41,7 @@ fn mode_name(m: Mode) -> &'static str {
 
 /// `show stat`'s `algo`, HAProxy's name for the backend's `balance`.
 fn algo_name(b: Balance) -> &'static str {
-    match b {
-        Balance::RoundRobin => "roundrobin",
-    }
+    b.name()
 }
 
 impl Runtime {
