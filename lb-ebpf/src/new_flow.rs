@@ -5,8 +5,11 @@
 //! value held across a helper call costs a stack slot, and the stack is short.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, POOL_F_DNAT,
-    POOL_F_EMPTY_PASS, Reason, SETTINGS_F_LOG_FLOWS, TableDesc, balance::rr_slot, table_index,
+    Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, MAGLEV_CAP, POOL_F_DNAT,
+    POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, Reason, SETTINGS_F_LOG_FLOWS, TableDesc,
+    balance::rr_slot,
+    maglev::{MAGLEV_NONE, flow_hash, maglev_entry, source_hash},
+    maglev_index, pool_ring, table_index,
 };
 
 use crate::{
@@ -14,7 +17,7 @@ use crate::{
     conntrack::{self, Target},
     forward,
     lb4::{Acct, deliver, pass, tuple},
-    maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
+    maps::{LB_EVENTS, LB_MAGLEV, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
     nat::Tuple,
     parse::Packet,
     stats::{self, Dir, Event},
@@ -69,7 +72,7 @@ impl NewFlow {
 /// The three stages; any of them may end the packet's way with an action.
 #[inline(always)]
 pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
-    match choose(ctx, pkt, new) {
+    match choose(ctx, pkt, key, new) {
         GO_ON => {}
         action => return action,
     }
@@ -87,7 +90,7 @@ const RETRY_STEPS: u32 = 4;
 /// retried, another server than the one that refused): [`GO_ON`], or the action when there is
 /// none.
 #[inline(never)]
-fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
+fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
         return pass(Reason::PassNotService);
     };
@@ -116,6 +119,18 @@ fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
     }
     let id = match Algorithm::of_flags(flags) {
         Algorithm::RoundRobin => round_robin(pool, table, new.cause),
+        Algorithm::Maglev => match maglev(flags, table, key, new.cause) {
+            // A hashing pool's ring may change hands on a reload: a packet reading the old
+            // one meanwhile must not reach another pool's server (`admit` drops it).
+            // SAFETY: an array slot, never freed.
+            id if LB_SERVERS
+                .get_ptr(id)
+                .is_some_and(|s| unsafe { (*s).pool } == pool) =>
+            {
+                id
+            }
+            _ => u32::MAX,
+        },
     };
     new.server = id;
     new.attempts = match new.cause {
@@ -194,6 +209,42 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
             id
         }
     }
+}
+
+/// Maglev: the flow's hash into the pool's table (`lb_common::maglev`), the same server on
+/// every lb node. A retry takes the next entries, as round robin does.
+#[inline(always)]
+fn maglev(flags: u32, table: TableDesc, key: &FlowKey, cause: Cause) -> u32 {
+    let hash = if flags & POOL_F_HASH_SOURCE != 0 {
+        source_hash(key.src)
+    } else {
+        flow_hash(key.src, key.dst, key.sport, key.dport, key.proto)
+    };
+    let Some(t) = LB_MAGLEV.get_ptr(maglev_index(pool_ring(flags), table.slot)) else {
+        return u32::MAX;
+    };
+    let entry = |i: u32| -> u32 {
+        // The mask gives the verifier 64-bit bounds (a 32-bit remainder has none).
+        let i = (maglev_entry(i, table.len) & 0x1_ffff) as usize;
+        if i >= MAGLEV_CAP {
+            return u32::MAX;
+        }
+        // SAFETY: an array slot, never freed; `i` is in bounds.
+        match unsafe { (*t)[i] } {
+            MAGLEV_NONE => u32::MAX,
+            slot => slot as u32,
+        }
+    };
+    let mut id = entry(hash);
+    if let Cause::Refused { server, .. } = cause {
+        for step in 1..RETRY_STEPS {
+            if id != server {
+                break;
+            }
+            id = entry(maglev_entry(hash, table.len).wrapping_add(step));
+        }
+    }
+    id
 }
 
 /// Tracks the flow to the chosen server (`conntrack::track`, inlined): [`GO_ON`] with its

@@ -19,6 +19,7 @@ use crate::{
         ids::{BackendId, ServerId, ServerSlot},
         layout::{Layout, addr_be},
         table::{self, Candidate},
+        writer::Table,
     },
 };
 
@@ -38,6 +39,7 @@ impl Balancer {
         // Pinned maps may hold flows of an earlier run: keep its servers where they were.
         let placed = dp.maps.placed()?;
         let fresh = plan.layout.keep_slots(&placed);
+        plan.layout.keep_rings(&dp.maps.placed_rings(&placed)?);
         let servers = Servers::new(&plan)?;
         let mut b = Balancer {
             dp,
@@ -56,6 +58,7 @@ impl Balancer {
     /// their health and history (see [`Servers::carried_into`]).
     pub fn reinstall(&mut self, mut plan: Plan, cfg: &Config) -> Result<()> {
         let fresh = plan.layout.keep_slots(&self.plan.layout.placed());
+        plan.layout.keep_rings(&self.plan.layout.rings());
         self.dp.maps.reset_server_counters(&fresh)?;
         self.servers = self.servers.carried_into(&plan)?;
         self.plan = plan;
@@ -146,7 +149,19 @@ impl Balancer {
                 usable: e.state.usable(),
             })
             .collect();
-        let table = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
+        let (rr, hashed);
+        let table = if p.hashes() {
+            let named: Vec<(&str, Candidate, u32)> = servers
+                .iter()
+                .zip(&cands)
+                .map(|(e, c)| (e.place.name.as_str(), *c, e.place.weight))
+                .collect();
+            hashed = table::maglev(&named, p.allbackups, p.hash_table_size);
+            Table::Maglev(&hashed)
+        } else {
+            rr = table::build(&cands, p.allbackups, TABLE_SIZE as usize);
+            Table::RoundRobin(&rr)
+        };
         let info = |e: &ServerEntry| ServerInfo {
             addr: addr_be(e.place.addr),
             snat_addr: addr_be(e.snat),
@@ -167,7 +182,7 @@ impl Balancer {
                 self.dp.maps.write_server(e.place.slot, want)?;
             }
         }
-        self.dp.publish(p.slot, p.flags, p.timeouts, &table)?;
+        self.dp.publish(p.slot, p.flags, p.timeouts, table)?;
         for e in &servers {
             let meta = ServerMeta {
                 backend: name_field(&p.name),

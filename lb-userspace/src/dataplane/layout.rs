@@ -8,9 +8,9 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    Algorithm, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_REDISPATCH,
-    POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey, ServiceValue, Timeouts, name_field,
-    name_str,
+    Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS,
+    POOL_F_HASH_SOURCE, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey,
+    ServiceValue, Timeouts, name_field, name_str, pool_ring, ring_flags,
 };
 
 use super::ids::{BackendId, PoolSlot, ServerId, ServerSlot};
@@ -37,6 +37,8 @@ pub struct PoolLayout {
     /// Flow timeouts in the data plane's ticks.
     pub timeouts: Timeouts,
     pub allbackups: bool,
+    /// A hashing pool's Maglev table size; 0 for pools that do not hash.
+    pub hash_table_size: u32,
     /// In config order; their ids follow each other.
     pub servers: Vec<ServerLayout>,
 }
@@ -67,10 +69,28 @@ impl ServerLayout {
     }
 }
 
-/// The data plane's algorithm for a backend's `balance`.
-fn algorithm(b: Balance) -> Algorithm {
-    match b {
-        Balance::RoundRobin => Algorithm::RoundRobin,
+/// The data plane's algorithm for a backend's `balance` and `hash-type`, as pool flags
+/// (a hashing pool's ring is given later, see [`Layout::keep_rings`]).
+fn algorithm(b: &Backend) -> u32 {
+    if !b.hashes() {
+        return Algorithm::RoundRobin.flags();
+    }
+    let source = match b.balance {
+        Balance::Source => POOL_F_HASH_SOURCE,
+        Balance::RoundRobin => 0,
+    };
+    Algorithm::Maglev.flags() | source
+}
+
+impl PoolLayout {
+    /// Whether the pool hashes new flows into a Maglev table.
+    pub fn hashes(&self) -> bool {
+        Algorithm::of_flags(self.flags) == Algorithm::Maglev
+    }
+
+    /// A hashing pool's ring (its pair of `LB_MAGLEV` values).
+    pub fn ring(&self) -> u32 {
+        pool_ring(self.flags)
     }
 }
 
@@ -83,7 +103,7 @@ impl Layout {
             .enumerate()
             .map(|(i, b)| {
                 let id = BackendId(i as u32);
-                let mut flags = algorithm(b.balance).flags();
+                let mut flags = algorithm(b);
                 if b.nat == NatMode::Dnat {
                     flags |= POOL_F_DNAT;
                 }
@@ -121,6 +141,7 @@ impl Layout {
                     flags,
                     timeouts: b.timeouts.flows(),
                     allbackups: b.allbackups,
+                    hash_table_size: if b.hashes() { b.hash_table_size } else { 0 },
                     servers,
                 }
             })
@@ -147,11 +168,44 @@ impl Layout {
                 ));
             }
         }
-        Layout {
+        let mut l = Layout {
             services,
             wildcard,
             pools,
             frontends: c.frontends.iter().map(|f| f.name.clone()).collect(),
+        };
+        l.keep_rings(&[]);
+        l
+    }
+
+    /// Hashing pools and their rings, by backend name: what the next layout keeps.
+    pub fn rings(&self) -> Vec<(String, u32)> {
+        self.pools
+            .iter()
+            .filter(|p| p.hashes())
+            .map(|p| (p.name.clone(), p.ring()))
+            .collect()
+    }
+
+    /// Gives hashing pools that had a ring (`old`, by backend name) the same one, the others
+    /// the lowest free rings: a reload never points a pool at a table another pool is
+    /// rewriting. Validation keeps hashing pools within `MAGLEV_RINGS`.
+    pub fn keep_rings(&mut self, old: &[(String, u32)]) {
+        let mut taken = vec![false; MAGLEV_RINGS as usize];
+        let mut ring: Vec<Option<u32>> = vec![None; self.pools.len()];
+        for (i, p) in self.pools.iter().enumerate().filter(|(_, p)| p.hashes()) {
+            let name = short(&p.name);
+            let was = old.iter().find(|(n, _)| short(n) == name).map(|(_, r)| *r);
+            ring[i] = was.filter(|&r| take(&mut taken, r));
+        }
+        for (i, p) in self
+            .pools
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| p.hashes())
+        {
+            let r = ring[i].unwrap_or_else(|| lowest_free(&mut taken));
+            p.flags = (p.flags & !ring_flags(u32::MAX)) | ring_flags(r);
         }
     }
 
@@ -401,6 +455,60 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
             assert!(ports.has(PortSide::Server, p), "server port {p}");
         }
         assert!(!ports.has(PortSide::Server, 8080) && !ports.has(PortSide::Service, 22));
+    }
+
+    #[test]
+    fn hashing_pools_get_rings_and_keep_them() {
+        let l = layout(
+            r#"
+[backend.rr]
+[backend.src]
+balance = "source"
+[backend.conn]
+hash_type = "consistent"
+hash_table_size = 251
+"#,
+        );
+        let (rr, src, conn) = (&l.pools[0], &l.pools[1], &l.pools[2]);
+        assert!(!rr.hashes() && src.hashes() && conn.hashes());
+        assert_eq!(rr.flags, 0);
+        assert_eq!(src.flags & POOL_F_HASH_SOURCE, POOL_F_HASH_SOURCE);
+        assert_eq!(conn.flags & POOL_F_HASH_SOURCE, 0);
+        assert_eq!((src.ring(), conn.ring()), (0, 1));
+        assert_eq!(
+            (
+                src.hash_table_size,
+                conn.hash_table_size,
+                rr.hash_table_size
+            ),
+            (65537, 251, 0)
+        );
+        // A new hashing backend in front: the others keep their rings.
+        let mut after = layout(
+            r#"
+[backend.new]
+balance = "source"
+[backend.conn]
+hash_type = "consistent"
+"#,
+        );
+        after.keep_rings(&l.rings());
+        assert_eq!(
+            after.rings(),
+            [("new".to_string(), 0), ("conn".to_string(), 1)]
+        );
+        let mut again = layout(
+            "[backend.x]\nbalance='source'\n[backend.conn]\nhash_type='consistent'\n[backend.src]\nbalance='source'\n",
+        );
+        again.keep_rings(&l.rings());
+        assert_eq!(
+            again.rings(),
+            [
+                ("x".to_string(), 2),
+                ("conn".to_string(), 1),
+                ("src".to_string(), 0)
+            ]
+        );
     }
 
     fn layout(toml: &str) -> Layout {

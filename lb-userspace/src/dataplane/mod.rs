@@ -19,7 +19,7 @@ use aya::{
 };
 use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS};
 
-use ids::{PoolSlot, ServerSlot};
+use ids::PoolSlot;
 pub use links::Attachment;
 pub use maps::{Maps, TableSizes, pin_dir};
 use writer::Publisher;
@@ -176,7 +176,7 @@ impl Dataplane {
         pool: PoolSlot,
         flags: u32,
         timeouts: lb_common::Timeouts,
-        table: &[ServerSlot],
+        table: writer::Table,
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)
