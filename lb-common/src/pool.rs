@@ -21,6 +21,9 @@ pub const POOL_F_REDISPATCH: u32 = 1 << 2;
 /// Pool flag: a hashing pool ([`Algorithm::Maglev`]) hashes the client address alone
 /// (`balance source`) rather than the whole 5-tuple.
 pub const POOL_F_HASH_SOURCE: u32 = 1 << 3;
+/// Pool flag: direct server return over IPIP (`nat dsr-ipip`): packets go to the server
+/// unchanged inside an IPIP header, the server answers the client itself.
+pub const POOL_F_DSR: u32 = 1 << 4;
 /// Bits 8..16 of the pool flags: `retries`, capped at 255.
 pub const POOL_RETRIES_SHIFT: u32 = 8;
 /// Bits 16..20 of the pool flags: how a new flow picks its server ([`Algorithm`]).

@@ -97,4 +97,11 @@ reasons! {
     /// A packet too big for its next hop, with DF set, that could not be answered (no room
     /// in the frame for the ICMP headers): dropped, as a router without an answer would.
     DropTooBig = "drop_too_big",
+    /// A packet of a direct-server-return flow that could not be given its IPIP header (no
+    /// headroom in front of the frame): dropped.
+    DropEncap = "drop_encap",
+    /// A TCP packet of a connection lb does not track, adopted by a direct-server-return
+    /// pool that hashes: the connection began on another lb node (or before a restart) and
+    /// goes on to the server the hash names.
+    NewMidStream = "new_mid_stream",
 }

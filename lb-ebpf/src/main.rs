@@ -1,6 +1,6 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
 //! path), `new_flow` (choosing a server for a new flow), `conntrack` (flow tables and their
-//! lifecycle), `clock`, `nat` (rewrite + checksums), `forward` (next hop, path MTU, redirect),
+//! lifecycle), `clock`, `nat` (rewrite + checksums), `ipip` (direct server return), `forward` (next hop, path MTU, redirect),
 //! `icmp` (errors about flows, "fragmentation needed"), `verdict` (what the path's
 //! subprograms return), `stats` (per-CPU counters), `bench` (benchmark-only programs).
 #![no_std]
@@ -14,6 +14,7 @@ mod clock;
 mod conntrack;
 mod forward;
 mod icmp;
+mod ipip;
 mod lb4;
 mod maps;
 mod nat;

@@ -6,7 +6,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
     Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, MAGLEV_CAP, POOL_F_DNAT,
-    POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, Reason, SETTINGS_F_LOG_FLOWS, TableDesc,
+    POOL_F_DSR, POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, Reason, SETTINGS_F_LOG_FLOWS, TableDesc,
     balance::rr_slot,
     maglev::{MAGLEV_NONE, flow_hash, maglev_entry, source_hash},
     maglev_index, pool_ring, table_index,
@@ -31,6 +31,9 @@ pub enum Cause {
     Fresh,
     /// The client retransmits a SYN that `server` refused, refused `attempts` times so far.
     Refused { server: u32, attempts: u8 },
+    /// A connection that began elsewhere (another lb node), taken over by a pool that
+    /// returns directly and hashes.
+    MidStream,
 }
 
 /// What a new flow starts from, and (from [`choose`]) where it goes.
@@ -44,6 +47,7 @@ pub struct NewFlow {
     pub server: u32,
     pub attempts: u8,
     pub full_nat: bool,
+    pub dsr: bool,
 }
 
 impl NewFlow {
@@ -57,6 +61,7 @@ impl NewFlow {
             server: 0,
             attempts: 0,
             full_nat: false,
+            dsr: false,
         }
     }
 
@@ -135,9 +140,10 @@ fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u
     new.server = id;
     new.attempts = match new.cause {
         Cause::Refused { attempts, .. } => attempts,
-        Cause::Fresh => 0,
+        Cause::Fresh | Cause::MidStream => 0,
     };
-    new.full_nat = flags & POOL_F_DNAT == 0;
+    new.full_nat = flags & (POOL_F_DNAT | POOL_F_DSR) == 0;
+    new.dsr = flags & POOL_F_DSR != 0;
     refresh_next_hop(ctx, pkt, new);
     GO_ON
 }
@@ -155,7 +161,8 @@ fn refresh_next_hop(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) {
     // SAFETY: array slots are never freed.
     let to = unsafe {
         Tuple {
-            src: if new.full_nat {
+            // Direct server return: the outer header's source, as full-NAT's.
+            src: if new.full_nat || new.dsr {
                 (*server).snat_addr
             } else {
                 pkt.src()
@@ -192,6 +199,7 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
     };
     match cause {
         Cause::Fresh => table_entry(pool, table, rr_slot(fetch_add(cursor), table.len)),
+        Cause::MidStream => u32::MAX,
         Cause::Refused { server, .. } => {
             // A retry takes the entry the cursor points at without moving it (moving it
             // would send the next new connection back to the server that refused this one),
@@ -277,6 +285,9 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
         settings,
         now: new.now,
     };
+    if new.dsr {
+        return conntrack::track_dsr(pkt, key, &target);
+    }
     conntrack::track(pkt, key, &target)
 }
 
@@ -293,7 +304,7 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
     };
     let event = Event {
         new_flow: true,
-        redispatched: new.cause != Cause::Fresh,
+        redispatched: matches!(new.cause, Cause::Refused { .. }),
     };
     // SAFETY: an array slot, never freed.
     if unsafe { (*settings).flags } & SETTINGS_F_LOG_FLOWS != 0 {
@@ -308,7 +319,15 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
         event,
     };
     // SAFETY: array slots are never freed.
-    deliver(ctx, pkt, &to, &acct, unsafe { &mut (*server).nh }, new.now)
+    deliver(
+        ctx,
+        pkt,
+        &to,
+        &acct,
+        unsafe { &mut (*server).nh },
+        new.now,
+        new.dsr,
+    )
 }
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.

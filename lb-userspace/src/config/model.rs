@@ -240,6 +240,10 @@ pub enum NatMode {
     FullNat,
     /// Destination only; servers see the client and must route replies through the LB.
     Dnat,
+    /// Direct server return: packets go to the server unchanged inside IPIP; the server
+    /// (an `ipip` interface, the VIP on `lo`) answers the client directly. Servers listen on
+    /// the VIP's port.
+    DsrIpip,
 }
 
 impl NatMode {
@@ -247,6 +251,7 @@ impl NatMode {
         match self {
             NatMode::FullNat => "full-nat",
             NatMode::Dnat => "dnat",
+            NatMode::DsrIpip => "dsr-ipip",
         }
     }
 }

@@ -604,7 +604,11 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         .word(
             pick(&b.nat, &d.nat),
             "nat",
-            &[("full-nat", NatMode::FullNat), ("dnat", NatMode::Dnat)],
+            &[
+                ("full-nat", NatMode::FullNat),
+                ("dnat", NatMode::Dnat),
+                ("dsr-ipip", NatMode::DsrIpip),
+            ],
         )
         .unwrap_or_default();
     let on_empty = cx

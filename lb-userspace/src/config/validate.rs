@@ -22,6 +22,7 @@ const RULES: &[Rule] = &[
     frontends_are_wired,
     http_frontends_run_at_l4,
     backends_have_sound_servers,
+    direct_return_keeps_ports,
     checks_can_run,
     http_backends_run_at_l4,
     data_plane_holds_it,
@@ -291,6 +292,28 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
     ));
 }
 
+/// With direct server return the server answers from the address and port the client
+/// connected to: it must listen on the bind's port (lb cannot translate a port it does not
+/// see coming back).
+fn direct_return_keeps_ports(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in c.backends.iter().filter(|b| b.nat == NatMode::DsrIpip) {
+        for f in c.frontends.iter().filter(|f| f.default_backend == b.name) {
+            for bind in &f.binds {
+                for s in b.servers.iter().filter(|s| s.port != bind.port) {
+                    alert(
+                        out,
+                        &s.origin,
+                        format!(
+                            "server '{}/{}' listens on port {} but frontend '{}' binds {bind}: with 'nat dsr-ipip' the server answers the client from the VIP's own address and port, so it must listen on port {}",
+                            b.name, s.name, s.port, f.name, bind.port
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     let limits = [
@@ -391,6 +414,19 @@ mod tests {
     #[test]
     fn minimal_is_valid() {
         assert_eq!(check(OK), Ok(vec![]));
+    }
+
+    #[test]
+    fn direct_server_return_keeps_the_port() {
+        let dsr = OK.replace("[backend.b]\n", "[backend.b]\nnat = 'dsr-ipip'\n");
+        assert_eq!(check(&dsr), Ok(vec![]));
+        let e = check(&dsr.replace("10.0.1.1:80", "10.0.1.1:8080")).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "[ALERT] parsing [t.toml:7] : server 'b/s' listens on port 8080 but frontend 'f' binds 10.0.0.1:80: with 'nat dsr-ipip' the server answers the client from the VIP's own address and port, so it must listen on port 80"
+            ]
+        );
     }
 
     #[test]

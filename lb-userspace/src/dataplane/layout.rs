@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS,
+    Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_DSR, POOL_F_EMPTY_PASS,
     POOL_F_HASH_SOURCE, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey,
     ServiceValue, Timeouts, name_field, name_str, pool_ring, ring_flags,
 };
@@ -104,8 +104,10 @@ impl Layout {
             .map(|(i, b)| {
                 let id = BackendId(i as u32);
                 let mut flags = algorithm(b);
-                if b.nat == NatMode::Dnat {
-                    flags |= POOL_F_DNAT;
+                match b.nat {
+                    NatMode::Dnat => flags |= POOL_F_DNAT,
+                    NatMode::DsrIpip => flags |= POOL_F_DSR,
+                    NatMode::FullNat => {}
                 }
                 if b.on_empty == OnEmpty::Pass {
                     flags |= POOL_F_EMPTY_PASS;

@@ -337,6 +337,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("mode", PROXY, Read::Proxy(proxy::mode)),
     kw("monitor", PROXY, L7(NO_HTTP_ANSWERS)),
     kw("monitor-uri", PROXY, L7(NO_HTTP_ANSWERS)),
+    kw("nat", BE_DEF, Read::Proxy(proxy::nat)),
     kw("option", PROXY, Read::Proxy(options::option)),
     kw("persist", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("rate-limit", PROXY, NoEffect(NO_QUEUE)),

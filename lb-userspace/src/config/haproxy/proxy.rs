@@ -136,6 +136,31 @@ pub(super) fn hash_type(c: &mut ProxyCtx) {
     }
 }
 
+/// `nat full-nat|dnat|dsr-ipip`: lb's own keyword (HAProxy does not know it), for what
+/// HAProxy cannot express, direct server return. `source 0.0.0.0 usesrc clientip` remains
+/// the HAProxy way to ask for DNAT.
+pub(super) fn nat(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 1) {
+        return;
+    }
+    c.s.nat = match c.arg(1) {
+        Some("full-nat") => NatMode::FullNat,
+        Some("dnat") => NatMode::Dnat,
+        Some("dsr-ipip") => NatMode::DsrIpip,
+        Some(m) => {
+            c.d.alert(format!(
+                "'nat' expects 'full-nat', 'dnat' or 'dsr-ipip', got '{}'.",
+                show(m)
+            ));
+            return;
+        }
+        None => {
+            c.d.alert("'nat' expects 'full-nat', 'dnat' or 'dsr-ipip'.");
+            return;
+        }
+    };
+}
+
 /// `load-server-state-from-file global|local|none`.
 pub(super) fn load_server_state(c: &mut ProxyCtx) {
     if c.d.too_many(c.args, 0, 1) {

@@ -186,6 +186,19 @@ fn source_and_consistent_hashing() {
 }
 
 #[test]
+fn nat_is_lbs_own_keyword() {
+    let p = ok(
+        "defaults\n  nat dsr-ipip\nbackend a\n  server s 10.0.0.1:80\nbackend b\n  nat dnat\n  server s 10.0.0.1:80\n",
+    );
+    let nats: Vec<_> = p.config.backends.iter().map(|b| b.nat).collect();
+    assert_eq!(nats, [NatMode::DsrIpip, NatMode::Dnat]);
+    assert_eq!(
+        alerts("backend b\n  nat dsr\n"),
+        ["[ALERT] parsing [t.cfg:2] : 'nat' expects 'full-nat', 'dnat' or 'dsr-ipip', got 'dsr'."]
+    );
+}
+
+#[test]
 fn every_error_in_one_pass() {
     let e = alerts(
         "global\n  maxconn lots\nbackend b\n  balance leastconn\n  server s 10.0.0.300:80\n  timeout connect 10x\n",

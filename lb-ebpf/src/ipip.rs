@@ -1,0 +1,128 @@
+//! Direct server return over IPIP: the client's packet goes to its server unchanged, inside
+//! an outer IPv4 header (protocol 4) from lb's address towards the server. The server's
+//! `ipip` interface takes the outer header off, finds the VIP on its loopback and answers the
+//! client directly: replies never come back through lb.
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::{bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use lb_common::{NextHop, Reason, csum::fold};
+
+use crate::{
+    parse::{ETH_HLEN, EthHdr, Ipv4Hdr},
+    stats,
+    verdict::GO_ON,
+};
+
+/// IPv4's protocol number for IPv4 inside (RFC 2003).
+pub const IPPROTO_IPIP: u8 = 4;
+/// Bytes the outer header adds: what a packet must leave under the path's MTU.
+pub const OVERHEAD: u16 = 20;
+
+const DF_BE: u16 = 0x4000u16.to_be();
+
+/// Puts the packet inside an IPIP header from `src` to `dst` (network order) and sends it:
+/// through the next hop at `nh` if `routed` is [`GO_ON`], else (`routed` is the reason) to
+/// the kernel, which routes (resolving the neighbour) or fragments it. The outer header
+/// copies the inner DF bit and TOS. Returns the action.
+///
+/// A subprogram that moves the packet's head: the verifier forgets every packet pointer
+/// the caller holds, so the caller returns this action at once.
+#[inline(never)]
+pub fn encap(ctx: &XdpContext, src: u32, dst: u32, nh: *const NextHop, routed: u32) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 20 > end {
+        return drop();
+    }
+    let (eth, ip) = (start as *const EthHdr, (start + ETH_HLEN) as *const Ipv4Hdr);
+    // SAFETY: bounds-checked above; read before the head moves.
+    let (smac, dmac, tos, tot_len, id, frag_off) = unsafe {
+        (
+            (*eth).src,
+            (*eth).dst,
+            (*ip).tos,
+            u16::from_be((*ip).tot_len),
+            (*ip).id,
+            (*ip).frag_off,
+        )
+    };
+    // SAFETY: a helper call on our context; every pointer is derived and checked again below.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(OVERHEAD as i32)) } != 0 {
+        return drop();
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 20 > end {
+        return drop();
+    }
+    let eth = start as *mut EthHdr;
+    let outer = (start + ETH_HLEN) as *mut Ipv4Hdr;
+    let to_kernel = routed != GO_ON;
+    // SAFETY: within [start, start + 34), checked above; `nh` points into a map value.
+    unsafe {
+        (*eth).proto = 0x0800u16.to_be();
+        if to_kernel {
+            // As it came: addressed to this host, for the kernel to route.
+            (*eth).dst = dmac;
+            (*eth).src = smac;
+        } else {
+            (*eth).dst = (*nh).dmac;
+            (*eth).src = (*nh).smac;
+        }
+        *outer = Ipv4Hdr {
+            version_ihl: 0x45,
+            tos,
+            tot_len: tot_len.wrapping_add(OVERHEAD).to_be(),
+            id,
+            frag_off: frag_off & DF_BE,
+            ttl: 64,
+            proto: IPPROTO_IPIP,
+            check: 0,
+            src,
+            dst,
+        };
+        (*outer).check = !fold(header_sum(outer));
+    }
+    if to_kernel {
+        stats::reason(if routed == Reason::PassTooBig as u32 {
+            Reason::PassTooBig
+        } else if routed == Reason::PassNoNeigh as u32 {
+            Reason::PassNoNeigh
+        } else {
+            Reason::PassFibOther
+        });
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: as above.
+    let ifindex = unsafe { (*nh).ifindex };
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: plain helper call.
+    let rc = unsafe { bpf_redirect(ifindex, 0) };
+    // A known action: callers' packet pointers died with the head move, and the verifier
+    // must see that no path that returns here goes on to read them (`verdict`'s values).
+    if rc == xdp_action::XDP_REDIRECT as i64 {
+        xdp_action::XDP_REDIRECT
+    } else {
+        xdp_action::XDP_ABORTED
+    }
+}
+
+/// The one's-complement sum of a 20-byte IPv4 header, as 16-bit words in memory order.
+#[inline(always)]
+fn header_sum(ip: *const Ipv4Hdr) -> u64 {
+    let words = ip as *const u16;
+    let mut sum = 0u64;
+    for i in 0..10 {
+        // SAFETY: the caller checked the 20 bytes are in the packet.
+        sum += unsafe { *words.add(i) } as u64;
+    }
+    sum
+}
+
+#[inline(always)]
+fn drop() -> u32 {
+    stats::reason(Reason::DropEncap);
+    xdp_action::XDP_DROP
+}
