@@ -334,6 +334,7 @@ fn global() -> impl Strategy<Value = Global> {
             ]),
             verify(),
         ),
+        prop::option::of(1u32..253),
     )
         .prop_map(
             |(
@@ -348,6 +349,7 @@ fn global() -> impl Strategy<Value = Global> {
                     stats_http,
                     ssl_server_verify,
                 ),
+                announce_table,
             )| Global {
                 instance,
                 logs,
@@ -372,6 +374,7 @@ fn global() -> impl Strategy<Value = Global> {
                 interfaces,
                 stats_http,
                 ssl_server_verify,
+                announce_table,
             },
         )
 }

@@ -140,6 +140,9 @@ fn global(out: &mut String, g: &Global) {
     if let Some(c) = &g.chroot {
         let _ = writeln!(out, "chroot = {}", path(c));
     }
+    if let Some(t) = g.announce_table {
+        let _ = writeln!(out, "announce_table = {t}");
+    }
     if g.conntrack_entries != d.conntrack_entries {
         let _ = writeln!(out, "conntrack_entries = {}", g.conntrack_entries);
     }

@@ -63,6 +63,9 @@ pub struct Global {
     pub stats_http: Option<SocketAddr>,
     /// `ssl-server-verify`: the `verify` of servers that do not say.
     pub ssl_server_verify: Verify,
+    /// Several lb nodes: each VIP's `/32` is kept in this kernel routing table while it has a
+    /// server UP, for the node's routing daemon (BIRD) to announce (`daemon::announce`).
+    pub announce_table: Option<u32>,
 }
 
 impl Default for Global {
@@ -86,6 +89,7 @@ impl Default for Global {
             interfaces: Vec::new(),
             stats_http: None,
             ssl_server_verify: Verify::Required,
+            announce_table: None,
         }
     }
 }

@@ -53,6 +53,9 @@ struct GlobalT {
     stats_http: Option<Spanned<String>>,
     /// The `verify` of servers that do not say (`none` or `required`).
     ssl_server_verify: Option<Spanned<String>>,
+    /// Several lb nodes: the kernel routing table where lb keeps each VIP it may take, for
+    /// BIRD to announce.
+    announce_table: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +390,15 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
         }
     }
     out.interfaces = g.interfaces.clone();
+    if let Some(t) = &g.announce_table {
+        match announce_table(*t.get_ref()) {
+            Ok(t) => out.announce_table = Some(t),
+            Err(e) => {
+                let at = cx.src.of(t);
+                cx.err(at, format!("'announce_table': {e}"));
+            }
+        }
+    }
     if let Some(v) = cx.word(&g.ssl_server_verify, "ssl_server_verify", VERIFY) {
         out.ssl_server_verify = v;
     }
@@ -472,6 +484,17 @@ pub fn stats_http_addr(s: &str) -> Option<std::net::SocketAddr> {
         )));
     }
     s.parse().ok()
+}
+
+/// A routing table lb may fill: not `main`, `local` or `default` (which route this host's
+/// own traffic), nor 0.
+pub fn announce_table(t: u32) -> Result<u32, String> {
+    match t {
+        0 | 253..=255 => Err(format!(
+            "{t} is a table the host routes with (0, 253 default, 254 main, 255 local): use a table of its own, e.g. 100"
+        )),
+        t => Ok(t),
+    }
 }
 
 pub fn api_level(s: &str) -> Result<ApiLevel, String> {

@@ -27,6 +27,7 @@ const RULES: &[Rule] = &[
     http_backends_run_at_l4,
     data_plane_holds_it,
     a_flood_leaves_ports_free,
+    several_nodes_agree,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -365,6 +366,49 @@ fn a_flood_leaves_ports_free(c: &Config, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// With `announce_table`, several lb nodes share the VIPs and the router may move a client's
+/// connection from one to another (a node stops, comes back, or the router rehashes). Only
+/// direct server return with a hash lets the new node carry it on: every node names the same
+/// server, and the server's replies never needed the first node.
+fn several_nodes_agree(c: &Config, out: &mut Vec<Diagnostic>) {
+    if c.global.announce_table.is_none() {
+        return;
+    }
+    for f in &c.frontends {
+        for b in f.binds.iter().filter(|b| b.addr.is_none()) {
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "frontend '{}': bind {b} is not announced ('announce_table'): a wildcard has no one address to announce",
+                    f.name
+                ),
+            ));
+        }
+    }
+    for b in &c.backends {
+        let why = match (b.nat, b.hashes()) {
+            (NatMode::DsrIpip, true) => continue,
+            (NatMode::DsrIpip, false) => {
+                "round robin cannot tell the new node which server has it; add 'hash-type consistent' (or 'balance source')"
+            }
+            (NatMode::FullNat, _) => {
+                "the new node has no state for it and its server answers the node that chose its source port; use 'nat dsr-ipip' with 'hash-type consistent'"
+            }
+            (NatMode::Dnat, _) => {
+                "the new node has no state for it and its server answers through its own gateway; use 'nat dsr-ipip' with 'hash-type consistent'"
+            }
+        };
+        out.push(Diagnostic::warning(
+            Some(&b.origin),
+            format!(
+                "backend '{}' ('nat {}') behind several lb nodes ('announce_table'): a connection the router moves to another node is reset: {why}",
+                b.name,
+                b.nat.name()
+            ),
+        ));
+    }
+}
+
 /// Checks against this host: every concrete VIP must be a local address (someone has to
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
 pub fn host(c: &Config, local: &[Ipv4Addr], ephemeral: Option<(u16, u16)>) -> Vec<Diagnostic> {
@@ -414,6 +458,34 @@ mod tests {
     #[test]
     fn minimal_is_valid() {
         assert_eq!(check(OK), Ok(vec![]));
+    }
+
+    #[test]
+    fn several_nodes_want_direct_return_and_a_hash() {
+        let multi = format!("[global]\nannounce_table = 100\n{OK}");
+        let w = |text: &str| -> Vec<String> {
+            check(text)
+                .expect("valid")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            w(&multi),
+            [
+                "[WARNING] parsing [t.toml:7] : backend 'b' ('nat full-nat') behind several lb nodes ('announce_table'): a connection the router moves to another node is reset: the new node has no state for it and its server answers the node that chose its source port; use 'nat dsr-ipip' with 'hash-type consistent'"
+            ]
+        );
+        let dsr = multi.replace("[backend.b]\n", "[backend.b]\nnat = 'dsr-ipip'\n");
+        assert!(w(&dsr)[0].contains("round robin cannot tell the new node"));
+        let good = dsr.replace("[backend.b]\n", "[backend.b]\nhash_type = 'consistent'\n");
+        assert_eq!(w(&good), Vec::<String>::new());
+        let wild = good.replace("10.0.0.1:80", "*:80");
+        assert!(
+            w(&wild)[0].contains("bind *:80 is not announced"),
+            "{:?}",
+            w(&wild)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use lb_common::{
 };
 
 use super::{
+    announce::{Announcer, Vips},
     history::ServerHistory,
     plan::Plan,
     servers::{Admin, ServerEntry, ServerState, Servers},
@@ -30,6 +31,8 @@ pub struct Balancer {
     servers: Servers,
     settings: Settings,
     pid: u32,
+    /// The VIPs this node's routing daemon announces (`announce_table`).
+    announcer: Announcer,
 }
 
 impl Balancer {
@@ -47,7 +50,9 @@ impl Balancer {
             servers,
             settings: Settings::default(),
             pid: std::process::id(),
+            announcer: Announcer::default(),
         };
+        b.announcer.set_vips(Vips::of(cfg, &b.plan.layout))?;
         b.dp.maps.reset_server_counters(&fresh)?;
         b.write_all(cfg)?;
         Ok(b)
@@ -62,7 +67,35 @@ impl Balancer {
         self.dp.maps.reset_server_counters(&fresh)?;
         self.servers = self.servers.carried_into(&plan)?;
         self.plan = plan;
+        let changes = self.announcer.set_vips(Vips::of(cfg, &self.plan.layout))?;
+        log_announce(&changes);
         self.write_all(cfg)
+    }
+
+    /// From now on (the data plane is attached), the VIPs that have a server UP are
+    /// announced.
+    pub fn start_announcing(&mut self) -> Result<()> {
+        self.announcer.start();
+        self.announce()
+    }
+
+    /// Withdraws every VIP (lb stops). Returns whether any was announced.
+    pub fn withdraw_all(&mut self) -> Result<bool> {
+        let changes = self.announcer.withdraw_all()?;
+        log_announce(&changes);
+        Ok(!changes.is_empty())
+    }
+
+    /// Brings the announced VIPs in line with the servers' states.
+    fn announce(&mut self) -> Result<()> {
+        let servers = &self.servers;
+        let changes = self.announcer.sync(|b| {
+            servers
+                .of_backend(b)
+                .any(|e| e.state.usable() && e.state.weight > 0)
+        })?;
+        log_announce(&changes);
+        Ok(())
     }
 
     pub fn layout(&self) -> &Layout {
@@ -93,7 +126,7 @@ impl Balancer {
         let backend = e.place.backend;
         self.write_pool(backend)?;
         self.servers.note(backend);
-        Ok(())
+        self.announce()
     }
 
     fn write_all(&mut self, cfg: &Config) -> Result<()> {
@@ -127,7 +160,8 @@ impl Balancer {
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
-        self.dp.maps.write_port_filter(&ports)
+        self.dp.maps.write_port_filter(&ports)?;
+        self.announce()
     }
 
     /// Brings one pool's maps in line with its servers' states: every server's entry first,
@@ -226,6 +260,12 @@ impl Balancer {
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
         Ok(true)
+    }
+}
+
+fn log_announce(changes: &[super::announce::Change]) {
+    for c in changes {
+        eprintln!("[NOTICE] {c}");
     }
 }
 

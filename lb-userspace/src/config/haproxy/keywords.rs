@@ -176,6 +176,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("log", GLOBAL, Read::Global(global::log)),
     kw("log-tag", GLOBAL, Read::Global(global::log_tag)),
     kw("maxconn", GLOBAL, Read::Global(global::maxconn)),
+    kw(
+        "announce-table",
+        GLOBAL,
+        Read::Global(global::announce_table),
+    ),
     kw("pidfile", GLOBAL, Read::Global(global::pidfile)),
     kw("daemon", GLOBAL, Read::Global(global::daemon)),
     kw("user", GLOBAL, Read::Global(global::user)),
