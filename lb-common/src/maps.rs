@@ -150,6 +150,8 @@ pub fn map_def(name: &str) -> Option<&'static MapDef> {
 pub const PROG_LB: &str = "lb_xdp";
 /// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
 pub const PROG_PASS: &str = "xdp_pass";
+/// Takes IPIP headers off on a direct-server-return server whose kernel has no `ipip`.
+pub const PROG_IPIP_DECAP: &str = "ipip_decap";
 /// Parses each packet as `lb_xdp` does, then passes it: the live benchmark's floor.
 pub const PROG_PARSE_ONLY: &str = "xdp_parse_only";
 

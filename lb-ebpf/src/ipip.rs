@@ -109,6 +109,49 @@ pub fn encap(ctx: &XdpContext, src: u32, dst: u32, nh: *const NextHop, routed: u
     }
 }
 
+/// The server's side, for kernels without `ipip`: an IPIP packet (outer header without
+/// options, not a fragment) loses its outer header and goes up the stack as the packet
+/// inside, with the frame's MAC addresses; anything else passes untouched.
+#[inline(always)]
+pub fn decap(ctx: &XdpContext) -> u32 {
+    const FRAG_BE: u16 = 0x3fffu16.to_be();
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 20 + 20 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let (eth, ip) = (start as *const EthHdr, (start + ETH_HLEN) as *const Ipv4Hdr);
+    // SAFETY: bounds-checked above.
+    let (dmac, smac, ok) = unsafe {
+        (
+            (*eth).dst,
+            (*eth).src,
+            (*eth).proto == 0x0800u16.to_be()
+                && (*ip).version_ihl == 0x45
+                && (*ip).proto == IPPROTO_IPIP
+                && (*ip).frag_off & FRAG_BE == 0,
+        )
+    };
+    if !ok {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: a helper call on our context; pointers are derived and checked again below.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, OVERHEAD as i32) } != 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN > end {
+        return xdp_action::XDP_DROP;
+    }
+    let eth = start as *mut EthHdr;
+    // SAFETY: bounds-checked above.
+    unsafe {
+        (*eth).dst = dmac;
+        (*eth).src = smac;
+        (*eth).proto = 0x0800u16.to_be();
+    }
+    xdp_action::XDP_PASS
+}
+
 /// The one's-complement sum of a 20-byte IPv4 header, as 16-bit words in memory order.
 #[inline(always)]
 fn header_sum(ip: *const Ipv4Hdr) -> u64 {

@@ -57,6 +57,14 @@ pub fn xdp_parse_only(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// For servers of `nat dsr-ipip` whose kernel has no `ipip` module: takes the outer IPIP
+/// header off packets to this host and passes the packet inside to the stack, as `tunl0`
+/// would (`scripts/dsr-server.sh --no-ipip`, see `ipip::decap`).
+#[xdp]
+pub fn ipip_decap(ctx: XdpContext) -> u32 {
+    ipip::decap(&ctx)
+}
+
 /// Benchmark traffic generator (lb-bench, live-frames `BPF_PROG_TEST_RUN`); see `bench`.
 #[xdp]
 pub fn bench_gen(ctx: XdpContext) -> u32 {

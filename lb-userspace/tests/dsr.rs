@@ -281,3 +281,23 @@ fn icmp_errors_about_the_servers_replies_go_to_the_server() {
     );
     assert_eq!(packet::verify_checksums(&want), Ok(()));
 }
+
+#[test]
+fn the_servers_decapsulator_takes_the_outer_header_off() {
+    use lb::dataplane::{load_alone, testrun, xdp_program};
+    lb_testbed::require_root();
+    let mut obj = load_alone(lb_common::PROG_IPIP_DECAP).expect("load");
+    let prog = xdp_program(&mut obj, lb_common::PROG_IPIP_DECAP).expect("program");
+    let inner = Pkt::tcp(ep(CLIENT, 50000), ep(VIP, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    let frame = ipip((MAC_DPB, MAC_WEB10), LB_B, WEB10, &inner.build());
+    let out = testrun::run(prog, 1, &frame, 1).expect("test run");
+    assert_eq!(out.action, XDP_PASS);
+    let want = inner.macs(MAC_DPB, MAC_WEB10).build();
+    assert!(out.frame == want, "{}", packet::diff(&out.frame, &want));
+    // Anything else goes up untouched.
+    let plain = Pkt::tcp(ep(CLIENT, 50000), ep(VIP, 80)).build();
+    let out = testrun::run(prog, 1, &plain, 1).expect("test run");
+    assert_eq!((out.action, out.frame), (XDP_PASS, plain));
+}
