@@ -10,6 +10,7 @@ use aya_ebpf::{
 use lb_common::{NextHop, Reason, csum::fold};
 
 use crate::{
+    forward::copy_mac,
     parse::{ETH_HLEN, EthHdr, Ipv4Hdr},
     stats,
     verdict::GO_ON,
@@ -31,50 +32,41 @@ const DF_BE: u16 = 0x4000u16.to_be();
 /// the caller holds, so the caller returns this action at once.
 #[inline(never)]
 pub fn encap(ctx: &XdpContext, src: u32, dst: u32, nh: *const NextHop, routed: u32) -> u32 {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + ETH_HLEN + 20 > end {
-        return drop();
-    }
-    let (eth, ip) = (start as *const EthHdr, (start + ETH_HLEN) as *const Ipv4Hdr);
-    // SAFETY: bounds-checked above; read before the head moves.
-    let (smac, dmac, tos, tot_len, id, frag_off) = unsafe {
-        (
-            (*eth).src,
-            (*eth).dst,
-            (*ip).tos,
-            u16::from_be((*ip).tot_len),
-            (*ip).id,
-            (*ip).frag_off,
-        )
-    };
-    // SAFETY: a helper call on our context; every pointer is derived and checked again below.
+    // Nothing is read before the head moves: the old headers are still there, 20 bytes
+    // further on, and values held across the helper call would cost stack.
+    // SAFETY: a helper call on our context; every pointer is derived and checked below.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(OVERHEAD as i32)) } != 0 {
         return drop();
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + ETH_HLEN + 20 > end {
+    if start + ETH_HLEN + 2 * 20 > end {
         return drop();
     }
     let eth = start as *mut EthHdr;
+    let old_eth = (start + OVERHEAD as usize) as *const EthHdr;
     let outer = (start + ETH_HLEN) as *mut Ipv4Hdr;
+    let inner = (start + ETH_HLEN + 20) as *const Ipv4Hdr;
     let to_kernel = routed != GO_ON;
-    // SAFETY: within [start, start + 34), checked above; `nh` points into a map value.
+    // SAFETY: within [start, start + 54), checked above; `nh` points into a map value. The
+    // old Ethernet header (bytes 20..34) is read before the outer header (14..34) covers it.
     unsafe {
-        (*eth).proto = 0x0800u16.to_be();
         if to_kernel {
             // As it came: addressed to this host, for the kernel to route.
-            (*eth).dst = dmac;
-            (*eth).src = smac;
+            copy_mac(&mut (*eth).dst, &(*old_eth).dst);
+            copy_mac(&mut (*eth).src, &(*old_eth).src);
         } else {
-            (*eth).dst = (*nh).dmac;
-            (*eth).src = (*nh).smac;
+            copy_mac(&mut (*eth).dst, &(*nh).dmac);
+            copy_mac(&mut (*eth).src, &(*nh).smac);
         }
+        (*eth).proto = 0x0800u16.to_be();
         *outer = Ipv4Hdr {
             version_ihl: 0x45,
-            tos,
-            tot_len: tot_len.wrapping_add(OVERHEAD).to_be(),
-            id,
-            frag_off: frag_off & DF_BE,
+            tos: (*inner).tos,
+            tot_len: u16::from_be((*inner).tot_len)
+                .wrapping_add(OVERHEAD)
+                .to_be(),
+            id: (*inner).id,
+            frag_off: (*inner).frag_off & DF_BE,
             ttl: 64,
             proto: IPPROTO_IPIP,
             check: 0,
@@ -145,8 +137,8 @@ pub fn decap(ctx: &XdpContext) -> u32 {
     let eth = start as *mut EthHdr;
     // SAFETY: bounds-checked above.
     unsafe {
-        (*eth).dst = dmac;
-        (*eth).src = smac;
+        copy_mac(&mut (*eth).dst, &dmac);
+        copy_mac(&mut (*eth).src, &smac);
         (*eth).proto = 0x0800u16.to_be();
     }
     xdp_action::XDP_PASS

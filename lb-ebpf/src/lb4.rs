@@ -114,8 +114,9 @@ fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
         if !adopts_mid_stream(svc.pool) {
             return pass(Reason::PassNoFlow);
         }
+        // A fresh flow to the chooser: the hash alone decides, wherever it began (a cause
+        // of its own would cost the verifier every new-flow path once more).
         stats::reason(Reason::NewMidStream);
-        new.cause = Cause::MidStream;
     }
     new.pool = svc.pool;
     new.frontend = svc.frontend;
@@ -224,7 +225,6 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         }
     };
     let from_server = flow.is_reply();
-    let dsr = flow.flags & FLOW_F_DSR != 0;
     if !from_server && flow.flags & FLOW_F_REFUSED != 0 && pkt.is_syn() {
         // The client retransmits a SYN its server refused: another server, if there is one.
         new.again(
@@ -237,7 +237,7 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         conntrack::forget(table, key, flow, pkt.proto);
         return NEW_FLOW;
     }
-    let step = if dsr {
+    let step = if is_dsr(&flow.flags) {
         dsr_step(state, flow.flags, pkt.proto, pkt.tcp_flags)
     } else if pkt.is_tcp() {
         let ack_ok = acks_awaited(pkt, flow, state, from_server);
@@ -322,9 +322,10 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
                     return pass(Reason::PassNotService);
                 };
                 // SAFETY: this CPU's scratch, see `conntrack::track`.
-                let nh = unsafe { &mut (*scratch).fwd.nh };
+                let (nh, fl) = unsafe { (&mut (*scratch).fwd.nh, &mut (*scratch).fwd.flags) };
                 nh.ifindex = 0;
-                return deliver(ctx, pkt, &to, &acct, nh, now, dsr);
+                *fl = flags;
+                return deliver(ctx, pkt, &to, &acct, nh, now, fl);
             }
         }
     } else if flow.last_seen != now {
@@ -332,7 +333,17 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         unsafe { (*entry).last_seen = now };
     }
     // SAFETY: `entry` is a live map value.
-    deliver(ctx, pkt, &to, &acct, unsafe { &mut (*entry).nh }, now, dsr)
+    unsafe { deliver(ctx, pkt, &to, &acct, &mut (*entry).nh, now, &(*entry).flags) }
+}
+
+/// Whether the flow flags at `flags` (map memory) are a direct-server-return flow's, read
+/// afresh where they decide: a yes/no held from one decision to the next would make the
+/// verifier walk everything in between twice, once per answer.
+#[inline(always)]
+pub fn is_dsr(flags: *const u8) -> bool {
+    // SAFETY: the caller's pointer into a live map value.
+    let flags = unsafe { core::ptr::read_volatile(flags) };
+    flags & FLOW_F_DSR != 0
 }
 
 /// Whether a TCP packet's ACK covers what its flow waits for (`tcp_step`'s `ack_ok`): the
@@ -346,7 +357,8 @@ fn acks_awaited(pkt: &Packet, flow: &Flow, state: State, from_server: bool) -> b
     }
 }
 
-/// Rewrites `pkt` to `to` (or, `dsr`, puts it in an IPIP header from `to.src` to `to.dst`),
+/// Rewrites `pkt` to `to` (or, for a direct-server-return flow (its `flags`, in map memory),
+/// puts it in an IPIP header from `to.src` to `to.dst`),
 /// counts it and sends it on through the next hop cached at `nh`, refreshing that first. A
 /// packet too big for the path is answered with ICMP (DF), or rewritten and left to the
 /// kernel to fragment.
@@ -358,10 +370,11 @@ pub fn deliver(
     acct: &Acct,
     nh: *mut NextHop,
     now: u32,
-    dsr: bool,
+    flags: *const u8,
 ) -> u32 {
     let frame = pkt.frame();
     let routed = forward::route(ctx, &frame, to, nh, now);
+    let dsr = is_dsr(flags);
     let overhead = if dsr { ipip::OVERHEAD } else { 0 };
     let too_big = routed == GO_ON && forward::too_big(&frame, nh, overhead);
     if too_big && icmp::answers_too_big(pkt) {

@@ -31,9 +31,6 @@ pub enum Cause {
     Fresh,
     /// The client retransmits a SYN that `server` refused, refused `attempts` times so far.
     Refused { server: u32, attempts: u8 },
-    /// A connection that began elsewhere (another lb node), taken over by a pool that
-    /// returns directly and hashes.
-    MidStream,
 }
 
 /// What a new flow starts from, and (from [`choose`]) where it goes.
@@ -81,7 +78,14 @@ pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -
         GO_ON => {}
         action => return action,
     }
-    match admit(ctx, pkt, key, new) {
+    // Two subprograms: direct server return's one entry must not cost full-NAT's tracking
+    // (which fills the stack to the verifier's limit) a byte.
+    let admitted = if new.dsr {
+        admit_dsr(pkt, key, new)
+    } else {
+        admit(ctx, pkt, key, new)
+    };
+    match admitted {
         GO_ON => {}
         action => return action,
     }
@@ -140,7 +144,7 @@ fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u
     new.server = id;
     new.attempts = match new.cause {
         Cause::Refused { attempts, .. } => attempts,
-        Cause::Fresh | Cause::MidStream => 0,
+        Cause::Fresh => 0,
     };
     new.full_nat = flags & (POOL_F_DNAT | POOL_F_DSR) == 0;
     new.dsr = flags & POOL_F_DSR != 0;
@@ -199,7 +203,6 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
     };
     match cause {
         Cause::Fresh => table_entry(pool, table, rr_slot(fetch_add(cursor), table.len)),
-        Cause::MidStream => u32::MAX,
         Cause::Refused { server, .. } => {
             // A retry takes the entry the cursor points at without moving it (moving it
             // would send the next new connection back to the server that refused this one),
@@ -285,10 +288,30 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
         settings,
         now: new.now,
     };
-    if new.dsr {
-        return conntrack::track_dsr(pkt, key, &target);
-    }
     conntrack::track(pkt, key, &target)
+}
+
+/// [`admit`] for a direct-server-return pool (`conntrack::track_dsr`, inlined).
+#[inline(never)]
+fn admit_dsr(pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
+    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), LB_SERVERS.get_ptr(new.server))
+    else {
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    };
+    let target = Target {
+        slot: new.server,
+        server,
+        pool: new.pool,
+        frontend: new.frontend,
+        full_nat: false,
+        flags: 0,
+        attempts: 0,
+        ts: 0,
+        settings,
+        now: new.now,
+    };
+    conntrack::track_dsr(pkt, key, &target)
 }
 
 /// Reports the flow (`option tcplog`), then rewrites and forwards the packet as its new
@@ -304,7 +327,7 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
     };
     let event = Event {
         new_flow: true,
-        redispatched: matches!(new.cause, Cause::Refused { .. }),
+        redispatched: new.cause != Cause::Fresh,
     };
     // SAFETY: an array slot, never freed.
     if unsafe { (*settings).flags } & SETTINGS_F_LOG_FLOWS != 0 {
@@ -318,16 +341,18 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
         dir: Dir::In,
         event,
     };
-    // SAFETY: array slots are never freed.
-    deliver(
-        ctx,
-        pkt,
-        &to,
-        &acct,
-        unsafe { &mut (*server).nh },
-        new.now,
-        new.dsr,
-    )
+    // SAFETY: array slots are never freed; this CPU's scratch as above.
+    unsafe {
+        deliver(
+            ctx,
+            pkt,
+            &to,
+            &acct,
+            &mut (*server).nh,
+            new.now,
+            &(*scratch).fwd.flags,
+        )
+    }
 }
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.
