@@ -365,13 +365,18 @@ pub const fn idle_expired(f: &Flow, now: u32) -> bool {
 /// Whether the entry `f` at `key` is dead at `now`: idle beyond its timeout and, in states
 /// where one direction may be quiet ([`expiry_asks_mirror`]), its other direction too (the
 /// entry at `f.mirror_key`, `mirror`, if it is still this flow's: it points back to `key`).
-/// The data plane and `lb show` both judge by this.
+/// The data plane and `lb show` both judge by this. A direct-server-return entry has no other
+/// direction (lb never sees the replies): the client's packets alone keep it alive.
 pub fn dead(f: &Flow, key: &crate::FlowKey, mirror: Option<&Flow>, now: u32) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
     match mirror {
-        Some(m) if expiry_asks_mirror(f.state) && m.mirror_key(key.proto) == *key => {
+        Some(m)
+            if expiry_asks_mirror(f.state)
+                && f.flags & crate::FLOW_F_DSR == 0
+                && m.mirror_key(key.proto) == *key =>
+        {
             idle_expired(m, now)
         }
         _ => true,
@@ -663,6 +668,17 @@ mod tests {
             "closed: on its own clock"
         );
         assert!(!dead(&f, &key, None, 10), "not idle yet");
+        // A direct-server-return entry is alone even if a full-NAT reply entry happens to
+        // sit at its mirror tuple and name its key.
+        let dsr = Flow {
+            flags: crate::FLOW_F_DSR,
+            ..f
+        };
+        assert!(
+            dead(&dsr, &key, Some(&mirror), 100),
+            "no other way to wait for"
+        );
+        assert!(!dead(&dsr, &key, Some(&mirror), 10), "not idle yet");
     }
 
     #[test]

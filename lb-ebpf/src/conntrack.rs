@@ -83,7 +83,7 @@ pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
-    let mirror = if expiry_asks_mirror(f.state) {
+    let mirror = if expiry_asks_mirror(f.state) && f.flags & FLOW_F_DSR == 0 {
         table.get(&f.mirror_key(key.proto))
     } else {
         None
@@ -236,8 +236,9 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
 /// Tracks a new direct-server-return flow: its one entry (lb never sees the replies, so
 /// there is no reply tuple to claim) in this CPU's scratch, then in the half-open table, or
 /// straight in the main one for a connection that began on another node (a TCP packet other
-/// than a SYN). [`GO_ON`], or (the reason counted) `XDP_DROP`. A subprogram: new flows only.
-#[inline(never)]
+/// than a SYN). [`GO_ON`], or (the reason counted) `XDP_DROP`. Inlined into
+/// `new_flow::admit_dsr`, a subprogram.
+#[inline(always)]
 pub fn track_dsr(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
     let (Some(scratch), Some(pool)) = (scratch(), LB_POOLS.get_ptr(t.pool)) else {
         stats::reason(Reason::DropConntrackFull);

@@ -14,7 +14,7 @@ use lb_common::{
     maglev::{self, Candidate, flow_hash, maglev_entry},
 };
 use lb_testbed::packet::{
-    self, ACK, FIN, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, Pkt, SYN, icmp_error, ipip,
+    self, ACK, FIN, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, Pkt, RST, SYN, icmp_error, ipip,
 };
 
 const CONFIG: &str = r#"
@@ -300,4 +300,86 @@ fn the_servers_decapsulator_takes_the_outer_header_off() {
     let plain = Pkt::tcp(ep(CLIENT, 50000), ep(VIP, 80)).build();
     let out = testrun::run(prog, 1, &plain, 1).expect("test run");
     assert_eq!((out.action, out.frame), (XDP_PASS, plain));
+}
+
+/// lb sees only the client's side of a direct-server-return flow, so nothing waits for the
+/// server: the client's packets alone keep the flow alive (one entry, no other direction to
+/// ask), and once the client is quiet past the timeout of its state the flow is gone, for
+/// the data plane and for `lb show`'s count alike. Its FIN and its RST move it to the
+/// closing states, which expire on their own clocks the same way.
+#[test]
+fn a_quiet_client_ends_its_direct_server_return_flow() {
+    let mut f = fixture();
+    // Round robin: a packet after expiry is not adopted by a hash, so it shows the flow gone.
+    let vip = ep(VIP, 82);
+    let open = |f: &mut Fixture, c| {
+        for p in [
+            Pkt::tcp(c, vip).flags(SYN),
+            Pkt::tcp(c, vip).flags(ACK).seq(1001).ack(5001),
+        ] {
+            let (action, _) = f.run(f.dpc, &p.macs(MAC_CLIENT, MAC_DPC).build());
+            assert_eq!(action, XDP_REDIRECT);
+        }
+        tcp_key(c, vip)
+    };
+    let data = |c| {
+        Pkt::tcp(c, vip)
+            .flags(ACK)
+            .seq(1001)
+            .ack(5001)
+            .payload(b"more")
+            .macs(MAC_CLIENT, MAC_DPC)
+    };
+
+    let c = ep(CLIENT, 48000);
+    let k = open(&mut f, c);
+    let (e, at) = f.entry(&k).expect("tracked");
+    assert_eq!((at, e.state), (Where::Flows, State::Established as u8));
+    assert_eq!(f.counts(), (1, 0), "confirmed, one entry");
+    assert_eq!(f.bal.dp.maps.flow_count(now()), 1);
+    // Quiet for three quarters of its timeout, a packet, three quarters again: alive only
+    // because the packet counted.
+    f.age(&k, e.timeout / 4 * 3);
+    assert_eq!(f.run(f.dpc, &data(c).build()).0, XDP_REDIRECT);
+    f.age(&k, e.timeout / 4 * 3);
+    assert_eq!(
+        f.bal.dp.maps.flow_count(now()),
+        1,
+        "the client's packet kept it"
+    );
+    // Quiet past it: gone for `lb show`, and the next packet finds no flow.
+    f.age(&k, e.timeout + 1);
+    assert_eq!(
+        f.bal.dp.maps.flow_count(now()),
+        0,
+        "dead by the shared rule"
+    );
+    f.expect_untouched("after expiry", &data(c).build());
+    assert_eq!(f.reason(Reason::PassNoFlow), 1);
+    assert!(f.entry(&k).is_none(), "retired");
+
+    // The client's FIN: half closed, on the half-closed clock.
+    let c = ep(CLIENT, 48001);
+    let k = open(&mut f, c);
+    let fin = data(c).flags(FIN | ACK);
+    assert_eq!(f.run(f.dpc, &fin.build()).0, XDP_REDIRECT);
+    let (e, _) = f.entry(&k).expect("tracked");
+    assert_eq!(e.state, State::FinWait as u8);
+    assert_eq!(f.bal.dp.maps.flow_count(now()), 1);
+    f.age(&k, e.timeout + 1);
+    assert_eq!(f.bal.dp.maps.flow_count(now()), 0);
+
+    // An RST: closed, lingering only `CLOSED_LINGER_MS` for a retransmission.
+    let c = ep(CLIENT, 48002);
+    let k = open(&mut f, c);
+    let rst = data(c).flags(RST);
+    assert_eq!(f.run(f.dpc, &rst.build()).0, XDP_REDIRECT);
+    let (e, _) = f.entry(&k).expect("tracked");
+    assert_eq!(
+        (e.state, e.timeout),
+        (
+            State::Closed as u8,
+            lb_common::clock::ticks_from_ms(lb_common::conntrack::CLOSED_LINGER_MS)
+        )
+    );
 }
