@@ -19,11 +19,12 @@ need_root() {
 
 # Debian packages for the tests and benchmarks (real servers, syslog, HAProxy for the
 # side-by-side comparison, load generators, a browser for the stats page test, the database
-# and cache servers the protocol health checks are tested against).
+# and cache servers the protocol health checks are tested against, BIRD for the several-nodes
+# test: a router and lb nodes speaking BGP, in namespaces).
 PACKAGES=(
     iproute2 ethtool bpftool curl socat systemd
     nginx apache2 haproxy rsyslog wrk
-    chromium
+    chromium bird2
     redis-server mariadb-server
 )
 
@@ -35,7 +36,7 @@ done
 apt_install() {
     need_root
     # Never start the services these packages ship (nginx, apache2, haproxy, rsyslog, redis,
-    # mariadb):
+    # mariadb, bird):
     # the tests start their own, inside namespaces.
     local policy=/usr/sbin/policy-rc.d created=0
     if [ ! -e "$policy" ]; then

@@ -68,7 +68,7 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
         PoolSlot(0),
         0,
         Timeouts::from_ms(TimeoutsMs::default()),
-        &table,
+        lb::dataplane::writer::Table::Entries(&table),
     )
 }
 

@@ -192,6 +192,58 @@ pub const fn tcp_step(state: State, flags: u8, from_server: bool, tcp: u8, ack_o
     }
 }
 
+/// What a client's packet does to a direct-server-return flow, of which lb sees only the
+/// client's side: no SYN-ACK, no server FIN. The client's first ACK confirms it (lb cannot
+/// check it against the server's ISN it never saw: a spoofer who sends SYN then ACK gets an
+/// entry in the main table, which is only a cache of the Maglev choice when the pool hashes);
+/// the client's FIN half-closes it (`timeout client-fin`); an RST closes it; a SYN on a
+/// closing tuple starts a new connection. UDP is confirmed by the client's second datagram.
+pub const fn dsr_step(state: State, flags: u8, proto: u8, tcp: u8) -> Step {
+    if proto != PROTO_TCP {
+        return match state {
+            State::UdpNew => Step::To {
+                state: State::UdpActive,
+                flags,
+            },
+            _ => Step::Same,
+        };
+    }
+    let (syn, ack, fin, rst) = (
+        tcp & TCP_SYN != 0,
+        tcp & TCP_ACK != 0,
+        tcp & TCP_FIN != 0,
+        tcp & TCP_RST != 0,
+    );
+    if rst {
+        return match state {
+            State::Closed => Step::Same,
+            _ => Step::To {
+                state: State::Closed,
+                flags: flags | FLOW_F_RST,
+            },
+        };
+    }
+    if syn {
+        return match (state, ack) {
+            (State::Closed | State::FinWait, false) => Step::Restart,
+            _ => Step::Same,
+        };
+    }
+    if fin && flags & FLOW_F_FIN_CLIENT == 0 && !matches!(state, State::Closed) {
+        return Step::To {
+            state: State::FinWait,
+            flags: flags | FLOW_F_FIN_CLIENT,
+        };
+    }
+    if ack && matches!(state, State::SynSent) {
+        return Step::To {
+            state: State::Established,
+            flags,
+        };
+    }
+    Step::Same
+}
+
 /// What a UDP packet does to a flow: an answer from the server, then the client speaking
 /// again, confirm it.
 pub const fn udp_step(state: State, flags: u8, from_server: bool) -> Step {
@@ -337,13 +389,18 @@ pub const fn idle_expired(f: &Flow, now: u32) -> bool {
 /// Whether the entry `f` at `key` is dead at `now`: idle beyond its timeout and, in states
 /// where one direction may be quiet ([`expiry_asks_mirror`]), its other direction too (the
 /// entry at `f.mirror_key`, `mirror`, if it is still this flow's: it points back to `key`).
-/// The data plane and `lb show` both judge by this.
+/// The data plane and `lb show` both judge by this. A direct-server-return entry has no other
+/// direction (lb never sees the replies): the client's packets alone keep it alive.
 pub fn dead(f: &Flow, key: &crate::FlowKey, mirror: Option<&Flow>, now: u32) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
     match mirror {
-        Some(m) if expiry_asks_mirror(f.state) && m.mirror_key(key.proto) == *key => {
+        Some(m)
+            if expiry_asks_mirror(f.state)
+                && f.flags & crate::FLOW_F_DSR == 0
+                && m.mirror_key(key.proto) == *key =>
+        {
             idle_expired(m, now)
         }
         _ => true,
@@ -438,6 +495,32 @@ mod tests {
 
     fn to(state: State, flags: u8) -> Step {
         Step::To { state, flags }
+    }
+
+    #[test]
+    fn direct_server_return_flows_follow_the_client_alone() {
+        use State::*;
+        const UDP: u8 = crate::PROTO_UDP;
+        let tcp = |state, flags, f| dsr_step(state, flags, PROTO_TCP, f);
+        assert_eq!(tcp(SynSent, 0, SYN), Step::Same, "retransmitted SYN");
+        assert_eq!(tcp(SynSent, 0, ACK), to(Established, 0));
+        assert!(confirms(SynSent, Established));
+        assert_eq!(tcp(Established, 0, ACK), Step::Same);
+        assert_eq!(
+            tcp(Established, 0, FIN | ACK),
+            to(FinWait, FLOW_F_FIN_CLIENT)
+        );
+        assert_eq!(tcp(SynSent, 0, FIN | ACK), to(FinWait, FLOW_F_FIN_CLIENT));
+        assert_eq!(tcp(FinWait, FLOW_F_FIN_CLIENT, FIN | ACK), Step::Same);
+        assert_eq!(tcp(FinWait, FLOW_F_FIN_CLIENT, ACK), Step::Same);
+        assert_eq!(tcp(FinWait, FLOW_F_FIN_CLIENT, SYN), Step::Restart);
+        assert_eq!(tcp(Established, 0, RST), to(Closed, FLOW_F_RST));
+        assert_eq!(tcp(Closed, FLOW_F_RST, RST), Step::Same);
+        assert_eq!(tcp(Closed, FLOW_F_RST, SYN), Step::Restart);
+        assert_eq!(tcp(Established, 0, SYN | ACK), Step::Same);
+        assert_eq!(dsr_step(UdpNew, 0, UDP, 0), to(UdpActive, 0));
+        assert!(confirms(UdpNew, UdpActive));
+        assert_eq!(dsr_step(UdpActive, 0, UDP, 0), Step::Same);
     }
 
     #[test]
@@ -628,6 +711,17 @@ mod tests {
             "closed: on its own clock"
         );
         assert!(!dead(&f, &key, None, 10), "not idle yet");
+        // A direct-server-return entry is alone even if a full-NAT reply entry happens to
+        // sit at its mirror tuple and name its key.
+        let dsr = Flow {
+            flags: crate::FLOW_F_DSR,
+            ..f
+        };
+        assert!(
+            dead(&dsr, &key, Some(&mirror), 100),
+            "no other way to wait for"
+        );
+        assert!(!dead(&dsr, &key, Some(&mirror), 10), "not idle yet");
     }
 
     #[test]

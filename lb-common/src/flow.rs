@@ -72,6 +72,10 @@ pub const FLOW_F_TS: u8 = 1 << 5;
 /// Forward entry: the server refused this connection; the client's next SYN is balanced
 /// afresh, away from that server (`option redispatch`, `balance::refusal`).
 pub const FLOW_F_REFUSED: u8 = 1 << 6;
+/// Direct server return: the flow's one entry (lb never sees the replies) sends its packets
+/// unchanged inside an IPIP header from `src` (lb's address towards the server) to `dst` (the
+/// server); `sport`/`dport` stay the client's and the VIP's.
+pub const FLOW_F_DSR: u8 = 1 << 7;
 
 /// An entry of `LB_FLOWS` or `LB_HALFOPEN`.
 ///

@@ -88,6 +88,8 @@ macro_rules! for_each_map {
             /// Two table slots of server slots per pool, see `pool::table_index`.
             tables LB_TABLES: Array<u32, u32>
                 [$crate::MAX_POOLS * 2 * $crate::TABLE_SIZE] Config 1;
+            /// Two Maglev tables (double buffer) per hashing pool's ring, see `maglev`.
+            maglev LB_MAGLEV: Array<u32, $crate::MaglevTable>[$crate::MAGLEV_RINGS * 2] Config 1;
             /// Per server slot: address, full-NAT source, next hop.
             servers LB_SERVERS: Array<u32, $crate::ServerInfo>[$crate::MAX_SERVERS] Config 3;
             /// Per server slot: its active flows (`conntrack::counts_as_active`), and in the last
@@ -166,6 +168,8 @@ pub fn map_def(name: &str) -> Option<&'static MapDef> {
 pub const PROG_LB: &str = "lb_xdp";
 /// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
 pub const PROG_PASS: &str = "xdp_pass";
+/// Takes IPIP headers off on a direct-server-return server whose kernel has no `ipip`.
+pub const PROG_IPIP_DECAP: &str = "ipip_decap";
 /// Parses each packet as `lb_xdp` does, then passes it: the live benchmark's floor.
 pub const PROG_PARSE_ONLY: &str = "xdp_parse_only";
 

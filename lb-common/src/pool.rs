@@ -21,16 +21,38 @@ pub const POOL_F_REDISPATCH: u32 = 1 << 2;
 /// Pool flag: some server of the pool has a `maxconn`: a new flow checks its server's room
 /// (`LB_ACTIVE` against `ServerInfo::maxconn`). Without it no count is read.
 pub const POOL_F_MAXCONN: u32 = 1 << 3;
+/// Pool flag: a hashing pool ([`Algorithm::Maglev`]) hashes the client address alone
+/// (`balance source`) rather than the whole 5-tuple.
+pub const POOL_F_HASH_SOURCE: u32 = 1 << 4;
+/// Pool flag: direct server return over IPIP (`nat dsr-ipip`): packets go to the server
+/// unchanged inside an IPIP header, the server answers the client itself.
+pub const POOL_F_DSR: u32 = 1 << 5;
 /// Bits 8..16 of the pool flags: `retries`, capped at 255.
 pub const POOL_RETRIES_SHIFT: u32 = 8;
 /// Bits 16..20 of the pool flags: how a new flow picks its server ([`Algorithm`]).
 pub const POOL_ALGO_SHIFT: u32 = 16;
 const POOL_ALGO_MASK: u32 = 0xf;
+/// Bits 20..24 of the pool flags: a hashing pool's ring, its pair of `LB_MAGLEV` values
+/// (`maglev::maglev_index`).
+pub const POOL_RING_SHIFT: u32 = 20;
+const POOL_RING_MASK: u32 = 0xf;
+const _: () = assert!(crate::maglev::MAGLEV_RINGS == POOL_RING_MASK + 1);
 /// Bits 24..28 of the pool flags: `balance random(<draws>)`, 1 to [`MAX_DRAWS`].
 pub const POOL_DRAWS_SHIFT: u32 = 24;
 const POOL_DRAWS_MASK: u32 = 0xf;
 /// The most draws `balance random(<draws>)` takes (HAProxy's default is 2).
 pub const MAX_DRAWS: u32 = 15;
+
+/// The ring in pool flags.
+#[inline(always)]
+pub const fn pool_ring(flags: u32) -> u32 {
+    (flags >> POOL_RING_SHIFT) & POOL_RING_MASK
+}
+
+/// Pool flags holding `ring`.
+pub const fn ring_flags(ring: u32) -> u32 {
+    (ring & POOL_RING_MASK) << POOL_RING_SHIFT
+}
 
 /// How a pool picks the server of a new flow (HAProxy's `balance`); the data plane has one
 /// function per algorithm (`lb-ebpf/src/new_flow.rs`, `choose`).
@@ -48,6 +70,11 @@ pub enum Algorithm {
     /// The least loaded of a few servers drawn at random, weights respected (`random`): the
     /// table holds weighted repetitions, with weights.
     Random = 4,
+    /// The flow's hash (5-tuple, or the source with `POOL_F_HASH_SOURCE`) into the pool's
+    /// Maglev table (`hash-type consistent`, `balance source`): every lb node picks the same
+    /// server for the same flow. The table's length is in the pool's `TableDesc`, the table
+    /// in `LB_MAGLEV` (see `maglev`).
+    Maglev = 8,
 }
 
 impl Algorithm {
@@ -59,6 +86,7 @@ impl Algorithm {
             1 => Algorithm::LeastConn,
             2 => Algorithm::First,
             4 => Algorithm::Random,
+            8 => Algorithm::Maglev,
             _ => Algorithm::RoundRobin,
         }
     }
@@ -175,6 +203,7 @@ mod tests {
             Algorithm::LeastConn,
             Algorithm::First,
             Algorithm::Random,
+            Algorithm::Maglev,
         ] {
             assert_eq!(Algorithm::of_flags(flags | a.flags()), a);
         }
@@ -182,6 +211,12 @@ mod tests {
             Algorithm::of_flags(15 << POOL_ALGO_SHIFT),
             Algorithm::RoundRobin
         );
+        let f = Algorithm::Maglev.flags() | ring_flags(15) | POOL_F_HASH_SOURCE;
+        assert_eq!(
+            (Algorithm::of_flags(f), pool_ring(f)),
+            (Algorithm::Maglev, 15)
+        );
+        assert_eq!(pool_ring(flags), 0);
     }
 
     #[test]

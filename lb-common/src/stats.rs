@@ -109,4 +109,11 @@ reasons! {
     /// A new flow while the instance has its global `maxconn` active flows: dropped, as
     /// HAProxy stops accepting (the client retries).
     DropGlobalMaxconn = "drop_global_maxconn",
+    /// A packet of a direct-server-return flow that could not be given its IPIP header (no
+    /// headroom in front of the frame): dropped.
+    DropEncap = "drop_encap",
+    /// A TCP packet of a connection lb does not track, adopted by a direct-server-return
+    /// pool that hashes: the connection began on another lb node (or before a restart) and
+    /// goes on to the server the hash names.
+    NewMidStream = "new_mid_stream",
 }

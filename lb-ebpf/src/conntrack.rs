@@ -10,8 +10,8 @@ use aya_ebpf::{
     helpers::generated::bpf_loop,
 };
 use lb_common::{
-    FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, PortProbe, Reason, Scratch,
-    ServerInfo, Settings, State,
+    FLOW_F_DSR, FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, PortProbe, Reason,
+    Scratch, ServerInfo, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
         Claimant, active_delta, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
@@ -85,7 +85,7 @@ pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
-    let mirror = if expiry_asks_mirror(f.state) {
+    let mirror = if expiry_asks_mirror(f.state) && f.flags & FLOW_F_DSR == 0 {
         table.get(&f.mirror_key(key.proto))
     } else {
         None
@@ -186,18 +186,27 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
         update(m);
     }
     // A confirmed flow moves to the main table (inserted straight from its half-open entries).
-    // Without room, or without its other half, it stays half-open in its new state.
-    if c.promote
-        && table == Table::HalfOpen
-        && let Some(m) = mirror
-        && Table::Flows.insert(&mkey, unsafe { &*m }, BPF_ANY)
-        && Table::Flows.insert(key, unsafe { &*entry }, BPF_ANY)
-    {
-        Table::HalfOpen.remove(&mkey);
-        Table::HalfOpen.remove(key);
-        return Table::Flows.get(key);
+    // Without room, or without its other half, it stays half-open in its new state. A
+    // direct-server-return flow has one entry.
+    if !c.promote || table != Table::HalfOpen {
+        return Some(entry);
     }
-    Some(entry)
+    let moved = match mirror {
+        Some(m) => {
+            Table::Flows.insert(&mkey, unsafe { &*m }, BPF_ANY)
+                && Table::Flows.insert(key, unsafe { &*entry }, BPF_ANY)
+        }
+        None => {
+            (unsafe { (*entry).flags } & FLOW_F_DSR) != 0
+                && Table::Flows.insert(key, unsafe { &*entry }, BPF_ANY)
+        }
+    };
+    if !moved {
+        return Some(entry);
+    }
+    Table::HalfOpen.remove(&mkey);
+    Table::HalfOpen.remove(key);
+    Table::Flows.get(key)
 }
 
 /// Where a new flow of a pool goes, as decided by the caller.
@@ -234,6 +243,57 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
             stats::reason(reason);
             xdp_action::XDP_DROP
         }
+    }
+}
+
+/// Tracks a new direct-server-return flow: its one entry (lb never sees the replies, so
+/// there is no reply tuple to claim) in this CPU's scratch, then in the half-open table, or
+/// straight in the main one for a connection that began on another node (a TCP packet other
+/// than a SYN). [`GO_ON`], or (the reason counted) `XDP_DROP`. Inlined into
+/// `new_flow::admit_dsr`, a subprogram.
+#[inline(always)]
+pub fn track_dsr(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
+    let (Some(scratch), Some(pool)) = (scratch(), LB_POOLS.get_ptr(t.pool)) else {
+        stats::reason(Reason::DropConntrackFull);
+        return xdp_action::XDP_DROP;
+    };
+    let state = if pkt.is_tcp() && !pkt.is_syn() {
+        State::Established
+    } else {
+        State::initial(pkt.proto)
+    };
+    // SAFETY: this CPU's scratch and array slots that are never freed (see `track`).
+    let (fwd, server) = unsafe { (&mut (*scratch).fwd, &*t.server) };
+    *fwd = Flow {
+        src: server.snat_addr,
+        dst: server.addr,
+        sport: pkt.sport(),
+        dport: pkt.dport(),
+        state: state as u8,
+        flags: FLOW_F_DSR,
+        attempts: 0,
+        _pad: 0,
+        server: t.slot as u16,
+        frontend: t.frontend as u16,
+        pool: t.pool as u16,
+        _pad2: 0,
+        last_seen: t.now,
+        // SAFETY: as above.
+        timeout: unsafe { (*pool).timeouts.of(state, 0, false) },
+        client_fin: 0,
+        tcp_ref: 0,
+        nh: server.nh,
+    };
+    let table = if state.half_open() {
+        Table::HalfOpen
+    } else {
+        Table::Flows
+    };
+    if table.insert(key, fwd, BPF_ANY) {
+        GO_ON
+    } else {
+        stats::reason(Reason::DropConntrackFull);
+        xdp_action::XDP_DROP
     }
 }
 

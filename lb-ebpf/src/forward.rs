@@ -62,12 +62,13 @@ pub fn route(ctx: &XdpContext, f: &Frame, to: &Tuple, nh: *mut NextHop, now: u32
     fib(ctx, f, to, now, nh)
 }
 
-/// Whether the packet is bigger than the path's MTU at `nh` (a routed next hop).
+/// Whether the packet, with `overhead` bytes of encapsulation, is bigger than the path's MTU
+/// at `nh` (a routed next hop).
 #[inline(always)]
-pub fn too_big(f: &Frame, nh: *const NextHop) -> bool {
+pub fn too_big(f: &Frame, nh: *const NextHop, overhead: u16) -> bool {
     // SAFETY: as in `route`.
     let mtu = unsafe { (*nh).mtu };
-    mtu != 0 && f.tot_len() > mtu
+    mtu != 0 && f.tot_len().saturating_add(overhead) > mtu
 }
 
 /// Hands a packet `route` could not route to the kernel, counting why.

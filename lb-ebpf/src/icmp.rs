@@ -11,11 +11,12 @@ use aya_ebpf::{
     helpers::generated::{bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use lb_common::{Reason, csum::Delta, csum::fold};
+use lb_common::{FLOW_F_DSR, Reason, csum::Delta, csum::fold};
 
 use crate::{
     conntrack,
     forward::{self, Frame},
+    ipip,
     nat::Tuple,
     parse::{
         ETH_HLEN, EthHdr, ICMP, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_INNER_IP_OFF, ICMP_OFF,
@@ -50,6 +51,11 @@ pub fn translate(ctx: &XdpContext, e: &IcmpError, now: u32) -> u32 {
     let f = unsafe { *entry };
     if conntrack::expired(&f, &key, table, now) {
         return pass(Reason::PassNotService);
+    }
+    if f.flags & FLOW_F_DSR != 0 {
+        // About a packet the server sent the client directly (from the VIP): the error is
+        // the server's to hear (path MTU towards the client), as it is, through the tunnel.
+        return to_dsr_server(ctx, e, &f, entry, now);
     }
     // The quoted packet becomes what the other side sent (the entry's rewrite, turned
     // around); the outer header goes to that side, and if it came from the peer itself it now
@@ -112,6 +118,34 @@ pub fn translate(ctx: &XdpContext, e: &IcmpError, now: u32) -> u32 {
         GO_ON => forward::send(ctx, &frame, nh),
         routed => forward::unrouted(routed),
     }
+}
+
+/// Sends an ICMP error about a direct-server-return flow to its server, inside IPIP (as
+/// `ipip::encap` returns: the caller returns at once).
+#[inline(always)]
+fn to_dsr_server(
+    ctx: &XdpContext,
+    e: &IcmpError,
+    f: &lb_common::Flow,
+    entry: *mut lb_common::Flow,
+    now: u32,
+) -> u32 {
+    let frame = Frame {
+        eth: e.eth,
+        ip: e.ip,
+        proto: ICMP,
+    };
+    let to = Tuple {
+        src: f.src,
+        sport: 0,
+        dst: f.dst,
+        dport: 0,
+    };
+    // SAFETY: `entry` is a live map value.
+    let nh = unsafe { &mut (*entry).nh };
+    let routed = forward::route(ctx, &frame, &to, nh, now);
+    stats::reason(Reason::IcmpTranslated);
+    ipip::encap(ctx, f.src, f.dst, nh, routed)
 }
 
 /// Bytes of the answer: Ethernet, IPv4, ICMP, and the quoted IPv4 header with 8 bytes of

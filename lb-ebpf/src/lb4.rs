@@ -17,18 +17,21 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey, NEXT_HOP_TTL, NextHop,
-    POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKey, ServiceValue, State,
+    Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey,
+    NEXT_HOP_TTL, NextHop, POOL_F_DSR, POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKey,
+    ServiceValue, State,
     balance::refusal,
     clock::elapsed,
-    conntrack::{Step, TCP_FIN, TCP_RST, TCP_SYN, confirms, idle_expired, tcp_step, udp_step},
+    conntrack::{
+        Step, TCP_FIN, TCP_RST, TCP_SYN, confirms, dsr_step, idle_expired, tcp_step, udp_step,
+    },
     ports::{PortSide, port_bit},
 };
 
 use crate::{
     acl, clock,
     conntrack::{self, Table},
-    forward, icmp,
+    forward, icmp, ipip,
     maps::{LB_POOLS, LB_PORTS, LB_SERVICES},
     nat::{self, Tuple},
     new_flow::{self, Cause, NewFlow},
@@ -114,7 +117,14 @@ fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
     if !conntrack::starts_flow(pkt) {
         // Mid-stream TCP: no server has this connection, so balancing it would only earn an
         // RST from one. The host answers it, as it would without lb, and no state is made.
-        return pass(Reason::PassNoFlow);
+        // Unless the pool returns directly and hashes: then the connection began on another
+        // lb node (the router moved it here) and the hash names its server on every node.
+        if !adopts_mid_stream(svc.pool) {
+            return pass(Reason::PassNoFlow);
+        }
+        // A fresh flow to the chooser: the hash alone decides, wherever it began (a cause
+        // of its own would cost the verifier every new-flow path once more).
+        stats::reason(Reason::NewMidStream);
     }
     // `tcp-request connection` rules judge TCP connections only, before any state exists.
     if pkt.proto == PROTO_TCP {
@@ -128,10 +138,22 @@ fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
     NEW_FLOW
 }
 
+/// Whether a pool takes over connections it never saw begin: direct server return (the
+/// server's replies never needed lb) and a hash (every node picks the same server).
+#[inline(always)]
+fn adopts_mid_stream(pool: u32) -> bool {
+    // SAFETY: an array slot, never freed.
+    LB_POOLS.get_ptr(pool).is_some_and(|p| {
+        let flags = unsafe { (*p).flags };
+        flags & POOL_F_DSR != 0 && Algorithm::of_flags(flags) == Algorithm::Maglev
+    })
+}
+
 /// The common case inline, without a subprogram call: a packet with no news (TCP without
 /// SYN, FIN or RST; UDP) of a confirmed, live flow whose next hop is fresh and takes it. Its
 /// action, or [`GO_ON`] for the tracked path (`lb4_tracked`) to judge the packet. Only
-/// scalars live here, so it costs the entry's frame almost no stack.
+/// scalars live here, so it costs the entry's frame almost no stack. A direct-server-return
+/// flow's packet goes in its IPIP header instead of being rewritten.
 #[inline(always)]
 fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
     const NEWS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
@@ -148,7 +170,12 @@ fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
     // SAFETY: as above.
     let nh = unsafe { &mut (*entry).nh };
     let frame = pkt.frame();
-    if nh.ifindex == 0 || elapsed(now, nh.stamp) >= NEXT_HOP_TTL || forward::too_big(&frame, nh) {
+    let dsr = flow.flags & FLOW_F_DSR != 0;
+    let overhead = if dsr { ipip::OVERHEAD } else { 0 };
+    if nh.ifindex == 0
+        || elapsed(now, nh.stamp) >= NEXT_HOP_TTL
+        || forward::too_big(&frame, nh, overhead)
+    {
         return GO_ON;
     }
     if flow.last_seen != now {
@@ -156,7 +183,6 @@ fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
         unsafe { (*entry).last_seen = now };
     }
     let dir = if flow.is_reply() { Dir::Out } else { Dir::In };
-    nat::rewrite(pkt, tuple(flow));
     stats::account(
         flow.server as u32,
         flow.frontend as u32,
@@ -164,6 +190,10 @@ fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
         pkt.frame_len,
         Event::default(),
     );
+    if dsr {
+        return ipip::encap(ctx, flow.src, flow.dst, nh, GO_ON);
+    }
+    nat::rewrite(pkt, tuple(flow));
     forward::send(ctx, &frame, nh)
 }
 
@@ -222,7 +252,9 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         conntrack::forget(table, key, flow, pkt.proto);
         return NEW_FLOW;
     }
-    let step = if pkt.is_tcp() {
+    let step = if is_dsr(&flow.flags) {
+        dsr_step(state, flow.flags, pkt.proto, pkt.tcp_flags)
+    } else if pkt.is_tcp() {
         let ack_ok = acks_awaited(pkt, flow, state, from_server);
         tcp_step(state, flow.flags, from_server, pkt.tcp_flags, ack_ok)
     } else {
@@ -308,9 +340,10 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
                     return pass(Reason::PassNotService);
                 };
                 // SAFETY: this CPU's scratch, see `conntrack::track`.
-                let nh = unsafe { &mut (*scratch).fwd.nh };
+                let (nh, fl) = unsafe { (&mut (*scratch).fwd.nh, &mut (*scratch).fwd.flags) };
                 nh.ifindex = 0;
-                return deliver(ctx, pkt, &to, &acct, nh, now);
+                *fl = flags;
+                return deliver(ctx, pkt, &to, &acct, nh, now, fl);
             }
         }
     } else if flow.last_seen != now {
@@ -318,7 +351,17 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
         unsafe { (*entry).last_seen = now };
     }
     // SAFETY: `entry` is a live map value.
-    deliver(ctx, pkt, &to, &acct, unsafe { &mut (*entry).nh }, now)
+    unsafe { deliver(ctx, pkt, &to, &acct, &mut (*entry).nh, now, &(*entry).flags) }
+}
+
+/// Whether the flow flags at `flags` (map memory) are a direct-server-return flow's, read
+/// afresh where they decide: a yes/no held from one decision to the next would make the
+/// verifier walk everything in between twice, once per answer.
+#[inline(always)]
+pub fn is_dsr(flags: *const u8) -> bool {
+    // SAFETY: the caller's pointer into a live map value.
+    let flags = unsafe { core::ptr::read_volatile(flags) };
+    flags & FLOW_F_DSR != 0
 }
 
 /// Whether a TCP packet's ACK covers what its flow waits for (`tcp_step`'s `ack_ok`): the
@@ -332,9 +375,11 @@ fn acks_awaited(pkt: &Packet, flow: &Flow, state: State, from_server: bool) -> b
     }
 }
 
-/// Rewrites `pkt` to `to`, counts it and sends it on through the next hop cached at `nh`,
-/// refreshing that first. A packet too big for the path is answered with ICMP (DF), or
-/// rewritten and left to the kernel to fragment.
+/// Rewrites `pkt` to `to` (or, for a direct-server-return flow (its `flags`, in map memory),
+/// puts it in an IPIP header from `to.src` to `to.dst`),
+/// counts it and sends it on through the next hop cached at `nh`, refreshing that first. A
+/// packet too big for the path is answered with ICMP (DF), or rewritten and left to the
+/// kernel to fragment.
 #[inline(always)]
 pub fn deliver(
     ctx: &XdpContext,
@@ -343,15 +388,18 @@ pub fn deliver(
     acct: &Acct,
     nh: *mut NextHop,
     now: u32,
+    flags: *const u8,
 ) -> u32 {
     let frame = pkt.frame();
     let routed = forward::route(ctx, &frame, to, nh, now);
-    let too_big = routed == GO_ON && forward::too_big(&frame, nh);
+    let dsr = is_dsr(flags);
+    let overhead = if dsr { ipip::OVERHEAD } else { 0 };
+    let too_big = routed == GO_ON && forward::too_big(&frame, nh, overhead);
     if too_big && icmp::answers_too_big(pkt) {
+        // The client lowers its packets to what fits once encapsulated.
         // SAFETY: routed: `nh` holds a fresh next hop.
-        return icmp::too_big(ctx, pkt, unsafe { (*nh).mtu });
+        return icmp::too_big(ctx, pkt, unsafe { (*nh).mtu }.saturating_sub(overhead));
     }
-    nat::rewrite(pkt, *to);
     stats::account(
         acct.server,
         acct.frontend,
@@ -359,6 +407,15 @@ pub fn deliver(
         pkt.frame_len,
         acct.event,
     );
+    if dsr {
+        let routed = if too_big {
+            Reason::PassTooBig as u32
+        } else {
+            routed
+        };
+        return ipip::encap(ctx, to.src, to.dst, nh, routed);
+    }
+    nat::rewrite(pkt, *to);
     if routed != GO_ON {
         // Rewritten, for the kernel to route (it resolves the neighbour meanwhile).
         return forward::unrouted(routed);

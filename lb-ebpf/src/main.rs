@@ -1,7 +1,8 @@
 //! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
 //! path), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
 //! weigh active flows, `active` for those counts), `conntrack` (flow tables and their
-//! lifecycle), `clock`, `nat` (rewrite + checksums), `forward` (next hop, path MTU, redirect),
+//! lifecycle), `clock`, `nat` (rewrite + checksums), `ipip` (direct server return), `forward`
+//! (next hop, path MTU, redirect),
 //! `icmp` (errors about flows, "fragmentation needed"), `verdict` (what the path's
 //! subprograms return), `stats` (per-CPU counters), `trace` (`lb trace`), `bench`
 //! (benchmark-only programs).
@@ -19,6 +20,7 @@ mod clock;
 mod conntrack;
 mod forward;
 mod icmp;
+mod ipip;
 mod lb4;
 mod maps;
 mod nat;
@@ -67,6 +69,14 @@ pub fn xdp_parse_only(ctx: XdpContext) -> u32 {
         Err(reason) => stats::reason(reason),
     }
     xdp_action::XDP_PASS
+}
+
+/// For servers of `nat dsr-ipip` whose kernel has no `ipip` module: takes the outer IPIP
+/// header off packets to this host and passes the packet inside to the stack, as `tunl0`
+/// would (`scripts/dsr-server.sh --no-ipip`, see `ipip::decap`).
+#[xdp]
+pub fn ipip_decap(ctx: XdpContext) -> u32 {
+    ipip::decap(&ctx)
 }
 
 /// Benchmark traffic generator (lb-bench, live-frames `BPF_PROG_TEST_RUN`); see `bench`.

@@ -5,10 +5,12 @@
 //! value held across a helper call costs a stack slot, and the stack is short.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    ACTIVE_TOTAL, Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey,
-    POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_MAXCONN, Reason, SETTINGS_F_LOG_FLOWS, TableDesc,
+    ACTIVE_TOTAL, Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, MAGLEV_CAP,
+    POOL_F_DNAT, POOL_F_DSR, POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, POOL_F_MAXCONN, Reason,
+    SETTINGS_F_LOG_FLOWS, TableDesc,
     balance::{has_room, rr_slot},
-    table_index,
+    maglev::{MAGLEV_NONE, flow_hash, maglev_entry, source_hash},
+    maglev_index, pool_ring, table_index,
 };
 
 use crate::{
@@ -18,7 +20,7 @@ use crate::{
     conntrack::{self, Target},
     forward,
     lb4::{Acct, deliver, pass, tuple},
-    maps::{LB_EVENTS, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
+    maps::{LB_EVENTS, LB_MAGLEV, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
     nat::Tuple,
     parse::Packet,
     stats::{self, Dir, Event},
@@ -45,6 +47,7 @@ pub struct NewFlow {
     pub server: u32,
     pub attempts: u8,
     pub full_nat: bool,
+    pub dsr: bool,
 }
 
 impl NewFlow {
@@ -58,6 +61,7 @@ impl NewFlow {
             server: 0,
             attempts: 0,
             full_nat: false,
+            dsr: false,
         }
     }
 
@@ -73,11 +77,18 @@ impl NewFlow {
 /// The three stages; any of them may end the packet's way with an action.
 #[inline(always)]
 pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
-    match choose(ctx, pkt, new) {
+    match choose(ctx, pkt, key, new) {
         GO_ON => {}
         action => return action,
     }
-    match admit(ctx, pkt, key, new) {
+    // Two subprograms: direct server return's one entry must not cost full-NAT's tracking
+    // (which fills the stack to the verifier's limit) a byte.
+    let admitted = if new.dsr {
+        admit_dsr(pkt, key, new)
+    } else {
+        admit(ctx, pkt, key, new)
+    };
+    match admitted {
         GO_ON => {}
         action => return action,
     }
@@ -91,7 +102,7 @@ const RETRY_STEPS: u32 = 4;
 /// retried, another server than the one that refused): [`GO_ON`], or the action when there is
 /// none.
 #[inline(never)]
-fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
+fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
         return pass(Reason::PassNotService);
     };
@@ -135,6 +146,20 @@ fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
         Algorithm::LeastConn => by_load::least_conn(pool, table.pack(), flags, avoid),
         Algorithm::First => by_load::first(pool, table.pack(), avoid),
         Algorithm::Random => by_load::random(pool, table.pack(), flags, avoid),
+        Algorithm::Maglev => {
+            let id = maglev(flags, table, key, new.cause);
+            // A hashing pool's ring may change hands on a reload: a packet reading the old
+            // one meanwhile must not reach another pool's server.
+            // SAFETY: an array slot, never freed.
+            if !LB_SERVERS
+                .get_ptr(id)
+                .is_some_and(|s| unsafe { (*s).pool } == pool)
+            {
+                stats::reason(Reason::DropNoServer);
+                return xdp_action::XDP_DROP;
+            }
+            id
+        }
     };
     if id == by_load::NONE {
         stats::reason(Reason::DropMaxconn);
@@ -145,7 +170,8 @@ fn choose(ctx: &XdpContext, pkt: &Packet, new: &mut NewFlow) -> u32 {
         Cause::Refused { attempts, .. } => attempts,
         Cause::Fresh => 0,
     };
-    new.full_nat = flags & POOL_F_DNAT == 0;
+    new.full_nat = flags & (POOL_F_DNAT | POOL_F_DSR) == 0;
+    new.dsr = flags & POOL_F_DSR != 0;
     refresh_next_hop(ctx, pkt, new);
     GO_ON
 }
@@ -163,7 +189,8 @@ fn refresh_next_hop(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) {
     // SAFETY: array slots are never freed.
     let to = unsafe {
         Tuple {
-            src: if new.full_nat {
+            // Direct server return: the outer header's source, as full-NAT's.
+            src: if new.full_nat || new.dsr {
                 (*server).snat_addr
             } else {
                 pkt.src()
@@ -219,6 +246,42 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
     }
 }
 
+/// Maglev: the flow's hash into the pool's table (`lb_common::maglev`), the same server on
+/// every lb node. A retry takes the next entries, as round robin does.
+#[inline(always)]
+fn maglev(flags: u32, table: TableDesc, key: &FlowKey, cause: Cause) -> u32 {
+    let hash = if flags & POOL_F_HASH_SOURCE != 0 {
+        source_hash(key.src)
+    } else {
+        flow_hash(key.src, key.dst, key.sport, key.dport, key.proto)
+    };
+    let Some(t) = LB_MAGLEV.get_ptr(maglev_index(pool_ring(flags), table.slot)) else {
+        return u32::MAX;
+    };
+    let entry = |i: u32| -> u32 {
+        // The mask gives the verifier 64-bit bounds (a 32-bit remainder has none).
+        let i = (maglev_entry(i, table.len) & 0x1_ffff) as usize;
+        if i >= MAGLEV_CAP {
+            return u32::MAX;
+        }
+        // SAFETY: an array slot, never freed; `i` is in bounds.
+        match unsafe { (*t)[i] } {
+            MAGLEV_NONE => u32::MAX,
+            slot => slot as u32,
+        }
+    };
+    let mut id = entry(hash);
+    if let Cause::Refused { server, .. } = cause {
+        for step in 1..RETRY_STEPS {
+            if id != server {
+                break;
+            }
+            id = entry(maglev_entry(hash, table.len).wrapping_add(step));
+        }
+    }
+    id
+}
+
 /// Tracks the flow to the chosen server (`conntrack::track`, inlined): [`GO_ON`] with its
 /// entries in this CPU's scratch, or the action.
 #[inline(never)]
@@ -252,6 +315,29 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
     conntrack::track(pkt, key, &target)
 }
 
+/// [`admit`] for a direct-server-return pool (`conntrack::track_dsr`, inlined).
+#[inline(never)]
+fn admit_dsr(pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
+    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), LB_SERVERS.get_ptr(new.server))
+    else {
+        stats::reason(Reason::DropNoServer);
+        return xdp_action::XDP_DROP;
+    };
+    let target = Target {
+        slot: new.server,
+        server,
+        pool: new.pool,
+        frontend: new.frontend,
+        full_nat: false,
+        flags: 0,
+        attempts: 0,
+        ts: 0,
+        settings,
+        now: new.now,
+    };
+    conntrack::track_dsr(pkt, key, &target)
+}
+
 /// Reports the flow (`option tcplog`), then rewrites and forwards the packet as its new
 /// forward entry says, through the server's cached next hop (which the entry started with).
 #[inline(never)]
@@ -279,8 +365,18 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
         dir: Dir::In,
         event,
     };
-    // SAFETY: array slots are never freed.
-    deliver(ctx, pkt, &to, &acct, unsafe { &mut (*server).nh }, new.now)
+    // SAFETY: array slots are never freed; this CPU's scratch as above.
+    unsafe {
+        deliver(
+            ctx,
+            pkt,
+            &to,
+            &acct,
+            &mut (*server).nh,
+            new.now,
+            &(*scratch).fwd.flags,
+        )
+    }
 }
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.

@@ -48,6 +48,13 @@ impl Conn {
         )
     }
 
+    /// How long a request may wait for its answer (3 s unless set).
+    pub fn set_timeout(&mut self, t: Duration) -> Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(t))?;
+        self.reader.get_ref().set_write_timeout(Some(t))?;
+        Ok(())
+    }
+
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.reader.get_ref().local_addr()?)
     }

@@ -2,6 +2,7 @@
 //! - [`config`]: the seed layout's `lb run` config, with what each test adds;
 //! - [`netns`]: throwaway namespaces, running commands and threads inside them;
 //! - [`topo`]: the client / LB / two web servers topology of the seed, both routings;
+//! - [`cluster`]: several lb nodes behind a BIRD router (ECMP), DSR servers;
 //! - [`servers`]: real web servers (nginx, Apache) and small UDP/TCP peers, stopped by PID;
 //! - [`packet`]: Ethernet/IPv4/TCP/UDP frames built and checked from scratch;
 //! - [`http`]: a minimal HTTP/1.0 client for requests through the balancer;
@@ -10,6 +11,7 @@
 //! - [`wrk`]: the `wrk` load generator and its report.
 //!
 //! Traffic rule: everything here only talks to addresses inside namespaces it created.
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod flood;

@@ -226,6 +226,27 @@ pub fn icmp_error(
     f
 }
 
+/// `inner` (a frame built by [`Pkt::build`]) as direct server return sends it: its IP packet
+/// unchanged inside an outer IPv4 header (RFC 2003: protocol 4) from `src` to `dst`, with
+/// the inner TOS, id and DF bit, TTL 64; Ethernet addresses `macs` (source, destination).
+pub fn ipip(macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let mut f = Vec::with_capacity(34 + ip.len());
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, ip[1]]);
+    f.extend_from_slice(&((20 + ip.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&ip[4..6]);
+    f.extend_from_slice(&[ip[6] & 0x40, 0, 64, 4, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let c = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
 /// RFC 1071 Internet checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))
@@ -261,6 +282,15 @@ pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u
 
 /// Verifies the IPv4 header checksum and the TCP/UDP checksum of a frame from scratch.
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+    // IPIP: the outer header's checksum, then the packet inside.
+    if frame.len() >= 34 && frame[14] == 0x45 && frame[23] == 4 {
+        if checksum(&frame[14..34]) != 0 {
+            return Err("outer IPv4 header checksum".into());
+        }
+        let mut inner = frame[..14].to_vec();
+        inner.extend_from_slice(&frame[34..]);
+        return verify_checksums(&inner);
+    }
     if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
         return Err("not an IPv4 frame".into());
     }

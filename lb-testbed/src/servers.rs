@@ -41,6 +41,22 @@ impl WebServer {
     }
 
     pub fn nginx(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
+        Self::nginx_listening(ns, name, addr, port, &format!("{addr}:{port}"))
+    }
+
+    /// nginx on `port` of every address of the namespace (a direct-server-return server
+    /// answers on the VIP it holds on `lo`, its checks come to `addr`).
+    pub fn nginx_any(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
+        Self::nginx_listening(ns, name, addr, port, &port.to_string())
+    }
+
+    fn nginx_listening(
+        ns: &Netns,
+        name: &str,
+        addr: Ipv4Addr,
+        port: u16,
+        listen: &str,
+    ) -> Result<WebServer> {
         let dir = std::env::temp_dir().join(format!("lbt-{}-{name}", ns.name));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("www"))?;
@@ -56,7 +72,7 @@ impl WebServer {
                  proxy_temp_path {d}/tmp-proxy;\n  fastcgi_temp_path {d}/tmp-fcgi;\n\
                  uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n\
                  default_type text/html;\n  keepalive_requests 100000;\n\
-                 server {{ listen {addr}:{port} backlog=4096; root {d}/www; }}\n}}\n"
+                 server {{ listen {listen} backlog=4096; root {d}/www; }}\n}}\n"
             ),
         )?;
         let mut s = WebServer {

@@ -86,6 +86,64 @@ pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
     Ok(out)
 }
 
+/// Adds (`add`) or removes the route `vip/32 dev lo` in routing table `table`: the signal a
+/// routing daemon exports as this node's announcement of `vip` (`daemon::announce`). Adding
+/// replaces, removing a route that is not there is not an error.
+pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE};
+    use netlink_packet_route::route::{RouteProtocol, RouteScope, RouteType};
+    let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
+    socket.bind_auto().context("binding the netlink socket")?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .context("connecting the netlink socket")?;
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 32;
+    msg.header.table = if table < 256 { table as u8 } else { 252 }; // RT_TABLE_COMPAT
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Link;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet(vip)));
+    msg.attributes.push(RouteAttribute::Oif(ifindex("lo")?));
+    msg.attributes.push(RouteAttribute::Table(table));
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    if add {
+        header.flags |= NLM_F_CREATE | NLM_F_REPLACE;
+    }
+    header.sequence_number = 1;
+    let payload = if add {
+        RouteNetlinkMessage::NewRoute(msg)
+    } else {
+        RouteNetlinkMessage::DelRoute(msg)
+    };
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    let what = if add { "adding" } else { "removing" };
+    socket
+        .send(&buf, 0)
+        .with_context(|| format!("{what} the route {vip}/32 in table {table}"))?;
+    let (reply, _) = socket
+        .recv_from_full()
+        .context("reading the route change's acknowledgment")?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+        .map_err(|e| anyhow!("decoding the route change's acknowledgment: {e}"))?;
+    if let NetlinkPayload::Error(e) = msg.payload
+        && let Some(code) = e.code
+    {
+        let err = std::io::Error::from_raw_os_error(-code.get());
+        if !add && err.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(err).with_context(|| format!("{what} the route {vip}/32 in table {table}"));
+    }
+    Ok(())
+}
+
 /// A local IPv4 address and the interface holding it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalAddr {

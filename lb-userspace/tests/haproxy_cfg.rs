@@ -387,6 +387,7 @@ fn global() -> impl Strategy<Value = Global> {
             prop::collection::vec(stats_http(), 0..3),
             verify(),
         ),
+        prop::option::of(1u32..253),
     )
         .prop_map(
             |(
@@ -401,6 +402,7 @@ fn global() -> impl Strategy<Value = Global> {
                     stats_http,
                     ssl_server_verify,
                 ),
+                announce_table,
             )| Global {
                 instance,
                 logs,
@@ -428,6 +430,7 @@ fn global() -> impl Strategy<Value = Global> {
                 interfaces,
                 stats_http,
                 ssl_server_verify,
+                announce_table,
             },
         )
 }
@@ -619,6 +622,7 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
                 Just(Balance::LeastConn),
                 Just(Balance::First),
                 (1u32..=lb_common::MAX_DRAWS).prop_map(|draws| Balance::Random { draws }),
+                Just(Balance::Source),
             ],
         ),
         (opt_dur(), opt_dur(), opt_dur(), opt_dur(), opt_dur()),
@@ -632,6 +636,10 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
             prop::option::of("[a-z]{1,8}"),
         ),
         prop::collection::vec(server(), 0..4),
+        (
+            prop_oneof![Just(HashType::MapBased), Just(HashType::Consistent)],
+            prop_oneof![Just(65537u32), Just(251), Just(4093)],
+        ),
     )
         .prop_map(
             move |(
@@ -648,10 +656,13 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
                 (tunnel, client_fin, server_fin),
                 (load_state, state_file_name),
                 servers,
+                (hash_type, hash_table_size),
             )| Backend {
                 name: name.clone(),
                 mode,
                 balance,
+                hash_type,
+                hash_table_size,
                 nat,
                 on_empty,
                 check,

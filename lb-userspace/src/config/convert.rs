@@ -188,6 +188,9 @@ fn global(out: &mut String, g: &Global) {
     if let Some(c) = &g.chroot {
         let _ = writeln!(out, "chroot = {}", path(c));
     }
+    if let Some(t) = g.announce_table {
+        let _ = writeln!(out, "announce_table = {t}");
+    }
     if g.conntrack_entries != d.conntrack_entries {
         let _ = writeln!(out, "conntrack_entries = {}", g.conntrack_entries);
     }
@@ -361,6 +364,12 @@ fn backend(out: &mut String, b: &Backend) {
         other => other.name().to_string(),
     };
     let _ = writeln!(out, "balance = {}", q(&balance));
+    if b.hash_type != HashType::default() {
+        let _ = writeln!(out, "hash_type = {}", q(b.hash_type.name()));
+    }
+    if b.hash_table_size != lb_common::maglev::MAGLEV_DEFAULT_SIZE {
+        let _ = writeln!(out, "hash_table_size = {}", b.hash_table_size);
+    }
     let _ = writeln!(out, "nat = {}", q(b.nat.name()));
     let _ = writeln!(
         out,

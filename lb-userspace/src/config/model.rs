@@ -65,6 +65,9 @@ pub struct Global {
     pub stats_http: Vec<StatsHttp>,
     /// `ssl-server-verify`: the `verify` of servers that do not say.
     pub ssl_server_verify: Verify,
+    /// Several lb nodes: each VIP's `/32` is kept in this kernel routing table while it has a
+    /// server UP, for the node's routing daemon (BIRD) to announce (`daemon::announce`).
+    pub announce_table: Option<u32>,
 }
 
 impl Global {
@@ -97,6 +100,7 @@ impl Default for Global {
             interfaces: Vec::new(),
             stats_http: Vec::new(),
             ssl_server_verify: Verify::Required,
+            announce_table: None,
         }
     }
 }
@@ -359,6 +363,10 @@ pub enum NatMode {
     FullNat,
     /// Destination only; servers see the client and must route replies through the LB.
     Dnat,
+    /// Direct server return: packets go to the server unchanged inside IPIP; the server
+    /// (an `ipip` interface, the VIP on `lo`) answers the client directly. Servers listen on
+    /// the VIP's port.
+    DsrIpip,
 }
 
 impl NatMode {
@@ -366,6 +374,7 @@ impl NatMode {
         match self {
             NatMode::FullNat => "full-nat",
             NatMode::Dnat => "dnat",
+            NatMode::DsrIpip => "dsr-ipip",
         }
     }
 }
@@ -394,6 +403,9 @@ pub enum Balance {
     First,
     /// The least loaded (for its weight) of `draws` servers drawn at random by weight.
     Random { draws: u32 },
+    /// A hash of the client's address: its connections all go to one server, the same
+    /// server on every lb node.
+    Source,
 }
 
 impl Balance {
@@ -405,6 +417,7 @@ impl Balance {
             Balance::LeastConn => "leastconn",
             Balance::First => "first",
             Balance::Random { .. } => "random",
+            Balance::Source => "source",
         }
     }
 
@@ -414,13 +427,15 @@ impl Balance {
         self != Balance::StaticRr
     }
 
-    /// Reads `roundrobin`, `static-rr`, `leastconn`, `first`, `random` or `random(N)`.
+    /// Reads `roundrobin`, `static-rr`, `leastconn`, `first`, `random`, `random(N)` or
+    /// `source`.
     pub fn parse(s: &str) -> Result<Balance, String> {
         Ok(match s {
             "roundrobin" => Balance::RoundRobin,
             "static-rr" => Balance::StaticRr,
             "leastconn" => Balance::LeastConn,
             "first" => Balance::First,
+            "source" => Balance::Source,
             "random" => Balance::Random {
                 draws: Balance::DEFAULT_DRAWS,
             },
@@ -464,6 +479,39 @@ fn random_draws(rest: &str) -> Result<u32, String> {
         ));
     }
     Ok(n as u32)
+}
+
+/// HAProxy's `hash-type`: how hashing algorithms map hashes to servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HashType {
+    /// HAProxy's default. lb has no map-based hashing: `balance source` hashes consistently
+    /// whatever this says, and `roundrobin` stays round robin.
+    #[default]
+    MapBased,
+    /// A Maglev table (`lb_common::maglev`): a server that goes or comes moves only its own
+    /// share of the clients. With `balance roundrobin` (lb's reading; HAProxy ignores
+    /// hash-type there) each connection's 5-tuple is hashed, so several lb nodes pick the
+    /// same server for a connection: roundrobin's cursor cannot be shared between nodes.
+    Consistent,
+}
+
+impl HashType {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashType::MapBased => "map-based",
+            HashType::Consistent => "consistent",
+        }
+    }
+}
+
+impl Backend {
+    /// Whether new flows are hashed into a Maglev table rather than taken in turn.
+    pub fn hashes(&self) -> bool {
+        // HAProxy ignores `hash-type` for the algorithms that weigh load; lb reads it for
+        // round robin, whose cursor several nodes could not share.
+        self.balance == Balance::Source
+            || (self.hash_type == HashType::Consistent && self.balance == Balance::RoundRobin)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -825,6 +873,10 @@ pub struct Backend {
     pub name: String,
     pub mode: Mode,
     pub balance: Balance,
+    pub hash_type: HashType,
+    /// Entries of the Maglev table when the backend hashes (a prime, see
+    /// `lb_common::maglev::valid_size`).
+    pub hash_table_size: u32,
     pub nat: NatMode,
     pub on_empty: OnEmpty,
     pub check: CheckKind,

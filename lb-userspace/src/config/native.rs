@@ -57,6 +57,9 @@ struct GlobalT {
     stats_http: Option<Spanned<StatsHttpT>>,
     /// The `verify` of servers that do not say (`none` or `required`).
     ssl_server_verify: Option<Spanned<String>>,
+    /// Several lb nodes: the kernel routing table where lb keeps each VIP it may take, for
+    /// BIRD to announce.
+    announce_table: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +145,10 @@ struct FrontendT {
 struct ProxyT {
     mode: Option<Spanned<String>>,
     balance: Option<Spanned<String>>,
+    /// `consistent` or `map-based` (HAProxy's `hash-type`).
+    hash_type: Option<Spanned<String>>,
+    /// Entries of the Maglev table of a hashing backend: a prime up to 65537.
+    hash_table_size: Option<Spanned<u32>>,
     nat: Option<Spanned<String>>,
     on_empty: Option<Spanned<String>>,
     redispatch: Option<bool>,
@@ -496,6 +503,15 @@ fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
         }
     }
     out.interfaces = g.interfaces.clone();
+    if let Some(t) = &g.announce_table {
+        match announce_table(*t.get_ref()) {
+            Ok(t) => out.announce_table = Some(t),
+            Err(e) => {
+                let at = cx.src.of(t);
+                cx.err(at, format!("'announce_table': {e}"));
+            }
+        }
+    }
     if let Some(v) = cx.word(&g.ssl_server_verify, "ssl_server_verify", VERIFY) {
         out.ssl_server_verify = v;
     }
@@ -651,6 +667,17 @@ pub fn stats_http_addr(s: &str) -> Option<std::net::SocketAddr> {
     s.parse().ok()
 }
 
+/// A routing table lb may fill: not `main`, `local` or `default` (which route this host's
+/// own traffic), nor 0.
+pub fn announce_table(t: u32) -> Result<u32, String> {
+    match t {
+        0 | 253..=255 => Err(format!(
+            "{t} is a table the host routes with (0, 253 default, 254 main, 255 local): use a table of its own, e.g. 100"
+        )),
+        t => Ok(t),
+    }
+}
+
 pub fn api_level(s: &str) -> Result<ApiLevel, String> {
     match s {
         "user" => Ok(ApiLevel::User),
@@ -777,7 +804,7 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
                 cx.err(
                     at,
                     format!(
-                        "'balance': {e}; expected 'roundrobin', 'static-rr', 'leastconn', 'first', 'random' or 'random(<draws>)'"
+                        "'balance': {e}; expected 'roundrobin', 'static-rr', 'leastconn', 'first', 'random', 'random(<draws>)' or 'source'"
                     ),
                 );
                 Balance::default()
@@ -785,11 +812,41 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         },
         None => Balance::default(),
     };
+    let hash_type = cx
+        .word(
+            pick(&b.hash_type, &d.hash_type),
+            "hash_type",
+            &[
+                ("map-based", HashType::MapBased),
+                ("consistent", HashType::Consistent),
+            ],
+        )
+        .unwrap_or_default();
+    let hash_table_size = match pick(&b.hash_table_size, &d.hash_table_size) {
+        Some(n) if !lb_common::maglev::valid_size(*n.get_ref()) => {
+            let at = cx.src.of(n);
+            cx.err(
+                at,
+                format!(
+                    "'hash_table_size' is {}: it must be a prime number up to {} (e.g. 251, 1021, 4093, 16381, 65537)",
+                    n.get_ref(),
+                    lb_common::maglev::MAGLEV_MAX_SIZE
+                ),
+            );
+            lb_common::maglev::MAGLEV_DEFAULT_SIZE
+        }
+        Some(n) => *n.get_ref(),
+        None => lb_common::maglev::MAGLEV_DEFAULT_SIZE,
+    };
     let nat = cx
         .word(
             pick(&b.nat, &d.nat),
             "nat",
-            &[("full-nat", NatMode::FullNat), ("dnat", NatMode::Dnat)],
+            &[
+                ("full-nat", NatMode::FullNat),
+                ("dnat", NatMode::Dnat),
+                ("dsr-ipip", NatMode::DsrIpip),
+            ],
         )
         .unwrap_or_default();
     let on_empty = cx
@@ -848,6 +905,8 @@ fn backend(cx: &mut Ctx, name: &str, b: &Spanned<ProxyT>, d: &ProxyT) -> Backend
         name: name.into(),
         mode,
         balance,
+        hash_type,
+        hash_table_size,
         nat,
         on_empty,
         check,
@@ -1339,6 +1398,32 @@ mod tests {
         assert_eq!(s.inter, Duration::from_millis(3000));
         assert_eq!(c.global.logs[0].facility, Facility::Local6);
         assert_eq!(c.global.logs[0].max_level, Level::Debug);
+    }
+
+    #[test]
+    fn hashing_backends() {
+        let c = parse(
+            "t.toml",
+            "[defaults]\nhash_type='consistent'\n[backend.a]\nbalance='source'\nhash_table_size=251\n[backend.b]\nhash_type='map-based'\n",
+        )
+        .expect("parses");
+        let (a, b) = (&c.backends[0], &c.backends[1]);
+        assert_eq!(
+            (a.balance, a.hash_type, a.hash_table_size),
+            (Balance::Source, HashType::Consistent, 251)
+        );
+        assert_eq!(
+            (b.hash_type, b.hash_table_size),
+            (HashType::MapBased, 65537)
+        );
+        assert!(a.hashes() && !b.hashes());
+        let e = errors("[backend.a]\nhash_table_size=65536\n");
+        assert!(e[0].contains("must be a prime number up to 65537"), "{e:?}");
+        let e = errors("[backend.a]\nbalance='leastconn'\n");
+        assert!(
+            e[0].contains("expected one of 'roundrobin', 'source'"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ const RULES: &[Rule] = &[
     frontends_are_wired,
     http_frontends_run_at_l4,
     backends_have_sound_servers,
+    direct_return_keeps_ports,
     checks_can_run,
     http_backends_run_at_l4,
     data_plane_holds_it,
@@ -31,6 +32,7 @@ const RULES: &[Rule] = &[
     a_flood_leaves_ports_free,
     nothing_waits_in_a_queue,
     observed_servers_are_checked,
+    several_nodes_agree,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -331,6 +333,28 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
     ));
 }
 
+/// With direct server return the server answers from the address and port the client
+/// connected to: it must listen on the bind's port (lb cannot translate a port it does not
+/// see coming back).
+fn direct_return_keeps_ports(c: &Config, out: &mut Vec<Diagnostic>) {
+    for b in c.backends.iter().filter(|b| b.nat == NatMode::DsrIpip) {
+        for f in c.frontends.iter().filter(|f| f.default_backend == b.name) {
+            for bind in &f.binds {
+                for s in b.servers.iter().filter(|s| s.port != bind.port) {
+                    alert(
+                        out,
+                        &s.origin,
+                        format!(
+                            "server '{}/{}' listens on port {} but frontend '{}' binds {bind}: with 'nat dsr-ipip' the server answers the client from the VIP's own address and port, so it must listen on port {}",
+                            b.name, s.name, s.port, f.name, bind.port
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
     let limits = [
@@ -350,6 +374,11 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
             c.frontends.iter().map(Frontend::access_entries).sum(),
             MAX_ACCESS_ENTRIES,
             "access rule prefixes (networks named by 'tcp-request connection' rules, plus one, per frontend and TCP port)",
+        ),
+        (
+            c.backends.iter().filter(|b| b.hashes()).count(),
+            lb_common::MAGLEV_RINGS,
+            "hashing backends ('balance source' or 'hash-type consistent')",
         ),
     ];
     for (n, max, what) in limits {
@@ -406,6 +435,49 @@ fn nothing_waits_in_a_queue(c: &Config, out: &mut Vec<Diagnostic>) {
             format!(
                 "backend '{}': 'timeout queue' has no effect in lb: lb has no queue: a new connection that finds every server at its 'maxconn' is dropped (counted as drop_maxconn in 'lb show stats') and the client's SYN retransmission tries again",
                 b.name
+            ),
+        ));
+    }
+}
+
+/// With `announce_table`, several lb nodes share the VIPs and the router may move a client's
+/// connection from one to another (a node stops, comes back, or the router rehashes). Only
+/// direct server return with a hash lets the new node carry it on: every node names the same
+/// server, and the server's replies never needed the first node.
+fn several_nodes_agree(c: &Config, out: &mut Vec<Diagnostic>) {
+    if c.global.announce_table.is_none() {
+        return;
+    }
+    for f in &c.frontends {
+        for b in f.binds.iter().filter(|b| b.addr.is_none()) {
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "frontend '{}': bind {b} is not announced ('announce_table'): a wildcard has no one address to announce",
+                    f.name
+                ),
+            ));
+        }
+    }
+    for b in &c.backends {
+        let why = match (b.nat, b.hashes()) {
+            (NatMode::DsrIpip, true) => continue,
+            (NatMode::DsrIpip, false) => {
+                "round robin cannot tell the new node which server has it; add 'hash-type consistent' (or 'balance source')"
+            }
+            (NatMode::FullNat, _) => {
+                "the new node has no state for it and its server answers the node that chose its source port; use 'nat dsr-ipip' with 'hash-type consistent'"
+            }
+            (NatMode::Dnat, _) => {
+                "the new node has no state for it and its server answers through its own gateway; use 'nat dsr-ipip' with 'hash-type consistent'"
+            }
+        };
+        out.push(Diagnostic::warning(
+            Some(&b.origin),
+            format!(
+                "backend '{}' ('nat {}') behind several lb nodes ('announce_table'): a connection the router moves to another node is reset: {why}",
+                b.name,
+                b.nat.name()
             ),
         ));
     }
@@ -499,6 +571,47 @@ mod tests {
     #[test]
     fn minimal_is_valid() {
         assert_eq!(check(OK), Ok(vec![]));
+    }
+
+    #[test]
+    fn several_nodes_want_direct_return_and_a_hash() {
+        let multi = format!("[global]\nannounce_table = 100\n{OK}");
+        let w = |text: &str| -> Vec<String> {
+            check(text)
+                .expect("valid")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            w(&multi),
+            [
+                "[WARNING] parsing [t.toml:7] : backend 'b' ('nat full-nat') behind several lb nodes ('announce_table'): a connection the router moves to another node is reset: the new node has no state for it and its server answers the node that chose its source port; use 'nat dsr-ipip' with 'hash-type consistent'"
+            ]
+        );
+        let dsr = multi.replace("[backend.b]\n", "[backend.b]\nnat = 'dsr-ipip'\n");
+        assert!(w(&dsr)[0].contains("round robin cannot tell the new node"));
+        let good = dsr.replace("[backend.b]\n", "[backend.b]\nhash_type = 'consistent'\n");
+        assert_eq!(w(&good), Vec::<String>::new());
+        let wild = good.replace("10.0.0.1:80", "*:80");
+        assert!(
+            w(&wild)[0].contains("bind *:80 is not announced"),
+            "{:?}",
+            w(&wild)
+        );
+    }
+
+    #[test]
+    fn direct_server_return_keeps_the_port() {
+        let dsr = OK.replace("[backend.b]\n", "[backend.b]\nnat = 'dsr-ipip'\n");
+        assert_eq!(check(&dsr), Ok(vec![]));
+        let e = check(&dsr.replace("10.0.1.1:80", "10.0.1.1:8080")).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "[ALERT] parsing [t.toml:7] : server 'b/s' listens on port 8080 but frontend 'f' binds 10.0.0.1:80: with 'nat dsr-ipip' the server answers the client from the VIP's own address and port, so it must listen on port 80"
+            ]
+        );
     }
 
     #[test]

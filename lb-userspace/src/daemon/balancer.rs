@@ -10,6 +10,7 @@ use lb_common::{
 };
 
 use super::{
+    announce::{Announcer, Vips},
     history::ServerHistory,
     plan::Plan,
     servers::{Admin, Applied, ServerEntry, ServerState, Servers},
@@ -22,6 +23,7 @@ use crate::{
         ids::{BackendId, ServerId, ServerSlot},
         layout::{Layout, addr_be},
         table::{self, Candidate, Shape},
+        writer::Table,
     },
 };
 
@@ -32,6 +34,8 @@ pub struct Balancer {
     servers: Servers,
     settings: Settings,
     pid: u32,
+    /// The VIPs this node's routing daemon announces (`announce_table`).
+    announcer: Announcer,
 }
 
 impl Balancer {
@@ -41,6 +45,7 @@ impl Balancer {
         // Pinned maps may hold flows of an earlier run: keep its servers where they were.
         let placed = dp.maps.placed()?;
         let fresh = plan.layout.keep_slots(&placed);
+        plan.layout.keep_rings(&dp.maps.placed_rings(&placed)?);
         let servers = Servers::new(&plan)?;
         let mut b = Balancer {
             dp,
@@ -48,7 +53,9 @@ impl Balancer {
             servers,
             settings: Settings::default(),
             pid: std::process::id(),
+            announcer: Announcer::default(),
         };
+        b.announcer.set_vips(Vips::of(cfg, &b.plan.layout))?;
         b.dp.maps.reset_server_counters(&fresh)?;
         b.write_all(cfg)?;
         Ok(b)
@@ -59,10 +66,39 @@ impl Balancer {
     /// their health and history (see [`Servers::carried_into`]).
     pub fn reinstall(&mut self, mut plan: Plan, cfg: &Config) -> Result<()> {
         let fresh = plan.layout.keep_slots(&self.plan.layout.placed());
+        plan.layout.keep_rings(&self.plan.layout.rings());
         self.dp.maps.reset_server_counters(&fresh)?;
         self.servers = self.servers.carried_into(&plan)?;
         self.plan = plan;
+        let changes = self.announcer.set_vips(Vips::of(cfg, &self.plan.layout))?;
+        log_announce(&changes);
         self.write_all(cfg)
+    }
+
+    /// From now on (the data plane is attached), the VIPs that have a server UP are
+    /// announced.
+    pub fn start_announcing(&mut self) -> Result<()> {
+        self.announcer.start();
+        self.announce()
+    }
+
+    /// Withdraws every VIP (lb stops). Returns whether any was announced.
+    pub fn withdraw_all(&mut self) -> Result<bool> {
+        let changes = self.announcer.withdraw_all()?;
+        log_announce(&changes);
+        Ok(!changes.is_empty())
+    }
+
+    /// Brings the announced VIPs in line with the servers' states.
+    fn announce(&mut self) -> Result<()> {
+        let servers = &self.servers;
+        let changes = self.announcer.sync(|b| {
+            servers
+                .of_backend(b)
+                .any(|e| e.state.usable() && e.state.weight > 0)
+        })?;
+        log_announce(&changes);
+        Ok(())
     }
 
     pub fn layout(&self) -> &Layout {
@@ -100,7 +136,7 @@ impl Balancer {
         let backend = e.place.backend;
         self.write_pool(backend)?;
         self.servers.note(backend);
-        Ok(())
+        self.announce()
     }
 
     fn write_all(&mut self, cfg: &Config) -> Result<()> {
@@ -136,7 +172,8 @@ impl Balancer {
         // Services last: by now every pool they point to has its table.
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
-        self.dp.maps.write_port_filter(&ports)
+        self.dp.maps.write_port_filter(&ports)?;
+        self.announce()
     }
 
     /// Brings one pool's maps in line with its servers' states: every server's entry first,
@@ -176,12 +213,24 @@ impl Balancer {
                 usable: e.state.usable(),
             })
             .collect();
-        let table = table::build(
-            &cands,
-            p.allbackups,
-            TABLE_SIZE as usize,
-            Shape::of(p.balance),
-        );
+        let (rr, hashed);
+        let table = if p.hashes() {
+            let named: Vec<(&str, Candidate, u32)> = servers
+                .iter()
+                .zip(&cands)
+                .map(|(e, c)| (e.place.name.as_str(), *c, e.place.weight))
+                .collect();
+            hashed = table::maglev(&named, p.allbackups, p.hash_table_size);
+            Table::Maglev(&hashed)
+        } else {
+            rr = table::build(
+                &cands,
+                p.allbackups,
+                TABLE_SIZE as usize,
+                Shape::of(p.balance),
+            );
+            Table::Entries(&rr)
+        };
         let info = |e: &ServerEntry| ServerInfo {
             addr: addr_be(e.place.addr),
             snat_addr: addr_be(e.snat),
@@ -204,7 +253,7 @@ impl Balancer {
                 self.dp.maps.write_server(e.place.slot, want)?;
             }
         }
-        self.dp.publish(p.slot, p.flags, p.timeouts, &table)?;
+        self.dp.publish(p.slot, p.flags, p.timeouts, table)?;
         for e in &servers {
             let meta = ServerMeta {
                 backend: name_field(&p.name),
@@ -284,6 +333,12 @@ impl Balancer {
         let services = self.plan.layout.service_entries(&self.plan.local);
         self.dp.maps.sync_services(&services)?;
         Ok(true)
+    }
+}
+
+fn log_announce(changes: &[super::announce::Change]) {
+    for c in changes {
+        eprintln!("[NOTICE] {c}");
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
 //! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
 pub mod addrwatch;
+pub mod announce;
 pub mod balancer;
 pub mod flowlog;
 pub mod history;
@@ -214,6 +215,7 @@ async fn serve(
             "[NOTICE] detached from interface #{ifindex}, which this configuration does not use"
         );
     }
+    bal.start_announcing()?;
     if let Some(pidfile) = &cfg.global.pidfile {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pidfile {}", pidfile.display()))?;

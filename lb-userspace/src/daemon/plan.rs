@@ -49,8 +49,10 @@ pub fn plan(cfg: &Config, extra: &[String]) -> Result<Plan> {
     for f in &cfg.frontends {
         for b in &f.binds {
             match b.addr {
+                // A VIP on `lo` (several nodes announcing it) arrives on the real
+                // interfaces: those towards the servers below, or the configured ones.
                 Some(a) => {
-                    for l in local.iter().filter(|l| l.addr == a) {
+                    for l in local.iter().filter(|l| l.addr == a && !l.loopback) {
                         ifaces.insert(l.ifname.clone());
                     }
                 }

@@ -16,6 +16,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// How long a stopping node keeps its data plane after withdrawing its VIPs: BGP carries a
+/// withdrawal to the router in milliseconds; this leaves room for a busy router.
+const WITHDRAW_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 use super::{
     ConfigFile,
     balancer::Balancer,
@@ -278,6 +282,7 @@ impl Runtime {
     /// Stops the checks and detaches from every interface (the maps stay pinned); the host
     /// settings are restored.
     pub async fn stop(&mut self) -> Result<()> {
+        self.withdraw().await;
         self.stop_tracing()?;
         self.save_server_state();
         self.stop_checks().await;
@@ -288,6 +293,7 @@ impl Runtime {
     /// still balanced for `grace`, established ones until they end. The host settings it
     /// needs stay as they are.
     pub async fn hand_over(&mut self, grace: std::time::Duration) -> Result<()> {
+        self.withdraw().await;
         // A successor adopts the links with its own program: never leave the tracing copy.
         self.stop_tracing()?;
         self.save_server_state();
@@ -296,6 +302,16 @@ impl Runtime {
             s.keep();
         }
         self.bal.stop_new_flows_after(grace)
+    }
+
+    /// Withdraws this node's VIPs first (several lb nodes): while the router hears it, the
+    /// data plane still takes what the router sends here, then the other nodes get it all.
+    async fn withdraw(&mut self) {
+        match self.bal.withdraw_all() {
+            Ok(true) => tokio::time::sleep(WITHDRAW_GRACE).await,
+            Ok(false) => {}
+            Err(e) => eprintln!("[WARNING] withdrawing the VIPs' routes: {e:#}"),
+        }
     }
 
     /// The host's addresses changed: wildcard binds follow them.

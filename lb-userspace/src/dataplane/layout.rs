@@ -8,9 +8,10 @@
 use std::net::Ipv4Addr;
 
 use lb_common::{
-    Algorithm, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_EMPTY_PASS, POOL_F_MAXCONN,
-    POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter, PortSide, ServiceKey, ServiceValue,
-    Timeouts, draws_flags, name_field, name_str,
+    Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_DSR, POOL_F_EMPTY_PASS,
+    POOL_F_HASH_SOURCE, POOL_F_MAXCONN, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter,
+    PortSide, ServiceKey, ServiceValue, Timeouts, draws_flags, name_field, name_str, pool_ring,
+    ring_flags,
 };
 
 use super::{
@@ -43,6 +44,8 @@ pub struct PoolLayout {
     pub timeouts: Timeouts,
     pub allbackups: bool,
     pub balance: Balance,
+    /// A hashing pool's Maglev table size; 0 for pools that do not hash.
+    pub hash_table_size: u32,
     /// In config order; their ids follow each other.
     pub servers: Vec<ServerLayout>,
 }
@@ -76,14 +79,36 @@ impl ServerLayout {
     }
 }
 
-/// The data plane's algorithm for a backend's `balance`, with its pool flags.
-fn algorithm(b: Balance) -> (Algorithm, u32) {
-    match b {
-        // static-rr is round robin whose weights the daemon keeps as configured.
-        Balance::RoundRobin | Balance::StaticRr => (Algorithm::RoundRobin, 0),
-        Balance::LeastConn => (Algorithm::LeastConn, 0),
-        Balance::First => (Algorithm::First, 0),
-        Balance::Random { draws } => (Algorithm::Random, draws_flags(draws)),
+/// The data plane's algorithm for a backend's `balance` and `hash-type`, as pool flags
+/// (a hashing pool's ring is given later, see [`Layout::keep_rings`]).
+fn algorithm(b: &Backend) -> u32 {
+    if b.hashes() {
+        let source = if b.balance == Balance::Source {
+            POOL_F_HASH_SOURCE
+        } else {
+            0
+        };
+        return Algorithm::Maglev.flags() | source;
+    }
+    match b.balance {
+        // static-rr is round robin whose weights the daemon keeps as configured; `source`
+        // always hashes (above).
+        Balance::RoundRobin | Balance::StaticRr | Balance::Source => Algorithm::RoundRobin.flags(),
+        Balance::LeastConn => Algorithm::LeastConn.flags(),
+        Balance::First => Algorithm::First.flags(),
+        Balance::Random { draws } => Algorithm::Random.flags() | draws_flags(draws),
+    }
+}
+
+impl PoolLayout {
+    /// Whether the pool hashes new flows into a Maglev table.
+    pub fn hashes(&self) -> bool {
+        Algorithm::of_flags(self.flags) == Algorithm::Maglev
+    }
+
+    /// A hashing pool's ring (its pair of `LB_MAGLEV` values).
+    pub fn ring(&self) -> u32 {
+        pool_ring(self.flags)
     }
 }
 
@@ -96,13 +121,14 @@ impl Layout {
             .enumerate()
             .map(|(i, b)| {
                 let id = BackendId(i as u32);
-                let (algo, algo_flags) = algorithm(b.balance);
-                let mut flags = algo.flags() | algo_flags;
+                let mut flags = algorithm(b);
                 if b.servers.iter().any(|s| s.maxconn.is_some_and(|m| m > 0)) {
                     flags |= POOL_F_MAXCONN;
                 }
-                if b.nat == NatMode::Dnat {
-                    flags |= POOL_F_DNAT;
+                match b.nat {
+                    NatMode::Dnat => flags |= POOL_F_DNAT,
+                    NatMode::DsrIpip => flags |= POOL_F_DSR,
+                    NatMode::FullNat => {}
                 }
                 if b.on_empty == OnEmpty::Pass {
                     flags |= POOL_F_EMPTY_PASS;
@@ -141,6 +167,7 @@ impl Layout {
                     timeouts: b.timeouts.flows(),
                     allbackups: b.allbackups,
                     balance: b.balance,
+                    hash_table_size: if b.hashes() { b.hash_table_size } else { 0 },
                     servers,
                 }
             })
@@ -167,7 +194,7 @@ impl Layout {
                 ));
             }
         }
-        Layout {
+        let mut l = Layout {
             services,
             wildcard,
             pools,
@@ -178,6 +205,39 @@ impl Layout {
                 .enumerate()
                 .flat_map(|(fid, f)| access::entries(fid as u32, f))
                 .collect(),
+        };
+        l.keep_rings(&[]);
+        l
+    }
+
+    /// Hashing pools and their rings, by backend name: what the next layout keeps.
+    pub fn rings(&self) -> Vec<(String, u32)> {
+        self.pools
+            .iter()
+            .filter(|p| p.hashes())
+            .map(|p| (p.name.clone(), p.ring()))
+            .collect()
+    }
+
+    /// Gives hashing pools that had a ring (`old`, by backend name) the same one, the others
+    /// the lowest free rings: a reload never points a pool at a table another pool is
+    /// rewriting. Validation keeps hashing pools within `MAGLEV_RINGS`.
+    pub fn keep_rings(&mut self, old: &[(String, u32)]) {
+        let mut taken = vec![false; MAGLEV_RINGS as usize];
+        let mut ring: Vec<Option<u32>> = vec![None; self.pools.len()];
+        for (i, p) in self.pools.iter().enumerate().filter(|(_, p)| p.hashes()) {
+            let name = short(&p.name);
+            let was = old.iter().find(|(n, _)| short(n) == name).map(|(_, r)| *r);
+            ring[i] = was.filter(|&r| take(&mut taken, r));
+        }
+        for (i, p) in self
+            .pools
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| p.hashes())
+        {
+            let r = ring[i].unwrap_or_else(|| lowest_free(&mut taken));
+            p.flags = (p.flags & !ring_flags(u32::MAX)) | ring_flags(r);
         }
     }
 
@@ -434,6 +494,60 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
             assert!(ports.has(PortSide::Server, p), "server port {p}");
         }
         assert!(!ports.has(PortSide::Server, 8080) && !ports.has(PortSide::Service, 22));
+    }
+
+    #[test]
+    fn hashing_pools_get_rings_and_keep_them() {
+        let l = layout(
+            r#"
+[backend.rr]
+[backend.src]
+balance = "source"
+[backend.conn]
+hash_type = "consistent"
+hash_table_size = 251
+"#,
+        );
+        let (rr, src, conn) = (&l.pools[0], &l.pools[1], &l.pools[2]);
+        assert!(!rr.hashes() && src.hashes() && conn.hashes());
+        assert_eq!(rr.flags, 0);
+        assert_eq!(src.flags & POOL_F_HASH_SOURCE, POOL_F_HASH_SOURCE);
+        assert_eq!(conn.flags & POOL_F_HASH_SOURCE, 0);
+        assert_eq!((src.ring(), conn.ring()), (0, 1));
+        assert_eq!(
+            (
+                src.hash_table_size,
+                conn.hash_table_size,
+                rr.hash_table_size
+            ),
+            (65537, 251, 0)
+        );
+        // A new hashing backend in front: the others keep their rings.
+        let mut after = layout(
+            r#"
+[backend.new]
+balance = "source"
+[backend.conn]
+hash_type = "consistent"
+"#,
+        );
+        after.keep_rings(&l.rings());
+        assert_eq!(
+            after.rings(),
+            [("new".to_string(), 0), ("conn".to_string(), 1)]
+        );
+        let mut again = layout(
+            "[backend.x]\nbalance='source'\n[backend.conn]\nhash_type='consistent'\n[backend.src]\nbalance='source'\n",
+        );
+        again.keep_rings(&l.rings());
+        assert_eq!(
+            again.rings(),
+            [
+                ("x".to_string(), 2),
+                ("conn".to_string(), 1),
+                ("src".to_string(), 0)
+            ]
+        );
     }
 
     fn layout(toml: &str) -> Layout {

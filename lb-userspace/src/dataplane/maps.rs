@@ -10,7 +10,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    ACTIVE_TOTAL, Counters, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
+    ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind,
+    Reason, State,
     balance::active_flows,
     clock::elapsed,
     conntrack::{self, counts_as_active},
@@ -364,15 +365,23 @@ impl Maps {
     pub fn forget_flows(&mut self, pred: impl Fn(&Flow) -> bool) -> Result<u64> {
         let mut ended = 0;
         for table in [&mut self.flows, &mut self.halfopen] {
-            let doomed: Vec<(FlowKey, FlowKey)> = table
+            let doomed: Vec<(FlowKey, Option<FlowKey>)> = table
                 .iter()
                 .flatten()
                 .filter(|(_, f)| !f.is_reply() && pred(f))
-                .map(|(k, f)| (k, f.mirror_key(k.proto)))
+                // A direct-server-return flow has one entry: its mirror tuple is not its own.
+                .map(|(k, f)| {
+                    (
+                        k,
+                        (f.flags & FLOW_F_DSR == 0).then(|| f.mirror_key(k.proto)),
+                    )
+                })
                 .collect();
             for (fwd, reply) in doomed {
                 // Gone meanwhile (expired, evicted): nothing to end.
-                let _ = table.remove(&reply);
+                if let Some(reply) = reply {
+                    let _ = table.remove(&reply);
+                }
                 if table.remove(&fwd).is_ok() {
                     ended += 1;
                 }
@@ -384,6 +393,9 @@ impl Maps {
 
 /// An entry's expiry as the data plane decides it (`lb_common::conntrack::dead`).
 pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now: u32) -> bool {
+    if !conntrack::idle_expired(f, now) {
+        return false;
+    }
     let mirror = table.get(&f.mirror_key(k.proto), 0).ok();
     conntrack::dead(f, k, mirror.as_ref(), now)
 }

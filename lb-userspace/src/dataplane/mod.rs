@@ -245,7 +245,7 @@ impl Dataplane {
         pool: PoolSlot,
         flags: u32,
         timeouts: lb_common::Timeouts,
-        table: &[u32],
+        table: writer::Table,
     ) -> Result<()> {
         self.publisher
             .publish(&mut self.maps, pool, flags, timeouts, table)
@@ -268,6 +268,32 @@ fn verify(ebpf: &mut Ebpf, name: &str) -> Result<()> {
             r => return r.with_context(|| format!("verifying XDP program {name}")),
         }
     }
+}
+
+/// One of the object's small programs alone, verified: `ipip_decap` for a direct-server-return
+/// server whose kernel has no `ipip` (see `scripts/dsr-server.sh`), `xdp_pass` for the far
+/// end of a veth that must pick up what an XDP program sends it. The object's flow tables
+/// are created at their smallest, as these use none. Keep the returned object to keep the
+/// program attached.
+pub fn load_alone(name: &str) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    for table in [lb_common::names::LB_FLOWS, lb_common::names::LB_HALFOPEN] {
+        loader.map_max_entries(table, 2);
+    }
+    let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
+    verify(&mut ebpf, name)?;
+    Ok(ebpf)
+}
+
+/// Attaches [`load_alone`]'s program `name` to `ifname` (natively if the driver allows).
+pub fn attach_alone(ebpf: &mut Ebpf, name: &str, ifname: &str) -> Result<()> {
+    let prog = program(ebpf, name)?;
+    links::attach(prog, ifname, None).map(|_| ())
+}
+
+/// An XDP program of the object by name (loaded or not).
+pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    program(ebpf, name)
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {

@@ -25,7 +25,8 @@ pub enum Shape {
 impl Shape {
     pub fn of(b: Balance) -> Shape {
         match b {
-            Balance::RoundRobin | Balance::StaticRr => Shape::Rotation,
+            // `source` hashes into a Maglev table (`table::maglev`); never built here.
+            Balance::RoundRobin | Balance::StaticRr | Balance::Source => Shape::Rotation,
             Balance::Random { .. } => Shape::Draws,
             Balance::LeastConn | Balance::First => Shape::Once,
         }
@@ -113,6 +114,42 @@ fn rotation(chosen: &[Candidate], max_len: usize) -> Vec<ServerSlot> {
         }
     }
     smooth_wrr(chosen, &weights)
+}
+
+/// Builds the Maglev table of `size` entries (see `lb_common::maglev`) for one hashing pool
+/// whose servers are `cands`, each with its name, weighted by `weight` (the configured one
+/// while the server's own is 0, so that it keeps its entries for when it is back).
+///
+/// Backups as HAProxy: the table is over the active servers while one is usable; else over
+/// the backups (all of them with `allbackups`, else the first usable one).
+pub fn maglev(cands: &[(&str, Candidate, u32)], allbackups: bool, size: u32) -> Vec<u16> {
+    fn usable(c: &Candidate) -> bool {
+        c.usable && c.weight > 0
+    }
+    fn to<'a>(&(name, c, weight): &(&'a str, Candidate, u32)) -> lb_common::maglev::Candidate<'a> {
+        lb_common::maglev::Candidate {
+            name,
+            slot: c.slot.0 as u16,
+            weight: if c.weight > 0 { c.weight } else { weight },
+            usable: usable(&c),
+        }
+    }
+    let actives: Vec<_> = cands.iter().filter(|(_, c, _)| !c.backup).collect();
+    let chosen: Vec<_> = if actives.iter().any(|(_, c, _)| usable(c)) {
+        actives.into_iter().map(to).collect()
+    } else {
+        let backups = cands.iter().filter(|(_, c, _)| c.backup);
+        if allbackups {
+            backups.map(to).collect()
+        } else {
+            backups
+                .filter(|(_, c, _)| usable(c))
+                .take(1)
+                .map(to)
+                .collect()
+        }
+    };
+    lb_common::maglev::build(&chosen, size)
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -225,6 +262,36 @@ mod tests {
         down.usable = false;
         assert!(build(&[down], true, 4096).is_empty());
         assert!(build(&[], false, 4096).is_empty());
+    }
+
+    #[test]
+    fn hashed_tables_fall_back_to_backups_as_round_robin_does() {
+        let named = |cs: &[Candidate]| -> Vec<(&'static str, Candidate, u32)> {
+            const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+            cs.iter()
+                .enumerate()
+                .map(|(i, c)| (NAMES[i], *c, 1))
+                .collect()
+        };
+        let slots = |t: Vec<u16>| -> std::collections::BTreeSet<u16> { t.into_iter().collect() };
+        let (mut b1, mut b2) = (c(3, 1), c(4, 1));
+        b1.backup = true;
+        b2.backup = true;
+        let all = named(&[c(1, 1), c(2, 1), b1, b2]);
+        assert_eq!(slots(maglev(&all, false, 251)), [1, 2].into());
+        let mut down = all.clone();
+        down[0].1.usable = false;
+        down[1].1.weight = 0; // drained by weight: takes no new flows either
+        assert_eq!(slots(maglev(&down, false, 251)), [3].into());
+        assert_eq!(slots(maglev(&down, true, 251)), [3, 4].into());
+        down[2].1.usable = false;
+        down[3].1.usable = false;
+        assert!(maglev(&down, true, 251).is_empty());
+        // Drained by weight, then back: the same entries as before.
+        let mut drained = all.clone();
+        drained[1].1.weight = 0;
+        assert_ne!(maglev(&drained, false, 251), maglev(&all, false, 251));
+        assert!(!slots(maglev(&drained, false, 251)).contains(&2));
     }
 
     #[test]

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use lb_common::{
     Counters, MAX_POOLS, MAX_SERVERS, PoolInfo, PortFilter, ServerInfo, ServerMeta, ServiceKey,
-    ServiceValue, Settings, TABLE_SIZE, TableDesc, TableEntry, Timeouts, conntrack::TimeoutsMs,
-    name_str, table_index,
+    ServiceValue, Settings, TABLE_SIZE, TableDesc, TableEntry, Timeouts,
+    conntrack::TimeoutsMs,
+    maglev::{MAGLEV_CAP, MAGLEV_NONE, MaglevTable},
+    maglev_index, name_str, pool_ring, table_index,
 };
 
 use aya::maps::{PerCpuValues, lpm_trie::Key as LpmKey};
@@ -163,6 +165,22 @@ impl Maps {
         Ok(out)
     }
 
+    /// The rings of the hashing pools an earlier run placed (by backend name), so that a
+    /// restart keeps each pool's tables where packets read them.
+    pub fn placed_rings(&self, placed: &[Placed]) -> Result<Vec<(String, u32)>> {
+        let mut out: Vec<(String, u32)> = Vec::new();
+        for p in placed {
+            if out.iter().any(|(n, _)| *n == p.backend) {
+                continue;
+            }
+            let flags = self.pools.get(&p.pool_slot.0, 0)?.flags;
+            if lb_common::Algorithm::of_flags(flags) == lb_common::Algorithm::Maglev {
+                out.push((p.backend.clone(), pool_ring(flags)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Zeroes the counters of server slots that now belong to another server.
     pub fn reset_server_counters(&mut self, slots: &[ServerSlot]) -> Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -173,6 +191,20 @@ impl Maps {
                 .with_context(|| format!("resetting the counters of server {slot}"))?;
         }
         Ok(())
+    }
+
+    /// The live Maglev table of a hashing pool, as the data plane reads it (empty for an
+    /// empty pool).
+    pub fn live_maglev(&self, pool: PoolSlot) -> Result<Vec<ServerSlot>> {
+        let info = self.pools.get(&pool.0, 0)?;
+        let desc = TableDesc::unpack(info.table);
+        let t: MaglevTable = self
+            .maglev
+            .get(&maglev_index(pool_ring(info.flags), desc.slot), 0)?;
+        Ok(t[..desc.len as usize]
+            .iter()
+            .map(|&s| ServerSlot(u32::from(s)))
+            .collect())
     }
 
     /// The live table of a pool, as the data plane reads it.
@@ -205,21 +237,32 @@ impl Default for Publisher {
     }
 }
 
+/// A pool's table as published: packed `TableEntry`s, as `table::build` lays them out for
+/// the pool's algorithm (round robin, leastconn, first, random), or a Maglev table of server
+/// slots the data plane hashes flows into.
+pub enum Table<'a> {
+    Entries(&'a [u32]),
+    Maglev(&'a [u16]),
+}
+
 impl Publisher {
-    /// Installs `table` (packed `TableEntry`s, as `table::build` lays them out for the
-    /// pool's algorithm), `flags` and `timeouts` for `pool`.
+    /// Installs `table`, `flags` and `timeouts` for `pool` (a Maglev table in the pool's
+    /// ring, see `lb_common::pool_ring`).
     pub fn publish(
         &mut self,
         maps: &mut Maps,
         pool: PoolSlot,
         flags: u32,
         timeouts: Timeouts,
-        table: &[u32],
+        table: Table,
     ) -> Result<()> {
+        let (len, max) = match table {
+            Table::Entries(t) => (t.len(), TABLE_SIZE as usize),
+            Table::Maglev(t) => (t.len(), MAGLEV_CAP),
+        };
         anyhow::ensure!(
-            table.len() <= TABLE_SIZE as usize,
-            "pool {pool}: table of {} entries exceeds {TABLE_SIZE}",
-            table.len()
+            len <= max,
+            "pool {pool}: table of {len} entries exceeds {max}"
         );
         let last = self
             .last_flip
@@ -233,15 +276,31 @@ impl Publisher {
         }
         let current = TableDesc::unpack(maps.pools.get(&pool.0, 0)?.table);
         let half = current.slot ^ 1;
-        for (i, &entry) in table.iter().enumerate() {
-            maps.tables
-                .set(table_index(pool.0, half, i as u32), entry, 0)
-                .with_context(|| format!("writing table of pool {pool}"))?;
+        match table {
+            Table::Entries(t) => {
+                for (i, &entry) in t.iter().enumerate() {
+                    maps.tables
+                        .set(table_index(pool.0, half, i as u32), entry, 0)
+                        .with_context(|| format!("writing table of pool {pool}"))?;
+                }
+            }
+            Table::Maglev(t) => {
+                // One value, one write: 65537 entries cost one system call.
+                let mut whole = vec![MAGLEV_NONE; MAGLEV_CAP];
+                whole[..t.len()].copy_from_slice(t);
+                let whole: Box<MaglevTable> = whole
+                    .into_boxed_slice()
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("Maglev table of the wrong length"))?;
+                maps.maglev
+                    .set(maglev_index(pool_ring(flags), half), whole.as_ref(), 0)
+                    .with_context(|| format!("writing Maglev table of pool {pool}"))?;
+            }
         }
         let info = PoolInfo {
             table: TableDesc {
                 slot: half,
-                len: table.len() as u32,
+                len: len as u32,
             }
             .pack(),
             flags,

@@ -200,6 +200,8 @@ fn backend(d: &mut Diags, p: Proxy, fronts: &ByBackend) -> Backend {
         name: p.name,
         mode: p.s.mode,
         balance: p.s.balance,
+        hash_type: p.s.hash_type,
+        hash_table_size: lb_common::maglev::MAGLEV_DEFAULT_SIZE,
         nat: p.s.nat,
         on_empty: OnEmpty::Drop,
         check,

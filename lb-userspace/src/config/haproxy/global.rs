@@ -116,6 +116,21 @@ pub(super) fn log_tag(c: &mut GlobalCtx) {
     }
 }
 
+/// `announce-table <id>`: lb's own keyword (HAProxy has no routing to do), see
+/// `daemon::announce`.
+pub(super) fn announce_table(c: &mut GlobalCtx) {
+    if c.d.too_many(c.args, 0, 1) {
+        return;
+    }
+    let Some(n) = int_arg(c.d, "'announce-table'", c.arg(1)) else {
+        return;
+    };
+    match crate::config::native::announce_table(n) {
+        Ok(t) => c.global.announce_table = Some(t),
+        Err(e) => c.d.alert(format!("'announce-table': {e}")),
+    }
+}
+
 pub(super) fn maxconn(c: &mut GlobalCtx) {
     if c.d.too_many(c.args, 0, 1) {
         return;

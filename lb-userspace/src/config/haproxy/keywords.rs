@@ -170,8 +170,7 @@ const NO_ERROR_PAGES: &str =
 const NO_RESPONSES: &str = "lb never parses or modifies HTTP responses";
 const NO_HEADERS: &str = "lb never adds HTTP headers";
 const NO_HTTP_ANSWERS: &str = "lb never answers HTTP itself";
-const NO_HASHING: &str =
-    "lb has no hashing algorithm (it balances roundrobin, static-rr, leastconn, first and random)";
+const NO_BOUNDED_LOAD: &str = "lb's consistent hashing has no bounded load: every lb node must pick alike without counting connections";
 const NO_PERSISTENCE: &str =
     "lb has no persistence (stick tables): every new connection is balanced";
 
@@ -183,6 +182,11 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("log", GLOBAL, Read::Global(global::log)),
     kw("log-tag", GLOBAL, Read::Global(global::log_tag)),
     kw("maxconn", GLOBAL, Read::Global(global::maxconn)),
+    kw(
+        "announce-table",
+        GLOBAL,
+        Read::Global(global::announce_table),
+    ),
     kw("pidfile", GLOBAL, Read::Global(global::pidfile)),
     kw("daemon", GLOBAL, Read::Global(global::daemon)),
     kw("user", GLOBAL, Read::Global(global::user)),
@@ -323,8 +327,8 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("filter", PROXY, L7("filters work on HTTP streams")),
     kw("force-persist", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("fullconn", PROXY, NoEffect(NO_FULLCONN)),
-    kw("hash-type", PROXY, NoEffect(NO_HASHING)),
-    kw("hash-balance-factor", PROXY, NoEffect(NO_HASHING)),
+    kw("hash-type", BE_DEF, Read::Proxy(proxy::hash_type)),
+    kw("hash-balance-factor", PROXY, NoEffect(NO_BOUNDED_LOAD)),
     kw("http-after-response", PROXY, L7(NO_RESPONSES)),
     kw("http-check", BE_DEF, Read::Proxy(checks::http_check)),
     kw("http-error", PROXY, L7(NO_ERROR_PAGES)),
@@ -356,6 +360,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
     kw("mode", PROXY, Read::Proxy(proxy::mode)),
     kw("monitor", PROXY, L7(NO_HTTP_ANSWERS)),
     kw("monitor-uri", PROXY, L7(NO_HTTP_ANSWERS)),
+    kw("nat", BE_DEF, Read::Proxy(proxy::nat)),
     kw("option", PROXY, Read::Proxy(options::option)),
     kw("persist", PROXY, Unsupported(NO_PERSISTENCE)),
     kw("rate-limit", PROXY, NoEffect(NO_ACCEPT_QUEUE)),

@@ -104,7 +104,7 @@ const BALANCE_ALGORITHMS: &[&str] = &[
 ];
 
 /// The algorithms lb balances with, for messages.
-const LB_ALGORITHMS: &str = "roundrobin, static-rr, leastconn, first and random";
+const LB_ALGORITHMS: &str = "roundrobin, static-rr, leastconn, first, random and source";
 
 pub(super) fn balance(c: &mut ProxyCtx) {
     let Some(a) = c.arg(1) else {
@@ -134,6 +134,73 @@ pub(super) fn balance(c: &mut ProxyCtx) {
             did_you_mean(a, BALANCE_ALGORITHMS, "")
         )),
     }
+}
+
+/// `hash-type <method> [<function>] [<modifier>]`: the method counts; lb has one hash
+/// function, the same on every node.
+pub(super) fn hash_type(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 3) {
+        return;
+    }
+    match c.arg(1) {
+        Some("consistent") => c.s.hash_type = HashType::Consistent,
+        Some("map-based") => {
+            c.s.hash_type = HashType::MapBased;
+            c.d.warn(
+                "'hash-type map-based' has no effect in lb: 'balance source' always hashes consistently (a server that goes or comes moves only its own clients), and 'roundrobin' stays round robin.",
+            );
+        }
+        Some(m) => {
+            c.d.alert(format!(
+                "'hash-type' expects 'map-based' or 'consistent' as method, got '{}'.",
+                show(m)
+            ));
+            return;
+        }
+        None => {
+            c.d.alert("'hash-type' expects 'map-based' or 'consistent' as method.");
+            return;
+        }
+    }
+    for extra in [c.arg(2), c.arg(3)].into_iter().flatten() {
+        match extra {
+            "sdbm" | "djb2" | "wt6" | "crc32" | "none" | "avalanche" => c.d.warn(format!(
+                "'hash-type ... {}' has no effect in lb: lb hashes with its own function, the same on every lb node.",
+                show(extra)
+            )),
+            other => {
+                c.d.alert(format!(
+                    "'hash-type': unknown hash function or modifier '{}' (sdbm, djb2, wt6, crc32, none, avalanche).",
+                    show(other)
+                ));
+            }
+        }
+    }
+}
+
+/// `nat full-nat|dnat|dsr-ipip`: lb's own keyword (HAProxy does not know it), for what
+/// HAProxy cannot express, direct server return. `source 0.0.0.0 usesrc clientip` remains
+/// the HAProxy way to ask for DNAT.
+pub(super) fn nat(c: &mut ProxyCtx) {
+    if c.d.too_many(c.args, 0, 1) {
+        return;
+    }
+    c.s.nat = match c.arg(1) {
+        Some("full-nat") => NatMode::FullNat,
+        Some("dnat") => NatMode::Dnat,
+        Some("dsr-ipip") => NatMode::DsrIpip,
+        Some(m) => {
+            c.d.alert(format!(
+                "'nat' expects 'full-nat', 'dnat' or 'dsr-ipip', got '{}'.",
+                show(m)
+            ));
+            return;
+        }
+        None => {
+            c.d.alert("'nat' expects 'full-nat', 'dnat' or 'dsr-ipip'.");
+            return;
+        }
+    };
 }
 
 /// `load-server-state-from-file global|local|none`.

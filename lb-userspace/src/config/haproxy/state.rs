@@ -59,6 +59,7 @@ pub(super) enum Sect {
 pub(super) struct ProxySettings {
     pub mode: Mode,
     pub balance: Balance,
+    pub hash_type: HashType,
     pub nat: NatMode,
     pub redispatch: bool,
     pub log_health_checks: bool,
@@ -103,6 +104,7 @@ impl Default for ProxySettings {
         ProxySettings {
             mode: Mode::Tcp,
             balance: Balance::RoundRobin,
+            hash_type: HashType::MapBased,
             nat: NatMode::FullNat,
             redispatch: false,
             log_health_checks: false,

@@ -148,6 +148,57 @@ fn no_and_default_prefixes() {
 }
 
 #[test]
+fn source_and_consistent_hashing() {
+    let p = ok(
+        "defaults\n  hash-type consistent\nbackend a\n  balance source\n  server s 10.0.0.1:80\n\
+         backend b\n  server s 10.0.0.1:80\nbackend c\n  balance roundrobin\n  hash-type map-based sdbm avalanche\n  server s 10.0.0.1:80\n",
+    );
+    let c = &p.config;
+    let kinds: Vec<_> = c
+        .backends
+        .iter()
+        .map(|b| (b.balance, b.hash_type, b.hashes()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Balance::Source, HashType::Consistent, true),
+            (Balance::RoundRobin, HashType::Consistent, true),
+            (Balance::RoundRobin, HashType::MapBased, false),
+        ]
+    );
+    let w: Vec<_> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "[WARNING] parsing [t.cfg:10] : 'hash-type map-based' has no effect in lb: 'balance source' always hashes consistently (a server that goes or comes moves only its own clients), and 'roundrobin' stays round robin.",
+            "[WARNING] parsing [t.cfg:10] : 'hash-type ... sdbm' has no effect in lb: lb hashes with its own function, the same on every lb node.",
+            "[WARNING] parsing [t.cfg:10] : 'hash-type ... avalanche' has no effect in lb: lb hashes with its own function, the same on every lb node.",
+        ]
+    );
+    assert_eq!(
+        alerts("backend b\n  hash-type ring\n  balance source 1\n"),
+        [
+            "[ALERT] parsing [t.cfg:2] : 'hash-type' expects 'map-based' or 'consistent' as method, got 'ring'.",
+            "[ALERT] parsing [t.cfg:3] : 'balance' cannot handle unexpected argument '1'.",
+        ]
+    );
+}
+
+#[test]
+fn nat_is_lbs_own_keyword() {
+    let p = ok(
+        "defaults\n  nat dsr-ipip\nbackend a\n  server s 10.0.0.1:80\nbackend b\n  nat dnat\n  server s 10.0.0.1:80\n",
+    );
+    let nats: Vec<_> = p.config.backends.iter().map(|b| b.nat).collect();
+    assert_eq!(nats, [NatMode::DsrIpip, NatMode::Dnat]);
+    assert_eq!(
+        alerts("backend b\n  nat dsr\n"),
+        ["[ALERT] parsing [t.cfg:2] : 'nat' expects 'full-nat', 'dnat' or 'dsr-ipip', got 'dsr'."]
+    );
+}
+
+#[test]
 fn every_error_in_one_pass() {
     let e = alerts(
         "global\n  maxconn lots\nbackend b\n  balance rdp-cookie\n  server s 10.0.0.300:80\n  timeout connect 10x\n",
@@ -156,7 +207,7 @@ fn every_error_in_one_pass() {
         e,
         [
             "[ALERT] parsing [t.cfg:2] : 'maxconn' expects an integer argument, got 'lots'.",
-            "[ALERT] parsing [t.cfg:4] : balance 'rdp-cookie' is not supported by lb: it hashes the request's content, which lb (L4) never reads (lb balances roundrobin, static-rr, leastconn, first and random)",
+            "[ALERT] parsing [t.cfg:4] : balance 'rdp-cookie' is not supported by lb: it hashes the request's content, which lb (L4) never reads (lb balances roundrobin, static-rr, leastconn, first, random and source)",
             "[ALERT] parsing [t.cfg:5] : 'server b/s' : '10.0.0.300' is not an IPv4 address",
             "[ALERT] parsing [t.cfg:6] : 'timeout connect': unexpected character 'x' in time '10x' (units are us, ms, s, m, h, d)",
         ]
