@@ -151,9 +151,9 @@ fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u
             // A hashing pool's ring may change hands on a reload: a packet reading the old
             // one meanwhile must not reach another pool's server.
             // SAFETY: an array slot, never freed.
-            if !LB_SERVERS
+            if LB_SERVERS
                 .get_ptr(id)
-                .is_some_and(|s| unsafe { (*s).pool } == pool)
+                .is_none_or(|s| unsafe { (*s).pool } != pool)
             {
                 stats::reason(Reason::DropNoServer);
                 return xdp_action::XDP_DROP;
