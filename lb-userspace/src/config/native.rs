@@ -1419,11 +1419,15 @@ mod tests {
         assert!(a.hashes() && !b.hashes());
         let e = errors("[backend.a]\nhash_table_size=65536\n");
         assert!(e[0].contains("must be a prime number up to 65537"), "{e:?}");
-        let e = errors("[backend.a]\nbalance='leastconn'\n");
-        assert!(
-            e[0].contains("expected one of 'roundrobin', 'source'"),
-            "{e:?}"
-        );
+        let e = errors("[backend.a]\nbalance='hdr'\n");
+        assert!(e[0].contains("'random(<draws>)' or 'source'"), "{e:?}");
+        // hash-type applies to round robin only, as HAProxy ignores it for leastconn.
+        let c = parse(
+            "t.toml",
+            "[defaults]\nhash_type='consistent'\n[backend.a]\nbalance='leastconn'\n",
+        )
+        .expect("parses");
+        assert!(!c.backends[0].hashes());
     }
 
     #[test]
