@@ -271,6 +271,8 @@ struct ConnectT {
 struct ServerT {
     name: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    /// HAProxy's `init-addr` list, for an address given as a host name: "last,libc,none".
+    init_addr: Option<Spanned<String>>,
     check: Option<bool>,
     inter: Option<Spanned<Time>>,
     fastinter: Option<Spanned<Time>>,
@@ -1182,9 +1184,22 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         return None;
     };
     // Without a port, the client's destination port (HAProxy's rule).
-    let parsed = match address.get_ref().parse::<std::net::Ipv4Addr>() {
-        Ok(a) => Ok((Some(a), 0)),
-        Err(_) => units::endpoint(address.get_ref()),
+    let text = address.get_ref();
+    let (host, port_text) = text.rsplit_once(':').unwrap_or((text, ""));
+    let mut fqdn = None;
+    let parsed = if units::is_host_name(host) {
+        fqdn = Some(host.to_string());
+        match port_text {
+            "" => Ok((Some(std::net::Ipv4Addr::UNSPECIFIED), 0)),
+            p => units::port(p)
+                .map(|p| (Some(std::net::Ipv4Addr::UNSPECIFIED), p))
+                .map_err(|e| format!("in '{text}': {e}")),
+        }
+    } else {
+        match text.parse::<std::net::Ipv4Addr>() {
+            Ok(a) => Ok((Some(a), 0)),
+            Err(_) => units::endpoint(text),
+        }
     };
     let (addr, port) = match parsed {
         Ok((Some(a), p)) => (a, p),
@@ -1207,6 +1222,16 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         }
     };
     let mut out = Server::new(name.get_ref(), addr, port, origin);
+    out.fqdn = fqdn;
+    if let Some(v) = pick(&s.init_addr, &d.init_addr) {
+        match InitAddr::parse_list(v.get_ref()) {
+            Ok(l) => out.init_addr = l,
+            Err(e) => {
+                let at = cx.src.of(v);
+                cx.err(at, format!("server '{}': init_addr: {e}", out.name));
+            }
+        }
+    }
     out.check = s.check.or(d.check).unwrap_or(false);
     if let Some(t) = cx.time(pick(&s.inter, &d.inter), "inter") {
         out.inter = t;
