@@ -393,6 +393,7 @@ impl Runtime {
             puid: e.place.puid,
             name: e.place.name.clone(),
             addr: e.place.addr,
+            fqdn: s.fqdn.clone(),
             port: e.place.port,
             backup: e.place.backup,
             up: st.active(),
