@@ -1426,6 +1426,32 @@ mod tests {
     }
 
     #[test]
+    fn server_host_names_and_init_addr() {
+        let c = parse(
+            "t.toml",
+            "[frontend.f]\nbind=['10.0.0.1:80']\ndefault_backend='b'\n[backend.b]\nserver=[{name='s',address='app.example:80',init_addr='libc,10.0.0.9'},{name='t',address='app.example'}]\n",
+        )
+        .expect("parses");
+        let s = &c.backends[0].servers;
+        assert_eq!(s[0].fqdn.as_deref(), Some("app.example"));
+        assert_eq!((s[0].port, s[1].port), (80, 0));
+        assert_eq!(
+            s[0].init_addr,
+            [
+                InitAddr::Libc,
+                InitAddr::Ip(std::net::Ipv4Addr::new(10, 0, 0, 9))
+            ]
+        );
+        assert_eq!(s[1].init_addr, InitAddr::DEFAULT);
+        let e =
+            errors("[backend.b]\nserver=[{name='s',address='app.example:80',init_addr='dns'}]\n");
+        assert!(
+            e[0].contains("init_addr: 'dns' is not a valid init-addr method"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn hashing_backends() {
         let c = parse(
             "t.toml",
