@@ -298,7 +298,13 @@ fn convert(path: &std::path::Path) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+    // As `haproxy -c`, host names are resolved: a name that does not resolve fails the check.
+    let loaded = config::load(path).and_then(|mut l| {
+        let resolved = daemon::resolve_names(&mut l.config)?;
+        l.warnings.extend(resolved);
+        Ok(l)
+    });
+    match loaded {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("{w}");

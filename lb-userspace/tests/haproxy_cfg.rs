@@ -576,6 +576,8 @@ fn server() -> impl Strategy<Value = Server> {
             )| Server {
                 name,
                 addr,
+                fqdn: None,
+                init_addr: lb::config::InitAddr::DEFAULT.to_vec(),
                 port,
                 check,
                 inter,

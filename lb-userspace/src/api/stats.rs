@@ -98,6 +98,8 @@ pub struct ServerState {
     pub puid: u32,
     pub name: String,
     pub addr: Ipv4Addr,
+    /// The host name the address was resolved from (`srv_fqdn`).
+    pub fqdn: Option<String>,
     pub port: u16,
     pub backup: bool,
     /// Operationally UP (health checks, or `set server ... health`); false in maintenance.
@@ -592,7 +594,7 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
             };
             let _ = writeln!(
                 out,
-                "{} {} {} {} {} {op} {admin} {} {} {} {status} {result} {health} {state} 0 0 0 - {} - 0 {} {} - 0",
+                "{} {} {} {} {} {op} {admin} {} {} {} {status} {result} {health} {state} 0 0 0 {} {} - 0 {} {} - 0",
                 p.iid,
                 b.name,
                 s.puid,
@@ -601,6 +603,7 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
                 s.weight,
                 s.initial_weight,
                 s.lastchg,
+                s.fqdn.as_deref().unwrap_or("-"),
                 s.port,
                 s.check_port.unwrap_or(0),
                 s.check_addr.map_or("-".to_string(), |a| a.to_string()),
@@ -755,6 +758,7 @@ pub mod tests {
             puid: id + 1,
             name: name.into(),
             addr: Ipv4Addr::LOCALHOST,
+            fqdn: None,
             port,
             backup: false,
             up: true,
@@ -1010,6 +1014,25 @@ pub mod tests {
         assert_eq!(
             servers_state(&st, Some("hoge")).map(|s| s.lines().count()),
             Ok(4)
+        );
+    }
+
+    #[test]
+    fn servers_state_names_a_servers_host_in_srv_fqdn() {
+        let mut st = reference_state();
+        st.backends[0].servers[0].fqdn = Some("app.example".into());
+        let out = servers_state(&st, None).expect("state");
+        let header: Vec<&str> = out.lines().nth(1).expect("header").split(' ').collect();
+        let row: Vec<&str> = out.lines().nth(2).expect("row").split(' ').collect();
+        // The header starts with '#': columns shift by one.
+        let col = |name: &str| header.iter().position(|c| *c == name).expect("column") - 1;
+        assert_eq!(row[col("srv_fqdn")], "app.example");
+        assert_eq!(row[col("srv_addr")], "127.0.0.1");
+        assert_eq!(
+            out.lines()
+                .nth(3)
+                .map(|l| l.split(' ').nth(col("srv_fqdn"))),
+            Some(Some("-"))
         );
     }
 

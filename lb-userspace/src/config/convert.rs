@@ -233,16 +233,24 @@ fn global(out: &mut String, g: &Global) {
 }
 
 fn server(s: &Server) -> String {
+    let host = s.fqdn.clone().unwrap_or_else(|| s.addr.to_string());
     let mut o = format!(
         "{{ name = {}, address = {}, check = {}, inter = {}",
         q(&s.name),
         q(&match s.port {
-            0 => s.addr.to_string(),
-            p => format!("{}:{p}", s.addr),
+            0 => host,
+            p => format!("{host}:{p}"),
         }),
         s.check,
         q(&duration(s.inter))
     );
+    if s.init_addr != InitAddr::DEFAULT {
+        let _ = write!(
+            o,
+            ", init_addr = {}",
+            q(&InitAddr::list_to_string(&s.init_addr))
+        );
+    }
     if let Some(t) = s.fastinter {
         let _ = write!(o, ", fastinter = {}", q(&duration(t)));
     }

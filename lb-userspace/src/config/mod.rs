@@ -6,6 +6,7 @@ pub mod diag;
 pub mod haproxy;
 pub mod model;
 pub mod native;
+pub mod resolve;
 pub mod units;
 pub mod validate;
 

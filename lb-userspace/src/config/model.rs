@@ -895,7 +895,12 @@ pub struct Backend {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Server {
     pub name: String,
+    /// With `fqdn`, unspecified until the name is resolved (see [`super::resolve`]).
     pub addr: Ipv4Addr,
+    /// The host name the address was given as (HAProxy's `srv_fqdn`).
+    pub fqdn: Option<String>,
+    /// `init-addr`: where a host name's address comes from at start-up, tried in order.
+    pub init_addr: Vec<InitAddr>,
     /// 0: none given, the client's destination port is used (HAProxy's rule).
     pub port: u16,
     pub check: bool,
@@ -928,6 +933,50 @@ pub struct Server {
     pub origin: Origin,
 }
 
+/// One `init-addr` method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitAddr {
+    /// The address recorded in the server state file.
+    Last,
+    /// The system's resolver (getaddrinfo: /etc/hosts, then DNS).
+    Libc,
+    /// No address: the server starts in maintenance.
+    None,
+    Ip(Ipv4Addr),
+}
+
+impl InitAddr {
+    /// HAProxy's default, `last,libc`.
+    pub const DEFAULT: [InitAddr; 2] = [InitAddr::Last, InitAddr::Libc];
+
+    /// `last,libc,none,10.0.0.1`.
+    pub fn parse_list(s: &str) -> Result<Vec<InitAddr>, String> {
+        s.split(',')
+            .map(|m| match m {
+                "last" => Ok(InitAddr::Last),
+                "libc" => Ok(InitAddr::Libc),
+                "none" => Ok(InitAddr::None),
+                other => other.parse().map(InitAddr::Ip).map_err(|_| {
+                    format!("'{other}' is not a valid init-addr method ('last', 'libc', 'none' or an IPv4 address)")
+                }),
+            })
+            .collect()
+    }
+
+    pub fn list_to_string(l: &[InitAddr]) -> String {
+        let names: Vec<String> = l
+            .iter()
+            .map(|m| match m {
+                InitAddr::Last => "last".into(),
+                InitAddr::Libc => "libc".into(),
+                InitAddr::None => "none".into(),
+                InitAddr::Ip(a) => a.to_string(),
+            })
+            .collect();
+        names.join(",")
+    }
+}
+
 impl Server {
     pub const DEFAULT_INTER: Duration = Duration::from_millis(2000);
     pub const DEFAULT_FALL: u32 = 3;
@@ -941,6 +990,8 @@ impl Server {
         Server {
             name: name.into(),
             addr,
+            fqdn: None,
+            init_addr: InitAddr::DEFAULT.to_vec(),
             port,
             check: false,
             inter: Self::DEFAULT_INTER,

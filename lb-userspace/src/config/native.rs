@@ -271,6 +271,8 @@ struct ConnectT {
 struct ServerT {
     name: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    /// HAProxy's `init-addr` list, for an address given as a host name: "last,libc,none".
+    init_addr: Option<Spanned<String>>,
     check: Option<bool>,
     inter: Option<Spanned<Time>>,
     fastinter: Option<Spanned<Time>>,
@@ -1182,9 +1184,22 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         return None;
     };
     // Without a port, the client's destination port (HAProxy's rule).
-    let parsed = match address.get_ref().parse::<std::net::Ipv4Addr>() {
-        Ok(a) => Ok((Some(a), 0)),
-        Err(_) => units::endpoint(address.get_ref()),
+    let text = address.get_ref();
+    let (host, port_text) = text.rsplit_once(':').unwrap_or((text, ""));
+    let mut fqdn = None;
+    let parsed = if units::is_host_name(host) {
+        fqdn = Some(host.to_string());
+        match port_text {
+            "" => Ok((Some(std::net::Ipv4Addr::UNSPECIFIED), 0)),
+            p => units::port(p)
+                .map(|p| (Some(std::net::Ipv4Addr::UNSPECIFIED), p))
+                .map_err(|e| format!("in '{text}': {e}")),
+        }
+    } else {
+        match text.parse::<std::net::Ipv4Addr>() {
+            Ok(a) => Ok((Some(a), 0)),
+            Err(_) => units::endpoint(text),
+        }
     };
     let (addr, port) = match parsed {
         Ok((Some(a), p)) => (a, p),
@@ -1207,6 +1222,16 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         }
     };
     let mut out = Server::new(name.get_ref(), addr, port, origin);
+    out.fqdn = fqdn;
+    if let Some(v) = pick(&s.init_addr, &d.init_addr) {
+        match InitAddr::parse_list(v.get_ref()) {
+            Ok(l) => out.init_addr = l,
+            Err(e) => {
+                let at = cx.src.of(v);
+                cx.err(at, format!("server '{}': init_addr: {e}", out.name));
+            }
+        }
+    }
     out.check = s.check.or(d.check).unwrap_or(false);
     if let Some(t) = cx.time(pick(&s.inter, &d.inter), "inter") {
         out.inter = t;
@@ -1398,6 +1423,32 @@ mod tests {
         assert_eq!(s.inter, Duration::from_millis(3000));
         assert_eq!(c.global.logs[0].facility, Facility::Local6);
         assert_eq!(c.global.logs[0].max_level, Level::Debug);
+    }
+
+    #[test]
+    fn server_host_names_and_init_addr() {
+        let c = parse(
+            "t.toml",
+            "[frontend.f]\nbind=['10.0.0.1:80']\ndefault_backend='b'\n[backend.b]\nserver=[{name='s',address='app.example:80',init_addr='libc,10.0.0.9'},{name='t',address='app.example'}]\n",
+        )
+        .expect("parses");
+        let s = &c.backends[0].servers;
+        assert_eq!(s[0].fqdn.as_deref(), Some("app.example"));
+        assert_eq!((s[0].port, s[1].port), (80, 0));
+        assert_eq!(
+            s[0].init_addr,
+            [
+                InitAddr::Libc,
+                InitAddr::Ip(std::net::Ipv4Addr::new(10, 0, 0, 9))
+            ]
+        );
+        assert_eq!(s[1].init_addr, InitAddr::DEFAULT);
+        let e =
+            errors("[backend.b]\nserver=[{name='s',address='app.example:80',init_addr='dns'}]\n");
+        assert!(
+            e[0].contains("init_addr: 'dns' is not a valid init-addr method"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -80,6 +80,22 @@ pub fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
         .map_err(|_| format!("'{s}' is not an IPv4 address"))
 }
 
+/// A DNS host name (`app.example`, `db-1`): labels of letters, digits, '-' and '_', at least
+/// one letter (so a mistyped dotted quad stays an address error).
+pub fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.contains(|c: char| c.is_ascii_alphabetic())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
 /// `ADDR:PORT`, where ADDR may be `*` or empty for "any" (`None`).
 pub fn endpoint(s: &str) -> Result<(Option<Ipv4Addr>, u16), String> {
     let Some((addr, p)) = s.rsplit_once(':') else {

@@ -103,6 +103,15 @@ impl ConfigFile {
     }
 }
 
+/// Gives the servers named by host name their addresses (`init-addr`), reading `last` ones
+/// from the state files; blocks on the system's resolver.
+pub fn resolve_names(cfg: &mut Config) -> Result<Vec<config::Diagnostic>, config::ConfigError> {
+    let last = server_state::last_addrs(cfg, |p| std::fs::read_to_string(p).ok());
+    config::resolve::resolve(cfg, &config::resolve::SystemResolver, &|b, s| {
+        last.get(&(b.to_string(), s.to_string())).copied()
+    })
+}
+
 /// How long a stopped daemon's data plane keeps taking new flows, waiting for a successor
 /// (a `systemctl restart` takes a second or two).
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(5);
@@ -131,7 +140,13 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<()> {
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
-    let cfg = loaded.config;
+    // Before the runtime starts: the system's resolver blocks.
+    let mut cfg = loaded.config;
+    for w in resolve_names(&mut cfg)
+        .map_err(|e| anyhow!("{e}\n[ALERT] config : Fatal errors found in configuration."))?
+    {
+        eprintln!("{w}");
+    }
     crate::rlimit::raise_nofile(&cfg);
     let host = host_diagnostics(&cfg, config::validate::HostUse::Run);
     for d in &host {

@@ -7,9 +7,11 @@
 //! `socat` works too), which also covers a crash. Without the keywords, state resets to the
 //! configuration on restart, as in HAProxy.
 use std::{
+    collections::BTreeMap,
     ffi::CString,
     fs::File,
     io::{Read, Write},
+    net::Ipv4Addr,
     os::fd::{AsRawFd, FromRawFd},
     path::{Path, PathBuf},
 };
@@ -17,7 +19,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::servers::Admin;
-use crate::config::{Backend, Global, LoadState};
+use crate::config::{Backend, Config, Global, LoadState};
 
 /// One server's line, as far as lb applies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub struct Saved {
     pub admin: Admin,
     /// `srv_uweight`.
     pub weight: u32,
+    /// `srv_addr`: where `init-addr last` starts a server given by host name.
+    pub addr: Option<Ipv4Addr>,
 }
 
 const SRV_ADMF_FMAINT: u32 = 0x01;
@@ -61,6 +65,7 @@ pub fn parse(text: &str) -> Result<Vec<Saved>> {
         col("srv_admin_state")?,
         col("srv_uweight")?,
     );
+    let addr = col("srv_addr").ok();
     let mut out = Vec::new();
     for (n, line) in lines.enumerate() {
         if line.trim().is_empty() || line.starts_with('#') {
@@ -90,6 +95,7 @@ pub fn parse(text: &str) -> Result<Vec<Saved>> {
                 Admin::Ready
             },
             weight: num(weight)?,
+            addr: addr.and_then(|i| f.get(i)?.parse().ok()),
         });
     }
     Ok(out)
@@ -111,6 +117,35 @@ pub fn path_for(g: &Global, b: &Backend) -> Option<PathBuf> {
             Some(under_base(Path::new(&name)))
         }
     }
+}
+
+/// The addresses recorded for servers in the state files `cfg`'s backends load, by (backend,
+/// server): what `init-addr last` gives a server named by host name. `read` answers a file's
+/// content (`None`: missing or unreadable; the method is then skipped, as HAProxy does).
+pub fn last_addrs(
+    cfg: &Config,
+    read: impl Fn(&Path) -> Option<String>,
+) -> BTreeMap<(String, String), Ipv4Addr> {
+    let mut out = BTreeMap::new();
+    let mut files: BTreeMap<PathBuf, Vec<Saved>> = BTreeMap::new();
+    for b in cfg
+        .backends
+        .iter()
+        .filter(|b| b.servers.iter().any(|s| s.fqdn.is_some()))
+    {
+        let Some(path) = path_for(&cfg.global, b) else {
+            continue;
+        };
+        let saved = files
+            .entry(path.clone())
+            .or_insert_with(|| read(&path).and_then(|t| parse(&t).ok()).unwrap_or_default());
+        for s in saved.iter().filter(|s| s.backend == b.name) {
+            if let Some(a) = s.addr.filter(|a| !a.is_unspecified()) {
+                out.insert((s.backend.clone(), s.server.clone()), a);
+            }
+        }
+    }
+    out
 }
 
 /// A state file, reachable after `chroot`: its directory is opened up front.
@@ -232,6 +267,24 @@ mod tests {
             ]
         );
         assert!(s.iter().all(|x| x.backend == "hoge"));
+    }
+
+    #[test]
+    fn last_addresses_come_from_the_file_the_backend_loads() {
+        let text = "global\n  server-state-file /s/global.state\nfrontend f\n  bind 10.0.0.1:80\n  default_backend hoge\nbackend hoge\n  load-server-state-from-file global\n  server web10 app.example:80\n  server web11 10.0.0.2:80\nbackend other\n  server web10 app.example:80\n";
+        let cfg = crate::config::parse_bytes("t.cfg", text.as_bytes(), false)
+            .expect("config")
+            .config;
+        let got = last_addrs(&cfg, |p| {
+            (p == Path::new("/s/global.state")).then(|| DUMP.into())
+        });
+        // Every server of `hoge` the file names; `other` loads no file.
+        assert_eq!(
+            got.get(&("hoge".into(), "web10".into())),
+            Some(&Ipv4Addr::new(10, 200, 10, 10))
+        );
+        assert_eq!(got.len(), 4);
+        assert!(last_addrs(&cfg, |_| None).is_empty());
     }
 
     #[test]

@@ -381,11 +381,7 @@ pub(super) const KEYWORDS: &[Keyword] = &[
         BE_DEF,
         Read::Proxy(proxy::server_state_file_name),
     ),
-    kw(
-        "server-template",
-        PROXY,
-        Unsupported("lb has no DNS-driven servers; declare each 'server'"),
-    ),
+    kw("server-template", BE, Read::Proxy(server::server_template)),
     kw("source", BE_DEF, Read::Proxy(proxy::source)),
     kw("stats", PROXY, Read::Proxy(stats::stats)),
     kw("stick", PROXY, Unsupported(NO_PERSISTENCE)),

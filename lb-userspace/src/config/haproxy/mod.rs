@@ -179,9 +179,13 @@ impl Parser {
             self.close_section(self.d.line);
             self.sect = Sect::Other;
             self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
-            self.d.warn(format!(
-                "'{kw}' section has no effect in lb: lb does not use it, its contents are ignored"
-            ));
+            let why = if kw == "resolvers" {
+                "lb resolves host names with the system's resolver (/etc/hosts, then DNS) at start-up and on reload only, never while running; its contents are ignored"
+            } else {
+                "lb does not use it, its contents are ignored"
+            };
+            self.d
+                .warn(format!("'{kw}' section has no effect in lb: {why}"));
             return;
         }
         self.keyword(&args, kwm);

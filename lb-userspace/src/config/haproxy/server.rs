@@ -91,9 +91,10 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
             1,
             "lb's 'maxconn' is a fixed limit, there is no 'fullconn' to scale it from 'minconn'",
         ),
-        "init-addr" | "resolve-prefer" | "resolve-net" => {
-            (1, "lb takes IPv4 addresses only, it resolves no names")
-        }
+        "resolvers" | "resolve-prefer" | "resolve-net" => (
+            1,
+            "lb resolves host names to IPv4 addresses with the system's resolver at start-up and on reload only ('init-addr'), never while running",
+        ),
         "tfo" => (0, "lb does not open connections to servers itself"),
         "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
         "no-ssl" => (0, "lb never speaks TLS to servers anyway"),
@@ -130,7 +131,6 @@ fn unsupported(kw: &str) -> Option<(usize, &'static str)> {
             "lb forwards the client's bytes as they are and cannot add a PROXY protocol header; with nat dnat servers see the client address",
         ),
         "track" => (1, "lb checks every server itself"),
-        "resolvers" => (1, "lb takes IPv4 addresses only, it resolves no names"),
         "redir" => (1, L7_GENERIC),
         "source" => (
             1,
@@ -151,6 +151,56 @@ pub(super) fn server(c: &mut ProxyCtx) {
     if let Some(srv) = server_line(c.d, backend, &c.s.default_server, c.args) {
         servers.push(srv);
     }
+}
+
+/// `server-template PREFIX NUM|FIRST-LAST FQDN[:PORT] [params]`: servers PREFIXFIRST..PREFIXLAST
+/// given by the same name. Without a `resolvers` section that is what HAProxy does too; with
+/// one HAProxy spreads them over the DNS answers at run time, which lb does not (it warns).
+pub(super) fn server_template(c: &mut ProxyCtx) {
+    let backend = if c.kind == Kind::Defaults { "" } else { c.name };
+    let Some(servers) = c.servers.as_deref_mut() else {
+        return;
+    };
+    let args = c.args;
+    let (Some(prefix), Some(range), Some(addr)) = (args.get(1), args.get(2), args.get(3)) else {
+        c.d.alert("'server-template' expects <prefix> <nb | range> <addr>[:<port>] as arguments.");
+        return;
+    };
+    let Some((first, last)) = template_range(range) else {
+        c.d.alert(format!(
+            "'server-template {}' : invalid range '{}', expected a number of servers or FIRST-LAST (1 or more).",
+            show(prefix),
+            show(range)
+        ));
+        return;
+    };
+    // One server read with its messages, the others copied from it under their names.
+    let mut line: Vec<String> = vec!["server".into(), format!("{prefix}{first}"), addr.clone()];
+    line.extend(args[4..].iter().cloned());
+    let Some(srv) = server_line(c.d, backend, &c.s.default_server, &line) else {
+        return;
+    };
+    if let Some(name) = &srv.fqdn {
+        c.d.warn(format!(
+            "'server-template {}' : lb resolves '{}' with the system's resolver at start-up and on reload only, giving servers {prefix}{first} to {prefix}{last} the same address; it does not spread them over DNS answers at run time as HAProxy does with 'resolvers'.",
+            show(prefix),
+            show(name)
+        ));
+    }
+    for i in first..=last {
+        let mut s = srv.clone();
+        s.name = format!("{prefix}{i}");
+        servers.push(s);
+    }
+}
+
+/// `NUM` (1..=NUM) or `FIRST-LAST`.
+fn template_range(r: &str) -> Option<(u32, u32)> {
+    let (first, last) = match r.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => (1, r.parse().ok()?),
+    };
+    (first >= 1 && first <= last).then_some((first, last))
 }
 
 /// `default-server [params]`: the template of the servers declared after it.
@@ -175,7 +225,7 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
         ));
         return None;
     }
-    let (ip, port) = match server_addr(addr) {
+    let (host, port) = match server_addr(addr) {
         Ok(p) => p,
         Err(e) => {
             d.alert(format!("{ctx} : {}", clean(&e)));
@@ -184,15 +234,25 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
     };
     let mut srv = tpl.clone();
     srv.name = name.clone();
-    srv.addr = ip;
+    // A host name is resolved when the configuration is put to work (config::resolve).
+    (srv.addr, srv.fqdn) = match host {
+        Host::Ip(ip) => (ip, None),
+        Host::Name(n) => (Ipv4Addr::UNSPECIFIED, Some(n)),
+    };
     srv.port = port;
     srv.origin = d.here();
     server_params(d, &ctx, &mut srv, args, 3);
     Some(srv)
 }
 
-/// A server's `IPV4:PORT`.
-fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
+/// What a server's address names.
+enum Host {
+    Ip(Ipv4Addr),
+    Name(String),
+}
+
+/// A server's `IPV4:PORT` or `NAME:PORT`.
+fn server_addr(addr: &str) -> Result<(Host, u16), String> {
     let a = addr.strip_prefix("ipv4@").unwrap_or(addr);
     if a.contains('@') || a.starts_with('/') {
         return Err(format!(
@@ -218,12 +278,16 @@ fn server_addr(addr: &str) -> Result<(Ipv4Addr, u16), String> {
             show(addr)
         ));
     }
-    let ip = ip_arg(ip)?;
+    let host = if units::is_host_name(ip) {
+        Host::Name(ip.to_string())
+    } else {
+        Host::Ip(ip_arg(ip)?)
+    };
     if port.is_empty() {
-        return Ok((ip, 0));
+        return Ok((host, 0));
     }
     let port = units::port(port).map_err(|e| format!("in '{}': {e}", show(addr)))?;
-    Ok((ip, port))
+    Ok((host, port))
 }
 
 /// Server (and `default-server`) parameters from `args[start..]`; `ctx` names the line in
@@ -277,6 +341,19 @@ fn server_param(
         "no-check-ssl" => srv.check_tls.ssl = false,
         "agent-check" => srv.agent.enabled = true,
         "no-agent-check" => srv.agent.enabled = false,
+        "init-addr" => {
+            let Some(v) = v.filter(|v| !v.is_empty()) else {
+                d.alert(format!(
+                    "{ctx} : 'init-addr' expects <method>[,<method>...] as argument."
+                ));
+                return None;
+            };
+            match InitAddr::parse_list(v) {
+                Ok(l) => srv.init_addr = l,
+                Err(e) => d.alert(format!("{ctx} : 'init-addr' : {}", clean(&e))),
+            }
+            return Some(2);
+        }
         "check-sni" | "verify" | "ca-file" | "agent-port" | "agent-inter" | "agent-send"
         | "agent-addr" => {
             check_value(d, ctx, srv, k, v)?;

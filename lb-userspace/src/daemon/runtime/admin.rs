@@ -148,9 +148,18 @@ impl Runtime {
             AdminState::Drain => Admin::Drain,
             AdminState::Maint => Admin::Maint,
         };
-        let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
+        let (old, backend, addr) = self
+            .entry(id)
+            .map(|e| (e.state, e.place.backend, e.place.addr))?;
         if old.admin == new {
             return Ok(());
+        }
+        // A host name that resolved to nothing (`init-addr none`): as HAProxy's resolution
+        // maintenance, only an address (a reload that resolves it) ends it.
+        if old.admin == Admin::Maint && addr.is_unspecified() {
+            anyhow::bail!(
+                "the server has no address (its host name did not resolve, 'init-addr none'); it leaves maintenance when a reload resolves it"
+            );
         }
         let before = self.counts(backend);
         let was_up = old.active();
@@ -384,6 +393,7 @@ impl Runtime {
             puid: e.place.puid,
             name: e.place.name.clone(),
             addr: e.place.addr,
+            fqdn: s.fqdn.clone(),
             port: e.place.port,
             backup: e.place.backup,
             up: st.active(),

@@ -8,10 +8,14 @@ use tokio::sync::mpsc;
 
 use super::{Runtime, StateFiles};
 use crate::{
-    config::{Config, Level, Severity},
+    config::{
+        Config, Level, Severity,
+        resolve::{SystemResolver, resolve},
+    },
     daemon::{
         flowlog::Names,
         plan::{Plan, host_diagnostics, plan},
+        server_state,
         sysctl::Forwarding,
     },
     dataplane::layout::Layout,
@@ -51,7 +55,8 @@ impl Runtime {
     }
 
     async fn try_reload(&mut self, pending: &mut mpsc::Receiver<CheckEvent>) -> Result<(), Alerts> {
-        let (cfg, plan) = self.next_config()?;
+        let cfg = self.resolved_config().await?;
+        let (cfg, plan) = self.next_config(cfg)?;
         // The tracing copy runs on the old interfaces only; a new configuration starts
         // untraced (`lb trace on` again to go on).
         if let Err(e) = self.stop_tracing() {
@@ -77,16 +82,35 @@ impl Runtime {
         applied.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])
     }
 
-    /// Reads the file and checks it as `lb run` would, and that it changes nothing only a
-    /// restart can.
-    fn next_config(&self) -> Result<(Config, Plan), Alerts> {
-        let loaded = self.source.load().map_err(|e| {
+    /// Reads the file and resolves its servers' host names (off the runtime's threads: the
+    /// system's resolver blocks).
+    async fn resolved_config(&self) -> Result<Config, Alerts> {
+        let lines = |e: crate::config::ConfigError| {
             e.diagnostics
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Alerts>()
-        })?;
-        let cfg = loaded.config;
+        };
+        let mut cfg = self.source.load().map_err(lines)?.config;
+        let last = server_state::last_addrs(&cfg, |p| self.state_files.read(p));
+        let (cfg, resolved) = tokio::task::spawn_blocking(move || {
+            let r = resolve(&mut cfg, &SystemResolver, &|b, s| {
+                last.get(&(b.to_string(), s.to_string())).copied()
+            });
+            (cfg, r)
+        })
+        .await
+        .map_err(|e| vec![format!("[ALERT] resolving host names: {e}")])?;
+        for w in resolved.map_err(lines)? {
+            eprintln!("{w}");
+            self.logger.send(Level::Warning, &w.to_string());
+        }
+        Ok(cfg)
+    }
+
+    /// Checks a configuration as `lb run` would, and that it changes nothing only a restart
+    /// can.
+    fn next_config(&self, cfg: Config) -> Result<(Config, Plan), Alerts> {
         let alerts: Alerts = host_diagnostics(&cfg, crate::config::validate::HostUse::Run)
             .into_iter()
             .filter(|d| d.severity == Severity::Alert)

@@ -47,6 +47,15 @@ impl StateFiles {
         }
         StateFiles { files }
     }
+
+    /// A state file's content, through the directory opened before any `chroot` when it is
+    /// one of these; `None` when missing or unreadable.
+    pub fn read(&self, path: &std::path::Path) -> Option<String> {
+        match self.files.get(path) {
+            Some(f) => f.read().ok().flatten(),
+            None => std::fs::read_to_string(path).ok(),
+        }
+    }
 }
 
 impl Runtime {
