@@ -535,6 +535,84 @@ mod tests {
         }
     }
 
+    /// Every keyword lb accepts either has its effect or says it has none: the keywords that
+    /// only warn or refuse are walked here, each on a line of its own in a section where it
+    /// is valid, and must produce their message with their reason at that line; those with
+    /// a reader must appear in some config the tests parse (the corpus or these tests).
+    #[test]
+    fn every_keyword_is_applied_or_says_why_not() {
+        let tested: String = {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let mut all = String::new();
+            // The corpus, the integration tests, the parser's own unit tests, the shipped
+            // configs and the testbed: every place a test config is written.
+            for (dir, ext) in [
+                ("tests/config_corpus", "cfg"),
+                ("tests", "rs"),
+                ("src/config", "rs"),
+                ("src/config/haproxy", "rs"),
+                ("../configs", "cfg"),
+                ("../lb-testbed/src", "rs"),
+            ] {
+                let dir = format!("{root}/{dir}");
+                for e in std::fs::read_dir(&dir).expect("test sources").flatten() {
+                    if e.path().extension().is_some_and(|x| x == ext) {
+                        // Some corpus files hold invalid bytes on purpose.
+                        let bytes = std::fs::read(e.path()).expect("test source");
+                        all.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+            }
+            all
+        };
+        let mut unexercised = Vec::new();
+        for k in KEYWORDS {
+            let name = k.name.replace('*', "x");
+            let line = format!("    {name} 1");
+            let text = if k.sections == GLOBAL {
+                format!("global\n{line}\n")
+            } else if k.sections.meets(Sections::BACKEND) {
+                format!("backend b\n{line}\n    server s 10.0.1.1:80\n")
+            } else if k.sections.meets(Sections::FRONTEND) {
+                format!(
+                    "frontend f\n    bind 10.0.0.1:80\n{line}\n    default_backend b\n\
+                     backend b\n    server s 10.0.1.1:80\n"
+                )
+            } else {
+                format!("defaults\n{line}\n")
+            };
+            let said = |want: String| {
+                let out: Vec<String> = match super::super::parse("t.cfg", &text) {
+                    Ok(p) => p.warnings.iter().map(ToString::to_string).collect(),
+                    Err(e) => e.alerts().map(ToString::to_string).collect(),
+                };
+                assert!(
+                    out.iter().any(|m| m.contains(":2] :") && m.contains(&want)),
+                    "{name}: no {want:?} at its line in {out:?}"
+                );
+            };
+            match k.read {
+                NoEffect(why) => said(format!("'{name}' has no effect in lb: {why}.")),
+                L7(why) => said(format!("'{name}' has no effect in lb (L4): {why}.")),
+                Unsupported(why) => said(format!("'{name}' is not supported by lb: {why}.")),
+                Read::Global(_) | Read::Proxy(_) => {
+                    // Lines of files, and of configs written as one-line strings in tests.
+                    let used = tested.lines().flat_map(|l| l.split("\\n")).any(|l| {
+                        let l = l.trim_start().trim_start_matches('"').trim_start();
+                        l.starts_with(&format!("{} ", k.name)) || l == k.name
+                    });
+                    if !used {
+                        unexercised.push(k.name);
+                    }
+                }
+            }
+        }
+        assert!(
+            unexercised.is_empty(),
+            "keywords with a reader that no test config uses: {unexercised:?}"
+        );
+    }
+
     /// A name listed twice for the same sections would hide the second entry.
     #[test]
     fn names_are_unique_per_class() {
