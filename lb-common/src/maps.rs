@@ -122,7 +122,8 @@ macro_rules! for_each_map {
             reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 4;
             /// Per server slot: names and operator-facing state; never read by the program.
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
-            /// Per CPU: where the data plane builds a new flow's entries.
+            /// Per CPU: working memory the stack cannot spare (a new flow's entries, the FIB
+            /// lookup's parameters, the port search's state).
             scratch LB_SCRATCH: PerCpuArray<u32, $crate::Scratch>[1] Private 2;
             /// `tcp-request connection` rules: frontend, port and client prefix -> accept or
             /// reject (`access`).

@@ -24,13 +24,19 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Looks up the route to `dst` in the current network namespace.
-pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
+/// A netlink socket to the kernel's routing subsystem, bound and connected.
+fn route_socket() -> Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
     socket.bind_auto().context("binding the netlink socket")?;
     socket
         .connect(&SocketAddr::new(0, 0))
         .context("connecting the netlink socket")?;
+    Ok(socket)
+}
+
+/// Looks up the route to `dst` in the current network namespace.
+pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
+    let socket = route_socket()?;
 
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet;
@@ -92,11 +98,7 @@ pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
 pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
     use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE};
     use netlink_packet_route::route::{RouteProtocol, RouteScope, RouteType};
-    let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
-    socket.bind_auto().context("binding the netlink socket")?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .context("connecting the netlink socket")?;
+    let socket = route_socket()?;
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet;
     msg.header.destination_prefix_length = 32;

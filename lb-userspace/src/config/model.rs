@@ -599,6 +599,23 @@ pub struct TcpExpect {
     pub comment: Option<String>,
 }
 
+impl TcpExpect {
+    /// An expect rule with `pattern` and none of the options.
+    pub fn new(pattern: TcpPattern) -> TcpExpect {
+        TcpExpect {
+            pattern,
+            negate: false,
+            min_recv: None,
+            ok_status: None,
+            error_status: None,
+            tout_status: None,
+            on_success: None,
+            on_error: None,
+            comment: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpPattern {
     /// `string`: the answer contains these bytes.

@@ -903,17 +903,7 @@ mod tests {
     }
 
     fn expect(p: TcpPattern) -> TcpRule {
-        TcpRule::Expect(TcpExpect {
-            pattern: p,
-            negate: false,
-            min_recv: None,
-            ok_status: None,
-            error_status: None,
-            tout_status: None,
-            on_success: None,
-            on_error: None,
-            comment: None,
-        })
+        TcpRule::Expect(TcpExpect::new(p))
     }
 
     fn judge(p: &Program, i: usize, buf: &[u8], last_read: bool) -> Eval {
@@ -967,10 +957,7 @@ mod tests {
             send("PING\r\n"),
             TcpRule::Expect(TcpExpect {
                 negate: true,
-                ..match expect(TcpPattern::Regex("^\\+PO".into())) {
-                    TcpRule::Expect(e) => e,
-                    _ => unreachable!(),
-                }
+                ..TcpExpect::new(TcpPattern::Regex("^\\+PO".into()))
             }),
         ]);
         assert_eq!(

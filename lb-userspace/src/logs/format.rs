@@ -298,11 +298,7 @@ pub fn server_up(
     sessions: Sessions,
     flavor: Flavor,
 ) -> LogLine {
-    let mut t = format!("{} is UP", srv.server_word());
-    append_why(&mut t, why, flavor);
-    append_online(&mut t, counts, sessions);
-    t.push('.');
-    LogLine::new(Level::Notice, t)
+    server_is(srv, "UP", why, counts, sessions, flavor)
 }
 
 /// `Server b/s is stopping[, why]. N active and M backup servers online. ...` (notice): NOLB
@@ -314,7 +310,19 @@ pub fn server_stopping(
     sessions: Sessions,
     flavor: Flavor,
 ) -> LogLine {
-    let mut t = format!("{} is stopping", srv.server_word());
+    server_is(srv, "stopping", why, counts, sessions, flavor)
+}
+
+/// `Server b/s is STATE[, why]. N active and M backup servers online. ...` (notice).
+fn server_is(
+    srv: ServerName<'_>,
+    state: &str,
+    why: Why<'_>,
+    counts: Counts,
+    sessions: Sessions,
+    flavor: Flavor,
+) -> LogLine {
+    let mut t = format!("{} is {state}", srv.server_word());
     append_why(&mut t, why, flavor);
     append_online(&mut t, counts, sessions);
     t.push('.');

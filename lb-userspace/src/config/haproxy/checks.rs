@@ -9,6 +9,20 @@ use super::{
 };
 use crate::config::{model::*, units};
 
+/// `http-check connect` / `tcp-check connect` options, in HAProxy's order, for suggestions.
+const CONNECT_OPTIONS: &[&str] = &[
+    "default",
+    "port",
+    "addr",
+    "send-proxy",
+    "via-socks4",
+    "ssl",
+    "sni",
+    "alpn",
+    "linger",
+    "proto",
+    "comment",
+];
 /// `http-check send` as written: unset parts keep the `option httpchk` request's.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SendSpec {
@@ -438,23 +452,7 @@ fn connect(c: &mut ProxyCtx) {
                 c.d.alert(format!(
                     "'http-check connect' : unknown keyword '{}'{}",
                     show(other),
-                    did_you_mean(
-                        other,
-                        &[
-                            "default",
-                            "port",
-                            "addr",
-                            "send-proxy",
-                            "via-socks4",
-                            "ssl",
-                            "sni",
-                            "alpn",
-                            "linger",
-                            "proto",
-                            "comment"
-                        ],
-                        "."
-                    )
+                    did_you_mean(other, CONNECT_OPTIONS, ".")
                 ));
                 return;
             }
@@ -743,23 +741,7 @@ fn tcp_connect(c: &mut ProxyCtx) -> Option<TcpRule> {
                 c.d.alert(format!(
                     "'tcp-check connect' : unknown keyword '{}'{}",
                     show(other),
-                    did_you_mean(
-                        other,
-                        &[
-                            "default",
-                            "port",
-                            "addr",
-                            "send-proxy",
-                            "via-socks4",
-                            "ssl",
-                            "sni",
-                            "alpn",
-                            "linger",
-                            "proto",
-                            "comment"
-                        ],
-                        "."
-                    )
+                    did_you_mean(other, CONNECT_OPTIONS, ".")
                 ));
                 return None;
             }
@@ -776,18 +758,8 @@ fn tcp_connect(c: &mut ProxyCtx) -> Option<TcpRule> {
 
 /// `tcp-check expect [options] [!] string|rstring|binary|rbinary PATTERN`.
 fn tcp_expect(c: &mut ProxyCtx) -> Option<TcpRule> {
-    let mut e = TcpExpect {
-        // Replaced by the pattern read below.
-        pattern: TcpPattern::String(String::new()),
-        negate: false,
-        min_recv: None,
-        ok_status: None,
-        error_status: None,
-        tout_status: None,
-        on_success: None,
-        on_error: None,
-        comment: None,
-    };
+    // The pattern is replaced by the one read below.
+    let mut e = TcpExpect::new(TcpPattern::String(String::new()));
     // Options may come before or after the pattern, as in HAProxy.
     let mut i = 2;
     let mut pattern = None;
