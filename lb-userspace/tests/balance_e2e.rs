@@ -273,11 +273,16 @@ fn tracing_goes_on_and_off_through_the_socket() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let want = format!(" hoge/{who}");
     // (The first packets towards a server may go to the kernel while it resolves the
-    // neighbour: "pass pass_no_neigh new-flow ...".)
-    while !traces(&bed)
-        .iter()
-        .any(|l| l.contains(" new-flow tcp 10.200.0.2:") && l.ends_with(&want))
-    {
+    // neighbour: "pass pass_no_neigh new-flow ...".) The daemon prints the trace lines as it
+    // reads them: wait for the connection's other packets too before judging.
+    let seen = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains(" new-flow tcp 10.200.0.2:") && l.ends_with(&want))
+            && lines.iter().any(|l| l.contains(" forward tcp 10.200.0.2:"))
+            && lines.iter().any(|l| l.contains(" reply tcp "))
+    };
+    while !seen(&traces(&bed)) {
         assert!(
             Instant::now() < deadline,
             "no new-flow line: {:?}",
