@@ -98,8 +98,11 @@ fn syn_flood(routing: Routing, nat: &str) {
     // Under DNAT the servers' SYN-ACKs to the spoofed sources come back through lb too, and
     // at twice the load a real handshake can be slower than the half-open table's turnover
     // (8,192 flows at ~100k SYN/s: ~80 ms): its entry is evicted and its ACK reset by the
-    // host. Seen in 1 of ~30 connections in 1 run of 4; full-NAT, none in 4.
-    let may_fail = if nat == "dnat" { during.opened / 10 } else { 0 };
+    // host. Seen in 1 of ~30 connections in 1 run of 4. Full-NAT meets it too now that lb
+    // takes the flood faster (245k SYN/s in the bench, 26 of 28 and 26 of 27 served during
+    // it, 1 of ~28 in a CI run): the target is every connection from 5 s after the
+    // flood, asserted below; SYN cookies from XDP would close this gap.
+    let may_fail = during.opened / 10;
     assert!(
         during.opened - during.served <= may_fail,
         "new connections failed during the flood: {:?}",
