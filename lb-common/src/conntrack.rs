@@ -16,7 +16,7 @@ use crate::{
     clock::{elapsed, ticks_from_ms},
     flow::{
         FLOW_F_FIN_CLIENT, FLOW_F_FIN_SERVER, FLOW_F_RST, FLOW_F_SERVER_CLOSED_FIRST, FLOW_F_TS,
-        Flow,
+        FlowOf,
     },
 };
 
@@ -382,7 +382,7 @@ impl Timeouts {
 
 /// Whether an entry has been idle longer than its timeout at `now`.
 #[inline(always)]
-pub const fn idle_expired(f: &Flow, now: u32) -> bool {
+pub const fn idle_expired<A>(f: &FlowOf<A>, now: u32) -> bool {
     elapsed(now, f.last_seen) > f.timeout
 }
 
@@ -391,7 +391,12 @@ pub const fn idle_expired(f: &Flow, now: u32) -> bool {
 /// entry at `f.mirror_key`, `mirror`, if it is still this flow's: it points back to `key`).
 /// The data plane and `lb show` both judge by this. A direct-server-return entry has no other
 /// direction (lb never sees the replies): the client's packets alone keep it alive.
-pub fn dead(f: &Flow, key: &crate::FlowKey, mirror: Option<&Flow>, now: u32) -> bool {
+pub fn dead<A: Copy + PartialEq>(
+    f: &FlowOf<A>,
+    key: &crate::FlowKeyOf<A>,
+    mirror: Option<&FlowOf<A>>,
+    now: u32,
+) -> bool {
     if !idle_expired(f, now) {
         return false;
     }
@@ -431,7 +436,7 @@ pub const fn server_may_hold(state: u8, flags: u8) -> bool {
 /// Whether full-NAT may reuse the port of `old`, a TCP reply entry that expired at `now`:
 /// if the server may still hold the tuple ([`server_may_hold`]), only once the longest a
 /// server holds one (TIME_WAIT, FIN_WAIT2: 60 s) has passed since its last packet.
-pub const fn port_rested(old: &Flow, now: u32) -> bool {
+pub const fn port_rested<A>(old: &FlowOf<A>, now: u32) -> bool {
     !server_may_hold(old.state, old.flags)
         || elapsed(now, old.last_seen) > ticks_from_ms(TIME_WAIT_MS)
 }
@@ -458,11 +463,11 @@ pub enum Claimant {
 /// the entry (the sequence-number rule needs the client's last sequence number, which is not
 /// worth an entry's bytes for a rare case). DNAT's tuple is the client's: when the client
 /// starts its own tuple again, that is its call, as it would be without lb.
-pub const fn port_reusable(
-    old: &Flow,
-    client: u32,
+pub fn port_reusable<A: Copy + PartialEq>(
+    old: &FlowOf<A>,
+    client: A,
     cport: u16,
-    vip: u32,
+    vip: A,
     claimant: Claimant,
 ) -> bool {
     let same_client = old.dst == client && old.dport == cport && old.src == vip;
@@ -486,7 +491,7 @@ pub const fn port_reusable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FLOW_F_REPLY;
+    use crate::flow::{FLOW_F_REPLY, Flow};
 
     const ACK: u8 = TCP_ACK;
     const SYN: u8 = TCP_SYN;

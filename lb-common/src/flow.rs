@@ -3,13 +3,14 @@
 //! needs (the rewrite, the next hop, the state and its clock), so a tracked packet costs one
 //! lookup. The lifecycle rules (states, timeouts, port reuse) are in [`crate::conntrack`].
 
-/// A 5-tuple as it appears in a packet: the key of `LB_FLOWS` and `LB_HALFOPEN` for both
-/// directions.
+/// A 5-tuple as it appears in a packet: the key of `LB_FLOWS` and `LB_HALFOPEN` (IPv4,
+/// [`FlowKey`]) and of `LB6_FLOWS` and `LB6_HALFOPEN` (IPv6, [`FlowKey6`]) for both
+/// directions. `A` is the address as the packet holds it ([`crate::addr`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub src: u32,
-    pub dst: u32,
+pub struct FlowKeyOf<A> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -18,11 +19,16 @@ pub struct FlowKey {
     pub _pad2: u16,
 }
 
-impl FlowKey {
+/// An IPv4 flow's key.
+pub type FlowKey = FlowKeyOf<u32>;
+/// An IPv6 flow's key.
+pub type FlowKey6 = FlowKeyOf<Addr6>;
+
+impl<A> FlowKeyOf<A> {
     /// Addresses and ports in network byte order.
     #[inline(always)]
-    pub const fn new(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
-        FlowKey {
+    pub const fn new(src: A, dst: A, sport: u16, dport: u16, proto: u8) -> FlowKeyOf<A> {
+        FlowKeyOf {
             src,
             dst,
             sport,
@@ -33,6 +39,8 @@ impl FlowKey {
         }
     }
 }
+
+use crate::addr::Addr6;
 
 /// How long a cached next hop is trusted: routes and neighbours that change are picked up
 /// within a second, without the daemon (the data plane may be running without one).
@@ -84,11 +92,13 @@ pub const FLOW_F_DSR: u8 = 1 << 7;
 /// - reply entry (key: server -> LB or client): rewrite to VIP -> client.
 ///
 /// Either entry names the other: its key is the rewrite turned around ([`Flow::mirror_key`]).
+/// IPv4 flows are [`Flow`]s, IPv6 flows [`Flow6`]s: everything but the addresses is the same,
+/// so the lifecycle rules ([`crate::conntrack`]) serve both.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Flow {
-    pub src: u32,
-    pub dst: u32,
+pub struct FlowOf<A> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     /// `conntrack::State` as a number.
@@ -154,7 +164,12 @@ pub struct PortProbe {
     pub found: u32,
 }
 
-impl Flow {
+/// An IPv4 flow's entry.
+pub type Flow = FlowOf<u32>;
+/// An IPv6 flow's entry.
+pub type Flow6 = FlowOf<Addr6>;
+
+impl<A: Copy> FlowOf<A> {
     #[inline(always)]
     pub const fn is_reply(&self) -> bool {
         self.flags & FLOW_F_REPLY != 0
@@ -162,8 +177,8 @@ impl Flow {
 
     /// The key of the other direction's entry: this entry's rewrite, turned around.
     #[inline(always)]
-    pub const fn mirror_key(&self, proto: u8) -> FlowKey {
-        FlowKey::new(self.dst, self.src, self.dport, self.sport, proto)
+    pub const fn mirror_key(&self, proto: u8) -> FlowKeyOf<A> {
+        FlowKeyOf::new(self.dst, self.src, self.dport, self.sport, proto)
     }
 }
 

@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod access;
+pub mod addr;
 pub mod balance;
 pub mod bench;
 pub mod clock;
@@ -29,6 +30,7 @@ pub mod trace;
 mod pod;
 
 pub use access::*;
+pub use addr::{Addr6, addr6_from_octets, addr6_octets};
 pub use conntrack::{State, Timeouts};
 pub use flow::*;
 pub use maglev::{MAGLEV_CAP, MAGLEV_RINGS, MaglevTable, maglev_index};

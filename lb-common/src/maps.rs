@@ -128,6 +128,22 @@ macro_rules! for_each_map {
             /// `tcp-request connection` rules: frontend, port and client prefix -> accept or
             /// reject (`access`).
             access LB_ACCESS: LpmTrie<$crate::AccessKey, u32>[$crate::MAX_ACCESS_ENTRIES] Config 1;
+            /// IPv6 VIP:port/protocol -> pool (of IPv6 servers) and frontend.
+            services6 LB6_SERVICES: Hash<$crate::ServiceKey6, $crate::ServiceValue>
+                [$crate::MAX_SERVICES] Config 1;
+            /// Per server slot of an IPv6 server: address, full-NAT source, next hop (an IPv4
+            /// server's slot is in `LB_SERVERS`; slots are shared, a server is in one).
+            servers6 LB6_SERVERS: Array<u32, $crate::ServerInfo6>[$crate::MAX_SERVERS] Config 1;
+            /// Confirmed IPv6 flows, both directions (`conntrack`). The daemon sizes it (and
+            /// `LB6_HALFOPEN`) to almost nothing when no service is IPv6.
+            flows6 LB6_FLOWS: LruHash<$crate::FlowKey6, $crate::Flow6>
+                [2 * $crate::DEFAULT_CONNTRACK_ENTRIES] State 1;
+            /// Half-open IPv6 flows, both directions.
+            halfopen6 LB6_HALFOPEN: LruHash<$crate::FlowKey6, $crate::Flow6>
+                [2 * $crate::DEFAULT_HALFOPEN_ENTRIES] State 1;
+            /// `tcp-request connection` rules for IPv6 clients (`access`).
+            access6 LB6_ACCESS: LpmTrie<$crate::AccessKey6, u32>[$crate::MAX_ACCESS_ENTRIES]
+                Config 1;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon

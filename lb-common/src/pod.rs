@@ -7,6 +7,12 @@ use crate::{
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and have explicit
 // padding fields, so every bit pattern is valid and no byte is uninitialised.
 unsafe impl aya::Pod for ServiceKey {}
+unsafe impl aya::Pod for crate::ServiceKey6 {}
+unsafe impl aya::Pod for crate::AccessKey6 {}
+unsafe impl aya::Pod for crate::ServerInfo6 {}
+unsafe impl aya::Pod for crate::FlowKey6 {}
+unsafe impl aya::Pod for crate::Flow6 {}
+unsafe impl aya::Pod for crate::FlowEvent6 {}
 unsafe impl aya::Pod for crate::AccessKey {}
 unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for PoolInfo {}

@@ -1,17 +1,19 @@
 //! Servers: what a new flow needs to reach one (`LB_SERVERS`), and what only people read
 //! (`LB_SERVER_META`: names and operator-facing state, pinned so `lb show` works without the
 //! daemon and a restarted daemon finds every server where it was).
-use crate::flow::NextHop;
+use crate::{addr::Addr6, flow::NextHop};
 
-/// `LB_SERVERS` value, indexed by server slot. Read when a new flow picks the server; a
-/// tracked flow carries its own rewrite and next hop and never reads it.
+/// `LB_SERVERS` (IPv4 servers) and `LB6_SERVERS` (IPv6 servers) value, indexed by server
+/// slot: a slot is one server, of one family, and only its family's map holds it. Read when a
+/// new flow picks the server; a tracked flow carries its own rewrite and next hop and never
+/// reads it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ServerInfo {
+pub struct ServerInfoOf<A> {
     /// Network byte order.
-    pub addr: u32,
+    pub addr: A,
     /// Full-NAT source: the LB's own address on the path to this server (network byte order).
-    pub snat_addr: u32,
+    pub snat_addr: A,
     /// Network byte order.
     pub port: u16,
     pub _pad: u16,
@@ -24,6 +26,9 @@ pub struct ServerInfo {
     /// Next hop towards the server, refreshed by the data plane; new flows start with it.
     pub nh: NextHop,
 }
+
+pub type ServerInfo = ServerInfoOf<u32>;
+pub type ServerInfo6 = ServerInfoOf<Addr6>;
 
 pub const NAME_LEN: usize = 32;
 

@@ -25,6 +25,24 @@ pub const SETTINGS_F_LOG_FLOWS: u32 = 1 << 1;
 /// The flow was moved away from a server that refused it (`option redispatch`).
 pub const EVENT_F_REDISPATCHED: u8 = 1 << 0;
 
+/// `LB_EVENTS` record of an IPv6 flow: [`FlowEvent`] with IPv6 addresses. The record's size
+/// tells the reader which of the two it holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent6 {
+    /// Network byte order.
+    pub client: crate::Addr6,
+    pub vip: crate::Addr6,
+    pub client_port: u16,
+    pub vip_port: u16,
+    pub server: u16,
+    pub frontend: u16,
+    pub proto: u8,
+    /// `EVENT_F_*`.
+    pub flags: u8,
+    pub _pad: u16,
+}
+
 /// `LB_EVENTS` record: a new flow and where it went.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -107,14 +107,23 @@ pub struct OpenFlows {
 pub struct TableSizes {
     pub flows: u32,
     pub halfopen: u32,
+    /// The IPv6 tables: [`UNUSED_TABLE`] while no service is IPv6, so an IPv4-only instance
+    /// pays no memory for them (LRU tables are preallocated).
+    pub flows6: u32,
+    pub halfopen6: u32,
 }
 
+/// Entries of a conntrack table no service uses.
+pub const UNUSED_TABLE: u32 = 2;
+
 impl TableSizes {
-    /// From capacities in flows.
+    /// From capacities in flows, for IPv4 services only.
     pub fn for_flows(flows: u32, halfopen: u32) -> TableSizes {
         TableSizes {
             flows: flows.saturating_mul(2),
             halfopen: halfopen.saturating_mul(2),
+            flows6: UNUSED_TABLE,
+            halfopen6: UNUSED_TABLE,
         }
     }
 
@@ -123,6 +132,8 @@ impl TableSizes {
         match def.name {
             names::LB_FLOWS => self.flows,
             names::LB_HALFOPEN => self.halfopen,
+            names::LB6_FLOWS => self.flows6,
+            names::LB6_HALFOPEN => self.halfopen6,
             _ => def.max_entries,
         }
     }

@@ -277,8 +277,13 @@ fn verify(ebpf: &mut Ebpf, name: &str) -> Result<()> {
 /// program attached.
 pub fn load_alone(name: &str) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
-    for table in [lb_common::names::LB_FLOWS, lb_common::names::LB_HALFOPEN] {
-        loader.map_max_entries(table, 2);
+    for table in [
+        lb_common::names::LB_FLOWS,
+        lb_common::names::LB_HALFOPEN,
+        lb_common::names::LB6_FLOWS,
+        lb_common::names::LB6_HALFOPEN,
+    ] {
+        loader.map_max_entries(table, maps::UNUSED_TABLE);
     }
     let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
     verify(&mut ebpf, name)?;
