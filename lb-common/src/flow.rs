@@ -142,6 +142,15 @@ pub struct ScratchOf<A> {
     pub fib: [u64; 8],
     /// Full-NAT's source-port search, shared with its `bpf_loop` callback.
     pub probe: PortProbeOf<A>,
+    /// IPv6: the packet's flow key while the packet path works on it (40 bytes the stack
+    /// cannot spare; IPv4's 16 stay on the stack).
+    pub key: FlowKeyOf<A>,
+    /// IPv6: the key of the other direction's entry, while it is looked up or removed.
+    pub mirror: FlowKeyOf<A>,
+    /// IPv6: where the L4 header starts, written and read back by the parser so that the
+    /// verifier goes on from one state however many extension headers it walked.
+    pub l4_off: u32,
+    pub _pad: u32,
 }
 
 pub type Scratch = ScratchOf<u32>;
