@@ -48,6 +48,9 @@ pub struct LoadOptions {
     /// Load the copy that traces (`lb trace on`), for packets of this VIP and port (network
     /// order, 0: any); see `lb_common::trace`.
     pub trace: Option<TraceFilter>,
+    /// Some service is IPv6: the IPv6 conntrack tables get the IPv4 ones' capacities (else
+    /// they take no memory, `TableSizes::flows6`).
+    pub ipv6: bool,
 }
 
 /// Which packets a tracing copy of the program reports.
@@ -68,13 +71,22 @@ impl Default for LoadOptions {
             discard_state: false,
             object: None,
             trace: None,
+            ipv6: false,
         }
     }
 }
 
 impl LoadOptions {
     pub fn sizes(&self) -> TableSizes {
-        TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries)
+        let v4 = TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries);
+        match self.ipv6 {
+            true => TableSizes {
+                flows6: v4.flows,
+                halfopen6: v4.halfopen,
+                ..v4
+            },
+            false => v4,
+        }
     }
 }
 
