@@ -17,14 +17,15 @@ mod dp_fixture;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
 use dp_fixture::*;
+use aya::maps::lpm_trie::Key;
 use lb::dataplane::{
     LoadOptions,
     layout::addr_be,
-    testrun::{self, XDP_PASS, XDP_REDIRECT, XDP_TX},
+    testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 use lb_common::{
-    Addr6, Flow6, FlowKey6, PROTO_TCP, PROTO_UDP, Reason, ServerInfo6, ServiceKey, ServiceKey6,
-    addr6_from_octets,
+    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, Flow6, FlowKey6, PROTO_TCP, PROTO_UDP,
+    Reason, ServerInfo6, ServiceKey, ServiceKey6, State, addr6_from_octets, clock::ticks_from_ms,
 };
 use lb_testbed::packet::{
     self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, ICMPV6, ICMPV6_DEST_UNREACH,
@@ -698,4 +699,97 @@ fn ipv4_and_ipv6_flows_live_side_by_side() {
     assert!(
         entry6(&f, &key6(client, ep6(VIP6, 80), PROTO_TCP)).is_some_and(|(_, confirmed)| confirmed)
     );
+}
+
+/// Ages the IPv6 entry at `key` by `ticks` (it looks idle that much longer).
+fn age6(f: &mut Fixture, key: &FlowKey6, ticks: u32) {
+    let (mut e, confirmed) = entry6(f, key).expect("entry to age");
+    e.last_seen = e.last_seen.wrapping_sub(ticks);
+    let table = match confirmed {
+        true => &mut f.bal.dp.maps.flows6,
+        false => &mut f.bal.dp.maps.halfopen6,
+    };
+    table.insert(key, e, 0).expect("write entry");
+}
+
+#[test]
+fn udp_flows_are_confirmed_by_the_client_and_expire() {
+    let mut f = fixture();
+    let (dpc, dpb) = (f.dpc, f.dpb);
+    let c = ep6(CLIENT6, 5400);
+    let dns = ep6(VIP6, 53);
+    let lb_side = ep6(LB_B6, nth_port(0));
+    let server = ep6(WEB10_6, 53);
+    let fwd = key6(c, dns, PROTO_UDP);
+    let state = |f: &Fixture| entry6(f, &fwd).map(|(e, confirmed)| (e.state, confirmed));
+    let q = Pkt6::udp(c, dns).payload(b"q").macs(MAC_CLIENT, MAC_DPC).build();
+    f.run(dpc, &q);
+    assert_eq!(state(&f), Some((State::UdpNew as u8, false)));
+    let a = Pkt6::udp(server, lb_side)
+        .payload(b"a")
+        .macs(MAC_WEB10, MAC_DPB)
+        .build();
+    f.run(dpb, &a);
+    assert_eq!(state(&f), Some((State::UdpReplied as u8, false)));
+    f.run(dpc, &q);
+    assert_eq!(state(&f), Some((State::UdpActive as u8, true)));
+    assert_eq!(counts6(&f), (2, 0));
+    // Idle past the timeout both ways: the next query is a new flow, on the next port.
+    let idle = ticks_from_ms(30_000) + 10;
+    age6(&mut f, &fwd, idle);
+    age6(&mut f, &key6(server, lb_side, PROTO_UDP), idle);
+    let (action, out) = f.run(dpc, &q);
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(state(&f), Some((State::UdpNew as u8, false)));
+    assert_eq!(packet::endpoints6(&out).0.port(), nth_port(1));
+    assert_eq!(counts6(&f), (0, 2), "the expired flow's entries are gone");
+}
+
+#[test]
+fn access_rules_judge_ipv6_clients_before_any_state() {
+    let mut f = fixture();
+    let dpc = f.dpc;
+    // `reject if { src fd00::/64 }` on frontend web (0), port 80, as the daemon writes it.
+    let frontend = f
+        .bal
+        .dp
+        .maps
+        .services6
+        .iter()
+        .map(|r| r.expect("service"))
+        .find(|(k, _)| k.port == 80u16.to_be() && k.proto == PROTO_TCP)
+        .expect("web")
+        .1
+        .frontend;
+    let mut net = [0u8; 16];
+    net[..2].copy_from_slice(&[0xfd, 0x00]);
+    let prefix = AccessKey6::new(frontend, 80u16.to_be(), addr6_from_octets(net));
+    let key = Key::new(ACCESS_FIXED_BITS + 64, prefix);
+    f.bal
+        .dp
+        .maps
+        .access6
+        .insert(&key, ACCESS_REJECT, 0)
+        .expect("rule");
+    let syn = Pkt6::tcp(ep6(CLIENT6, 45000), ep6(VIP6, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC)
+        .build();
+    expect6(&mut f, "denied", dpc, &syn, XDP_DROP, &syn);
+    assert_eq!(f.reason(Reason::DropDenied), 1);
+    // Another network is not the rule's; the same network to another frontend neither.
+    let far = "2001:db8::5".parse().expect("address");
+    let syn = Pkt6::tcp(ep6(far, 45000), ep6(VIP6, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC)
+        .build();
+    let (action, _) = f.run(dpc, &syn);
+    assert_eq!(testrun::action_name(action), "XDP_REDIRECT");
+    let dns = Pkt6::udp(ep6(CLIENT6, 45001), ep6(VIP6, 53))
+        .macs(MAC_CLIENT, MAC_DPC)
+        .build();
+    let (action, _) = f.run(dpc, &dns);
+    assert_eq!(testrun::action_name(action), "XDP_REDIRECT");
+    assert_eq!(f.reason(Reason::DropDenied), 1);
+    assert_eq!(counts6(&f), (0, 4));
 }
