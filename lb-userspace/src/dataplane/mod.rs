@@ -18,7 +18,7 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS, trace};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_LB6, PROG_PASS, trace};
 
 use ids::PoolSlot;
 pub use links::Attachment;
@@ -146,10 +146,17 @@ impl Dataplane {
             None => std::borrow::Cow::Borrowed(OBJECT),
         };
         let mut ebpf = loader.load(&object).context("loading the XDP object")?;
-        for name in [PROG_LB, PROG_PASS] {
+        for name in [PROG_LB, PROG_LB6, PROG_PASS] {
             verify(&mut ebpf, name)?;
         }
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
+        // IPv6 packets go on in their own program (`LB_PROGS`).
+        let lb6 = program(&mut ebpf, PROG_LB6)?.fd()?;
+        maps.progs
+            .as_mut()
+            .context("the XDP object has no map LB_PROGS")?
+            .set(0, lb6, 0)
+            .context("installing the IPv6 program")?;
         let events = maps.events.take();
         Ok(Dataplane {
             ebpf,
@@ -244,6 +251,11 @@ impl Dataplane {
     /// The balancer program, e.g. for `BPF_PROG_TEST_RUN`.
     pub fn lb_program(&mut self) -> Result<&mut Xdp> {
         program(&mut self.ebpf, PROG_LB)
+    }
+
+    /// The IPv6 path the balancer tail-calls (what the verifier made of it, say).
+    pub fn lb6_program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, PROG_LB6)
     }
 
     /// The empty `XDP_PASS` program (benchmark floor, veth peers in tests).
