@@ -201,9 +201,13 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
     install6(&mut dp)?;
     let (c6, v6) = (a6(CLIENT6), a6(VIP6));
     let fwd6 = FlowKey6::new(c6, v6, CPORT.to_be(), 80u16.to_be(), PROTO_TCP);
-    dp.maps.flows6.insert(fwd6, established6(c6, v6, false), 0)?;
+    dp.maps
+        .flows6
+        .insert(fwd6, established6(c6, v6, false), 0)?;
     let reply6 = FlowKey6::new(v6, c6, 80u16.to_be(), CPORT.to_be(), PROTO_TCP);
-    dp.maps.flows6.insert(reply6, established6(v6, c6, true), 0)?;
+    dp.maps
+        .flows6
+        .insert(reply6, established6(v6, c6, true), 0)?;
     let (c, v, cp, vp) = (be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be());
     dp.maps.flows.insert(
         FlowKey::new(c, v, cp, vp, PROTO_TCP),

@@ -1,8 +1,6 @@
 //! The map definitions, expanded from the one table in `lb_common::maps`. Sizes are defaults
 //! the daemon overrides at load time (the conntrack tables).
-use aya_ebpf::btf_maps::{
-    Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
-};
+use aya_ebpf::btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
 
 /// The aya-ebpf type of a row of the table.
 macro_rules! map_type {

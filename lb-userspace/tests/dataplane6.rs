@@ -16,8 +16,8 @@ mod dp_fixture;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
-use dp_fixture::*;
 use aya::maps::lpm_trie::Key;
+use dp_fixture::*;
 use lb::dataplane::{
     LoadOptions,
     layout::addr_be,
@@ -722,7 +722,10 @@ fn udp_flows_are_confirmed_by_the_client_and_expire() {
     let server = ep6(WEB10_6, 53);
     let fwd = key6(c, dns, PROTO_UDP);
     let state = |f: &Fixture| entry6(f, &fwd).map(|(e, confirmed)| (e.state, confirmed));
-    let q = Pkt6::udp(c, dns).payload(b"q").macs(MAC_CLIENT, MAC_DPC).build();
+    let q = Pkt6::udp(c, dns)
+        .payload(b"q")
+        .macs(MAC_CLIENT, MAC_DPC)
+        .build();
     f.run(dpc, &q);
     assert_eq!(state(&f), Some((State::UdpNew as u8, false)));
     let a = Pkt6::udp(server, lb_side)

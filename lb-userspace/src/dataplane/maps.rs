@@ -8,8 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, ProgramArray,
-        RingBuf,
+        Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, ProgramArray, RingBuf,
     },
 };
 use lb_common::{
