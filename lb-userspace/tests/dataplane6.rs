@@ -24,8 +24,9 @@ use lb::dataplane::{
     testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 use lb_common::{
-    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, Flow6, FlowKey6, PROTO_TCP, PROTO_UDP,
-    Reason, ServerInfo6, ServiceKey, ServiceKey6, State, addr6_from_octets, clock::ticks_from_ms,
+    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, Flow6, FlowEvent6, FlowKey6, PROTO_TCP,
+    PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, ServerInfo6, ServiceKey, ServiceKey6, State,
+    addr6_from_octets, clock::ticks_from_ms,
 };
 use lb_testbed::packet::{
     self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, ICMPV6, ICMPV6_DEST_UNREACH,
@@ -795,4 +796,44 @@ fn access_rules_judge_ipv6_clients_before_any_state() {
     assert_eq!(testrun::action_name(action), "XDP_REDIRECT");
     assert_eq!(f.reason(Reason::DropDenied), 1);
     assert_eq!(counts6(&f), (0, 4));
+}
+
+#[test]
+fn new_flows_are_counted_and_reported_with_their_ipv6_addresses() {
+    let mut f = fixture();
+    let dpc = f.dpc;
+    let mut settings = f.bal.dp.maps.settings.get(&0, 0).expect("settings");
+    settings.flags |= SETTINGS_F_LOG_FLOWS;
+    f.bal
+        .dp
+        .maps
+        .settings
+        .set(0, settings, 0)
+        .expect("settings");
+    let client = ep6(CLIENT6, 46000);
+    let (data, _) = handshake6(&mut f, client, b"0123456789");
+    let data = data.macs(MAC_CLIENT, MAC_DPC).build();
+    let (action, _) = f.run(dpc, &data);
+    assert_eq!(testrun::action_name(action), "XDP_REDIRECT");
+
+    // `option tcplog`: one record, an IPv6 one (its size says so), for the SYN alone.
+    let ring = f.bal.dp.events.as_mut().expect("event ring");
+    let record = ring.next().expect("a new-flow record").to_vec();
+    assert!(ring.next().is_none(), "one record per flow");
+    assert_eq!(record.len(), size_of::<FlowEvent6>());
+    assert_eq!(&record[..16], &CLIENT6.octets(), "client");
+    assert_eq!(&record[16..32], &VIP6.octets(), "VIP");
+    assert_eq!(&record[32..34], &46000u16.to_be_bytes(), "client port");
+    assert_eq!(&record[34..36], &80u16.to_be_bytes(), "VIP port");
+    assert_eq!(
+        u16::from_ne_bytes([record[36], record[37]]),
+        HOGE_WEB10.0 as u16,
+        "server slot"
+    );
+    assert_eq!(record[40], PROTO_TCP);
+
+    // The server's counters, as for IPv4: SYN, ACK and the data in, the SYN-ACK out.
+    let c = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    assert_eq!((c.new_flows, c.packets_in, c.packets_out), (1, 3, 1));
+    assert_eq!(c.bytes_in, (2 * 74 + data.len()) as u64);
 }
