@@ -30,7 +30,7 @@ use lb_common::{
 };
 use lb_testbed::packet::{
     self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, ICMPV6, ICMPV6_DEST_UNREACH,
-    ICMPV6_PACKET_TOO_BIG, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEEDED, Pkt6, SYN, icmp6_error,
+    ICMPV6_PACKET_TOO_BIG, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEEDED, Pkt6, RST, SYN, icmp6_error,
     l4_checksum6,
 };
 
@@ -836,4 +836,57 @@ fn new_flows_are_counted_and_reported_with_their_ipv6_addresses() {
     let c = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
     assert_eq!((c.new_flows, c.packets_in, c.packets_out), (1, 3, 1));
     assert_eq!(c.bytes_in, (2 * 74 + data.len()) as u64);
+}
+
+#[test]
+fn refused_connections_are_retried_on_another_server() {
+    let mut f = fixture();
+    let (dpc, dpb) = (f.dpc, f.dpb);
+    f.rewind(HOGE, HOGE_WEB10);
+    let vip = ep6(VIP6, 80);
+    let client = ep6(CLIENT6, 48001);
+    let syn = Pkt6::tcp(client, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let to = |server: Ipv6Addr, mac, port| {
+        syn.clone()
+            .tuple(ep6(LB_B6, port), ep6(server, 80))
+            .macs(MAC_DPB, mac)
+            .build()
+    };
+    let rst = |from: Ipv6Addr, port: u16| {
+        Pkt6::tcp(ep6(from, 80), ep6(LB_B6, port))
+            .flags(RST | ACK)
+            .macs(MAC_WEB10, MAC_DPB)
+            .build()
+    };
+    let syn = syn.build();
+    // web10 refuses: its RST is held back, the client's retransmitted SYN goes to web11.
+    let want = to(WEB10_6, MAC_WEB10, nth_port(0));
+    expect6(&mut f, "SYN", dpc, &syn, XDP_REDIRECT, &want);
+    let (action, _) = f.run(dpb, &rst(WEB10_6, nth_port(0)));
+    assert_eq!(testrun::action_name(action), "XDP_DROP", "RST held back");
+    assert_eq!(f.reason(Reason::DropServerRefused), 1);
+    let want = to(WEB11_6, MAC_WEB11, nth_port(0));
+    expect6(&mut f, "retransmitted SYN", dpc, &syn, XDP_REDIRECT, &want);
+    let c11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
+    assert_eq!((c11.new_flows, c11.redispatched), (1, 1));
+    // web11 refuses too (retry 2 of 2): back to web10, on its next port.
+    let (action, _) = f.run(dpb, &rst(WEB11_6, nth_port(0)));
+    assert_eq!(testrun::action_name(action), "XDP_DROP");
+    let want = to(WEB10_6, MAC_WEB10, nth_port(1));
+    expect6(
+        &mut f,
+        "second retransmission",
+        dpc,
+        &syn,
+        XDP_REDIRECT,
+        &want,
+    );
+    // Retries used up: the third refusal reaches the client, as a reply from the VIP.
+    let last = rst(WEB10_6, nth_port(1));
+    let want = Pkt6::tcp(vip, client)
+        .flags(RST | ACK)
+        .macs(MAC_DPC, MAC_CLIENT)
+        .build();
+    expect6(&mut f, "RST passed on", dpb, &last, XDP_REDIRECT, &want);
+    assert_eq!(f.reason(Reason::DropServerRefused), 2);
 }
