@@ -150,8 +150,10 @@ macro_rules! for_each_map {
             scratch6 LB6_SCRATCH: PerCpuArray<u32, $crate::Scratch6>[1] Private 1;
             /// `lb_xdp` tail-calls IPv6 packets into `lb_xdp6` ([`PROG_LB6`], at index 0): a
             /// program of its own, with its own stack and verification, so that IPv4's path
-            /// stays as it was. Filled by whoever loads the object.
-            progs LB_PROGS: ProgArray<u32, u32>[1] Private 1;
+            /// stays as it was. Filled by whoever loads the object; pinned because the kernel
+            /// empties a program table once no process or pin holds it, and the program
+            /// outlives the daemon.
+            progs LB_PROGS: ProgArray<u32, u32>[1] Config 1;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon

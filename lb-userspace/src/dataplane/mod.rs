@@ -153,8 +153,6 @@ impl Dataplane {
         // IPv6 packets go on in their own program (`LB_PROGS`).
         let lb6 = program(&mut ebpf, PROG_LB6)?.fd()?;
         maps.progs
-            .as_mut()
-            .context("the XDP object has no map LB_PROGS")?
             .set(0, lb6, 0)
             .context("installing the IPv6 program")?;
         let events = maps.events.take();
@@ -193,14 +191,20 @@ impl Dataplane {
     /// maps): a tracing copy, or back to this one's own (`other` = `None`). One atomic link
     /// update per interface; no packet meets an interface without lb.
     pub fn run_program_of(&mut self, other: Option<&mut Dataplane>) -> Result<()> {
-        let prog = match other {
-            Some(o) => program(&mut o.ebpf, PROG_LB)?,
-            None => program(&mut self.ebpf, PROG_LB)?,
+        let ebpf = match other {
+            Some(o) => &mut o.ebpf,
+            None => &mut self.ebpf,
         };
+        // IPv6 goes on in the same copy's program (the tail-call table is shared, pinned).
+        let lb6 = program(ebpf, PROG_LB6)?.fd()?.try_clone()?;
+        let prog = program(ebpf, PROG_LB)?;
         for a in &self.attachments {
             a.point_at(prog)?;
         }
-        Ok(())
+        self.maps
+            .progs
+            .set(0, &lb6, 0)
+            .context("pointing IPv6 at the program's copy")
     }
 
     /// Starts reading this program's aya-log records into `logger` (`lb trace`).
