@@ -71,6 +71,29 @@ pub fn ipv6_of(a: Addr6) -> Ipv6Addr {
     Ipv6Addr::from(addr6_octets(a))
 }
 
+/// An address as the maps hold it, of either family (`u32` or `Addr6`, packet order), so
+/// code that reads both families' tables is written once.
+pub trait MapAddr: Copy {
+    fn ip(self) -> IpAddr;
+
+    /// With a port as the maps hold it (network byte order).
+    fn with_port(self, port_be: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(), u16::from_be(port_be))
+    }
+}
+
+impl MapAddr for u32 {
+    fn ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self.to_ne_bytes()))
+    }
+}
+
+impl MapAddr for Addr6 {
+    fn ip(self) -> IpAddr {
+        IpAddr::V6(ipv6_of(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +153,13 @@ mod tests {
     fn map_addresses_read_in_packet_order() {
         let a = "fd00:16::2".parse::<Ipv6Addr>().expect("v6");
         assert_eq!(ipv6_of(lb_common::addr6_from_octets(a.octets())), a);
+        assert_eq!(
+            lb_common::addr6_from_octets(a.octets()).with_port(8000u16.to_be()),
+            sa("[fd00:16::2]:8000")
+        );
+        assert_eq!(
+            u32::from_ne_bytes([10, 200, 0, 2]).with_port(80u16.to_be()),
+            sa("10.200.0.2:80")
+        );
     }
 }

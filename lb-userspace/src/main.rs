@@ -153,7 +153,7 @@ enum ShowWhat {
         server: Option<String>,
         /// Only flows from this client address.
         #[arg(long)]
-        client: Option<std::net::Ipv4Addr>,
+        client: Option<std::net::IpAddr>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },

@@ -320,7 +320,9 @@ impl Balancer {
     /// Ends the established flows of the server at `slot`.
     pub fn shutdown_sessions(&mut self, slot: ServerSlot) -> Result<u64> {
         let s = slot.0 as u16;
-        self.dp.maps.forget_flows(|f| f.server == s)
+        // A slot is one family's, but asking both tables costs a scan of an empty one.
+        Ok(self.dp.maps.forget_flows(|f| f.server == s)?
+            + self.dp.maps.forget_flows6(|f| f.server == s)?)
     }
 
     /// New local addresses (network order): rewrites the services of wildcard binds.
