@@ -8,8 +8,7 @@ use std::net::Ipv6Addr;
 
 use dp_fixture::*;
 use lb_common::{
-    Addr6, FLOW_F_REPLY, Flow6, FlowKey6, PROTO_TCP, State, addr6_from_octets,
-    clock::ticks_from_ms,
+    Addr6, FLOW_F_REPLY, Flow6, FlowKey6, PROTO_TCP, State, addr6_from_octets, clock::ticks_from_ms,
 };
 
 fn a6(s: &str) -> Addr6 {
@@ -67,7 +66,11 @@ fn ipv6_flows_are_listed_counted_and_ended() {
     assert_eq!(f.bal.dp.maps.flow_count(now), 1);
     let open = f.bal.dp.maps.open_flows(1, now);
     assert_eq!(
-        (open.total, open.per_server[HOGE_WEB11.index()], open.per_frontend[0]),
+        (
+            open.total,
+            open.per_server[HOGE_WEB11.index()],
+            open.per_frontend[0]
+        ),
         (1, 1, 1)
     );
     assert_eq!(f.bal.dp.maps.active_flows(now)[HOGE_WEB11.index()], 1);

@@ -104,6 +104,15 @@ impl Runtime {
         let id = self.find_server(&cmd.backend, &cmd.server)?;
         let applied = match cmd.action {
             Action::Invalid(text) => return Err(text),
+            Action::Addr(change) => {
+                let current = self
+                    .entry(id)
+                    .map(|e| std::net::SocketAddr::new(e.place.addr.into(), e.place.port))
+                    .map_err(|e| format!("lb: the change could not be applied: {e:#}\n"))?;
+                // Either answer is text for the client: HAProxy's "no need to change", or
+                // why lb does not change it.
+                return Err(cli::addr_change_answer(current, &change).unwrap_or_else(|e| e));
+            }
             Action::State(s) => self.set_admin(id, s),
             Action::Weight(raw) => {
                 let initial = self.initial_weight(id);
