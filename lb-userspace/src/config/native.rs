@@ -617,14 +617,26 @@ pub fn log_target_from_words(
         t if t.starts_with('/') => LogDest::Unix(t.into()),
         t => {
             let t = t.strip_prefix("udp@").unwrap_or(t);
+            // As HAProxy's `str2sa_range`: the last colon before any `]` starts the port, so
+            // an IPv6 address with a port is bracketed (`[::1]:514`) or ends in one (`::1:514`).
             let (addr, port) = match t.rsplit_once(':') {
+                Some(_) if t.ends_with(']') => (t, 514),
                 Some((a, p)) => (a, units::port(p)?),
                 None => (t, 514),
             };
-            LogDest::Udp(std::net::SocketAddr::new(
-                std::net::IpAddr::V4(units::ipv4(addr)?),
-                port,
-            ))
+            let bare = addr
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(addr);
+            let ip = if bare.contains(':') {
+                std::net::IpAddr::V6(
+                    bare.parse()
+                        .map_err(|_| format!("'{addr}' is not an IPv6 address"))?,
+                )
+            } else {
+                std::net::IpAddr::V4(units::ipv4(bare)?)
+            };
+            LogDest::Udp(std::net::SocketAddr::new(ip, port))
         }
     };
     let facility = Facility::parse(facility).ok_or_else(|| {
@@ -1373,6 +1385,27 @@ mod tests {
     }
 
     const SEED: &str = include_str!("../../../configs/lb.toml");
+
+    #[test]
+    fn log_targets_of_either_family() {
+        let at = Origin::default();
+        let dest = |t: &str| log_target_from_words(t, "local6", None, None, &at).map(|l| l.dest);
+        let udp = |s: &str| Ok(LogDest::Udp(s.parse().expect("sa")));
+        // HAProxy's capture logged to `[::1]:5514` (scripts/haproxy-ipv6-reference.sh).
+        assert_eq!(dest("[::1]:5514"), udp("[::1]:5514"));
+        assert_eq!(dest("udp@[::1]:5514"), udp("[::1]:5514"));
+        assert_eq!(dest("[fd00::1]"), udp("[fd00::1]:514"));
+        assert_eq!(dest("fd00::1:514"), udp("[fd00::1]:514"));
+        assert_eq!(dest("127.0.0.1"), udp("127.0.0.1:514"));
+        assert_eq!(
+            dest("[fd00::zz]:514"),
+            Err("'[fd00::zz]' is not an IPv6 address".into())
+        );
+        assert_eq!(
+            dest("10.0.0.300"),
+            Err("'10.0.0.300' is not an IPv4 address".into())
+        );
+    }
 
     #[test]
     fn stats_http_port_alone_is_loopback() {
