@@ -20,6 +20,7 @@
 pub mod addrwatch;
 pub mod announce;
 pub mod balancer;
+pub mod dns;
 pub mod flowlog;
 pub mod history;
 pub mod lock;
