@@ -254,7 +254,8 @@ async fn serve(
         recount_maps,
     };
     let (traces_tx, mut traces) = mpsc::channel(4);
-    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx);
+    let (dns_tx, mut dns_events) = mpsc::channel(64);
+    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx, dns_tx);
     rt.load_server_state();
     rt.start_flow_log();
     rt.log_startup();
@@ -285,6 +286,7 @@ async fn serve(
             Some(()) = addresses.recv() => rt.on_addresses()?,
             _ = tick.tick() => rt.on_tick()?,
             Some(t) = traces.recv() => rt.on_trace_loaded(t),
+            Some(ev) = dns_events.recv() => rt.on_dns(ev).await?,
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");
                 rt.reload(&mut events).await;

@@ -6,6 +6,7 @@
 //! - `reload`: SIGHUP, a new configuration applied on the same maps.
 mod admin;
 mod agent;
+mod dns;
 mod reload;
 mod state_file;
 
@@ -70,6 +71,13 @@ pub struct Runtime {
     tracing: Option<Tracing>,
     /// Where a tracing copy, once loaded, comes back to the serve loop.
     traces: mpsc::Sender<TraceLoaded>,
+    /// The DNS clients of the `resolvers` sections, replaced on reload, and where they
+    /// report.
+    dns: super::dns::client::DnsClients,
+    dns_events: mpsc::Sender<super::dns::client::DnsEvent>,
+    /// Servers in maintenance because their name does not resolve (HAProxy's RMAINT): a
+    /// valid answer releases them.
+    rmaint: std::collections::BTreeSet<ServerId>,
 }
 
 /// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).
@@ -100,6 +108,7 @@ impl Runtime {
         logger: Logger,
         opened: Opened,
         traces: mpsc::Sender<TraceLoaded>,
+        dns_events: mpsc::Sender<super::dns::client::DnsEvent>,
     ) -> Runtime {
         let Opened {
             source,
@@ -113,7 +122,8 @@ impl Runtime {
         let checkers = health::spawn_checkers(health::targets(bal.layout(), &cfg), events.clone());
         let names = watch::Sender::new(Names::of(&cfg, bal.layout()));
         let flow_logger = watch::Sender::new(Arc::new(Logger::from_global(&cfg.global)));
-        Runtime {
+        let dns = super::dns::client::spawn(&cfg, dns_events.clone());
+        let mut rt = Runtime {
             cfg,
             source,
             extra_ifaces,
@@ -130,7 +140,12 @@ impl Runtime {
             recount,
             tracing: None,
             traces,
-        }
+            dns,
+            dns_events,
+            rmaint: Default::default(),
+        };
+        rt.rmaint = rt.unresolved_servers();
+        rt
     }
 
     /// `lb trace on|off [--vip ADDR[:PORT]]`: `off` at once; `on` loads the tracing copy of
@@ -321,6 +336,19 @@ impl Runtime {
             eprintln!("[NOTICE] local addresses changed: wildcard binds follow them");
         }
         Ok(())
+    }
+
+    /// Restarts every checker on the configuration as it is now (a server's address changed),
+    /// each going on from its current health counter.
+    async fn restart_checks(&mut self) {
+        let mut targets = health::targets(self.bal.layout(), &self.cfg);
+        for t in &mut targets {
+            if let Some(h) = self.checkers.health(t.id) {
+                t.health = h;
+            }
+        }
+        self.stop_checks().await;
+        self.checkers = health::spawn_checkers(targets, self.events.clone());
     }
 
     /// Stops every checker and waits for them to end; none is left running.

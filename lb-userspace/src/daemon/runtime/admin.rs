@@ -27,6 +27,17 @@ use crate::{
     },
 };
 
+/// What [`Runtime::move_admin`] did, for the lines the caller logs.
+pub(super) struct AdminMove {
+    /// The server could keep flows before (UP, not in maintenance).
+    pub was_up: bool,
+    /// Leaving maintenance: the state it comes back in.
+    pub up_again: bool,
+    /// The backend's usable servers before and after.
+    pub before: Counts,
+    pub after: Counts,
+}
+
 fn admin_state(a: Admin) -> AdminState {
     match a {
         Admin::Ready => AdminState::Ready,
@@ -86,7 +97,7 @@ impl Runtime {
     }
 
     /// The entry of a server [`Runtime::find_server`] found.
-    fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
+    pub(super) fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
         self.bal
             .server(id)
             .ok_or_else(|| anyhow::anyhow!("no server {id}"))
@@ -148,19 +159,47 @@ impl Runtime {
             AdminState::Drain => Admin::Drain,
             AdminState::Maint => Admin::Maint,
         };
-        let (old, backend, addr) = self
-            .entry(id)
-            .map(|e| (e.state, e.place.backend, e.place.addr))?;
+        let (old, addr) = self.entry(id).map(|e| (e.state, e.place.addr))?;
         if old.admin == new {
             return Ok(());
         }
-        // A host name that resolved to nothing (`init-addr none`): as HAProxy's resolution
-        // maintenance, only an address (a reload that resolves it) ends it.
+        // A host name that resolves to nothing (`init-addr none`, a DNS failure): as HAProxy's
+        // resolution maintenance, only an address ends it.
         if old.admin == Admin::Maint && addr.is_unspecified() {
             anyhow::bail!(
-                "the server has no address (its host name did not resolve, 'init-addr none'); it leaves maintenance when a reload resolves it"
+                "the server has no address (its host name does not resolve); it leaves maintenance when its name resolves again (its 'resolvers', or a reload)"
             );
         }
+        let m = self.move_admin(id, new)?;
+        let (was_up, up_again, before, after) = (m.was_up, m.up_again, m.before, m.after);
+        let e = self.entry(id)?;
+        let name = e.name();
+        let z = Sessions::default();
+        let mut lines = Vec::new();
+        match (old.admin, new) {
+            (_, Admin::Maint) => lines.push(maintenance_enter(
+                name,
+                was_up,
+                old.admin == Admin::Drain,
+                after,
+                z,
+            )),
+            (Admin::Maint, _) => lines.push(maintenance_leave(name, up_again, new == Admin::Drain)),
+            (Admin::Ready, Admin::Drain) => lines.push(drain_enter(name, was_up, after, z)),
+            (Admin::Drain, Admin::Ready) => lines.push(drain_leave(name, was_up)),
+            _ => {}
+        }
+        if before.total() > 0 && after.total() == 0 {
+            lines.push(no_server_available(&e.backend));
+        }
+        self.log_all(&lines);
+        Ok(())
+    }
+
+    /// Moves a server to the admin state `new` (maintenance pauses its checks, leaving it
+    /// resumes them from `rise`) and brings the maps in line; the caller logs.
+    pub(super) fn move_admin(&mut self, id: ServerId, new: Admin) -> anyhow::Result<AdminMove> {
+        let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
         let before = self.counts(backend);
         let was_up = old.active();
         let leaving_maint = old.admin == Admin::Maint;
@@ -184,29 +223,12 @@ impl Runtime {
             st.admin = new;
         })?;
         self.note_health(id);
-        let after = self.counts(backend);
-        let e = self.entry(id)?;
-        let name = e.name();
-        let z = Sessions::default();
-        let mut lines = Vec::new();
-        match (old.admin, new) {
-            (_, Admin::Maint) => lines.push(maintenance_enter(
-                name,
-                was_up,
-                old.admin == Admin::Drain,
-                after,
-                z,
-            )),
-            (Admin::Maint, _) => lines.push(maintenance_leave(name, up_again, new == Admin::Drain)),
-            (Admin::Ready, Admin::Drain) => lines.push(drain_enter(name, was_up, after, z)),
-            (Admin::Drain, Admin::Ready) => lines.push(drain_leave(name, was_up)),
-            _ => {}
-        }
-        if before.total() > 0 && after.total() == 0 {
-            lines.push(no_server_available(&e.backend));
-        }
-        self.log_all(&lines);
-        Ok(())
+        Ok(AdminMove {
+            was_up,
+            up_again,
+            before,
+            after: self.counts(backend),
+        })
     }
 
     /// `set weight`, `set server ... weight`: the pool's table is rebuilt with the new
