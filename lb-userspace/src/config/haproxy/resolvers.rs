@@ -75,7 +75,12 @@ pub(super) fn keyword(d: &mut Diags, r: &mut Resolvers, args: &[String]) {
                 "other" => &mut r.hold.other,
                 "refused" => &mut r.hold.refused,
                 "timeout" => &mut r.hold.timeout,
-                "valid" => &mut r.hold.valid,
+                "valid" => {
+                    d.warn(
+                        "'hold valid' has no effect in lb: HAProxy 2.6 uses it only to let a new request for a name (do-resolve, 'set server fqdn') reuse a recent answer, which lb has no use for; lb asks again every 'timeout resolve'.",
+                    );
+                    &mut r.hold.valid
+                }
                 "obsolete" => &mut r.hold.obsolete,
                 other => {
                     d.alert(format!(
@@ -387,6 +392,24 @@ mod tests {
                 "[ALERT] parsing [t.cfg:5] : 'server b/web1' : unable to find required resolvers 'dns'."
             ]
         );
+    }
+
+    #[test]
+    fn lb_convert_carries_sections_and_server_keys_to_toml() {
+        let text = format!(
+            "resolvers dns\n  nameserver ns1 10.0.0.53:53\n  hold nx 3s\n  timeout resolve 500ms\n{PROXIES}"
+        );
+        let c = read(&text).expect("valid");
+        let toml = config::convert::to_toml(&c);
+        let n = config::native::parse("t.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let (a, b) = (&c.global.resolvers[0], &n.global.resolvers[0]);
+        assert_eq!(
+            (&a.name, a.hold, a.timeout_resolve, a.resolve_retries),
+            (&b.name, b.hold, b.timeout_resolve, b.resolve_retries)
+        );
+        assert_eq!(a.nameservers[0].addr, b.nameservers[0].addr);
+        assert_eq!(a.nameservers[0].id, b.nameservers[0].id);
+        assert_eq!(c.backends[0].servers[0].dns, n.backends[0].servers[0].dns);
     }
 
     #[test]

@@ -241,20 +241,6 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
     Some(srv)
 }
 
-/// `resolve-net NET[,NET...]`: IPv4 networks (`10.0.0.0/8`, or an address: /32); the
-/// first that is not one is the error.
-fn resolve_nets(v: &str) -> Result<Vec<(Ipv4Addr, u8)>, String> {
-    v.split(',')
-        .map(|n| {
-            let (ip, len) = n.split_once('/').unwrap_or((n, "32"));
-            match (units::ipv4(ip), len.parse::<u8>()) {
-                (Ok(ip), Ok(len)) if len <= 32 => Ok((ip, len)),
-                _ => Err(n.to_string()),
-            }
-        })
-        .collect()
-}
-
 /// What a server's address names.
 enum Host {
     Ip(Ipv4Addr),
@@ -370,7 +356,7 @@ fn server_param(
                         "{ctx} : 'resolve-prefer' expects either ipv4 or ipv6 as argument."
                     )),
                 },
-                _ => match resolve_nets(v) {
+                _ => match units::networks(v) {
                     Ok(nets) => srv.dns.nets = nets,
                     Err(bad) => d.alert(format!(
                         "{ctx} : 'resolve-net' invalid network '{}'.",
