@@ -491,9 +491,9 @@ fn resolvers(cx: &mut Ctx, name: &str, r: &Spanned<ResolversT>) -> Resolvers {
     let r = r.get_ref();
     for (id, addr) in &r.nameservers {
         let at = cx.src.of(addr);
-        let parsed = units::endpoint(addr.get_ref())
-            .ok()
-            .and_then(|(ip, port)| Some(std::net::SocketAddrV4::new(ip?, port)).filter(|_| port != 0));
+        let parsed = units::endpoint(addr.get_ref()).ok().and_then(|(ip, port)| {
+            Some(std::net::SocketAddrV4::new(ip?, port)).filter(|_| port != 0)
+        });
         match parsed {
             Some(a) => out.nameservers.push(Nameserver {
                 id: id.clone(),
@@ -530,7 +530,10 @@ fn resolvers(cx: &mut Ctx, name: &str, r: &Spanned<ResolversT>) -> Resolvers {
         match *n.get_ref() {
             0 => {
                 let at = cx.src.of(n);
-                cx.err(at, format!("resolvers '{name}': resolve_retries must be 1 or more"));
+                cx.err(
+                    at,
+                    format!("resolvers '{name}': resolve_retries must be 1 or more"),
+                );
             }
             v => out.resolve_retries = v,
         }
@@ -542,7 +545,9 @@ fn resolvers(cx: &mut Ctx, name: &str, r: &Spanned<ResolversT>) -> Resolvers {
                 let at = cx.src.of(n);
                 cx.err(
                     at,
-                    format!("resolvers '{name}': accepted_payload_size must be between 12 and 65535"),
+                    format!(
+                        "resolvers '{name}': accepted_payload_size must be between 12 and 65535"
+                    ),
                 );
             }
         }
@@ -1374,7 +1379,10 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
                 let at = cx.src.of(v);
                 cx.err(
                     at,
-                    format!("server '{}': resolve_prefer: '{other}' is not 'ipv4' or 'ipv6'", out.name),
+                    format!(
+                        "server '{}': resolve_prefer: '{other}' is not 'ipv4' or 'ipv6'",
+                        out.name
+                    ),
                 );
             }
         }
@@ -1386,7 +1394,10 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
                 let at = cx.src.of(v);
                 cx.err(
                     at,
-                    format!("server '{}': resolve_net: '{bad}' is not an IPv4 network", out.name),
+                    format!(
+                        "server '{}': resolve_net: '{bad}' is not an IPv4 network",
+                        out.name
+                    ),
                 );
             }
         }

@@ -1077,10 +1077,18 @@ mod tests {
     fn name_resolution_lines() {
         let z = Sessions::default();
         let none = Counts::default();
-        let l = address_changed(WEB11, Some(Ipv4Addr::new(10, 0, 0, 1)), Ipv4Addr::new(10, 0, 0, 2), "dns/ns1");
+        let l = address_changed(
+            WEB11,
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+            Ipv4Addr::new(10, 0, 0, 2),
+            "dns/ns1",
+        );
         assert_eq!(
             (l.level, l.text.as_str()),
-            (Level::Notice, "hoge/web11 changed its IP from 10.0.0.1 to 10.0.0.2 by dns/ns1.")
+            (
+                Level::Notice,
+                "hoge/web11 changed its IP from 10.0.0.1 to 10.0.0.2 by dns/ns1."
+            )
         );
         assert_eq!(
             address_changed(WEB11, None, Ipv4Addr::new(10, 0, 0, 2), "dns/ns1").text,

@@ -285,7 +285,11 @@ fn time_value(d: &mut Diags, v: &str, arg: &str, kw: &str) -> Option<Duration> {
         }
         Err(e) => {
             // A number with a unit it does not know: HAProxy names the unit's first letter.
-            match v.trim_start_matches(|c: char| c.is_ascii_digit()).chars().next() {
+            match v
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .chars()
+                .next()
+            {
                 Some(c) if v.starts_with(|c: char| c.is_ascii_digit()) => d.alert(format!(
                     "unexpected character '{}' in argument to <{kw}>.",
                     show(&c.to_string())
@@ -348,8 +352,10 @@ mod tests {
 
     #[test]
     fn haproxy_defaults() {
-        let c = read(&format!("resolvers dns\n  nameserver ns1 10.0.0.53:53\n{PROXIES}"))
-            .expect("valid");
+        let c = read(&format!(
+            "resolvers dns\n  nameserver ns1 10.0.0.53:53\n{PROXIES}"
+        ))
+        .expect("valid");
         let r = &c.global.resolvers[0];
         assert_eq!(r.resolve_retries, 3);
         assert_eq!(r.timeout_resolve, Duration::from_secs(1));

@@ -73,12 +73,12 @@ impl Parser {
             "frontend" => self.proxy_section(Kind::Frontend, args),
             "backend" => self.proxy_section(Kind::Backend, args),
             "resolvers" => {
-                self.sect = match super::resolvers::open(&mut self.d, &mut self.global.resolvers, args)
-                {
-                    Some(i) => Sect::Resolvers(i),
-                    // Its lines would be blamed on the previous section.
-                    None => Sect::Other,
-                };
+                self.sect =
+                    match super::resolvers::open(&mut self.d, &mut self.global.resolvers, args) {
+                        Some(i) => Sect::Resolvers(i),
+                        // Its lines would be blamed on the previous section.
+                        None => Sect::Other,
+                    };
             }
             _ => self.proxy_section(Kind::Listen, args),
         }

@@ -84,11 +84,7 @@ fn random_id() -> u16 {
     u16::from_ne_bytes(b)
 }
 
-async fn run(
-    r: Arc<Resolvers>,
-    names: Vec<(String, Family)>,
-    events: mpsc::Sender<DnsEvent>,
-) {
+async fn run(r: Arc<Resolvers>, names: Vec<(String, Family)>, events: mpsc::Sender<DnsEvent>) {
     let sock = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await {
         Ok(s) => s,
         Err(e) => {
@@ -99,7 +95,11 @@ async fn run(
             return;
         }
     };
-    let servers: Vec<SocketAddr> = r.nameservers.iter().map(|n| SocketAddr::V4(n.addr)).collect();
+    let servers: Vec<SocketAddr> = r
+        .nameservers
+        .iter()
+        .map(|n| SocketAddr::V4(n.addr))
+        .collect();
     let start = Instant::now().into_std();
     let mut res: Vec<(Resolution, Family)> = names
         .iter()

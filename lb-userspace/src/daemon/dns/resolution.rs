@@ -195,7 +195,8 @@ impl Resolution {
             }
         }
         let obsolete = r.hold.obsolete;
-        self.seen.retain(|(_, at)| now.saturating_duration_since(*at) <= obsolete);
+        self.seen
+            .retain(|(_, at)| now.saturating_duration_since(*at) <= obsolete);
         self.last_valid = now;
         self.flight = None;
         self.next = now + r.timeout_resolve;
@@ -378,7 +379,16 @@ mod tests {
         assert_eq!(res.poll(&r, t0, &mut id), Step::Wait(retry));
         // No answer: asked again, with a new id; an answer to the old one is ignored.
         assert_eq!(res.poll(&r, retry, &mut id), Step::Send(2));
-        assert!(res.on_answer(&r, retry, 0, 1, &answer(1, Rcode::NoError, &[[10, 0, 0, 1]])).is_none());
+        assert!(
+            res.on_answer(
+                &r,
+                retry,
+                0,
+                1,
+                &answer(1, Rcode::NoError, &[[10, 0, 0, 1]])
+            )
+            .is_none()
+        );
         let at = retry + Duration::from_millis(10);
         let f = res
             .on_answer(&r, at, 0, 1, &answer(2, Rcode::NoError, &[[10, 0, 0, 1]]))
@@ -386,7 +396,10 @@ mod tests {
         assert_eq!(f.status, Status::Valid);
         assert_eq!(f.addrs, vec![ip([10, 0, 0, 1])]);
         assert_eq!(f.nameserver, Some(0));
-        assert_eq!(res.poll(&r, at, &mut id), Step::Wait(at + Duration::from_secs(1)));
+        assert_eq!(
+            res.poll(&r, at, &mut id),
+            Step::Wait(at + Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -415,7 +428,10 @@ mod tests {
         let mut res = Resolution::new("app.example", t0);
         res.poll(&r, t0, &mut id);
         let nx = answer(1, Rcode::NxDomain, &[]);
-        assert!(res.on_answer(&r, t0, 1, 2, &nx).is_none(), "the other may know");
+        assert!(
+            res.on_answer(&r, t0, 1, 2, &nx).is_none(),
+            "the other may know"
+        );
         let f = res.on_answer(&r, t0, 0, 2, &nx).expect("both said NX");
         assert_eq!((f.status, f.hold_over), (Status::Nx, false));
         // Still NX after hold nx (3s) since the last valid answer: maintenance.

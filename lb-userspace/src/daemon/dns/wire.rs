@@ -93,9 +93,8 @@ fn encode_name(m: &mut Vec<u8>, name: &str) -> Option<()> {
 /// Reads an answer to a query for `name` of type `qtype`. `None`: not a well-formed
 /// response (too short, a pointer loop, a record past the end).
 pub fn parse(msg: &[u8], name: &str, qtype: QType) -> Option<Answer> {
-    let word = |at: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
-    };
+    let word =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?])) };
     let id = word(0)?;
     let flags = word(2)?;
     if flags & 0x8000 == 0 {
@@ -234,8 +233,8 @@ pub(crate) mod tests {
         assert_eq!(
             q,
             [
-                0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p', b'p', 7, b'e',
-                b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1
+                0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p', b'p', 7, b'e', b'x',
+                b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1
             ]
         );
         let q = query(1, "app.example", QType::Aaaa, 1232).expect("valid");
@@ -262,10 +261,7 @@ pub(crate) mod tests {
         assert_eq!(a.rcode, Rcode::NoError);
         assert_eq!(
             a.addrs,
-            vec![
-                IpAddr::from([10, 0, 0, 1]),
-                IpAddr::from([10, 0, 0, 2])
-            ]
+            vec![IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])]
         );
     }
 
@@ -315,6 +311,11 @@ pub(crate) mod tests {
     #[test]
     fn a_record_of_the_wrong_size_is_skipped() {
         let r = response(1, 0, "x.example", &[("x.example", 1, vec![1, 2, 3])]);
-        assert!(parse(&r, "x.example", QType::A).expect("parsed").addrs.is_empty());
+        assert!(
+            parse(&r, "x.example", QType::A)
+                .expect("parsed")
+                .addrs
+                .is_empty()
+        );
     }
 }

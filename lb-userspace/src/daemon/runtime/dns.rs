@@ -113,8 +113,7 @@ impl Runtime {
                                 e.backend, e.place.name
                             );
                             eprintln!("[WARNING] {msg}");
-                            self.logger
-                                .send(crate::config::Level::Warning, &msg);
+                            self.logger.send(crate::config::Level::Warning, &msg);
                             continue;
                         }
                     }
