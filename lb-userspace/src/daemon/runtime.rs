@@ -75,9 +75,10 @@ pub struct Runtime {
     /// report.
     dns: super::dns::client::DnsClients,
     dns_events: mpsc::Sender<super::dns::client::DnsEvent>,
-    /// Servers in maintenance because their name does not resolve (HAProxy's RMAINT): a
-    /// valid answer releases them.
-    rmaint: std::collections::BTreeSet<ServerId>,
+    /// Servers in maintenance because their name does not resolve (HAProxy's RMAINT), and
+    /// whether an operator had put them in maintenance before (then a valid answer gives
+    /// them their address but leaves them there).
+    rmaint: std::collections::BTreeMap<ServerId, bool>,
 }
 
 /// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).

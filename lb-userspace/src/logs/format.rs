@@ -429,6 +429,23 @@ pub fn resolves_again(srv: ServerName<'_>, fqdn: &str, up: bool, drain: bool) ->
     ]
 }
 
+/// A valid answer for a server an operator keeps in maintenance (`srv_update_status`, then
+/// `snr_update_srv_status`): `Server b/s ('fqdn') resolves again but remains in
+/// maintenance.` and `Server b/s administratively READY thanks to valid DNS answer.`
+pub fn resolves_again_in_maintenance(srv: ServerName<'_>, fqdn: &str) -> [LogLine; 2] {
+    let [_, ready] = resolves_again(srv, fqdn, false, false);
+    [
+        LogLine::new(
+            Level::Notice,
+            format!(
+                "{} ('{fqdn}') resolves again but remains in maintenance.",
+                srv.server_word()
+            ),
+        ),
+        ready,
+    ]
+}
+
 /// Maintenance ends (`enable server`, `set server b/s state ready|drain`):
 /// `Server b/s is UP/READY (leaving forced maintenance).` (notice). `up` is the state it
 /// comes back in (UP for a checked server, whose counter restarts at `rise`), `drain` whether
@@ -1115,6 +1132,12 @@ mod tests {
             ready.text,
             "Server hoge/web11 administratively READY thanks to valid DNS answer."
         );
+        let [kept, ready] = resolves_again_in_maintenance(WEB11, "app.example");
+        assert_eq!(
+            kept.text,
+            "Server hoge/web11 ('app.example') resolves again but remains in maintenance."
+        );
+        assert_eq!(ready.level, Level::Notice);
     }
 
     #[test]

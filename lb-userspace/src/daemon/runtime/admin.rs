@@ -422,7 +422,7 @@ impl Runtime {
             stopping: st.stopping,
             admin: admin_state(st.admin),
             config_maint: h.config_maint && st.admin == Admin::Maint,
-            resolution_maint: self.rmaint.contains(&id) && st.admin == Admin::Maint,
+            resolution_maint: self.rmaint.contains_key(&id) && st.admin == Admin::Maint,
             weight: st.weight,
             eweight: e.applied.eweight,
             starting: st.starting.is_some(),

@@ -16,7 +16,10 @@ use crate::{
     dataplane::ids::{BackendId, ServerId},
     logs::{
         Sessions,
-        format::{address_changed, maintenance_enter_for, no_server_available, resolves_again},
+        format::{
+            address_changed, maintenance_enter_for, no_server_available, resolves_again,
+            resolves_again_in_maintenance,
+        },
     },
 };
 
@@ -32,7 +35,7 @@ struct Follower {
 impl Runtime {
     /// The servers whose address is a host name with a `resolvers` section, and no address
     /// now: they start in resolution maintenance (HAProxy's RMAINT, `init-addr none`).
-    pub(super) fn unresolved_servers(&self) -> std::collections::BTreeSet<ServerId> {
+    pub(super) fn unresolved_servers(&self) -> std::collections::BTreeMap<ServerId, bool> {
         self.bal
             .servers()
             .iter()
@@ -42,7 +45,7 @@ impl Runtime {
                     .config(&self.cfg)
                     .is_some_and(|(_, s)| s.dns.resolvers.is_some())
             })
-            .map(|e| e.id())
+            .map(|e| (e.id(), false))
             .collect()
     }
 
@@ -92,7 +95,7 @@ impl Runtime {
                 vec![None; group.len()]
             };
             for (f, a) in group.iter().zip(assigned) {
-                let in_maint = self.rmaint.contains(&f.id);
+                let in_maint = self.rmaint.contains_key(&f.id);
                 let change = server_change(&ev.finished, f.current, in_maint, a);
                 if let Some(cause) = change.enter_maint {
                     self.resolution_maintenance(f.id, cause)?;
@@ -131,14 +134,15 @@ impl Runtime {
     }
 
     /// The server goes to maintenance because its name does not resolve (`cause`). One
-    /// already in maintenance by an operator stays there and is not released by the next
-    /// valid answer.
+    /// already in maintenance by an operator stays there silently, as in HAProxy, and the
+    /// next valid answer does not release it.
     fn resolution_maintenance(&mut self, id: ServerId, cause: &str) -> anyhow::Result<()> {
         let old = self.entry(id)?.state;
-        if old.admin == Admin::Maint {
+        let forced = old.admin == Admin::Maint;
+        self.rmaint.insert(id, forced);
+        if forced {
             return Ok(());
         }
-        self.rmaint.insert(id);
         let m = self.move_admin(id, Admin::Maint)?;
         let e = self.entry(id)?;
         let mut lines = vec![maintenance_enter_for(
@@ -158,13 +162,20 @@ impl Runtime {
         Ok(())
     }
 
-    /// A valid answer ends the server's resolution maintenance.
+    /// A valid answer ends the server's resolution maintenance; one an operator had put in
+    /// maintenance stays there.
     fn resolution_back(&mut self, id: ServerId, fqdn: &str) -> anyhow::Result<()> {
-        self.rmaint.remove(&id);
-        let m = self.move_admin(id, Admin::Ready)?;
-        let e = self.entry(id)?;
-        for l in resolves_again(e.name(), fqdn, m.up_again, false) {
-            self.log(&l);
+        let forced = self.rmaint.remove(&id).unwrap_or(false);
+        let lines = if forced {
+            let e = self.entry(id)?;
+            resolves_again_in_maintenance(e.name(), fqdn)
+        } else {
+            let m = self.move_admin(id, Admin::Ready)?;
+            let e = self.entry(id)?;
+            resolves_again(e.name(), fqdn, m.up_again, false)
+        };
+        for l in &lines {
+            self.log(l);
         }
         Ok(())
     }
