@@ -27,6 +27,8 @@ use lb_testbed::{
 
 /// The frontend of backend `app`.
 const PORT: u16 = 8080;
+/// The frontend of backend `pool`: three servers sharing one name.
+const POOL_PORT: u16 = 8081;
 /// `timeout resolve` and `timeout retry`.
 const RESOLVE: Duration = Duration::from_millis(300);
 /// `hold nx`.
@@ -43,6 +45,18 @@ default_backend = "app"
 load_server_state = "global"
 server = [{{ name = "app1", address = "app.lbtest:80", resolvers = "dns", init_addr = "last,none" }}]
 
+[frontend.pool]
+bind = ["{VIP}:{POOL_PORT}"]
+default_backend = "pool"
+
+# As `server-template pool 3 pool.lbtest:80 resolvers dns init-addr none`.
+[backend.pool]
+server = [
+  {{ name = "pool1", address = "pool.lbtest:80", resolvers = "dns", init_addr = "none" }},
+  {{ name = "pool2", address = "pool.lbtest:80", resolvers = "dns", init_addr = "none" }},
+  {{ name = "pool3", address = "pool.lbtest:80", resolvers = "dns", init_addr = "none" }},
+]
+
 [resolvers.dns]
 nameservers = {{ ns1 = "{ns}" }}
 timeout = {{ resolve = "{ms}ms", retry = "{ms}ms" }}
@@ -55,7 +69,11 @@ hold = {{ nx = "{nx}s" }}
 
 /// Which web server a new connection to the frontend reaches.
 fn who(topo: &Topology) -> anyhow::Result<&'static str> {
-    http::get(&topo.client, SocketAddr::from((VIP, PORT)), "/").map(|r| served_by(&r.body))
+    who_at(topo, PORT)
+}
+
+fn who_at(topo: &Topology, port: u16) -> anyhow::Result<&'static str> {
+    http::get(&topo.client, SocketAddr::from((VIP, port)), "/").map(|r| served_by(&r.body))
 }
 
 /// Asks until `want` answers (a moved name takes up to a resolution and a log line).
@@ -86,7 +104,12 @@ fn api(socket: &Path, cmd: &str) -> String {
 
 /// `show servers state`'s line for app1: (srv_addr, srv_admin_state, srv_fqdn).
 fn app1_state(socket: &Path) -> (String, String, String) {
-    let out = api(socket, "show servers state app");
+    server_state(socket, "app", "app1")
+}
+
+/// `show servers state BACKEND`'s line for a server: (srv_addr, srv_admin_state, srv_fqdn).
+fn server_state(socket: &Path, backend: &str, server: &str) -> (String, String, String) {
+    let out = api(socket, &format!("show servers state {backend}"));
     let header: Vec<&str> = out
         .lines()
         .find(|l| l.starts_with("# be_id"))
@@ -101,8 +124,8 @@ fn app1_state(socket: &Path) -> (String, String, String) {
     };
     let row: Vec<&str> = out
         .lines()
-        .find(|l| l.split(' ').nth(3) == Some("app1"))
-        .unwrap_or_else(|| panic!("no app1 in:\n{out}"))
+        .find(|l| l.split(' ').nth(3) == Some(server))
+        .unwrap_or_else(|| panic!("no {server} in:\n{out}"))
         .split(' ')
         .collect();
     (
@@ -120,7 +143,13 @@ fn servers_follow_their_names_while_lb_runs() {
     let (a, b) = (topo.backend("web10").addr, topo.backend("web11").addr);
     let syslog = Rsyslog::start(&topo.lb, "rsyslog").expect("rsyslogd");
     let ns_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
-    let dns = Dnsmasq::start(&topo.lb, "dnsmasq", ns_addr, &[("app", a)]).expect("dnsmasq");
+    let dns = Dnsmasq::start(
+        &topo.lb,
+        "dnsmasq",
+        ns_addr,
+        &[("app", a), ("pool", a), ("pool", b)],
+    )
+    .expect("dnsmasq");
     let instance = format!("dns{}", topo.tag);
     let dir = std::env::temp_dir().join(format!("lbt-{instance}"));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -188,8 +217,50 @@ fn servers_follow_their_names_while_lb_runs() {
         (a.to_string(), "0".to_string(), "app.lbtest".to_string())
     );
 
+    // Three servers, one name with two addresses: one address each, the third without one
+    // (it stays in resolution maintenance, as HAProxy's "No IP for server").
+    // (dnsmasq orders the records as it likes.)
+    wait_log(
+        "pool/pool1 changed its IP from (none) to ",
+        Duration::from_secs(5),
+    );
+    wait_log(
+        "pool/pool2 changed its IP from (none) to ",
+        Duration::from_secs(2),
+    );
+    let mut pool: Vec<(String, String)> = ["pool1", "pool2", "pool3"]
+        .iter()
+        .map(|s| {
+            let (addr, admin, _) = server_state(&socket, "pool", s);
+            (addr, admin)
+        })
+        .collect();
+    assert_eq!(
+        pool.pop(),
+        Some(("0.0.0.0".to_string(), "32".to_string())),
+        "pool3 has no address"
+    );
+    pool.sort();
+    assert_eq!(
+        pool,
+        [
+            (a.to_string(), "0".to_string()),
+            (b.to_string(), "0".to_string())
+        ]
+    );
+    let mut reached: Vec<&str> = (0..4)
+        .map(|_| who_at(&topo, POOL_PORT).expect("GET"))
+        .collect();
+    reached.sort_unstable();
+    assert_eq!(
+        reached,
+        ["web10", "web10", "web11", "web11"],
+        "round robin over both"
+    );
+
     // The name moves to B: logged, new connections go to B.
-    dns.set_hosts(&[("app", b)]).expect("move the name");
+    dns.set_hosts(&[("app", b), ("pool", a), ("pool", b)])
+        .expect("move the name");
     wait_log(
         &format!("app/app1 changed its IP from {a} to {b} by dns/ns1."),
         Duration::from_secs(5),
@@ -209,7 +280,8 @@ fn servers_follow_their_names_while_lb_runs() {
 
     // The name goes away: NXDOMAIN; app1 stays at B for `hold nx`, then leaves.
     let removed = Instant::now();
-    dns.set_hosts(&[]).expect("remove the name");
+    dns.set_hosts(&[("pool", a), ("pool", b)])
+        .expect("remove the name");
     let down = "Server app/app1 is going DOWN for maintenance (DNS NX status). 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     wait_log(down, HOLD_NX + Duration::from_secs(5));
     let held = removed.elapsed();
@@ -243,7 +315,8 @@ fn servers_follow_their_names_while_lb_runs() {
     );
 
     // The name comes back: the server with it.
-    dns.set_hosts(&[("app", a)]).expect("restore the name");
+    dns.set_hosts(&[("app", a), ("pool", a), ("pool", b)])
+        .expect("restore the name");
     wait_nth(
         &format!("app/app1 changed its IP from (none) to {a} by dns/ns1."),
         2,
@@ -261,7 +334,8 @@ fn servers_follow_their_names_while_lb_runs() {
 
     // Moved again, then the name server stops answering and lb reloads: the address DNS
     // gave comes back from the server state file (init-addr last), not from libc or DNS.
-    dns.set_hosts(&[("app", b)]).expect("move the name");
+    dns.set_hosts(&[("app", b), ("pool", a), ("pool", b)])
+        .expect("move the name");
     wait_nth(
         &format!("app/app1 changed its IP from {a} to {b} by dns/ns1."),
         2,
