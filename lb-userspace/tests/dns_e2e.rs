@@ -359,6 +359,20 @@ fn servers_follow_their_names_while_lb_runs() {
     );
     until_served_by(&topo, "web11");
 
+    // An operator moves it back through the runtime API: the same path, HAProxy's answer.
+    assert_eq!(
+        api(&socket, &format!("set server app/app1 addr {a} port 80")),
+        format!(
+            "IP changed from '{b}' to '{a}', no need to change the port by 'stats socket command'\n\n"
+        )
+    );
+    until_served_by(&topo, "web10");
+    assert_eq!(app1_state(&socket).0, a.to_string());
+    assert_eq!(
+        api(&socket, "set server app/app1 addr nowhere"),
+        "Invalid addr 'nowhere' by 'stats socket command'\n\n"
+    );
+
     assert!(lb.stop().expect("stop").success(), "{}", lb.output());
     drop(web);
     let _ = std::fs::remove_dir_all(&dir);

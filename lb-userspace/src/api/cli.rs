@@ -396,6 +396,11 @@ pub enum Action {
     Checks(bool),
     /// `shutdown sessions server`: end the server's established flows.
     Shutdown,
+    /// `set server <b>/<s> addr ADDR [port PORT]`, as written.
+    Addr {
+        addr: String,
+        port: Option<String>,
+    },
     /// Found the server, then answer this.
     Invalid(String),
 }
@@ -418,6 +423,8 @@ pub struct TraceCmd {
 }
 
 /// What `trace xdp` answers to words it does not understand.
+pub const ADDR_EXPECTS: &str =
+    "set server <b>/<s> addr requires an address and optionally a port.\n";
 pub const TRACE_EXPECTS: &str = "'trace xdp' expects 'on [vip <addr>[:<port>]]' or 'off'.\n";
 
 /// `show stat` options.
@@ -532,7 +539,17 @@ pub fn parse(args: &[String], level: ApiLevel) -> Command {
         Kw::DisableHealth => need_admin(server_cmd(2, Action::Checks(false))),
         Kw::EnableHealth => need_admin(server_cmd(2, Action::Checks(true))),
         Kw::SetWeight => need_admin(server_cmd(2, Action::Weight(arg(3).to_string()))),
-        Kw::SetServer => need_admin(server_cmd(2, set_server_action(arg(3), arg(4)))),
+        Kw::SetServer => need_admin(server_cmd(
+            2,
+            match arg(3) {
+                "addr" if arg(4).is_empty() => Action::Invalid(ADDR_EXPECTS.into()),
+                "addr" => Action::Addr {
+                    addr: arg(4).to_string(),
+                    port: (arg(5) == "port").then(|| arg(6).to_string()),
+                },
+                opt => set_server_action(opt, arg(4)),
+            },
+        )),
         Kw::ShutdownSessions => need_admin(server_cmd(3, Action::Shutdown)),
         Kw::Trace => need_admin(match (arg(2), arg(3), args.get(4), args.len()) {
             ("on", "", _, 3) => Command::Trace(TraceCmd {
@@ -568,10 +585,8 @@ fn set_server_action(opt: &str, value: &str) -> Action {
             "stopping" => Action::Invalid(unsupported("set server <srv> health stopping")),
             _ => Action::Invalid(HEALTH_EXPECTS.into()),
         },
-        "addr" | "agent" | "agent-addr" | "agent-port" | "agent-send" | "check-addr"
-        | "check-port" | "fqdn" | "ssl" => {
-            Action::Invalid(unsupported(&format!("set server <srv> {opt}")))
-        }
+        "agent" | "agent-addr" | "agent-port" | "agent-send" | "check-addr" | "check-port"
+        | "fqdn" | "ssl" => Action::Invalid(unsupported(&format!("set server <srv> {opt}"))),
         _ => Action::Invalid(
             "usage: set server <backend>/<server> addr | agent | agent-addr | agent-port | \
              agent-send | check-addr | check-port | fqdn | health | ssl | state | weight\n"
@@ -909,6 +924,21 @@ mod tests {
         assert_eq!(
             parse(&w("set server hoge/web11 weight 5"), a),
             cmd("hoge", "web11", Action::Weight("5".into()))
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr 10.0.0.9 port 80"), a),
+            cmd(
+                "hoge",
+                "web11",
+                Action::Addr {
+                    addr: "10.0.0.9".into(),
+                    port: Some("80".into())
+                }
+            )
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr"), a),
+            cmd("hoge", "web11", Action::Invalid(ADDR_EXPECTS.into()))
         );
         assert_eq!(
             parse(&w("set weight hoge/web10 300"), a),

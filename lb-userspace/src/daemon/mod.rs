@@ -282,7 +282,7 @@ async fn serve(
         tokio::select! {
             exit = &mut shutdown => break exit,
             Some(ev) = events.recv() => rt.on_check(ev)?,
-            Some(req) = api_rx.recv() => rt.on_api(req),
+            Some(req) = api_rx.recv() => rt.on_api(req).await,
             Some(()) = addresses.recv() => rt.on_addresses()?,
             _ = tick.tick() => rt.on_tick()?,
             Some(t) = traces.recv() => rt.on_trace_loaded(t),

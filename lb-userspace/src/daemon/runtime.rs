@@ -341,7 +341,7 @@ impl Runtime {
 
     /// Restarts every checker on the configuration as it is now (a server's address changed),
     /// each going on from its current health counter.
-    async fn restart_checks(&mut self) {
+    pub(super) async fn restart_checks(&mut self) {
         let mut targets = health::targets(self.bal.layout(), &self.cfg);
         for t in &mut targets {
             if let Some(h) = self.checkers.health(t.id) {

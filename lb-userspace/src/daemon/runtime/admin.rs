@@ -56,10 +56,25 @@ fn mode_name(m: Mode) -> &'static str {
 
 impl Runtime {
     /// Answers one request from the API servers.
-    pub fn on_api(&mut self, req: Request) {
+    pub async fn on_api(&mut self, req: Request) {
         match req {
             Request::State(reply) => {
                 let _ = reply.send(self.api_state());
+            }
+            Request::Admin(
+                AdminCmd {
+                    backend,
+                    server,
+                    action: Action::Addr { addr, port },
+                },
+                reply,
+            ) => {
+                // HAProxy answers this change with a message whatever happens: the text to
+                // answer.
+                let text = self
+                    .set_addr_cmd(&backend, &server, &addr, port.as_deref())
+                    .await;
+                let _ = reply.send(Err(text));
             }
             Request::Admin(cmd, reply) => {
                 let r = self.admin(cmd);
@@ -115,6 +130,8 @@ impl Runtime {
         let id = self.find_server(&cmd.backend, &cmd.server)?;
         let applied = match cmd.action {
             Action::Invalid(text) => return Err(text),
+            // Answered by `set_addr_cmd`, which needs to wait for the checks to restart.
+            Action::Addr { .. } => return Err(cli::ADDR_EXPECTS.into()),
             Action::State(s) => self.set_admin(id, s),
             Action::Weight(raw) => {
                 let initial = self.initial_weight(id);
@@ -143,6 +160,66 @@ impl Runtime {
             }
         };
         applied.map_err(|e| format!("lb: the change could not be applied: {e:#}\n"))
+    }
+
+    /// `set server <b>/<s> addr ADDR [port PORT]` (`srv_update_addr_port`): the new address
+    /// goes through the same path as a DNS answer (maps, checks, state file), without a log
+    /// line, as in HAProxy. The answer is HAProxy's message; changing the port is refused.
+    async fn set_addr_cmd(
+        &mut self,
+        backend: &str,
+        server: &str,
+        addr: &str,
+        port: Option<&str>,
+    ) -> String {
+        const BY: &str = " by 'stats socket command'\n";
+        let id = match self.find_server(backend, server) {
+            Ok(id) => id,
+            Err(text) => return text,
+        };
+        let Ok((current, cur_port)) = self.entry(id).map(|e| (e.place.addr, e.place.port)) else {
+            return cli::NO_SUCH_SERVER.into();
+        };
+        let new = match addr.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => a,
+            Ok(std::net::IpAddr::V6(_)) => {
+                return "lb: IPv6 server addresses are not supported yet.\n".into();
+            }
+            Err(_) => return format!("Invalid addr '{addr}'{BY}"),
+        };
+        // A server without an address (its name does not resolve): HAProxy's answer for an
+        // address of no family.
+        if current.is_unspecified() {
+            return format!(
+                "Update for the current server address family is only supported through configuration file{BY}"
+            );
+        }
+        let mut msg = if new == current {
+            "no need to change the addr".to_string()
+        } else {
+            format!("IP changed from '{current}' to '{new}'")
+        };
+        if let Some(p) = port {
+            msg.push_str(", ");
+            match p.parse::<u16>() {
+                Ok(p) if p == cur_port => msg.push_str("no need to change the port"),
+                Ok(_) => {
+                    return "lb: changing a server's port at run time is not supported (its address may change).\n".into();
+                }
+                Err(_) if p.starts_with(['+', '-']) => {
+                    return "lb: port maps ('+N', '-N') are not supported.\n".into();
+                }
+                Err(_) => return format!("{msg}problem converting port '{p}' to an int{BY}"),
+            }
+        }
+        if new != current {
+            if let Err(e) = self.set_server_addr(id, Some(new)) {
+                return format!("lb: the change could not be applied: {e:#}\n");
+            }
+            self.restart_checks().await;
+            self.save_server_state();
+        }
+        format!("{msg}{BY}")
     }
 
     fn log_all(&self, lines: &[LogLine]) {

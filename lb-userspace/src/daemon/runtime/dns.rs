@@ -184,7 +184,11 @@ impl Runtime {
     /// address towards it and the interface it is reached through come from the routing
     /// table, as when a configuration is applied; the configuration lb shows and saves
     /// follows.
-    fn set_server_addr(&mut self, id: ServerId, addr: Option<Ipv4Addr>) -> anyhow::Result<()> {
+    pub(super) fn set_server_addr(
+        &mut self,
+        id: ServerId,
+        addr: Option<Ipv4Addr>,
+    ) -> anyhow::Result<()> {
         let e = self.entry(id)?;
         let (snat, iface) = match addr {
             Some(a) => {
