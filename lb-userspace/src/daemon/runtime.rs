@@ -79,6 +79,8 @@ pub struct Runtime {
     /// whether an operator had put them in maintenance before (then a valid answer gives
     /// them their address but leaves them there).
     rmaint: std::collections::BTreeMap<ServerId, bool>,
+    /// The last address DNS gave a server that lb could not use (no route), said once.
+    unusable: std::collections::BTreeMap<ServerId, std::net::Ipv4Addr>,
 }
 
 /// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).
@@ -144,6 +146,7 @@ impl Runtime {
             dns,
             dns_events,
             rmaint: Default::default(),
+            unusable: Default::default(),
         };
         rt.rmaint = rt.unresolved_servers();
         rt

@@ -105,18 +105,22 @@ impl Runtime {
                 if let Some(new) = change.addr {
                     match self.set_server_addr(f.id, Some(new)) {
                         Ok(()) => {
+                            self.unusable.remove(&f.id);
                             let e = self.entry(f.id)?;
                             self.log(&address_changed(e.name(), f.current, new, &by));
                             moved = true;
                         }
                         Err(err) => {
-                            let e = self.entry(f.id)?;
-                            let msg = format!(
-                                "{}/{} resolves to {new} by {by}, which lb cannot use ({err:#}); it keeps its address.",
-                                e.backend, e.place.name
-                            );
-                            eprintln!("[WARNING] {msg}");
-                            self.logger.send(crate::config::Level::Warning, &msg);
+                            // Said once per address, not at every resolution.
+                            if self.unusable.insert(f.id, new) != Some(new) {
+                                let e = self.entry(f.id)?;
+                                let msg = format!(
+                                    "{}/{} resolves to {new} by {by}, which lb cannot use ({err:#}); it keeps its address.",
+                                    e.backend, e.place.name
+                                );
+                                eprintln!("[WARNING] {msg}");
+                                self.logger.send(crate::config::Level::Warning, &msg);
+                            }
                             continue;
                         }
                     }
@@ -202,9 +206,13 @@ impl Runtime {
         };
         let (b, s) = (e.place.backend.index(), e.place.puid as usize - 1);
         let addr = addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // Reached through an interface lb is not on yet: prepared and attached as a reload
+        // would do it.
         if let Some(i) = &iface
             && !self.bal.dp.is_attached(i)
         {
+            let sysctls = crate::daemon::sysctl::Forwarding::enable(std::slice::from_ref(i))?;
+            self.sysctls.push(sysctls);
             self.bal.dp.attach(i)?;
         }
         self.bal.set_addr(id, addr, snat, iface)?;

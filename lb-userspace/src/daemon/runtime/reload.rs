@@ -82,6 +82,7 @@ impl Runtime {
         // Names are resolved again from the new file's sections.
         self.dns = crate::daemon::dns::client::spawn(&self.cfg, self.dns_events.clone());
         self.rmaint = self.unresolved_servers();
+        self.unusable.clear();
         applied.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])
     }
 
