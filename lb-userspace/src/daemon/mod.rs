@@ -14,7 +14,9 @@
 //! - [`recount`]: the active flows per server, recounted from the flow tables;
 //! - [`tracing`]: `lb trace`, the data plane's decisions printed;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
-//! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
+//! - [`runtime`]: events (checks, operators, reloads, DNS answers) applied to states, then
+//!   logged;
+//! - [`dns`]: `resolvers` sections: servers following their host name while running;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
 //! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
 pub mod addrwatch;

@@ -3,7 +3,8 @@
 //! words.
 //!
 //! - `admin`: the runtime API's requests, answered in the serve loop;
-//! - `reload`: SIGHUP, a new configuration applied on the same maps.
+//! - `reload`: SIGHUP, a new configuration applied on the same maps;
+//! - `dns`: finished name resolutions moving servers (addresses, resolution maintenance).
 mod admin;
 mod agent;
 mod dns;

@@ -156,8 +156,13 @@ async fn run(r: Arc<Resolvers>, names: Vec<(String, Family)>, events: mpsc::Send
                 let Some(qid) = msg.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
                     continue;
                 };
-                let Some((one, _)) = res.iter_mut().find(|(x, _)| x.awaits(qid)) else { continue };
-                let Some(a) = wire::parse(msg, &one.name, wire::QType::A) else { continue };
+                // The resolution awaiting this id whose question it answers.
+                let Some((one, a)) = res.iter_mut().find_map(|(x, _)| {
+                    let a = wire::parse(msg, &x.name, wire::QType::A).filter(|_| x.awaits(qid))?;
+                    Some((x, a))
+                }) else {
+                    continue;
+                };
                 let now = Instant::now().into_std();
                 if let Some(f) = one.on_answer(&r, now, ns, servers.len(), &a)
                     && events.send(report(&one.name, f)).await.is_err()

@@ -172,6 +172,8 @@ impl Resolution {
             })
             .collect();
         let status = match a.rcode {
+            // Cut short: HAProxy counts it as an error (raise `accepted_payload_size`).
+            _ if a.truncated => Status::Other,
             Rcode::NoError if !v4.is_empty() => Status::Valid,
             Rcode::NxDomain => Status::Nx,
             Rcode::Refused => Status::Refused,
@@ -547,5 +549,14 @@ mod tests {
             .expect("ended");
         assert_eq!(f.status, Status::Other);
         assert_eq!(Status::Other.maintenance_cause(), "unspecified DNS error");
+        res.poll(&r, t0 + Duration::from_secs(1), &mut id);
+        let cut = Answer {
+            truncated: true,
+            ..answer(2, Rcode::NoError, &[[10, 0, 0, 1]])
+        };
+        let f = res
+            .on_answer(&r, t0 + Duration::from_secs(1), 0, 1, &cut)
+            .expect("ended");
+        assert_eq!(f.status, Status::Other, "a truncated answer is an error");
     }
 }

@@ -107,13 +107,17 @@ pub fn parse(msg: &[u8], name: &str, qtype: QType) -> Option<Answer> {
         n => Rcode::Other(n as u8),
     };
     let (qd, an) = (word(4)?, word(6)?);
+    let mut wanted = normalize(name);
     let mut at = HEADER;
-    for _ in 0..qd {
-        let (_, next) = read_name(msg, at)?;
+    for i in 0..qd {
+        let (asked, next) = read_name(msg, at)?;
+        // An answer to another question (two queries may share an id).
+        if i == 0 && asked != wanted {
+            return None;
+        }
         at = next + 4;
     }
     // The name whose addresses we want: the one asked, then each CNAME target in turn.
-    let mut wanted = normalize(name);
     let mut records = Vec::new();
     for _ in 0..an {
         let (owner, next) = read_name(msg, at)?;
@@ -257,6 +261,11 @@ pub(crate) mod tests {
             ],
         );
         let a = parse(&r, "APP.example", QType::A).expect("parsed");
+        assert_eq!(
+            parse(&r, "other.example", QType::A),
+            None,
+            "not our question"
+        );
         assert_eq!(a.id, 7);
         assert_eq!(a.rcode, Rcode::NoError);
         assert_eq!(
