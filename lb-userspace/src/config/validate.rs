@@ -207,6 +207,22 @@ const SERVER_RULES: &[ServerRule] = &[
 /// A server's `resolvers NAME` names a section (HAProxy: `resolvers_finalize`); a server
 /// given by address has nothing to resolve (HAProxy ignores the keyword there too, lb says so).
 fn servers_find_their_resolvers(c: &Config, out: &mut Vec<Diagnostic>) {
+    for r in &c.global.resolvers {
+        let used = c
+            .backends
+            .iter()
+            .flat_map(|b| &b.servers)
+            .any(|s| s.dns.resolvers.as_deref() == Some(r.name.as_str()));
+        if used && r.nameservers.is_empty() {
+            out.push(Diagnostic::warning(
+                Some(&r.origin),
+                format!(
+                    "resolvers '{}' has no nameserver: the servers that use it keep the address they start with.",
+                    r.name
+                ),
+            ));
+        }
+    }
     for b in &c.backends {
         for s in &b.servers {
             let Some(name) = &s.dns.resolvers else {

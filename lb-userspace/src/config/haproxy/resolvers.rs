@@ -390,6 +390,17 @@ mod tests {
     }
 
     #[test]
+    fn a_section_without_nameserver_is_said() {
+        let text = format!("resolvers dns\n  resolve_retries 2\n{PROXIES}");
+        let l = config::parse_bytes("t.cfg", text.as_bytes(), false).expect("valid");
+        let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            w.contains(&"[WARNING] parsing [t.cfg:1] : resolvers 'dns' has no nameserver: the servers that use it keep the address they start with.".to_string()),
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn a_server_naming_a_missing_section_is_refused() {
         let e = read(PROXIES).expect_err("refused");
         assert_eq!(
