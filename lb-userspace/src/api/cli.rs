@@ -420,10 +420,6 @@ pub struct AddrChange {
 pub const ADDR_REQUIRED: &str =
     "set server <b>/<s> addr requires an address and optionally a port.\n";
 
-/// What lb answers to an address change: the data plane's server tables come from the
-/// configuration (and a server's family decides which of them holds it).
-pub const ADDR_FROM_CONFIG: &str = "lb: 'set server <srv> addr' cannot change a server's address in lb: addresses come from the configuration; change it there and reload.\n";
-
 fn parse_addr_change(addr: &str, kw: &str, port: &str) -> Action {
     if addr.is_empty() {
         return Action::Invalid(ADDR_REQUIRED.into());
@@ -465,14 +461,41 @@ fn strtol_port(s: &str) -> Result<u16, String> {
     Ok((if neg { -n } else { n }) as u16)
 }
 
-/// HAProxy's answer to an address change that changes nothing (`no need to change the addr`
-/// ...), or `Err` with lb's answer when it would change the server's address or port.
-pub fn addr_change_answer(current: SocketAddr, c: &AddrChange) -> Result<String, String> {
-    let mut msg = String::new();
-    let mut changes = c.ip != current.ip();
-    if !changes {
-        msg.push_str("no need to change the addr");
+/// What `set server ... addr` does to a server at `current`: HAProxy's answer, and the
+/// address to apply when it changes (`to`). lb changes the address only: a port change is
+/// refused (flows and checks are keyed by it), and so is a change of family (a server's
+/// family decides its pool slot and maps) and a server without an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrPlan {
+    pub to: Option<IpAddr>,
+    pub answer: String,
+}
+
+/// The tail of every answer, as HAProxy words it.
+const BY_SOCKET: &str = " by 'stats socket command'\n";
+
+pub fn plan_addr_change(current: SocketAddr, c: &AddrChange) -> AddrPlan {
+    let refuse = |answer: String| AddrPlan { to: None, answer };
+    if current.ip().is_unspecified() {
+        // A server whose name resolves to nothing: HAProxy's answer for an address of no
+        // family.
+        return refuse(format!(
+            "Update for the current server address family is only supported through configuration file{BY_SOCKET}"
+        ));
     }
+    let changes = c.ip != current.ip();
+    if changes && c.ip.is_ipv4() != current.is_ipv4() {
+        return refuse(ADDR_FAMILY.into());
+    }
+    let mut msg = if changes {
+        format!(
+            "IP changed from '{}' to '{}'",
+            crate::addr_text::ip(current.ip()),
+            c.written
+        )
+    } else {
+        "no need to change the addr".to_string()
+    };
     match &c.port {
         None => {}
         Some(Err(e)) => {
@@ -480,13 +503,19 @@ pub fn addr_change_answer(current: SocketAddr, c: &AddrChange) -> Result<String,
             msg.push_str(e);
         }
         Some(Ok(p)) if *p == current.port() => msg.push_str(", no need to change the port"),
-        Some(Ok(_)) => changes = true,
+        Some(Ok(_)) => return refuse(ADDR_PORT.into()),
     }
-    if changes {
-        return Err(ADDR_FROM_CONFIG.into());
+    msg.push_str(BY_SOCKET);
+    AddrPlan {
+        to: changes.then_some(c.ip),
+        answer: msg,
     }
-    Ok(format!("{msg} by 'stats socket command'\n"))
 }
+
+/// Why lb does not move a server to another family at run time.
+pub const ADDR_FAMILY: &str = "lb: a server's address family cannot change at run time (its family decides its pool and maps); change it in the configuration and reload.\n";
+/// Why lb does not change a server's port at run time.
+pub const ADDR_PORT: &str = "lb: changing a server's port at run time is not supported; change it in the configuration and reload.\n";
 
 /// A state-changing command for one server: the serve loop finds the server (answering
 /// [`NO_SUCH_BACKEND`] / [`NO_SUCH_SERVER`]), then applies the action.
@@ -993,9 +1022,7 @@ mod tests {
             panic!("{cmd}: not a server command");
         };
         match action {
-            Action::Addr(c) => {
-                addr_change_answer(current.parse().expect("sa"), &c).unwrap_or_else(|e| e)
-            }
+            Action::Addr(c) => plan_addr_change(current.parse().expect("sa"), &c).answer,
             Action::Invalid(text) => text,
             other => panic!("{cmd}: {other:?}"),
         }
@@ -1006,6 +1033,9 @@ mod tests {
         let set = |rest: &str| format!("set server hoge/web10 addr{rest}");
         // Answers that change nothing, or refuse the words: HAProxy's, byte for byte.
         for (rest, current, nth) in [
+            (" fd00:16::12", "[fd00:16::10]:8000", 1),
+            (" [fd00:16::13]", "[fd00:16::12]:8000", 1),
+            (" ::ffff:127.0.0.1", "[fd00:16::10]:8000", 1),
             (" fd00:16::12", "[fd00:16::12]:8000", 2),
             (" fd00:16::zz", "[fd00:16::10]:8000", 1),
             (" fd00:16::10 port abc", "[fd00:16::10]:8000", 1),
@@ -1017,12 +1047,13 @@ mod tests {
                 "{rest}"
             );
         }
-        // Either family, bracketed or not, parses; a change is refused with lb's reason.
-        for (rest, ip) in [
-            (" fd00:16::12", "fd00:16::12"),
-            (" [fd00:16::13]", "fd00:16::13"),
-            (" 127.0.0.5", "127.0.0.5"),
-            (" ::ffff:127.0.0.1", "::ffff:127.0.0.1"),
+        // Either family, bracketed or not, parses; a change within the family is planned, a
+        // change of family refused with lb's reason.
+        for (rest, ip, to) in [
+            (" fd00:16::12", "fd00:16::12", None),
+            (" [fd00:16::13]", "fd00:16::13", None),
+            (" 127.0.0.5", "127.0.0.5", Some("127.0.0.5")),
+            (" ::ffff:127.0.0.1", "::ffff:127.0.0.1", None),
         ] {
             let Command::Admin(AdminCmd {
                 action: Action::Addr(c),
@@ -1033,10 +1064,16 @@ mod tests {
             };
             assert_eq!(c.ip, ip.parse::<IpAddr>().expect("ip"));
             assert_eq!(c.written, rest.trim());
-            assert_eq!(
-                addr_change_answer("10.0.0.1:80".parse().expect("sa"), &c),
-                Err(ADDR_FROM_CONFIG.into())
-            );
+            let plan = plan_addr_change("10.0.0.1:80".parse().expect("sa"), &c);
+            assert_eq!(plan.to, to.map(|t| t.parse::<IpAddr>().expect("ip")));
+            if to.is_none() {
+                assert_eq!(plan.answer, ADDR_FAMILY);
+            } else {
+                assert_eq!(
+                    plan.answer,
+                    format!("IP changed from '10.0.0.1' to '{}'{BY_SOCKET}", rest.trim())
+                );
+            }
         }
         // The port as HAProxy converts it: `port 99999` became 34463 in the capture.
         assert!(ipv6_answer(&set(" fd00:16::10 port 99999"), 1).contains("to '34463'"));
@@ -1052,7 +1089,7 @@ mod tests {
         );
         assert_eq!(
             addr_answer(&set(" fd00:16::10 port 8001"), "[fd00:16::10]:8000"),
-            ADDR_FROM_CONFIG
+            ADDR_PORT
         );
         // Only admin sockets may ask.
         assert_eq!(
@@ -1090,6 +1127,22 @@ mod tests {
         assert_eq!(
             parse(&w("set server hoge/web11 weight 5"), a),
             cmd("hoge", "web11", Action::Weight("5".into()))
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr 10.0.0.9 port 80"), a),
+            cmd(
+                "hoge",
+                "web11",
+                Action::Addr(AddrChange {
+                    ip: "10.0.0.9".parse().expect("ip"),
+                    written: "10.0.0.9".into(),
+                    port: Some(Ok(80)),
+                })
+            )
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr"), a),
+            cmd("hoge", "web11", Action::Invalid(ADDR_REQUIRED.into()))
         );
         assert_eq!(
             parse(&w("set weight hoge/web10 300"), a),

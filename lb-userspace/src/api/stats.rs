@@ -114,6 +114,8 @@ pub struct ServerState {
     pub admin: AdminState,
     /// In maintenance because the config says `disabled` (and not enabled since).
     pub config_maint: bool,
+    /// In maintenance because its host name does not resolve (HAProxy's RMAINT).
+    pub resolution_maint: bool,
     /// The user weight (`uweight`).
     pub weight: u32,
     /// The effective weight, in sixteenths of the user weight (`cur_eweight`): less during a
@@ -318,7 +320,11 @@ pub fn backend_iid(st: &State, name: &str) -> Option<u32> {
 /// `stats_fill_sv_stats_computestate` and the MAINT cases of the status column.
 pub fn server_status(s: &ServerState) -> String {
     if s.admin == AdminState::Maint {
-        return "MAINT".into();
+        return if s.resolution_maint {
+            "MAINT (resolution)".into()
+        } else {
+            "MAINT".into()
+        };
     }
     let checking = s.check.as_ref().filter(|c| c.enabled);
     if s.up {
@@ -584,6 +590,8 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
                 (true, false, false) => 2,
             };
             let admin = match s.admin {
+                // SRV_ADMF_RMAINT alone: neither forced nor from the configuration.
+                AdminState::Maint if s.resolution_maint => 0x20,
                 AdminState::Maint => 0x01 | if s.config_maint { 0x04 } else { 0 },
                 AdminState::Drain => 0x08,
                 AdminState::Ready => 0,
@@ -774,6 +782,7 @@ pub mod tests {
             stopping: false,
             admin: AdminState::Ready,
             config_maint: false,
+            resolution_maint: false,
             weight,
             eweight: weight * lb_common::WEIGHT_SCALE,
             starting: false,
