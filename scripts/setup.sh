@@ -20,12 +20,14 @@ need_root() {
 # Debian packages for the tests and benchmarks (real servers, syslog, HAProxy for the
 # side-by-side comparison, load generators, a browser for the stats page test, the database
 # and cache servers the protocol health checks are tested against, BIRD for the several-nodes
-# test: a router and lb nodes speaking BGP, in namespaces).
+# test: a router and lb nodes speaking BGP, in namespaces; dnsmasq, the name server the
+# run-time DNS resolution test moves servers with).
 PACKAGES=(
     iproute2 ethtool bpftool curl socat systemd
     nginx apache2 haproxy rsyslog wrk
     chromium bird2
     redis-server mariadb-server
+    dnsmasq-base
 )
 
 missing=()

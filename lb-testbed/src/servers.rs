@@ -319,3 +319,120 @@ impl Drop for Rsyslog {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Debian's dnsmasq inside a namespace: an authoritative name server for the `lbtest`
+/// domain, answering from a hosts file it reads again on SIGHUP (names it does not list
+/// are NXDOMAIN). Stopped by PID.
+pub struct Dnsmasq {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Dnsmasq {
+    /// The domain it answers for.
+    pub const DOMAIN: &'static str = "lbtest";
+
+    /// Starts it on `addr` (an address of `ns`) with `hosts` as its only records.
+    pub fn start(
+        ns: &Netns,
+        name: &str,
+        addr: SocketAddr,
+        hosts: &[(&str, Ipv4Addr)],
+    ) -> Result<Dnsmasq> {
+        let dir = std::env::temp_dir().join(format!("lbt-{}-{name}", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut d = Dnsmasq {
+            dir,
+            addr,
+            child: None,
+        };
+        d.write_hosts(hosts)?;
+        let dir = d.dir.display().to_string();
+        let child = ns
+            .command("dnsmasq")?
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--user=root",
+                "--bind-interfaces",
+                &format!("--listen-address={}", addr.ip()),
+                &format!("--port={}", addr.port()),
+                &format!("--addn-hosts={dir}/hosts"),
+                &format!("--local=/{}/", Self::DOMAIN),
+                &format!("--pid-file={dir}/dnsmasq.pid"),
+                &format!("--log-facility={dir}/dnsmasq.log"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dnsmasq")?;
+        d.child = Some(child);
+        // Ready when it answers a query (any answer will do).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe = ns.handle();
+        while Instant::now() < deadline {
+            let answered = probe.run(move || {
+                let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                // A query for "probe.lbtest" A.
+                let mut q = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+                for l in ["probe", Self::DOMAIN] {
+                    q.push(l.len() as u8);
+                    q.extend_from_slice(l.as_bytes());
+                }
+                q.extend_from_slice(&[0, 0, 1, 0, 1]);
+                let mut buf = [0u8; 512];
+                s.send_to(&q, addr).is_ok() && s.recv_from(&mut buf).is_ok()
+            })?;
+            if answered {
+                return Ok(d);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("dnsmasq did not answer on {addr} within 10 s")
+    }
+
+    fn write_hosts(&self, hosts: &[(&str, Ipv4Addr)]) -> Result<()> {
+        let text: String = hosts
+            .iter()
+            .map(|(n, a)| format!("{a} {n}.{}\n", Self::DOMAIN))
+            .collect();
+        // Written aside and renamed: dnsmasq never reads half a file.
+        let tmp = self.dir.join("hosts.new");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.dir.join("hosts"))?;
+        Ok(())
+    }
+
+    /// Replaces the records and has dnsmasq read them (SIGHUP also empties its cache).
+    pub fn set_hosts(&self, hosts: &[(&str, Ipv4Addr)]) -> Result<()> {
+        self.write_hosts(hosts)?;
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .context("dnsmasq is not running")?;
+        // SAFETY: kill() on the PID of our own child process, which has not been reaped.
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
+            bail!("SIGHUP to dnsmasq: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -9,7 +9,9 @@
 //! - [`show`]: `lb show`, reading the pinned maps directly;
 //! - [`net`]: routes, addresses and sysctls from the host;
 //! - [`api`]: the runtime API on the stats socket, metrics and the stats page;
-//! - [`rlimit`]: the open-file limit the config needs.
+//! - [`rlimit`]: the open-file limit the config needs;
+//! - [`addr_text`]: addresses of either family as HAProxy prints them.
+pub mod addr_text;
 pub mod api;
 pub mod config;
 pub mod daemon;

@@ -76,6 +76,7 @@ enum Command {
     },
     /// Make the data plane say why it passes, drops or rewrites each packet (printed by the
     /// daemon as `[TRACE]` lines), or stop it. Off, tracing costs the data plane nothing.
+    /// IPv4 packets only: IPv6 packets are not traced.
     Trace {
         #[command(subcommand)]
         switch: TraceSwitch,
@@ -130,7 +131,7 @@ enum ServerAction {
 enum TraceSwitch {
     /// Start tracing (again: with the new filter).
     On {
-        /// Only packets of flows to this VIP: ADDRESS or ADDRESS:PORT.
+        /// Only packets of flows to this VIP: ADDRESS or ADDRESS:PORT (IPv4).
         #[arg(long)]
         vip: Option<String>,
     },
@@ -153,7 +154,7 @@ enum ShowWhat {
         server: Option<String>,
         /// Only flows from this client address.
         #[arg(long)]
-        client: Option<std::net::Ipv4Addr>,
+        client: Option<std::net::IpAddr>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },

@@ -1,14 +1,19 @@
 //! `lb show ...`: reads the pinned maps directly, so it works even when the daemon is stuck.
-use std::net::Ipv4Addr;
+//! Addresses of either family print as `show stat`'s `addr` does: `[fd00::10]:80` for IPv6.
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Result;
 use lb_common::{
-    MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UNUSED,
-    META_STATE_UP, PROTO_TCP, PROTO_UDP, State, name_str,
+    FlowKeyOf, FlowOf, MAX_SERVERS, META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT,
+    META_STATE_UNUSED, META_STATE_UP, PROTO_TCP, PROTO_UDP, ServerInfo, ServerInfo6, State,
+    name_str,
 };
 use serde::Serialize;
 
-use crate::dataplane::{Maps, ids::ServerSlot, layout::addr_of, pin_dir};
+use crate::{
+    addr_text::{MapAddr, StatAddrPort},
+    dataplane::{Maps, ids::ServerSlot, pin_dir},
+};
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct BackendRow {
@@ -40,6 +45,16 @@ pub fn state_name(s: u8) -> &'static str {
     }
 }
 
+/// Where a server slot sends flows: a slot is one family's, and only that family's table
+/// (`LB_SERVERS` or `LB6_SERVERS`) holds it; the other's entry stays zero.
+pub fn server_endpoint(v4: &ServerInfo, v6: &ServerInfo6) -> SocketAddr {
+    if v6.addr != [0; 4] || v6.port != 0 {
+        v6.addr.with_port(v6.port)
+    } else {
+        v4.addr.with_port(v4.port)
+    }
+}
+
 /// One row per server in the maps, in slot order.
 pub fn backend_rows(maps: &Maps) -> Result<Vec<BackendRow>> {
     let flows = maps
@@ -52,12 +67,13 @@ pub fn backend_rows(maps: &Maps) -> Result<Vec<BackendRow>> {
             continue;
         }
         let info = maps.servers.get(&slot.0, 0)?;
+        let info6 = maps.servers6.get(&slot.0, 0)?;
         let c = maps.server_counters(slot)?;
         rows.push(BackendRow {
             backend: name_str(&meta.backend).into(),
             server: name_str(&meta.server).into(),
             slot,
-            address: format!("{}:{}", addr_of(info.addr), u16::from_be(info.port)),
+            address: StatAddrPort(server_endpoint(&info, &info6)).to_string(),
             state: state_name(meta.state).into(),
             weight: meta.weight,
             backup: meta.backup != 0,
@@ -205,6 +221,9 @@ pub fn stats(instance: &str, json: bool) -> Result<()> {
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct FlowRow {
     pub proto: &'static str,
+    /// The client's address alone (for `--client`).
+    #[serde(skip)]
+    pub client_ip: IpAddr,
     pub client: String,
     pub vip: String,
     pub backend: String,
@@ -225,7 +244,7 @@ pub struct FlowFilter {
     pub backend: Option<String>,
     /// `server` or `backend/server`.
     pub server: Option<String>,
-    pub client: Option<Ipv4Addr>,
+    pub client: Option<IpAddr>,
     pub limit: usize,
 }
 
@@ -237,7 +256,8 @@ pub struct Flows {
     pub flows: Vec<FlowRow>,
 }
 
-/// Scans the flow table once (bounded by its size), keeping at most `filter.limit` rows.
+/// Scans the flow tables once each (bounded by their sizes; IPv4's, then IPv6's), keeping at
+/// most `filter.limit` rows.
 pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
     let mut names = std::collections::HashMap::new();
     // Flows name their server by slot.
@@ -253,48 +273,84 @@ pub fn flow_rows(maps: &Maps, filter: &FlowFilter) -> Result<Flows> {
             })
             .clone()
     };
-    let (want_backend, want_server) = match filter.server.as_deref().map(|s| s.split_once('/')) {
-        Some(Some((b, s))) => (Some(b.to_string()), Some(s.to_string())),
-        Some(None) => (filter.backend.clone(), filter.server.clone()),
-        None => (filter.backend.clone(), None),
-    };
     let mut out = Flows {
         matching: 0,
         flows: Vec::new(),
     };
     let now = crate::dataplane::clock::now();
     for (k, f) in maps.live_flows(now) {
-        if filter.client.is_some_and(|c| addr_of(k.src) != c) {
-            continue;
-        }
-        let (backend, server) = name_of(f.server);
-        if want_backend.as_ref().is_some_and(|b| *b != backend)
-            || want_server.as_ref().is_some_and(|s| *s != server)
-        {
-            continue;
-        }
-        out.matching += 1;
-        if out.flows.len() >= filter.limit {
-            continue;
-        }
-        let ep = |a: u32, p: u16| format!("{}:{}", addr_of(a), u16::from_be(p));
-        out.flows.push(FlowRow {
-            proto: match k.proto {
-                PROTO_TCP => "tcp",
-                PROTO_UDP => "udp",
-                _ => "?",
-            },
-            client: ep(k.src, k.sport),
-            vip: ep(k.dst, k.dport),
-            backend,
-            server,
-            server_addr: ep(f.dst, f.dport),
-            source: ep(f.src, f.sport),
-            state: State::from_u8(f.state).map_or("?", State::name),
-            idle_ms: crate::dataplane::maps::idle_ms(&f, now),
-        });
+        let row = flow_row(
+            &k,
+            &f,
+            crate::dataplane::maps::idle_ms(&f, now),
+            &mut name_of,
+        );
+        out.offer(row, filter);
+    }
+    for (k, f) in maps.live_flows6(now) {
+        let row = flow_row(
+            &k,
+            &f,
+            crate::dataplane::maps::idle_ms(&f, now),
+            &mut name_of,
+        );
+        out.offer(row, filter);
     }
     Ok(out)
+}
+
+impl Flows {
+    /// Counts `row` if `filter` takes it, and keeps it while under the limit.
+    fn offer(&mut self, row: FlowRow, filter: &FlowFilter) {
+        if !filter.takes(&row) {
+            return;
+        }
+        self.matching += 1;
+        if self.flows.len() < filter.limit {
+            self.flows.push(row);
+        }
+    }
+}
+
+impl FlowFilter {
+    /// Whether a flow passes the client, backend and server filters.
+    pub fn takes(&self, row: &FlowRow) -> bool {
+        let (want_backend, want_server) = match self.server.as_deref().map(|s| s.split_once('/')) {
+            Some(Some((b, s))) => (Some(b), Some(s)),
+            Some(None) => (self.backend.as_deref(), self.server.as_deref()),
+            None => (self.backend.as_deref(), None),
+        };
+        self.client.is_none_or(|c| row.client_ip == c)
+            && want_backend.is_none_or(|b| b == row.backend)
+            && want_server.is_none_or(|s| s == row.server)
+    }
+}
+
+/// A forward entry of either family as a row; `name_of` names a server slot.
+pub fn flow_row<A: MapAddr>(
+    k: &FlowKeyOf<A>,
+    f: &FlowOf<A>,
+    idle_ms: u64,
+    name_of: &mut impl FnMut(u16) -> (String, String),
+) -> FlowRow {
+    let ep = |a: A, p: u16| StatAddrPort(a.with_port(p)).to_string();
+    let (backend, server) = name_of(f.server);
+    FlowRow {
+        proto: match k.proto {
+            PROTO_TCP => "tcp",
+            PROTO_UDP => "udp",
+            _ => "?",
+        },
+        client_ip: k.src.ip(),
+        client: ep(k.src, k.sport),
+        vip: ep(k.dst, k.dport),
+        backend,
+        server,
+        server_addr: ep(f.dst, f.dport),
+        source: ep(f.src, f.sport),
+        state: State::from_u8(f.state).map_or("?", State::name),
+        idle_ms,
+    }
 }
 
 pub fn flows(instance: &str, filter: &FlowFilter, json: bool) -> Result<()> {
@@ -353,5 +409,107 @@ mod tests {
             ],
         );
         assert_eq!(t, "A     LONGER\nxxxx  1\ny     22\n");
+    }
+
+    fn a6(s: &str) -> lb_common::Addr6 {
+        lb_common::addr6_from_octets(s.parse::<std::net::Ipv6Addr>().expect("v6").octets())
+    }
+
+    fn a4(s: &str) -> u32 {
+        u32::from_ne_bytes(s.parse::<std::net::Ipv4Addr>().expect("v4").octets())
+    }
+
+    #[test]
+    fn a_slot_shows_the_address_of_its_familys_table() {
+        let v4 = ServerInfo {
+            addr: a4("10.200.10.10"),
+            port: 80u16.to_be(),
+            ..ServerInfo::default()
+        };
+        let v6 = ServerInfo6 {
+            addr: a6("fd00:16::10"),
+            port: 8000u16.to_be(),
+            ..ServerInfo6::default()
+        };
+        let show =
+            |v4: &ServerInfo, v6: &ServerInfo6| StatAddrPort(server_endpoint(v4, v6)).to_string();
+        assert_eq!(show(&v4, &ServerInfo6::default()), "10.200.10.10:80");
+        assert_eq!(show(&ServerInfo::default(), &v6), "[fd00:16::10]:8000");
+        // A server with no address yet (`init-addr none`) shows as before.
+        let unresolved = ServerInfo {
+            port: 80u16.to_be(),
+            ..ServerInfo::default()
+        };
+        assert_eq!(show(&unresolved, &ServerInfo6::default()), "0.0.0.0:80");
+    }
+
+    #[test]
+    fn ipv6_flows_read_as_their_ipv4_siblings() {
+        // Client fd00:16::2:33906 -> VIP [fd00:16::1]:80, full-NAT from [fd00:16::1]:1024 to
+        // web11 at [fd00:16::11]:8000.
+        let k = lb_common::FlowKey6::new(
+            a6("fd00:16::2"),
+            a6("fd00:16::1"),
+            33906u16.to_be(),
+            80u16.to_be(),
+            PROTO_TCP,
+        );
+        let f = lb_common::Flow6 {
+            src: a6("fd00:16::1"),
+            dst: a6("fd00:16::11"),
+            sport: 1024u16.to_be(),
+            dport: 8000u16.to_be(),
+            state: State::Established as u8,
+            server: 1,
+            ..lb_common::Flow6::default()
+        };
+        let mut name_of = |slot: u16| ("hoge".to_string(), format!("web1{slot}"));
+        let row = flow_row(&k, &f, 1500, &mut name_of);
+        let cells = (
+            row.proto,
+            row.client.as_str(),
+            row.vip.as_str(),
+            row.server.as_str(),
+            row.server_addr.as_str(),
+            row.source.as_str(),
+            row.state,
+        );
+        assert_eq!(
+            cells,
+            (
+                "tcp",
+                "[fd00:16::2]:33906",
+                "[fd00:16::1]:80",
+                "web11",
+                "[fd00:16::11]:8000",
+                "[fd00:16::1]:1024",
+                State::Established.name()
+            )
+        );
+        let mut filter = FlowFilter {
+            client: Some("fd00:16::2".parse().expect("ip")),
+            limit: 10,
+            ..FlowFilter::default()
+        };
+        assert!(filter.takes(&row));
+        filter.client = Some("fd00:16::3".parse().expect("ip"));
+        assert!(!filter.takes(&row));
+        filter.client = None;
+        filter.server = Some("hoge/web11".into());
+        assert!(filter.takes(&row));
+        filter.server = Some("web10".into());
+        assert!(!filter.takes(&row));
+
+        let mut flows = Flows {
+            matching: 0,
+            flows: Vec::new(),
+        };
+        let one = FlowFilter {
+            limit: 1,
+            ..FlowFilter::default()
+        };
+        flows.offer(row.clone(), &one);
+        flows.offer(row, &one);
+        assert_eq!((flows.matching, flows.flows.len()), (2, 1));
     }
 }

@@ -431,6 +431,7 @@ fn global() -> impl Strategy<Value = Global> {
                 stats_http,
                 ssl_server_verify,
                 announce_table,
+                resolvers: Vec::new(),
             },
         )
 }
@@ -578,6 +579,7 @@ fn server() -> impl Strategy<Value = Server> {
                 addr,
                 fqdn: None,
                 init_addr: lb::config::InitAddr::DEFAULT.to_vec(),
+                dns: lb::config::ServerDns::default(),
                 port,
                 check,
                 inter,

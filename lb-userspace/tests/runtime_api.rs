@@ -221,6 +221,29 @@ fn socket_answers_like_haproxy() {
         "  help [<command>]                        : list matching or all commands\n  prompt                                  : toggle interactive mode with prompt\n  quit                                    : disconnect\n\n"
     ));
     assert_eq!(f.api("get weight hoge/web11"), "1 (initial 1)\n\n");
+    // `set server ... addr`: either family read, HAProxy's answers when nothing changes or
+    // the words are wrong, lb's reason when it would change the address.
+    assert_eq!(
+        f.api("set server hoge/web10 addr 10.200.10.10 port 80"),
+        "no need to change the addr, no need to change the port by 'stats socket command'\n\n"
+    );
+    assert_eq!(
+        f.api("set server hoge/web10 addr fd00:16::zz"),
+        "Invalid addr 'fd00:16::zz' by 'stats socket command'\n\n"
+    );
+    // An IPv4 server does not move to IPv6 (its family decides its pool and maps); changes
+    // within the family are applied (tests/dns_e2e.rs moves traffic with one).
+    for change in ["fd00:16::10", "[fd00:16::10]"] {
+        assert_eq!(
+            f.api(&format!("set server hoge/web10 addr {change}")),
+            format!("{}\n", lb::api::cli::ADDR_FAMILY),
+            "{change}"
+        );
+    }
+    assert_eq!(
+        f.api("set server hoge/web10 addr 10.200.10.10 port 81"),
+        format!("{}\n", lb::api::cli::ADDR_PORT)
+    );
 
     // Several commands a line; levels lowered within a session; interactive mode.
     assert_eq!(

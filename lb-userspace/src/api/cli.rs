@@ -12,6 +12,8 @@
 //! - words are separated by spaces and tabs, `\` escapes the next character;
 //! - every answer is followed by an empty line (`\n`), or by `\n> ` in interactive mode
 //!   (`prompt`); without `prompt` the session ends once no complete request is left.
+use std::net::{IpAddr, SocketAddr};
+
 use crate::config::ApiLevel;
 use crate::fuzzy::Fingerprint;
 
@@ -396,9 +398,124 @@ pub enum Action {
     Checks(bool),
     /// `shutdown sessions server`: end the server's established flows.
     Shutdown,
+    /// `set server ... addr <ip> [port <port>]`.
+    Addr(AddrChange),
     /// Found the server, then answer this.
     Invalid(String),
 }
+
+/// `set server <b>/<s> addr <ip> [port <port>]`, understood as HAProxy reads it: the address
+/// numerically, either family, IPv6 bracketed or not (`str2ip2` without resolution); the port
+/// with `strtol` into 16 bits (`99999` is 34463), its error answered after the address's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrChange {
+    pub ip: IpAddr,
+    /// The address as written: HAProxy's answer quotes it so (`'[fd00:16::13]'`).
+    pub written: String,
+    /// `port` given: the port, or what HAProxy answers about it.
+    pub port: Option<Result<u16, String>>,
+}
+
+/// What `set server ... addr` answers without an address.
+pub const ADDR_REQUIRED: &str =
+    "set server <b>/<s> addr requires an address and optionally a port.\n";
+
+fn parse_addr_change(addr: &str, kw: &str, port: &str) -> Action {
+    if addr.is_empty() {
+        return Action::Invalid(ADDR_REQUIRED.into());
+    }
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let Ok(ip) = bare.parse::<IpAddr>() else {
+        return Action::Invalid(format!("Invalid addr '{addr}' by 'stats socket command'\n"));
+    };
+    Action::Addr(AddrChange {
+        ip,
+        written: addr.to_string(),
+        port: (kw == "port").then(|| strtol_port(port)),
+    })
+}
+
+/// `(uint16_t)strtol(s, &end, 10)` as HAProxy converts a port: leading digits (after spaces
+/// and a sign) taken modulo 2^16; none is an error.
+fn strtol_port(s: &str) -> Result<u16, String> {
+    let t = s.trim_start();
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!("problem converting port '{s}' to an int"));
+    }
+    let n = body[..digits].bytes().fold(0i64, |n, d| {
+        n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+    });
+    // strtol saturates at LONG_MAX with ERANGE, which HAProxy reports too.
+    if n == i64::MAX {
+        return Err(format!("problem converting port '{s}' to an int"));
+    }
+    Ok((if neg { -n } else { n }) as u16)
+}
+
+/// What `set server ... addr` does to a server at `current`: HAProxy's answer, and the
+/// address to apply when it changes (`to`). lb changes the address only: a port change is
+/// refused (flows and checks are keyed by it), and so is a change of family (a server's
+/// family decides its pool slot and maps) and a server without an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrPlan {
+    pub to: Option<IpAddr>,
+    pub answer: String,
+}
+
+/// The tail of every answer, as HAProxy words it.
+const BY_SOCKET: &str = " by 'stats socket command'\n";
+
+pub fn plan_addr_change(current: SocketAddr, c: &AddrChange) -> AddrPlan {
+    let refuse = |answer: String| AddrPlan { to: None, answer };
+    if current.ip().is_unspecified() {
+        // A server whose name resolves to nothing: HAProxy's answer for an address of no
+        // family.
+        return refuse(format!(
+            "Update for the current server address family is only supported through configuration file{BY_SOCKET}"
+        ));
+    }
+    let changes = c.ip != current.ip();
+    if changes && c.ip.is_ipv4() != current.is_ipv4() {
+        return refuse(ADDR_FAMILY.into());
+    }
+    let mut msg = if changes {
+        format!(
+            "IP changed from '{}' to '{}'",
+            crate::addr_text::ip(current.ip()),
+            c.written
+        )
+    } else {
+        "no need to change the addr".to_string()
+    };
+    match &c.port {
+        None => {}
+        Some(Err(e)) => {
+            msg.push_str(", ");
+            msg.push_str(e);
+        }
+        Some(Ok(p)) if *p == current.port() => msg.push_str(", no need to change the port"),
+        Some(Ok(_)) => return refuse(ADDR_PORT.into()),
+    }
+    msg.push_str(BY_SOCKET);
+    AddrPlan {
+        to: changes.then_some(c.ip),
+        answer: msg,
+    }
+}
+
+/// Why lb does not move a server to another family at run time.
+pub const ADDR_FAMILY: &str = "lb: a server's address family cannot change at run time (its family decides its pool and maps); change it in the configuration and reload.\n";
+/// Why lb does not change a server's port at run time.
+pub const ADDR_PORT: &str = "lb: changing a server's port at run time is not supported; change it in the configuration and reload.\n";
 
 /// A state-changing command for one server: the serve loop finds the server (answering
 /// [`NO_SUCH_BACKEND`] / [`NO_SUCH_SERVER`]), then applies the action.
@@ -532,7 +649,13 @@ pub fn parse(args: &[String], level: ApiLevel) -> Command {
         Kw::DisableHealth => need_admin(server_cmd(2, Action::Checks(false))),
         Kw::EnableHealth => need_admin(server_cmd(2, Action::Checks(true))),
         Kw::SetWeight => need_admin(server_cmd(2, Action::Weight(arg(3).to_string()))),
-        Kw::SetServer => need_admin(server_cmd(2, set_server_action(arg(3), arg(4)))),
+        Kw::SetServer => need_admin(server_cmd(
+            2,
+            match arg(3) {
+                "addr" => parse_addr_change(arg(4), arg(5), arg(6)),
+                opt => set_server_action(opt, arg(4)),
+            },
+        )),
         Kw::ShutdownSessions => need_admin(server_cmd(3, Action::Shutdown)),
         Kw::Trace => need_admin(match (arg(2), arg(3), args.get(4), args.len()) {
             ("on", "", _, 3) => Command::Trace(TraceCmd {
@@ -568,10 +691,8 @@ fn set_server_action(opt: &str, value: &str) -> Action {
             "stopping" => Action::Invalid(unsupported("set server <srv> health stopping")),
             _ => Action::Invalid(HEALTH_EXPECTS.into()),
         },
-        "addr" | "agent" | "agent-addr" | "agent-port" | "agent-send" | "check-addr"
-        | "check-port" | "fqdn" | "ssl" => {
-            Action::Invalid(unsupported(&format!("set server <srv> {opt}")))
-        }
+        "agent" | "agent-addr" | "agent-port" | "agent-send" | "check-addr" | "check-port"
+        | "fqdn" | "ssl" => Action::Invalid(unsupported(&format!("set server <srv> {opt}"))),
         _ => Action::Invalid(
             "usage: set server <backend>/<server> addr | agent | agent-addr | agent-port | \
              agent-send | check-addr | check-port | fqdn | health | ssl | state | weight\n"
@@ -884,6 +1005,103 @@ mod tests {
         );
     }
 
+    /// HAProxy's answer to `title` in the IPv6 capture (`### set server ...`).
+    fn ipv6_answer(title: &str, nth: usize) -> &'static str {
+        include_str!("testdata/haproxy-2.6-ipv6-runtime-api.txt")
+            .split(&format!("### {title}\n"))
+            .nth(nth)
+            .expect("section")
+            .split_inclusive('\n')
+            .next()
+            .expect("answer")
+    }
+
+    /// What lb answers to `set server hoge/web10 ...` while web10 is at `current`.
+    fn addr_answer(cmd: &str, current: &str) -> String {
+        let Command::Admin(AdminCmd { action, .. }) = parse(&w(cmd), ApiLevel::Admin) else {
+            panic!("{cmd}: not a server command");
+        };
+        match action {
+            Action::Addr(c) => plan_addr_change(current.parse().expect("sa"), &c).answer,
+            Action::Invalid(text) => text,
+            other => panic!("{cmd}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_server_addr_reads_either_family_as_haproxy_does() {
+        let set = |rest: &str| format!("set server hoge/web10 addr{rest}");
+        // Answers that change nothing, or refuse the words: HAProxy's, byte for byte.
+        for (rest, current, nth) in [
+            (" fd00:16::12", "[fd00:16::10]:8000", 1),
+            (" [fd00:16::13]", "[fd00:16::12]:8000", 1),
+            (" ::ffff:127.0.0.1", "[fd00:16::10]:8000", 1),
+            (" fd00:16::12", "[fd00:16::12]:8000", 2),
+            (" fd00:16::zz", "[fd00:16::10]:8000", 1),
+            (" fd00:16::10 port abc", "[fd00:16::10]:8000", 1),
+            ("", "[fd00:16::10]:8000", 1),
+        ] {
+            assert_eq!(
+                addr_answer(&set(rest), current),
+                ipv6_answer(&set(rest), nth),
+                "{rest}"
+            );
+        }
+        // Either family, bracketed or not, parses; a change within the family is planned, a
+        // change of family refused with lb's reason.
+        for (rest, ip, to) in [
+            (" fd00:16::12", "fd00:16::12", None),
+            (" [fd00:16::13]", "fd00:16::13", None),
+            (" 127.0.0.5", "127.0.0.5", Some("127.0.0.5")),
+            (" ::ffff:127.0.0.1", "::ffff:127.0.0.1", None),
+        ] {
+            let Command::Admin(AdminCmd {
+                action: Action::Addr(c),
+                ..
+            }) = parse(&w(&set(rest)), ApiLevel::Admin)
+            else {
+                panic!("{rest}");
+            };
+            assert_eq!(c.ip, ip.parse::<IpAddr>().expect("ip"));
+            assert_eq!(c.written, rest.trim());
+            let plan = plan_addr_change("10.0.0.1:80".parse().expect("sa"), &c);
+            assert_eq!(plan.to, to.map(|t| t.parse::<IpAddr>().expect("ip")));
+            if to.is_none() {
+                assert_eq!(plan.answer, ADDR_FAMILY);
+            } else {
+                assert_eq!(
+                    plan.answer,
+                    format!("IP changed from '10.0.0.1' to '{}'{BY_SOCKET}", rest.trim())
+                );
+            }
+        }
+        // The port as HAProxy converts it: `port 99999` became 34463 in the capture.
+        assert!(ipv6_answer(&set(" fd00:16::10 port 99999"), 1).contains("to '34463'"));
+        assert_eq!(strtol_port("99999"), Ok(34463));
+        assert_eq!(strtol_port("8001"), Ok(8001));
+        assert_eq!(
+            strtol_port(""),
+            Err("problem converting port '' to an int".into())
+        );
+        assert_eq!(
+            addr_answer(&set(" fd00:16::10 port 8000"), "[fd00:16::10]:8000"),
+            "no need to change the addr, no need to change the port by 'stats socket command'\n"
+        );
+        assert_eq!(
+            addr_answer(&set(" fd00:16::10 port 8001"), "[fd00:16::10]:8000"),
+            ADDR_PORT
+        );
+        // Only admin sockets may ask.
+        assert_eq!(
+            parse(&w(&set(" fd00:16::12")), ApiLevel::Operator),
+            Command::Reply(
+                require(ApiLevel::Operator, ApiLevel::Admin)
+                    .expect("denied")
+                    .into()
+            )
+        );
+    }
+
     #[test]
     fn server_commands() {
         let a = ApiLevel::Admin;
@@ -909,6 +1127,22 @@ mod tests {
         assert_eq!(
             parse(&w("set server hoge/web11 weight 5"), a),
             cmd("hoge", "web11", Action::Weight("5".into()))
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr 10.0.0.9 port 80"), a),
+            cmd(
+                "hoge",
+                "web11",
+                Action::Addr(AddrChange {
+                    ip: "10.0.0.9".parse().expect("ip"),
+                    written: "10.0.0.9".into(),
+                    port: Some(Ok(80)),
+                })
+            )
+        );
+        assert_eq!(
+            parse(&w("set server hoge/web11 addr"), a),
+            cmd("hoge", "web11", Action::Invalid(ADDR_REQUIRED.into()))
         );
         assert_eq!(
             parse(&w("set weight hoge/web10 300"), a),

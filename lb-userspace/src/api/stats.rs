@@ -21,12 +21,16 @@
 //!   and what `observe layer4` found, as HAProxy's;
 //! - `slim` of a frontend: the connection-tracking capacity (the real limit on flows);
 //! - the state, weight, check and history columns are HAProxy's.
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::Serialize;
 
 use super::cli::{AdminState, ProxySel, StatOpts};
 use crate::{
+    addr_text::{StatAddrPort, ip},
     daemon::slowstart,
     dataplane::ids::{ServerId, ServerSlot},
     health::CheckStatus,
@@ -97,7 +101,8 @@ pub struct ServerState {
     /// 1-based within its backend (HAProxy's `puid`).
     pub puid: u32,
     pub name: String,
-    pub addr: Ipv4Addr,
+    /// Either family (the model's addresses become `IpAddr` with IPv6 servers).
+    pub addr: IpAddr,
     /// The host name the address was resolved from (`srv_fqdn`).
     pub fqdn: Option<String>,
     pub port: u16,
@@ -109,6 +114,8 @@ pub struct ServerState {
     pub admin: AdminState,
     /// In maintenance because the config says `disabled` (and not enabled since).
     pub config_maint: bool,
+    /// In maintenance because its host name does not resolve (HAProxy's RMAINT).
+    pub resolution_maint: bool,
     /// The user weight (`uweight`).
     pub weight: u32,
     /// The effective weight, in sixteenths of the user weight (`cur_eweight`): less during a
@@ -121,7 +128,7 @@ pub struct ServerState {
     pub initial_weight: u32,
     pub check: Option<CheckState>,
     pub check_port: Option<u16>,
-    pub check_addr: Option<Ipv4Addr>,
+    pub check_addr: Option<IpAddr>,
     pub chkfail: u64,
     /// With `observe`: times it found `error-limit` errors in a row.
     pub hanafail: Option<u64>,
@@ -313,7 +320,11 @@ pub fn backend_iid(st: &State, name: &str) -> Option<u32> {
 /// `stats_fill_sv_stats_computestate` and the MAINT cases of the status column.
 pub fn server_status(s: &ServerState) -> String {
     if s.admin == AdminState::Maint {
-        return "MAINT".into();
+        return if s.resolution_maint {
+            "MAINT (resolution)".into()
+        } else {
+            "MAINT".into()
+        };
     }
     let checking = s.check.as_ref().filter(|c| c.enabled);
     if s.up {
@@ -523,7 +534,11 @@ fn server_row<'c>(
         }
     }
     if operator {
-        r.set("addr", format!("{}:{}", s.addr, s.port));
+        // `[fd00:16::10]:8000` for IPv6, as HAProxy's `sa2str`.
+        r.set(
+            "addr",
+            StatAddrPort(SocketAddr::new(s.addr, s.port)).to_string(),
+        );
     }
     r
 }
@@ -575,6 +590,8 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
                 (true, false, false) => 2,
             };
             let admin = match s.admin {
+                // SRV_ADMF_RMAINT alone: neither forced nor from the configuration.
+                AdminState::Maint if s.resolution_maint => 0x20,
                 AdminState::Maint => 0x01 | if s.config_maint { 0x04 } else { 0 },
                 AdminState::Drain => 0x08,
                 AdminState::Ready => 0,
@@ -599,14 +616,14 @@ pub fn servers_state(st: &State, only: Option<&str>) -> Result<String, String> {
                 b.name,
                 s.puid,
                 s.name,
-                s.addr,
+                ip(s.addr),
                 s.weight,
                 s.initial_weight,
                 s.lastchg,
                 s.fqdn.as_deref().unwrap_or("-"),
                 s.port,
                 s.check_port.unwrap_or(0),
-                s.check_addr.map_or("-".to_string(), |a| a.to_string()),
+                s.check_addr.map_or("-".to_string(), |a| ip(a).to_string()),
             );
         }
     }
@@ -757,7 +774,7 @@ pub mod tests {
             slot: ServerSlot(id),
             puid: id + 1,
             name: name.into(),
-            addr: Ipv4Addr::LOCALHOST,
+            addr: IpAddr::from([127, 0, 0, 1]),
             fqdn: None,
             port,
             backup: false,
@@ -765,6 +782,7 @@ pub mod tests {
             stopping: false,
             admin: AdminState::Ready,
             config_maint: false,
+            resolution_maint: false,
             weight,
             eweight: weight * lb_common::WEIGHT_SCALE,
             starting: false,
@@ -945,6 +963,87 @@ pub mod tests {
                 assert_eq!(o[i], t[i], "{c} of {}", t[1]);
             }
         }
+    }
+
+    /// The reference state with the IPv6 capture's servers (haproxy-2.6-ipv6.cfg):
+    /// `[fd00:16::10]:8000` and `fd00:16::11:8000`, both UP after one failed check each.
+    fn ipv6_state() -> State {
+        let mut st = reference_state();
+        for (s, a) in st.backends[0]
+            .servers
+            .iter_mut()
+            .zip(["fd00:16::10", "fd00:16::11"])
+        {
+            s.addr = a.parse().expect("ip");
+            s.port = 8000;
+            s.chkfail = 1;
+            s.chkdown = 1;
+            s.lastchg = 1;
+            s.downtime = 2;
+        }
+        st
+    }
+
+    /// The capture of HAProxy run with IPv6 servers: the block after its `### title`.
+    fn ipv6_block(title: &str) -> Vec<&'static str> {
+        include_str!("testdata/haproxy-2.6-ipv6-runtime-api.txt")
+            .split(&format!("### {title}\n"))
+            .nth(1)
+            .expect("section")
+            .split("\n\n")
+            .next()
+            .expect("block")
+            .lines()
+            .collect()
+    }
+
+    #[test]
+    fn ipv6_servers_state_matches_the_capture() {
+        let mut st = ipv6_state();
+        let out = servers_state(&st, None).expect("state");
+        assert_eq!(out, ipv6_block("show servers state").join("\n") + "\n");
+        // web11 stopped: two refused checks.
+        st.backends[0].servers[0].lastchg = 5;
+        let web11 = &mut st.backends[0].servers[1];
+        web11.up = false;
+        web11.lastchg = 3;
+        if let Some(k) = web11.check.as_mut() {
+            k.status = CheckStatus::L4Con;
+            k.health = 0;
+        }
+        let out = servers_state(&st, None).expect("state");
+        let want = ipv6_block("show servers state (web11 DOWN)").join("\n") + "\n";
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn ipv6_show_stat_addr_is_bracketed_as_in_the_capture() {
+        let st = ipv6_state();
+        let out = show_stat(&st, &Traffic::default(), &StatOpts::default(), true).expect("csv");
+        let theirs = ipv6_block("show stat");
+        let cols = stat_columns();
+        let at = |c: &str| cols.iter().position(|x| *x == c).expect("col");
+        let mut rows = 0;
+        for (o, t) in out.lines().zip(&theirs).skip(1) {
+            let (o, t) = (cells(o), cells(t));
+            for c in [
+                "pxname",
+                "svname",
+                "status",
+                "weight",
+                "addr",
+                "check_status",
+                "mode",
+            ] {
+                assert_eq!(o[at(c)], t[at(c)], "{c} of {}/{}", t[0], t[1]);
+            }
+            rows += 1;
+        }
+        assert_eq!(rows, 4);
+        assert!(out.contains(",[fd00:16::10]:8000,"), "{out}");
+        // A level user socket sees no address, whatever its family.
+        let user = show_stat(&st, &Traffic::default(), &StatOpts::default(), false).expect("csv");
+        assert!(!user.contains("fd00:16"), "{user}");
     }
 
     /// HAProxy 2.6 right after a server with `weight 100 slowstart 10s maxconn 50` came UP

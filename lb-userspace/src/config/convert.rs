@@ -251,6 +251,16 @@ fn server(s: &Server) -> String {
             q(&InitAddr::list_to_string(&s.init_addr))
         );
     }
+    if let Some(r) = &s.dns.resolvers {
+        let _ = write!(o, ", resolvers = {}", q(r));
+        if s.dns.prefer == Family::Ipv4 {
+            let _ = write!(o, ", resolve_prefer = \"ipv4\"");
+        }
+        if !s.dns.nets.is_empty() {
+            let nets: Vec<String> = s.dns.nets.iter().map(|(a, l)| format!("{a}/{l}")).collect();
+            let _ = write!(o, ", resolve_net = {}", q(&nets.join(",")));
+        }
+    }
     if let Some(t) = s.fastinter {
         let _ = write!(o, ", fastinter = {}", q(&duration(t)));
     }
@@ -484,7 +494,41 @@ pub fn to_toml(cfg: &Config) -> String {
     for b in &cfg.backends {
         backend(&mut out, b);
     }
+    for r in &cfg.global.resolvers {
+        resolvers(&mut out, r);
+    }
     out
+}
+
+/// `[resolvers.NAME]`: the name servers (those `parse-resolv-conf` found included) and
+/// every setting.
+fn resolvers(out: &mut String, r: &Resolvers) {
+    let _ = writeln!(out, "\n[resolvers.{}]", key(&r.name));
+    let ns: Vec<String> = r
+        .nameservers
+        .iter()
+        .map(|n| format!("{} = {}", key(&n.id), q(&n.addr.to_string())))
+        .collect();
+    let _ = writeln!(out, "nameservers = {{ {} }}", ns.join(", "));
+    let _ = writeln!(out, "resolve_retries = {}", r.resolve_retries);
+    let _ = writeln!(out, "accepted_payload_size = {}", r.accepted_payload_size);
+    let _ = writeln!(
+        out,
+        "timeout = {{ resolve = {}, retry = {} }}",
+        q(&duration(r.timeout_resolve)),
+        q(&duration(r.timeout_retry))
+    );
+    let h = &r.hold;
+    let _ = writeln!(
+        out,
+        "hold = {{ valid = {}, nx = {}, refused = {}, timeout = {}, other = {}, obsolete = {} }}",
+        q(&duration(h.valid)),
+        q(&duration(h.nx)),
+        q(&duration(h.refused)),
+        q(&duration(h.timeout)),
+        q(&duration(h.other)),
+        q(&duration(h.obsolete))
+    );
 }
 
 /// `protocol_check = { ... }` or `tcp_check_rules = [ ... ]`.

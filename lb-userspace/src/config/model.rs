@@ -68,9 +68,16 @@ pub struct Global {
     /// Several lb nodes: each VIP's `/32` is kept in this kernel routing table while it has a
     /// server UP, for the node's routing daemon (BIRD) to announce (`daemon::announce`).
     pub announce_table: Option<u32>,
+    /// `resolvers` sections: DNS servers asked, while running, for the addresses of servers
+    /// that name one (`resolvers NAME` on the server line).
+    pub resolvers: Vec<Resolvers>,
 }
 
 impl Global {
+    pub fn resolvers(&self, name: &str) -> Option<&Resolvers> {
+        self.resolvers.iter().find(|r| r.name == name)
+    }
+
     /// The flows the connection-tracking table holds: `conntrack_entries`, raised to the
     /// global `maxconn` so that the limit on active flows, not the LRU evicting live ones,
     /// is what turns connections away.
@@ -101,6 +108,105 @@ impl Default for Global {
             stats_http: Vec::new(),
             ssl_server_verify: Verify::Required,
             announce_table: None,
+            resolvers: Vec::new(),
+        }
+    }
+}
+
+/// A `resolvers` section (HAProxy 2.6 configuration.txt 5.3.2), with HAProxy's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolvers {
+    pub name: String,
+    /// Queried all at once; the first useful answer wins.
+    pub nameservers: Vec<Nameserver>,
+    pub hold: Hold,
+    /// Queries sent for one resolution before it ends in a timeout.
+    pub resolve_retries: u32,
+    /// How often each name is resolved again.
+    pub timeout_resolve: Duration,
+    /// How long a query waits for its answer before it is sent again.
+    pub timeout_retry: Duration,
+    /// The EDNS0 payload size announced (512: no EDNS0 record).
+    pub accepted_payload_size: u16,
+    pub origin: Origin,
+}
+
+impl Resolvers {
+    pub fn new(name: &str, origin: Origin) -> Resolvers {
+        Resolvers {
+            name: name.into(),
+            nameservers: Vec::new(),
+            hold: Hold::default(),
+            resolve_retries: 3,
+            timeout_resolve: Duration::from_secs(1),
+            timeout_retry: Duration::from_secs(1),
+            accepted_payload_size: 512,
+            origin,
+        }
+    }
+}
+
+/// `nameserver ID ADDR:PORT` (UDP).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nameserver {
+    pub id: String,
+    pub addr: std::net::SocketAddrV4,
+    pub origin: Origin,
+}
+
+/// `hold STATUS PERIOD`: how long the last valid answer stands after a resolution ends in
+/// STATUS (`nx`, `refused`, `timeout`, `other`) before its servers go to maintenance; how
+/// long an address missing from newer answers is still used (`obsolete`); how long a valid
+/// answer is fresh enough to be reused without asking again (`valid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub valid: Duration,
+    pub nx: Duration,
+    pub refused: Duration,
+    pub timeout: Duration,
+    pub other: Duration,
+    pub obsolete: Duration,
+}
+
+impl Default for Hold {
+    /// HAProxy 2.6's (`resolvers_new`): 10s valid, 0 obsolete, 30s for the rest.
+    fn default() -> Self {
+        let s30 = Duration::from_secs(30);
+        Hold {
+            valid: Duration::from_secs(10),
+            nx: s30,
+            refused: s30,
+            timeout: s30,
+            other: s30,
+            obsolete: Duration::ZERO,
+        }
+    }
+}
+
+/// An address family (`resolve-prefer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// How a server given by host name follows DNS while running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerDns {
+    /// `resolvers NAME`.
+    pub resolvers: Option<String>,
+    /// `resolve-prefer` (HAProxy's default: ipv6).
+    pub prefer: Family,
+    /// `resolve-net`: addresses in these networks are chosen first.
+    pub nets: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Default for ServerDns {
+    fn default() -> Self {
+        ServerDns {
+            resolvers: None,
+            prefer: Family::Ipv6,
+            nets: Vec::new(),
         }
     }
 }
@@ -918,6 +1024,8 @@ pub struct Server {
     pub fqdn: Option<String>,
     /// `init-addr`: where a host name's address comes from at start-up, tried in order.
     pub init_addr: Vec<InitAddr>,
+    /// Re-resolution while running (`resolvers`, `resolve-prefer`, `resolve-net`).
+    pub dns: ServerDns,
     /// 0: none given, the client's destination port is used (HAProxy's rule).
     pub port: u16,
     pub check: bool,
@@ -1009,6 +1117,7 @@ impl Server {
             addr,
             fqdn: None,
             init_addr: InitAddr::DEFAULT.to_vec(),
+            dns: ServerDns::default(),
             port,
             check: false,
             inter: Self::DEFAULT_INTER,

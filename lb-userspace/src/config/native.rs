@@ -26,6 +26,44 @@ struct FileT {
     frontend: IndexMap<String, Spanned<FrontendT>>,
     #[serde(default)]
     backend: IndexMap<String, Spanned<ProxyT>>,
+    /// `[resolvers.NAME]`: HAProxy's `resolvers` sections.
+    #[serde(default)]
+    resolvers: IndexMap<String, Spanned<ResolversT>>,
+}
+
+/// A `resolvers` section: `nameservers = { ns1 = "10.0.0.53:53" }`, HAProxy's settings
+/// under their names (`hold = { nx = "3s" }`, `timeout = { resolve = "1s" }`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolversT {
+    #[serde(default)]
+    nameservers: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    parse_resolv_conf: bool,
+    resolve_retries: Option<Spanned<u32>>,
+    accepted_payload_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    timeout: ResolverTimeoutsT,
+    #[serde(default)]
+    hold: HoldT,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolverTimeoutsT {
+    resolve: Option<Spanned<Time>>,
+    retry: Option<Spanned<Time>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HoldT {
+    valid: Option<Spanned<Time>>,
+    nx: Option<Spanned<Time>>,
+    refused: Option<Spanned<Time>>,
+    timeout: Option<Spanned<Time>>,
+    other: Option<Spanned<Time>>,
+    obsolete: Option<Spanned<Time>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -273,6 +311,12 @@ struct ServerT {
     address: Option<Spanned<String>>,
     /// HAProxy's `init-addr` list, for an address given as a host name: "last,libc,none".
     init_addr: Option<Spanned<String>>,
+    /// A `resolvers` section that keeps the host name resolved while lb runs.
+    resolvers: Option<String>,
+    /// "ipv4" or "ipv6" (HAProxy's default).
+    resolve_prefer: Option<Spanned<String>>,
+    /// "10.0.0.0/8,192.168.0.0/16": addresses in these networks are chosen first.
+    resolve_net: Option<Spanned<String>>,
     check: Option<bool>,
     inter: Option<Spanned<Time>>,
     fastinter: Option<Spanned<Time>>,
@@ -412,7 +456,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         src,
         diags: Vec::new(),
     };
-    let global = global(&mut cx, &raw.global);
+    let mut global = global(&mut cx, &raw.global);
+    global.resolvers = raw
+        .resolvers
+        .iter()
+        .map(|(name, r)| resolvers(&mut cx, name, r))
+        .collect();
     let defaults = raw.defaults;
     let frontends = raw
         .frontend
@@ -435,6 +484,95 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             diagnostics: cx.diags,
         })
     }
+}
+
+fn resolvers(cx: &mut Ctx, name: &str, r: &Spanned<ResolversT>) -> Resolvers {
+    let mut out = Resolvers::new(name, cx.src.of(r));
+    let r = r.get_ref();
+    for (id, addr) in &r.nameservers {
+        let at = cx.src.of(addr);
+        let parsed = units::endpoint(addr.get_ref()).ok().and_then(|(ip, port)| {
+            Some(std::net::SocketAddrV4::new(ip?, port)).filter(|_| port != 0)
+        });
+        match parsed {
+            Some(a) => out.nameservers.push(Nameserver {
+                id: id.clone(),
+                addr: a,
+                origin: at,
+            }),
+            None => cx.err(
+                at,
+                format!(
+                    "resolvers '{name}': nameserver '{id}': '{}' is not IPV4:PORT (lb asks name servers over UDP, by IPv4 address)",
+                    addr.get_ref()
+                ),
+            ),
+        }
+    }
+    if r.parse_resolv_conf {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            if w.next() == Some("nameserver")
+                && let Some(a) = w.next()
+                && let Ok(ip) = units::ipv4(a)
+                && !out.nameservers.iter().any(|n| n.id == a)
+            {
+                out.nameservers.push(Nameserver {
+                    id: a.to_string(),
+                    addr: std::net::SocketAddrV4::new(ip, 53),
+                    origin: out.origin.clone(),
+                });
+            }
+        }
+    }
+    if let Some(n) = &r.resolve_retries {
+        match *n.get_ref() {
+            0 => {
+                let at = cx.src.of(n);
+                cx.err(
+                    at,
+                    format!("resolvers '{name}': resolve_retries must be 1 or more"),
+                );
+            }
+            v => out.resolve_retries = v,
+        }
+    }
+    if let Some(n) = &r.accepted_payload_size {
+        match u16::try_from(*n.get_ref()) {
+            Ok(v) if v >= 12 => out.accepted_payload_size = v,
+            _ => {
+                let at = cx.src.of(n);
+                cx.err(
+                    at,
+                    format!(
+                        "resolvers '{name}': accepted_payload_size must be between 12 and 65535"
+                    ),
+                );
+            }
+        }
+    }
+    let ms1 = Duration::from_millis(1);
+    if let Some(t) = cx.time(&r.timeout.resolve, "timeout.resolve") {
+        out.timeout_resolve = t.max(ms1);
+    }
+    if let Some(t) = cx.time(&r.timeout.retry, "timeout.retry") {
+        out.timeout_retry = t.max(ms1);
+    }
+    let h = &r.hold;
+    for (slot, t, what) in [
+        (&mut out.hold.valid, &h.valid, "hold.valid"),
+        (&mut out.hold.nx, &h.nx, "hold.nx"),
+        (&mut out.hold.refused, &h.refused, "hold.refused"),
+        (&mut out.hold.timeout, &h.timeout, "hold.timeout"),
+        (&mut out.hold.other, &h.other, "hold.other"),
+        (&mut out.hold.obsolete, &h.obsolete, "hold.obsolete"),
+    ] {
+        if let Some(t) = cx.time(t, what) {
+            *slot = t;
+        }
+    }
+    out
 }
 
 fn global(cx: &mut Ctx, g: &GlobalT) -> Global {
@@ -617,14 +755,26 @@ pub fn log_target_from_words(
         t if t.starts_with('/') => LogDest::Unix(t.into()),
         t => {
             let t = t.strip_prefix("udp@").unwrap_or(t);
+            // As HAProxy's `str2sa_range`: the last colon before any `]` starts the port, so
+            // an IPv6 address with a port is bracketed (`[::1]:514`) or ends in one (`::1:514`).
             let (addr, port) = match t.rsplit_once(':') {
+                Some(_) if t.ends_with(']') => (t, 514),
                 Some((a, p)) => (a, units::port(p)?),
                 None => (t, 514),
             };
-            LogDest::Udp(std::net::SocketAddr::new(
-                std::net::IpAddr::V4(units::ipv4(addr)?),
-                port,
-            ))
+            let bare = addr
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(addr);
+            let ip = if bare.contains(':') {
+                std::net::IpAddr::V6(
+                    bare.parse()
+                        .map_err(|_| format!("'{addr}' is not an IPv6 address"))?,
+                )
+            } else {
+                std::net::IpAddr::V4(units::ipv4(bare)?)
+            };
+            LogDest::Udp(std::net::SocketAddr::new(ip, port))
         }
     };
     let facility = Facility::parse(facility).ok_or_else(|| {
@@ -1232,6 +1382,38 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
             }
         }
     }
+    out.dns.resolvers = pick(&s.resolvers, &d.resolvers).clone();
+    if let Some(v) = pick(&s.resolve_prefer, &d.resolve_prefer) {
+        match v.get_ref().as_str() {
+            "ipv4" => out.dns.prefer = Family::Ipv4,
+            "ipv6" => out.dns.prefer = Family::Ipv6,
+            other => {
+                let at = cx.src.of(v);
+                cx.err(
+                    at,
+                    format!(
+                        "server '{}': resolve_prefer: '{other}' is not 'ipv4' or 'ipv6'",
+                        out.name
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(v) = pick(&s.resolve_net, &d.resolve_net) {
+        match units::networks(v.get_ref()) {
+            Ok(nets) => out.dns.nets = nets,
+            Err(bad) => {
+                let at = cx.src.of(v);
+                cx.err(
+                    at,
+                    format!(
+                        "server '{}': resolve_net: '{bad}' is not an IPv4 network",
+                        out.name
+                    ),
+                );
+            }
+        }
+    }
     out.check = s.check.or(d.check).unwrap_or(false);
     if let Some(t) = cx.time(pick(&s.inter, &d.inter), "inter") {
         out.inter = t;
@@ -1373,6 +1555,27 @@ mod tests {
     }
 
     const SEED: &str = include_str!("../../../configs/lb.toml");
+
+    #[test]
+    fn log_targets_of_either_family() {
+        let at = Origin::default();
+        let dest = |t: &str| log_target_from_words(t, "local6", None, None, &at).map(|l| l.dest);
+        let udp = |s: &str| Ok(LogDest::Udp(s.parse().expect("sa")));
+        // HAProxy's capture logged to `[::1]:5514` (scripts/haproxy-ipv6-reference.sh).
+        assert_eq!(dest("[::1]:5514"), udp("[::1]:5514"));
+        assert_eq!(dest("udp@[::1]:5514"), udp("[::1]:5514"));
+        assert_eq!(dest("[fd00::1]"), udp("[fd00::1]:514"));
+        assert_eq!(dest("fd00::1:514"), udp("[fd00::1]:514"));
+        assert_eq!(dest("127.0.0.1"), udp("127.0.0.1:514"));
+        assert_eq!(
+            dest("[fd00::zz]:514"),
+            Err("'[fd00::zz]' is not an IPv6 address".into())
+        );
+        assert_eq!(
+            dest("10.0.0.300"),
+            Err("'10.0.0.300' is not an IPv4 address".into())
+        );
+    }
 
     #[test]
     fn stats_http_port_alone_is_loopback() {

@@ -1,5 +1,6 @@
 //! Server addresses given as host names, resolved when a configuration is put to work (at
-//! start-up and on every reload, never while running), with HAProxy's `init-addr` methods:
+//! start-up and on every reload; while running, servers with `resolvers` follow DNS through
+//! `daemon::dns`), with HAProxy's `init-addr` methods:
 //! the address the server state file recorded (`last`), the system's resolver (`libc`), a
 //! fixed address, or none (the server starts in maintenance). Parsing keeps the name; this
 //! step fills in the address, so the model stays free of I/O.

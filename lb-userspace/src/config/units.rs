@@ -82,6 +82,20 @@ pub fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
 
 /// A DNS host name (`app.example`, `db-1`): labels of letters, digits, '-' and '_', at least
 /// one letter (so a mistyped dotted quad stays an address error).
+/// `NET[,NET...]` (`resolve-net`): IPv4 networks (`10.0.0.0/8`, or an address: /32). The
+/// error is the first word that is not one.
+pub fn networks(v: &str) -> Result<Vec<(Ipv4Addr, u8)>, String> {
+    v.split(',')
+        .map(|n| {
+            let (ip, len) = n.split_once('/').unwrap_or((n, "32"));
+            match (ipv4(ip), len.parse::<u8>()) {
+                (Ok(ip), Ok(len)) if len <= 32 => Ok((ip, len)),
+                _ => Err(n.to_string()),
+            }
+        })
+        .collect()
+}
+
 pub fn is_host_name(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()

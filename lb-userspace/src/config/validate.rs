@@ -33,6 +33,7 @@ const RULES: &[Rule] = &[
     nothing_waits_in_a_queue,
     observed_servers_are_checked,
     several_nodes_agree,
+    servers_find_their_resolvers,
 ];
 
 /// Checks that need nothing but the config. Returns warnings, or every alert found.
@@ -202,6 +203,52 @@ const SERVER_RULES: &[ServerRule] = &[
     weight_is_in_range,
     inter_is_positive,
 ];
+
+/// A server's `resolvers NAME` names a section (HAProxy: `resolvers_finalize`); a server
+/// given by address has nothing to resolve (HAProxy ignores the keyword there too, lb says so).
+fn servers_find_their_resolvers(c: &Config, out: &mut Vec<Diagnostic>) {
+    for r in &c.global.resolvers {
+        let used = c
+            .backends
+            .iter()
+            .flat_map(|b| &b.servers)
+            .any(|s| s.dns.resolvers.as_deref() == Some(r.name.as_str()));
+        if used && r.nameservers.is_empty() {
+            out.push(Diagnostic::warning(
+                Some(&r.origin),
+                format!(
+                    "resolvers '{}' has no nameserver: the servers that use it keep the address they start with.",
+                    r.name
+                ),
+            ));
+        }
+    }
+    for b in &c.backends {
+        for s in &b.servers {
+            let Some(name) = &s.dns.resolvers else {
+                continue;
+            };
+            if c.global.resolvers(name).is_none() {
+                alert(
+                    out,
+                    &s.origin,
+                    format!(
+                        "'server {}/{}' : unable to find required resolvers '{name}'.",
+                        b.name, s.name
+                    ),
+                );
+            } else if s.fqdn.is_none() {
+                out.push(Diagnostic::warning(
+                    Some(&s.origin),
+                    format!(
+                        "'server {}/{}' : 'resolvers {name}' has no effect: the server is given by address, there is no name to resolve.",
+                        b.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+}
 
 fn fall_is_positive(s: &Server) -> Option<String> {
     (s.fall == 0).then(|| "'fall' must be at least 1".into())

@@ -139,6 +139,45 @@ impl Balancer {
         self.announce()
     }
 
+    /// Gives a server a new address (its name resolved to another one) and the source address
+    /// towards it, then rewrites its entry: new flows go to the new address, established
+    /// ones keep the rewrite they carry, as `set server ... addr` does in HAProxy. `iface`:
+    /// the interface the new address is reached through, kept on the plan's list.
+    pub fn set_addr(
+        &mut self,
+        id: ServerId,
+        addr: std::net::Ipv4Addr,
+        snat: std::net::Ipv4Addr,
+        iface: Option<String>,
+    ) -> Result<()> {
+        let e = self
+            .servers
+            .get_mut(id)
+            .ok_or_else(|| anyhow!("no server {id}"))?;
+        e.place.addr = addr;
+        e.snat = snat;
+        let backend = e.place.backend;
+        if let Some(s) = self
+            .plan
+            .layout
+            .pools
+            .iter_mut()
+            .flat_map(|p| p.servers.iter_mut())
+            .find(|s| s.id == id)
+        {
+            s.addr = addr;
+        }
+        if let Some(s) = self.plan.snat.get_mut(id.index()) {
+            *s = snat;
+        }
+        if let Some(i) = iface
+            && !self.plan.interfaces.contains(&i)
+        {
+            self.plan.interfaces.push(i);
+        }
+        self.write_pool(backend)
+    }
+
     fn write_all(&mut self, cfg: &Config) -> Result<()> {
         // The port filter admits the old and the new ports while the rest changes, then only
         // the new ones: no packet of a service that stays is passed to the kernel midway.
@@ -320,7 +359,9 @@ impl Balancer {
     /// Ends the established flows of the server at `slot`.
     pub fn shutdown_sessions(&mut self, slot: ServerSlot) -> Result<u64> {
         let s = slot.0 as u16;
-        self.dp.maps.forget_flows(|f| f.server == s)
+        // A slot is one family's, but asking both tables costs a scan of an empty one.
+        Ok(self.dp.maps.forget_flows(|f| f.server == s)?
+            + self.dp.maps.forget_flows6(|f| f.server == s)?)
     }
 
     /// New local addresses (network order): rewrites the services of wildcard binds.

@@ -14,12 +14,15 @@
 //! - [`recount`]: the active flows per server, recounted from the flow tables;
 //! - [`tracing`]: `lb trace`, the data plane's decisions printed;
 //! - [`balancer`]: the servers' states and how they are written into the maps;
-//! - [`runtime`]: events (checks, operators, reloads) applied to states, then logged;
+//! - [`runtime`]: events (checks, operators, reloads, DNS answers) applied to states, then
+//!   logged;
+//! - [`dns`]: `resolvers` sections: servers following their host name while running;
 //! - [`sysctl`]: the host settings the data plane needs while it runs;
 //! - [`history`]: what `show stat` remembers (changes, downtime, failed checks).
 pub mod addrwatch;
 pub mod announce;
 pub mod balancer;
+pub mod dns;
 pub mod flowlog;
 pub mod history;
 pub mod lock;
@@ -254,7 +257,8 @@ async fn serve(
         recount_maps,
     };
     let (traces_tx, mut traces) = mpsc::channel(4);
-    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx);
+    let (dns_tx, mut dns_events) = mpsc::channel(64);
+    let mut rt = Runtime::new(cfg, bal, tx, logger, opened, traces_tx, dns_tx);
     rt.load_server_state();
     rt.start_flow_log();
     rt.log_startup();
@@ -281,10 +285,11 @@ async fn serve(
         tokio::select! {
             exit = &mut shutdown => break exit,
             Some(ev) = events.recv() => rt.on_check(ev)?,
-            Some(req) = api_rx.recv() => rt.on_api(req),
+            Some(req) = api_rx.recv() => rt.on_api(req).await,
             Some(()) = addresses.recv() => rt.on_addresses()?,
             _ = tick.tick() => rt.on_tick()?,
             Some(t) = traces.recv() => rt.on_trace_loaded(t),
+            Some(ev) = dns_events.recv() => rt.on_dns(ev).await?,
             _ = hup.recv() => {
                 notify::notify("RELOADING=1");
                 rt.reload(&mut events).await;

@@ -3,9 +3,11 @@
 //! words.
 //!
 //! - `admin`: the runtime API's requests, answered in the serve loop;
-//! - `reload`: SIGHUP, a new configuration applied on the same maps.
+//! - `reload`: SIGHUP, a new configuration applied on the same maps;
+//! - `dns`: finished name resolutions moving servers (addresses, resolution maintenance).
 mod admin;
 mod agent;
+mod dns;
 mod reload;
 mod state_file;
 
@@ -70,6 +72,16 @@ pub struct Runtime {
     tracing: Option<Tracing>,
     /// Where a tracing copy, once loaded, comes back to the serve loop.
     traces: mpsc::Sender<TraceLoaded>,
+    /// The DNS clients of the `resolvers` sections, replaced on reload, and where they
+    /// report.
+    dns: super::dns::client::DnsClients,
+    dns_events: mpsc::Sender<super::dns::client::DnsEvent>,
+    /// Servers in maintenance because their name does not resolve (HAProxy's RMAINT), and
+    /// whether an operator had put them in maintenance before (then a valid answer gives
+    /// them their address but leaves them there).
+    rmaint: std::collections::BTreeMap<ServerId, bool>,
+    /// The last address DNS gave a server that lb could not use (no route), said once.
+    unusable: std::collections::BTreeMap<ServerId, std::net::Ipv4Addr>,
 }
 
 /// A tracing copy of the program loaded for `lb trace on` (see [`Runtime::set_trace`]).
@@ -100,6 +112,7 @@ impl Runtime {
         logger: Logger,
         opened: Opened,
         traces: mpsc::Sender<TraceLoaded>,
+        dns_events: mpsc::Sender<super::dns::client::DnsEvent>,
     ) -> Runtime {
         let Opened {
             source,
@@ -113,7 +126,8 @@ impl Runtime {
         let checkers = health::spawn_checkers(health::targets(bal.layout(), &cfg), events.clone());
         let names = watch::Sender::new(Names::of(&cfg, bal.layout()));
         let flow_logger = watch::Sender::new(Arc::new(Logger::from_global(&cfg.global)));
-        Runtime {
+        let dns = super::dns::client::spawn(&cfg, dns_events.clone());
+        let mut rt = Runtime {
             cfg,
             source,
             extra_ifaces,
@@ -130,7 +144,13 @@ impl Runtime {
             recount,
             tracing: None,
             traces,
-        }
+            dns,
+            dns_events,
+            rmaint: Default::default(),
+            unusable: Default::default(),
+        };
+        rt.rmaint = rt.unresolved_servers();
+        rt
     }
 
     /// `lb trace on|off [--vip ADDR[:PORT]]`: `off` at once; `on` loads the tracing copy of
@@ -321,6 +341,19 @@ impl Runtime {
             eprintln!("[NOTICE] local addresses changed: wildcard binds follow them");
         }
         Ok(())
+    }
+
+    /// Restarts every checker on the configuration as it is now (a server's address changed),
+    /// each going on from its current health counter.
+    pub(super) async fn restart_checks(&mut self) {
+        let mut targets = health::targets(self.bal.layout(), &self.cfg);
+        for t in &mut targets {
+            if let Some(h) = self.checkers.health(t.id) {
+                t.health = h;
+            }
+        }
+        self.stop_checks().await;
+        self.checkers = health::spawn_checkers(targets, self.events.clone());
     }
 
     /// Stops every checker and waits for them to end; none is left running.

@@ -13,7 +13,12 @@
 //! [TRACE] redirect new-flow tcp 10.200.0.2:41000 > 10.200.0.1:80 => 10.200.10.1:1024 > 10.200.10.10:80 hoge/web10
 //! [TRACE] drop drop_maxconn tcp 10.200.0.2:41001 > 10.200.0.1:80
 //! ```
-use std::{net::SocketAddrV4, sync::Arc};
+//!
+//! IPv4 packets only: the trace records hold IPv4 tuples, and the IPv6 path is not traced.
+use std::{
+    net::{IpAddr, SocketAddr, SocketAddrV4},
+    sync::Arc,
+};
 
 use anyhow::{Context, Result, anyhow};
 use tokio::{io::unix::AsyncFd, sync::watch, task::JoinHandle};
@@ -35,11 +40,19 @@ use crate::{
 /// The aya-log target of the data plane's trace records.
 pub const TARGET: &str = "lb::trace";
 
+/// Why an IPv6 VIP cannot be traced.
+pub const IPV4_ONLY: &str = "lb trace shows IPv4 packets only (IPv6 packets are not traced)";
+
 /// Reads `vip ADDR[:PORT]` (`None`: every packet).
 pub fn filter(vip: Option<&str>) -> Result<TraceFilter, String> {
     let Some(v) = vip else {
         return Ok(TraceFilter::default());
     };
+    if matches!(v.parse::<IpAddr>(), Ok(IpAddr::V6(_)))
+        || matches!(v.parse::<SocketAddr>(), Ok(SocketAddr::V6(_)))
+    {
+        return Err(format!("'{v}': {IPV4_ONLY}"));
+    }
     let (addr, port) = match v.parse::<SocketAddrV4>() {
         Ok(sa) => (*sa.ip(), sa.port()),
         Err(_) => match v.parse() {
@@ -300,5 +313,8 @@ mod tests {
         let f = filter(Some("10.0.0.1")).expect("filter");
         assert_eq!(f.port, 0);
         assert!(filter(Some("web")).is_err());
+        for v6 in ["fd00:16::1", "[fd00:16::1]:80"] {
+            assert_eq!(filter(Some(v6)), Err(format!("'{v6}': {IPV4_ONLY}")));
+        }
     }
 }

@@ -12,8 +12,8 @@ use aya::{
     },
 };
 use lb_common::{
-    ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind,
-    Reason, State,
+    ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, Flow6, FlowKey, FlowKey6, FlowKeyOf, FlowOf, Keep,
+    MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
     balance::active_flows,
     clock::elapsed,
     conntrack::{self, counts_as_active},
@@ -302,20 +302,38 @@ impl Maps {
             .collect()
     }
 
-    /// Every live forward entry (client -> VIP) of both tables, as the data plane would judge
-    /// them at `now` (clock ticks): expired ones are left out. A full scan, for `show` and the
-    /// runtime API, not the fast path.
+    /// Every live forward entry (client -> VIP) of both IPv4 tables, as the data plane would
+    /// judge them at `now` (clock ticks): expired ones are left out. A full scan, for `show`
+    /// and the runtime API, not the fast path.
     pub fn live_flows(&self, now: u32) -> Vec<(FlowKey, Flow)> {
         let mut out = Vec::new();
         for table in [&self.flows, &self.halfopen] {
-            for (k, f) in table.iter().flatten() {
-                if f.is_reply() || dead(table, &k, &f, now) {
-                    continue;
-                }
-                out.push((k, f));
-            }
+            live_in(table, now, &mut out);
         }
         out
+    }
+
+    /// [`Maps::live_flows`] of the IPv6 tables (`LB6_FLOWS`, `LB6_HALFOPEN`).
+    pub fn live_flows6(&self, now: u32) -> Vec<(FlowKey6, Flow6)> {
+        let mut out = Vec::new();
+        for table in [&self.flows6, &self.halfopen6] {
+            live_in(table, now, &mut out);
+        }
+        out
+    }
+
+    /// (server slot, frontend, state) of every live forward entry, both families: what the
+    /// counts below need.
+    fn live_flow_facts(&self, now: u32) -> Vec<(u16, u16, u8)> {
+        let v4 = self
+            .live_flows(now)
+            .into_iter()
+            .map(|(_, f)| (f.server, f.frontend, f.state));
+        let v6 = self
+            .live_flows6(now)
+            .into_iter()
+            .map(|(_, f)| (f.server, f.frontend, f.state));
+        v4.chain(v6).collect()
     }
 
     /// Open flows per server slot and per frontend, and in all: live flows that are not
@@ -326,15 +344,15 @@ impl Maps {
             per_frontend: vec![0; frontends],
             total: 0,
         };
-        for (_, f) in self.live_flows(now) {
-            if f.state == State::Closed as u8 {
+        for (server, frontend, state) in self.live_flow_facts(now) {
+            if state == State::Closed as u8 {
                 continue;
             }
             out.total += 1;
-            if let Some(n) = out.per_server.get_mut(usize::from(f.server)) {
+            if let Some(n) = out.per_server.get_mut(usize::from(server)) {
                 *n += 1;
             }
-            if let Some(n) = out.per_frontend.get_mut(usize::from(f.frontend)) {
+            if let Some(n) = out.per_frontend.get_mut(usize::from(frontend)) {
                 *n += 1;
             }
         }
@@ -346,14 +364,14 @@ impl Maps {
     /// would judge them at `now`.
     pub fn active_flows(&self, now: u32) -> Vec<u64> {
         let mut out = vec![0; ACTIVE_TOTAL as usize + 1];
-        for (_, f) in self.live_flows(now) {
-            if !State::from_u8(f.state).is_some_and(counts_as_active) {
+        for (server, _, state) in self.live_flow_facts(now) {
+            if !State::from_u8(state).is_some_and(counts_as_active) {
                 continue;
             }
             out[ACTIVE_TOTAL as usize] += 1;
             if let Some(n) = out
-                .get_mut(usize::from(f.server))
-                .filter(|_| u32::from(f.server) < ACTIVE_TOTAL)
+                .get_mut(usize::from(server))
+                .filter(|_| u32::from(server) < ACTIVE_TOTAL)
             {
                 *n += 1;
             }
@@ -366,9 +384,9 @@ impl Maps {
         Ok(active_flows(self.active.get(&slot, 0)?))
     }
 
-    /// Number of tracked flows (live forward entries).
+    /// Number of tracked flows (live forward entries), both families.
     pub fn flow_count(&self, now: u32) -> u64 {
-        self.live_flows(now).len() as u64
+        self.live_flow_facts(now).len() as u64
     }
 }
 
@@ -380,34 +398,78 @@ impl Maps {
     pub fn forget_flows(&mut self, pred: impl Fn(&Flow) -> bool) -> Result<u64> {
         let mut ended = 0;
         for table in [&mut self.flows, &mut self.halfopen] {
-            let doomed: Vec<(FlowKey, Option<FlowKey>)> = table
-                .iter()
-                .flatten()
-                .filter(|(_, f)| !f.is_reply() && pred(f))
-                // A direct-server-return flow has one entry: its mirror tuple is not its own.
-                .map(|(k, f)| {
-                    (
-                        k,
-                        (f.flags & FLOW_F_DSR == 0).then(|| f.mirror_key(k.proto)),
-                    )
-                })
-                .collect();
-            for (fwd, reply) in doomed {
-                // Gone meanwhile (expired, evicted): nothing to end.
-                if let Some(reply) = reply {
-                    let _ = table.remove(&reply);
-                }
-                if table.remove(&fwd).is_ok() {
-                    ended += 1;
-                }
-            }
+            ended += forget_in(table, |f| pred(f));
+        }
+        Ok(ended)
+    }
+
+    /// [`Maps::forget_flows`] for IPv6 flows.
+    pub fn forget_flows6(&mut self, pred: impl Fn(&Flow6) -> bool) -> Result<u64> {
+        let mut ended = 0;
+        for table in [&mut self.flows6, &mut self.halfopen6] {
+            ended += forget_in(table, |f| pred(f));
         }
         Ok(ended)
     }
 }
 
+/// A conntrack table of either family.
+type FlowTable<A> = HashMap<MapData, FlowKeyOf<A>, FlowOf<A>>;
+
+/// Appends the live forward entries of `table` to `out`.
+fn live_in<A>(table: &FlowTable<A>, now: u32, out: &mut Vec<(FlowKeyOf<A>, FlowOf<A>)>)
+where
+    A: Copy + PartialEq,
+    FlowKeyOf<A>: aya::Pod,
+    FlowOf<A>: aya::Pod,
+{
+    for (k, f) in table.iter().flatten() {
+        if f.is_reply() || dead(table, &k, &f, now) {
+            continue;
+        }
+        out.push((k, f));
+    }
+}
+
+/// Removes both entries of each flow of `table` that `pred` picks; how many flows ended.
+fn forget_in<A>(table: &mut FlowTable<A>, pred: impl Fn(&FlowOf<A>) -> bool) -> u64
+where
+    A: Copy + PartialEq,
+    FlowKeyOf<A>: aya::Pod,
+    FlowOf<A>: aya::Pod,
+{
+    let mut ended = 0;
+    let doomed: Vec<(FlowKeyOf<A>, Option<FlowKeyOf<A>>)> = table
+        .iter()
+        .flatten()
+        .filter(|(_, f)| !f.is_reply() && pred(f))
+        // A direct-server-return flow has one entry: its mirror tuple is not its own.
+        .map(|(k, f)| {
+            (
+                k,
+                (f.flags & FLOW_F_DSR == 0).then(|| f.mirror_key(k.proto)),
+            )
+        })
+        .collect();
+    for (fwd, reply) in doomed {
+        // Gone meanwhile (expired, evicted): nothing to end.
+        if let Some(reply) = reply {
+            let _ = table.remove(&reply);
+        }
+        if table.remove(&fwd).is_ok() {
+            ended += 1;
+        }
+    }
+    ended
+}
+
 /// An entry's expiry as the data plane decides it (`lb_common::conntrack::dead`).
-pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now: u32) -> bool {
+pub fn dead<A>(table: &FlowTable<A>, k: &FlowKeyOf<A>, f: &FlowOf<A>, now: u32) -> bool
+where
+    A: Copy + PartialEq,
+    FlowKeyOf<A>: aya::Pod,
+    FlowOf<A>: aya::Pod,
+{
     if !conntrack::idle_expired(f, now) {
         return false;
     }
@@ -416,6 +478,6 @@ pub fn dead(table: &HashMap<MapData, FlowKey, Flow>, k: &FlowKey, f: &Flow, now:
 }
 
 /// How long ago (ms) an entry last saw a packet, at `now` (ticks).
-pub fn idle_ms(f: &Flow, now: u32) -> u64 {
+pub fn idle_ms<A>(f: &FlowOf<A>, now: u32) -> u64 {
     lb_common::clock::ms_from_ticks(elapsed(now, f.last_seen))
 }

@@ -351,13 +351,31 @@ pub fn maintenance_enter(
     counts: Counts,
     sessions: Sessions,
 ) -> LogLine {
+    maintenance_enter_for(srv, None, was_up, was_draining, counts, sessions)
+}
+
+/// Maintenance starts for `cause` (`adm_st_chg_cause`), the server's name resolution
+/// failing: `Server b/s is going DOWN for maintenance (DNS NX status). ...`, or `Server b/s
+/// was DOWN and now enters maintenance (DNS NX status).`; otherwise as [`maintenance_enter`].
+pub fn maintenance_enter_for(
+    srv: ServerName<'_>,
+    cause: Option<&str>,
+    was_up: bool,
+    was_draining: bool,
+    counts: Counts,
+    sessions: Sessions,
+) -> LogLine {
+    let cause = cause.map(|c| format!(" ({c})")).unwrap_or_default();
     if !was_up {
         return LogLine::new(
             Level::Notice,
-            format!("{} was DOWN and now enters maintenance.", srv.server_word()),
+            format!(
+                "{} was DOWN and now enters maintenance{cause}.",
+                srv.server_word()
+            ),
         );
     }
-    let mut t = format!("{} is going DOWN for maintenance", srv.server_word());
+    let mut t = format!("{} is going DOWN for maintenance{cause}", srv.server_word());
     append_left(&mut t, counts, sessions);
     t.push('.');
     let level = if was_draining {
@@ -366,6 +384,66 @@ pub fn maintenance_enter(
         Level::Alert
     };
     LogLine::new(level, t)
+}
+
+/// A name resolution gave the server a new address (`srv_update_addr`, notice):
+/// `b/s changed its IP from OLD to NEW by RESOLVERS/NAMESERVER.`; OLD is `(none)` when the
+/// server had none.
+pub fn address_changed(
+    srv: ServerName<'_>,
+    old: Option<std::net::Ipv4Addr>,
+    new: std::net::Ipv4Addr,
+    by: &str,
+) -> LogLine {
+    let old = old.map_or_else(|| "(none)".to_string(), |a| a.to_string());
+    LogLine::new(
+        Level::Notice,
+        format!(
+            "{}/{} changed its IP from {old} to {new} by {by}.",
+            srv.backend, srv.server
+        ),
+    )
+}
+
+/// Resolution maintenance ends (`srv_update_status`, then `snr_update_srv_status`), two
+/// notices: `Server b/s ('fqdn') is UP/READY (resolves again).` and `Server b/s
+/// administratively READY thanks to valid DNS answer.`
+pub fn resolves_again(srv: ServerName<'_>, fqdn: &str, up: bool, drain: bool) -> [LogLine; 2] {
+    [
+        LogLine::new(
+            Level::Notice,
+            format!(
+                "{} ('{fqdn}') is {}/{} (resolves again).",
+                srv.server_word(),
+                if up { "UP" } else { "DOWN" },
+                if drain { "DRAIN" } else { "READY" }
+            ),
+        ),
+        LogLine::new(
+            Level::Notice,
+            format!(
+                "Server {}/{} administratively READY thanks to valid DNS answer.",
+                srv.backend, srv.server
+            ),
+        ),
+    ]
+}
+
+/// A valid answer for a server an operator keeps in maintenance (`srv_update_status`, then
+/// `snr_update_srv_status`): `Server b/s ('fqdn') resolves again but remains in
+/// maintenance.` and `Server b/s administratively READY thanks to valid DNS answer.`
+pub fn resolves_again_in_maintenance(srv: ServerName<'_>, fqdn: &str) -> [LogLine; 2] {
+    let [_, ready] = resolves_again(srv, fqdn, false, false);
+    [
+        LogLine::new(
+            Level::Notice,
+            format!(
+                "{} ('{fqdn}') resolves again but remains in maintenance.",
+                srv.server_word()
+            ),
+        ),
+        ready,
+    ]
 }
 
 /// Maintenance ends (`enable server`, `set server b/s state ready|drain`):
@@ -487,7 +565,7 @@ pub fn check_event_lines(e: &CheckEventLog<'_>) -> Vec<LogLine> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{net::Ipv4Addr, time::Duration};
 
     use super::*;
     use crate::health::Health;
@@ -1008,6 +1086,58 @@ mod tests {
                 "Proxy main stopped (cumulated conns: FE: 12, BE: 0)."
             )
         );
+    }
+
+    /// HAProxy 2.6's resolution lines (src/server.c: `srv_update_addr`,
+    /// `snr_update_srv_status`, `srv_update_status`).
+    #[test]
+    fn name_resolution_lines() {
+        let z = Sessions::default();
+        let none = Counts::default();
+        let l = address_changed(
+            WEB11,
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+            Ipv4Addr::new(10, 0, 0, 2),
+            "dns/ns1",
+        );
+        assert_eq!(
+            (l.level, l.text.as_str()),
+            (
+                Level::Notice,
+                "hoge/web11 changed its IP from 10.0.0.1 to 10.0.0.2 by dns/ns1."
+            )
+        );
+        assert_eq!(
+            address_changed(WEB11, None, Ipv4Addr::new(10, 0, 0, 2), "dns/ns1").text,
+            "hoge/web11 changed its IP from (none) to 10.0.0.2 by dns/ns1."
+        );
+        let m = maintenance_enter_for(WEB11, Some("DNS NX status"), true, false, none, z);
+        assert_eq!(
+            (m.level, m.text.as_str()),
+            (
+                Level::Alert,
+                "Server hoge/web11 is going DOWN for maintenance (DNS NX status). 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."
+            )
+        );
+        assert_eq!(
+            maintenance_enter_for(WEB11, Some("No IP for server "), false, false, none, z).text,
+            "Server hoge/web11 was DOWN and now enters maintenance (No IP for server )."
+        );
+        let [again, ready] = resolves_again(WEB11, "app.example", true, false);
+        assert_eq!(
+            again.text,
+            "Server hoge/web11 ('app.example') is UP/READY (resolves again)."
+        );
+        assert_eq!(
+            ready.text,
+            "Server hoge/web11 administratively READY thanks to valid DNS answer."
+        );
+        let [kept, ready] = resolves_again_in_maintenance(WEB11, "app.example");
+        assert_eq!(
+            kept.text,
+            "Server hoge/web11 ('app.example') resolves again but remains in maintenance."
+        );
+        assert_eq!(ready.level, Level::Notice);
     }
 
     #[test]

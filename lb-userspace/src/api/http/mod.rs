@@ -248,4 +248,23 @@ pub(super) mod tests {
         };
         (st, tr)
     }
+
+    /// Like HAProxy's page without `stats show-legends` (and its exporter), neither page nor
+    /// metrics name a server's address, whatever its family.
+    #[test]
+    fn page_and_metrics_carry_no_address() {
+        let (mut st, tr) = sample();
+        for (s, a) in st.backends[0]
+            .servers
+            .iter_mut()
+            .zip(["fd00:16::10", "10.9.8.7"])
+        {
+            s.addr = a.parse().expect("ip");
+        }
+        let page = page::render_page(&st, &tr, Some(5));
+        let metrics = metrics::render_metrics(&st, &tr).expect("encode");
+        for text in [&page, &metrics] {
+            assert!(!text.contains("fd00:16") && !text.contains("10.9.8.7"));
+        }
+    }
 }

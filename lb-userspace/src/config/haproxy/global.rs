@@ -89,15 +89,14 @@ fn log_options(c: &mut GlobalCtx) -> usize {
     }
 }
 
-/// `udp@`, `ipv4@`, `unix@` prefixes of log targets.
+/// `udp@`, `ipv4@`, `ipv6@`, `unix@` prefixes of log targets (the address says its family).
 fn strip_log_prefix(t: &str) -> Result<String, String> {
     if let Some((prefix, rest)) = t.split_once('@') {
         match prefix {
-            "udp" | "udp4" | "ipv4" => Ok(rest.to_string()),
+            "udp" | "udp4" | "ipv4" | "udp6" | "ipv6" => Ok(rest.to_string()),
             "unix" => Ok(rest.to_string()),
-            "udp6" | "ipv6" => Err("lb sends logs over IPv4 or to a UNIX socket only".into()),
             _ => Err(format!(
-                "lb sends logs over UDP (IPv4), to a UNIX socket, stdout or stderr only, not to '{}@'",
+                "lb sends logs over UDP, to a UNIX socket, stdout or stderr only, not to '{}@'",
                 show(prefix)
             )),
         }

@@ -24,6 +24,7 @@ mod global;
 mod keywords;
 mod options;
 mod proxy;
+mod resolvers;
 mod sections;
 mod server;
 mod state;
@@ -179,13 +180,9 @@ impl Parser {
             self.close_section(self.d.line);
             self.sect = Sect::Other;
             self.sect_name = args.get(1).cloned().unwrap_or_else(|| kw.to_string());
-            let why = if kw == "resolvers" {
-                "lb resolves host names with the system's resolver (/etc/hosts, then DNS) at start-up and on reload only, never while running; its contents are ignored"
-            } else {
-                "lb does not use it, its contents are ignored"
-            };
-            self.d
-                .warn(format!("'{kw}' section has no effect in lb: {why}"));
+            self.d.warn(format!(
+                "'{kw}' section has no effect in lb: lb does not use it, its contents are ignored"
+            ));
             return;
         }
         self.keyword(&args, kwm);
@@ -262,6 +259,11 @@ impl Parser {
                 ));
             }
             Sect::Other => {}
+            Sect::Resolvers(i) => {
+                if let Some(r) = self.global.resolvers.get_mut(i) {
+                    resolvers::keyword(&mut self.d, r, args);
+                }
+            }
             Sect::Global => keywords::global_keyword(&mut GlobalCtx {
                 d: &mut self.d,
                 args,

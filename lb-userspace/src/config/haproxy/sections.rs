@@ -8,13 +8,19 @@ use super::{
 };
 
 /// Sections lb reads.
-pub(super) const SECTIONS: &[&str] = &["global", "defaults", "frontend", "backend", "listen"];
+pub(super) const SECTIONS: &[&str] = &[
+    "global",
+    "defaults",
+    "frontend",
+    "backend",
+    "listen",
+    "resolvers",
+];
 
 /// Sections HAProxy has and lb has no use for: their contents are skipped with one warning.
 pub(super) const OTHER_SECTIONS: &[&str] = &[
     "userlist",
     "peers",
-    "resolvers",
     "mailers",
     "program",
     "http-errors",
@@ -66,6 +72,14 @@ impl Parser {
             "defaults" => self.defaults_section(args),
             "frontend" => self.proxy_section(Kind::Frontend, args),
             "backend" => self.proxy_section(Kind::Backend, args),
+            "resolvers" => {
+                self.sect =
+                    match super::resolvers::open(&mut self.d, &mut self.global.resolvers, args) {
+                        Some(i) => Sect::Resolvers(i),
+                        // Its lines would be blamed on the previous section.
+                        None => Sect::Other,
+                    };
+            }
             _ => self.proxy_section(Kind::Listen, args),
         }
     }

@@ -91,10 +91,6 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
             1,
             "lb's 'maxconn' is a fixed limit, there is no 'fullconn' to scale it from 'minconn'",
         ),
-        "resolvers" | "resolve-prefer" | "resolve-net" => (
-            1,
-            "lb resolves host names to IPv4 addresses with the system's resolver at start-up and on reload only ('init-addr'), never while running",
-        ),
         "tfo" => (0, "lb does not open connections to servers itself"),
         "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
         "no-ssl" => (0, "lb never speaks TLS to servers anyway"),
@@ -154,8 +150,8 @@ pub(super) fn server(c: &mut ProxyCtx) {
 }
 
 /// `server-template PREFIX NUM|FIRST-LAST FQDN[:PORT] [params]`: servers PREFIXFIRST..PREFIXLAST
-/// given by the same name. Without a `resolvers` section that is what HAProxy does too; with
-/// one HAProxy spreads them over the DNS answers at run time, which lb does not (it warns).
+/// given by the same name. Without `resolvers` they share the one address the name resolves
+/// to at start-up; with it they are spread over the DNS answers at run time (`daemon::dns`).
 pub(super) fn server_template(c: &mut ProxyCtx) {
     let backend = if c.kind == Kind::Defaults { "" } else { c.name };
     let Some(servers) = c.servers.as_deref_mut() else {
@@ -180,9 +176,9 @@ pub(super) fn server_template(c: &mut ProxyCtx) {
     let Some(srv) = server_line(c.d, backend, &c.s.default_server, &line) else {
         return;
     };
-    if let Some(name) = &srv.fqdn {
+    if let Some(name) = srv.fqdn.as_ref().filter(|_| srv.dns.resolvers.is_none()) {
         c.d.warn(format!(
-            "'server-template {}' : lb resolves '{}' with the system's resolver at start-up and on reload only, giving servers {prefix}{first} to {prefix}{last} the same address; it does not spread them over DNS answers at run time as HAProxy does with 'resolvers'.",
+            "'server-template {}' : without 'resolvers', servers {prefix}{first} to {prefix}{last} all get the one address '{}' resolves to at start-up, as in HAProxy; add 'resolvers' to spread them over the DNS answers.",
             show(prefix),
             show(name)
         ));
@@ -341,6 +337,35 @@ fn server_param(
         "no-check-ssl" => srv.check_tls.ssl = false,
         "agent-check" => srv.agent.enabled = true,
         "no-agent-check" => srv.agent.enabled = false,
+        "resolvers" | "resolve-prefer" | "resolve-net" => {
+            let Some(v) = v.filter(|v| !v.is_empty()) else {
+                let what = match k {
+                    "resolvers" => "<resolvers name> as argument.".to_string(),
+                    "resolve-prefer" => "either ipv4 or ipv6 as argument.".to_string(),
+                    _ => "a list of networks.".to_string(),
+                };
+                d.alert(format!("{ctx} : '{k}' expects {what}"));
+                return None;
+            };
+            match k {
+                "resolvers" => srv.dns.resolvers = Some(v.to_string()),
+                "resolve-prefer" => match v {
+                    "ipv4" => srv.dns.prefer = Family::Ipv4,
+                    "ipv6" => srv.dns.prefer = Family::Ipv6,
+                    _ => d.alert(format!(
+                        "{ctx} : 'resolve-prefer' expects either ipv4 or ipv6 as argument."
+                    )),
+                },
+                _ => match units::networks(v) {
+                    Ok(nets) => srv.dns.nets = nets,
+                    Err(bad) => d.alert(format!(
+                        "{ctx} : 'resolve-net' invalid network '{}'.",
+                        show(&bad)
+                    )),
+                },
+            }
+            return Some(2);
+        }
         "init-addr" => {
             let Some(v) = v.filter(|v| !v.is_empty()) else {
                 d.alert(format!(

@@ -50,6 +50,8 @@ pub(super) enum Sect {
     Global,
     Defaults(usize),
     Proxy(usize),
+    /// A `resolvers` section, by its index in `global.resolvers`.
+    Resolvers(usize),
     /// A section lb skips (`userlist`, `peers`, ...).
     Other,
 }

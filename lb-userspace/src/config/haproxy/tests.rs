@@ -299,3 +299,28 @@ fn tcp_check_rules_inherit_and_convert() {
         assert_eq!(a.check, b.check, "{}", a.name);
     }
 }
+
+#[test]
+fn log_targets_may_be_ipv6() {
+    let p = ok("global\n  log ipv6@[::1]:5514 local6 debug\n  log [fd00::1] local0\n");
+    let dests: Vec<_> = p
+        .config
+        .global
+        .logs
+        .iter()
+        .map(|l| l.dest.clone())
+        .collect();
+    assert_eq!(
+        dests,
+        [
+            LogDest::Udp("[::1]:5514".parse().expect("sa")),
+            LogDest::Udp("[fd00::1]:514".parse().expect("sa")),
+        ]
+    );
+    assert_eq!(
+        alerts("global\n  log tcp@[::1]:514 local0\n"),
+        [
+            "[ALERT] parsing [t.cfg:2] : 'log tcp@[::1]:514': lb sends logs over UDP, to a UNIX socket, stdout or stderr only, not to 'tcp@'"
+        ]
+    );
+}

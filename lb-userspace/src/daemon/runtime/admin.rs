@@ -27,6 +27,17 @@ use crate::{
     },
 };
 
+/// What [`Runtime::move_admin`] did, for the lines the caller logs.
+pub(super) struct AdminMove {
+    /// The server could keep flows before (UP, not in maintenance).
+    pub was_up: bool,
+    /// Leaving maintenance: the state it comes back in.
+    pub up_again: bool,
+    /// The backend's usable servers before and after.
+    pub before: Counts,
+    pub after: Counts,
+}
+
 fn admin_state(a: Admin) -> AdminState {
     match a {
         Admin::Ready => AdminState::Ready,
@@ -45,10 +56,23 @@ fn mode_name(m: Mode) -> &'static str {
 
 impl Runtime {
     /// Answers one request from the API servers.
-    pub fn on_api(&mut self, req: Request) {
+    pub async fn on_api(&mut self, req: Request) {
         match req {
             Request::State(reply) => {
                 let _ = reply.send(self.api_state());
+            }
+            Request::Admin(
+                AdminCmd {
+                    backend,
+                    server,
+                    action: Action::Addr(change),
+                },
+                reply,
+            ) => {
+                // HAProxy answers this change with a message whatever happens: the text to
+                // answer.
+                let text = self.set_addr_cmd(&backend, &server, &change).await;
+                let _ = reply.send(Err(text));
             }
             Request::Admin(cmd, reply) => {
                 let r = self.admin(cmd);
@@ -86,7 +110,7 @@ impl Runtime {
     }
 
     /// The entry of a server [`Runtime::find_server`] found.
-    fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
+    pub(super) fn entry(&self, id: ServerId) -> anyhow::Result<&ServerEntry> {
         self.bal
             .server(id)
             .ok_or_else(|| anyhow::anyhow!("no server {id}"))
@@ -104,6 +128,8 @@ impl Runtime {
         let id = self.find_server(&cmd.backend, &cmd.server)?;
         let applied = match cmd.action {
             Action::Invalid(text) => return Err(text),
+            // Answered by `set_addr_cmd`, which needs to wait for the checks to restart.
+            Action::Addr(_) => return Err(cli::ADDR_REQUIRED.into()),
             Action::State(s) => self.set_admin(id, s),
             Action::Weight(raw) => {
                 let initial = self.initial_weight(id);
@@ -134,6 +160,42 @@ impl Runtime {
         applied.map_err(|e| format!("lb: the change could not be applied: {e:#}\n"))
     }
 
+    /// `set server <b>/<s> addr ADDR [port PORT]` (`srv_update_addr_port`): the new address
+    /// goes through the same path as a DNS answer (maps, checks, state file), without a log
+    /// line, as in HAProxy. The answer is HAProxy's message; changing the port is refused.
+    async fn set_addr_cmd(
+        &mut self,
+        backend: &str,
+        server: &str,
+        change: &cli::AddrChange,
+    ) -> String {
+        let id = match self.find_server(backend, server) {
+            Ok(id) => id,
+            Err(text) => return text,
+        };
+        let Ok(current) = self
+            .entry(id)
+            .map(|e| std::net::SocketAddr::new(e.place.addr.into(), e.place.port))
+        else {
+            return cli::NO_SUCH_SERVER.into();
+        };
+        let plan = cli::plan_addr_change(current, change);
+        match plan.to {
+            None => {}
+            Some(std::net::IpAddr::V4(new)) => {
+                if let Err(e) = self.set_server_addr(id, Some(new)) {
+                    return format!("lb: the change could not be applied: {e:#}\n");
+                }
+                self.restart_checks().await;
+                self.save_server_state();
+            }
+            Some(std::net::IpAddr::V6(_)) => {
+                return "lb: IPv6 server addresses cannot be changed at run time yet.\n".into();
+            }
+        }
+        plan.answer
+    }
+
     fn log_all(&self, lines: &[LogLine]) {
         for l in lines {
             self.log(l);
@@ -148,19 +210,47 @@ impl Runtime {
             AdminState::Drain => Admin::Drain,
             AdminState::Maint => Admin::Maint,
         };
-        let (old, backend, addr) = self
-            .entry(id)
-            .map(|e| (e.state, e.place.backend, e.place.addr))?;
+        let (old, addr) = self.entry(id).map(|e| (e.state, e.place.addr))?;
         if old.admin == new {
             return Ok(());
         }
-        // A host name that resolved to nothing (`init-addr none`): as HAProxy's resolution
-        // maintenance, only an address (a reload that resolves it) ends it.
+        // A host name that resolves to nothing (`init-addr none`, a DNS failure): as HAProxy's
+        // resolution maintenance, only an address ends it.
         if old.admin == Admin::Maint && addr.is_unspecified() {
             anyhow::bail!(
-                "the server has no address (its host name did not resolve, 'init-addr none'); it leaves maintenance when a reload resolves it"
+                "the server has no address (its host name does not resolve); it leaves maintenance when its name resolves again (its 'resolvers', or a reload)"
             );
         }
+        let m = self.move_admin(id, new)?;
+        let (was_up, up_again, before, after) = (m.was_up, m.up_again, m.before, m.after);
+        let e = self.entry(id)?;
+        let name = e.name();
+        let z = Sessions::default();
+        let mut lines = Vec::new();
+        match (old.admin, new) {
+            (_, Admin::Maint) => lines.push(maintenance_enter(
+                name,
+                was_up,
+                old.admin == Admin::Drain,
+                after,
+                z,
+            )),
+            (Admin::Maint, _) => lines.push(maintenance_leave(name, up_again, new == Admin::Drain)),
+            (Admin::Ready, Admin::Drain) => lines.push(drain_enter(name, was_up, after, z)),
+            (Admin::Drain, Admin::Ready) => lines.push(drain_leave(name, was_up)),
+            _ => {}
+        }
+        if before.total() > 0 && after.total() == 0 {
+            lines.push(no_server_available(&e.backend));
+        }
+        self.log_all(&lines);
+        Ok(())
+    }
+
+    /// Moves a server to the admin state `new` (maintenance pauses its checks, leaving it
+    /// resumes them from `rise`) and brings the maps in line; the caller logs.
+    pub(super) fn move_admin(&mut self, id: ServerId, new: Admin) -> anyhow::Result<AdminMove> {
+        let (old, backend) = self.entry(id).map(|e| (e.state, e.place.backend))?;
         let before = self.counts(backend);
         let was_up = old.active();
         let leaving_maint = old.admin == Admin::Maint;
@@ -184,29 +274,12 @@ impl Runtime {
             st.admin = new;
         })?;
         self.note_health(id);
-        let after = self.counts(backend);
-        let e = self.entry(id)?;
-        let name = e.name();
-        let z = Sessions::default();
-        let mut lines = Vec::new();
-        match (old.admin, new) {
-            (_, Admin::Maint) => lines.push(maintenance_enter(
-                name,
-                was_up,
-                old.admin == Admin::Drain,
-                after,
-                z,
-            )),
-            (Admin::Maint, _) => lines.push(maintenance_leave(name, up_again, new == Admin::Drain)),
-            (Admin::Ready, Admin::Drain) => lines.push(drain_enter(name, was_up, after, z)),
-            (Admin::Drain, Admin::Ready) => lines.push(drain_leave(name, was_up)),
-            _ => {}
-        }
-        if before.total() > 0 && after.total() == 0 {
-            lines.push(no_server_available(&e.backend));
-        }
-        self.log_all(&lines);
-        Ok(())
+        Ok(AdminMove {
+            was_up,
+            up_again,
+            before,
+            after: self.counts(backend),
+        })
     }
 
     /// `set weight`, `set server ... weight`: the pool's table is rebuilt with the new
@@ -392,7 +465,7 @@ impl Runtime {
             slot: e.place.slot,
             puid: e.place.puid,
             name: e.place.name.clone(),
-            addr: e.place.addr,
+            addr: e.place.addr.into(),
             fqdn: s.fqdn.clone(),
             port: e.place.port,
             backup: e.place.backup,
@@ -400,6 +473,7 @@ impl Runtime {
             stopping: st.stopping,
             admin: admin_state(st.admin),
             config_maint: h.config_maint && st.admin == Admin::Maint,
+            resolution_maint: self.rmaint.contains_key(&id) && st.admin == Admin::Maint,
             weight: st.weight,
             eweight: e.applied.eweight,
             starting: st.starting.is_some(),
@@ -407,7 +481,7 @@ impl Runtime {
             initial_weight: e.place.weight,
             check,
             check_port: s.check_port,
-            check_addr: s.check_addr,
+            check_addr: s.check_addr.map(Into::into),
             chkfail: h.chkfail,
             hanafail: (s.observe == Observe::Layer4).then_some(h.hanafail),
             chkdown: h.updown.chkdown,

@@ -79,6 +79,10 @@ impl Runtime {
         self.cfg = cfg;
         self.sysctls.push(sysctls);
         self.load_server_state();
+        // Names are resolved again from the new file's sections.
+        self.dns = crate::daemon::dns::client::spawn(&self.cfg, self.dns_events.clone());
+        self.rmaint = self.unresolved_servers();
+        self.unusable.clear();
         applied.map_err(|e| vec![format!("[ALERT] applying the new configuration: {e:#}")])
     }
 
