@@ -4,7 +4,7 @@
 //! `lb check` prints for it (host checks aside). `LB_BLESS=1 cargo test` rewrites the
 //! `.expected` files; review the diff before committing.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -146,7 +146,7 @@ fn testbed_copy_moves_only_addresses() {
     assert_eq!(c.frontends[0].binds.len(), 1);
     assert_eq!(
         c.frontends[0].binds[0].addr,
-        Some(Ipv4Addr::new(10, 200, 0, 1))
+        IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1))
     );
     assert_eq!(c.frontends[0].binds[0].port, 80);
     let addrs: Vec<_> = c.backends[0]
@@ -157,8 +157,8 @@ fn testbed_copy_moves_only_addresses() {
     assert_eq!(
         addrs,
         [
-            (Ipv4Addr::new(10, 200, 10, 10), 80),
-            (Ipv4Addr::new(10, 200, 11, 11), 80)
+            (IpAddr::V4(Ipv4Addr::new(10, 200, 10, 10)), 80),
+            (IpAddr::V4(Ipv4Addr::new(10, 200, 11, 11)), 80)
         ]
     );
     let mut seed = normalise(load_seed().config);
@@ -170,7 +170,7 @@ fn testbed_copy_moves_only_addresses() {
         .iter_mut()
         .chain(tb.backends[0].servers.iter_mut())
     {
-        s.addr = Ipv4Addr::UNSPECIFIED;
+        s.addr = Ipv4Addr::UNSPECIFIED.into();
     }
     assert_eq!(seed, tb);
     assert_eq!(l.warnings.len(), SEED_WARNINGS.len());
@@ -280,9 +280,13 @@ fn dur() -> impl Strategy<Value = Duration> {
     ]
 }
 
-fn ip() -> impl Strategy<Value = Ipv4Addr> {
-    (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
-        .prop_map(|(a, b, c, d)| Ipv4Addr::new(a, b, c, d))
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
+            .prop_map(|(a, b, c, d)| IpAddr::V4(Ipv4Addr::new(a, b, c, d))),
+        (0xfd00u16..=0xfdff, any::<u16>(), 1u16..=0xffff)
+            .prop_map(|(a, b, h)| IpAddr::V6(Ipv6Addr::new(a, b, 0, 0, 0, 0, 0, h))),
+    ]
 }
 
 fn port() -> impl Strategy<Value = u16> {
@@ -578,6 +582,7 @@ fn server() -> impl Strategy<Value = Server> {
                 addr,
                 fqdn: None,
                 init_addr: lb::config::InitAddr::DEFAULT.to_vec(),
+                resolve_prefer: lb::config::Family::V4,
                 port,
                 check,
                 inter,
@@ -691,12 +696,16 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
 }
 
 fn bind() -> impl Strategy<Value = Bind> {
+    let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
     (
-        prop::option::of(ip()),
+        prop_oneof![Just(any4), Just(any6), ip()],
         port(),
         prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)],
+        any::<bool>(),
     )
-        .prop_map(|(addr, port, proto)| Bind {
+        .prop_map(|(addr, port, proto, v6only)| Bind {
+            v6only: v6only && addr == IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             addr,
             port,
             proto,

@@ -21,7 +21,7 @@
 //!   and what `observe layer4` found, as HAProxy's;
 //! - `slim` of a frontend: the connection-tracking capacity (the real limit on flows);
 //! - the state, weight, check and history columns are HAProxy's.
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -97,7 +97,7 @@ pub struct ServerState {
     /// 1-based within its backend (HAProxy's `puid`).
     pub puid: u32,
     pub name: String,
-    pub addr: Ipv4Addr,
+    pub addr: std::net::IpAddr,
     /// The host name the address was resolved from (`srv_fqdn`).
     pub fqdn: Option<String>,
     pub port: u16,
@@ -121,7 +121,7 @@ pub struct ServerState {
     pub initial_weight: u32,
     pub check: Option<CheckState>,
     pub check_port: Option<u16>,
-    pub check_addr: Option<Ipv4Addr>,
+    pub check_addr: Option<std::net::IpAddr>,
     pub chkfail: u64,
     /// With `observe`: times it found `error-limit` errors in a row.
     pub hanafail: Option<u64>,
@@ -757,7 +757,7 @@ pub mod tests {
             slot: ServerSlot(id),
             puid: id + 1,
             name: name.into(),
-            addr: Ipv4Addr::LOCALHOST,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
             fqdn: None,
             port,
             backup: false,

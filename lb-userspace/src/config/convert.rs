@@ -233,7 +233,11 @@ fn global(out: &mut String, g: &Global) {
 }
 
 fn server(s: &Server) -> String {
-    let host = s.fqdn.clone().unwrap_or_else(|| s.addr.to_string());
+    // An IPv6 address is bracketed: unbracketed, its last group would read as the port.
+    let host = s.fqdn.clone().unwrap_or_else(|| match s.addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    });
     let mut o = format!(
         "{{ name = {}, address = {}, check = {}, inter = {}",
         q(&s.name),
@@ -250,6 +254,9 @@ fn server(s: &Server) -> String {
             ", init_addr = {}",
             q(&InitAddr::list_to_string(&s.init_addr))
         );
+    }
+    if s.resolve_prefer == crate::config::Family::V6 {
+        let _ = write!(o, ", resolve_prefer = \"ipv6\"");
     }
     if let Some(t) = s.fastinter {
         let _ = write!(o, ", fastinter = {}", q(&duration(t)));

@@ -38,7 +38,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 pub use balancer::Balancer;
-pub use plan::{Plan, host_diagnostics, plan};
+pub use plan::{Local, Plan, host_diagnostics, plan};
 use runtime::Runtime;
 pub use servers::{Admin, ServerEntry, ServerState, Servers};
 use tokio::sync::mpsc;

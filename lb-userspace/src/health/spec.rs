@@ -1,10 +1,6 @@
 //! What one check does, from the configuration: where it connects, over TLS or not, what it
 //! sends and expects, and its time budget. Pure: no I/O.
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
 
@@ -146,7 +142,7 @@ impl CheckSpec {
             },
         };
         CheckSpec {
-            addr: SocketAddr::new(IpAddr::V4(ip), port),
+            addr: SocketAddr::new(ip, port),
             probe,
             tls,
             budget: Budget {
@@ -226,7 +222,7 @@ impl AgentSpec {
         let port = a.port.or(server.check_port)?;
         let ip = a.addr.or(server.check_addr).unwrap_or(server.addr);
         Some(AgentSpec {
-            addr: SocketAddr::new(IpAddr::V4(ip), port),
+            addr: SocketAddr::new(ip, port),
             send: a.send.as_bytes().to_vec(),
             budget: Budget {
                 inter: a.inter.unwrap_or(server.inter),

@@ -10,6 +10,7 @@ use super::{
 use crate::config::{
     access::{self, Test},
     model::*,
+    units,
 };
 
 pub(super) fn mode(c: &mut ProxyCtx) {
@@ -379,8 +380,14 @@ pub(super) fn source(c: &mut ProxyCtx) {
         c.d.alert("'source' expects <addr>[:<port>] as argument.");
         return;
     };
-    let ip = addr.rsplit_once(':').map_or(addr, |(a, _)| a);
-    let any = matches!(ip, "0.0.0.0" | "*" | "");
+    // A bare address (`::`, `2001:db8::1`), else HAProxy's ADDR:PORT (port after the last
+    // colon, or `[ADDR]:PORT`).
+    let ip = if units::ip(addr).is_ok() {
+        addr
+    } else {
+        units::split_host_port(addr).map_or(addr, |(a, _)| a)
+    };
+    let any = matches!(ip, "0.0.0.0" | "*" | "" | "::");
     if !any && let Err(e) = ip_arg(ip) {
         c.d.alert(format!("'source': {e}"));
         return;
