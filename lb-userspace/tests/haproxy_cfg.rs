@@ -280,6 +280,12 @@ fn dur() -> impl Strategy<Value = Duration> {
     ]
 }
 
+fn ip4() -> impl Strategy<Value = Ipv4Addr> {
+    (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
+        .prop_map(|(a, b, c, d)| Ipv4Addr::new(a, b, c, d))
+}
+
+/// Either family, where lb takes both (servers, binds, checks, access rules).
 fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
@@ -299,7 +305,7 @@ fn origin() -> Origin {
 
 fn log_target() -> impl Strategy<Value = LogTarget> {
     let dest = prop_oneof![
-        (ip(), port()).prop_map(|(a, p)| LogDest::Udp(SocketAddr::new(a.into(), p))),
+        (ip4(), port()).prop_map(|(a, p)| LogDest::Udp(SocketAddr::new(a.into(), p))),
         "/[a-z/]{1,12}".prop_map(|p| LogDest::Unix(p.into())),
         Just(LogDest::Stderr),
         Just(LogDest::Stdout),
@@ -321,7 +327,7 @@ fn log_target() -> impl Strategy<Value = LogTarget> {
 
 fn stats_http() -> impl Strategy<Value = StatsHttp> {
     let addr = prop_oneof![
-        (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
+        (ip4(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
         Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
     ];
     let simple = addr
@@ -364,7 +370,7 @@ fn global() -> impl Strategy<Value = Global> {
                 (
                     prop_oneof![
                         "/[a-z/]{1,12}".prop_map(|p| ApiAddr::Unix(p.into())),
-                        (ip(), 1u16..=65535)
+                        (ip4(), 1u16..=65535)
                             .prop_map(|(a, p)| ApiAddr::Tcp(SocketAddr::new(a.into(), p))),
                     ],
                     prop::option::of(0u32..=0o7777),
@@ -715,7 +721,10 @@ fn bind() -> impl Strategy<Value = Bind> {
 
 fn access_test() -> impl Strategy<Value = Test> {
     prop_oneof![
-        prop::collection::vec((ip(), 0u8..=32), 1..3).prop_map(|nets| {
+        prop::collection::vec((ip(), 0u8..=128), 1..3).prop_map(|nets| {
+            let nets = nets
+                .into_iter()
+                .map(|(a, l)| (a, if a.is_ipv4() { l.min(32) } else { l }));
             Test::Src(nets.into_iter().map(|(a, l)| Net::new(a, l)).collect())
         }),
         prop::collection::vec((port(), port()), 1..3).prop_map(Test::DstPort),

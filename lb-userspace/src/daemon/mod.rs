@@ -198,6 +198,9 @@ async fn serve(
         pin_dir: Some(pins.clone()),
         conntrack_entries: cfg.global.flow_capacity(),
         halfopen_entries: cfg.global.halfopen_entries,
+        // Sized when loaded: a reload that adds the first IPv6 service needs a restart
+        // for IPv6 flows to have room (the tables cannot grow in place).
+        ipv6: !plan.layout.services6.is_empty(),
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
         trace: None,

@@ -39,6 +39,9 @@ pub struct LoadOptions {
     /// Capacities in flows of the confirmed and half-open tables.
     pub conntrack_entries: u32,
     pub halfopen_entries: u32,
+    /// Some service is IPv6: the IPv6 conntrack tables get the IPv4 ones' sizes (else
+    /// `UNUSED_TABLE`, as LRU tables are preallocated).
+    pub ipv6: bool,
     /// Drop pinned state this build cannot adopt (established flows) instead of refusing to
     /// start (`lb run --discard-state`).
     pub discard_state: bool,
@@ -65,6 +68,7 @@ impl Default for LoadOptions {
             pin_dir: None,
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
             halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
+            ipv6: false,
             discard_state: false,
             object: None,
             trace: None,
@@ -74,7 +78,15 @@ impl Default for LoadOptions {
 
 impl LoadOptions {
     pub fn sizes(&self) -> TableSizes {
-        TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries)
+        let sizes = TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries);
+        if !self.ipv6 {
+            return sizes;
+        }
+        TableSizes {
+            flows6: sizes.flows,
+            halfopen6: sizes.halfopen,
+            ..sizes
+        }
     }
 }
 

@@ -93,7 +93,7 @@ fn no_effect(kw: &str) -> Option<(usize, &'static str)> {
         ),
         "resolvers" | "resolve-net" => (
             1,
-            "lb resolves host names to IPv4 addresses with the system's resolver at start-up and on reload only ('init-addr'), never while running",
+            "lb resolves host names (to an IPv4 address first, unless 'resolve-prefer ipv6') with the system's resolver at start-up and on reload only ('init-addr'), never while running",
         ),
         "tfo" => (0, "lb does not open connections to servers itself"),
         "pool-max-conn" | "pool-purge-delay" => (1, CONN_PER_CLIENT),
