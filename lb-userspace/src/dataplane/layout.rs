@@ -659,6 +659,77 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
     }
 
     #[test]
+    fn a_backend_ipv6_clients_reach_gets_a_pool_per_family() {
+        let c = native::parse(
+            "t.toml",
+            r#"
+[frontend.dual]
+bind = [":::80", "[2001:db8::1]:443"]
+default_backend = "both"
+tcp_request_connection = ["reject if { src 2001:db8:bad::/48 }"]
+[frontend.v4]
+bind = ["*:8080"]
+default_backend = "v4"
+[backend.both]
+balance = "source"
+server = [{ name = "a", address = "10.0.1.1:80" }, { name = "b", address = "[fd00::10]:80" }]
+[backend.v4]
+server = [{ name = "c", address = "10.0.1.2" }]
+"#,
+        )
+        .expect("parses");
+        let mut l = Layout::new(&c);
+        let both = &l.pools[0];
+        assert_eq!((both.slot, both.slot6), (PoolSlot(0), Some(PoolSlot(2))));
+        assert_eq!(l.pools[1].slot6, None);
+        // The dual-stack bind is an IPv4 wildcard and an IPv6 one; the exact one IPv6 only.
+        let v4: Vec<_> = l.services.iter().map(|(k, v)| (k.addr, v.pool)).collect();
+        assert_eq!(v4, [(0, 0), (0, 1)]);
+        let v6: Vec<_> = l
+            .services6
+            .iter()
+            .map(|(k, v)| (addr6_of(k.addr).to_string(), u16::from_be(k.port), v.pool))
+            .collect();
+        assert_eq!(
+            v6,
+            [
+                ("::".to_string(), 80, 2),
+                ("2001:db8::1".to_string(), 443, 2)
+            ]
+        );
+        let local6 = [addr6_be("fd00::1".parse().expect("v6"))];
+        let entries = l.service_entries6(&local6);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert!(entries.iter().any(|(k, _)| k.addr == local6[0]));
+        // Each hashing pool of either family has a ring of its own.
+        assert_ne!(pool_ring(l.pools[0].flags), pool_ring(l.pools[0].flags6));
+        // Rules for IPv6 clients go to LB6_ACCESS, IPv4's (only "all") to LB_ACCESS.
+        assert_eq!(l.access6.len(), 2 * 2);
+        assert_eq!(l.access.len(), 2);
+        let placed = l.placed();
+        assert_eq!(placed[1].family, Family::V6);
+        assert_eq!(placed[1].pool_slot, PoolSlot(2));
+        // A restart finds each family's pool where its servers named it.
+        let moved: Vec<Placed> = placed
+            .iter()
+            .map(|p| Placed {
+                pool_slot: PoolSlot(p.pool_slot.0 + 5),
+                ..p.clone()
+            })
+            .collect();
+        l.keep_slots(&moved);
+        assert_eq!(
+            (l.pools[0].slot, l.pools[0].slot6),
+            (PoolSlot(5), Some(PoolSlot(7)))
+        );
+        assert_eq!(l.services6[0].1.pool, 7);
+        assert_eq!(l.services[0].1.pool, 5);
+        // A server without a port answers from its clients' ports, per family.
+        let ports = l.port_filter();
+        assert!(ports.has(PortSide::Service, 443) && ports.has(PortSide::Server, 8080));
+    }
+
+    #[test]
     fn hashing_pools_get_rings_and_keep_them() {
         let l = layout(
             r#"
