@@ -302,6 +302,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_servers_and_check_addresses() {
+        let c = crate::config::parse_bytes(
+            "t.cfg",
+            b"frontend f\n  bind :::80\n  default_backend b\nbackend b\n  server s1 [fd00::10]:80 check\n  server s2 fd00::11:80 check addr fd00::99 port 8080 agent-check agent-port 9000\n  server s3 10.0.0.3:80 check addr fd00::98 agent-check agent-port 9000 agent-addr 10.0.0.97\n",
+            false,
+        )
+        .expect("parses")
+        .config;
+        let b = &c.backends[0];
+        let spec = |i: usize| CheckSpec::new(b, &b.servers[i], Verify::None).addr;
+        assert_eq!(spec(0), "[fd00::10]:80".parse().expect("addr"));
+        assert_eq!(spec(1), "[fd00::99]:8080".parse().expect("addr"));
+        // A check address of the other family is the user's choice, taken as given.
+        assert_eq!(spec(2), "[fd00::98]:80".parse().expect("addr"));
+        let agent = |i: usize| AgentSpec::new(b, &b.servers[i]).expect("agent").addr;
+        assert_eq!(agent(1), "[fd00::99]:9000".parse().expect("addr"));
+        assert_eq!(agent(2), "10.0.0.97:9000".parse().expect("addr"));
+    }
+
+    #[test]
     fn specs_from_the_config() {
         let c = crate::config::native::parse(
             "t.toml",
