@@ -208,7 +208,8 @@ async fn serve(
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
     }
-    let sysctls = sysctl::Forwarding::enable(&plan.interfaces)?;
+    let ipv6 = !plan.layout.services6.is_empty();
+    let sysctls = sysctl::Forwarding::enable(&plan.interfaces, ipv6)?;
     let ifaces = plan.interfaces.clone();
     // Every map is written before the program is attached (or swapped in): no packet sees
     // this build's program with an earlier run's tables.

@@ -1,0 +1,298 @@
+//! IPv6 end to end, in namespaces with ULA addresses (`Topology::add_ipv6`), real nginx
+//! servers and the real rsyslogd the seed's test uses:
+//!
+//! - the seed's scenario over IPv6, in both NAT modes: round robin alternates, web11's web
+//!   server is killed and leaves the rotation with HAProxy's log lines (the addresses are not
+//!   in them), new connections all go to web10;
+//! - a dual-stack frontend (`bind :::80 v4v6`) whose backend has an IPv4 and an IPv6 server,
+//!   serving IPv4 and IPv6 clients at once, each over its own family's server (lb does not
+//!   translate between families);
+//! - IPv6 traffic the LB merely routes, to the same port as a wildcard bind, reaches its
+//!   server untouched (the server sees the client's own address).
+//!
+//! They need the data plane's `lb6` path (the v6dp work).
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use lb_testbed::{
+    daemon::Daemon,
+    http,
+    servers::{Rsyslog, WebServer},
+    topo::{CLIENT6, Routing, Topology, VIP, VIP6, backend6},
+};
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+const INTER_MS: u64 = 500;
+
+fn served_by(body: &str) -> String {
+    body.split_whitespace()
+        .find(|w| w.starts_with("web1"))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `check duration: 12ms` -> `check duration: Nms`.
+fn normalize(line: &str) -> String {
+    match line.split_once("check duration: ") {
+        Some((a, b)) => format!(
+            "{a}check duration: N{}",
+            b.trim_start_matches(|c: char| c.is_ascii_digit())
+        ),
+        None => line.to_string(),
+    }
+}
+
+/// The seed's lb.toml with the given binds and servers, checks every `INTER_MS`.
+fn config(instance: &str, nat: &str, binds: &[&str], servers: &[(&str, String)]) -> String {
+    let binds: Vec<String> = binds.iter().map(|b| format!("{b:?}")).collect();
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(name, addr)| {
+            format!(
+                "  {{ name = \"{name}\", address = \"{addr}\", check = true, inter = \"{INTER_MS}\", fall = 2, rise = 2 }},"
+            )
+        })
+        .collect();
+    format!(
+        r#"[global]
+instance = "{instance}"
+log = [{{ target = "127.0.0.1", facility = "local6", level = "debug" }}]
+pidfile = "/tmp/lbt-{instance}.pid"
+stats_socket = {{ path = "/tmp/lbt-{instance}.sock", mode = "600", level = "admin" }}
+
+[defaults]
+mode = "tcp"
+retries = 3
+redispatch = true
+log_health_checks = true
+timeout = {{ connect = "10s", client = "1m", server = "1m", check = "10s" }}
+http_check = {{ method = "GET", uri = "/health_check.html", version = "HTTP/1.0", headers = ["User-agent: Proxy-Check"] }}
+
+[frontend.main]
+bind = [{}]
+default_backend = "hoge"
+
+[backend.hoge]
+balance = "roundrobin"
+nat = "{nat}"
+server = [
+{}
+]
+"#,
+        binds.join(", "),
+        servers.join("\n")
+    )
+}
+
+struct Running {
+    topo: Topology,
+    web10: WebServer,
+    web11: WebServer,
+    syslog: Rsyslog,
+    lb: Daemon,
+}
+
+/// The topology with IPv6, nginx on web10 and web11 at `addrs` (port 80), rsyslogd, and lb
+/// with `cfg(instance)`.
+fn start(
+    routing: Routing,
+    name: &str,
+    addrs: [IpAddr; 2],
+    cfg: impl Fn(&str) -> String,
+) -> Running {
+    let topo = Topology::seed(routing).expect("topology");
+    topo.add_ipv6().expect("IPv6 addresses");
+    let web10 = WebServer::nginx(&topo.backend("web10").ns, "web10", addrs[0], 80).expect("web10");
+    let web11 = WebServer::nginx(&topo.backend("web11").ns, "web11", addrs[1], 80).expect("web11");
+    let syslog = Rsyslog::start(&topo.lb, "rsyslog").expect("rsyslogd");
+    let instance = format!("{name}{}", topo.tag);
+    let mut lb =
+        Daemon::start(Path::new(LB), &topo.lb, &instance, &cfg(&instance), "toml").expect("lb");
+    lb.wait_ready()
+        .unwrap_or_else(|e| panic!("lb ready: {e}\n{}", lb.output()));
+    Running {
+        topo,
+        web10,
+        web11,
+        syslog,
+        lb,
+    }
+}
+
+impl Running {
+    fn wait_log(&self, needle: &str) {
+        let limit = Duration::from_millis(INTER_MS * 4) + Duration::from_secs(5);
+        self.syslog
+            .wait_for(needle, limit)
+            .unwrap_or_else(|e| panic!("{needle}: {e}\n{}", self.lb.output()));
+    }
+
+    fn get(&self, to: SocketAddr) -> anyhow::Result<String> {
+        http::get(&self.topo.client, to, "/").map(|r| served_by(&r.body))
+    }
+}
+
+fn v6(n: u8) -> IpAddr {
+    IpAddr::V6(backend6(n).0)
+}
+
+/// HAProxy's lines for the start and web11's failure (the addresses are in none of them).
+const EXPECTED: &[(u8, &str)] = &[
+    (181, "Proxy main started."),
+    (181, "Proxy hoge started."),
+    (
+        181,
+        "Health check for server hoge/web10 succeeded, reason: Layer7 check passed, code: 200, info: \"OK\", check duration: Nms, status: 2/2 UP.",
+    ),
+    (
+        181,
+        "Health check for server hoge/web11 succeeded, reason: Layer7 check passed, code: 200, info: \"OK\", check duration: Nms, status: 2/2 UP.",
+    ),
+    (
+        181,
+        "Health check for server hoge/web11 failed, reason: Layer4 connection problem, info: \"Connection refused\", check duration: Nms, status: 1/2 UP.",
+    ),
+    (
+        181,
+        "Health check for server hoge/web11 failed, reason: Layer4 connection problem, info: \"Connection refused\", check duration: Nms, status: 0/2 DOWN.",
+    ),
+    (
+        177,
+        "Server hoge/web11 is DOWN. 1 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.",
+    ),
+];
+
+fn seed_scenario_over_ipv6(routing: Routing, nat: &str) {
+    lb_testbed::require_root();
+    let servers = [
+        ("web10", format!("[{}]:80", v6(10))),
+        ("web11", format!("[{}]:80", v6(11))),
+    ];
+    let binds = [format!("[{VIP6}]:80")];
+    let mut r = start(routing, "v6seed", [v6(10), v6(11)], |i| {
+        config(i, nat, &[binds[0].as_str()], &servers)
+    });
+    let vip = SocketAddr::new(VIP6.into(), 80);
+    r.wait_log("Health check for server hoge/web10 succeeded");
+    r.wait_log("Health check for server hoge/web11 succeeded");
+    let first: Vec<String> = (0..6)
+        .map(|_| {
+            r.get(vip)
+                .unwrap_or_else(|e| panic!("GET {vip}: {e}\n{}", r.lb.output()))
+        })
+        .collect();
+    for pair in first.chunks(2) {
+        assert_ne!(pair[0], pair[1], "{nat}: not round robin: {first:?}");
+    }
+    r.web11.stop();
+    r.wait_log("Server hoge/web11 is DOWN");
+    for _ in 0..6 {
+        assert_eq!(r.get(vip).expect("GET while web11 is down"), "web10");
+    }
+    let got: Vec<(u8, String)> = r
+        .syslog
+        .lines()
+        .iter()
+        .map(|(p, l)| (*p, normalize(l)))
+        .collect();
+    let want: Vec<(u8, String)> = EXPECTED.iter().map(|(p, l)| (*p, l.to_string())).collect();
+    assert_eq!(got, want, "{nat}: log differs from HAProxy's");
+    assert!(r.lb.stop().expect("stop").success(), "{}", r.lb.output());
+}
+
+#[test]
+fn seed_scenario_over_ipv6_full_nat() {
+    seed_scenario_over_ipv6(Routing::Isolated, "full-nat");
+}
+
+#[test]
+fn seed_scenario_over_ipv6_dnat() {
+    seed_scenario_over_ipv6(Routing::ViaLb, "dnat");
+}
+
+#[test]
+fn a_dual_stack_frontend_serves_both_families_at_once() {
+    lb_testbed::require_root();
+    // The seed topology's web10 (`10.200.10.10`) on IPv4, web11 on IPv6.
+    let web10_v4 = IpAddr::V4(std::net::Ipv4Addr::new(10, 200, 10, 10));
+    let servers = [
+        ("web10", format!("{web10_v4}:80")),
+        ("web11", format!("[{}]:80", v6(11))),
+    ];
+    let mut r = start(Routing::Isolated, "v6dual", [web10_v4, v6(11)], |i| {
+        config(i, "full-nat", &[":::80 v4v6"], &servers)
+    });
+    r.wait_log("Health check for server hoge/web10 succeeded");
+    r.wait_log("Health check for server hoge/web11 succeeded");
+    let (v4, v6vip) = (
+        SocketAddr::new(VIP.into(), 80),
+        SocketAddr::new(VIP6.into(), 80),
+    );
+    // Both families' clients at the same time: each is balanced over its own family's
+    // servers only.
+    let client = r.topo.client.handle();
+    let ipv4_clients = client
+        .spawn(move || {
+            (0..20)
+                .map(|_| {
+                    lb_testbed::http::Conn::connect(v4).and_then(|mut c| c.request("/", false))
+                })
+                .map(|res| {
+                    res.map(|r| served_by(&r.body))
+                        .unwrap_or_else(|e| format!("{e}"))
+                })
+                .collect::<Vec<String>>()
+        })
+        .expect("IPv4 clients");
+    let ipv6_answers: Vec<String> = (0..20)
+        .map(|_| r.get(v6vip).unwrap_or_else(|e| format!("{e}")))
+        .collect();
+    let ipv4_answers = ipv4_clients
+        .join()
+        .expect("IPv4 client thread")
+        .expect("in the client namespace");
+    assert!(
+        ipv4_answers.iter().all(|a| a == "web10"),
+        "{ipv4_answers:?}"
+    );
+    assert!(
+        ipv6_answers.iter().all(|a| a == "web11"),
+        "{ipv6_answers:?}"
+    );
+    assert!(r.lb.stop().expect("stop").success(), "{}", r.lb.output());
+}
+
+#[test]
+fn routed_ipv6_traffic_to_the_same_port_passes_untouched() {
+    lb_testbed::require_root();
+    let servers = [
+        ("web10", format!("[{}]:80", v6(10))),
+        ("web11", format!("[{}]:80", v6(11))),
+    ];
+    // `:::80` is lb's on the LB's own IPv6 addresses; web10's address is routed through it.
+    let r = start(Routing::ViaLb, "v6transit", [v6(10), v6(11)], |i| {
+        config(i, "dnat", &[":::80 v6only"], &servers)
+    });
+    r.wait_log("Health check for server hoge/web10 succeeded");
+    let direct = SocketAddr::new(v6(10), 80);
+    for _ in 0..5 {
+        assert_eq!(r.get(direct).expect("GET web10 directly"), "web10");
+    }
+    // web10 saw the client's own address: nothing translated these connections.
+    let log = std::fs::read_to_string(r.web10.dir.join("access.log")).expect("access log");
+    let direct_hits = log
+        .lines()
+        .filter(|l| l.starts_with(&CLIENT6.to_string()) && l.contains("GET / "))
+        .count();
+    assert_eq!(direct_hits, 5, "{log}");
+    // And the VIP still balances.
+    let vip = SocketAddr::new(VIP6.into(), 80);
+    let via: Vec<String> = (0..4).map(|_| r.get(vip).expect("GET VIP")).collect();
+    assert!(
+        via.contains(&"web10".into()) && via.contains(&"web11".into()),
+        "{via:?}"
+    );
+}
