@@ -296,3 +296,104 @@ fn routed_ipv6_traffic_to_the_same_port_passes_untouched() {
         "{via:?}"
     );
 }
+
+/// What the control plane writes for IPv6, read back from the pinned maps: `:::80` (dual
+/// stack) once per local address of each family, link-local ones left out, and following
+/// addresses as they come and go; the IPv6 servers in `LB6_SERVERS` with the LB's own address
+/// on their segment as the full-NAT source; the IPv4 server in `LB_SERVERS`.
+#[test]
+fn a_dual_stack_wildcard_follows_both_families_addresses() {
+    lb_testbed::require_root();
+    let web10_v4 = IpAddr::V4(std::net::Ipv4Addr::new(10, 200, 10, 10));
+    let servers = [
+        ("web10", format!("{web10_v4}:80")),
+        ("web11", format!("[{}]:80", v6(11))),
+    ];
+    let mut r = start(Routing::Isolated, "v6maps", [web10_v4, v6(11)], |i| {
+        config(i, "full-nat", &[":::80"], &servers)
+    });
+    let pins = lb::dataplane::pin_dir(&r.lb.instance);
+    let services6 = || -> Vec<std::net::Ipv6Addr> {
+        let maps = lb::dataplane::Maps::from_pins(&pins).expect("pins");
+        let mut v: Vec<_> = maps
+            .services6
+            .keys()
+            .flatten()
+            .filter(|k| u16::from_be(k.port) == 80)
+            .map(|k| lb::dataplane::layout::addr6_of(k.addr))
+            .collect();
+        v.sort();
+        v
+    };
+    let lb_on = |n: u8| backend6(n).1;
+    // `::1` too, as HAProxy's `::` socket answers it (and `*:80` 127.0.0.1).
+    assert_eq!(
+        services6(),
+        [std::net::Ipv6Addr::LOCALHOST, VIP6, lb_on(10), lb_on(11)]
+    );
+    let maps = lb::dataplane::Maps::from_pins(&pins).expect("pins");
+    let v4: Vec<u32> = maps.services.keys().flatten().map(|k| k.addr).collect();
+    assert!(
+        v4.contains(&u32::from_ne_bytes(VIP.octets())),
+        "IPv4 half of :::80: {v4:?}"
+    );
+    // web11 (IPv6) is in LB6_SERVERS with the LB's fd00:200:11::1 as its full-NAT source;
+    // web10 (IPv4) in LB_SERVERS only.
+    let web11 = (0..lb_common::MAX_SERVERS)
+        .filter_map(|slot| maps.servers6.get(&slot, 0).ok())
+        .find(|s| lb::dataplane::layout::addr6_of(s.addr) == backend6(11).0)
+        .expect("web11 in LB6_SERVERS");
+    assert_eq!(lb::dataplane::layout::addr6_of(web11.snat_addr), lb_on(11));
+    assert_eq!(u16::from_be(web11.port), 80);
+    let web10_be = u32::from_ne_bytes([10, 200, 10, 10]);
+    assert!(
+        (0..lb_common::MAX_SERVERS)
+            .filter_map(|slot| maps.servers.get(&slot, 0).ok())
+            .any(|s| s.addr == web10_be),
+        "web10 in LB_SERVERS"
+    );
+    drop(maps);
+    // An address that comes is served, one that goes is not; a link-local one never is.
+    let extra: std::net::Ipv6Addr = "fd00:200::100".parse().expect("v6");
+    let link_local: std::net::Ipv6Addr = "fe80::1234".parse().expect("v6");
+    for a in [extra, link_local] {
+        r.topo
+            .lb
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                &r.topo.lb_client_if,
+                "nodad",
+            ])
+            .expect("add address");
+    }
+    let wait_for = |want: &dyn Fn(&[std::net::Ipv6Addr]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = services6();
+            if want(&now) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "services: {now:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let now = wait_for(&|s| s.contains(&extra));
+    assert!(!now.contains(&link_local), "{now:?}");
+    r.topo
+        .lb
+        .ip(&[
+            "-6",
+            "addr",
+            "del",
+            &format!("{extra}/64"),
+            "dev",
+            &r.topo.lb_client_if,
+        ])
+        .expect("remove address");
+    wait_for(&|s| !s.contains(&extra));
+    assert!(r.lb.stop().expect("stop").success(), "{}", r.lb.output());
+}
