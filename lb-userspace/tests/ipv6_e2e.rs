@@ -397,3 +397,74 @@ fn a_dual_stack_wildcard_follows_both_families_addresses() {
     wait_for(&|s| !s.contains(&extra));
     assert!(r.lb.stop().expect("stop").success(), "{}", r.lb.output());
 }
+
+/// Where each server and each family's pool lives in the maps: (name, slot, family, pool).
+fn placed(pins: &Path) -> Vec<(String, u32, &'static str, u32)> {
+    let maps = lb::dataplane::Maps::from_pins(pins).expect("pins");
+    let mut out = Vec::new();
+    for slot in 0..lb_common::MAX_SERVERS {
+        let meta = maps.meta.get(&slot, 0).expect("meta");
+        if meta.pid == 0 {
+            continue;
+        }
+        let name = lb_common::name_str(&meta.server).to_string();
+        let v6 = maps.servers6.get(&slot, 0).expect("LB6_SERVERS");
+        let v4 = maps.servers.get(&slot, 0).expect("LB_SERVERS");
+        if v6 != lb_common::ServerInfo6::default() {
+            out.push((name, slot, "ipv6", v6.pool));
+        } else {
+            out.push((name, slot, "ipv4", v4.pool));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A daemon killed and started again (with a server added in front) finds every server and
+/// both pools of a dual-stack backend where the first one left them, so their flows go on.
+#[test]
+fn a_restart_keeps_both_families_slots() {
+    lb_testbed::require_root();
+    let web10_v4 = IpAddr::V4(std::net::Ipv4Addr::new(10, 200, 10, 10));
+    let servers = vec![
+        ("web10", format!("{web10_v4}:80")),
+        ("web11", format!("[{}]:80", v6(11))),
+    ];
+    let first = servers.clone();
+    let mut r = start(Routing::Isolated, "v6restart", [web10_v4, v6(11)], |i| {
+        config(i, "full-nat", &[":::80"], &first)
+    });
+    let pins = lb::dataplane::pin_dir(&r.lb.instance);
+    let before = placed(&pins);
+    assert_eq!(
+        before
+            .iter()
+            .map(|p| (p.0.as_str(), p.2))
+            .collect::<Vec<_>>(),
+        [("web10", "ipv4"), ("web11", "ipv6")]
+    );
+    assert_ne!(before[0].3, before[1].3, "one pool per family");
+    r.lb.keep_pins = true;
+    r.lb.kill().expect("SIGKILL");
+    let mut more = vec![("web09", format!("[{}]:8080", v6(11)))];
+    more.extend(servers);
+    let instance = r.lb.instance.clone();
+    let mut again = Daemon::start(
+        Path::new(LB),
+        &r.topo.lb,
+        &instance,
+        &config(&instance, "full-nat", &[":::80"], &more),
+        "toml",
+    )
+    .expect("lb again");
+    again
+        .wait_ready()
+        .unwrap_or_else(|e| panic!("{e}\n{}", again.output()));
+    let after = placed(&pins);
+    for b in &before {
+        assert!(after.contains(b), "{b:?} moved: {after:?}");
+    }
+    let web09 = after.iter().find(|p| p.0 == "web09").expect("web09 placed");
+    assert_eq!((web09.2, web09.3), ("ipv6", before[1].3), "the IPv6 pool");
+    assert!(again.stop().expect("stop").success(), "{}", again.output());
+}
