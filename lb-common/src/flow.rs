@@ -129,20 +129,32 @@ pub struct FlowOf<A> {
     pub nh: NextHop,
 }
 
-/// Per-CPU working memory of the data plane (`LB_SCRATCH`): what the program's 512-byte
-/// stack cannot spare. The program runs to completion on its CPU, so nothing else writes it
-/// meanwhile.
+/// Per-CPU working memory of the data plane (`LB_SCRATCH` for IPv4, `LB6_SCRATCH` for IPv6):
+/// what the program's 512-byte stack cannot spare. The program runs to completion on its CPU,
+/// so nothing else writes it meanwhile.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Scratch {
+pub struct ScratchOf<A> {
     /// A new flow's two entries while they are built.
-    pub fwd: Flow,
-    pub reply: Flow,
+    pub fwd: FlowOf<A>,
+    pub reply: FlowOf<A>,
     /// `bpf_fib_lookup`'s parameters (the kernel's `struct bpf_fib_lookup`, 64 bytes).
     pub fib: [u64; 8],
     /// Full-NAT's source-port search, shared with its `bpf_loop` callback.
-    pub probe: PortProbe,
+    pub probe: PortProbeOf<A>,
+    /// IPv6: the packet's flow key while the packet path works on it (40 bytes the stack
+    /// cannot spare; IPv4's 16 stay on the stack).
+    pub key: FlowKeyOf<A>,
+    /// IPv6: the key of the other direction's entry, while it is looked up or removed.
+    pub mirror: FlowKeyOf<A>,
+    /// IPv6: where the L4 header starts, written and read back by the parser so that the
+    /// verifier goes on from one state however many extension headers it walked.
+    pub l4_off: u32,
+    pub _pad: u32,
 }
+
+pub type Scratch = ScratchOf<u32>;
+pub type Scratch6 = ScratchOf<Addr6>;
 
 /// What each source-port probe of a new full-NAT flow needs, and what it found. The probes
 /// run as a `bpf_loop` callback, verified once instead of once per probe, which takes two
@@ -150,9 +162,9 @@ pub struct Scratch {
 /// pointers from here, so this lives in the scratch entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PortProbe {
+pub struct PortProbeOf<A> {
     /// The reply tuple asked for; its `dport` is the port being probed.
-    pub rkey: FlowKey,
+    pub rkey: FlowKeyOf<A>,
     /// The SYN's timestamp as `parse::Packet::timestamp` gives it.
     pub ts: u64,
     /// The server's slot (its `LB_SNAT_CURSOR`).
@@ -163,6 +175,9 @@ pub struct PortProbe {
     /// 1 when `rkey.dport` was claimed.
     pub found: u32,
 }
+
+pub type PortProbe = PortProbeOf<u32>;
+pub type PortProbe6 = PortProbeOf<Addr6>;
 
 /// An IPv4 flow's entry.
 pub type Flow = FlowOf<u32>;

@@ -119,7 +119,7 @@ macro_rules! for_each_map {
             frontend_stats LB_FRONTEND_STATS: PerCpuArray<u32, $crate::Counters>
                 [$crate::MAX_FRONTENDS] Counters 1;
             /// Per `Reason`, per CPU: why packets were passed or dropped.
-            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 4;
+            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 5;
             /// Per server slot: names and operator-facing state; never read by the program.
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
             /// Per CPU: working memory the stack cannot spare (a new flow's entries, the FIB
@@ -144,6 +144,8 @@ macro_rules! for_each_map {
             /// `tcp-request connection` rules for IPv6 clients (`access`).
             access6 LB6_ACCESS: LpmTrie<$crate::AccessKey6, u32>[$crate::MAX_ACCESS_ENTRIES]
                 Config 1;
+            /// Per CPU: `LB_SCRATCH` for IPv6 packets (a new flow's entries, the port search).
+            scratch6 LB6_SCRATCH: PerCpuArray<u32, $crate::Scratch6>[1] Private 1;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon

@@ -21,6 +21,7 @@ unsafe impl aya::Pod for ServerInfo {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for crate::Scratch {}
+unsafe impl aya::Pod for crate::Scratch6 {}
 unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for Counters {}

@@ -52,11 +52,13 @@ macro_rules! reasons {
 }
 
 reasons! {
-    /// Not IPv4 (ARP, IPv6, ...): passed.
+    /// Neither IPv4 nor IPv6 (ARP, ...): passed.
     PassNotIpv4 = "pass_not_ipv4",
-    /// IPv4 but neither TCP nor UDP (ICMP, ...): passed.
+    /// IP but neither TCP nor UDP (ICMP other than an error about a flow, IPv6 neighbour
+    /// discovery, an unknown IPv6 next header, ...): passed.
     PassNotL4 = "pass_not_tcp_udp",
-    /// An IPv4 fragment: passed, the data plane never reassembles.
+    /// An IPv4 fragment, or an IPv6 packet with a fragment header: passed, the data plane
+    /// never reassembles.
     PassFragment = "pass_fragment",
     /// Truncated or malformed headers: passed untouched.
     PassMalformed = "pass_malformed",
@@ -116,4 +118,10 @@ reasons! {
     /// pool that hashes: the connection began on another lb node (or before a restart) and
     /// goes on to the server the hash names.
     NewMidStream = "new_mid_stream",
+    /// An IPv6 packet with more extension headers before TCP/UDP than the data plane walks
+    /// (hop-by-hop, routing, destination options; 4 at most): passed untouched.
+    PassExtHeaders = "pass_ipv6_ext_headers",
+    /// An IPv6 packet too big for its next hop: answered with ICMPv6 "packet too big" (IPv6
+    /// routers never fragment).
+    TxPacketTooBig = "tx_packet_too_big",
 }

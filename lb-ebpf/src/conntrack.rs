@@ -10,8 +10,8 @@ use aya_ebpf::{
     helpers::generated::bpf_loop,
 };
 use lb_common::{
-    FLOW_F_DSR, FLOW_F_REFUSED, FLOW_F_REPLY, Flow, FlowKey, NextHop, PROTO_TCP, PortProbe, Reason,
-    Scratch, ServerInfo, Settings, State,
+    FLOW_F_DSR, FLOW_F_REFUSED, FLOW_F_REPLY, FlowKeyOf, FlowOf, NextHop, PROTO_TCP, PortProbeOf,
+    Reason, ScratchOf, ServerInfoOf, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
         Claimant, active_delta, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
@@ -22,9 +22,10 @@ use lb_common::{
 use crate::{
     active,
     atomic::fetch_add,
-    maps::{LB_FLOWS, LB_HALFOPEN, LB_POOLS, LB_SCRATCH, LB_SNAT_CURSOR},
+    family::{Addr, IpHdr},
+    maps::{LB_POOLS, LB_SNAT_CURSOR},
     observe,
-    parse::{Packet, TS_PRESENT},
+    parse::{PacketOf, TS_PRESENT},
     stats,
     verdict::GO_ON,
 };
@@ -38,55 +39,41 @@ pub enum Table {
 
 impl Table {
     #[inline(always)]
-    pub fn get(self, key: &FlowKey) -> Option<*mut Flow> {
-        match self {
-            Table::Flows => LB_FLOWS.get_ptr_mut(key),
-            Table::HalfOpen => LB_HALFOPEN.get_ptr_mut(key),
-        }
+    pub fn get<A: Addr>(self, key: &FlowKeyOf<A>) -> Option<*mut FlowOf<A>> {
+        A::table_get(self, key)
     }
 
     #[inline(always)]
-    fn remove(self, key: &FlowKey) {
-        let _ = match self {
-            Table::Flows => LB_FLOWS.remove(key),
-            Table::HalfOpen => LB_HALFOPEN.remove(key),
-        };
+    fn remove<A: Addr>(self, key: &FlowKeyOf<A>) {
+        A::table_remove(self, key)
     }
 
     #[inline(always)]
-    fn insert(self, key: &FlowKey, f: &Flow, flags: u32) -> bool {
-        match self {
-            Table::Flows => LB_FLOWS.insert(key, f, flags as u64).is_ok(),
-            Table::HalfOpen => LB_HALFOPEN.insert(key, f, flags as u64).is_ok(),
-        }
+    fn insert<A: Addr>(self, key: &FlowKeyOf<A>, f: &FlowOf<A>, flags: u32) -> bool {
+        A::table_insert(self, key, f, flags as u64)
     }
-}
-
-#[inline(always)]
-pub fn key_of(pkt: &Packet) -> FlowKey {
-    FlowKey::new(pkt.src(), pkt.dst(), pkt.sport(), pkt.dport(), pkt.proto)
 }
 
 /// The entry for `key`: confirmed flows first, they are most of the traffic.
 #[inline(always)]
-pub fn lookup(key: &FlowKey) -> Option<(*mut Flow, Table)> {
-    if let Some(e) = LB_FLOWS.get_ptr_mut(key) {
+pub fn lookup<A: Addr>(key: &FlowKeyOf<A>) -> Option<(*mut FlowOf<A>, Table)> {
+    if let Some(e) = Table::Flows.get(key) {
         return Some((e, Table::Flows));
     }
-    LB_HALFOPEN.get_ptr_mut(key).map(|e| (e, Table::HalfOpen))
+    Table::HalfOpen.get(key).map(|e| (e, Table::HalfOpen))
 }
 
 /// Whether the entry `f`, found at `key` in `table`, is dead at `now`: idle beyond its
 /// timeout, and (in states where one direction may be quiet) its other direction too, if
 /// that is still this flow's.
 #[inline(always)]
-pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
+pub fn expired<A: Addr>(f: &FlowOf<A>, key: &FlowKeyOf<A>, table: Table, now: u32) -> bool {
     // The mirror is looked up only when this entry is idle (rare): `dead` asks first.
     if !idle_expired(f, now) {
         return false;
     }
     let mirror = if expiry_asks_mirror(f.state) && f.flags & FLOW_F_DSR == 0 {
-        table.get(&f.mirror_key(key.proto))
+        A::with_mirror(f, key.proto, |m| table.get(m)).flatten()
     } else {
         None
     };
@@ -97,15 +84,23 @@ pub fn expired(f: &Flow, key: &FlowKey, table: Table, now: u32) -> bool {
 /// Removes both entries of the flow whose entry `f` sits at `key` (the other one only if it
 /// still points back: its tuple may have gone to another flow since).
 #[inline(always)]
-pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
-    let mkey = f.mirror_key(proto);
-    if let Some(m) = table.get(&mkey)
-        // SAFETY: read once.
-        && unsafe { (*m).mirror_key(proto) } == *key
-    {
-        table.remove(&mkey);
-    }
+pub fn forget<A: Addr>(table: Table, key: &FlowKeyOf<A>, f: &FlowOf<A>, proto: u8) {
+    A::with_mirror(f, proto, |mkey| {
+        if let Some(m) = table.get(mkey)
+            // SAFETY: read in place.
+            && points_back(unsafe { &*m }, key)
+        {
+            table.remove(mkey);
+        }
+    });
     table.remove(key);
+}
+
+/// Whether the entry `m` names `key` as its other direction (`mirror_key`), compared field by
+/// field rather than built.
+#[inline(always)]
+fn points_back<A: Addr>(m: &FlowOf<A>, key: &FlowKeyOf<A>) -> bool {
+    m.dst == key.src && m.src == key.dst && m.dport == key.sport && m.sport == key.dport
 }
 
 /// A flow that ends while its tuple is in use again (the entry `f` at `key` expired, or its
@@ -115,7 +110,7 @@ pub fn forget(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
 /// mirror, the client tuple, may pass to another flow; `forget` and `expired` then leave
 /// that alone.
 #[inline(always)]
-pub fn retire(table: Table, key: &FlowKey, f: &Flow, proto: u8) {
+pub fn retire<A: Addr>(table: Table, key: &FlowKeyOf<A>, f: &FlowOf<A>, proto: u8) {
     let full_nat = !f.is_reply() && f.src != key.src;
     if full_nat && proto == PROTO_TCP && server_may_hold(f.state, f.flags) {
         table.remove(key);
@@ -146,7 +141,12 @@ pub struct Change {
 /// moves from the half-open table to the confirmed one. Returns where the entry for `key` now
 /// is. A subprogram: state changes are a few packets per flow.
 #[inline(never)]
-pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> Option<*mut Flow> {
+pub fn transition<A: Addr>(
+    table: Table,
+    key: &FlowKeyOf<A>,
+    entry: *mut FlowOf<A>,
+    c: &Change,
+) -> Option<*mut FlowOf<A>> {
     const OWN: u8 = FLOW_F_REPLY | FLOW_F_REFUSED;
     // SAFETY: LRU values updated in place; a racing eviction at worst loses this update and
     // the flow restarts from the table's view.
@@ -165,7 +165,7 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
             observe::accepted(server as u32);
         }
     }
-    let update = |f: *mut Flow| unsafe {
+    let update = |f: *mut FlowOf<A>| unsafe {
         let flags = ((*f).flags & OWN) | (c.flags & !OWN);
         (*f).tcp_ref = c.tcp_ref;
         (*f).client_fin = c.client_fin;
@@ -180,20 +180,36 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
     };
     update(entry);
     unsafe { (*entry).last_seen = c.now };
-    let mkey = unsafe { (*entry).mirror_key(c.proto) };
-    let mirror = table.get(&mkey);
-    if let Some(m) = mirror {
-        update(m);
-    }
+    A::with_mirror(unsafe { &*entry }, c.proto, |mkey| {
+        let mirror = table.get(mkey);
+        if let Some(m) = mirror {
+            update(m);
+        }
+        promote(table, key, entry, mkey, mirror, c.promote)
+    })
+    .unwrap_or(Some(entry))
+}
+
+/// The rest of [`transition`], with the other direction's key `mkey` and entry `mirror`.
+#[inline(always)]
+fn promote<A: Addr>(
+    table: Table,
+    key: &FlowKeyOf<A>,
+    entry: *mut FlowOf<A>,
+    mkey: &FlowKeyOf<A>,
+    mirror: Option<*mut FlowOf<A>>,
+    promote: bool,
+) -> Option<*mut FlowOf<A>> {
     // A confirmed flow moves to the main table (inserted straight from its half-open entries).
     // Without room, or without its other half, it stays half-open in its new state. A
     // direct-server-return flow has one entry.
-    if !c.promote || table != Table::HalfOpen {
+    if !promote || table != Table::HalfOpen {
         return Some(entry);
     }
+    // SAFETY: live map values, inserted as they are.
     let moved = match mirror {
         Some(m) => {
-            Table::Flows.insert(&mkey, unsafe { &*m }, BPF_ANY)
+            Table::Flows.insert(mkey, unsafe { &*m }, BPF_ANY)
                 && Table::Flows.insert(key, unsafe { &*entry }, BPF_ANY)
         }
         None => {
@@ -204,16 +220,16 @@ pub fn transition(table: Table, key: &FlowKey, entry: *mut Flow, c: &Change) -> 
     if !moved {
         return Some(entry);
     }
-    Table::HalfOpen.remove(&mkey);
+    Table::HalfOpen.remove(mkey);
     Table::HalfOpen.remove(key);
     Table::Flows.get(key)
 }
 
 /// Where a new flow of a pool goes, as decided by the caller.
-pub struct Target {
+pub struct Target<A> {
     pub slot: u32,
     /// The server's entry (array slots are never freed), its next hop freshly looked up.
-    pub server: *const ServerInfo,
+    pub server: *const ServerInfoOf<A>,
     pub pool: u32,
     pub frontend: u32,
     pub full_nat: bool,
@@ -236,7 +252,7 @@ pub struct Target {
 /// [`claim`]). DNAT keeps the client's address and port; the server answers the client.
 /// Inlined into `new_flow::admit`, a subprogram.
 #[inline(always)]
-pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
+pub fn track<H: IpHdr>(pkt: &PacketOf<H>, key: &FlowKeyOf<H::A>, t: &Target<H::A>) -> u32 {
     match track_in_scratch(pkt, key, t) {
         Ok(()) => GO_ON,
         Err(reason) => {
@@ -252,8 +268,8 @@ pub fn track(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
 /// than a SYN). [`GO_ON`], or (the reason counted) `XDP_DROP`. Inlined into
 /// `new_flow::admit_dsr`, a subprogram.
 #[inline(always)]
-pub fn track_dsr(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
-    let (Some(scratch), Some(pool)) = (scratch(), LB_POOLS.get_ptr(t.pool)) else {
+pub fn track_dsr<H: IpHdr>(pkt: &PacketOf<H>, key: &FlowKeyOf<H::A>, t: &Target<H::A>) -> u32 {
+    let (Some(scratch), Some(pool)) = (scratch::<H::A>(), LB_POOLS.get_ptr(t.pool)) else {
         stats::reason(Reason::DropConntrackFull);
         return xdp_action::XDP_DROP;
     };
@@ -264,7 +280,7 @@ pub fn track_dsr(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
     };
     // SAFETY: this CPU's scratch and array slots that are never freed (see `track`).
     let (fwd, server) = unsafe { (&mut (*scratch).fwd, &*t.server) };
-    *fwd = Flow {
+    *fwd = FlowOf {
         src: server.snat_addr,
         dst: server.addr,
         sport: pkt.sport(),
@@ -299,15 +315,19 @@ pub fn track_dsr(pkt: &Packet, key: &FlowKey, t: &Target) -> u32 {
 
 /// This CPU's scratch entries (where [`track`] built the new flow).
 #[inline(always)]
-pub fn scratch() -> Option<*mut Scratch> {
-    LB_SCRATCH.get_ptr_mut(0)
+pub fn scratch<A: Addr>() -> Option<*mut ScratchOf<A>> {
+    A::scratch()
 }
 
 #[inline(always)]
-fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reason> {
+fn track_in_scratch<H: IpHdr>(
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    t: &Target<H::A>,
+) -> Result<(), Reason> {
     // SAFETY: an array slot, never freed.
     let (settings, now) = (unsafe { &*t.settings }, t.now);
-    let Some(scratch) = scratch() else {
+    let Some(scratch) = scratch::<H::A>() else {
         return Err(Reason::DropConntrackFull);
     };
     let Some(pool) = LB_POOLS.get_ptr(t.pool) else {
@@ -324,7 +344,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
     } else {
         server.port
     };
-    *fwd = Flow {
+    *fwd = FlowOf {
         src: client,
         dst: server.addr,
         sport: cport,
@@ -344,7 +364,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         tcp_ref: 0,
         nh: server.nh,
     };
-    *reply = Flow {
+    *reply = FlowOf {
         src: pkt.dst(),
         dst: client,
         sport: pkt.dport(),
@@ -354,7 +374,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
         nh: NextHop::default(),
         ..*fwd
     };
-    let mut rkey = FlowKey::new(server.addr, client, sport, cport, pkt.proto);
+    let mut rkey = FlowKeyOf::new(server.addr, client, sport, cport, pkt.proto);
     if t.full_nat {
         rkey.dst = server.snat_addr;
         fwd.src = server.snat_addr;
@@ -373,7 +393,7 @@ fn track_in_scratch(pkt: &Packet, key: &FlowKey, t: &Target) -> Result<(), Reaso
 /// Takes the reply tuple `rkey` for the new flow whose reply entry is `reply`: free in both
 /// tables, or held by a flow that lets go of it ([`takes_over`]).
 #[inline(always)]
-fn claim(rkey: &FlowKey, reply: &Flow, claimant: Claimant, now: u32) -> bool {
+fn claim<A: Addr>(rkey: &FlowKeyOf<A>, reply: &FlowOf<A>, claimant: Claimant, now: u32) -> bool {
     let asker = Asker {
         reply,
         claimant,
@@ -391,9 +411,9 @@ fn claim(rkey: &FlowKey, reply: &Flow, claimant: Claimant, now: u32) -> bool {
 }
 
 /// Who asks for a reply tuple, see [`takes_over`].
-struct Asker {
+struct Asker<A> {
     /// The new flow's reply entry.
-    reply: *const Flow,
+    reply: *const FlowOf<A>,
     claimant: Claimant,
     now: u32,
 }
@@ -403,7 +423,7 @@ struct Asker {
 /// then forgotten. A subprogram: the port probes call it in a loop, and inlined its branches
 /// would multiply the verifier's states by the probes.
 #[inline(never)]
-fn takes_over(rkey: &FlowKey, asker: &Asker, table: Table) -> bool {
+fn takes_over<A: Addr>(rkey: &FlowKeyOf<A>, asker: &Asker<A>, table: Table) -> bool {
     let Some(old) = table.get(rkey) else {
         return true;
     };
@@ -429,17 +449,17 @@ const PROBES: u32 = SNAT_PROBES + 1;
 /// Takes the server's next source ports in turn until [`claim`] gets one, at most [`PROBES`]
 /// of them. Returns the port, network order.
 #[inline(always)]
-fn bind_snat_port(
-    scratch: *mut Scratch,
+fn bind_snat_port<A: Addr>(
+    scratch: *mut ScratchOf<A>,
     slot: u32,
-    rkey: &mut FlowKey,
+    rkey: &mut FlowKeyOf<A>,
     ts: u64,
     settings: &Settings,
     now: u32,
 ) -> Result<u16, Reason> {
     // SAFETY: this CPU's scratch entry, see `track_in_scratch`.
     let probe = unsafe { &mut (*scratch).probe };
-    *probe = PortProbe {
+    *probe = PortProbeOf {
         rkey: *rkey,
         ts,
         slot,
@@ -452,7 +472,7 @@ fn bind_snat_port(
     unsafe {
         bpf_loop(
             PROBES,
-            probe_port as *const () as *mut c_void,
+            probe_port::<A> as *const () as *mut c_void,
             core::ptr::null_mut(),
             0,
         )
@@ -468,8 +488,8 @@ fn bind_snat_port(
 
 /// One probe of [`bind_snat_port`], the `bpf_loop` callback: 0 to go on, 1 to stop.
 #[inline(never)]
-extern "C" fn probe_port(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(scratch) = scratch() else {
+extern "C" fn probe_port<A: Addr>(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = scratch::<A>() else {
         return 1;
     };
     // SAFETY: this CPU's scratch entry, filled by `bind_snat_port` (the program is still
@@ -491,6 +511,6 @@ extern "C" fn probe_port(_index: u64, _ctx: *mut c_void) -> i64 {
 
 /// Whether a TCP flow's packet is a client's SYN (only those start TCP flows).
 #[inline(always)]
-pub fn starts_flow(pkt: &Packet) -> bool {
+pub fn starts_flow<H: IpHdr>(pkt: &PacketOf<H>) -> bool {
     pkt.proto != PROTO_TCP || pkt.is_syn()
 }

@@ -18,33 +18,31 @@ use aya_ebpf::{
 };
 use lb_common::{NEXT_HOP_TTL, NextHop, Reason, clock::elapsed};
 
-use crate::{
-    maps::LB_SCRATCH,
-    nat::Tuple,
-    parse::{EthHdr, Ipv4Hdr},
-    stats,
-    verdict::GO_ON,
-};
-
-const AF_INET: u8 = 2;
+use crate::{family::IpHdr, maps::LB_SCRATCH, nat::TupleOf, parse::EthHdr, stats, verdict::GO_ON};
 
 // `Scratch::fib` holds the parameters.
 const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
 
 /// The headers the forwarding decision reads and the MACs it writes.
-#[derive(Clone, Copy)]
-pub struct Frame {
+pub struct Frame<H> {
     pub eth: *mut EthHdr,
-    pub ip: *mut Ipv4Hdr,
+    pub ip: *mut H,
     pub proto: u8,
 }
 
-impl Frame {
+impl<H> Clone for Frame<H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<H> Copy for Frame<H> {}
+
+impl<H: IpHdr> Frame<H> {
     /// The IP packet's length, host order.
     #[inline(always)]
     pub fn tot_len(&self) -> u16 {
-        // SAFETY: the IPv4 header was bounds-checked by `parse`.
-        u16::from_be(unsafe { (*self.ip).tot_len })
+        // SAFETY: the IP header was bounds-checked by `parse`.
+        unsafe { H::ip_len(self.ip) }
     }
 }
 
@@ -52,7 +50,13 @@ impl Frame {
 /// the FIB's answer): [`GO_ON`], or (as a `Reason`) why the kernel must route the packet,
 /// which the caller counts with [`unrouted`] if it hands it over.
 #[inline(always)]
-pub fn route(ctx: &XdpContext, f: &Frame, to: &Tuple, nh: *mut NextHop, now: u32) -> u32 {
+pub fn route<H: IpHdr>(
+    ctx: &XdpContext,
+    f: &Frame<H>,
+    to: &TupleOf<H::A>,
+    nh: *mut NextHop,
+    now: u32,
+) -> u32 {
     // SAFETY: `nh` points into a map value (server or flow entry) or the caller's stack; a
     // concurrent refresh writes the same answer.
     let (ifindex, stamp) = unsafe { ((*nh).ifindex, (*nh).stamp) };
@@ -65,7 +69,7 @@ pub fn route(ctx: &XdpContext, f: &Frame, to: &Tuple, nh: *mut NextHop, now: u32
 /// Whether the packet, with `overhead` bytes of encapsulation, is bigger than the path's MTU
 /// at `nh` (a routed next hop).
 #[inline(always)]
-pub fn too_big(f: &Frame, nh: *const NextHop, overhead: u16) -> bool {
+pub fn too_big<H: IpHdr>(f: &Frame<H>, nh: *const NextHop, overhead: u16) -> bool {
     // SAFETY: as in `route`.
     let mtu = unsafe { (*nh).mtu };
     mtu != 0 && f.tot_len().saturating_add(overhead) > mtu
@@ -84,7 +88,7 @@ pub fn unrouted(routed: u32) -> u32 {
 
 /// Sends a rewritten packet to the next hop at `nh` (routed).
 #[inline(always)]
-pub fn send(ctx: &XdpContext, f: &Frame, nh: *const NextHop) -> u32 {
+pub fn send<H>(ctx: &XdpContext, f: &Frame<H>, nh: *const NextHop) -> u32 {
     // SAFETY: the Ethernet header was bounds-checked by `parse`; `nh` as in `route`.
     let ifindex = unsafe {
         copy_mac(&mut (*f.eth).dst, &(*nh).dmac);
@@ -115,19 +119,22 @@ pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
 
 /// Fills `fib` for a packet going out as `to` and asks the FIB; the kernel's answer code.
 #[inline(always)]
-fn lookup(ctx: &XdpContext, f: &Frame, to: &Tuple, tot_len: u16, fib: &mut FibParams) -> u32 {
+fn lookup<H: IpHdr>(
+    ctx: &XdpContext,
+    f: &Frame<H>,
+    to: &TupleOf<H::A>,
+    tot_len: u16,
+    fib: &mut FibParams,
+) -> u32 {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid input; the header reads were
     // bounds-checked by `parse`.
     unsafe {
         *fib = core::mem::zeroed();
-        fib.family = AF_INET;
         fib.l4_protocol = f.proto;
         fib.sport = to.sport;
         fib.dport = to.dport;
         fib.__bindgen_anon_1.tot_len = tot_len;
-        fib.__bindgen_anon_2.tos = (*f.ip).tos;
-        fib.__bindgen_anon_3.ipv4_src = to.src;
-        fib.__bindgen_anon_4.ipv4_dst = to.dst;
+        H::fill_fib(fib, f.ip, to);
     }
     fib.ifindex = ctx.ingress_ifindex() as u32;
     let rc = unsafe {
@@ -144,7 +151,13 @@ fn lookup(ctx: &XdpContext, f: &Frame, to: &Tuple, tot_len: u16, fib: &mut FibPa
 /// Asks the FIB, and caches the answer at `nh`: [`GO_ON`], or why not (see `route`). A subprogram: once
 /// a second per entry, and its lookup parameters stay off the packet path's frame.
 #[inline(never)]
-fn fib(ctx: &XdpContext, f: &Frame, to: &Tuple, now: u32, nh: *mut NextHop) -> u32 {
+fn fib<H: IpHdr>(
+    ctx: &XdpContext,
+    f: &Frame<H>,
+    to: &TupleOf<H::A>,
+    now: u32,
+    nh: *mut NextHop,
+) -> u32 {
     // One parameter block for both lookups, in this CPU's scratch: the stack is tight.
     let Some(scratch) = LB_SCRATCH.get_ptr_mut(0) else {
         return Reason::PassFibOther as u32;

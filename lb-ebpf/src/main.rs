@@ -1,9 +1,9 @@
-//! lb's XDP data plane. Files by role: `parse` (headers), `maps` (state), `lb4` (the packet
-//! path), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
+//! lb's XDP data plane. Files by role: `parse`, `parse6` (headers), `maps` (state), `path`
+//! (the packet path, one copy per address family: `family` says what differs), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
 //! weigh active flows, `active` for those counts), `conntrack` (flow tables and their
 //! lifecycle), `clock`, `nat` (rewrite + checksums), `ipip` (direct server return), `forward`
 //! (next hop, path MTU, redirect),
-//! `icmp` (errors about flows, "fragmentation needed"), `verdict` (what the path's
+//! `icmp`, `icmp6` (errors about flows, "fragmentation needed", "packet too big"), `verdict` (what the path's
 //! subprograms return), `stats` (per-CPU counters), `trace` (`lb trace`), `bench`
 //! (benchmark-only programs).
 #![no_std]
@@ -19,30 +19,56 @@ mod by_load;
 mod clock;
 mod conntrack;
 mod forward;
+mod family;
 mod icmp;
+mod icmp6;
 mod ipip;
-mod lb4;
 mod maps;
 mod nat;
 mod new_flow;
 mod observe;
 mod parse;
+mod parse6;
+mod path;
 mod stats;
 mod trace;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
-/// The load balancer.
+use crate::{parse::Ipv4Hdr, parse6::Ipv6Hdr};
+
+/// The load balancer: IPv6 takes its own copy of the packet path, everything else IPv4's
+/// (whose parser passes what is not IPv4). Each is a subprogram and this entry keeps no
+/// stack, so that each family's chain of frames has the verifier's 512 bytes to itself.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let action = lb4::process(&ctx);
+    if parse6::is_ipv6(&ctx) {
+        return match lb6(XdpContext { ctx: ctx.ctx }) {
+            verdict::ICMP6 => icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now()),
+            action => action,
+        };
+    }
+    let action = lb4(XdpContext { ctx: ctx.ctx });
     // A constant of the loaded program: in the copy that runs untraced the verifier removes
     // this call (see `trace`).
     if trace::on() {
         trace::end(&ctx, action);
     }
     action
+}
+
+/// IPv4's packet path. (The context goes by value: a reference would put it on the entry's
+/// stack, and every chain of frames starts there.)
+#[inline(never)]
+fn lb4(ctx: XdpContext) -> u32 {
+    path::process::<Ipv4Hdr>(&ctx)
+}
+
+/// IPv6's packet path, a subprogram: its frame stays out of IPv4's.
+#[inline(never)]
+fn lb6(ctx: XdpContext) -> u32 {
+    path::process::<Ipv6Hdr>(&ctx)
 }
 
 /// Does nothing: the benchmark floor, and what tests attach to veth peers so that frames

@@ -1,15 +1,15 @@
-//! A new flow, in three stages called in turn from `lb4::process` (each a subprogram, see
+//! A new flow, in three stages called in turn from `path::process` (each a subprogram, see
 //! `verdict`): [`choose`] the server (the pool's algorithm), [`admit`] the
 //! flow (track it half-open, binding a full-NAT source port), then [`send`] the packet. Fields
 //! are read from the [`NewFlow`] where they are used: with four callee-saved registers, each
 //! value held across a helper call costs a stack slot, and the stack is short.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    ACTIVE_TOTAL, Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, Flow, FlowEvent, FlowKey, MAGLEV_CAP,
+    ACTIVE_TOTAL, Algorithm, EVENT_F_REDISPATCHED, FLOW_F_TS, FlowKeyOf, FlowOf, MAGLEV_CAP,
     POOL_F_DNAT, POOL_F_DSR, POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, POOL_F_MAXCONN, Reason,
     SETTINGS_F_LOG_FLOWS, TableDesc,
     balance::{has_room, rr_slot},
-    maglev::{MAGLEV_NONE, flow_hash, maglev_entry, source_hash},
+    maglev::{MAGLEV_NONE, maglev_entry},
     maglev_index, pool_ring, table_index,
 };
 
@@ -18,11 +18,12 @@ use crate::{
     atomic::fetch_add,
     by_load,
     conntrack::{self, Target},
+    family::{Addr, IpHdr},
     forward,
-    lb4::{Acct, deliver, pass, tuple},
-    maps::{LB_EVENTS, LB_MAGLEV, LB_POOL_RR, LB_POOLS, LB_SERVERS, LB_SETTINGS, LB_TABLES},
-    nat::Tuple,
-    parse::Packet,
+    maps::{LB_MAGLEV, LB_POOL_RR, LB_POOLS, LB_SETTINGS, LB_TABLES},
+    nat::TupleOf,
+    parse::PacketOf,
+    path::{Acct, deliver, pass, tuple},
     stats::{self, Dir, Event},
     verdict::GO_ON,
 };
@@ -67,7 +68,7 @@ impl NewFlow {
 
     /// A new flow on the tuple of `old` (same pool and frontend).
     #[inline(always)]
-    pub fn again(&mut self, old: &Flow, cause: Cause) {
+    pub fn again<A>(&mut self, old: &FlowOf<A>, cause: Cause) {
         self.pool = old.pool as u32;
         self.frontend = old.frontend as u32;
         self.cause = cause;
@@ -76,7 +77,12 @@ impl NewFlow {
 
 /// The three stages; any of them may end the packet's way with an action.
 #[inline(always)]
-pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
+pub fn start<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    new: &mut NewFlow,
+) -> u32 {
     match choose(ctx, pkt, key, new) {
         GO_ON => {}
         action => return action,
@@ -84,6 +90,11 @@ pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -
     // Two subprograms: direct server return's one entry must not cost full-NAT's tracking
     // (which fills the stack to the verifier's limit) a byte.
     let admitted = if new.dsr {
+        if !H::V4 {
+            // Pools with IPv6 servers do not return directly (refused in the config).
+            stats::reason(Reason::DropEncap);
+            return xdp_action::XDP_DROP;
+        }
         admit_dsr(pkt, key, new)
     } else {
         admit(ctx, pkt, key, new)
@@ -92,7 +103,7 @@ pub fn start(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -
         GO_ON => {}
         action => return action,
     }
-    send(ctx, pkt, new)
+    send(ctx, pkt, key, new)
 }
 
 /// Table entries a retry looks at to find another server than the one that refused.
@@ -102,7 +113,12 @@ const RETRY_STEPS: u32 = 4;
 /// retried, another server than the one that refused): [`GO_ON`], or the action when there is
 /// none.
 #[inline(never)]
-fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u32 {
+fn choose<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    new: &mut NewFlow,
+) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
         return pass(Reason::PassNotService);
     };
@@ -151,9 +167,7 @@ fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u
             // A hashing pool's ring may change hands on a reload: a packet reading the old
             // one meanwhile must not reach another pool's server.
             // SAFETY: an array slot, never freed.
-            if LB_SERVERS
-                .get_ptr(id)
-                .is_none_or(|s| unsafe { (*s).pool } != pool)
+            if H::A::server(id).is_none_or(|s| unsafe { (*s).pool } != pool)
             {
                 stats::reason(Reason::DropNoServer);
                 return xdp_action::XDP_DROP;
@@ -182,13 +196,13 @@ fn choose(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &mut NewFlow) -> u
 /// resolve the neighbour the entries start empty and the flow's own packets look it up.
 /// (Here rather than in `admit`: the FIB lookup's frame must not stack on `track`'s.)
 #[inline(always)]
-fn refresh_next_hop(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) {
-    let Some(server) = LB_SERVERS.get_ptr_mut(new.server) else {
+fn refresh_next_hop<H: IpHdr>(ctx: &XdpContext, pkt: &PacketOf<H>, new: &NewFlow) {
+    let Some(server) = H::A::server(new.server) else {
         return;
     };
     // SAFETY: array slots are never freed.
     let to = unsafe {
-        Tuple {
+        TupleOf {
             // Direct server return: the outer header's source, as full-NAT's.
             src: if new.full_nat || new.dsr {
                 (*server).snat_addr
@@ -249,11 +263,11 @@ fn round_robin(pool: u32, table: TableDesc, cause: Cause) -> u32 {
 /// Maglev: the flow's hash into the pool's table (`lb_common::maglev`), the same server on
 /// every lb node. A retry takes the next entries, as round robin does.
 #[inline(always)]
-fn maglev(flags: u32, table: TableDesc, key: &FlowKey, cause: Cause) -> u32 {
+fn maglev<A: Addr>(flags: u32, table: TableDesc, key: &FlowKeyOf<A>, cause: Cause) -> u32 {
     let hash = if flags & POOL_F_HASH_SOURCE != 0 {
-        source_hash(key.src)
+        key.src.source_hash()
     } else {
-        flow_hash(key.src, key.dst, key.sport, key.dport, key.proto)
+        A::flow_hash(key)
     };
     let Some(t) = LB_MAGLEV.get_ptr(maglev_index(pool_ring(flags), table.slot)) else {
         return u32::MAX;
@@ -285,11 +299,16 @@ fn maglev(flags: u32, table: TableDesc, key: &FlowKey, cause: Cause) -> u32 {
 /// Tracks the flow to the chosen server (`conntrack::track`, inlined): [`GO_ON`] with its
 /// entries in this CPU's scratch, or the action.
 #[inline(never)]
-fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
+fn admit<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    new: &NewFlow,
+) -> u32 {
     let Some(settings) = LB_SETTINGS.get_ptr(0) else {
         return pass(Reason::PassNotService);
     };
-    let Some(server) = LB_SERVERS.get_ptr_mut(new.server) else {
+    let Some(server) = H::A::server(new.server) else {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     };
@@ -317,15 +336,15 @@ fn admit(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
 
 /// [`admit`] for a direct-server-return pool (`conntrack::track_dsr`, inlined).
 #[inline(never)]
-fn admit_dsr(pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
-    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), LB_SERVERS.get_ptr(new.server))
+fn admit_dsr<H: IpHdr>(pkt: &PacketOf<H>, key: &FlowKeyOf<H::A>, new: &NewFlow) -> u32 {
+    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), H::A::server(new.server))
     else {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     };
     let target = Target {
         slot: new.server,
-        server,
+        server: server.cast_const(),
         pool: new.pool,
         frontend: new.frontend,
         full_nat: false,
@@ -341,11 +360,16 @@ fn admit_dsr(pkt: &Packet, key: &FlowKey, new: &NewFlow) -> u32 {
 /// Reports the flow (`option tcplog`), then rewrites and forwards the packet as its new
 /// forward entry says, through the server's cached next hop (which the entry started with).
 #[inline(never)]
-fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
+fn send<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    new: &NewFlow,
+) -> u32 {
     let (Some(scratch), Some(settings), Some(server)) = (
-        conntrack::scratch(),
+        conntrack::scratch::<H::A>(),
         LB_SETTINGS.get_ptr(0),
-        LB_SERVERS.get_ptr_mut(new.server),
+        H::A::server(new.server),
     ) else {
         return pass(Reason::PassNotService);
     };
@@ -355,7 +379,7 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
     };
     // SAFETY: an array slot, never freed.
     if unsafe { (*settings).flags } & SETTINGS_F_LOG_FLOWS != 0 {
-        report(pkt, new, event);
+        report(key, new, event);
     }
     // SAFETY: this CPU's scratch, which `admit` just filled.
     let to = tuple(unsafe { &(*scratch).fwd });
@@ -381,23 +405,11 @@ fn send(ctx: &XdpContext, pkt: &Packet, new: &NewFlow) -> u32 {
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.
 #[inline(always)]
-fn report(pkt: &Packet, new: &NewFlow, ev: Event) {
-    if let Some(mut slot) = LB_EVENTS.reserve(0) {
-        slot.write(FlowEvent {
-            client: pkt.src(),
-            vip: pkt.dst(),
-            client_port: pkt.sport(),
-            vip_port: pkt.dport(),
-            server: new.server as u16,
-            frontend: new.frontend as u16,
-            proto: pkt.proto,
-            flags: if ev.redispatched {
-                EVENT_F_REDISPATCHED
-            } else {
-                0
-            },
-            _pad: 0,
-        });
-        slot.submit(0);
-    }
+fn report<A: Addr>(key: &FlowKeyOf<A>, new: &NewFlow, ev: Event) {
+    let flags = if ev.redispatched {
+        EVENT_F_REDISPATCHED
+    } else {
+        0
+    };
+    A::report(key, new.server, new.frontend, flags);
 }

@@ -7,13 +7,15 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use lb_common::{PROTO_TCP, PROTO_UDP, Reason};
 
+use crate::family::IpHdr;
+
 pub const ETH_HLEN: usize = 14;
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 /// More-fragments flag and fragment offset, network order.
 const IP_FRAG_MASK_BE: u16 = 0x3fffu16.to_be();
 const IP_MIN_HLEN: usize = 20;
-const TCP_MIN_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
+pub const TCP_MIN_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
 
 use lb_common::conntrack::{TCP_ACK, TCP_FIN, TCP_SYN};
 
@@ -111,10 +113,11 @@ pub struct UdpHdr {
     pub check: u16,
 }
 
-/// A parsed IPv4 TCP or UDP packet whose headers are all inside the frame.
-pub struct Packet {
+/// A parsed TCP or UDP packet whose headers are all inside the frame, over IPv4 ([`Packet`])
+/// or IPv6 ([`crate::parse6::Packet6`]): everything but the IP header is the same.
+pub struct PacketOf<H> {
     pub eth: *mut EthHdr,
-    pub ip: *mut Ipv4Hdr,
+    pub ip: *mut H,
     /// Source and destination ports: the first 4 bytes of the L4 header.
     pub ports: *mut [u16; 2],
     /// The L4 checksum field.
@@ -134,13 +137,17 @@ pub struct Packet {
     pub frame_len: u32,
 }
 
-/// What `parse` found.
-pub enum Parsed {
+pub type Packet = PacketOf<Ipv4Hdr>;
+
+/// What `parse` (IPv4) or `parse6` (IPv6, `E` its ICMPv6 error) found.
+pub enum ParsedOf<H, E> {
     /// TCP or UDP: a packet a flow may own.
-    Flow(Packet),
+    Flow(PacketOf<H>),
     /// An ICMP error about a TCP or UDP packet: maybe about one of our flows.
-    Icmp(IcmpError),
+    Icmp(E),
 }
+
+pub type Parsed = ParsedOf<Ipv4Hdr, IcmpError>;
 
 #[repr(C)]
 pub struct IcmpHdr {
@@ -176,7 +183,7 @@ pub struct IcmpError {
 }
 
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
@@ -209,52 +216,67 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Reason> {
         return Err(Reason::PassFragment);
     }
     let proto = unsafe { (*ip).proto };
-    let l4 = ETH_HLEN + ihl;
+    let l4_off = ETH_HLEN + ihl;
     let l4_len = tot_len - ihl;
     match proto {
-        PROTO_TCP => {
-            let tcp: *mut TcpHead = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
-            let doff = ((unsafe { (*tcp).doff_res } >> 4) as usize) * 4;
-            if l4_len < TCP_MIN_HLEN || doff < TCP_MIN_HLEN || doff > l4_len {
-                return Err(Reason::PassMalformed);
-            }
-            Ok(Parsed::Flow(Packet {
-                eth,
-                ip,
-                ports: tcp.cast(),
-                l4_check: unsafe { core::ptr::addr_of_mut!((*tcp).check) },
-                proto,
-                tcp_flags: unsafe { (*tcp).flags },
-                l4_off: l4,
-                tcp_hlen: doff,
-                seq: u32::from_be(unsafe { (*tcp).seq }),
-                ack_seq: u32::from_be(unsafe { (*tcp).ack }),
-                frame_len,
-            }))
-        }
-        PROTO_UDP => {
-            let udp: *mut UdpHdr = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
-            let udp_len = u16::from_be(unsafe { (*udp).len }) as usize;
-            if udp_len < UDP_HLEN || udp_len > l4_len {
-                return Err(Reason::PassMalformed);
-            }
-            Ok(Parsed::Flow(Packet {
-                eth,
-                ip,
-                ports: udp.cast(),
-                l4_check: unsafe { core::ptr::addr_of_mut!((*udp).check) },
-                proto,
-                tcp_flags: 0,
-                l4_off: l4,
-                tcp_hlen: 0,
-                seq: 0,
-                ack_seq: 0,
-                frame_len,
-            }))
+        PROTO_TCP | PROTO_UDP => {
+            l4(ctx, eth, ip, proto, l4_off, l4_len, frame_len).map(Parsed::Flow)
         }
         ICMP if ihl == IP_MIN_HLEN => icmp_error(ctx, eth, ip).ok_or(Reason::PassNotL4),
         _ => Err(Reason::PassNotL4),
     }
+}
+
+/// The TCP or UDP header at `l4` (`l4_len` bytes of IP payload from there), either family.
+#[inline(always)]
+pub fn l4<H>(
+    ctx: &XdpContext,
+    eth: *mut EthHdr,
+    ip: *mut H,
+    proto: u8,
+    l4: usize,
+    l4_len: usize,
+    frame_len: u32,
+) -> Result<PacketOf<H>, Reason> {
+    // SAFETY: every dereference is of a pointer `ptr_at` bounds-checked.
+    if proto == PROTO_TCP {
+        let tcp: *mut TcpHead = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
+        let doff = ((unsafe { (*tcp).doff_res } >> 4) as usize) * 4;
+        if l4_len < TCP_MIN_HLEN || doff < TCP_MIN_HLEN || doff > l4_len {
+            return Err(Reason::PassMalformed);
+        }
+        return Ok(PacketOf {
+            eth,
+            ip,
+            ports: tcp.cast(),
+            l4_check: unsafe { core::ptr::addr_of_mut!((*tcp).check) },
+            proto,
+            tcp_flags: unsafe { (*tcp).flags },
+            l4_off: l4,
+            tcp_hlen: doff,
+            seq: u32::from_be(unsafe { (*tcp).seq }),
+            ack_seq: u32::from_be(unsafe { (*tcp).ack }),
+            frame_len,
+        });
+    }
+    let udp: *mut UdpHdr = ptr_at(ctx, l4).ok_or(Reason::PassMalformed)?;
+    let udp_len = u16::from_be(unsafe { (*udp).len }) as usize;
+    if udp_len < UDP_HLEN || udp_len > l4_len {
+        return Err(Reason::PassMalformed);
+    }
+    Ok(PacketOf {
+        eth,
+        ip,
+        ports: udp.cast(),
+        l4_check: unsafe { core::ptr::addr_of_mut!((*udp).check) },
+        proto,
+        tcp_flags: 0,
+        l4_off: l4,
+        tcp_hlen: 0,
+        seq: 0,
+        ack_seq: 0,
+        frame_len,
+    })
 }
 
 /// An ICMP error in the shape [`IcmpError`] handles; `None` for anything else.
@@ -292,10 +314,10 @@ fn icmp_error(ctx: &XdpContext, eth: *mut EthHdr, ip: *mut Ipv4Hdr) -> Option<Pa
     }))
 }
 
-impl Packet {
+impl<H: IpHdr> PacketOf<H> {
     /// The headers forwarding reads and writes.
     #[inline(always)]
-    pub fn frame(&self) -> crate::forward::Frame {
+    pub fn frame(&self) -> crate::forward::Frame<H> {
         crate::forward::Frame {
             eth: self.eth,
             ip: self.ip,
@@ -304,13 +326,15 @@ impl Packet {
     }
 
     #[inline(always)]
-    pub fn src(&self) -> u32 {
-        unsafe { (*self.ip).src }
+    pub fn src(&self) -> H::A {
+        // SAFETY: `parse` bounds-checked the IP header.
+        unsafe { H::src(self.ip) }
     }
 
     #[inline(always)]
-    pub fn dst(&self) -> u32 {
-        unsafe { (*self.ip).dst }
+    pub fn dst(&self) -> H::A {
+        // SAFETY: as above.
+        unsafe { H::dst(self.ip) }
     }
 
     #[inline(always)]
@@ -331,9 +355,9 @@ impl Packet {
     /// TCP: the sequence number just after this segment (its data, and its FIN).
     #[inline(always)]
     pub fn seq_end(&self) -> u32 {
-        // SAFETY: the IPv4 header was bounds-checked by `parse`, which also checked that its
+        // SAFETY: the IP header was bounds-checked by `parse`, which also checked that its
         // length covers the headers.
-        let tot = u16::from_be(unsafe { (*self.ip).tot_len }) as usize;
+        let tot = unsafe { H::ip_len(self.ip) } as usize;
         let data = (ETH_HLEN + tot).saturating_sub(self.l4_off + self.tcp_hlen);
         let fin = (self.tcp_flags & TCP_FIN != 0) as u32;
         self.seq.wrapping_add(data as u32).wrapping_add(fin)

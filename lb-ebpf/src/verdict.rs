@@ -7,3 +7,6 @@
 pub const GO_ON: u32 = u32::MAX - 1;
 /// The packet starts a new flow (described in the caller's `NewFlow`).
 pub const NEW_FLOW: u32 = u32::MAX;
+/// IPv6: the packet is an ICMPv6 error quoting a TCP or UDP packet, for `lb_xdp` to hand to
+/// `icmp6::translate` (from there its chain of frames leaves out the packet path's).
+pub const ICMP6: u32 = u32::MAX - 2;

@@ -1,4 +1,5 @@
-//! The IPv4 packet path.
+//! The packet path, one copy per address family (`family`): `lb_xdp` sends IPv4 to
+//! `process::<Ipv4Hdr>` and IPv6 to `process::<Ipv6Hdr>`.
 //!
 //! ```text
 //! parse ─ ICMP error ─ about a tracked flow? ─ translate ─ forward (icmp)
@@ -17,9 +18,9 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, Flow, FlowKey,
-    NEXT_HOP_TTL, NextHop, POOL_F_DSR, POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKey,
-    ServiceValue, State,
+    Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS,
+    FlowKeyOf, FlowOf, NEXT_HOP_TTL, NextHop, POOL_F_DSR, POOL_F_REDISPATCH, PROTO_TCP, Reason,
+    ServiceKeyOf, ServiceValue, State,
     balance::refusal,
     clock::elapsed,
     conntrack::{
@@ -31,12 +32,13 @@ use lb_common::{
 use crate::{
     acl, clock,
     conntrack::{self, Table},
-    forward, icmp, ipip,
-    maps::{LB_POOLS, LB_PORTS, LB_SERVICES},
-    nat::{self, Tuple},
+    family::{Addr, IpHdr},
+    forward,
+    maps::{LB_POOLS, LB_PORTS},
+    nat::{self, TupleOf},
     new_flow::{self, Cause, NewFlow},
     observe,
-    parse::{self, Packet, Parsed},
+    parse::{PacketOf, ParsedOf},
     stats::{self, Dir, Event},
     trace,
     verdict::{GO_ON, NEW_FLOW},
@@ -47,34 +49,36 @@ use crate::{
 /// called from here (see `verdict` for why): a tracked packet that turns out to start a new
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
-pub fn process(ctx: &XdpContext) -> u32 {
-    if trace::on() {
+pub fn process<H: IpHdr>(ctx: &XdpContext) -> u32 {
+    if H::V4 && trace::on() {
         trace::begin();
     }
-    let pkt = match parse::parse(ctx) {
-        Ok(Parsed::Flow(pkt)) => pkt,
-        Ok(Parsed::Icmp(e)) => return icmp::translate(ctx, &e, clock::now()),
+    let pkt = match H::parse(ctx) {
+        Ok(ParsedOf::Flow(pkt)) => pkt,
+        Ok(ParsedOf::Icmp(e)) => return H::translate(ctx, &e, clock::now()),
         Err(reason) => return pass(reason),
     };
-    if trace::on() {
-        trace::arrived(&pkt);
+    if H::V4 && trace::on() {
+        H::arrived(&pkt);
     }
     if !may_be_tracked(&pkt) {
         return pass(Reason::PassNotService);
     }
-    let key = conntrack::key_of(&pkt);
-    let mut new = NewFlow::fresh(clock::now());
-    let action = match conntrack::lookup(&key) {
-        Some((entry, table)) => match steady(ctx, &pkt, entry, new.now) {
-            GO_ON => lb4_tracked(ctx, &pkt, &key, &Hit { entry, table }, &mut new),
-            action => action,
-        },
-        None => lb4_untracked(&pkt, &mut new),
-    };
-    if action != NEW_FLOW {
-        return action;
-    }
-    new_flow::start(ctx, &pkt, &key, &mut new)
+    let ports = (pkt.sport(), pkt.dport());
+    H::A::with_key(pkt.src(), pkt.dst(), ports, pkt.proto, |key| {
+        let mut new = NewFlow::fresh(clock::now());
+        let action = match conntrack::lookup(key) {
+            Some((entry, table)) => match steady_of(ctx, &pkt, entry, new.now) {
+                GO_ON => tracked(ctx, &pkt, key, &Hit { entry, table }, &mut new),
+                action => action,
+            },
+            None => untracked(&pkt, &mut new),
+        };
+        if action != NEW_FLOW {
+            return action;
+        }
+        new_flow::start(ctx, &pkt, key, &mut new)
+    })
 }
 
 #[inline(always)]
@@ -86,7 +90,7 @@ pub fn pass(reason: Reason) -> u32 {
 /// Whether a service or server uses the packet's ports at all (`LB_PORTS`): two array reads,
 /// which the verifier inlines, spare the host's other traffic the hash lookups.
 #[inline(always)]
-fn may_be_tracked(pkt: &Packet) -> bool {
+fn may_be_tracked<H: IpHdr>(pkt: &PacketOf<H>) -> bool {
     let has = |side, port: u16| {
         let (word, bit) = port_bit(side, u16::from_be(port));
         LB_PORTS.get(word).is_some_and(|w| w & bit != 0)
@@ -96,21 +100,19 @@ fn may_be_tracked(pkt: &Packet) -> bool {
 
 /// The service a packet is addressed to (wildcard binds are written per local address).
 #[inline(always)]
-fn service(pkt: &Packet) -> Option<ServiceValue> {
-    let k = ServiceKey {
+fn service<H: IpHdr>(pkt: &PacketOf<H>) -> Option<ServiceValue> {
+    H::A::service(&ServiceKeyOf {
         addr: pkt.dst(),
         port: pkt.dport(),
         proto: pkt.proto,
         _pad: 0,
-    };
-    // SAFETY: copied out at once (hash map values may be replaced by the daemon).
-    LB_SERVICES.get_ptr(k).map(|v| unsafe { *v })
+    })
 }
 
 /// A packet no live flow knows: [`NEW_FLOW`] if it starts one (described in `new`), else
 /// the action.
 #[inline(always)]
-fn lb4_untracked(pkt: &Packet, new: &mut NewFlow) -> u32 {
+fn untracked<H: IpHdr>(pkt: &PacketOf<H>, new: &mut NewFlow) -> u32 {
     let Some(svc) = service(pkt) else {
         return pass(Reason::PassNotService);
     };
@@ -149,16 +151,43 @@ fn adopts_mid_stream(pool: u32) -> bool {
     })
 }
 
+/// [`steady`], inline for IPv4 (its common case, one call less); a subprogram for IPv6,
+/// whose addresses would otherwise crowd the entry's frame, which every chain of calls
+/// starts with.
+#[inline(always)]
+fn steady_of<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    entry: *mut FlowOf<H::A>,
+    now: u32,
+) -> u32 {
+    if H::V4 {
+        steady(ctx, pkt, entry, now)
+    } else {
+        steady_apart(ctx, pkt, entry, now)
+    }
+}
+
+#[inline(never)]
+fn steady_apart<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    entry: *mut FlowOf<H::A>,
+    now: u32,
+) -> u32 {
+    steady(ctx, pkt, entry, now)
+}
+
 /// The common case inline, without a subprogram call: a packet with no news (TCP without
 /// SYN, FIN or RST; UDP) of a confirmed, live flow whose next hop is fresh and takes it. Its
-/// action, or [`GO_ON`] for the tracked path (`lb4_tracked`) to judge the packet. Only
+/// action, or [`GO_ON`] for the tracked path (`tracked`) to judge the packet. Only
 /// scalars live here, so it costs the entry's frame almost no stack. A direct-server-return
 /// flow's packet goes in its IPIP header instead of being rewritten.
 #[inline(always)]
-fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
+fn steady<H: IpHdr>(ctx: &XdpContext, pkt: &PacketOf<H>, entry: *mut FlowOf<H::A>, now: u32) -> u32 {
     const NEWS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
-    // SAFETY: an LRU value read and updated in place, see `lb4_tracked`.
-    let flow: &Flow = unsafe { &*entry };
+    // SAFETY: an LRU value read and updated in place, see `tracked`.
+    let flow: &FlowOf<H::A> = unsafe { &*entry };
     let confirmed = if pkt.is_tcp() {
         flow.state == State::Established as u8 && pkt.tcp_flags & NEWS == 0
     } else {
@@ -171,7 +200,7 @@ fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
     let nh = unsafe { &mut (*entry).nh };
     let frame = pkt.frame();
     let dsr = flow.flags & FLOW_F_DSR != 0;
-    let overhead = if dsr { ipip::OVERHEAD } else { 0 };
+    let overhead = if dsr { crate::ipip::OVERHEAD } else { 0 };
     if nh.ifindex == 0
         || elapsed(now, nh.stamp) >= NEXT_HOP_TTL
         || forward::too_big(&frame, nh, overhead)
@@ -191,21 +220,22 @@ fn steady(ctx: &XdpContext, pkt: &Packet, entry: *mut Flow, now: u32) -> u32 {
         Event::default(),
     );
     if dsr {
-        return ipip::encap(ctx, flow.src, flow.dst, nh, GO_ON);
+        return H::encap(ctx, flow.src, flow.dst, nh, GO_ON);
     }
-    nat::rewrite(pkt, tuple(flow));
+    // SAFETY: a live map value; its rewrite read where it is (an IPv6 one is 40 bytes).
+    nat::rewrite(pkt, unsafe { &*entry.cast::<TupleOf<H::A>>() });
     forward::send(ctx, &frame, nh)
 }
 
 /// An entry the lookup found, and where.
-struct Hit {
-    entry: *mut Flow,
+struct Hit<A> {
+    entry: *mut FlowOf<A>,
     table: Table,
 }
 
 #[inline(always)]
-pub fn tuple(f: &Flow) -> Tuple {
-    Tuple {
+pub fn tuple<A: Copy>(f: &FlowOf<A>) -> TupleOf<A> {
+    TupleOf {
         src: f.src,
         sport: f.sport,
         dst: f.dst,
@@ -225,18 +255,24 @@ pub struct Acct {
 /// one (its flow expired, a SYN on a closed tuple, a refused SYN retried), described in
 /// `new`. A subprogram, see `verdict`.
 #[inline(never)]
-fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &mut NewFlow) -> u32 {
+fn tracked<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    key: &FlowKeyOf<H::A>,
+    hit: &Hit<H::A>,
+    new: &mut NewFlow,
+) -> u32 {
     let (mut entry, table, now) = (hit.entry, hit.table, new.now);
     // SAFETY: an LRU value, read and updated in place (a copy would cost stack the verifier
     // does not give); a racing eviction at worst loses an update. What the packet needs after
     // a state change (which may move the entries) is taken first.
-    let flow: &Flow = unsafe { &*entry };
+    let flow: &FlowOf<H::A> = unsafe { &*entry };
     let state = match State::from_u8(flow.state) {
         Some(state) if !conntrack::expired(flow, key, table, now) => state,
         // Dead: its tuple is free again, and the packet is judged as if never seen.
         _ => {
             conntrack::retire(table, key, flow, pkt.proto);
-            return lb4_untracked(pkt, new);
+            return untracked(pkt, new);
         }
     };
     let from_server = flow.is_reply();
@@ -336,7 +372,7 @@ fn lb4_tracked(ctx: &XdpContext, pkt: &Packet, key: &FlowKey, hit: &Hit, new: &m
                 // Promoted and evicted at once (a full table racing): forward this packet
                 // through a next hop looked up afresh, in this CPU's scratch (not the frame:
                 // the stack is short).
-                let Some(scratch) = conntrack::scratch() else {
+                let Some(scratch) = conntrack::scratch::<H::A>() else {
                     return pass(Reason::PassNotService);
                 };
                 // SAFETY: this CPU's scratch, see `conntrack::track`.
@@ -367,7 +403,12 @@ pub fn is_dsr(flags: *const u8) -> bool {
 /// Whether a TCP packet's ACK covers what its flow waits for (`tcp_step`'s `ack_ok`): the
 /// server's ISN in the handshake, the client's FIN once it sent one.
 #[inline(always)]
-fn acks_awaited(pkt: &Packet, flow: &Flow, state: State, from_server: bool) -> bool {
+fn acks_awaited<H: IpHdr>(
+    pkt: &PacketOf<H>,
+    flow: &FlowOf<H::A>,
+    state: State,
+    from_server: bool,
+) -> bool {
     if from_server {
         flow.flags & FLOW_F_FIN_CLIENT != 0 && pkt.ack_seq.wrapping_sub(flow.client_fin) as i32 >= 0
     } else {
@@ -381,10 +422,10 @@ fn acks_awaited(pkt: &Packet, flow: &Flow, state: State, from_server: bool) -> b
 /// packet too big for the path is answered with ICMP (DF), or rewritten and left to the
 /// kernel to fragment.
 #[inline(always)]
-pub fn deliver(
+pub fn deliver<H: IpHdr>(
     ctx: &XdpContext,
-    pkt: &Packet,
-    to: &Tuple,
+    pkt: &PacketOf<H>,
+    to: &TupleOf<H::A>,
     acct: &Acct,
     nh: *mut NextHop,
     now: u32,
@@ -393,12 +434,12 @@ pub fn deliver(
     let frame = pkt.frame();
     let routed = forward::route(ctx, &frame, to, nh, now);
     let dsr = is_dsr(flags);
-    let overhead = if dsr { ipip::OVERHEAD } else { 0 };
+    let overhead = if dsr { crate::ipip::OVERHEAD } else { 0 };
     let too_big = routed == GO_ON && forward::too_big(&frame, nh, overhead);
-    if too_big && icmp::answers_too_big(pkt) {
+    if too_big && H::answers_too_big(pkt) {
         // The client lowers its packets to what fits once encapsulated.
         // SAFETY: routed: `nh` holds a fresh next hop.
-        return icmp::too_big(ctx, pkt, unsafe { (*nh).mtu }.saturating_sub(overhead));
+        return H::too_big(ctx, pkt, unsafe { (*nh).mtu }.saturating_sub(overhead));
     }
     stats::account(
         acct.server,
@@ -413,9 +454,9 @@ pub fn deliver(
         } else {
             routed
         };
-        return ipip::encap(ctx, to.src, to.dst, nh, routed);
+        return H::encap(ctx, to.src, to.dst, nh, routed);
     }
-    nat::rewrite(pkt, *to);
+    nat::rewrite(pkt, to);
     if routed != GO_ON {
         // Rewritten, for the kernel to route (it resolves the neighbour meanwhile).
         return forward::unrouted(routed);
@@ -432,7 +473,7 @@ pub fn deliver(
 /// (`lb_common::balance::refusal`). Returns whether to hold the RST back. A rare path: one
 /// more lookup, for the forward entry.
 #[inline(always)]
-fn hold_back_refusal(reply: &Flow, table: Table) -> bool {
+fn hold_back_refusal<A: Addr>(reply: &FlowOf<A>, table: Table) -> bool {
     let Some(info) = LB_POOLS.get_ptr(reply.pool as u32) else {
         return false;
     };
@@ -441,10 +482,10 @@ fn hold_back_refusal(reply: &Flow, table: Table) -> bool {
     if pool_flags & POOL_F_REDISPATCH == 0 {
         return false;
     }
-    let Some(fwd) = table.get(&reply.mirror_key(PROTO_TCP)) else {
+    let Some(fwd) = A::with_mirror(reply, PROTO_TCP, |k| table.get(k)).flatten() else {
         return false;
     };
-    // SAFETY: an LRU value updated in place, see `lb4_tracked`.
+    // SAFETY: an LRU value updated in place, see `tracked`.
     unsafe {
         if (*fwd).server != reply.server {
             return false; // a late RST from a server the flow already left
