@@ -10,14 +10,14 @@ use aya_ebpf::{
 };
 use lb_common::{
     ACCESS_LOOKUP_BITS, ACCESS6_LOOKUP_BITS, Addr6, FlowEvent, FlowEvent6, FlowKeyOf, FlowOf,
-    NextHop, Reason, ScratchOf, ServerInfoOf, ServiceKeyOf, ServiceValue, csum::Delta,
+    NextHop, Reason, ScratchOf, ServerInfoOf, ServiceKeyOf, ServiceValue,
+    csum::Delta,
     maglev::{flow_hash, source_hash},
 };
 
 use crate::{
     conntrack::Table,
     icmp, icmp6, ipip,
-    verdict,
     maps::{
         LB_ACCESS, LB_EVENTS, LB_FLOWS, LB_HALFOPEN, LB_SCRATCH, LB_SERVERS, LB_SERVICES,
         LB6_ACCESS, LB6_FLOWS, LB6_HALFOPEN, LB6_SCRATCH, LB6_SERVERS, LB6_SERVICES,
@@ -25,7 +25,7 @@ use crate::{
     nat::TupleOf,
     parse::{self, IcmpError, Ipv4Hdr, PacketOf, ParsedOf},
     parse6::{self, Icmp6, Ipv6Hdr},
-    stats, trace,
+    stats, trace, verdict,
 };
 
 /// An address family's address, as the packet holds it, and the maps keyed by it.
@@ -121,8 +121,7 @@ pub trait IpHdr: Sized + 'static {
     fn too_big(ctx: &XdpContext, pkt: &PacketOf<Self>, mtu: u16) -> u32;
     /// Direct server return's encapsulation from `src` to `dst` (IPv4 only: pools with IPv6
     /// servers do not return directly).
-    fn encap(ctx: &XdpContext, src: Self::A, dst: Self::A, nh: *const NextHop, routed: u32)
-    -> u32;
+    fn encap(ctx: &XdpContext, src: Self::A, dst: Self::A, nh: *const NextHop, routed: u32) -> u32;
     /// `lb trace`'s first line about a packet.
     fn arrived(pkt: &PacketOf<Self>);
 }

@@ -167,8 +167,7 @@ fn choose<H: IpHdr>(
             // A hashing pool's ring may change hands on a reload: a packet reading the old
             // one meanwhile must not reach another pool's server.
             // SAFETY: an array slot, never freed.
-            if H::A::server(id).is_none_or(|s| unsafe { (*s).pool } != pool)
-            {
+            if H::A::server(id).is_none_or(|s| unsafe { (*s).pool } != pool) {
                 stats::reason(Reason::DropNoServer);
                 return xdp_action::XDP_DROP;
             }
@@ -337,8 +336,7 @@ fn admit<H: IpHdr>(
 /// [`admit`] for a direct-server-return pool (`conntrack::track_dsr`, inlined).
 #[inline(never)]
 fn admit_dsr<H: IpHdr>(pkt: &PacketOf<H>, key: &FlowKeyOf<H::A>, new: &NewFlow) -> u32 {
-    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), H::A::server(new.server))
-    else {
+    let (Some(settings), Some(server)) = (LB_SETTINGS.get_ptr(0), H::A::server(new.server)) else {
         stats::reason(Reason::DropNoServer);
         return xdp_action::XDP_DROP;
     };

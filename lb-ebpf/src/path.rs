@@ -18,9 +18,9 @@
 //! "fragmentation needed" (DF) or left to the kernel to fragment.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS,
-    FlowKeyOf, FlowOf, NEXT_HOP_TTL, NextHop, POOL_F_DSR, POOL_F_REDISPATCH, PROTO_TCP, Reason,
-    ServiceKeyOf, ServiceValue, State,
+    Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, FlowKeyOf,
+    FlowOf, NEXT_HOP_TTL, NextHop, POOL_F_DSR, POOL_F_REDISPATCH, PROTO_TCP, Reason, ServiceKeyOf,
+    ServiceValue, State,
     balance::refusal,
     clock::elapsed,
     conntrack::{
@@ -184,7 +184,12 @@ fn steady_apart<H: IpHdr>(
 /// scalars live here, so it costs the entry's frame almost no stack. A direct-server-return
 /// flow's packet goes in its IPIP header instead of being rewritten.
 #[inline(always)]
-fn steady<H: IpHdr>(ctx: &XdpContext, pkt: &PacketOf<H>, entry: *mut FlowOf<H::A>, now: u32) -> u32 {
+fn steady<H: IpHdr>(
+    ctx: &XdpContext,
+    pkt: &PacketOf<H>,
+    entry: *mut FlowOf<H::A>,
+    now: u32,
+) -> u32 {
     const NEWS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
     // SAFETY: an LRU value read and updated in place, see `tracked`.
     let flow: &FlowOf<H::A> = unsafe { &*entry };
