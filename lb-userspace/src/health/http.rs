@@ -322,6 +322,14 @@ where
     }
 }
 
+/// An address as a URL's host: an IPv6 one in brackets (`http://[fd00::10]:80/`).
+fn url_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,13 +395,5 @@ mod tests {
                 rustls::CertificateError::NotValidForName
             ))
         );
-    }
-}
-
-/// An address as a URL's host: an IPv6 one in brackets (`http://[fd00::10]:80/`).
-fn url_host(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-        a => a.to_string(),
     }
 }
