@@ -151,6 +151,14 @@ impl PoolLayout {
     }
 }
 
+/// Whether `bind` leads clients of family `f` to `be`'s pool of that family: a bind of one
+/// family always does (an empty pool drops them, as for IPv4), a dual-stack bind only where
+/// the backend has servers of `f` (validation warns about the other family).
+fn leads(bind: &crate::config::Bind, be: &Backend, f: Family) -> bool {
+    let fams = bind.families();
+    fams.contains(&f) && (be.has_family(f) || fams.len() == 1)
+}
+
 /// The name a backend's IPv6 pool goes by where rings are kept by name (a space is in no
 /// backend's name, so it names no other backend).
 fn v6_key(name: &str) -> String {
@@ -160,7 +168,7 @@ fn v6_key(name: &str) -> String {
 impl Layout {
     pub fn new(c: &Config) -> Layout {
         let mut next_server = 0u32;
-        let pools: Vec<PoolLayout> = c
+        let mut pools: Vec<PoolLayout> = c
             .backends
             .iter()
             .enumerate()
@@ -219,13 +227,6 @@ impl Layout {
                 }
             })
             .collect();
-        let mut pools = pools;
-        // A bind of one family leads to that family's pool; a dual-stack bind to each
-        // family's pool that has servers (validation warns about the other).
-        let leads = |bind: &crate::config::Bind, be: &Backend, f: Family| {
-            let fams = bind.families();
-            fams.contains(&f) && (be.has_family(f) || fams.len() == 1)
-        };
         let mut next_pool = c.backends.len() as u32;
         for f in &c.frontends {
             let Some((i, be)) = c
