@@ -134,13 +134,24 @@ pub fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
 /// A hint for an address that is not one because its last colon was read as the port
 /// (`fd00::10`, `2001:db8::1`): how to write it so that it is.
 pub fn v6_port_hint(whole: &str, host: &str) -> String {
-    if host.ends_with(':') && whole.parse::<Ipv6Addr>().is_ok() {
-        format!(
-            " (as in HAProxy, what follows the last colon is the port: write '[{whole}]' or '{whole}:PORT')"
-        )
+    hint(whole, host, true)
+}
+
+/// [`v6_port_hint`] where no port may be given (`addr`): bracketing is the only way.
+pub fn v6_bracket_hint(whole: &str, host: &str) -> String {
+    hint(whole, host, false)
+}
+
+fn hint(whole: &str, host: &str, port_ok: bool) -> String {
+    if !(host.ends_with(':') && whole.parse::<Ipv6Addr>().is_ok()) {
+        return String::new();
+    }
+    let or_port = if port_ok {
+        format!(" or '{whole}:PORT'")
     } else {
         String::new()
-    }
+    };
+    format!(" (as in HAProxy, what follows the last colon is the port: write '[{whole}]'{or_port})")
 }
 
 /// `ADDR:PORT` or `[ADDR]:PORT`, where ADDR may be `*`, empty, `0.0.0.0` or `::` for "any

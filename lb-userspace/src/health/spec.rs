@@ -305,7 +305,7 @@ mod tests {
     fn ipv6_servers_and_check_addresses() {
         let c = crate::config::parse_bytes(
             "t.cfg",
-            b"frontend f\n  bind :::80\n  default_backend b\nbackend b\n  server s1 [fd00::10]:80 check\n  server s2 fd00::11:80 check addr fd00::99 port 8080 agent-check agent-port 9000\n  server s3 10.0.0.3:80 check addr fd00::98 agent-check agent-port 9000 agent-addr 10.0.0.97\n",
+            b"frontend f\n  bind :::80\n  default_backend b\nbackend b\n  server s1 [fd00::10]:80 check\n  server s2 fd00::11:80 check addr [fd00::99] port 8080 agent-check agent-port 9000\n  server s3 10.0.0.3:80 check addr [fd00::98] agent-check agent-port 9000 agent-addr 10.0.0.97\n",
             false,
         )
         .expect("parses")

@@ -491,7 +491,18 @@ fn set_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: &str) {
             Ok(p) => srv.check_port = Some(p),
             Err(e) => d.alert(format!("{ctx} : 'port': {}", clean(&e))),
         },
-        "addr" => match ip_arg(v) {
+        // HAProxy reads ADDR[:PORT] here: `addr fd00::99` is `fd00:` port 99 (refused);
+        // `[fd00::99]` is the address. lb takes the check port from `port` only.
+        "addr" => match units::split_host_port(v).and_then(|(host, port)| {
+            let ip = ip_arg(host).map_err(|e| format!("{e}{}", units::v6_bracket_hint(v, host)))?;
+            match port {
+                None => Ok(ip),
+                Some(_) => Err(format!(
+                    "'{}': lb takes the check port from 'port', not from 'addr'",
+                    show(v)
+                )),
+            }
+        }) {
             Ok(a) => srv.check_addr = Some(a),
             Err(e) => d.alert(format!("{ctx} : 'addr': {e}")),
         },
