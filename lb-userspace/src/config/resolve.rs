@@ -43,7 +43,10 @@ impl Resolve for SystemResolver {
     }
 }
 
-/// The first address of family `prefer` in an answer, else its first address.
+/// The first address of family `prefer` in an answer, else its first address. HAProxy 2.6's
+/// `init-addr libc` takes getaddrinfo's first answer whatever `resolve-prefer` says (that
+/// steers its DNS resolvers); lb cannot translate between families, so it picks the family
+/// on purpose: IPv4 unless the server says `resolve-prefer ipv6`.
 fn preferred(addrs: &[SocketAddr], prefer: Family) -> Result<IpAddr, String> {
     addrs
         .iter()
@@ -295,6 +298,16 @@ mod tests {
             first_ipv4(&[v6]),
             Err("IPv6 addresses only, lb balances IPv4".into())
         );
+    }
+
+    #[test]
+    fn resolve_prefer_picks_the_family_else_takes_the_other() {
+        let v6: SocketAddr = "[fd00::5]:0".parse().expect("literal");
+        let v4: SocketAddr = "10.0.0.5:0".parse().expect("literal");
+        assert_eq!(preferred(&[v6, v4], Family::V4), Ok(v4.ip()));
+        assert_eq!(preferred(&[v6, v4], Family::V6), Ok(v6.ip()));
+        assert_eq!(preferred(&[v6], Family::V4), Ok(v6.ip()));
+        assert_eq!(preferred(&[], Family::V4), Err("no address".into()));
     }
 
     #[test]
