@@ -141,13 +141,19 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
 /// balanced over the backend's servers of that family. A bind whose every family has no
 /// server there is refused; a dual-stack bind (`:::80`) to a backend with servers of one
 /// family serves that family, with a warning saying the other's clients are not balanced.
-/// A server given by host name may turn out either family: it leaves the rule silent.
+/// A server given by host name may turn out either family: its backend is judged once the
+/// names are resolved ([`host`]).
 fn families_have_servers(c: &Config, out: &mut Vec<Diagnostic>) {
+    family_rule(c, out, false);
+}
+
+/// [`families_have_servers`] for the backends with (`named`) or without host names.
+fn family_rule(c: &Config, out: &mut Vec<Diagnostic>, named: bool) {
     for f in &c.frontends {
         let Some(be) = c.backend(&f.default_backend) else {
             continue;
         };
-        if be.servers.is_empty() || be.servers.iter().any(|s| s.fqdn.is_some()) {
+        if be.servers.is_empty() || be.servers.iter().any(|s| s.fqdn.is_some()) != named {
             continue;
         }
         for b in &f.binds {
@@ -624,6 +630,8 @@ pub fn host(
     usage: HostUse,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // Host names are resolved by now.
+    family_rule(c, &mut out, true);
     for f in &c.frontends {
         for b in &f.binds {
             let a = b.addr;
@@ -778,6 +786,19 @@ mod tests {
         assert!(
             e[0].starts_with("[ALERT] config : no frontend defined"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn host_names_are_judged_by_family_once_resolved() {
+        let toml = "[frontend.f]\nbind = ['*:80']\ndefault_backend = 'b'\n[backend.b]\nserver = [{ name = 's', address = 'app.example:80', resolve_prefer = 'ipv6' }]\n";
+        let mut c = native::parse("t.toml", toml).expect("parses: the name could be IPv4");
+        assert!(config(&c).expect("no alert before resolution").is_empty());
+        c.backends[0].servers[0].addr = "fd00::10".parse().expect("ip");
+        let d = host(&c, &[], None, HostUse::Run);
+        assert_eq!(
+            d[0].to_string(),
+            "[ALERT] parsing [t.toml:2] : frontend 'f': bind *:80 serves IPv4 clients, but backend 'b' has no IPv4 server (lb does not translate between IPv4 and IPv6)."
         );
     }
 
