@@ -14,7 +14,7 @@
 //!   conntrack, where every insert evicts the oldest entry: the worst case).
 //!
 //! Each case checks afterwards, from the counters, that it measured what it claims.
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use anyhow::{Result, ensure};
 use lb::dataplane::{
@@ -22,9 +22,12 @@ use lb::dataplane::{
     ids::ServerSlot,
     testrun::{self, XDP_PASS, XDP_REDIRECT, action_name},
 };
-use lb_common::{FlowKey, PROTO_TCP};
+use lb_common::{
+    Addr6, Flow6, FlowKey, FlowKey6, NextHop, PROTO_TCP, ServerInfo6, ServiceKey6, ServiceValue,
+    State, addr6_from_octets, clock::ticks_from_ms,
+};
 use lb_testbed::{
-    packet::{ACK, Pkt, SYN},
+    packet::{ACK, Pkt, Pkt6, SYN},
     runnet::{MAC_DPB, MAC_DPC, RunNet},
 };
 
@@ -54,6 +57,69 @@ fn frame(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, smac: [u8; 6], dmac: [
     f
 }
 
+/// The IPv6 cases' VIP (also the server: the rewrite is a fixed point, as IPv4's) and client.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0x100);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+fn a6(a: Ipv6Addr) -> Addr6 {
+    addr6_from_octets(a.octets())
+}
+
+/// The IPv6 twin of [`frame`]: 84 bytes (14 + 40 + 20 + 10 bytes of payload).
+fn frame6(flags: u8, smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
+    Pkt6::tcp(
+        SocketAddrV6::new(CLIENT6, CPORT, 0, 0),
+        SocketAddrV6::new(VIP6, 80, 0, 0),
+    )
+    .flags(flags)
+    .payload(&[0x61; 10])
+    .macs(smac, dmac)
+    .build()
+}
+
+/// The fixture's service and server at their IPv6 addresses (pool 0, server slot 0), the
+/// full-NAT source the client itself (so a SYN becomes one from another port).
+fn install6(dp: &mut Dataplane) -> Result<()> {
+    let key = ServiceKey6 {
+        addr: a6(VIP6),
+        port: 80u16.to_be(),
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
+    let value = ServiceValue {
+        pool: 0,
+        frontend: 0,
+    };
+    dp.maps.services6.insert(key, value, 0)?;
+    let server = ServerInfo6 {
+        addr: a6(VIP6),
+        snat_addr: a6(CLIENT6),
+        port: 80u16.to_be(),
+        _pad: 0,
+        pool: 0,
+        maxconn: 0,
+        _pad2: 0,
+        nh: NextHop::default(),
+    };
+    dp.maps.servers6.set(0, server, 0)?;
+    Ok(())
+}
+
+/// `fixture::established` for IPv6.
+fn established6(src: Addr6, dst: Addr6, reply: bool) -> Flow6 {
+    Flow6 {
+        src,
+        dst,
+        sport: if reply { 80 } else { CPORT }.to_be(),
+        dport: if reply { CPORT } else { 80 }.to_be(),
+        state: State::Established as u8,
+        flags: if reply { lb_common::FLOW_F_REPLY } else { 0 },
+        last_seen: lb::dataplane::clock::now(),
+        timeout: ticks_from_ms(3_600_000),
+        ..Flow6::default()
+    }
+}
+
 struct Case {
     name: &'static str,
     ns: Vec<f64>,
@@ -64,6 +130,8 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let net = RunNet::new()?;
     net.neighbour(VIP, MAC_VIP)?;
     net.neighbour(CLIENT, MAC_CLIENT)?;
+    net.neighbour6(VIP6, MAC_VIP)?;
+    net.neighbour6(CLIENT6, MAC_CLIENT)?;
     let (reps, repeat) = if args.quick {
         (3, 1_000_000)
     } else {
@@ -93,7 +161,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             .map(|c| (c.name.to_string(), Spread::of(&c.ns)))
             .collect(),
     );
-    let targets = ["", "<= 2.5x", "<= 4x", "", "", ""];
+    let targets = ["", "<= 2.5x", "<= 4x", "", "", "", "", ""];
     let rows = cases
         .iter()
         .zip(targets)
@@ -111,7 +179,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     out.table(
         "Per-packet cost (BPF_PROG_TEST_RUN)",
         &format!(
-            "64-byte TCP frames, repeat {repeat} per run, {reps} runs; ns/packet min / median / max; \
+            "64-byte TCP frames (IPv6: 84 bytes, the same payload), repeat {repeat} per run, {reps} runs; ns/packet min / median / max; \
              ratio of medians to the empty XDP_PASS program measured in the same invocation."
         ),
         &["case", "ns/packet", "x floor", "target", "action"],
@@ -125,8 +193,21 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
     let client = SocketAddrV4::new(CLIENT, CPORT);
     let vip = SocketAddrV4::new(VIP, 80);
 
-    let mut dp = Dataplane::load(&LoadOptions::default())?;
+    let mut dp = Dataplane::load(&LoadOptions {
+        ipv6: true,
+        ..LoadOptions::default()
+    })?;
     install(&mut dp, 1, CLIENT)?;
+    install6(&mut dp)?;
+    let (c6, v6) = (a6(CLIENT6), a6(VIP6));
+    let fwd6 = FlowKey6::new(c6, v6, CPORT.to_be(), 80u16.to_be(), PROTO_TCP);
+    dp.maps
+        .flows6
+        .insert(fwd6, established6(c6, v6, false), 0)?;
+    let reply6 = FlowKey6::new(v6, c6, 80u16.to_be(), CPORT.to_be(), PROTO_TCP);
+    dp.maps
+        .flows6
+        .insert(reply6, established6(v6, c6, true), 0)?;
     let (c, v, cp, vp) = (be(CLIENT), be(VIP), CPORT.to_be(), 80u16.to_be());
     dp.maps.flows.insert(
         FlowKey::new(c, v, cp, vp, PROTO_TCP),
@@ -150,6 +231,8 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
     let hit = frame(client, vip, ACK, MAC_DPB, MAC_VIP);
     let syn = frame(client, vip, SYN, MAC_DPB, MAC_VIP);
     let reply = frame(vip, client, ACK, MAC_DPC, MAC_CLIENT);
+    let hit6 = frame6(ACK, MAC_DPB, MAC_VIP);
+    let syn6 = frame6(SYN, MAC_DPB, MAC_VIP);
     let other = frame(
         client,
         SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 200), 22),
@@ -186,6 +269,16 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         },
         Case {
             name: "non-VIP traffic",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "IPv6 conntrack hit",
+            ns: vec![],
+            action: 0,
+        },
+        Case {
+            name: "IPv6 new flow",
             ns: vec![],
             action: 0,
         },
@@ -252,6 +345,38 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         ensure!(o.frame == other, "non-VIP traffic was modified");
         cases[5].ns.push(o.per_run.as_nanos() as f64);
         cases[5].action = o.action;
+
+        let before = dp.maps.server_counters(ServerSlot(0))?;
+        let o = testrun::run(dp.lb_program()?, dpc, &hit6, repeat)?;
+        let after = dp.maps.server_counters(ServerSlot(0))?;
+        ensure!(
+            o.frame == hit6,
+            "IPv6 conntrack hit: the frame changed, not a fixed point"
+        );
+        ensure!(
+            after.packets_in - before.packets_in == u64::from(repeat)
+                && after.new_flows == before.new_flows,
+            "IPv6 conntrack hit: not every run was a hit ({before:?} -> {after:?})"
+        );
+        cases[6].ns.push(o.per_run.as_nanos() as f64);
+        cases[6].action = o.action;
+
+        let mut roomy = Dataplane::load(&LoadOptions {
+            conntrack_entries: 2 * NEW_FLOW_RUNS,
+            halfopen_entries: 2 * NEW_FLOW_RUNS,
+            ipv6: true,
+            ..LoadOptions::default()
+        })?;
+        install(&mut roomy, 1, CLIENT)?;
+        install6(&mut roomy)?;
+        let o = testrun::run(roomy.lb_program()?, dpc, &syn6, NEW_FLOW_RUNS)?;
+        let new = roomy.maps.server_counters(ServerSlot(0))?.new_flows;
+        ensure!(
+            new == u64::from(NEW_FLOW_RUNS),
+            "IPv6 new flow: only {new} of {NEW_FLOW_RUNS} runs were new flows"
+        );
+        cases[7].ns.push(o.per_run.as_nanos() as f64);
+        cases[7].action = o.action;
     }
     for (c, want) in cases.iter().zip([
         XDP_PASS,
@@ -260,6 +385,8 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         XDP_REDIRECT,
         XDP_REDIRECT,
         XDP_PASS,
+        XDP_REDIRECT,
+        XDP_REDIRECT,
     ]) {
         ensure!(
             c.action == want,

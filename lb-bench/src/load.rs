@@ -31,7 +31,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         ),
     ] {
         let mut ms = Vec::new();
-        let mut verified = None;
+        let (mut verified, mut verified6) = (None, None);
         for _ in 0..reps {
             let started = Instant::now();
             let mut dp = Dataplane::load(&LoadOptions {
@@ -41,24 +41,39 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             })?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
             verified = dp.lb_program()?.info()?.verified_instruction_count();
+            verified6 = dp.lb6_program()?.info()?.verified_instruction_count();
         }
         ms.sort_by(f64::total_cmp);
+        let count = |v: Option<u32>| v.map_or("?".into(), |n| n.to_string());
+        let share = |v: Option<u32>| {
+            v.map_or("?".into(), |n| {
+                format!("{:.0}%", f64::from(n) * 100.0 / f64::from(LIMIT))
+            })
+        };
         rows.push(vec![
             name.to_string(),
             format!("{:.0}", ms[ms.len() / 2]),
-            verified.map_or("?".into(), |n| n.to_string()),
-            verified.map_or("?".into(), |n| {
-                format!("{:.0}%", f64::from(n) * 100.0 / f64::from(LIMIT))
-            }),
+            count(verified),
+            share(verified),
+            count(verified6),
+            share(verified6),
         ]);
     }
     out.table(
         "Loading the program",
         &format!(
             "median of {reps} loads of the whole object (verification included), and the \
-             instructions the verifier processed for the lb program (limit 1,000,000)."
+             instructions the verifier processed for the lb program and for the IPv6 program \
+             it tail-calls (each against the limit of 1,000,000)."
         ),
-        &["object", "load ms", "verified insns", "of the limit"],
+        &[
+            "object",
+            "load ms",
+            "lb_xdp insns",
+            "of the limit",
+            "lb_xdp6 insns",
+            "of the limit",
+        ],
         rows,
     );
     Ok(())

@@ -57,6 +57,8 @@ pub enum MapKind {
     RingBuf,
     /// Longest-prefix match; its key is a 32-bit prefix length then the row's key type.
     LpmTrie,
+    /// Programs to tail-call, by index (values are program file descriptors).
+    ProgArray,
 }
 
 /// One row of the table, as data.
@@ -146,6 +148,10 @@ macro_rules! for_each_map {
                 Config 1;
             /// Per CPU: `LB_SCRATCH` for IPv6 packets (a new flow's entries, the port search).
             scratch6 LB6_SCRATCH: PerCpuArray<u32, $crate::Scratch6>[1] Private 1;
+            /// `lb_xdp` tail-calls IPv6 packets into `lb_xdp6` ([`PROG_LB6`], at index 0): a
+            /// program of its own, with its own stack and verification, so that IPv4's path
+            /// stays as it was. Filled by whoever loads the object.
+            progs LB_PROGS: ProgArray<u32, u32>[1] Private 1;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
@@ -185,6 +191,8 @@ pub fn map_def(name: &str) -> Option<&'static MapDef> {
 
 /// Program names in the XDP object.
 pub const PROG_LB: &str = "lb_xdp";
+/// The IPv6 packet path, reached from [`PROG_LB`] by a tail call (`LB_PROGS`).
+pub const PROG_LB6: &str = "lb_xdp6";
 /// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
 pub const PROG_PASS: &str = "xdp_pass";
 /// Takes IPIP headers off on a direct-server-return server whose kernel has no `ipip`.

@@ -52,7 +52,7 @@ macro_rules! reasons {
 }
 
 reasons! {
-    /// Neither IPv4 nor IPv6 (ARP, ...): passed.
+    /// Neither IPv4 nor IPv6 (ARP, ...), or IPv6 while no IPv6 program is installed: passed.
     PassNotIpv4 = "pass_not_ipv4",
     /// IP but neither TCP nor UDP (ICMP other than an error about a flow, IPv6 neighbour
     /// discovery, an unknown IPv6 next header, ...): passed.

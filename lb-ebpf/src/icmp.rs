@@ -36,7 +36,7 @@ fn pass(r: Reason) -> u32 {
 }
 
 /// An ICMP error: translated and forwarded if it is about one of our flows, else passed.
-/// A subprogram (see `lb4::process`).
+/// A subprogram (see `path::process`).
 #[inline(never)]
 pub fn translate(ctx: &XdpContext, e: &IcmpError, now: u32) -> u32 {
     // SAFETY: every pointer in `e` was bounds-checked by `parse`.

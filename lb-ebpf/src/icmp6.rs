@@ -36,8 +36,8 @@ fn pass(r: Reason) -> u32 {
 }
 
 /// An ICMPv6 error: translated and forwarded if it is about one of our flows, else passed.
-/// A subprogram called by `lb_xdp` (the context by value, see `lb4`); its key is in this CPU's scratch and the addresses
-/// are read where they are, the stack being short.
+/// A subprogram called by `lb_xdp6` (the context by value, see `lb6`); its key is in this
+/// CPU's scratch and the addresses are read where they are, the stack being short.
 #[inline(never)]
 pub fn translate(ctx: XdpContext, now: u32) -> u32 {
     let ctx = &ctx;

@@ -38,18 +38,16 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 use crate::{parse::Ipv4Hdr, parse6::Ipv6Hdr};
 
-/// The load balancer: IPv6 takes its own copy of the packet path, everything else IPv4's
-/// (whose parser passes what is not IPv4). Each is a subprogram and this entry keeps no
-/// stack, so that each family's chain of frames has the verifier's 512 bytes to itself.
+/// The load balancer: IPv4's packet path, inline as it always was; IPv6 packets go on in
+/// [`lb_xdp6`] by a tail call (its stack and the verifier's budget are its own there).
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     if parse6::is_ipv6(&ctx) {
-        return match lb6(XdpContext { ctx: ctx.ctx }) {
-            verdict::ICMP6 => icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now()),
-            action => action,
-        };
+        // SAFETY: a helper call; it returns only if `LB_PROGS` has no program at 0.
+        unsafe { maps::LB_PROGS.tail_call(&ctx, 0) };
+        return path::pass(lb_common::Reason::PassNotIpv4);
     }
-    let action = lb4(XdpContext { ctx: ctx.ctx });
+    let action = path::process::<Ipv4Hdr>(&ctx);
     // A constant of the loaded program: in the copy that runs untraced the verifier removes
     // this call (see `trace`).
     if trace::on() {
@@ -58,14 +56,19 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
-/// IPv4's packet path. (The context goes by value: a reference would put it on the entry's
-/// stack, and every chain of frames starts there.)
-#[inline(never)]
-fn lb4(ctx: XdpContext) -> u32 {
-    path::process::<Ipv4Hdr>(&ctx)
+/// IPv6's packet path, tail-called from [`lb_xdp`]. It keeps no stack and calls [`lb6`], and
+/// ICMPv6 errors go to `icmp6::translate` from here: each chain of frames has the verifier's
+/// 512 bytes.
+#[xdp]
+pub fn lb_xdp6(ctx: XdpContext) -> u32 {
+    match lb6(XdpContext { ctx: ctx.ctx }) {
+        verdict::ICMP6 => icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now()),
+        action => action,
+    }
 }
 
-/// IPv6's packet path, a subprogram: its frame stays out of IPv4's.
+/// The IPv6 path proper. (The context goes by value: a reference would put it on the
+/// entry's stack, where every chain of frames starts.)
 #[inline(never)]
 fn lb6(ctx: XdpContext) -> u32 {
     path::process::<Ipv6Hdr>(&ctx)

@@ -1,6 +1,6 @@
 //! The map definitions, expanded from the one table in `lb_common::maps`. Sizes are defaults
 //! the daemon overrides at load time (the conntrack tables).
-use aya_ebpf::btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
 
 /// The aya-ebpf type of a row of the table.
 macro_rules! map_type {
@@ -10,6 +10,7 @@ macro_rules! map_type {
     (PerCpuArray, $k:ty, $v:ty, $n:expr) => { PerCpuArray<$v, { ($n) as usize }> };
     (RingBuf, $k:ty, $v:ty, $n:expr) => { RingBuf<$v, { ($n) as usize }> };
     (LpmTrie, $k:ty, $v:ty, $n:expr) => { LpmTrie<$k, $v, { ($n) as usize }> };
+    (ProgArray, $k:ty, $v:ty, $n:expr) => { ProgramArray<{ ($n) as usize }> };
 }
 
 macro_rules! ebpf_maps {

@@ -1,5 +1,6 @@
-//! The packet path, one copy per address family (`family`): `lb_xdp` sends IPv4 to
-//! `process::<Ipv4Hdr>` and IPv6 to `process::<Ipv6Hdr>`.
+//! The packet path, one copy per address family (`family`): `lb_xdp` runs
+//! `process::<Ipv4Hdr>` inline, `lb_xdp6` (tail-called for IPv6) `process::<Ipv6Hdr>`, each
+//! with its own tables.
 //!
 //! ```text
 //! parse ─ ICMP error ─ about a tracked flow? ─ translate ─ forward (icmp)
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! "forward" checks the path's MTU first: a packet too big for it is answered with ICMP
-//! "fragmentation needed" (DF) or left to the kernel to fragment.
+//! "fragmentation needed" (DF) or left to the kernel to fragment; IPv6's always with ICMPv6
+//! "packet too big".
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
     Algorithm, FLOW_F_DSR, FLOW_F_FIN_CLIENT, FLOW_F_REFUSED, FLOW_F_RST, FLOW_F_TS, FlowKeyOf,

@@ -1,7 +1,7 @@
 //! Frames built from scratch for data-plane fixtures, with checksums computed straight from
-//! RFC 791/793/768 (independently of lb's incremental helpers), and a checker for frames the
-//! data plane produced.
-use std::net::{Ipv4Addr, SocketAddrV4};
+//! RFC 791/793/768 and, for IPv6, RFC 8200/4443 (independently of lb's incremental helpers),
+//! and checkers for frames the data plane produced.
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
@@ -353,6 +353,243 @@ pub fn diff(got: &[u8], want: &[u8]) -> String {
     out
 }
 
+pub const ICMPV6: u8 = 58;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+pub const ICMPV6_PORT_UNREACH: u8 = 4;
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// Extension header types (RFC 8200).
+pub const EXT_HOPOPTS: u8 = 0;
+pub const EXT_ROUTING: u8 = 43;
+pub const EXT_FRAGMENT: u8 = 44;
+pub const EXT_DSTOPTS: u8 = 60;
+
+/// An IPv6 TCP or UDP frame, as [`Pkt`] is for IPv4. Build with [`Pkt6::tcp`] /
+/// [`Pkt6::udp`] and the setters, then [`Pkt6::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pkt6 {
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub hop_limit: u8,
+    /// Traffic class and flow label: the header's first word without the version.
+    pub class_flow: u32,
+    /// Extension headers in order: their type and the bytes after the next-header and length
+    /// octets (6 + 8n of them; see [`Pkt6::ext`]).
+    pub ext: Vec<(u8, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+impl Pkt6 {
+    pub fn tcp(src: SocketAddrV6, dst: SocketAddrV6) -> Pkt6 {
+        Pkt6 {
+            smac: [0x02, 0, 0, 0, 0, 0x01],
+            dmac: [0x02, 0, 0, 0, 0, 0x02],
+            src: *src.ip(),
+            dst: *dst.ip(),
+            sport: src.port(),
+            dport: dst.port(),
+            proto: TCP,
+            tcp_flags: ACK,
+            seq: 1000,
+            ack: 0,
+            hop_limit: 64,
+            class_flow: 0x0001_2345,
+            ext: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    pub fn udp(src: SocketAddrV6, dst: SocketAddrV6) -> Pkt6 {
+        Pkt6 {
+            proto: UDP,
+            tcp_flags: 0,
+            ..Pkt6::tcp(src, dst)
+        }
+    }
+
+    pub fn flags(mut self, f: u8) -> Pkt6 {
+        self.tcp_flags = f;
+        self
+    }
+
+    pub fn seq(mut self, seq: u32) -> Pkt6 {
+        self.seq = seq;
+        self
+    }
+
+    pub fn ack(mut self, ack: u32) -> Pkt6 {
+        self.ack = ack;
+        self
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Pkt6 {
+        self.payload = p.to_vec();
+        self
+    }
+
+    pub fn macs(mut self, smac: [u8; 6], dmac: [u8; 6]) -> Pkt6 {
+        self.smac = smac;
+        self.dmac = dmac;
+        self
+    }
+
+    /// Adds an extension header of `kind` whose body (after next header and length) is
+    /// `body`, padded here with PadN-like zeros to a multiple of 8 with its two octets.
+    pub fn ext(mut self, kind: u8, body: &[u8]) -> Pkt6 {
+        let mut b = body.to_vec();
+        while !(b.len() + 2).is_multiple_of(8) {
+            b.push(0);
+        }
+        self.ext.push((kind, b));
+        self
+    }
+
+    /// Same packet with new addresses and ports (what NAT should produce).
+    pub fn tuple(mut self, src: SocketAddrV6, dst: SocketAddrV6) -> Pkt6 {
+        self.src = *src.ip();
+        self.sport = src.port();
+        self.dst = *dst.ip();
+        self.dport = dst.port();
+        self
+    }
+
+    pub fn l4_header_len(&self) -> usize {
+        if self.proto == UDP { 8 } else { 20 }
+    }
+
+    /// The frame, its L4 checksum over the IPv6 pseudo-header.
+    pub fn build(&self) -> Vec<u8> {
+        let mut exts = Vec::new();
+        for (i, (_, body)) in self.ext.iter().enumerate() {
+            let next = self.ext.get(i + 1).map_or(self.proto, |(k, _)| *k);
+            exts.push(next);
+            exts.push(((body.len() + 2) / 8 - 1) as u8);
+            exts.extend_from_slice(body);
+        }
+        let l4_len = self.l4_header_len() + self.payload.len();
+        let mut f = Vec::with_capacity(54 + exts.len() + l4_len);
+        f.extend_from_slice(&self.dmac);
+        f.extend_from_slice(&self.smac);
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        f.extend_from_slice(&(0x6000_0000 | (self.class_flow & 0x0fff_ffff)).to_be_bytes());
+        f.extend_from_slice(&((exts.len() + l4_len) as u16).to_be_bytes());
+        f.push(self.ext.first().map_or(self.proto, |(k, _)| *k));
+        f.push(self.hop_limit);
+        f.extend_from_slice(&self.src.octets());
+        f.extend_from_slice(&self.dst.octets());
+        f.extend_from_slice(&exts);
+        let l4_start = f.len();
+        f.extend_from_slice(&self.sport.to_be_bytes());
+        f.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == UDP {
+            f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+        } else {
+            f.extend_from_slice(&self.seq.to_be_bytes());
+            f.extend_from_slice(&self.ack.to_be_bytes());
+            f.push(5 << 4);
+            f.push(self.tcp_flags);
+            f.extend_from_slice(&0xfaf0u16.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        f.extend_from_slice(&self.payload);
+        let mut c = l4_checksum6(self.src, self.dst, self.proto, &f[l4_start..]);
+        if self.proto == UDP && c == 0 {
+            c = 0xffff;
+        }
+        let at = l4_start + if self.proto == UDP { 6 } else { 16 };
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+}
+
+/// TCP/UDP/ICMPv6 checksum over the IPv6 pseudo-header (RFC 8200 8.1) and `data` (checksum
+/// field zero for computing, or as received for verifying: a valid one then gives 0).
+pub fn l4_checksum6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, data: &[u8]) -> u16 {
+    let mut acc = sum(&src.octets(), 0);
+    acc = sum(&dst.octets(), acc);
+    acc = sum(&(data.len() as u32).to_be_bytes(), acc);
+    acc += u32::from(next);
+    !fold(sum(data, acc))
+}
+
+/// An ICMPv6 error (RFC 4443) from `src` to `dst` quoting the first `quote` bytes of the IPv6
+/// packet in `about` (a frame built by [`Pkt6::build`]); `rest` is the header's second word
+/// (the MTU for "packet too big"). Ethernet addresses are `macs` (source, destination);
+/// hop limit 64, no traffic class or flow label, as Linux sends errors.
+pub fn icmp6_error(
+    macs: ([u8; 6], [u8; 6]),
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    (kind, code): (u8, u8),
+    rest: u32,
+    about: &[u8],
+    quote: usize,
+) -> Vec<u8> {
+    let quoted = &about[14..(14 + quote).min(about.len())];
+    let mut f = Vec::with_capacity(62 + quoted.len());
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&0x6000_0000u32.to_be_bytes());
+    f.extend_from_slice(&((8 + quoted.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[ICMPV6, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&[kind, code, 0, 0]);
+    f.extend_from_slice(&rest.to_be_bytes());
+    f.extend_from_slice(quoted);
+    let c = l4_checksum6(src, dst, ICMPV6, &f[54..]);
+    f[56..58].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Verifies an IPv6 frame's TCP, UDP or ICMPv6 checksum from scratch, walking its extension
+/// headers (hop-by-hop, routing, destination options). UDP's zero is invalid in IPv6.
+pub fn verify_checksums6(frame: &[u8]) -> Result<(), String> {
+    if frame.len() < 54 || frame[12..14] != [0x86, 0xdd] || frame[14] >> 4 != 6 {
+        return Err("not an IPv6 frame".into());
+    }
+    let end = 54 + usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let octets = |at: usize| -> [u8; 16] { frame[at..at + 16].try_into().unwrap_or([0; 16]) };
+    let (src, dst) = (Ipv6Addr::from(octets(22)), Ipv6Addr::from(octets(38)));
+    let (mut next, mut at) = (frame[20], 54);
+    while matches!(next, EXT_HOPOPTS | EXT_ROUTING | EXT_DSTOPTS) {
+        next = frame[at];
+        at += (usize::from(frame[at + 1]) + 1) * 8;
+    }
+    let seg = frame.get(at..end).ok_or("truncated")?;
+    if next == UDP && seg[6..8] == [0, 0] {
+        return Err("UDP checksum 0 over IPv6".into());
+    }
+    if !matches!(next, TCP | UDP | ICMPV6) {
+        return Err(format!("next header {next}"));
+    }
+    match l4_checksum6(src, dst, next, seg) {
+        0 => Ok(()),
+        _ => Err(format!("bad checksum (next header {next})")),
+    }
+}
+
+/// `(src, dst)` endpoints of an IPv6 TCP/UDP frame without extension headers.
+pub fn endpoints6(frame: &[u8]) -> (SocketAddrV6, SocketAddrV6) {
+    let ip =
+        |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).unwrap_or([0; 16]));
+    let port = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    (
+        SocketAddrV6::new(ip(22), port(54), 0, 0),
+        SocketAddrV6::new(ip(38), port(56), 0, 0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +625,37 @@ mod tests {
         let mut bad = Pkt::tcp(a, b).build();
         bad[40] ^= 1;
         assert!(verify_checksums(&bad).is_err());
+    }
+
+    #[test]
+    fn built_ipv6_frames_verify() {
+        let a = SocketAddrV6::new("fd00::2".parse().unwrap(), 40000, 0, 0);
+        let b = SocketAddrV6::new("fd00::1".parse().unwrap(), 80, 0, 0);
+        for p in [
+            Pkt6::tcp(a, b).flags(SYN),
+            Pkt6::udp(a, b).payload(b"odd"),
+            Pkt6::tcp(a, b)
+                .ext(EXT_HOPOPTS, &[1, 4, 0, 0, 0, 0])
+                .ext(EXT_DSTOPTS, &[1, 12])
+                .payload(b"hello"),
+        ] {
+            let f = p.build();
+            assert_eq!(verify_checksums6(&f), Ok(()));
+            let mut bad = f.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            if p.payload.is_empty() {
+                bad[22] ^= 1; // the source address: the pseudo-header
+            }
+            assert!(verify_checksums6(&bad).is_err());
+        }
+        let f = Pkt6::tcp(a, b).build();
+        assert_eq!(endpoints6(&f), (a, b));
+        assert_eq!(f.len(), 14 + 40 + 20);
+        // RFC 4443: the error's checksum covers its pseudo-header and the quote.
+        let err = icmp6_error(([2; 6], [4; 6]), *b.ip(), *a.ip(), (1, 4), 0, &f, 48);
+        assert_eq!(err.len(), 14 + 40 + 8 + 48);
+        assert_eq!(&err[62..], &f[14..62]);
+        assert_eq!(verify_checksums6(&err), Ok(()));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //!  clients 10.0.0.0/24 ── dpc 10.0.0.1 (02:00:00:00:00:c1)  [ns]  dpb 10.1.0.1 (02:00:00:00:00:b1) ── servers 10.1.0.0/24
+//!          fd00::/64          fd00::1                               fd01::1                              fd01::/64
 //! ```
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 
@@ -15,6 +16,8 @@ pub const MAC_DPC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 pub const MAC_DPB: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb1];
 pub const DPC_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 pub const DPB_ADDR: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub const DPC_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+pub const DPB_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1);
 
 pub struct RunNet {
     pub ns: Netns,
@@ -40,8 +43,30 @@ impl RunNet {
         }
         ns.ip(&["addr", "add", &format!("{DPC_ADDR}/24"), "dev", "dpc"])?;
         ns.ip(&["addr", "add", &format!("{DPB_ADDR}/24"), "dev", "dpb"])?;
+        // IPv6 too, without duplicate address detection (the addresses are usable at once);
+        // the FIB answers IPv6 lookups only where forwarding is on.
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{DPC_ADDR6}/64"),
+            "dev",
+            "dpc",
+            "nodad",
+        ])?;
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{DPB_ADDR6}/64"),
+            "dev",
+            "dpb",
+            "nodad",
+        ])?;
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         for i in ["dpc", "dpb"] {
             ns.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
+            ns.sysctl(&format!("net.ipv6.conf.{i}.forwarding"), "1")?;
         }
         Ok(RunNet { ns })
     }
@@ -50,6 +75,27 @@ impl RunNet {
     pub fn neighbour(&self, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         let dev = if ip.octets()[1] == 0 { "dpc" } else { "dpb" };
         self.ns.ip(&[
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &mac_str(mac),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+    }
+
+    /// A permanent IPv6 neighbour on whichever side `ip` lives (fd00::/64: dpc).
+    pub fn neighbour6(&self, ip: Ipv6Addr, mac: [u8; 6]) -> Result<()> {
+        let dev = if ip.segments()[0] == 0xfd00 {
+            "dpc"
+        } else {
+            "dpb"
+        };
+        self.ns.ip(&[
+            "-6",
             "neigh",
             "replace",
             &ip.to_string(),

@@ -7,7 +7,9 @@ use super::ids::ServerSlot;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
+    maps::{
+        Array, HashMap, LpmTrie, Map, MapData, MapInfo, MapType, PerCpuArray, ProgramArray, RingBuf,
+    },
 };
 use lb_common::{
     ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, FlowKey, Keep, MAPS, MAX_SERVERS, MapDef, MapKind,
@@ -43,6 +45,7 @@ macro_rules! user_map_type {
     (PerCpuArray, $k:ty, $v:ty) => { PerCpuArray<MapData, $v> };
     (RingBuf, $k:ty, $v:ty) => { RingBuf<MapData> };
     (LpmTrie, $k:ty, $v:ty) => { LpmTrie<MapData, $k, $v> };
+    (ProgArray, $k:ty, $v:ty) => { ProgramArray<MapData> };
 }
 
 /// Private (unpinned) maps exist only in the process that loaded the object.
@@ -147,6 +150,7 @@ fn map_type(kind: MapKind) -> MapType {
         MapKind::PerCpuArray => MapType::PerCpuArray,
         MapKind::RingBuf => MapType::RingBuf,
         MapKind::LpmTrie => MapType::LpmTrie,
+        MapKind::ProgArray => MapType::ProgramArray,
     }
 }
 

@@ -18,7 +18,7 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_PASS, trace};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_LB6, PROG_PASS, trace};
 
 use ids::PoolSlot;
 pub use links::Attachment;
@@ -39,9 +39,6 @@ pub struct LoadOptions {
     /// Capacities in flows of the confirmed and half-open tables.
     pub conntrack_entries: u32,
     pub halfopen_entries: u32,
-    /// Some service is IPv6: the IPv6 conntrack tables get the IPv4 ones' sizes (else
-    /// `UNUSED_TABLE`, as LRU tables are preallocated).
-    pub ipv6: bool,
     /// Drop pinned state this build cannot adopt (established flows) instead of refusing to
     /// start (`lb run --discard-state`).
     pub discard_state: bool,
@@ -51,6 +48,9 @@ pub struct LoadOptions {
     /// Load the copy that traces (`lb trace on`), for packets of this VIP and port (network
     /// order, 0: any); see `lb_common::trace`.
     pub trace: Option<TraceFilter>,
+    /// Some service is IPv6: the IPv6 conntrack tables get the IPv4 ones' capacities (else
+    /// they take no memory, `TableSizes::flows6`).
+    pub ipv6: bool,
 }
 
 /// Which packets a tracing copy of the program reports.
@@ -68,24 +68,24 @@ impl Default for LoadOptions {
             pin_dir: None,
             conntrack_entries: lb_common::DEFAULT_CONNTRACK_ENTRIES,
             halfopen_entries: lb_common::DEFAULT_HALFOPEN_ENTRIES,
-            ipv6: false,
             discard_state: false,
             object: None,
             trace: None,
+            ipv6: false,
         }
     }
 }
 
 impl LoadOptions {
     pub fn sizes(&self) -> TableSizes {
-        let sizes = TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries);
-        if !self.ipv6 {
-            return sizes;
-        }
-        TableSizes {
-            flows6: sizes.flows,
-            halfopen6: sizes.halfopen,
-            ..sizes
+        let v4 = TableSizes::for_flows(self.conntrack_entries, self.halfopen_entries);
+        match self.ipv6 {
+            true => TableSizes {
+                flows6: v4.flows,
+                halfopen6: v4.halfopen,
+                ..v4
+            },
+            false => v4,
         }
     }
 }
@@ -146,10 +146,17 @@ impl Dataplane {
             None => std::borrow::Cow::Borrowed(OBJECT),
         };
         let mut ebpf = loader.load(&object).context("loading the XDP object")?;
-        for name in [PROG_LB, PROG_PASS] {
+        for name in [PROG_LB, PROG_LB6, PROG_PASS] {
             verify(&mut ebpf, name)?;
         }
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
+        // IPv6 packets go on in their own program (`LB_PROGS`).
+        let lb6 = program(&mut ebpf, PROG_LB6)?.fd()?;
+        maps.progs
+            .as_mut()
+            .context("the XDP object has no map LB_PROGS")?
+            .set(0, lb6, 0)
+            .context("installing the IPv6 program")?;
         let events = maps.events.take();
         Ok(Dataplane {
             ebpf,
@@ -249,6 +256,11 @@ impl Dataplane {
     /// The balancer program, e.g. for `BPF_PROG_TEST_RUN`.
     pub fn lb_program(&mut self) -> Result<&mut Xdp> {
         program(&mut self.ebpf, PROG_LB)
+    }
+
+    /// The IPv6 path the balancer tail-calls (what the verifier made of it, say).
+    pub fn lb6_program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, PROG_LB6)
     }
 
     /// The empty `XDP_PASS` program (benchmark floor, veth peers in tests).
