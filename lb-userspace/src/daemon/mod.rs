@@ -204,7 +204,6 @@ async fn serve(
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
         trace: None,
-        ipv6: false,
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
