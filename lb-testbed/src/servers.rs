@@ -1,6 +1,6 @@
 //! Real servers inside namespaces, always stopped by PID.
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::{
@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use crate::netns::Netns;
 
 /// The page each server returns for `/`, as in the reference capture.
-pub fn index_page(name: &str, addr: Ipv4Addr) -> String {
+pub fn index_page(name: &str, addr: impl std::fmt::Display) -> String {
     format!("<html><body>backend {name} {addr}</body></html>\n")
 }
 
@@ -24,7 +24,8 @@ pub fn index_page(name: &str, addr: Ipv4Addr) -> String {
 /// under a temporary directory. Serves `/` (naming the server) and `/health_check.html`.
 pub struct WebServer {
     pub name: String,
-    pub addr: Ipv4Addr,
+    /// IPv4 or IPv6 (a ULA address in the IPv6 tests).
+    pub addr: IpAddr,
     pub port: u16,
     pub dir: PathBuf,
     ns: Netns,
@@ -40,20 +41,22 @@ impl WebServer {
             .collect()
     }
 
-    pub fn nginx(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
-        Self::nginx_listening(ns, name, addr, port, &format!("{addr}:{port}"))
+    pub fn nginx(ns: &Netns, name: &str, addr: impl Into<IpAddr>, port: u16) -> Result<WebServer> {
+        let addr = addr.into();
+        let listen = SocketAddr::new(addr, port).to_string();
+        Self::nginx_listening(ns, name, addr, port, &listen)
     }
 
     /// nginx on `port` of every address of the namespace (a direct-server-return server
     /// answers on the VIP it holds on `lo`, its checks come to `addr`).
     pub fn nginx_any(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
-        Self::nginx_listening(ns, name, addr, port, &port.to_string())
+        Self::nginx_listening(ns, name, addr.into(), port, &port.to_string())
     }
 
     fn nginx_listening(
         ns: &Netns,
         name: &str,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         listen: &str,
     ) -> Result<WebServer> {

@@ -6,10 +6,14 @@
 //!                                               10.200.11.1 ──── 10.200.11.11 web11
 //! ```
 //!
+//! [`Topology::add_ipv6`] gives every segment a ULA prefix as well (client `fd00:200::2`, VIP
+//! `fd00:200::1`, server n `fd00:200:n::n`, the LB `fd00:200:n::1` on its segment), for the
+//! IPv6 and dual-stack tests.
+//!
 //! `Routing::Isolated` is the seed's layout: the servers know only their own segment, so
 //! replies come back only if the LB rewrote the source (full-NAT). `Routing::ViaLb` gives the
 //! servers a default route through the LB, which plain DNAT needs.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 
@@ -23,6 +27,17 @@ pub enum Routing {
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
+
+/// Server `n`'s IPv6 address, and the LB's on its segment.
+pub fn backend6(n: u8) -> (Ipv6Addr, Ipv6Addr) {
+    let n = u16::from(n);
+    (
+        Ipv6Addr::new(0xfd00, 0x200, n, 0, 0, 0, 0, n),
+        Ipv6Addr::new(0xfd00, 0x200, n, 0, 0, 0, 0, 1),
+    )
+}
 
 pub struct Backend {
     pub name: String,
@@ -44,6 +59,9 @@ pub struct Topology {
     /// LB-side veth towards the client.
     pub lb_client_if: String,
     pub backends: Vec<Backend>,
+    routing: Routing,
+    /// `n` of each backend (`10.200.n.n`), in order.
+    numbers: Vec<u8>,
 }
 
 impl Topology {
@@ -99,7 +117,32 @@ impl Topology {
             lb,
             lb_client_if,
             backends,
+            routing,
+            numbers: servers.iter().map(|&(_, n)| n).collect(),
         })
+    }
+
+    /// Adds the IPv6 addresses (see the module's comment) and routes, as the IPv4 ones:
+    /// the client routes through the VIP, servers through the LB with `Routing::ViaLb`.
+    /// Addresses skip duplicate address detection (`nodad`): they are usable at once.
+    pub fn add_ipv6(&self) -> Result<()> {
+        self.lb.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        let add = |ns: &Netns, a: Ipv6Addr, dev: &str| {
+            ns.ip(&["-6", "addr", "add", &format!("{a}/64"), "dev", dev, "nodad"])
+        };
+        add(&self.client, CLIENT6, &self.client_if)?;
+        add(&self.lb, VIP6, &self.lb_client_if)?;
+        self.client
+            .ip(&["-6", "route", "add", "default", "via", &VIP6.to_string()])?;
+        for (b, &n) in self.backends.iter().zip(&self.numbers) {
+            let (addr, lb_addr) = backend6(n);
+            add(&b.ns, addr, &b.ifname)?;
+            add(&self.lb, lb_addr, &b.lb_ifname)?;
+            if self.routing == Routing::ViaLb {
+                b.ns.ip(&["-6", "route", "add", "default", "via", &lb_addr.to_string()])?;
+            }
+        }
+        Ok(())
     }
 
     pub fn backend(&self, name: &str) -> &Backend {

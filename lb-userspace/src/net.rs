@@ -2,7 +2,7 @@
 //! `ip route get`), local addresses, interface indexes, forwarding sysctls, bpffs.
 use std::{
     ffi::{CStr, CString},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -20,8 +20,8 @@ pub struct Route {
     pub oif: u32,
     pub ifname: String,
     /// The source address the kernel would use: the LB's own address towards `dst`.
-    pub prefsrc: Option<Ipv4Addr>,
-    pub gateway: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
+    pub gateway: Option<IpAddr>,
 }
 
 /// A netlink socket to the kernel's routing subsystem, bound and connected.
@@ -35,14 +35,24 @@ fn route_socket() -> Result<Socket> {
 }
 
 /// Looks up the route to `dst` in the current network namespace.
-pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
+pub fn route_get(dst: IpAddr) -> Result<Route> {
     let socket = route_socket()?;
 
     let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
-    msg.header.destination_prefix_length = 32;
-    msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    match dst {
+        IpAddr::V4(a) => {
+            msg.header.address_family = AddressFamily::Inet;
+            msg.header.destination_prefix_length = 32;
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(a)));
+        }
+        IpAddr::V6(a) => {
+            msg.header.address_family = AddressFamily::Inet6;
+            msg.header.destination_prefix_length = 128;
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet6(a)));
+        }
+    }
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST;
     header.sequence_number = 1;
@@ -80,8 +90,10 @@ pub fn route_get(dst: Ipv4Addr) -> Result<Route> {
     for a in route.attributes {
         match a {
             RouteAttribute::Oif(i) => out.oif = i,
-            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => out.prefsrc = Some(a),
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => out.gateway = Some(a),
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => out.prefsrc = Some(a.into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => out.prefsrc = Some(a.into()),
+            RouteAttribute::Gateway(RouteAddress::Inet(a)) => out.gateway = Some(a.into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => out.gateway = Some(a.into()),
             _ => {}
         }
     }
@@ -146,16 +158,20 @@ pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
     Ok(())
 }
 
-/// A local IPv4 address and the interface holding it.
+/// A local address and the interface holding it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalAddr {
     pub ifname: String,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub up: bool,
     pub loopback: bool,
 }
 
-/// Every IPv4 address configured in this network namespace.
+/// Every IPv4 and IPv6 address configured in this network namespace, but IPv6 link-local
+/// ones (`fe80::/10`): a link-local address is only unique on its link and needs a scope,
+/// which a service key has not, and HAProxy users reach VIPs by global or ULA addresses.
+/// Tentative addresses (duplicate address detection under way) are listed: the kernel drops
+/// what arrives for them until DAD ends, so listing them early opens no gap.
 pub fn local_addrs() -> Result<Vec<LocalAddr>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
@@ -168,17 +184,32 @@ pub fn local_addrs() -> Result<Vec<LocalAddr>> {
         // SAFETY: `cur` walks the list returned by getifaddrs, which stays valid until freed.
         let ifa = unsafe { &*cur };
         cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || unsafe { (*ifa.ifa_addr).sa_family } != libc::AF_INET as u16 {
+        if ifa.ifa_addr.is_null() {
             continue;
         }
-        // SAFETY: family is AF_INET, so this is a sockaddr_in.
-        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        // SAFETY: non-null, filled in by getifaddrs.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let addr = if family == libc::AF_INET {
+            // SAFETY: family is AF_INET, so this is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+        } else if family == libc::AF_INET6 {
+            // SAFETY: family is AF_INET6, so this is a sockaddr_in6.
+            let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let a = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            if a.is_unicast_link_local() {
+                continue;
+            }
+            IpAddr::V6(a)
+        } else {
+            continue;
+        };
         let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
             .to_string_lossy()
             .into_owned();
         out.push(LocalAddr {
             ifname: name,
-            addr: Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+            addr,
             up: ifa.ifa_flags & libc::IFF_UP as u32 != 0,
             loopback: ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0,
         });

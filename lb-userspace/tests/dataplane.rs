@@ -474,10 +474,13 @@ fn a_reload_that_adds_servers_and_backends_moves_no_flow() {
     assert_eq!(layout.pools[1].name, "hoge");
     assert_eq!(layout.pools[1].servers[1].name, "web10");
     let plan = Plan {
-        snat: vec![LB_B; layout.server_count() as usize],
+        snat: vec![LB_B.into(); layout.server_count() as usize],
         layout,
         interfaces: vec![],
-        local: vec![addr_be(VIP), addr_be(LB_B)],
+        local: lb::daemon::Local {
+            v4: vec![addr_be(VIP), addr_be(LB_B)],
+            v6: Vec::new(),
+        },
     };
     f.bal.reinstall(plan, &cfg).expect("reload");
     assert_eq!(f.bal.layout().pools[1].slot, HOGE, "hoge keeps its pool");
@@ -785,10 +788,13 @@ server = [{ name = "web10", address = "10.1.0.10:80" }]
     .expect("config");
     let layout = Layout::new(&cfg);
     let plan = Plan {
-        snat: vec![LB_B; layout.server_count() as usize],
+        snat: vec![LB_B.into(); layout.server_count() as usize],
         layout,
         interfaces: vec![],
-        local: vec![addr_be(VIP), addr_be(LB_B)],
+        local: lb::daemon::Local {
+            v4: vec![addr_be(VIP), addr_be(LB_B)],
+            v6: Vec::new(),
+        },
     };
     f.bal.reinstall(plan, &cfg).expect("reload");
     f.expect_frame(
@@ -813,10 +819,13 @@ server = [{ name = "web10", address = "10.1.0.10:80" }]
     let cfg = native::parse("open.toml", &open).expect("config");
     let layout = Layout::new(&cfg);
     let plan = Plan {
-        snat: vec![LB_B; layout.server_count() as usize],
+        snat: vec![LB_B.into(); layout.server_count() as usize],
         layout,
         interfaces: vec![],
-        local: vec![addr_be(VIP), addr_be(LB_B)],
+        local: lb::daemon::Local {
+            v4: vec![addr_be(VIP), addr_be(LB_B)],
+            v6: Vec::new(),
+        },
     };
     f.bal.reinstall(plan, &cfg).expect("reload");
     assert_eq!(f.bal.dp.maps.access.keys().count(), 0);

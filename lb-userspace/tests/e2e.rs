@@ -284,7 +284,7 @@ fn bad_config_attaches_nothing() {
     let msg = err.to_string();
     assert!(
         msg.contains(".toml:")
-            && msg.contains("server 'web11': '10.200.11.300' is not an IPv4 address"),
+            && msg.contains("server 'web11': '10.200.11.300' is not an IP address"),
         "{msg}"
     );
     assert!(msg.contains("exited (exit status: 1)"), "{msg}");

@@ -4,7 +4,7 @@
 //! `lb check` prints for it (host checks aside). `LB_BLESS=1 cargo test` rewrites the
 //! `.expected` files; review the diff before committing.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -146,7 +146,7 @@ fn testbed_copy_moves_only_addresses() {
     assert_eq!(c.frontends[0].binds.len(), 1);
     assert_eq!(
         c.frontends[0].binds[0].addr,
-        Some(Ipv4Addr::new(10, 200, 0, 1))
+        IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1))
     );
     assert_eq!(c.frontends[0].binds[0].port, 80);
     let addrs: Vec<_> = c.backends[0]
@@ -157,8 +157,8 @@ fn testbed_copy_moves_only_addresses() {
     assert_eq!(
         addrs,
         [
-            (Ipv4Addr::new(10, 200, 10, 10), 80),
-            (Ipv4Addr::new(10, 200, 11, 11), 80)
+            (IpAddr::V4(Ipv4Addr::new(10, 200, 10, 10)), 80),
+            (IpAddr::V4(Ipv4Addr::new(10, 200, 11, 11)), 80)
         ]
     );
     let mut seed = normalise(load_seed().config);
@@ -170,7 +170,7 @@ fn testbed_copy_moves_only_addresses() {
         .iter_mut()
         .chain(tb.backends[0].servers.iter_mut())
     {
-        s.addr = Ipv4Addr::UNSPECIFIED;
+        s.addr = Ipv4Addr::UNSPECIFIED.into();
     }
     assert_eq!(seed, tb);
     assert_eq!(l.warnings.len(), SEED_WARNINGS.len());
@@ -280,9 +280,19 @@ fn dur() -> impl Strategy<Value = Duration> {
     ]
 }
 
-fn ip() -> impl Strategy<Value = Ipv4Addr> {
+fn ip4() -> impl Strategy<Value = Ipv4Addr> {
     (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
         .prop_map(|(a, b, c, d)| Ipv4Addr::new(a, b, c, d))
+}
+
+/// Either family, where lb takes both (servers, binds, checks, access rules).
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (1u8..=254, any::<u8>(), any::<u8>(), 1u8..=254)
+            .prop_map(|(a, b, c, d)| IpAddr::V4(Ipv4Addr::new(a, b, c, d))),
+        (0xfd00u16..=0xfdff, any::<u16>(), 1u16..=0xffff)
+            .prop_map(|(a, b, h)| IpAddr::V6(Ipv6Addr::new(a, b, 0, 0, 0, 0, 0, h))),
+    ]
 }
 
 fn port() -> impl Strategy<Value = u16> {
@@ -295,7 +305,7 @@ fn origin() -> Origin {
 
 fn log_target() -> impl Strategy<Value = LogTarget> {
     let dest = prop_oneof![
-        (ip(), port()).prop_map(|(a, p)| LogDest::Udp(SocketAddr::new(a.into(), p))),
+        (ip4(), port()).prop_map(|(a, p)| LogDest::Udp(SocketAddr::new(a.into(), p))),
         "/[a-z/]{1,12}".prop_map(|p| LogDest::Unix(p.into())),
         Just(LogDest::Stderr),
         Just(LogDest::Stdout),
@@ -317,7 +327,7 @@ fn log_target() -> impl Strategy<Value = LogTarget> {
 
 fn stats_http() -> impl Strategy<Value = StatsHttp> {
     let addr = prop_oneof![
-        (ip(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
+        (ip4(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a.into(), p)),
         Just("[::1]:9100".parse::<SocketAddr>().expect("v6")),
     ];
     let simple = addr
@@ -360,7 +370,7 @@ fn global() -> impl Strategy<Value = Global> {
                 (
                     prop_oneof![
                         "/[a-z/]{1,12}".prop_map(|p| ApiAddr::Unix(p.into())),
-                        (ip(), 1u16..=65535)
+                        (ip4(), 1u16..=65535)
                             .prop_map(|(a, p)| ApiAddr::Tcp(SocketAddr::new(a.into(), p))),
                     ],
                     prop::option::of(0u32..=0o7777),
@@ -693,12 +703,16 @@ fn backend(name: String) -> impl Strategy<Value = Backend> {
 }
 
 fn bind() -> impl Strategy<Value = Bind> {
+    let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
     (
-        prop::option::of(ip()),
+        prop_oneof![Just(any4), Just(any6), ip()],
         port(),
         prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)],
+        any::<bool>(),
     )
-        .prop_map(|(addr, port, proto)| Bind {
+        .prop_map(|(addr, port, proto, v6only)| Bind {
+            v6only: v6only && addr == IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             addr,
             port,
             proto,
@@ -708,7 +722,10 @@ fn bind() -> impl Strategy<Value = Bind> {
 
 fn access_test() -> impl Strategy<Value = Test> {
     prop_oneof![
-        prop::collection::vec((ip(), 0u8..=32), 1..3).prop_map(|nets| {
+        prop::collection::vec((ip(), 0u8..=128), 1..3).prop_map(|nets| {
+            let nets = nets
+                .into_iter()
+                .map(|(a, l)| (a, if a.is_ipv4() { l.min(32) } else { l }));
             Test::Src(nets.into_iter().map(|(a, l)| Net::new(a, l)).collect())
         }),
         prop::collection::vec((port(), port()), 1..3).prop_map(Test::DstPort),

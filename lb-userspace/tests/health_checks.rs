@@ -696,7 +696,15 @@ async fn a_ca_file_that_cannot_be_read_fails_every_check() {
 /// An agent answering each connection with the next reply (and closing), recording what it
 /// was sent.
 async fn agent(replies: Vec<&'static [u8]>) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    agent_on("127.0.0.1:0", replies).await
+}
+
+/// [`agent`] listening on `bind`.
+async fn agent_on(
+    bind: &str,
+    replies: Vec<&'static [u8]>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let l = TcpListener::bind(bind).await.expect("bind");
     let addr = l.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -1045,4 +1053,79 @@ async fn absurd_intervals_do_not_panic() {
     );
     sleep(ms(100)).await;
     checkers.shutdown().await;
+}
+
+// --- IPv6 servers ----------------------------------------------------------------------------
+
+/// Answers every connection on `[::1]` with `reply`, recording the request seen.
+async fn v6_server(reply: &'static [u8]) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let l = TcpListener::bind("[::1]:0").await.expect("bind ::1");
+    let addr = l.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let req = read_request(&mut s).await;
+            let _ = tx.send(req);
+            let _ = s.write_all(reply).await;
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn checks_reach_ipv6_servers() {
+    let (addr, mut seen) = v6_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(addr.is_ipv6());
+    for way in WAYS {
+        let r = run_check(&http_spec(way, addr, ms(2000))).await;
+        assert_result(&r, CheckStatus::L7Ok, Some(200), "");
+        let req = timeout(ms(2000), seen.recv())
+            .await
+            .expect("in time")
+            .expect("request");
+        assert!(
+            req.starts_with(b"GET /health_check.html HTTP/1."),
+            "{way:?}: {}",
+            String::from_utf8_lossy(&req)
+        );
+    }
+    // Through reqwest without a Host header of the check's: the URL's, bracketed.
+    let mut bare = http_spec(Way::Client, addr, ms(2000));
+    if let Probe::Http(h) = &mut bare.probe {
+        h.headers.clear();
+    }
+    assert_result(&run_check(&bare).await, CheckStatus::L7Ok, Some(200), "");
+    let req = timeout(ms(2000), seen.recv())
+        .await
+        .expect("in time")
+        .expect("request");
+    let host = format!("host: [::1]:{}\r\n", addr.port());
+    assert!(
+        String::from_utf8_lossy(&req).contains(&host),
+        "{}",
+        String::from_utf8_lossy(&req)
+    );
+    let tcp = CheckSpec {
+        probe: Probe::Tcp,
+        ..http_spec(Way::Exact, addr, ms(2000))
+    };
+    assert_result(&run_check(&tcp).await, CheckStatus::L4Ok, None, "");
+    let refused = {
+        let l = std::net::TcpListener::bind("[::1]:0").expect("bind ::1");
+        l.local_addr().expect("addr")
+    };
+    let r = run_check(&http_spec(Way::Client, refused, ms(2000))).await;
+    assert_result(&r, CheckStatus::L4Con, None, "Connection refused");
+}
+
+#[tokio::test]
+async fn agent_checks_reach_ipv6_agents() {
+    let (addr, mut sent) = agent_on("[::1]:0", vec![b"up 50%\n"]).await;
+    assert!(addr.is_ipv6());
+    let r = run_agent(&agent_spec(addr, b"ping\n", ms(1000))).await;
+    assert_eq!(sent.recv().await.as_deref(), Some(&b"ping\n"[..]));
+    assert_eq!(
+        (r.verdict, r.weight.as_deref()),
+        (AgentVerdict::Up, Some("50%"))
+    );
 }

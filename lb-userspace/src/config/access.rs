@@ -3,9 +3,12 @@
 //! them on each new TCP connection before any state exists (`dataplane::access` compiles them
 //! into `LB_ACCESS`, an LPM trie). Pure logic: the condition language, its parser and its
 //! evaluation.
-use std::{fmt, net::Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-use super::model::Origin;
+use super::model::{Family, Origin};
 
 /// What a rule decides when its condition holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,36 +50,59 @@ pub enum Test {
     DstPort(Vec<(u16, u16)>),
 }
 
-/// An IPv4 network; its host bits are zero.
+/// An IPv4 or IPv6 network; its host bits are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Net {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub len: u8,
 }
 
 impl Net {
-    pub const ALL: Net = Net {
-        addr: Ipv4Addr::UNSPECIFIED,
-        len: 0,
-    };
-
-    pub fn new(addr: Ipv4Addr, len: u8) -> Net {
-        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    /// Every address of family `f`.
+    pub fn all(f: Family) -> Net {
         Net {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            len,
+            addr: f.any(),
+            len: 0,
         }
     }
 
-    /// Whether every address of `other` is in this network.
+    pub fn new(addr: IpAddr, len: u8) -> Net {
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+        };
+        Net { addr, len }
+    }
+
+    pub fn family(&self) -> Family {
+        Family::of(self.addr)
+    }
+
+    /// The longest prefix of its family (32 or 128).
+    fn host_len(&self) -> u8 {
+        match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+
+    /// Whether every address of `other` is in this network (never across families).
     pub fn covers(&self, other: &Net) -> bool {
-        self.len <= other.len && Net::new(other.addr, self.len) == *self
+        self.family() == other.family()
+            && self.len <= other.len
+            && Net::new(other.addr, self.len) == *self
     }
 }
 
 impl fmt::Display for Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.len == 32 {
+        if self.len == self.host_len() {
             write!(f, "{}", self.addr)
         } else {
             write!(f, "{}/{}", self.addr, self.len)
@@ -146,14 +172,15 @@ pub fn decide(rules: &[AccessRule], region: &Net, port: u16) -> Verdict {
         .map_or(Verdict::Accept, |r| r.verdict)
 }
 
-/// The networks the rules name and all addresses, sorted, once each: the regions whose
-/// clients the rules treat alike (see [`Test::holds`]).
-pub fn regions(rules: &[AccessRule]) -> Vec<Net> {
+/// The networks of family `f` the rules name and all its addresses, sorted, once each: the
+/// regions whose clients the rules treat alike (see [`Test::holds`]).
+pub fn regions(rules: &[AccessRule], f: Family) -> Vec<Net> {
     let mut nets: Vec<Net> = rules
         .iter()
         .flat_map(|r| r.cond.any.iter().flatten())
         .flat_map(|t| t.test.nets().iter().copied())
-        .chain([Net::ALL])
+        .filter(|n| n.family() == f)
+        .chain([Net::all(f)])
         .collect();
     nets.sort();
     nets.dedup();
@@ -203,19 +230,20 @@ pub fn parse_test(criterion: &str, words: &[&str]) -> Result<Test, String> {
 /// `ADDR`, `ADDR/LEN` or `ADDR/MASK`.
 fn net(v: &str) -> Result<Net, String> {
     let (a, len) = v.split_once('/').map_or((v, None), |(a, l)| (a, Some(l)));
-    if a.contains(':') {
-        return Err(format!(
-            "'{v}' is an IPv6 address: lb forwards IPv4 only, so no client could match it."
-        ));
-    }
-    let addr: Ipv4Addr = a
+    let addr: IpAddr = a
         .parse()
-        .map_err(|_| format!("'{v}' is not an IPv4 address or network."))?;
+        .map_err(|_| format!("'{v}' is not an IP address or network."))?;
+    let max = match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
     let len = match len {
-        None => 32,
-        Some(l) => match (l.parse::<u8>(), l.parse::<Ipv4Addr>()) {
-            (Ok(n), _) if n <= 32 => n,
-            (_, Ok(m)) if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 => {
+        None => max,
+        Some(l) => match (l.parse::<u8>(), l.parse::<Ipv4Addr>(), addr) {
+            (Ok(n), _, _) if n <= max => n,
+            (_, Ok(m), IpAddr::V4(_))
+                if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 =>
+            {
                 u32::from(m).leading_ones() as u8
             }
             _ => return Err(format!("'{v}': '{l}' is not a prefix length or netmask.")),
@@ -423,7 +451,11 @@ mod tests {
             ("reject if", "'if' expects a condition"),
             ("reject when { src 1.2.3.4 }", "expects 'if' or 'unless'"),
             ("reject if { src 1.2.3.4", "missing '}'"),
-            ("reject if { src ::1 }", "IPv6"),
+            ("reject if { src 2001:db8::/129 }", "not a prefix length"),
+            (
+                "reject if { src 2001:db8::/255.0.0.0 }",
+                "not a prefix length",
+            ),
             ("reject if { src 10.0.0.0/33 }", "not a prefix length"),
             ("reject if { src -f /etc/list }", "ACL flag '-f'"),
             ("reject if { path /x }", "'path' cannot be tested by lb"),
@@ -433,6 +465,32 @@ mod tests {
             let e = rule(s).expect_err(s);
             assert!(e.contains(want), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_networks_are_their_own_regions() {
+        let rules: Vec<AccessRule> = [
+            "accept if { src 2001:db8:1::/48 }",
+            "reject if { src 2001:db8::/32 10.0.0.0/8 }",
+        ]
+        .iter()
+        .map(|r| rule(r).expect(r))
+        .collect();
+        let v6 = regions(&rules, Family::V6);
+        let shown: Vec<String> = v6.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["::/0", "2001:db8::/32", "2001:db8:1::/48"]);
+        assert_eq!(regions(&rules, Family::V4).len(), 2);
+        let at = |n: &str| decide(&rules, &net(n).expect(n), 80);
+        assert_eq!(at("2001:db8:1::/48"), Verdict::Accept);
+        assert_eq!(at("2001:db8::/32"), Verdict::Reject);
+        assert_eq!(at("::/0"), Verdict::Accept);
+        // An IPv4 network never covers an IPv6 one, nor the reverse.
+        assert!(
+            !net("0.0.0.0/0")
+                .expect("v4")
+                .covers(&net("::/0").expect("v6"))
+        );
+        assert_eq!(net("2001:db8::1").expect("host").to_string(), "2001:db8::1");
     }
 
     #[test]

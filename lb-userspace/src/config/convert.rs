@@ -233,7 +233,11 @@ fn global(out: &mut String, g: &Global) {
 }
 
 fn server(s: &Server) -> String {
-    let host = s.fqdn.clone().unwrap_or_else(|| s.addr.to_string());
+    // An IPv6 address is bracketed: unbracketed, its last group would read as the port.
+    let host = s.fqdn.clone().unwrap_or_else(|| match s.addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    });
     let mut o = format!(
         "{{ name = {}, address = {}, check = {}, inter = {}",
         q(&s.name),
@@ -251,11 +255,12 @@ fn server(s: &Server) -> String {
             q(&InitAddr::list_to_string(&s.init_addr))
         );
     }
+    // Read by the start-up resolution too, not only by resolvers.
+    if s.dns.prefer == Family::V6 {
+        let _ = write!(o, ", resolve_prefer = \"ipv6\"");
+    }
     if let Some(r) = &s.dns.resolvers {
         let _ = write!(o, ", resolvers = {}", q(r));
-        if s.dns.prefer == Family::Ipv4 {
-            let _ = write!(o, ", resolve_prefer = \"ipv4\"");
-        }
         if !s.dns.nets.is_empty() {
             let nets: Vec<String> = s.dns.nets.iter().map(|(a, l)| format!("{a}/{l}")).collect();
             let _ = write!(o, ", resolve_net = {}", q(&nets.join(",")));

@@ -1,7 +1,7 @@
 //! The one internal model every config front end (native TOML, haproxy.cfg) produces.
 //! Defaults are HAProxy's unless noted.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     sync::Arc,
     time::Duration,
@@ -183,19 +183,13 @@ impl Default for Hold {
     }
 }
 
-/// An address family (`resolve-prefer`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
 /// How a server given by host name follows DNS while running.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerDns {
     /// `resolvers NAME`.
     pub resolvers: Option<String>,
-    /// `resolve-prefer` (HAProxy's default: ipv6).
+    /// `resolve-prefer`: which family a host name's address is taken from when it has both.
+    /// lb's default is IPv4, not HAProxy's ipv6 (see [`super::resolve`]).
     pub prefer: Family,
     /// `resolve-net`: addresses in these networks are chosen first.
     pub nets: Vec<(Ipv4Addr, u8)>,
@@ -205,7 +199,7 @@ impl Default for ServerDns {
     fn default() -> Self {
         ServerDns {
             resolvers: None,
-            prefer: Family::Ipv6,
+            prefer: Family::V4,
             nets: Vec::new(),
         }
     }
@@ -431,32 +425,94 @@ impl Frontend {
         ports
     }
 
-    /// How many `LB_ACCESS` entries its rules take (`dataplane::access`).
-    pub fn access_entries(&self) -> usize {
-        if self.access.is_empty() {
+    /// Whether some bind serves clients of family `f`.
+    pub fn serves(&self, f: Family) -> bool {
+        self.binds.iter().any(|b| b.families().contains(&f))
+    }
+
+    /// How many `LB_ACCESS` (IPv4) or `LB6_ACCESS` (IPv6) entries its rules take
+    /// (`dataplane::access`): none for a family no bind serves.
+    pub fn access_entries(&self, f: Family) -> usize {
+        if self.access.is_empty() || !self.serves(f) {
             return 0;
         }
-        super::access::regions(&self.access).len() * self.tcp_ports().len()
+        super::access::regions(&self.access, f).len() * self.tcp_ports().len()
     }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bind {
-    /// `None` is `*`: every local IPv4 address.
-    pub addr: Option<Ipv4Addr>,
+    /// An unspecified address is a wildcard: `*:80` (`0.0.0.0`) every local IPv4 address,
+    /// `:::80` (`::`) every local IPv6 address and, unless `v6only`, every IPv4 one too.
+    pub addr: IpAddr,
     pub port: u16,
     pub proto: Proto,
+    /// `v6only` on a `::` bind: IPv6 clients only. Without it `:::80` is dual-stack, as
+    /// HAProxy's socket is on Linux by default (`net.ipv6.bindv6only=0`, or `v4v6`).
+    pub v6only: bool,
     pub origin: Origin,
+}
+
+/// An address family, as a bind serves and a server belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(a: IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// The wildcard (unspecified) address of the family.
+    pub fn any(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+impl Bind {
+    /// A wildcard bind: every local address of the families it serves.
+    pub fn is_wildcard(&self) -> bool {
+        self.addr.is_unspecified()
+    }
+
+    /// The client families it serves: its address's, and IPv4 too for a dual-stack `::`.
+    pub fn families(&self) -> &'static [Family] {
+        match self.addr {
+            IpAddr::V4(_) => &[Family::V4],
+            IpAddr::V6(a) if a.is_unspecified() && !self.v6only => &[Family::V4, Family::V6],
+            IpAddr::V6(_) => &[Family::V6],
+        }
+    }
 }
 
 impl std::fmt::Display for Bind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.addr {
-            Some(a) => write!(f, "{a}:{}", self.port)?,
-            None => write!(f, "*:{}", self.port)?,
+            IpAddr::V4(a) if a.is_unspecified() => write!(f, "*:{}", self.port)?,
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port)?,
+            IpAddr::V6(a) if a.is_unspecified() => write!(f, ":::{}", self.port)?,
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port)?,
         }
         if self.proto == Proto::Udp {
             write!(f, "/udp")?;
+        }
+        if self.v6only {
+            write!(f, " v6only")?;
         }
         Ok(())
     }
@@ -884,7 +940,7 @@ pub struct AgentCheck {
     /// `agent-send`: written once connected; nothing when empty.
     pub send: String,
     /// `agent-addr`; unset: the check address.
-    pub addr: Option<Ipv4Addr>,
+    pub addr: Option<IpAddr>,
 }
 
 /// A backend's timers, as HAProxy names them. The flow ones (`connect`, `client`, `server`,
@@ -1015,11 +1071,18 @@ pub struct Backend {
     pub origin: Origin,
 }
 
+impl Backend {
+    /// Whether some server is of family `f`: a pool of that family has servers.
+    pub fn has_family(&self, f: Family) -> bool {
+        self.servers.iter().any(|s| s.family() == f)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Server {
     pub name: String,
     /// With `fqdn`, unspecified until the name is resolved (see [`super::resolve`]).
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The host name the address was given as (HAProxy's `srv_fqdn`).
     pub fqdn: Option<String>,
     /// `init-addr`: where a host name's address comes from at start-up, tried in order.
@@ -1036,7 +1099,7 @@ pub struct Server {
     pub rise: u32,
     /// Health checks go to this port/address instead of the server's.
     pub check_port: Option<u16>,
-    pub check_addr: Option<Ipv4Addr>,
+    pub check_addr: Option<IpAddr>,
     /// TLS for the health checks.
     pub check_tls: CheckTls,
     pub agent: AgentCheck,
@@ -1067,7 +1130,7 @@ pub enum InitAddr {
     Libc,
     /// No address: the server starts in maintenance.
     None,
-    Ip(Ipv4Addr),
+    Ip(IpAddr),
 }
 
 impl InitAddr {
@@ -1082,7 +1145,7 @@ impl InitAddr {
                 "libc" => Ok(InitAddr::Libc),
                 "none" => Ok(InitAddr::None),
                 other => other.parse().map(InitAddr::Ip).map_err(|_| {
-                    format!("'{other}' is not a valid init-addr method ('last', 'libc', 'none' or an IPv4 address)")
+                    format!("'{other}' is not a valid init-addr method ('last', 'libc', 'none' or an IP address)")
                 }),
             })
             .collect()
@@ -1103,6 +1166,11 @@ impl InitAddr {
 }
 
 impl Server {
+    /// The family of its address (a host name's, once resolved).
+    pub fn family(&self) -> Family {
+        Family::of(self.addr)
+    }
+
     pub const DEFAULT_INTER: Duration = Duration::from_millis(2000);
     pub const DEFAULT_FALL: u32 = 3;
     pub const DEFAULT_RISE: u32 = 2;
@@ -1111,7 +1179,7 @@ impl Server {
     pub const DEFAULT_ERROR_LIMIT: u32 = 10;
 
     /// A server with HAProxy's defaults.
-    pub fn new(name: &str, addr: Ipv4Addr, port: u16, origin: Origin) -> Server {
+    pub fn new(name: &str, addr: IpAddr, port: u16, origin: Origin) -> Server {
         Server {
             name: name.into(),
             addr,

@@ -920,19 +920,38 @@ fn no_named_acls(name: &str) -> Result<access::Test, String> {
     ))
 }
 
-/// `ADDR:PORT[/tcp|/udp]`.
+/// `ADDR:PORT[/tcp|/udp][ v6only|v4v6]`, ADDR an IPv4 or (bracketed or not) IPv6 address,
+/// `*` (every local IPv4 address) or `::` (every local IPv6 address and, without `v6only`,
+/// every IPv4 one).
 pub fn bind(s: &str, origin: &Origin) -> Result<Bind, String> {
+    let (s, v6only) = match s.split_once(' ') {
+        None => (s, false),
+        Some((a, "v6only")) => (a, true),
+        Some((a, "v4v6")) => (a, false),
+        Some((_, w)) => {
+            return Err(format!(
+                "unknown bind option '{}' (v6only or v4v6)",
+                w.trim()
+            ));
+        }
+    };
     let (ep, proto) = match s.rsplit_once('/') {
         Some((ep, "tcp")) => (ep, Proto::Tcp),
         Some((ep, "udp")) => (ep, Proto::Udp),
         Some((_, p)) => return Err(format!("unknown protocol '{p}' (tcp or udp)")),
         None => (s, Proto::Tcp),
     };
-    let (addr, port) = units::endpoint(ep)?;
+    let (addr, port) = units::ip_endpoint(ep)?;
+    if v6only && !(addr.is_ipv6() && addr.is_unspecified()) {
+        return Err(format!(
+            "'v6only' only applies to '::' (every local IPv6 address), not to '{ep}'"
+        ));
+    }
     Ok(Bind {
         addr,
         port,
         proto,
+        v6only,
         origin: origin.clone(),
     })
 }
@@ -1333,38 +1352,43 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         );
         return None;
     };
-    // Without a port, the client's destination port (HAProxy's rule).
+    // Without a port, the client's destination port (HAProxy's rule). As HAProxy, the
+    // port follows the last colon, unless an IPv6 address is bracketed.
     let text = address.get_ref();
-    let (host, port_text) = text.rsplit_once(':').unwrap_or((text, ""));
+    let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
     let mut fqdn = None;
-    let parsed = if units::is_host_name(host) {
-        fqdn = Some(host.to_string());
-        match port_text {
-            "" => Ok((Some(std::net::Ipv4Addr::UNSPECIFIED), 0)),
-            p => units::port(p)
-                .map(|p| (Some(std::net::Ipv4Addr::UNSPECIFIED), p))
-                .map_err(|e| format!("in '{text}': {e}")),
-        }
-    } else {
-        match text.parse::<std::net::Ipv4Addr>() {
-            Ok(a) => Ok((Some(a), 0)),
-            Err(_) => units::endpoint(text),
+    let parsed = match units::split_host_port(text) {
+        Err(e) => Err(e),
+        Ok((host, port_text)) => {
+            let port = match port_text {
+                None => Ok(0),
+                Some(p) => units::port(p).map_err(|e| format!("in '{text}': {e}")),
+            };
+            if units::is_host_name(host) {
+                fqdn = Some(host.to_string());
+                port.map(|p| (any, p))
+            } else {
+                match units::ip(host) {
+                    Ok(a) => port.map(|p| (a, p)),
+                    Err(e) => Err(format!("{e}{}", units::v6_port_hint(text, host))),
+                }
+            }
         }
     };
     let (addr, port) = match parsed {
-        Ok((Some(a), p)) => (a, p),
-        Ok((None, _)) => {
+        Ok((a, _)) if a.is_unspecified() && fqdn.is_none() => {
             let at = cx.src.of(address);
             cx.err(
                 at,
                 format!(
-                    "server '{}': address '{}' must be a concrete IPv4 address",
+                    "server '{}': address '{}' must be a concrete IP address",
                     name.get_ref(),
                     address.get_ref()
                 ),
             );
             return None;
         }
+        Ok(p) => p,
         Err(e) => {
             let at = cx.src.of(address);
             cx.err(at, format!("server '{}': {e}", name.get_ref()));
@@ -1385,8 +1409,8 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
     out.dns.resolvers = pick(&s.resolvers, &d.resolvers).clone();
     if let Some(v) = pick(&s.resolve_prefer, &d.resolve_prefer) {
         match v.get_ref().as_str() {
-            "ipv4" => out.dns.prefer = Family::Ipv4,
-            "ipv6" => out.dns.prefer = Family::Ipv6,
+            "ipv4" => out.dns.prefer = Family::V4,
+            "ipv6" => out.dns.prefer = Family::V6,
             other => {
                 let at = cx.src.of(v);
                 cx.err(
@@ -1436,7 +1460,7 @@ fn server(cx: &mut Ctx, s: &Spanned<ServerT>, d: &ServerT) -> Option<Server> {
         }
     }
     if let Some(a) = pick(&s.addr, &d.addr) {
-        match units::ipv4(a.get_ref()) {
+        match units::ip(a.get_ref()) {
             Ok(a) => out.check_addr = Some(a),
             Err(e) => {
                 let at = cx.src.of(a);
@@ -1531,7 +1555,7 @@ fn agent(cx: &mut Ctx, out: &mut Server, s: &ServerT, d: &ServerT) {
         .clone()
         .unwrap_or_default();
     if let Some(a) = pick(&s.agent_addr, &d.agent_addr) {
-        match units::ipv4(a.get_ref()) {
+        match units::ip(a.get_ref()) {
             Ok(a) => out.agent.addr = Some(a),
             Err(e) => {
                 let at = cx.src.of(a);
@@ -1602,7 +1626,7 @@ mod tests {
         assert_eq!(c.frontends.len(), 1);
         let f = &c.frontends[0];
         assert_eq!(f.name, "main");
-        assert_eq!(f.binds[0].addr, None);
+        assert!(f.binds[0].addr.is_ipv4() && f.binds[0].is_wildcard());
         assert_eq!(f.binds[0].port, 80);
         assert_eq!(f.default_backend, "hoge");
         let b = c.backend("hoge").expect("backend hoge");
@@ -1642,7 +1666,7 @@ mod tests {
             s[0].init_addr,
             [
                 InitAddr::Libc,
-                InitAddr::Ip(std::net::Ipv4Addr::new(10, 0, 0, 9))
+                InitAddr::Ip(std::net::Ipv4Addr::new(10, 0, 0, 9).into())
             ]
         );
         assert_eq!(s[1].init_addr, InitAddr::DEFAULT);
@@ -1719,7 +1743,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            ["[ALERT] parsing [t.toml:4] : server 'web': '10.0.0.300' is not an IPv4 address"]
+            ["[ALERT] parsing [t.toml:4] : server 'web': '10.0.0.300' is not an IP address"]
         );
     }
 

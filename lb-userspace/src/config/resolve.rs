@@ -4,16 +4,22 @@
 //! the address the server state file recorded (`last`), the system's resolver (`libc`), a
 //! fixed address, or none (the server starts in maintenance). Parsing keeps the name; this
 //! step fills in the address, so the model stays free of I/O.
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use super::{
     diag::{ConfigError, Diagnostic, Severity},
-    model::{Config, InitAddr},
+    model::{Config, Family, InitAddr},
 };
 
 /// Looks a host name up; the error says why it has no IPv4 address.
 pub trait Resolve {
     fn ipv4(&self, name: &str) -> Result<Ipv4Addr, String>;
+
+    /// An address of the `prefer`red family, else of the other (`resolve-prefer`).
+    fn ip(&self, name: &str, prefer: Family) -> Result<IpAddr, String> {
+        let _ = prefer;
+        self.ipv4(name).map(IpAddr::V4)
+    }
 }
 
 /// libc's getaddrinfo (/etc/hosts, then DNS), through `std`. It blocks: call it before the
@@ -28,6 +34,27 @@ impl Resolve for SystemResolver {
             .collect();
         first_ipv4(&addrs)
     }
+
+    fn ip(&self, name: &str, prefer: Family) -> Result<IpAddr, String> {
+        let addrs: Vec<SocketAddr> = (name, 0)
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .collect();
+        preferred(&addrs, prefer)
+    }
+}
+
+/// The first address of family `prefer` in an answer, else its first address. HAProxy 2.6's
+/// `init-addr libc` takes getaddrinfo's first answer whatever `resolve-prefer` says (that
+/// steers its DNS resolvers); lb cannot translate between families, so it picks the family
+/// on purpose: IPv4 unless the server says `resolve-prefer ipv6`.
+fn preferred(addrs: &[SocketAddr], prefer: Family) -> Result<IpAddr, String> {
+    addrs
+        .iter()
+        .find(|a| Family::of(a.ip()) == prefer)
+        .or(addrs.first())
+        .map(SocketAddr::ip)
+        .ok_or_else(|| "no address".to_string())
 }
 
 /// The first IPv4 address of an answer; an answer with IPv6 addresses only is an error, lb
@@ -69,8 +96,8 @@ pub fn resolve(
             let mut parked = false;
             for m in &s.init_addr {
                 match m {
-                    InitAddr::Last => found = last(&b.name, &s.name),
-                    InitAddr::Libc => match r.ipv4(&name) {
+                    InitAddr::Last => found = last(&b.name, &s.name).map(IpAddr::V4),
+                    InitAddr::Libc => match r.ip(&name, s.dns.prefer) {
                         Ok(a) => found = Some(a),
                         Err(e) => why = Some(e),
                     },
@@ -225,10 +252,10 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         resolve(&mut c, &fake(), &no_state).expect("resolves");
-        let addrs: Vec<Ipv4Addr> = c.backends[0].servers.iter().map(|s| s.addr).collect();
+        let addrs: Vec<IpAddr> = c.backends[0].servers.iter().map(|s| s.addr).collect();
         assert_eq!(
             addrs,
-            [Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 0, 0, 7)]
+            [IpAddr::from([10, 0, 0, 9]), IpAddr::from([10, 0, 0, 7])]
         );
     }
 
@@ -236,12 +263,12 @@ mod tests {
     fn a_server_template_gives_each_server_the_name() {
         let mut c = cfg("server-template web 2-3 app.example:80 check init-addr libc");
         resolve(&mut c, &fake(), &no_state).expect("resolves");
-        let got: Vec<(&str, Ipv4Addr, bool)> = c.backends[0]
+        let got: Vec<(&str, IpAddr, bool)> = c.backends[0]
             .servers
             .iter()
             .map(|s| (s.name.as_str(), s.addr, s.check))
             .collect();
-        let a = Ipv4Addr::new(10, 0, 0, 7);
+        let a = IpAddr::from([10, 0, 0, 7]);
         assert_eq!(got, [("web2", a, true), ("web3", a, true)]);
         assert!(
             c.backends[0]
@@ -272,6 +299,16 @@ mod tests {
             first_ipv4(&[v6]),
             Err("IPv6 addresses only, lb balances IPv4".into())
         );
+    }
+
+    #[test]
+    fn resolve_prefer_picks_the_family_else_takes_the_other() {
+        let v6: SocketAddr = "[fd00::5]:0".parse().expect("literal");
+        let v4: SocketAddr = "10.0.0.5:0".parse().expect("literal");
+        assert_eq!(preferred(&[v6, v4], Family::V4), Ok(v4.ip()));
+        assert_eq!(preferred(&[v6, v4], Family::V6), Ok(v6.ip()));
+        assert_eq!(preferred(&[v6], Family::V4), Ok(v6.ip()));
+        assert_eq!(preferred(&[], Family::V4), Err("no address".into()));
     }
 
     #[test]

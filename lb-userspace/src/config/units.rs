@@ -1,5 +1,8 @@
 //! Value syntaxes shared by the config front ends, with HAProxy's rules.
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 /// HAProxy time: a number with an optional unit `us`, `ms`, `s`, `m`, `h`, `d`; bare numbers
 /// are milliseconds.
@@ -110,7 +113,79 @@ pub fn is_host_name(s: &str) -> bool {
         })
 }
 
-/// `ADDR:PORT`, where ADDR may be `*` or empty for "any" (`None`).
+/// An IPv4 or IPv6 address (`10.0.0.1`, `2001:db8::1`, `[2001:db8::1]`).
+pub fn ip(s: &str) -> Result<IpAddr, String> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse()
+        .map_err(|_| format!("'{s}' is not an IP address"))
+}
+
+/// HAProxy's `ADDR:PORT`: the port is what follows the LAST colon (so `2001:db8::1:80` is
+/// `2001:db8::1` port 80, and `fd00::10` is `fd00:` port 10), unless the address is in
+/// brackets (`[fd00::10]`, `[fd00::10]:80`). The port is `None` when there is none.
+pub fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!("missing ']' in '{s}'"));
+        };
+        return match after {
+            "" => Ok((host, None)),
+            a => match a.strip_prefix(':') {
+                Some(p) => Ok((host, Some(p))),
+                None => Err(format!("unexpected '{a}' after ']' in '{s}'")),
+            },
+        };
+    }
+    Ok(match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    })
+}
+
+/// A hint for an address that is not one because its last colon was read as the port
+/// (`fd00::10`, `2001:db8::1`): how to write it so that it is.
+pub fn v6_port_hint(whole: &str, host: &str) -> String {
+    hint(whole, host, true)
+}
+
+/// [`v6_port_hint`] where no port may be given (`addr`): bracketing is the only way.
+pub fn v6_bracket_hint(whole: &str, host: &str) -> String {
+    hint(whole, host, false)
+}
+
+fn hint(whole: &str, host: &str, port_ok: bool) -> String {
+    if !(host.ends_with(':') && whole.parse::<Ipv6Addr>().is_ok()) {
+        return String::new();
+    }
+    let or_port = if port_ok {
+        format!(" or '{whole}:PORT'")
+    } else {
+        String::new()
+    };
+    format!(" (as in HAProxy, what follows the last colon is the port: write '[{whole}]'{or_port})")
+}
+
+/// `ADDR:PORT` or `[ADDR]:PORT`, where ADDR may be `*`, empty, `0.0.0.0` or `::` for "any
+/// address" (the unspecified address of its family; `*` and empty are IPv4's).
+pub fn ip_endpoint(s: &str) -> Result<(IpAddr, u16), String> {
+    let (addr, p) = split_host_port(s)?;
+    let Some(p) = p else {
+        return Err(format!("'{s}' has no port (expected ADDRESS:PORT)"));
+    };
+    let port = port(p).map_err(|e| format!("in '{s}': {e}"))?;
+    match addr {
+        "" | "*" => Ok((IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+        a => Ok((
+            ip(a).map_err(|e| format!("{e}{}", v6_port_hint(s, a)))?,
+            port,
+        )),
+    }
+}
+
+/// `ADDR:PORT` (IPv4), where ADDR may be `*` or empty for "any" (`None`).
 pub fn endpoint(s: &str) -> Result<(Option<Ipv4Addr>, u16), String> {
     let Some((addr, p)) = s.rsplit_once(':') else {
         return Err(format!("'{s}' has no port (expected ADDRESS:PORT)"));
@@ -238,6 +313,25 @@ mod tests {
             duration("99999999999999999999")
                 .unwrap_err()
                 .contains("too large")
+        );
+    }
+
+    #[test]
+    fn ip_endpoints_take_the_port_after_the_last_colon() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().expect("v6"));
+        assert_eq!(ip_endpoint(":::80"), Ok((v6("::"), 80)));
+        assert_eq!(ip_endpoint("[::]:80"), Ok((v6("::"), 80)));
+        assert_eq!(ip_endpoint("2001:db8::1:80"), Ok((v6("2001:db8::1"), 80)));
+        assert_eq!(ip_endpoint("[2001:db8::1]:80"), Ok((v6("2001:db8::1"), 80)));
+        assert_eq!(
+            ip_endpoint("*:80"),
+            Ok((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80))
+        );
+        assert!(ip_endpoint("[::1]").unwrap_err().contains("no port"));
+        assert!(ip_endpoint("[::1:80").unwrap_err().contains("missing ']'"));
+        assert_eq!(
+            ip_endpoint("fd00::10").unwrap_err(),
+            "'fd00:' is not an IP address (as in HAProxy, what follows the last colon is the port: write '[fd00::10]' or 'fd00::10:PORT')"
         );
     }
 

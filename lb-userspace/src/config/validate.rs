@@ -1,7 +1,7 @@
 //! Semantic checks on the model, whichever front end produced it.
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use lb_common::{
@@ -22,6 +22,7 @@ const RULES: &[Rule] = &[
     frontend_names_are_unique,
     backend_names_are_unique,
     frontends_are_wired,
+    families_have_servers,
     http_frontends_run_at_l4,
     backends_have_sound_servers,
     direct_return_keeps_ports,
@@ -99,7 +100,8 @@ fn names_are_unique<'a>(
 /// Every frontend listens somewhere no other frontend does, and sends to a backend that
 /// exists.
 fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
-    let mut binds: HashMap<(Option<Ipv4Addr>, u16, Proto), &str> = HashMap::new();
+    // Per family served: a dual-stack `:::80` and a `*:80` both take IPv4's port 80.
+    let mut binds: HashMap<(Family, Option<IpAddr>, u16, Proto), &str> = HashMap::new();
     for f in &c.frontends {
         if f.binds.is_empty() {
             alert(out, &f.origin, format!("frontend '{}' has no bind", f.name));
@@ -115,7 +117,14 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
             );
         }
         for b in &f.binds {
-            if let Some(other) = binds.insert((b.addr, b.port, b.proto), &f.name) {
+            let addr = (!b.is_wildcard()).then_some(b.addr);
+            let mut taken = None;
+            for &fam in b.families() {
+                if let Some(other) = binds.insert((fam, addr, b.port, b.proto), &f.name) {
+                    taken = Some(other);
+                }
+            }
+            if let Some(other) = taken {
                 alert(
                     out,
                     &b.origin,
@@ -124,6 +133,64 @@ fn frontends_are_wired(c: &Config, out: &mut Vec<Diagnostic>) {
                         f.name
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// lb does not translate between IPv4 and IPv6 (no NAT46/NAT64): a client of one family is
+/// balanced over the backend's servers of that family. A bind whose every family has no
+/// server there is refused; a dual-stack bind (`:::80`) to a backend with servers of one
+/// family serves that family, with a warning saying the other's clients are not balanced.
+/// A server given by host name may turn out either family: its backend is judged once the
+/// names are resolved ([`host`]).
+fn families_have_servers(c: &Config, out: &mut Vec<Diagnostic>) {
+    family_rule(c, out, false);
+}
+
+/// [`families_have_servers`] for the backends with (`named`) or without host names.
+fn family_rule(c: &Config, out: &mut Vec<Diagnostic>, named: bool) {
+    for f in &c.frontends {
+        let Some(be) = c.backend(&f.default_backend) else {
+            continue;
+        };
+        if be.servers.is_empty() || be.servers.iter().any(|s| s.fqdn.is_some()) != named {
+            continue;
+        }
+        for b in &f.binds {
+            let fams = b.families();
+            let missing: Vec<Family> = fams
+                .iter()
+                .copied()
+                .filter(|&fam| !be.has_family(fam))
+                .collect();
+            let Some(&first) = missing.first() else {
+                continue;
+            };
+            let names = |v: &[Family]| v.iter().map(|f| f.name()).collect::<Vec<_>>().join(" and ");
+            if missing.len() == fams.len() {
+                alert(
+                    out,
+                    &b.origin,
+                    format!(
+                        "frontend '{}': bind {b} serves {} clients, but backend '{}' has no {} server (lb does not translate between IPv4 and IPv6).",
+                        f.name,
+                        names(fams),
+                        be.name,
+                        names(&missing)
+                    ),
+                );
+            } else {
+                out.push(Diagnostic::warning(
+                    Some(&b.origin),
+                    format!(
+                        "frontend '{}': bind {b} serves IPv4 and IPv6 clients, but backend '{}' has no {} server: {} clients are not balanced (lb does not translate between IPv4 and IPv6; their packets go to this host's own stack).",
+                        f.name,
+                        be.name,
+                        first.name(),
+                        first.name()
+                    ),
+                ));
             }
         }
     }
@@ -385,6 +452,17 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
 /// see coming back).
 fn direct_return_keeps_ports(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in c.backends.iter().filter(|b| b.nat == NatMode::DsrIpip) {
+        // IPIP carries IPv4 only; an IPv6 tunnel (ip6ip6) is not built.
+        for s in b.servers.iter().filter(|s| s.family() == Family::V6) {
+            alert(
+                out,
+                &s.origin,
+                format!(
+                    "server '{}/{}' has an IPv6 address ({}): 'nat dsr-ipip' tunnels to IPv4 servers only; use 'full-nat' or 'dnat' for IPv6 servers",
+                    b.name, s.name, s.addr
+                ),
+            );
+        }
         for f in c.frontends.iter().filter(|f| f.default_backend == b.name) {
             for bind in &f.binds {
                 for s in b.servers.iter().filter(|s| s.port != bind.port) {
@@ -404,9 +482,20 @@ fn direct_return_keeps_ports(c: &Config, out: &mut Vec<Diagnostic>) {
 
 /// The data plane's maps have room for every frontend, backend, server and bind.
 fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
+    // A backend IPv6 clients reach takes a second pool (and ring) for its IPv6 servers.
+    let reached6 = |b: &Backend| {
+        c.frontends
+            .iter()
+            .any(|f| f.default_backend == b.name && f.serves(Family::V6))
+    };
+    let pools = |b: &Backend| 1 + usize::from(reached6(b));
     let limits = [
         (c.frontends.len(), MAX_FRONTENDS, "frontends"),
-        (c.backends.len(), MAX_POOLS, "backends"),
+        (
+            c.backends.iter().map(pools).sum(),
+            MAX_POOLS,
+            "backend pools (one per backend, and one more for the IPv6 servers of a backend IPv6 clients reach)",
+        ),
         (
             c.backends.iter().map(|b| b.servers.len()).sum(),
             MAX_SERVERS,
@@ -418,12 +507,18 @@ fn data_plane_holds_it(c: &Config, out: &mut Vec<Diagnostic>) {
             "binds",
         ),
         (
-            c.frontends.iter().map(Frontend::access_entries).sum(),
+            c.frontends
+                .iter()
+                .map(|f| {
+                    f.access_entries(Family::V4)
+                        .max(f.access_entries(Family::V6))
+                })
+                .sum(),
             MAX_ACCESS_ENTRIES,
             "access rule prefixes (networks named by 'tcp-request connection' rules, plus one, per frontend and TCP port)",
         ),
         (
-            c.backends.iter().filter(|b| b.hashes()).count(),
+            c.backends.iter().filter(|b| b.hashes()).map(pools).sum(),
             lb_common::MAGLEV_RINGS,
             "hashing backends ('balance source' or 'hash-type consistent')",
         ),
@@ -496,11 +591,24 @@ fn several_nodes_agree(c: &Config, out: &mut Vec<Diagnostic>) {
         return;
     }
     for f in &c.frontends {
-        for b in f.binds.iter().filter(|b| b.addr.is_none()) {
+        for b in f.binds.iter().filter(|b| b.is_wildcard()) {
             out.push(Diagnostic::warning(
                 Some(&b.origin),
                 format!(
                     "frontend '{}': bind {b} is not announced ('announce_table'): a wildcard has no one address to announce",
+                    f.name
+                ),
+            ));
+        }
+        for b in f
+            .binds
+            .iter()
+            .filter(|b| b.addr.is_ipv6() && !b.is_wildcard())
+        {
+            out.push(Diagnostic::warning(
+                Some(&b.origin),
+                format!(
+                    "frontend '{}': bind {b} is not announced ('announce_table'): lb announces IPv4 VIPs only",
                     f.name
                 ),
             ));
@@ -564,16 +672,17 @@ pub enum HostUse {
 /// answer ARP for it), and full-NAT source ports should not overlap the local ephemeral range.
 pub fn host(
     c: &Config,
-    local: &[Ipv4Addr],
+    local: &[IpAddr],
     ephemeral: Option<(u16, u16)>,
     usage: HostUse,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // Host names are resolved by now.
+    family_rule(c, &mut out, true);
     for f in &c.frontends {
         for b in &f.binds {
-            if let Some(a) = b.addr
-                && !local.contains(&a)
-            {
+            let a = b.addr;
+            if !b.is_wildcard() && !local.contains(&a) {
                 let msg = format!(
                     "frontend '{}': bind {b}: {a} is not an address of any local interface",
                     f.name
@@ -724,6 +833,19 @@ mod tests {
         assert!(
             e[0].starts_with("[ALERT] config : no frontend defined"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn host_names_are_judged_by_family_once_resolved() {
+        let toml = "[frontend.f]\nbind = ['*:80']\ndefault_backend = 'b'\n[backend.b]\nserver = [{ name = 's', address = 'app.example:80', resolve_prefer = 'ipv6' }]\n";
+        let mut c = native::parse("t.toml", toml).expect("parses: the name could be IPv4");
+        assert!(config(&c).expect("no alert before resolution").is_empty());
+        c.backends[0].servers[0].addr = "fd00::10".parse().expect("ip");
+        let d = host(&c, &[], None, HostUse::Run);
+        assert_eq!(
+            d[0].to_string(),
+            "[ALERT] parsing [t.toml:2] : frontend 'f': bind *:80 serves IPv4 clients, but backend 'b' has no IPv4 server (lb does not translate between IPv4 and IPv6)."
         );
     }
 

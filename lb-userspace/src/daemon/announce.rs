@@ -23,15 +23,19 @@ pub struct Vips {
 }
 
 impl Vips {
-    /// Explicit bind addresses only: a wildcard bind has no one address to announce
-    /// (validation says so).
+    /// Explicit IPv4 bind addresses only: a wildcard bind has no one address to announce,
+    /// and IPv6 VIPs are not announced yet (validation says so for both).
     pub fn of(cfg: &Config, layout: &Layout) -> Vips {
         let mut by_addr: Vec<(Ipv4Addr, Vec<BackendId>)> = Vec::new();
         for f in &cfg.frontends {
             let Some(pool) = layout.pools.iter().find(|p| p.name == f.default_backend) else {
                 continue;
             };
-            for addr in f.binds.iter().filter_map(|b| b.addr) {
+            let v4 = f.binds.iter().filter_map(|b| match b.addr {
+                std::net::IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+                _ => None,
+            });
+            for addr in v4 {
                 match by_addr.iter_mut().find(|(a, _)| *a == addr) {
                     Some((_, ids)) if !ids.contains(&pool.id) => ids.push(pool.id),
                     Some(_) => {}

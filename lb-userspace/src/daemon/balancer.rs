@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use lb_common::{
     META_STATE_DOWN, META_STATE_DRAIN, META_STATE_MAINT, META_STATE_UP, NextHop,
-    SETTINGS_F_LOG_FLOWS, ServerInfo, ServerMeta, Settings, TABLE_SIZE, name_field,
+    SETTINGS_F_LOG_FLOWS, ServerInfo, ServerInfo6, ServerInfoOf, ServerMeta, Settings, TABLE_SIZE,
+    name_field,
 };
 
 use super::{
@@ -17,11 +18,11 @@ use super::{
     slowstart,
 };
 use crate::{
-    config::Config,
+    config::{Config, Family},
     dataplane::{
         Dataplane,
         ids::{BackendId, ServerId, ServerSlot},
-        layout::{Layout, addr_be},
+        layout::{Layout, addr_be, addr6_be},
         table::{self, Candidate, Shape},
         writer::Table,
     },
@@ -146,8 +147,8 @@ impl Balancer {
     pub fn set_addr(
         &mut self,
         id: ServerId,
-        addr: std::net::Ipv4Addr,
-        snat: std::net::Ipv4Addr,
+        addr: std::net::IpAddr,
+        snat: std::net::IpAddr,
         iface: Option<String>,
     ) -> Result<()> {
         let e = self
@@ -198,9 +199,20 @@ impl Balancer {
             maxconn: cfg.global.maxconn.unwrap_or(0),
         };
         self.dp.maps.write_settings(self.settings)?;
-        let servers: Vec<ServerSlot> = self.servers.iter().map(|e| e.place.slot).collect();
+        let servers: Vec<(ServerSlot, Family)> = self
+            .servers
+            .iter()
+            .map(|e| (e.place.slot, Family::of(e.place.addr)))
+            .collect();
         self.dp.maps.clear_servers_except(&servers)?;
-        let pools: Vec<_> = self.plan.layout.pools.iter().map(|p| p.slot).collect();
+        let pools: Vec<_> = self
+            .plan
+            .layout
+            .pools
+            .iter()
+            .flat_map(|p| [Some(p.slot), p.slot6])
+            .flatten()
+            .collect();
         self.dp.maps.clear_pools_except(&pools)?;
         let backends: Vec<BackendId> = self.plan.layout.pools.iter().map(|p| p.id).collect();
         for b in backends {
@@ -208,24 +220,35 @@ impl Balancer {
         }
         // Access rules before the services whose new flows they judge.
         self.dp.maps.sync_access(&self.plan.layout.access)?;
+        self.dp.maps.sync_access6(&self.plan.layout.access6)?;
         // Services last: by now every pool they point to has its table.
-        let services = self.plan.layout.service_entries(&self.plan.local);
-        self.dp.maps.sync_services(&services)?;
+        self.sync_services()?;
         self.dp.maps.write_port_filter(&ports)?;
         self.announce()
     }
 
-    /// Brings one pool's maps in line with its servers' states: every server's entry first,
-    /// then the table of those that take new flows. Established flows carry their own rewrite
-    /// and stay where they are whatever the server's state, as in HAProxy.
+    /// Writes both services maps for the current local addresses.
+    fn sync_services(&mut self) -> Result<()> {
+        let layout = &self.plan.layout;
+        let services = layout.service_entries(&self.plan.local.v4);
+        self.dp.maps.sync_services(&services)?;
+        let services6 = layout.service_entries6(&self.plan.local.v6);
+        self.dp.maps.sync_services6(&services6)
+    }
+
+    /// Brings one backend's maps in line with its servers' states: every server's entry
+    /// first, then the table of those that take new flows, per family (a pool slot serves
+    /// one family). Established flows carry their own rewrite and stay where they are
+    /// whatever the server's state, as in HAProxy.
     fn write_pool(&mut self, backend: BackendId) -> Result<()> {
-        let p = self
+        let now = Instant::now();
+        let dynamic = self
             .plan
             .layout
             .pool(backend)
-            .ok_or_else(|| anyhow!("no pool for backend {backend}"))?;
-        let now = Instant::now();
-        let dynamic = p.balance.dynamic();
+            .ok_or_else(|| anyhow!("no pool for backend {backend}"))?
+            .balance
+            .dynamic();
         let applied: Vec<(ServerId, Applied)> = self
             .servers
             .of_backend(backend)
@@ -242,7 +265,86 @@ impl Balancer {
                 e.applied = a;
             }
         }
-        let servers: Vec<&ServerEntry> = self.servers.of_backend(backend).collect();
+        for family in [Family::V4, Family::V6] {
+            self.write_family_pool(backend, family)?;
+        }
+        let p = self
+            .plan
+            .layout
+            .pool(backend)
+            .ok_or_else(|| anyhow!("no pool for backend {backend}"))?;
+        for e in self.servers.of_backend(backend) {
+            let meta = ServerMeta {
+                backend: name_field(&p.name),
+                server: name_field(&e.place.name),
+                state: meta_state(e.state),
+                backup: u8::from(e.place.backup),
+                weight: slowstart::shown_weight(e.applied.eweight) as u16,
+                pid: self.pid,
+                last_change: unix_now(),
+            };
+            self.dp.maps.write_meta(e.place.slot, meta)?;
+        }
+        Ok(())
+    }
+
+    /// One family's half of [`Balancer::write_pool`]: its servers' entries in its map
+    /// (`LB_SERVERS` or `LB6_SERVERS`) and, when the backend has a pool of that family, the
+    /// table over them.
+    fn write_family_pool(&mut self, backend: BackendId, family: Family) -> Result<()> {
+        let p = self
+            .plan
+            .layout
+            .pool(backend)
+            .ok_or_else(|| anyhow!("no pool for backend {backend}"))?;
+        let servers: Vec<&ServerEntry> = self
+            .servers
+            .of_backend(backend)
+            .filter(|e| Family::of(e.place.addr) == family)
+            .collect();
+        let pool = p.family_pool(family);
+        // An IPv6 server no IPv6 client reaches still gets its entry (it keeps its slot
+        // across restarts), naming the backend's IPv4 pool.
+        let entry_pool = pool.map_or(p.slot, |(slot, _)| slot);
+        for e in &servers {
+            let (addr, snat) = (e.place.addr, e.snat);
+            let port = e.place.port.to_be();
+            let (pool, maxconn) = (entry_pool.0, e.applied.maxconn);
+            match (addr, snat) {
+                (std::net::IpAddr::V6(a), std::net::IpAddr::V6(sn)) => {
+                    let want = server_info(addr6_be(a), addr6_be(sn), port, pool, maxconn);
+                    let cur = self.dp.maps.servers6.get(&e.place.slot.0, 0)?;
+                    // Rewriting an unchanged entry would only drop its cached next hop.
+                    if (ServerInfo6 {
+                        nh: NextHop::default(),
+                        ..cur
+                    }) != want
+                    {
+                        self.dp.maps.write_server6(e.place.slot, want)?;
+                    }
+                }
+                (std::net::IpAddr::V4(a), std::net::IpAddr::V4(sn)) => {
+                    let want = server_info(addr_be(a), addr_be(sn), port, pool, maxconn);
+                    let cur = self.dp.maps.servers.get(&e.place.slot.0, 0)?;
+                    if (ServerInfo {
+                        nh: NextHop::default(),
+                        ..cur
+                    }) != want
+                    {
+                        self.dp.maps.write_server(e.place.slot, want)?;
+                    }
+                }
+                _ => {
+                    return Err(anyhow!(
+                        "server {}: its full-NAT source {snat} is not of its family ({addr})",
+                        e.place.name
+                    ));
+                }
+            }
+        }
+        let Some((slot, flags)) = pool else {
+            return Ok(());
+        };
         let cands: Vec<Candidate> = servers
             .iter()
             .map(|e| Candidate {
@@ -270,42 +372,22 @@ impl Balancer {
             );
             Table::Entries(&rr)
         };
-        let info = |e: &ServerEntry| ServerInfo {
-            addr: addr_be(e.place.addr),
-            snat_addr: addr_be(e.snat),
-            port: e.place.port.to_be(),
-            _pad: 0,
-            pool: p.slot.0,
-            maxconn: e.applied.maxconn,
-            _pad2: 0,
-            nh: NextHop::default(),
-        };
-        for e in &servers {
-            let want = info(e);
-            // Rewriting an unchanged entry would only drop its cached next hop.
-            let cur = self.dp.maps.servers.get(&e.place.slot.0, 0)?;
-            if (ServerInfo {
-                nh: NextHop::default(),
-                ..cur
-            }) != want
-            {
-                self.dp.maps.write_server(e.place.slot, want)?;
-            }
-        }
-        self.dp.publish(p.slot, p.flags, p.timeouts, table)?;
-        for e in &servers {
-            let meta = ServerMeta {
-                backend: name_field(&p.name),
-                server: name_field(&e.place.name),
-                state: meta_state(e.state),
-                backup: u8::from(e.place.backup),
-                weight: slowstart::shown_weight(e.applied.eweight) as u16,
-                pid: self.pid,
-                last_change: unix_now(),
-            };
-            self.dp.maps.write_meta(e.place.slot, meta)?;
-        }
-        Ok(())
+        let timeouts = p.timeouts;
+        self.dp.publish(slot, flags, timeouts, table)
+    }
+}
+
+/// A server's `LB_SERVERS`/`LB6_SERVERS` entry, its next hop left for the data plane.
+fn server_info<A>(addr: A, snat: A, port: u16, pool: u32, maxconn: u32) -> ServerInfoOf<A> {
+    ServerInfoOf {
+        addr,
+        snat_addr: snat,
+        port,
+        _pad: 0,
+        pool,
+        maxconn,
+        _pad2: 0,
+        nh: NextHop::default(),
     }
 }
 
@@ -364,15 +446,14 @@ impl Balancer {
             + self.dp.maps.forget_flows6(|f| f.server == s)?)
     }
 
-    /// New local addresses (network order): rewrites the services of wildcard binds.
-    /// Returns whether anything changed.
-    pub fn set_local(&mut self, local: Vec<u32>) -> Result<bool> {
+    /// New local addresses: rewrites the services of wildcard binds. Returns whether
+    /// anything changed.
+    pub fn set_local(&mut self, local: super::plan::Local) -> Result<bool> {
         if local == self.plan.local {
             return Ok(false);
         }
         self.plan.local = local;
-        let services = self.plan.layout.service_entries(&self.plan.local);
-        self.dp.maps.sync_services(&services)?;
+        self.sync_services()?;
         Ok(true)
     }
 }

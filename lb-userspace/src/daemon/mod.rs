@@ -41,7 +41,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 pub use balancer::Balancer;
-pub use plan::{Plan, host_diagnostics, plan};
+pub use plan::{Local, Plan, host_diagnostics, plan};
 use runtime::Runtime;
 pub use servers::{Admin, ServerEntry, ServerState, Servers};
 use tokio::sync::mpsc;
@@ -201,15 +201,18 @@ async fn serve(
         pin_dir: Some(pins.clone()),
         conntrack_entries: cfg.global.flow_capacity(),
         halfopen_entries: cfg.global.halfopen_entries,
+        // Sized when loaded: a reload that adds the first IPv6 service needs a restart
+        // for IPv6 flows to have room (the tables cannot grow in place).
+        ipv6: !plan.layout.services6.is_empty(),
         discard_state: opts.discard_state,
         object: opts.xdp_object.clone(),
         trace: None,
-        ipv6: false,
     })?;
     for n in &dp.notes {
         eprintln!("[WARNING] {n}");
     }
-    let sysctls = sysctl::Forwarding::enable(&plan.interfaces)?;
+    let ipv6 = !plan.layout.services6.is_empty();
+    let sysctls = sysctl::Forwarding::enable(&plan.interfaces, ipv6)?;
     let ifaces = plan.interfaces.clone();
     // Every map is written before the program is attached (or swapped in): no packet sees
     // this build's program with an earlier run's tables.

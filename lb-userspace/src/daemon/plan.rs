@@ -1,6 +1,6 @@
 //! Resolving the config against this host: routes to every server (the full-NAT source and
 //! the interfaces to attach to), host-only checks.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -12,33 +12,49 @@ use crate::{
 
 /// Problems only this host can reveal (VIPs that are not local, port overlaps).
 pub fn host_diagnostics(cfg: &Config, usage: config::validate::HostUse) -> Vec<Diagnostic> {
-    let local: Vec<Ipv4Addr> = net::local_addrs()
+    let local: Vec<IpAddr> = net::local_addrs()
         .map(|v| v.into_iter().map(|a| a.addr).collect())
         .unwrap_or_default();
     config::validate::host(cfg, &local, net::ephemeral_ports(), usage)
 }
 
-/// The distinct addresses of `local`, in network order.
-pub fn local_v4(local: &[net::LocalAddr]) -> Vec<u32> {
-    let mut v: Vec<u32> = local
-        .iter()
-        .map(|l| crate::dataplane::layout::addr_be(l.addr))
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+/// This host's addresses as the services maps hold them: where wildcard binds listen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    /// IPv4, network order, sorted, once each.
+    pub v4: Vec<u32>,
+    /// IPv6 (not link-local, see [`net::local_addrs`]), sorted, once each.
+    pub v6: Vec<lb_common::Addr6>,
+}
+
+/// The distinct addresses of `local`, per family, in network order.
+pub fn local_of(local: &[net::LocalAddr]) -> Local {
+    use crate::dataplane::layout::{addr_be, addr6_be};
+    let mut out = Local::default();
+    for l in local {
+        match l.addr {
+            IpAddr::V4(a) => out.v4.push(addr_be(a)),
+            IpAddr::V6(a) => out.v6.push(addr6_be(a)),
+        }
+    }
+    out.v4.sort_unstable();
+    out.v4.dedup();
+    out.v6.sort_unstable();
+    out.v6.dedup();
+    out
 }
 
 /// Where packets come from and go to, resolved against this host.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub layout: Layout,
-    /// By `ServerId`: the LB's source address towards each server (full-NAT).
-    pub snat: Vec<Ipv4Addr>,
+    /// By `ServerId`: the LB's source address towards each server (full-NAT), of the
+    /// server's family.
+    pub snat: Vec<IpAddr>,
     /// Interfaces to attach to, in a stable order.
     pub interfaces: Vec<String>,
-    /// This host's IPv4 addresses (network order): where wildcard binds listen.
-    pub local: Vec<u32>,
+    /// This host's addresses: where wildcard binds listen.
+    pub local: Local,
 }
 
 /// Resolves the config against the host: routes to every server, interfaces to attach to.
@@ -48,19 +64,16 @@ pub fn plan(cfg: &Config, extra: &[String]) -> Result<Plan> {
     let mut ifaces = BTreeSet::new();
     for f in &cfg.frontends {
         for b in &f.binds {
-            match b.addr {
+            if b.is_wildcard() {
+                // `*`, `::`: every interface that could receive it.
+                for l in local.iter().filter(|l| l.up && !l.loopback) {
+                    ifaces.insert(l.ifname.clone());
+                }
+            } else {
                 // A VIP on `lo` (several nodes announcing it) arrives on the real
                 // interfaces: those towards the servers below, or the configured ones.
-                Some(a) => {
-                    for l in local.iter().filter(|l| l.addr == a && !l.loopback) {
-                        ifaces.insert(l.ifname.clone());
-                    }
-                }
-                // `*`: every interface that could receive it.
-                None => {
-                    for l in local.iter().filter(|l| l.up && !l.loopback) {
-                        ifaces.insert(l.ifname.clone());
-                    }
+                for l in local.iter().filter(|l| l.addr == b.addr && !l.loopback) {
+                    ifaces.insert(l.ifname.clone());
                 }
             }
         }
@@ -88,6 +101,6 @@ pub fn plan(cfg: &Config, extra: &[String]) -> Result<Plan> {
         layout,
         snat,
         interfaces: ifaces.into_iter().collect(),
-        local: local_v4(&local),
+        local: local_of(&local),
     })
 }

@@ -337,7 +337,7 @@ impl Runtime {
     /// The host's addresses changed: wildcard binds follow them.
     pub fn on_addresses(&mut self) -> Result<()> {
         let local = crate::net::local_addrs()?;
-        if self.bal.set_local(super::plan::local_v4(&local))? {
+        if self.bal.set_local(super::plan::local_of(&local))? {
             eprintln!("[NOTICE] local addresses changed: wildcard binds follow them");
         }
         Ok(())

@@ -5,7 +5,6 @@
 //! entry each, by [`BackendId`], for their history.
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -84,8 +83,8 @@ pub struct ServerEntry {
     pub place: ServerLayout,
     /// Its backend's name.
     pub backend: String,
-    /// The LB's source address towards it (full-NAT).
-    pub snat: Ipv4Addr,
+    /// The LB's source address towards it (full-NAT), of its family.
+    pub snat: std::net::IpAddr,
     pub state: ServerState,
     pub history: ServerHistory,
     /// What the maps hold for it now.
@@ -302,10 +301,10 @@ mod tests {
     fn plan(toml: &str) -> Plan {
         let layout = Layout::new(&native::parse("t.toml", toml).expect("parses"));
         Plan {
-            snat: vec![Ipv4Addr::LOCALHOST; layout.server_count() as usize],
+            snat: vec![std::net::Ipv4Addr::LOCALHOST.into(); layout.server_count() as usize],
             layout,
             interfaces: Vec::new(),
-            local: Vec::new(),
+            local: Default::default(),
         }
     }
 

@@ -3,28 +3,55 @@
 //! the rules decide for the addresses it is the longest match of. Inside such a region every
 //! network of the rules contains all addresses or none, so the decision is one value
 //! (`config::access::decide`), and the trie's longest match is HAProxy's first matching rule.
-use lb_common::{ACCESS_ACCEPT, ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey};
+use std::net::IpAddr;
+
+use lb_common::{ACCESS_ACCEPT, ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKeyOf, addr6_from_octets};
 
 use super::layout::addr_be;
 use crate::config::{
-    Frontend,
+    Family, Frontend,
     access::{Verdict, decide, regions},
 };
 
-/// One `LB_ACCESS` entry: prefix length (over the whole key), key, value.
+/// One `LB_ACCESS` (`A = u32`) or `LB6_ACCESS` (`A = Addr6`) entry: prefix length (over the
+/// whole key), key, value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AccessEntry {
+pub struct AccessEntryOf<A> {
     pub prefix: u32,
-    pub key: AccessKey,
+    pub key: AccessKeyOf<A>,
     pub value: u32,
 }
 
-/// The entries for frontend number `fid`; none when it has no rule (no entry: accepted).
+pub type AccessEntry = AccessEntryOf<u32>;
+pub type AccessEntry6 = AccessEntryOf<lb_common::Addr6>;
+
+/// The IPv4 entries for frontend number `fid`; none when it has no rule (no entry:
+/// accepted) or no bind serving IPv4.
 pub fn entries(fid: u32, f: &Frontend) -> Vec<AccessEntry> {
-    if f.access.is_empty() {
+    entries_of(fid, f, Family::V4, |a| match a {
+        IpAddr::V4(a) => addr_be(a),
+        IpAddr::V6(_) => 0,
+    })
+}
+
+/// The IPv6 entries for frontend number `fid` (`LB6_ACCESS`).
+pub fn entries6(fid: u32, f: &Frontend) -> Vec<AccessEntry6> {
+    entries_of(fid, f, Family::V6, |a| match a {
+        IpAddr::V6(a) => addr6_from_octets(a.octets()),
+        IpAddr::V4(_) => [0; 4],
+    })
+}
+
+fn entries_of<A>(
+    fid: u32,
+    f: &Frontend,
+    family: Family,
+    key_addr: impl Fn(IpAddr) -> A,
+) -> Vec<AccessEntryOf<A>> {
+    if f.access.is_empty() || !f.serves(family) {
         return Vec::new();
     }
-    let nets = regions(&f.access);
+    let nets = regions(&f.access, family);
     let ports = f.tcp_ports();
     let mut out = Vec::with_capacity(ports.len() * nets.len());
     for port in ports {
@@ -33,9 +60,9 @@ pub fn entries(fid: u32, f: &Frontend) -> Vec<AccessEntry> {
                 Verdict::Accept => ACCESS_ACCEPT,
                 Verdict::Reject => ACCESS_REJECT,
             };
-            out.push(AccessEntry {
+            out.push(AccessEntryOf {
                 prefix: ACCESS_FIXED_BITS + u32::from(net.len),
-                key: AccessKey::new(fid, port.to_be(), addr_be(net.addr)),
+                key: AccessKeyOf::new(fid, port.to_be(), key_addr(net.addr)),
                 value,
             });
         }

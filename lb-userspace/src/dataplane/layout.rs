@@ -5,41 +5,54 @@
 //! Slots are kept across reloads and restarts for every backend and server that stays (by
 //! name, see [`Layout::keep_slots`]), so adding or removing a server never moves another
 //! server's flows.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::{
-    Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_DSR, POOL_F_EMPTY_PASS,
-    POOL_F_HASH_SOURCE, POOL_F_MAXCONN, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT, PortFilter,
-    PortSide, ServiceKey, ServiceValue, Timeouts, draws_flags, name_field, name_str, pool_ring,
-    ring_flags,
+    Addr6, Algorithm, MAGLEV_RINGS, MAX_POOLS, MAX_SERVERS, POOL_F_DNAT, POOL_F_DSR,
+    POOL_F_EMPTY_PASS, POOL_F_HASH_SOURCE, POOL_F_MAXCONN, POOL_F_REDISPATCH, POOL_RETRIES_SHIFT,
+    PortFilter, PortSide, ServiceKey, ServiceKey6, ServiceValue, Timeouts, addr6_from_octets,
+    addr6_octets, draws_flags, name_field, name_str, pool_ring, ring_flags,
 };
 
 use super::{
-    access::{self, AccessEntry},
+    access::{self, AccessEntry, AccessEntry6},
     ids::{BackendId, PoolSlot, ServerId, ServerSlot},
 };
-use crate::config::{Backend, Balance, Config, NatMode, OnEmpty, Server};
+use crate::config::{Backend, Balance, Config, Family, NatMode, OnEmpty, Server};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
-    /// As bound: `addr == 0` for a wildcard bind (`*:port`), see [`Layout::service_entries`].
+    /// IPv4 services as bound: `addr == 0` for a wildcard bind (`*:port`, and the IPv4 half
+    /// of a dual-stack `:::port`), see [`Layout::service_entries`].
     pub services: Vec<(ServiceKey, ServiceValue)>,
-    /// Some bind is `*:port`.
+    /// IPv6 services as bound: `addr == [0; 4]` for `:::port`; their pool is the backend's
+    /// IPv6 pool ([`PoolLayout::slot6`]).
+    pub services6: Vec<(ServiceKey6, ServiceValue)>,
+    /// Some bind is a wildcard.
     pub wildcard: bool,
     /// By [`BackendId`].
     pub pools: Vec<PoolLayout>,
     pub frontends: Vec<String>,
-    /// `LB_ACCESS`: every frontend's `tcp-request connection` rules.
+    /// `LB_ACCESS`: every frontend's `tcp-request connection` rules for IPv4 clients.
     pub access: Vec<AccessEntry>,
+    /// `LB6_ACCESS`: the same for IPv6 clients.
+    pub access6: Vec<AccessEntry6>,
 }
 
+/// A backend's pools: a pool slot serves one family (lb does not translate between
+/// families), so a backend IPv6 clients reach has a second pool balancing its IPv6 servers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolLayout {
     pub id: BackendId,
+    /// The pool of its IPv4 servers (every backend has one).
     pub slot: PoolSlot,
+    /// The pool of its IPv6 servers, when some bind serving IPv6 leads here.
+    pub slot6: Option<PoolSlot>,
     pub name: String,
-    /// `POOL_F_*`.
+    /// `POOL_F_*` of the IPv4 pool.
     pub flags: u32,
+    /// `POOL_F_*` of the IPv6 pool: the same but for a hashing pool's ring.
+    pub flags6: u32,
     /// Flow timeouts in the data plane's ticks.
     pub timeouts: Timeouts,
     pub allbackups: bool,
@@ -59,7 +72,7 @@ pub struct ServerLayout {
     /// 1-based within its backend (HAProxy's `puid`).
     pub puid: u32,
     pub name: String,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
     pub backup: bool,
@@ -70,6 +83,10 @@ pub struct ServerLayout {
 }
 
 impl ServerLayout {
+    pub fn family(&self) -> Family {
+        Family::of(self.addr)
+    }
+
     /// The config's backend and server this one was laid out from; `None` if `cfg` is not
     /// the config the layout was made of.
     pub fn config<'c>(&self, cfg: &'c Config) -> Option<(&'c Backend, &'c Server)> {
@@ -110,12 +127,48 @@ impl PoolLayout {
     pub fn ring(&self) -> u32 {
         pool_ring(self.flags)
     }
+
+    /// The pool slot and flags of family `f`'s pool, if it has one.
+    pub fn family_pool(&self, f: Family) -> Option<(PoolSlot, u32)> {
+        match f {
+            Family::V4 => Some((self.slot, self.flags)),
+            Family::V6 => self.slot6.map(|s| (s, self.flags6)),
+        }
+    }
+
+    /// The pool slot a server's entry names: its family's pool (the IPv4 one for an IPv6
+    /// server no IPv6 client reaches).
+    pub fn server_pool(&self, s: &ServerLayout) -> PoolSlot {
+        match s.family() {
+            Family::V6 => self.slot6.unwrap_or(self.slot),
+            Family::V4 => self.slot,
+        }
+    }
+
+    /// Its servers of family `f`.
+    pub fn servers_of(&self, f: Family) -> impl Iterator<Item = &ServerLayout> {
+        self.servers.iter().filter(move |s| s.family() == f)
+    }
+}
+
+/// Whether `bind` leads clients of family `f` to `be`'s pool of that family: a bind of one
+/// family always does (an empty pool drops them, as for IPv4), a dual-stack bind only where
+/// the backend has servers of `f` (validation warns about the other family).
+fn leads(bind: &crate::config::Bind, be: &Backend, f: Family) -> bool {
+    let fams = bind.families();
+    fams.contains(&f) && (be.has_family(f) || fams.len() == 1)
+}
+
+/// The name a backend's IPv6 pool goes by where rings are kept by name (a space is in no
+/// backend's name, so it names no other backend).
+fn v6_key(name: &str) -> String {
+    format!("{} ipv6", short(name))
 }
 
 impl Layout {
     pub fn new(c: &Config) -> Layout {
         let mut next_server = 0u32;
-        let pools: Vec<PoolLayout> = c
+        let mut pools: Vec<PoolLayout> = c
             .backends
             .iter()
             .enumerate()
@@ -162,8 +215,10 @@ impl Layout {
                 PoolLayout {
                     id,
                     slot: PoolSlot(id.0),
+                    slot6: None,
                     name: b.name.clone(),
                     flags,
+                    flags6: flags,
                     timeouts: b.timeouts.flows(),
                     allbackups: b.allbackups,
                     balance: b.balance,
@@ -172,30 +227,75 @@ impl Layout {
                 }
             })
             .collect();
+        let mut next_pool = c.backends.len() as u32;
+        for f in &c.frontends {
+            let Some((i, be)) = c
+                .backends
+                .iter()
+                .enumerate()
+                .find(|(_, b)| b.name == f.default_backend)
+            else {
+                continue;
+            };
+            if pools[i].slot6.is_none() && f.binds.iter().any(|b| leads(b, be, Family::V6)) {
+                pools[i].slot6 = Some(PoolSlot(next_pool));
+                next_pool += 1;
+            }
+        }
         let mut services = Vec::new();
+        let mut services6 = Vec::new();
         let mut wildcard = false;
         for (fid, f) in c.frontends.iter().enumerate() {
-            let Some(pool) = pools.iter().find(|p| p.name == f.default_backend) else {
+            let Some((i, be)) = c
+                .backends
+                .iter()
+                .enumerate()
+                .find(|(_, b)| b.name == f.default_backend)
+            else {
                 continue; // validation reports it
             };
+            let pool = &pools[i];
             for b in &f.binds {
-                wildcard |= b.addr.is_none();
-                services.push((
-                    ServiceKey {
-                        addr: b.addr.map_or(0, |a| u32::from_ne_bytes(a.octets())),
-                        port: b.port.to_be(),
-                        proto: b.proto.number(),
-                        _pad: 0,
-                    },
-                    ServiceValue {
-                        pool: pool.slot.0,
-                        frontend: fid as u32,
-                    },
-                ));
+                wildcard |= b.is_wildcard();
+                if leads(b, be, Family::V4) {
+                    let addr = match b.addr {
+                        IpAddr::V4(a) => addr_be(a),
+                        IpAddr::V6(_) => 0, // the IPv4 half of `:::port`
+                    };
+                    services.push((
+                        ServiceKey {
+                            addr,
+                            port: b.port.to_be(),
+                            proto: b.proto.number(),
+                            _pad: 0,
+                        },
+                        ServiceValue {
+                            pool: pool.slot.0,
+                            frontend: fid as u32,
+                        },
+                    ));
+                }
+                if let (true, Some(slot6), IpAddr::V6(a)) =
+                    (leads(b, be, Family::V6), pool.slot6, b.addr)
+                {
+                    services6.push((
+                        ServiceKey6 {
+                            addr: addr6_be(a),
+                            port: b.port.to_be(),
+                            proto: b.proto.number(),
+                            _pad: 0,
+                        },
+                        ServiceValue {
+                            pool: slot6.0,
+                            frontend: fid as u32,
+                        },
+                    ));
+                }
             }
         }
         let mut l = Layout {
             services,
+            services6,
             wildcard,
             pools,
             frontends: c.frontends.iter().map(|f| f.name.clone()).collect(),
@@ -205,18 +305,28 @@ impl Layout {
                 .enumerate()
                 .flat_map(|(fid, f)| access::entries(fid as u32, f))
                 .collect(),
+            access6: c
+                .frontends
+                .iter()
+                .enumerate()
+                .flat_map(|(fid, f)| access::entries6(fid as u32, f))
+                .collect(),
         };
         l.keep_rings(&[]);
         l
     }
 
-    /// Hashing pools and their rings, by backend name: what the next layout keeps.
+    /// Hashing pools and their rings, by backend name (an IPv6 pool's by [`v6_key`]): what
+    /// the next layout keeps.
     pub fn rings(&self) -> Vec<(String, u32)> {
-        self.pools
-            .iter()
-            .filter(|p| p.hashes())
-            .map(|p| (p.name.clone(), p.ring()))
-            .collect()
+        let mut out = Vec::new();
+        for p in self.pools.iter().filter(|p| p.hashes()) {
+            out.push((p.name.clone(), p.ring()));
+            if p.slot6.is_some() {
+                out.push((v6_key(&p.name), pool_ring(p.flags6)));
+            }
+        }
+        out
     }
 
     /// Gives hashing pools that had a ring (`old`, by backend name) the same one, the others
@@ -224,43 +334,37 @@ impl Layout {
     /// rewriting. Validation keeps hashing pools within `MAGLEV_RINGS`.
     pub fn keep_rings(&mut self, old: &[(String, u32)]) {
         let mut taken = vec![false; MAGLEV_RINGS as usize];
-        let mut ring: Vec<Option<u32>> = vec![None; self.pools.len()];
-        for (i, p) in self.pools.iter().enumerate().filter(|(_, p)| p.hashes()) {
-            let name = short(&p.name);
-            let was = old.iter().find(|(n, _)| short(n) == name).map(|(_, r)| *r);
-            ring[i] = was.filter(|&r| take(&mut taken, r));
+        // Every hashing pool of either family, by the name its ring is kept under.
+        let mut hashing: Vec<(String, &mut u32, Option<u32>)> = Vec::new();
+        for p in self.pools.iter_mut().filter(|p| p.hashes()) {
+            let v6 = p.slot6.is_some().then(|| v6_key(&p.name));
+            hashing.push((short(&p.name), &mut p.flags, None));
+            if let Some(k) = v6 {
+                hashing.push((k, &mut p.flags6, None));
+            }
         }
-        for (i, p) in self
-            .pools
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, p)| p.hashes())
-        {
-            let r = ring[i].unwrap_or_else(|| lowest_free(&mut taken));
-            p.flags = (p.flags & !ring_flags(u32::MAX)) | ring_flags(r);
+        for (name, _, ring) in &mut hashing {
+            let was = old.iter().find(|(n, _)| short(n) == *name).map(|(_, r)| *r);
+            *ring = was.filter(|&r| take(&mut taken, r));
+        }
+        for (_, flags, ring) in hashing {
+            let r = ring.unwrap_or_else(|| lowest_free(&mut taken));
+            *flags = (*flags & !ring_flags(u32::MAX)) | ring_flags(r);
         }
     }
 
-    /// What `LB_SERVICES` holds on a host with these `local` addresses (network order):
-    /// exact binds as they are, and each wildcard bind once per local address, as HAProxy's
-    /// INADDR_ANY means "this host's addresses" (traffic the host merely routes is not a
-    /// service's). An exact bind wins over a wildcard on the same address and port.
+    /// What `LB_SERVICES` holds on a host with these `local` IPv4 addresses (network
+    /// order): exact binds as they are, and each wildcard bind once per local address, as
+    /// HAProxy's INADDR_ANY means "this host's addresses" (traffic the host merely routes is
+    /// not a service's). An exact bind wins over a wildcard on the same address and port.
     pub fn service_entries(&self, local: &[u32]) -> Vec<(ServiceKey, ServiceValue)> {
-        let mut out: Vec<(ServiceKey, ServiceValue)> = self
-            .services
-            .iter()
-            .filter(|(k, _)| k.addr != 0)
-            .copied()
-            .collect();
-        for (k, v) in self.services.iter().filter(|(k, _)| k.addr == 0) {
-            for &addr in local {
-                let key = ServiceKey { addr, ..*k };
-                if !out.iter().any(|(o, _)| *o == key) {
-                    out.push((key, *v));
-                }
-            }
-        }
-        out
+        per_local_address(&self.services, local, 0)
+    }
+
+    /// What `LB6_SERVICES` holds on a host with these `local` IPv6 addresses: as
+    /// [`Layout::service_entries`], `:::port` once per local IPv6 address.
+    pub fn service_entries6(&self, local: &[Addr6]) -> Vec<(ServiceKey6, ServiceValue)> {
+        per_local_address(&self.services6, local, [0; 4])
     }
 
     /// Every server with its pool, in id order.
@@ -285,7 +389,8 @@ impl Layout {
                 backend: short(&p.name),
                 server: short(&s.name),
                 slot: s.slot,
-                pool_slot: p.slot,
+                pool_slot: p.server_pool(s),
+                family: s.family(),
             })
             .collect()
     }
@@ -296,15 +401,21 @@ impl Layout {
     pub fn keep_slots(&mut self, placed: &[Placed]) -> Vec<ServerSlot> {
         let mut pools_taken = vec![false; MAX_POOLS as usize];
         let mut servers_taken = vec![false; MAX_SERVERS as usize];
-        let mut pool_slot: Vec<Option<u32>> = vec![None; self.pools.len()];
+        // Each family's pool keeps the slot its servers named.
+        let mut pool_slot: Vec<[Option<u32>; 2]> = vec![[None; 2]; self.pools.len()];
         for (i, p) in self.pools.iter().enumerate() {
             let name = short(&p.name);
-            let old = placed
-                .iter()
-                .find(|x| x.backend == name)
-                .map(|x| x.pool_slot.0);
-            if let Some(slot) = old.filter(|&s| take(&mut pools_taken, s)) {
-                pool_slot[i] = Some(slot);
+            for (j, fam) in [Family::V4, Family::V6].into_iter().enumerate() {
+                if fam == Family::V6 && p.slot6.is_none() {
+                    continue;
+                }
+                let old = placed
+                    .iter()
+                    .find(|x| x.backend == name && x.family == fam)
+                    .map(|x| x.pool_slot.0);
+                if let Some(slot) = old.filter(|&s| take(&mut pools_taken, s)) {
+                    pool_slot[i][j] = Some(slot);
+                }
             }
         }
         let mut server_slot: Vec<Vec<Option<u32>>> = Vec::new();
@@ -324,11 +435,18 @@ impl Layout {
         let mut fresh = Vec::new();
         let mut old_to_new = vec![None; MAX_POOLS as usize];
         for (i, p) in self.pools.iter_mut().enumerate() {
-            let slot = pool_slot[i].unwrap_or_else(|| lowest_free(&mut pools_taken));
+            let slot = pool_slot[i][0].unwrap_or_else(|| lowest_free(&mut pools_taken));
             if let Some(o) = old_to_new.get_mut(p.slot.index()) {
                 *o = Some(slot);
             }
             p.slot = PoolSlot(slot);
+            if let Some(old6) = p.slot6 {
+                let slot = pool_slot[i][1].unwrap_or_else(|| lowest_free(&mut pools_taken));
+                if let Some(o) = old_to_new.get_mut(old6.index()) {
+                    *o = Some(slot);
+                }
+                p.slot6 = Some(PoolSlot(slot));
+            }
             for (s, kept) in p.servers.iter_mut().zip(&server_slot[i]) {
                 s.slot = ServerSlot(kept.unwrap_or_else(|| {
                     let slot = lowest_free(&mut servers_taken);
@@ -337,7 +455,12 @@ impl Layout {
                 }));
             }
         }
-        for (_, v) in &mut self.services {
+        let values = self
+            .services
+            .iter_mut()
+            .map(|(_, v)| v)
+            .chain(self.services6.iter_mut().map(|(_, v)| v));
+        for v in values {
             if let Some(Some(slot)) = old_to_new.get(v.pool as usize) {
                 v.pool = *slot;
             }
@@ -353,8 +476,12 @@ impl Layout {
     /// back. Everything else is passed before any conntrack lookup.
     pub fn port_filter(&self) -> PortFilter {
         let mut f = PortFilter::default();
-        for (k, _) in &self.services {
-            f.add(PortSide::Service, u16::from_be(k.port));
+        let services = || {
+            let v4 = self.services.iter().map(|(k, v)| (k.port, v.pool));
+            v4.chain(self.services6.iter().map(|(k, v)| (k.port, v.pool)))
+        };
+        for (port, _) in services() {
+            f.add(PortSide::Service, u16::from_be(port));
         }
         for (p, s) in self.servers() {
             if s.port != 0 {
@@ -362,8 +489,9 @@ impl Layout {
                 continue;
             }
             // A server without a port answers from the ports its clients connected to.
-            for (k, _) in self.services.iter().filter(|(_, v)| v.pool == p.slot.0) {
-                f.add(PortSide::Server, u16::from_be(k.port));
+            let pool = p.server_pool(s).0;
+            for (port, _) in services().filter(|&(_, v)| v == pool) {
+                f.add(PortSide::Server, u16::from_be(port));
             }
         }
         f
@@ -382,6 +510,8 @@ pub struct Placed {
     pub backend: String,
     pub server: String,
     pub slot: ServerSlot,
+    /// Which map holds the server's entry (`LB_SERVERS` or `LB6_SERVERS`).
+    pub family: Family,
     pub pool_slot: PoolSlot,
 }
 
@@ -406,6 +536,39 @@ fn lowest_free(taken: &mut [bool]) -> u32 {
         }
         None => taken.len().saturating_sub(1) as u32,
     }
+}
+
+/// Exact entries of `services` as they are, and each wildcard (`any`) once per `local`
+/// address; an exact entry wins over a wildcard on the same address and port.
+fn per_local_address<A: Copy + PartialEq>(
+    services: &[(lb_common::ServiceKeyOf<A>, ServiceValue)],
+    local: &[A],
+    any: A,
+) -> Vec<(lb_common::ServiceKeyOf<A>, ServiceValue)> {
+    let mut out: Vec<_> = services
+        .iter()
+        .filter(|(k, _)| k.addr != any)
+        .copied()
+        .collect();
+    for (k, v) in services.iter().filter(|(k, _)| k.addr == any) {
+        for &addr in local {
+            let key = lb_common::ServiceKeyOf { addr, ..*k };
+            if !out.iter().any(|(o, _)| *o == key) {
+                out.push((key, *v));
+            }
+        }
+    }
+    out
+}
+
+/// Network-order map representation of an IPv6 address ([`lb_common::addr`]).
+pub fn addr6_be(a: Ipv6Addr) -> Addr6 {
+    addr6_from_octets(a.octets())
+}
+
+/// Inverse of [`addr6_be`].
+pub fn addr6_of(a: Addr6) -> Ipv6Addr {
+    Ipv6Addr::from(addr6_octets(a))
 }
 
 /// Network-order map representation of an address.
@@ -494,6 +657,77 @@ server = [{ name = "w1", address = "10.0.1.1:80" }, { name = "w2", address = "10
             assert!(ports.has(PortSide::Server, p), "server port {p}");
         }
         assert!(!ports.has(PortSide::Server, 8080) && !ports.has(PortSide::Service, 22));
+    }
+
+    #[test]
+    fn a_backend_ipv6_clients_reach_gets_a_pool_per_family() {
+        let c = native::parse(
+            "t.toml",
+            r#"
+[frontend.dual]
+bind = [":::80", "[2001:db8::1]:443"]
+default_backend = "both"
+tcp_request_connection = ["reject if { src 2001:db8:bad::/48 }"]
+[frontend.v4]
+bind = ["*:8080"]
+default_backend = "v4"
+[backend.both]
+balance = "source"
+server = [{ name = "a", address = "10.0.1.1:80" }, { name = "b", address = "[fd00::10]:80" }]
+[backend.v4]
+server = [{ name = "c", address = "10.0.1.2" }]
+"#,
+        )
+        .expect("parses");
+        let mut l = Layout::new(&c);
+        let both = &l.pools[0];
+        assert_eq!((both.slot, both.slot6), (PoolSlot(0), Some(PoolSlot(2))));
+        assert_eq!(l.pools[1].slot6, None);
+        // The dual-stack bind is an IPv4 wildcard and an IPv6 one; the exact one IPv6 only.
+        let v4: Vec<_> = l.services.iter().map(|(k, v)| (k.addr, v.pool)).collect();
+        assert_eq!(v4, [(0, 0), (0, 1)]);
+        let v6: Vec<_> = l
+            .services6
+            .iter()
+            .map(|(k, v)| (addr6_of(k.addr).to_string(), u16::from_be(k.port), v.pool))
+            .collect();
+        assert_eq!(
+            v6,
+            [
+                ("::".to_string(), 80, 2),
+                ("2001:db8::1".to_string(), 443, 2)
+            ]
+        );
+        let local6 = [addr6_be("fd00::1".parse().expect("v6"))];
+        let entries = l.service_entries6(&local6);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert!(entries.iter().any(|(k, _)| k.addr == local6[0]));
+        // Each hashing pool of either family has a ring of its own.
+        assert_ne!(pool_ring(l.pools[0].flags), pool_ring(l.pools[0].flags6));
+        // Rules for IPv6 clients go to LB6_ACCESS, IPv4's (only "all") to LB_ACCESS.
+        assert_eq!(l.access6.len(), 2 * 2);
+        assert_eq!(l.access.len(), 2);
+        let placed = l.placed();
+        assert_eq!(placed[1].family, Family::V6);
+        assert_eq!(placed[1].pool_slot, PoolSlot(2));
+        // A restart finds each family's pool where its servers named it.
+        let moved: Vec<Placed> = placed
+            .iter()
+            .map(|p| Placed {
+                pool_slot: PoolSlot(p.pool_slot.0 + 5),
+                ..p.clone()
+            })
+            .collect();
+        l.keep_slots(&moved);
+        assert_eq!(
+            (l.pools[0].slot, l.pools[0].slot6),
+            (PoolSlot(5), Some(PoolSlot(7)))
+        );
+        assert_eq!(l.services6[0].1.pool, 7);
+        assert_eq!(l.services[0].1.pool, 5);
+        // A server without a port answers from its clients' ports, per family.
+        let ports = l.port_filter();
+        assert!(ports.has(PortSide::Service, 443) && ports.has(PortSide::Server, 8080));
     }
 
     #[test]
@@ -659,6 +893,7 @@ server = [{{ name = "a", address = "10.0.1.1:80" }}, {{ name = "{long}", address
             server: "s".repeat(NAME_LEN),
             slot: ServerSlot(7),
             pool_slot: PoolSlot(3),
+            family: Family::V4,
         }];
         assert_eq!(l.keep_slots(&placed), [ServerSlot(0)]);
         let got: Vec<_> = slots(&l).into_iter().map(|(_, _, s)| s).collect();

@@ -177,6 +177,11 @@ impl Dataplane {
         Dataplane::load(&self.tracing_options(filter)?)
     }
 
+    /// Whether the IPv6 conntrack tables were sized for IPv6 services when loaded.
+    pub fn sized_for_ipv6(&self) -> bool {
+        self.opts.ipv6
+    }
+
     /// How [`Dataplane::tracing_copy`] loads, for a caller that loads elsewhere (the
     /// verifier takes seconds).
     pub fn tracing_options(&self, filter: TraceFilter) -> Result<LoadOptions> {

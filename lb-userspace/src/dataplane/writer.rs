@@ -15,15 +15,68 @@ use lb_common::{
     maglev_index, name_str, pool_ring, table_index,
 };
 
-use aya::maps::{PerCpuValues, lpm_trie::Key as LpmKey};
-use lb_common::AccessKey;
+use aya::{
+    Pod,
+    maps::{HashMap, LpmTrie, MapData, PerCpuValues, lpm_trie::Key as LpmKey},
+};
+use lb_common::{ServerInfo6, ServiceKey6};
 
 use super::{
-    access::AccessEntry,
+    access::{AccessEntry, AccessEntry6, AccessEntryOf},
     ids::{PoolSlot, ServerSlot},
     layout::Placed,
     maps::Maps,
 };
+use crate::config::Family;
+
+/// Makes a hash map hold exactly `entries`: new and changed keys first, stale ones last.
+fn sync_hash<K: Pod + PartialEq + std::fmt::Debug, V: Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    entries: &[(K, V)],
+) -> Result<()> {
+    for (k, v) in entries {
+        map.insert(k, v, 0)
+            .with_context(|| format!("writing service {k:?}"))?;
+    }
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !entries.iter().any(|(s, _)| s == k))
+        .collect();
+    for k in stale {
+        map.remove(&k)
+            .with_context(|| format!("removing service {k:?}"))?;
+    }
+    Ok(())
+}
+
+/// Makes an LPM trie hold exactly `entries`, new ones first and stale ones last.
+fn sync_trie<A: Copy + PartialEq + std::fmt::Debug>(
+    map: &mut LpmTrie<MapData, lb_common::AccessKeyOf<A>, u32>,
+    entries: &[AccessEntryOf<A>],
+) -> Result<()>
+where
+    lb_common::AccessKeyOf<A>: Pod,
+{
+    for e in entries {
+        map.insert(&LpmKey::new(e.prefix, e.key), e.value, 0)
+            .with_context(|| format!("writing access rule {e:?}"))?;
+    }
+    let stale: Vec<LpmKey<lb_common::AccessKeyOf<A>>> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| {
+            !entries
+                .iter()
+                .any(|e| e.prefix == k.prefix_len() && e.key == k.data())
+        })
+        .collect();
+    for k in stale {
+        map.remove(&k)
+            .with_context(|| format!("removing access rule {:?}", k.data()))?;
+    }
+    Ok(())
+}
 
 impl Maps {
     pub fn write_settings(&mut self, s: Settings) -> Result<()> {
@@ -33,49 +86,23 @@ impl Maps {
     /// Makes the services map hold exactly `services`: new and changed keys are written
     /// first, stale ones removed last, so a service that stays never disappears midway.
     pub fn sync_services(&mut self, services: &[(ServiceKey, ServiceValue)]) -> Result<()> {
-        for (k, v) in services {
-            self.services
-                .insert(k, v, 0)
-                .with_context(|| format!("writing service {k:?}"))?;
-        }
-        let stale: Vec<ServiceKey> = self
-            .services
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !services.iter().any(|(s, _)| s == k))
-            .collect();
-        for k in stale {
-            self.services
-                .remove(&k)
-                .with_context(|| format!("removing service {k:?}"))?;
-        }
-        Ok(())
+        sync_hash(&mut self.services, services)
+    }
+
+    /// The same for `LB6_SERVICES`.
+    pub fn sync_services6(&mut self, services: &[(ServiceKey6, ServiceValue)]) -> Result<()> {
+        sync_hash(&mut self.services6, services)
     }
 
     /// Makes `LB_ACCESS` hold exactly `entries`, new ones first and stale ones last (a
     /// reload changing the rules mixes old and new prefixes for that moment only).
     pub fn sync_access(&mut self, entries: &[AccessEntry]) -> Result<()> {
-        for e in entries {
-            self.access
-                .insert(&LpmKey::new(e.prefix, e.key), e.value, 0)
-                .with_context(|| format!("writing access rule {e:?}"))?;
-        }
-        let stale: Vec<LpmKey<AccessKey>> = self
-            .access
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                !entries
-                    .iter()
-                    .any(|e| e.prefix == k.prefix_len() && e.key == k.data())
-            })
-            .collect();
-        for k in stale {
-            self.access
-                .remove(&k)
-                .with_context(|| format!("removing access rule {:?}", k.data()))?;
-        }
-        Ok(())
+        sync_trie(&mut self.access, entries)
+    }
+
+    /// The same for `LB6_ACCESS`.
+    pub fn sync_access6(&mut self, entries: &[AccessEntry6]) -> Result<()> {
+        sync_trie(&mut self.access6, entries)
     }
 
     /// The port filter as the data plane reads it.
@@ -106,6 +133,12 @@ impl Maps {
             .with_context(|| format!("writing server slot {slot}"))
     }
 
+    pub fn write_server6(&mut self, slot: ServerSlot, info: ServerInfo6) -> Result<()> {
+        self.servers6
+            .set(slot.0, info, 0)
+            .with_context(|| format!("writing IPv6 server slot {slot}"))
+    }
+
     pub fn write_meta(&mut self, slot: ServerSlot, meta: ServerMeta) -> Result<()> {
         self.meta
             .set(slot.0, meta, 0)
@@ -113,16 +146,24 @@ impl Maps {
     }
 
     /// Clears every server slot but `keep` (left over from a bigger config, a reload or an
-    /// earlier run sharing the pins). Their established flows carry their own rewrite and go
-    /// on until they end, as a reloaded HAProxy's old process finishes its connections.
-    pub fn clear_servers_except(&mut self, keep: &[ServerSlot]) -> Result<()> {
+    /// earlier run sharing the pins), and a kept slot's entry in the other family's map (a
+    /// server whose address changed family). Their established flows carry their own
+    /// rewrite and go on until they end, as a reloaded HAProxy's old process finishes its
+    /// connections.
+    pub fn clear_servers_except(&mut self, keep: &[(ServerSlot, Family)]) -> Result<()> {
         for slot in (0..MAX_SERVERS).map(ServerSlot) {
-            if keep.contains(&slot) {
-                continue;
-            }
-            let cur = self.servers.get(&slot.0, 0)?;
-            if cur != ServerInfo::default() {
+            let family = keep.iter().find(|(s, _)| *s == slot).map(|(_, f)| *f);
+            if family != Some(Family::V4) && self.servers.get(&slot.0, 0)? != ServerInfo::default()
+            {
                 self.write_server(slot, ServerInfo::default())?;
+            }
+            if family != Some(Family::V6)
+                && self.servers6.get(&slot.0, 0)? != ServerInfo6::default()
+            {
+                self.write_server6(slot, ServerInfo6::default())?;
+            }
+            if family.is_some() {
+                continue;
             }
             if self.meta.get(&slot.0, 0)?.pid != 0 {
                 self.write_meta(slot, ServerMeta::default())?;
@@ -155,11 +196,19 @@ impl Maps {
             if meta.pid == 0 || meta.backend[0] == 0 {
                 continue;
             }
+            // An IPv6 server's entry is in LB6_SERVERS; the other map's entry is cleared.
+            let v6 = self.servers6.get(&slot, 0)?;
+            let (family, pool) = if v6 != ServerInfo6::default() {
+                (Family::V6, v6.pool)
+            } else {
+                (Family::V4, self.servers.get(&slot, 0)?.pool)
+            };
             out.push(Placed {
                 backend: name_str(&meta.backend).to_string(),
                 server: name_str(&meta.server).to_string(),
                 slot: ServerSlot(slot),
-                pool_slot: PoolSlot(self.servers.get(&slot, 0)?.pool),
+                pool_slot: PoolSlot(pool),
+                family,
             });
         }
         Ok(out)
@@ -170,12 +219,17 @@ impl Maps {
     pub fn placed_rings(&self, placed: &[Placed]) -> Result<Vec<(String, u32)>> {
         let mut out: Vec<(String, u32)> = Vec::new();
         for p in placed {
-            if out.iter().any(|(n, _)| *n == p.backend) {
+            // As `Layout::rings` names them: an IPv6 pool's ring by its own key.
+            let name = match p.family {
+                Family::V4 => p.backend.clone(),
+                Family::V6 => format!("{} ipv6", p.backend),
+            };
+            if out.iter().any(|(n, _)| *n == name) {
                 continue;
             }
             let flags = self.pools.get(&p.pool_slot.0, 0)?.flags;
             if lb_common::Algorithm::of_flags(flags) == lb_common::Algorithm::Maglev {
-                out.push((p.backend.clone(), pool_ring(flags)));
+                out.push((name, pool_ring(flags)));
             }
         }
         Ok(out)

@@ -103,10 +103,10 @@ impl HttpProbe {
                         builder = builder.resolve(sni, addr);
                         sni.clone()
                     }
-                    None => addr.ip().to_string(),
+                    None => url_host(addr.ip()),
                 }
             }
-            None => addr.ip().to_string(),
+            None => url_host(addr.ip()),
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         if !h.uri.starts_with('/') {
@@ -319,6 +319,14 @@ where
             }
             conn
         })
+    }
+}
+
+/// An address as a URL's host: an IPv6 one in brackets (`http://[fd00::10]:80/`).
+fn url_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
     }
 }
 

@@ -1,10 +1,6 @@
 //! What one check does, from the configuration: where it connects, over TLS or not, what it
 //! sends and expects, and its time budget. Pure: no I/O.
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
 
@@ -146,7 +142,7 @@ impl CheckSpec {
             },
         };
         CheckSpec {
-            addr: SocketAddr::new(IpAddr::V4(ip), port),
+            addr: SocketAddr::new(ip, port),
             probe,
             tls,
             budget: Budget {
@@ -226,7 +222,7 @@ impl AgentSpec {
         let port = a.port.or(server.check_port)?;
         let ip = a.addr.or(server.check_addr).unwrap_or(server.addr);
         Some(AgentSpec {
-            addr: SocketAddr::new(IpAddr::V4(ip), port),
+            addr: SocketAddr::new(ip, port),
             send: a.send.as_bytes().to_vec(),
             budget: Budget {
                 inter: a.inter.unwrap_or(server.inter),
@@ -303,6 +299,26 @@ mod tests {
         assert_eq!(Phase::Connecting.timeout(), CheckStatus::L4Tout);
         assert_eq!(Phase::Handshaking.timeout(), CheckStatus::L6Tout);
         assert_eq!(connected.timeout(), CheckStatus::L7Tout);
+    }
+
+    #[test]
+    fn ipv6_servers_and_check_addresses() {
+        let c = crate::config::parse_bytes(
+            "t.cfg",
+            b"frontend f\n  bind :::80\n  default_backend b\nbackend b\n  server s1 [fd00::10]:80 check\n  server s2 fd00::11:80 check addr [fd00::99] port 8080 agent-check agent-port 9000\n  server s3 10.0.0.3:80 check addr [fd00::98] agent-check agent-port 9000 agent-addr 10.0.0.97\n",
+            false,
+        )
+        .expect("parses")
+        .config;
+        let b = &c.backends[0];
+        let spec = |i: usize| CheckSpec::new(b, &b.servers[i], Verify::None).addr;
+        assert_eq!(spec(0), "[fd00::10]:80".parse().expect("addr"));
+        assert_eq!(spec(1), "[fd00::99]:8080".parse().expect("addr"));
+        // A check address of the other family is the user's choice, taken as given.
+        assert_eq!(spec(2), "[fd00::98]:80".parse().expect("addr"));
+        let agent = |i: usize| AgentSpec::new(b, &b.servers[i]).expect("agent").addr;
+        assert_eq!(agent(1), "[fd00::99]:9000".parse().expect("addr"));
+        assert_eq!(agent(2), "10.0.0.97:9000".parse().expect("addr"));
     }
 
     #[test]

@@ -135,10 +135,13 @@ impl Fixture {
         let cfg = native::parse("dataplane.toml", config).expect("config");
         let layout = Layout::new(&cfg);
         let plan = Plan {
-            snat: vec![LB_B; layout.server_count() as usize],
+            snat: vec![LB_B.into(); layout.server_count() as usize],
             layout,
             interfaces: vec![],
-            local: vec![addr_be(VIP), addr_be(LB_B)],
+            local: lb::daemon::Local {
+                v4: vec![addr_be(VIP), addr_be(LB_B)],
+                v6: Vec::new(),
+            },
         };
         let dp = Dataplane::load(&opts).expect("load XDP object");
         let bal = Balancer::install(dp, plan, &cfg).expect("install");

@@ -1,12 +1,11 @@
 //! `bind ADDR:PORT[-PORT][,...] [params]`, and the address lists HAProxy 1.x allowed on
 //! the section line (`frontend main *:80`).
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{
     diags::{Diags, clean, show},
     keywords::{L7_GENERIC, ProxyCtx},
     suggest::did_you_mean,
-    values::ip_arg,
 };
 use crate::config::{model::*, units};
 
@@ -66,7 +65,7 @@ fn bind_param(kw: &str) -> Option<(usize, Result<&'static str, &'static str>)> {
     Some(match kw {
         "name" | "id" | "nice" | "process" | "thread" | "backlog" | "maxconn" | "mss"
         | "interface" | "namespace" => (1, Ok(NO_SOCKET)),
-        "tfo" | "defer-accept" | "v4v6" | "v6only" | "transparent" => (0, Ok(NO_SOCKET)),
+        "tfo" | "defer-accept" | "transparent" => (0, Ok(NO_SOCKET)),
         "ssl" | "strict-sni" | "npn" => (0, Err(NO_TLS)),
         "crt" | "crt-list" | "ca-file" | "verify" | "alpn" | "ciphers" | "ciphersuites"
         | "ssl-min-ver" | "ssl-max-ver" => (1, Err(NO_TLS)),
@@ -94,9 +93,21 @@ pub(super) fn bind(c: &mut ProxyCtx) {
         );
         return;
     };
+    let args = c.args;
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let first = binds.len();
     bind_list(c.d, list, binds, c.total_binds);
     let mut i = 2;
-    while let Some(p) = c.arg(i) {
+    while let Some(p) = arg(i) {
+        if let Some(v6only) = match p {
+            "v6only" => Some(true),
+            "v4v6" => Some(false),
+            _ => None,
+        } {
+            family_param(c.d, list, p, v6only, &mut binds[first..]);
+            i += 1;
+            continue;
+        }
         let Some((n, verdict)) = bind_param(p) else {
             c.d.alert(format!(
                 "'bind {}' in section '{}': unknown keyword '{}'{}",
@@ -107,7 +118,7 @@ pub(super) fn bind(c: &mut ProxyCtx) {
             ));
             return;
         };
-        if n == 1 && c.arg(i + 1).is_none() {
+        if n == 1 && arg(i + 1).is_none() {
             c.d.alert(format!(
                 "'bind {}' : '{p}' expects an argument.",
                 show(list)
@@ -123,6 +134,25 @@ pub(super) fn bind(c: &mut ProxyCtx) {
             }
         }
         i += 1 + n;
+    }
+}
+
+/// `v6only` (IPv6 clients only) or `v4v6` (both families; Linux's default) on the binds of
+/// one line. They only mean something on `::` (HAProxy sets the socket option on any IPv6
+/// socket; on an exact IPv6 address only IPv6 clients arrive anyway).
+fn family_param(d: &mut Diags, list: &str, p: &str, v6only: bool, binds: &mut [Bind]) {
+    let mut used = false;
+    for b in binds.iter_mut() {
+        if b.addr.is_ipv6() && b.is_wildcard() {
+            b.v6only = v6only;
+            used = true;
+        }
+    }
+    if !used && !binds.is_empty() {
+        d.warn(format!(
+            "'bind {} {p}' has no effect: it only changes which clients a ':::PORT' bind serves.",
+            show(list)
+        ));
     }
 }
 
@@ -146,6 +176,7 @@ pub(super) fn bind_list(d: &mut Diags, list: &str, out: &mut Vec<Bind>, total: &
                         addr,
                         port,
                         proto,
+                        v6only: false,
                         origin: here.clone(),
                     });
                 }
@@ -155,35 +186,39 @@ pub(super) fn bind_list(d: &mut Diags, list: &str, out: &mut Vec<Bind>, total: &
     }
 }
 
-fn bind_addr(item: &str) -> Result<(Option<Ipv4Addr>, u16, u16, Proto), String> {
-    let (proto, rest) = match item.split_once('@') {
-        None => (Proto::Tcp, item),
-        Some(("ipv4" | "tcp" | "tcp4", r)) => (Proto::Tcp, r),
+/// One `[family@]ADDR:PORT[-PORT]` of a bind line. As HAProxy: the port follows the last
+/// colon (`:::80` is `::` port 80), an IPv6 address may be bracketed (`[::]:80`), `*` or
+/// nothing is IPv4's any address (`ipv6@:80` IPv6's).
+fn bind_addr(item: &str) -> Result<(IpAddr, u16, u16, Proto), String> {
+    use crate::config::model::Family;
+    let (family, proto, rest) = match item.split_once('@') {
+        None => (None, Proto::Tcp, item),
+        Some(("ipv4" | "tcp" | "tcp4", r)) => (Some(Family::V4), Proto::Tcp, r),
+        Some(("ipv6" | "tcp6", r)) => (Some(Family::V6), Proto::Tcp, r),
         // lb extension: HAProxy has no UDP proxies, lb balances UDP too.
-        Some(("udp" | "udp4", r)) => (Proto::Udp, r),
-        Some(("ipv6" | "tcp6" | "udp6" | "quic6", _)) => {
-            return Err("lb balances IPv4 only".into());
-        }
+        Some(("udp" | "udp4", r)) => (Some(Family::V4), Proto::Udp, r),
+        Some(("udp6", r)) => (Some(Family::V6), Proto::Udp, r),
         Some((p, _)) => {
             return Err(format!(
-                "lb listens on IPv4 addresses only, not on '{}@' sockets",
+                "lb listens on IP addresses only, not on '{}@' sockets",
                 show(p)
             ));
         }
     };
     if rest.starts_with('/') {
-        return Err("lb listens on IPv4 addresses only, not on UNIX sockets".into());
+        return Err("lb listens on IP addresses only, not on UNIX sockets".into());
     }
-    if rest.matches(':').count() > 1 || rest.starts_with('[') {
-        return Err("lb balances IPv4 only".into());
-    }
-    let Some((addr, ports)) = rest.rsplit_once(':') else {
+    let (addr, ports) = units::split_host_port(rest)?;
+    let Some(ports) = ports else {
         return Err(format!("missing port specification in '{}'", show(rest)));
     };
     let addr = match addr {
-        "" | "*" | "0.0.0.0" => None,
-        a => Some(ip_arg(a)?),
+        "" | "*" => family.unwrap_or(Family::V4).any(),
+        a => units::ip(a).map_err(|e| format!("{e}{}", units::v6_port_hint(rest, a)))?,
     };
+    if family.is_some_and(|f| f != Family::of(addr)) {
+        return Err(format!("invalid address: '{addr}' in '{}'", show(item)));
+    }
     let (lo, hi) = match ports.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (units::port(a)?, units::port(b)?);

@@ -10,6 +10,7 @@ use super::{
 use crate::config::{
     access::{self, Test},
     model::*,
+    units,
 };
 
 pub(super) fn mode(c: &mut ProxyCtx) {
@@ -379,10 +380,18 @@ pub(super) fn source(c: &mut ProxyCtx) {
         c.d.alert("'source' expects <addr>[:<port>] as argument.");
         return;
     };
-    let ip = addr.rsplit_once(':').map_or(addr, |(a, _)| a);
-    let any = matches!(ip, "0.0.0.0" | "*" | "");
+    // HAProxy's ADDR[:PORT]: the port follows the last colon (`source ::` is address `:`,
+    // refused as HAProxy refuses it), unless the address is bracketed (`[::]`).
+    let ip = match units::split_host_port(addr) {
+        Ok((ip, _)) => ip,
+        Err(e) => {
+            c.d.alert(format!("'source': {e}"));
+            return;
+        }
+    };
+    let any = matches!(ip, "0.0.0.0" | "*" | "" | "::");
     if !any && let Err(e) = ip_arg(ip) {
-        c.d.alert(format!("'source': {e}"));
+        c.d.alert(format!("'source': {e}{}", units::v6_port_hint(addr, ip)));
         return;
     }
     let Some(usesrc) = source_options(c) else {

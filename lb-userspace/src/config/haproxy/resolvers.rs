@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(r.accepted_payload_size, 1232);
         let s = &c.backends[0].servers[0];
         assert_eq!(s.dns.resolvers.as_deref(), Some("dns"));
-        assert_eq!(s.dns.prefer, Family::Ipv4);
+        assert_eq!(s.dns.prefer, Family::V4);
         assert_eq!(
             s.dns.nets,
             vec![

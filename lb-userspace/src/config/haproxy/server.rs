@@ -1,5 +1,5 @@
 //! `server NAME ADDR:PORT [params]` and `default-server [params]`.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     diags::{Diags, clean, show},
@@ -233,7 +233,7 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
     // A host name is resolved when the configuration is put to work (config::resolve).
     (srv.addr, srv.fqdn) = match host {
         Host::Ip(ip) => (ip, None),
-        Host::Name(n) => (Ipv4Addr::UNSPECIFIED, Some(n)),
+        Host::Name(n) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(n)),
     };
     srv.port = port;
     srv.origin = d.here();
@@ -243,31 +243,41 @@ fn server_line(d: &mut Diags, backend: &str, tpl: &Server, args: &[String]) -> O
 
 /// What a server's address names.
 enum Host {
-    Ip(Ipv4Addr),
+    Ip(IpAddr),
     Name(String),
 }
 
-/// A server's `IPV4:PORT` or `NAME:PORT`.
+/// A server's `[ipv4@|ipv6@]ADDR[:PORT]` or `NAME[:PORT]`. As HAProxy, the port is what
+/// follows the last colon (`fd00::10:80`), unless the address is bracketed (`[fd00::10]`).
 fn server_addr(addr: &str) -> Result<(Host, u16), String> {
-    let a = addr.strip_prefix("ipv4@").unwrap_or(addr);
-    if a.contains('@') || a.starts_with('/') {
+    use crate::config::model::Family;
+    let (family, a) = match addr.split_once('@') {
+        Some(("ipv4", r)) => (Some(Family::V4), r),
+        Some(("ipv6", r)) => (Some(Family::V6), r),
+        None => (None, addr),
+        Some(_) => {
+            return Err(format!(
+                "'{}': lb forwards to IP addresses only",
+                show(addr)
+            ));
+        }
+    };
+    if a.starts_with('/') {
         return Err(format!(
-            "'{}': lb forwards to IPv4 addresses only",
+            "'{}': lb forwards to IP addresses only",
             show(addr)
         ));
     }
-    if a.matches(':').count() > 1 || a.starts_with('[') {
-        return Err(format!("'{}': lb balances IPv4 only", show(addr)));
-    }
     // Without a port, connections keep the port the client connected to (HAProxy's rule).
-    let (ip, port) = a.rsplit_once(':').unwrap_or((a, ""));
+    let (ip, port) = units::split_host_port(a)?;
+    let port = port.unwrap_or("");
     if port.starts_with(['+', '-']) {
         return Err(format!(
             "address '{}': port offsets are not supported by lb (give a port, or none for the client's)",
             show(addr)
         ));
     }
-    let any = matches!(ip, "*" | "" | "0.0.0.0");
+    let any = matches!(ip, "*" | "" | "0.0.0.0" | "::");
     if any {
         return Err(format!(
             "address '{}' is not supported by lb: HAProxy connects such a server to the address the client connected to, which is lb's own (the VIP); give the server's address",
@@ -277,7 +287,11 @@ fn server_addr(addr: &str) -> Result<(Host, u16), String> {
     let host = if units::is_host_name(ip) {
         Host::Name(ip.to_string())
     } else {
-        Host::Ip(ip_arg(ip)?)
+        let got = ip_arg(ip).map_err(|e| format!("{e}{}", units::v6_port_hint(a, ip)))?;
+        if family.is_some_and(|f| f != Family::of(got)) {
+            return Err(format!("invalid address: '{got}' in '{}'", show(addr)));
+        }
+        Host::Ip(got)
     };
     if port.is_empty() {
         return Ok((host, 0));
@@ -322,7 +336,7 @@ fn server_param(
                     "inter" | "fastinter" | "downinter" | "slowstart" => "<time>",
                     "observe" => "'none', 'layer4' or 'layer7'",
                     "on-error" => "'fastinter', 'fail-check', 'sudden-death' or 'mark-down'",
-                    "addr" => "<ipv4 address>",
+                    "addr" => "<ip address>",
                     "on-marked-down" => "'shutdown-sessions'",
                     "on-marked-up" => "'shutdown-backup-sessions'",
                     _ => "an integer",
@@ -350,8 +364,8 @@ fn server_param(
             match k {
                 "resolvers" => srv.dns.resolvers = Some(v.to_string()),
                 "resolve-prefer" => match v {
-                    "ipv4" => srv.dns.prefer = Family::Ipv4,
-                    "ipv6" => srv.dns.prefer = Family::Ipv6,
+                    "ipv4" => srv.dns.prefer = Family::V4,
+                    "ipv6" => srv.dns.prefer = Family::V6,
                     _ => d.alert(format!(
                         "{ctx} : 'resolve-prefer' expects either ipv4 or ipv6 as argument."
                     )),
@@ -489,7 +503,18 @@ fn set_value(d: &mut Diags, ctx: &str, srv: &mut Server, k: &str, v: &str) {
             Ok(p) => srv.check_port = Some(p),
             Err(e) => d.alert(format!("{ctx} : 'port': {}", clean(&e))),
         },
-        "addr" => match ip_arg(v) {
+        // HAProxy reads ADDR[:PORT] here: `addr fd00::99` is `fd00:` port 99 (refused);
+        // `[fd00::99]` is the address. lb takes the check port from `port` only.
+        "addr" => match units::split_host_port(v).and_then(|(host, port)| {
+            let ip = ip_arg(host).map_err(|e| format!("{e}{}", units::v6_bracket_hint(v, host)))?;
+            match port {
+                None => Ok(ip),
+                Some(_) => Err(format!(
+                    "'{}': lb takes the check port from 'port', not from 'addr'",
+                    show(v)
+                )),
+            }
+        }) {
             Ok(a) => srv.check_addr = Some(a),
             Err(e) => d.alert(format!("{ctx} : 'addr': {e}")),
         },

@@ -117,7 +117,7 @@ impl Default for ProxySettings {
             timeouts: Timeouts::default(),
             load_state: LoadState::None,
             state_file_name: None,
-            default_server: Server::new("", Ipv4Addr::UNSPECIFIED, 0, Origin::default()),
+            default_server: Server::new("", Ipv4Addr::UNSPECIFIED.into(), 0, Origin::default()),
             check: CheckCfg::default(),
             stats: StatsCfg::default(),
             default_backend: None,

@@ -225,8 +225,7 @@ pub(super) fn listener(d: &mut Diags, p: &Proxy, warned: &mut Vec<Origin>) -> Op
             );
             continue;
         }
-        let ip = b.addr.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        let a = std::net::SocketAddr::from((ip, b.port));
+        let a = std::net::SocketAddr::from((b.addr, b.port));
         if !binds.contains(&a) {
             binds.push(a);
         }

@@ -31,7 +31,7 @@ fn sections_and_inheritance() {
     let c = p.config;
     assert_eq!(c.frontends.len(), 2);
     assert_eq!(c.frontends[0].binds.len(), 2);
-    assert_eq!(c.frontends[0].binds[1].addr, None);
+    assert!(c.frontends[0].binds[1].addr.is_ipv4() && c.frontends[0].binds[1].is_wildcard());
     assert_eq!(c.frontends[0].binds[1].port, 8080);
     assert_eq!(c.frontends[1].name, "l");
     assert_eq!(c.frontends[1].default_backend, "l");
@@ -208,7 +208,7 @@ fn every_error_in_one_pass() {
         [
             "[ALERT] parsing [t.cfg:2] : 'maxconn' expects an integer argument, got 'lots'.",
             "[ALERT] parsing [t.cfg:4] : balance 'rdp-cookie' is not supported by lb: it hashes the request's content, which lb (L4) never reads (lb balances roundrobin, static-rr, leastconn, first, random and source)",
-            "[ALERT] parsing [t.cfg:5] : 'server b/s' : '10.0.0.300' is not an IPv4 address",
+            "[ALERT] parsing [t.cfg:5] : 'server b/s' : '10.0.0.300' is not an IP address",
             "[ALERT] parsing [t.cfg:6] : 'timeout connect': unexpected character 'x' in time '10x' (units are us, ms, s, m, h, d)",
         ]
     );

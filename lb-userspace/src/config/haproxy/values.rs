@@ -1,5 +1,5 @@
 //! Readers for keyword values: integers, timers, IPv4 addresses, names.
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use super::diags::{Diags, clean, show};
 use crate::config::units;
@@ -59,15 +59,16 @@ pub(super) fn time_arg(d: &mut Diags, what: &str, v: Option<&str>) -> Option<Dur
     }
 }
 
-pub(super) fn ip_arg(a: &str) -> Result<Ipv4Addr, String> {
-    units::ipv4(a).map_err(|_| {
-        if a.contains(|c: char| c.is_ascii_alphabetic()) {
+/// An IPv4 or IPv6 address (an IPv6 one bracketed or not).
+pub(super) fn ip_arg(a: &str) -> Result<IpAddr, String> {
+    units::ip(a).map_err(|_| {
+        if a.contains(|c: char| c.is_ascii_alphabetic()) && !a.contains(':') {
             format!(
-                "'{}' is not an IPv4 address (lb resolves no host names)",
+                "'{}' is not an IP address (lb resolves no host names here)",
                 show(a)
             )
         } else {
-            format!("'{}' is not an IPv4 address", show(a))
+            format!("'{}' is not an IP address", show(a))
         }
     })
 }

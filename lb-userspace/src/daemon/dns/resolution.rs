@@ -276,7 +276,7 @@ pub fn assign(addrs: &[Ipv4Addr], servers: &[Requester<'_>]) -> Vec<Option<Ipv4A
 
 /// The family of an answer's address (A answers only for now).
 fn family_of(_ip: Ipv4Addr) -> Family {
-    Family::Ipv4
+    Family::V4
 }
 
 fn in_net(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
@@ -484,7 +484,7 @@ mod tests {
         let a = [ip([10, 0, 0, 1]), ip([10, 0, 0, 2]), ip([10, 0, 0, 3])];
         let req = |cur: Option<[u8; 4]>| Requester {
             current: cur.map(Ipv4Addr::from),
-            prefer: Family::Ipv6,
+            prefer: Family::V6,
             nets: &[],
         };
         // A server-template of 4 resolved at start-up to one address: spread over the answer
@@ -511,7 +511,7 @@ mod tests {
         let nets = [(ip([10, 0, 0, 0]), 8)];
         let s = Requester {
             current: Some(a[0]),
-            prefer: Family::Ipv4,
+            prefer: Family::V4,
             nets: &nets,
         };
         assert_eq!(assign(&a, &[s]), vec![Some(a[1])]);

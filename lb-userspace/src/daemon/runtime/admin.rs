@@ -175,23 +175,18 @@ impl Runtime {
         };
         let Ok(current) = self
             .entry(id)
-            .map(|e| std::net::SocketAddr::new(e.place.addr.into(), e.place.port))
+            .map(|e| std::net::SocketAddr::new(e.place.addr, e.place.port))
         else {
             return cli::NO_SUCH_SERVER.into();
         };
         let plan = cli::plan_addr_change(current, change);
-        match plan.to {
-            None => {}
-            Some(std::net::IpAddr::V4(new)) => {
-                if let Err(e) = self.set_server_addr(id, Some(new)) {
-                    return format!("lb: the change could not be applied: {e:#}\n");
-                }
-                self.restart_checks().await;
-                self.save_server_state();
+        // Within the family only (the plan refuses a change of family).
+        if let Some(new) = plan.to {
+            if let Err(e) = self.set_server_addr(id, Some(new)) {
+                return format!("lb: the change could not be applied: {e:#}\n");
             }
-            Some(std::net::IpAddr::V6(_)) => {
-                return "lb: IPv6 server addresses cannot be changed at run time yet.\n".into();
-            }
+            self.restart_checks().await;
+            self.save_server_state();
         }
         plan.answer
     }
@@ -465,7 +460,7 @@ impl Runtime {
             slot: e.place.slot,
             puid: e.place.puid,
             name: e.place.name.clone(),
-            addr: e.place.addr.into(),
+            addr: e.place.addr,
             fqdn: s.fqdn.clone(),
             port: e.place.port,
             backup: e.place.backup,
@@ -481,7 +476,7 @@ impl Runtime {
             initial_weight: e.place.weight,
             check,
             check_port: s.check_port,
-            check_addr: s.check_addr.map(Into::into),
+            check_addr: s.check_addr,
             chkfail: h.chkfail,
             hanafail: (s.observe == Observe::Layer4).then_some(h.hanafail),
             chkdown: h.updown.chkdown,

@@ -59,12 +59,20 @@ impl Runtime {
             .iter()
             .filter_map(|e| {
                 let (_, s) = e.place.config(&self.cfg)?;
+                // lb asks A records only: a server holding an IPv6 address (resolved with
+                // `resolve-prefer ipv6` at start-up) keeps it, as a server cannot change
+                // family while running (its pool is per family).
+                let current = match e.place.addr {
+                    std::net::IpAddr::V4(a) => Some(a).filter(|a| !a.is_unspecified()),
+                    std::net::IpAddr::V6(a) if a.is_unspecified() => None,
+                    std::net::IpAddr::V6(_) => return None,
+                };
                 (s.dns.resolvers.as_deref() == Some(ev.resolvers.as_str())
                     && s.fqdn.as_deref() == Some(ev.name.as_str()))
                 .then(|| Follower {
                     id: e.id(),
                     backend: e.place.backend,
-                    current: Some(e.place.addr).filter(|a| !a.is_unspecified()),
+                    current,
                     prefer: s.dns.prefer,
                     nets: s.dns.nets.clone(),
                 })
@@ -103,7 +111,7 @@ impl Runtime {
                     moved = true;
                 }
                 if let Some(new) = change.addr {
-                    match self.set_server_addr(f.id, Some(new)) {
+                    match self.set_server_addr(f.id, Some(new.into())) {
                         Ok(()) => {
                             self.unusable.remove(&f.id);
                             let e = self.entry(f.id)?;
@@ -191,7 +199,7 @@ impl Runtime {
     pub(super) fn set_server_addr(
         &mut self,
         id: ServerId,
-        addr: Option<Ipv4Addr>,
+        addr: Option<std::net::IpAddr>,
     ) -> anyhow::Result<()> {
         let e = self.entry(id)?;
         let (snat, iface) = match addr {
@@ -205,13 +213,18 @@ impl Runtime {
             None => (e.snat, None),
         };
         let (b, s) = (e.place.backend.index(), e.place.puid as usize - 1);
-        let addr = addr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ipv6 = addr.is_some_and(|a| a.is_ipv6());
+        // None: no address, of the family the server had.
+        let addr = addr.unwrap_or(match e.place.addr {
+            std::net::IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        });
         // Reached through an interface lb is not on yet: prepared and attached as a reload
         // would do it.
         if let Some(i) = &iface
             && !self.bal.dp.is_attached(i)
         {
-            let sysctls = crate::daemon::sysctl::Forwarding::enable(std::slice::from_ref(i))?;
+            let sysctls = crate::daemon::sysctl::Forwarding::enable(std::slice::from_ref(i), ipv6)?;
             self.sysctls.push(sysctls);
             self.bal.dp.attach(i)?;
         }

@@ -62,7 +62,13 @@ impl Runtime {
         if let Err(e) = self.stop_tracing() {
             return Err(alert(e));
         }
-        let sysctls = Forwarding::enable(&plan.interfaces).map_err(alert)?;
+        let ipv6 = !plan.layout.services6.is_empty();
+        if ipv6 && !self.bal.dp.sized_for_ipv6() {
+            eprintln!(
+                "[WARNING] the first IPv6 services came with this reload: the IPv6 flow tables were sized for none when lb started (they cannot grow in place), so IPv6 flows have almost no room until lb is restarted."
+            );
+        }
+        let sysctls = Forwarding::enable(&plan.interfaces, ipv6).map_err(alert)?;
         // What operators changed goes to the state files, which the new configuration's
         // backends then load (without them it resets to the configuration, as HAProxy's).
         self.save_server_state();
