@@ -65,7 +65,7 @@ impl Runtime {
         let ipv6 = !plan.layout.services6.is_empty();
         if ipv6 && !self.bal.dp.sized_for_ipv6() {
             eprintln!(
-                "[WARNING] the first IPv6 services came with this reload: the IPv6 flow tables were sized for none when lb started (they cannot grow in place), so IPv6 flows have almost no room until lb is restarted."
+                "[WARNING] the first IPv6 services came with this reload: lb started without IPv6 services, so its IPv6 program was not loaded and its IPv6 flow tables were sized for none (they cannot grow in place); IPv6 clients pass to this host's own stack until lb is restarted."
             );
         }
         let sysctls = Forwarding::enable(&plan.interfaces, ipv6).map_err(alert)?;
