@@ -26,6 +26,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewFlow {
     pub client: SocketAddr,
+    /// The VIP's port (host order).
+    pub vip_port: u16,
     pub frontend: u16,
     /// `ServerSlot` index.
     pub server: u16,
@@ -43,6 +45,7 @@ impl NewFlow {
             let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent6>()) };
             Some(NewFlow {
                 client: SocketAddr::new(IpAddr::V6(ipv6_of(e.client)), u16::from_be(e.client_port)),
+                vip_port: u16::from_be(e.vip_port),
                 frontend: e.frontend,
                 server: e.server,
                 flags: e.flags,
@@ -52,6 +55,7 @@ impl NewFlow {
             let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) };
             Some(NewFlow {
                 client: SocketAddr::new(IpAddr::V4(addr_of(e.client)), u16::from_be(e.client_port)),
+                vip_port: u16::from_be(e.vip_port),
                 frontend: e.frontend,
                 server: e.server,
                 flags: e.flags,
@@ -62,11 +66,21 @@ impl NewFlow {
     }
 }
 
+/// What a frontend's lines need.
+#[derive(Debug, Default)]
+pub struct FrontendLog {
+    pub name: String,
+    pub tcplog: bool,
+    /// Ports of its dual-stack `:::PORT` binds with no IPv4 bind beside: HAProxy's socket
+    /// there sees an IPv4 client as IPv4-mapped and logs `::ffff:a.b.c.d`, so lb does too.
+    pub mapped_ports: Vec<u16>,
+}
+
 /// Names as the data plane's events give them: by frontend id and server slot.
 #[derive(Debug, Default)]
 pub struct Names {
-    /// (name, tcplog) per frontend id.
-    pub frontends: Vec<(String, bool)>,
+    /// By frontend id.
+    pub frontends: Vec<FrontendLog>,
     /// (backend, server) by `ServerSlot`.
     pub servers: Vec<(String, String)>,
 }
@@ -85,7 +99,17 @@ impl Names {
             frontends: cfg
                 .frontends
                 .iter()
-                .map(|f| (f.name.clone(), f.tcplog))
+                .map(|f| FrontendLog {
+                    name: f.name.clone(),
+                    tcplog: f.tcplog,
+                    mapped_ports: f
+                        .binds
+                        .iter()
+                        .filter(|b| b.addr.is_ipv6() && b.families().len() == 2)
+                        .map(|b| b.port)
+                        .filter(|&p| !f.binds.iter().any(|b| b.addr.is_ipv4() && b.port == p))
+                        .collect(),
+                })
                 .collect(),
             servers,
         })
@@ -93,15 +117,21 @@ impl Names {
 
     /// The line for an event, or `None` when its frontend does not log connections.
     pub fn line(&self, e: &NewFlow, at: LogTime) -> Option<String> {
-        let (frontend, tcplog) = self.frontends.get(e.frontend as usize)?;
-        if !tcplog {
+        let f = self.frontends.get(e.frontend as usize)?;
+        if !f.tcplog {
             return None;
         }
         let (backend, server) = self.servers.get(e.server as usize)?;
+        let client = match e.client {
+            SocketAddr::V4(c) if f.mapped_ports.contains(&e.vip_port) => {
+                SocketAddr::new(IpAddr::V6(c.ip().to_ipv6_mapped()), c.port())
+            }
+            c => c,
+        };
         Some(new_flow_line(
-            e.client,
+            client,
             at,
-            frontend,
+            &f.name,
             backend,
             server,
             e.flags & EVENT_F_REDISPATCHED != 0,
@@ -152,7 +182,17 @@ mod tests {
 
     fn names() -> Names {
         Names {
-            frontends: vec![("main".into(), true), ("quiet".into(), false)],
+            frontends: vec![
+                FrontendLog {
+                    name: "main".into(),
+                    tcplog: true,
+                    mapped_ports: vec![8080],
+                },
+                FrontendLog {
+                    name: "quiet".into(),
+                    ..FrontendLog::default()
+                },
+            ],
             servers: vec![
                 ("hoge".into(), "web10".into()),
                 ("hoge".into(), "web11".into()),
@@ -215,6 +255,18 @@ mod tests {
         assert_eq!(
             names().line(&flow, at()).as_deref(),
             Some("10.200.0.2:49342 [29/Nov/2026:15:21:36.719] main hoge/web10 (redispatched)")
+        );
+        // On a dual-stack `:::8080`, as HAProxy's capture: `::ffff:127.0.0.1:32982 [...`.
+        let mapped = NewFlow {
+            client: "127.0.0.1:32982".parse().expect("sa"),
+            vip_port: 8080,
+            ..flow
+        };
+        assert_eq!(
+            names().line(&mapped, at()).as_deref(),
+            Some(
+                "::ffff:127.0.0.1:32982 [29/Nov/2026:15:21:36.719] main hoge/web10 (redispatched)"
+            )
         );
         let quiet = NewFlow {
             frontend: 1,
