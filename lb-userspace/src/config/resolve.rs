@@ -82,7 +82,7 @@ fn first_ipv4(addrs: &[SocketAddr]) -> Result<Ipv4Addr, String> {
 pub fn resolve(
     cfg: &mut Config,
     r: &dyn Resolve,
-    last: &dyn Fn(&str, &str) -> Option<Ipv4Addr>,
+    last: &dyn Fn(&str, &str) -> Option<IpAddr>,
 ) -> Result<Vec<Diagnostic>, ConfigError> {
     let mut out = Vec::new();
     for b in &mut cfg.backends {
@@ -96,7 +96,7 @@ pub fn resolve(
             let mut parked = false;
             for m in &s.init_addr {
                 match m {
-                    InitAddr::Last => found = last(&b.name, &s.name).map(IpAddr::V4),
+                    InitAddr::Last => found = last(&b.name, &s.name),
                     InitAddr::Libc => match r.ip(&name, s.dns.prefer) {
                         Ok(a) => found = Some(a),
                         Err(e) => why = Some(e),
@@ -178,7 +178,7 @@ mod tests {
         }
     }
 
-    fn no_state(_: &str, _: &str) -> Option<Ipv4Addr> {
+    fn no_state(_: &str, _: &str) -> Option<IpAddr> {
         None
     }
 
@@ -221,8 +221,9 @@ mod tests {
     #[test]
     fn last_takes_the_state_files_address_first() {
         let mut c = cfg("server web1 nowhere.example:80");
-        let last =
-            |b: &str, s: &str| (b == "b" && s == "web1").then_some(Ipv4Addr::new(10, 9, 9, 9));
+        let last = |b: &str, s: &str| {
+            (b == "b" && s == "web1").then_some(IpAddr::from(Ipv4Addr::new(10, 9, 9, 9)))
+        };
         resolve(&mut c, &fake(), &last).expect("from the state file");
         assert_eq!(c.backends[0].servers[0].addr, Ipv4Addr::new(10, 9, 9, 9));
         // `init-addr libc` alone does not look at the file.

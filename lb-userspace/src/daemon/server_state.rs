@@ -11,7 +11,7 @@ use std::{
     ffi::CString,
     fs::File,
     io::{Read, Write},
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd, FromRawFd},
     path::{Path, PathBuf},
 };
@@ -33,7 +33,8 @@ pub struct Saved {
     /// `srv_uweight`.
     pub weight: u32,
     /// `srv_addr`: where `init-addr last` starts a server given by host name.
-    pub addr: Option<Ipv4Addr>,
+    /// Either family (HAProxy prints IPv6 bare here).
+    pub addr: Option<IpAddr>,
 }
 
 const SRV_ADMF_FMAINT: u32 = 0x01;
@@ -125,7 +126,7 @@ pub fn path_for(g: &Global, b: &Backend) -> Option<PathBuf> {
 pub fn last_addrs(
     cfg: &Config,
     read: impl Fn(&Path) -> Option<String>,
-) -> BTreeMap<(String, String), Ipv4Addr> {
+) -> BTreeMap<(String, String), IpAddr> {
     let mut out = BTreeMap::new();
     let mut files: BTreeMap<PathBuf, Vec<Saved>> = BTreeMap::new();
     for b in cfg
@@ -242,13 +243,15 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     // As `show servers state` prints it (lb's and HAProxy 2.6's captured output).
     const DUMP: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n\
 3 hoge 1 web10 10.200.10.10 2 0 1 1 19 15 3 3 6 0 0 0 - 80 - 0 0 - - 0\n\
 3 hoge 2 web11 10.200.11.11 2 8 3 1 25 15 3 3 6 0 0 0 - 80 - 0 0 - - 0\n\
 3 hoge 3 web12 10.200.11.12 0 1 1 1 25 15 3 3 6 0 0 0 - 80 - 0 0 - - 0\n\
-3 hoge 4 web13 10.200.11.13 0 0 1 1 25 7 2 0 6 0 0 0 - 80 - 0 0 - - 0\n";
+3 hoge 4 web13 10.200.11.13 0 0 1 1 25 7 2 0 6 0 0 0 - 80 - 0 0 - - 0\n\
+3 hoge 5 web14 fd00:16::10 2 0 1 1 25 15 3 3 6 0 0 0 - 80 - 0 0 - - 0\n";
 
     #[test]
     fn a_dump_reads_back() {
@@ -264,6 +267,7 @@ mod tests {
                 ("web11", true, Admin::Drain, 3),
                 ("web12", false, Admin::Maint, 1),
                 ("web13", false, Admin::Ready, 1),
+                ("web14", true, Admin::Ready, 1),
             ]
         );
         assert!(s.iter().all(|x| x.backend == "hoge"));
@@ -281,9 +285,14 @@ mod tests {
         // Every server of `hoge` the file names; `other` loads no file.
         assert_eq!(
             got.get(&("hoge".into(), "web10".into())),
-            Some(&Ipv4Addr::new(10, 200, 10, 10))
+            Some(&IpAddr::from(Ipv4Addr::new(10, 200, 10, 10)))
         );
-        assert_eq!(got.len(), 4);
+        // IPv6 as HAProxy prints it in `srv_addr` (bare), for a server that resolved to one.
+        assert_eq!(
+            got.get(&("hoge".into(), "web14".into())),
+            Some(&"fd00:16::10".parse::<IpAddr>().expect("ip"))
+        );
+        assert_eq!(got.len(), 5);
         assert!(last_addrs(&cfg, |_| None).is_empty());
     }
 
