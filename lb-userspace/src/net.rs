@@ -104,22 +104,37 @@ pub fn route_get(dst: IpAddr) -> Result<Route> {
     Ok(out)
 }
 
-/// Adds (`add`) or removes the route `vip/32 dev lo` in routing table `table`: the signal a
-/// routing daemon exports as this node's announcement of `vip` (`daemon::announce`). Adding
-/// replaces, removing a route that is not there is not an error.
-pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
+/// Adds (`add`) or removes the route `vip/32 dev lo` (`vip/128` for an IPv6 VIP) in routing
+/// table `table`: the signal a routing daemon exports as this node's announcement of `vip`
+/// (`daemon::announce`). Adding replaces, removing a route that is not there is not an error.
+pub fn vip_route(vip: IpAddr, table: u32, add: bool) -> Result<()> {
     use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE};
     use netlink_packet_route::route::{RouteProtocol, RouteScope, RouteType};
     let socket = route_socket()?;
     let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
-    msg.header.destination_prefix_length = 32;
+    let (family, len, dst, scope) = match vip {
+        // Link scope, as `ip route add VIP/32 dev lo` gives an IPv4 route without a gateway;
+        // IPv6 routes have no scope but the universe.
+        IpAddr::V4(a) => (
+            AddressFamily::Inet,
+            32,
+            RouteAddress::Inet(a),
+            RouteScope::Link,
+        ),
+        IpAddr::V6(a) => (
+            AddressFamily::Inet6,
+            128,
+            RouteAddress::Inet6(a),
+            RouteScope::Universe,
+        ),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = len;
     msg.header.table = if table < 256 { table as u8 } else { 252 }; // RT_TABLE_COMPAT
     msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Link;
+    msg.header.scope = scope;
     msg.header.kind = RouteType::Unicast;
-    msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(vip)));
+    msg.attributes.push(RouteAttribute::Destination(dst));
     msg.attributes.push(RouteAttribute::Oif(ifindex("lo")?));
     msg.attributes.push(RouteAttribute::Table(table));
     let mut header = NetlinkHeader::default();
@@ -138,9 +153,10 @@ pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
     let mut buf = vec![0u8; req.buffer_len()];
     req.serialize(&mut buf);
     let what = if add { "adding" } else { "removing" };
+    let route = format!("the route {vip}/{len} in table {table}");
     socket
         .send(&buf, 0)
-        .with_context(|| format!("{what} the route {vip}/32 in table {table}"))?;
+        .with_context(|| format!("{what} {route}"))?;
     let (reply, _) = socket
         .recv_from_full()
         .context("reading the route change's acknowledgment")?;
@@ -153,7 +169,7 @@ pub fn vip_route(vip: Ipv4Addr, table: u32, add: bool) -> Result<()> {
         if !add && err.raw_os_error() == Some(libc::ESRCH) {
             return Ok(());
         }
-        return Err(err).with_context(|| format!("{what} the route {vip}/32 in table {table}"));
+        return Err(err).with_context(|| format!("{what} {route}"));
     }
     Ok(())
 }

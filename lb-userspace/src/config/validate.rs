@@ -600,19 +600,6 @@ fn several_nodes_agree(c: &Config, out: &mut Vec<Diagnostic>) {
                 ),
             ));
         }
-        for b in f
-            .binds
-            .iter()
-            .filter(|b| b.addr.is_ipv6() && !b.is_wildcard())
-        {
-            out.push(Diagnostic::warning(
-                Some(&b.origin),
-                format!(
-                    "frontend '{}': bind {b} is not announced ('announce_table'): lb announces IPv4 VIPs only",
-                    f.name
-                ),
-            ));
-        }
     }
     for b in &c.backends {
         let why = match (b.nat, b.hashes()) {
@@ -754,6 +741,20 @@ mod tests {
             w(&wild)[0].contains("bind *:80 is not announced"),
             "{:?}",
             w(&wild)
+        );
+        // An IPv6 VIP is announced as an IPv4 one is: the one warning left is full-NAT's
+        // (IPv6 servers cannot have 'dsr-ipip'), which resets moved connections the same.
+        let v6 = multi
+            .replace("10.0.0.1:80", "[2001:db8::1]:80")
+            .replace("10.0.1.1:80", "[fd00::10]:80");
+        let v6w = w(&v6);
+        assert_eq!(v6w.len(), 1, "{v6w:?}");
+        assert!(v6w[0].contains("backend 'b' ('nat full-nat') behind several lb nodes"));
+        // The dual-stack wildcard is not announced.
+        assert!(
+            w(&v6.replace("[2001:db8::1]:80", ":::80"))
+                .iter()
+                .any(|m| m.contains("bind :::80 is not announced"))
         );
     }
 

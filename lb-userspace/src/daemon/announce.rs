@@ -1,17 +1,17 @@
 //! Several lb nodes behind one address: each node's routing daemon (BIRD) announces the
 //! VIPs to the upstream router, which spreads clients over the nodes (ECMP). lb only says
-//! which VIPs this node may take: it keeps a `/32` route per VIP in a kernel routing table of
-//! its own (`announce_table`) while the VIP has a server that takes new flows, and removes it
-//! when none is left or lb stops. BIRD exports what it learns from that table and withdraws
+//! which VIPs this node may take: it keeps a route per VIP (`/32`, or `/128` for an IPv6 VIP)
+//! in a kernel routing table of its own (`announce_table`) while the VIP has a server of its
+//! family that takes new flows, and removes it when none is left or lb stops. BIRD exports what it learns from that table and withdraws
 //! what disappears from it; BIRD stays the only one speaking BGP.
 //!
 //! The routes point at `lo` and live in a table nothing routes with: they are only a signal.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::Result;
 
 use crate::{
-    config::Config,
+    config::{Config, Family},
     dataplane::{ids::BackendId, layout::Layout},
 };
 
@@ -19,23 +19,20 @@ use crate::{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Vips {
     pub table: Option<u32>,
-    by_addr: Vec<(Ipv4Addr, Vec<BackendId>)>,
+    by_addr: Vec<(IpAddr, Vec<BackendId>)>,
 }
 
 impl Vips {
-    /// Explicit IPv4 bind addresses only: a wildcard bind has no one address to announce,
-    /// and IPv6 VIPs are not announced yet (validation says so for both).
+    /// Explicit bind addresses of either family: a wildcard bind has no one address to
+    /// announce (validation says so).
     pub fn of(cfg: &Config, layout: &Layout) -> Vips {
-        let mut by_addr: Vec<(Ipv4Addr, Vec<BackendId>)> = Vec::new();
+        let mut by_addr: Vec<(IpAddr, Vec<BackendId>)> = Vec::new();
         for f in &cfg.frontends {
             let Some(pool) = layout.pools.iter().find(|p| p.name == f.default_backend) else {
                 continue;
             };
-            let v4 = f.binds.iter().filter_map(|b| match b.addr {
-                std::net::IpAddr::V4(a) if !a.is_unspecified() => Some(a),
-                _ => None,
-            });
-            for addr in v4 {
+            let explicit = f.binds.iter().filter(|b| !b.is_wildcard()).map(|b| b.addr);
+            for addr in explicit {
                 match by_addr.iter_mut().find(|(a, _)| *a == addr) {
                     Some((_, ids)) if !ids.contains(&pool.id) => ids.push(pool.id),
                     Some(_) => {}
@@ -49,11 +46,13 @@ impl Vips {
         }
     }
 
-    /// The VIPs to announce: those with a backend that takes new flows.
-    pub fn wanted(&self, takes_flows: impl Fn(BackendId) -> bool) -> BTreeSet<Ipv4Addr> {
+    /// The VIPs to announce: those with a backend that takes new flows of the VIP's family
+    /// (a pool serves one family: an IPv6 VIP needs an IPv6 server, an IPv4 one an IPv4
+    /// server).
+    pub fn wanted(&self, takes_flows: impl Fn(BackendId, Family) -> bool) -> BTreeSet<IpAddr> {
         self.by_addr
             .iter()
-            .filter(|(_, ids)| ids.iter().any(|&b| takes_flows(b)))
+            .filter(|(a, ids)| ids.iter().any(|&b| takes_flows(b, Family::of(*a))))
             .map(|(a, _)| *a)
             .collect()
     }
@@ -64,7 +63,7 @@ impl Vips {
 pub struct Announcer {
     vips: Vips,
     /// Announced by this process, in `table`.
-    up: BTreeSet<Ipv4Addr>,
+    up: BTreeSet<IpAddr>,
     /// Off until the data plane is attached, and again once lb stops.
     enabled: bool,
 }
@@ -72,8 +71,8 @@ pub struct Announcer {
 /// A change of announcement, for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    Announced(Ipv4Addr),
-    Withdrawn(Ipv4Addr),
+    Announced(IpAddr),
+    Withdrawn(IpAddr),
 }
 
 impl std::fmt::Display for Change {
@@ -101,8 +100,8 @@ impl Announcer {
         self.enabled = true;
     }
 
-    /// Brings the table in line with which backends take new flows.
-    pub fn sync(&mut self, takes_flows: impl Fn(BackendId) -> bool) -> Result<Vec<Change>> {
+    /// Brings the table in line with which backends take new flows of which family.
+    pub fn sync(&mut self, takes_flows: impl Fn(BackendId, Family) -> bool) -> Result<Vec<Change>> {
         let Some(table) = self.vips.table.filter(|_| self.enabled) else {
             return Ok(Vec::new());
         };
@@ -150,6 +149,10 @@ mod tests {
     use super::*;
     use crate::config::native;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
     #[test]
     fn a_vip_is_wanted_while_one_of_its_backends_takes_flows() {
         let cfg = native::parse(
@@ -170,11 +173,43 @@ default_backend = "b"
         .expect("parses");
         let vips = Vips::of(&cfg, &Layout::new(&cfg));
         assert_eq!(vips.table, Some(100));
-        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
         let all: BTreeSet<_> = [ip("10.9.0.1"), ip("10.9.0.2")].into();
-        assert_eq!(vips.wanted(|_| true), all);
+        assert_eq!(vips.wanted(|_, _| true), all);
         // 10.9.0.1 also serves backend b: it stays while b has a server.
-        assert_eq!(vips.wanted(|b| b == BackendId(1)), [ip("10.9.0.1")].into());
-        assert!(vips.wanted(|_| false).is_empty());
+        assert_eq!(
+            vips.wanted(|b, _| b == BackendId(1)),
+            [ip("10.9.0.1")].into()
+        );
+        assert!(vips.wanted(|_, _| false).is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_vip_is_wanted_while_its_backend_takes_ipv6_flows() {
+        let cfg = native::parse(
+            "t.toml",
+            r#"
+[global]
+announce_table = 100
+[frontend.web]
+bind = ["10.9.0.1:80", "[2001:db8::1]:80", ":::8080", "2001:db8::2:443"]
+default_backend = "a"
+[backend.a]
+server = [
+  { name = "v4", address = "10.9.1.1:80" },
+  { name = "v6", address = "[fd00::10]:80" },
+]
+"#,
+        )
+        .expect("parses");
+        let vips = Vips::of(&cfg, &Layout::new(&cfg));
+        // The dual-stack wildcard has no address to announce.
+        let all: BTreeSet<_> = [ip("10.9.0.1"), ip("2001:db8::1"), ip("2001:db8::2")].into();
+        assert_eq!(vips.wanted(|_, _| true), all);
+        // Each family's VIPs follow that family's servers only.
+        assert_eq!(
+            vips.wanted(|_, f| f == Family::V6),
+            [ip("2001:db8::1"), ip("2001:db8::2")].into()
+        );
+        assert_eq!(vips.wanted(|_, f| f == Family::V4), [ip("10.9.0.1")].into());
     }
 }

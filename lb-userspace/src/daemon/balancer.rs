@@ -93,10 +93,10 @@ impl Balancer {
     /// Brings the announced VIPs in line with the servers' states.
     fn announce(&mut self) -> Result<()> {
         let servers = &self.servers;
-        let changes = self.announcer.sync(|b| {
+        let changes = self.announcer.sync(|b, f| {
             servers
                 .of_backend(b)
-                .any(|e| e.state.usable() && e.state.weight > 0)
+                .any(|e| Family::of(e.place.addr) == f && e.state.usable() && e.state.weight > 0)
         })?;
         log_announce(&changes);
         Ok(())
