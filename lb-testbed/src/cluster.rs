@@ -13,9 +13,14 @@
 //!  VIP 10.100.100.1 on lo of every node and server
 //! ```
 //!
+//! [`Cluster::with_ipv6`] adds IPv6 on the same links (client `fd00:100::2`, router
+//! `fd00:100::1` and `fd00:100:1::1`, hosts `fd00:100:1::HOST` with the IPv4 address's last
+//! byte) and the VIP `fd00:100:100::1` on the nodes' `lo`, and BIRD's IPv6 half
+//! (`dist/bird/*6.conf`, as shipped): an IPv6 BGP session per node next to the IPv4 one.
+//!
 //! Everything is stopped by PID and the namespaces deleted on drop.
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -29,11 +34,17 @@ pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const ROUTER_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
 pub const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 100, 1, 1);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 100, 1);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 2);
+pub const ROUTER_CLIENT_SIDE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
+pub const ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 1, 0, 0, 0, 0, 1);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0x100, 0, 0, 0, 0, 1);
 /// lb's `announce_table` in the shipped BIRD configuration.
 pub const ANNOUNCE_TABLE: u32 = 100;
 
 const NODE_CONF: &str = include_str!("../../dist/bird/lb-node.conf");
 const ROUTER_CONF: &str = include_str!("../../dist/bird/router.conf");
+const NODE6_CONF: &str = include_str!("../../dist/bird/lb-node6.conf");
+const ROUTER6_CONF: &str = include_str!("../../dist/bird/router6.conf");
 const DSR_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/dsr-server.sh");
 
 /// A namespace on the LAN.
@@ -41,6 +52,8 @@ pub struct Host {
     pub name: String,
     pub ns: Netns,
     pub addr: Ipv4Addr,
+    /// With [`Cluster::with_ipv6`].
+    pub addr6: Option<Ipv6Addr>,
     pub ifname: String,
     /// The router's end of its link (a port of the LAN bridge).
     pub peer: String,
@@ -62,6 +75,15 @@ impl Cluster {
     /// The namespaces, links, the servers' DSR set-up and BIRD everywhere (the router waits
     /// for announcements; nothing is announced until an lb runs).
     pub fn new(nodes: usize, servers: usize) -> Result<Cluster> {
+        Self::build(nodes, servers, false)
+    }
+
+    /// [`Cluster::new`], dual-stack: IPv6 addresses, routes and BGP sessions too.
+    pub fn with_ipv6(nodes: usize, servers: usize) -> Result<Cluster> {
+        Self::build(nodes, servers, true)
+    }
+
+    fn build(nodes: usize, servers: usize, ipv6: bool) -> Result<Cluster> {
         crate::require_root();
         let tag = unique_tag();
         let client = Netns::new(&format!("lbc-{tag}-client"))?;
@@ -78,6 +100,24 @@ impl Cluster {
             &ROUTER_CLIENT_SIDE.to_string(),
         ])?;
         no_csum_offload(&client, &cif)?;
+        if ipv6 {
+            client.ip(&[
+                "addr",
+                "add",
+                &format!("{CLIENT6}/64"),
+                "dev",
+                &cif,
+                "nodad",
+            ])?;
+            client.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_CLIENT_SIDE6.to_string(),
+            ])?;
+        }
         router.ip(&[
             "addr",
             "add",
@@ -93,6 +133,13 @@ impl Cluster {
         router.sysctl("net.ipv4.ip_forward", "1")?;
         // Hash the ports too: one client's connections spread over the nodes.
         router.sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
+        if ipv6 {
+            let side = format!("{ROUTER_CLIENT_SIDE6}/64");
+            router.ip(&["addr", "add", &side, "dev", &rcif, "nodad"])?;
+            router.ip(&["addr", "add", &format!("{ROUTER6}/64"), "dev", &br, "nodad"])?;
+            router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            router.sysctl("net.ipv6.fib_multipath_hash_policy", "1")?;
+        }
         let lan = |kind: &str, i: usize, host: u8| -> Result<Host> {
             let name = format!("{kind}{}", i + 1);
             let ns = Netns::new(&format!("lbc-{tag}-{name}"))?;
@@ -108,10 +155,16 @@ impl Cluster {
             ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", &ifname])?;
             ns.ip(&["link", "set", &ifname, "up"])?;
             ns.ip(&["route", "add", "default", "via", &ROUTER.to_string()])?;
+            let addr6 = ipv6.then(|| host6(host));
+            if let Some(a) = addr6 {
+                ns.ip(&["addr", "add", &format!("{a}/64"), "dev", &ifname, "nodad"])?;
+                ns.ip(&["-6", "route", "add", "default", "via", &ROUTER6.to_string()])?;
+            }
             Ok(Host {
                 name,
                 ns,
                 addr,
+                addr6,
                 ifname,
                 peer,
             })
@@ -124,6 +177,9 @@ impl Cluster {
             .collect::<Result<Vec<_>>>()?;
         for n in &nodes {
             n.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            if ipv6 {
+                n.ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])?;
+            }
         }
         let probe = &servers[0].ns;
         let servers_need_decap = probe.ip(&["link", "show", "tunl0"]).is_err()
@@ -145,12 +201,20 @@ impl Cluster {
             servers_need_decap,
             birds: Vec::new(),
         };
-        let router_conf = test_timers(&ROUTER_CONF.replace("192.0.2.", "10.100.1."));
+        let mut router_conf = test_timers(&ROUTER_CONF.replace("192.0.2.", "10.100.1."));
+        if ipv6 {
+            router_conf += &test_timers(&ROUTER6_CONF.replace("2001:db8:2::", "fd00:100:1::"));
+        }
         let bird = Bird::start(&c.router, &c.tag, "router", &router_conf)?;
         c.birds.push(bird);
         for i in 0..c.nodes.len() {
-            let conf = test_timers(&NODE_CONF.replace("192.0.2.11", &c.nodes[i].addr.to_string()))
-                .replace("192.0.2.", "10.100.1.");
+            let mut conf =
+                test_timers(&NODE_CONF.replace("192.0.2.11", &c.nodes[i].addr.to_string()))
+                    .replace("192.0.2.", "10.100.1.");
+            if let Some(a) = c.nodes[i].addr6 {
+                conf += &test_timers(&NODE6_CONF.replace("2001:db8:2::11", &a.to_string()))
+                    .replace("2001:db8:2::", "fd00:100:1::");
+            }
             let bird = Bird::start(&c.nodes[i].ns, &c.tag, &c.nodes[i].name, &conf)?;
             c.birds.push(bird);
         }
@@ -159,12 +223,40 @@ impl Cluster {
 
     /// The next hops the router's route to the VIP has now (none: no route).
     pub fn vip_next_hops(&self) -> Result<Vec<Ipv4Addr>> {
+        self.next_hops(VIP.into())
+    }
+
+    /// Waits until the router's next hops to the VIP are exactly `want` (sorted); returns
+    /// when they were seen so (polled every 5 ms).
+    pub fn wait_next_hops(&self, want: &[Ipv4Addr], limit: Duration) -> Result<Instant> {
+        self.wait_for_hops(VIP.into(), want, limit)
+    }
+
+    /// [`Cluster::vip_next_hops`] for the IPv6 VIP.
+    pub fn vip6_next_hops(&self) -> Result<Vec<Ipv6Addr>> {
+        self.next_hops(VIP6.into())
+    }
+
+    /// [`Cluster::wait_next_hops`] for the IPv6 VIP.
+    pub fn wait_next_hops6(&self, want: &[Ipv6Addr], limit: Duration) -> Result<Instant> {
+        self.wait_for_hops(VIP6.into(), want, limit)
+    }
+
+    fn next_hops<A: std::str::FromStr + Ord>(&self, vip: IpAddr) -> Result<Vec<A>>
+    where
+        A::Err: std::error::Error + Send + Sync + 'static,
+    {
         // `VIP via GW ...`, or `VIP proto bird ...` then a `nexthop via GW ...` line per hop.
+        let (family, len) = if vip.is_ipv4() {
+            ("-4", 32)
+        } else {
+            ("-6", 128)
+        };
         let out = self
             .router
-            .exec("ip", &["route", "show", &format!("{VIP}/32")])?;
+            .exec("ip", &[family, "route", "show", &format!("{vip}/{len}")])?;
         let words: Vec<&str> = out.split_whitespace().collect();
-        let mut hops: Vec<Ipv4Addr> = words
+        let mut hops: Vec<A> = words
             .windows(2)
             .filter(|w| w[0] == "via")
             .map(|w| w[1].parse().with_context(|| format!("next hop in {out:?}")))
@@ -173,27 +265,46 @@ impl Cluster {
         Ok(hops)
     }
 
-    /// Waits until the router's next hops to the VIP are exactly `want` (sorted); returns
-    /// when they were seen so (polled every 5 ms).
-    pub fn wait_next_hops(&self, want: &[Ipv4Addr], limit: Duration) -> Result<Instant> {
+    fn wait_for_hops<A>(&self, vip: IpAddr, want: &[A], limit: Duration) -> Result<Instant>
+    where
+        A: std::str::FromStr + Ord + Clone + std::fmt::Debug,
+        A::Err: std::error::Error + Send + Sync + 'static,
+    {
         let mut want = want.to_vec();
         want.sort();
         let deadline = Instant::now() + limit;
-        let mut last = Vec::new();
+        let mut last: Vec<A> = Vec::new();
         while Instant::now() < deadline {
-            last = self.vip_next_hops()?;
+            last = self.next_hops(vip)?;
             if last == want {
                 return Ok(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        bail!("the router's next hops to {VIP} are {last:?}, not {want:?}, after {limit:?}")
+        bail!("the router's next hops to {vip} are {last:?}, not {want:?}, after {limit:?}")
     }
 
     /// Node addresses, for next hops.
     pub fn node_addrs(&self) -> Vec<Ipv4Addr> {
         self.nodes.iter().map(|n| n.addr).collect()
     }
+
+    /// Node IPv6 addresses (with [`Cluster::with_ipv6`]), for next hops.
+    pub fn node_addrs6(&self) -> Vec<Ipv6Addr> {
+        self.nodes.iter().filter_map(|n| n.addr6).collect()
+    }
+
+    /// The router's BIRD (`birdc` on it).
+    pub fn router_bird(&self) -> &Bird {
+        &self.birds[0]
+    }
+}
+
+/// A LAN host's IPv6 address: the IPv4 one's last byte, written the same, in the LAN's IPv6
+/// prefix (10.100.1.11 is fd00:100:1::11).
+fn host6(host: u8) -> Ipv6Addr {
+    let last = u16::from_str_radix(&host.to_string(), 16).unwrap_or(host.into());
+    Ipv6Addr::new(0xfd00, 0x100, 1, 0, 0, 0, 0, last)
 }
 
 fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
