@@ -1,10 +1,10 @@
 //! Two lb nodes behind one router with an IPv6 VIP, end to end (`lb_testbed::cluster` with
-//! IPv6): each node's lb keeps `VIP/128 dev lo` in table 100, its BIRD (`dist/bird/lb-node6.conf`,
-//! as shipped) announces it over an IPv6 BGP session, and the router's BIRD
-//! (`dist/bird/router6.conf`) installs one IPv6 route with a next hop per node. Clients reach
-//! IPv6 servers through both nodes (full-NAT: `dsr-ipip` tunnels to IPv4 servers only); a
-//! node whose IPv6 servers all fail their checks is withdrawn and comes back with them, and a
-//! node whose lb stops is withdrawn.
+//! IPv6): each node's lb keeps `VIP/128 dev lo` in table 100, its BIRD
+//! (`dist/bird/lb-node6.conf`, as shipped) announces it over an IPv6 BGP session, and the
+//! router's BIRD (`dist/bird/router6.conf`) installs one IPv6 route with a next hop per node.
+//! Clients reach IPv6 servers through both nodes (full-NAT: `dsr-ipip` tunnels to IPv4
+//! servers only); a node whose IPv6 servers all fail their checks is withdrawn and comes back
+//! with them, and a node whose lb stops is withdrawn.
 use std::{
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
     path::Path,
@@ -172,15 +172,13 @@ fn ipv6_vip_is_announced_spread_withdrawn_with_its_servers_and_when_lb_stops() {
     cluster
         .wait_next_hops6(&all, Duration::from_secs(30))
         .expect("both nodes announced");
-    for i in 0..2 {
+    for (i, d) in lbs.iter().enumerate() {
         let t = announce_table(&cluster, i);
         assert!(t.contains(&format!("{VIP6} dev lo")), "node {}: {t}", i + 1);
+        let said = d.output();
         assert!(
-            lbs[i]
-                .output()
-                .contains(&format!("VIP {VIP6} announced: it has a server UP")),
-            "{}",
-            lbs[i].output()
+            said.contains(&format!("VIP {VIP6} announced: it has a server UP")),
+            "{said}"
         );
     }
     let routes = cluster
