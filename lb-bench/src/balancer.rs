@@ -19,7 +19,7 @@ use lb_common::{PROG_LB, names};
 use lb_testbed::{
     config::SeedConfig,
     daemon::Daemon,
-    topo::{Topology, VIP},
+    topo::{Topology, VIP, VIP6, backend6},
 };
 
 use crate::{
@@ -57,6 +57,20 @@ impl Via {
 pub fn lb_config(instance: &str, conntrack: u32, nat: &str) -> String {
     SeedConfig::new(instance)
         .names("bench", "web")
+        .nat(nat)
+        .global(&format!("conntrack_entries = {conntrack}"))
+        .to_string()
+}
+
+/// The same for the topology's IPv6 addresses (`Topology::add_ipv6`): the IPv6 VIP:80 round
+/// robin over web10's and web11's IPv6 addresses.
+pub fn lb_config6(instance: &str, conntrack: u32, nat: &str) -> String {
+    let server = |n| format!("[{}]:80", backend6(n).0);
+    let (web10, web11) = (server(10), server(11));
+    SeedConfig::new(instance)
+        .names("bench", "web")
+        .bind(&format!("[{VIP6}]:80"))
+        .addresses([&web10, &web11])
         .nat(nat)
         .global(&format!("conntrack_entries = {conntrack}"))
         .to_string()

@@ -10,7 +10,7 @@ use lb::dataplane::{
     ids::{PoolSlot, ServerSlot},
 };
 use lb_common::{
-    FLOW_F_REPLY, Flow, NextHop, PROTO_TCP, PortFilter, PortSide, ServerInfo, ServiceKey,
+    FLOW_F_REPLY, FlowOf, NextHop, PROTO_TCP, PortFilter, PortSide, ServerInfo, ServiceKey,
     ServiceValue, Settings, State, Timeouts, clock::ticks_from_ms, conntrack::TimeoutsMs,
 };
 
@@ -73,9 +73,17 @@ pub fn install(dp: &mut Dataplane, backends: u32, snat: Ipv4Addr) -> Result<()> 
 }
 
 /// An established flow's entry rewriting to `src:sport -> dst:dport` (network order), as the
-/// data plane leaves it after a handshake: fresh, with an hour of idle time to go.
-pub fn established(src: u32, dst: u32, sport: u16, dport: u16, reply: bool, server: u16) -> Flow {
-    Flow {
+/// data plane leaves it after a handshake: fresh, with an hour of idle time to go. Either
+/// family: `A` is the address as the maps hold it (`u32`, or `Addr6` for IPv6).
+pub fn established<A: Default>(
+    src: A,
+    dst: A,
+    sport: u16,
+    dport: u16,
+    reply: bool,
+    server: u16,
+) -> FlowOf<A> {
+    FlowOf {
         src,
         dst,
         sport,
@@ -86,6 +94,6 @@ pub fn established(src: u32, dst: u32, sport: u16, dport: u16, reply: bool, serv
         last_seen: clock::now(),
         timeout: ticks_from_ms(3_600_000),
         nh: NextHop::default(),
-        ..Flow::default()
+        ..FlowOf::default()
     }
 }

@@ -1,6 +1,7 @@
 //! Packet rate across veth, with a generator written here: `bench_gen` run by
-//! `BPF_PROG_TEST_RUN` in live-frames mode inside the client namespace sends 64-byte TCP
-//! frames of many flows (the source port varies) out of the client veth, i.e. into the LB's.
+//! `BPF_PROG_TEST_RUN` in live-frames mode inside the client namespace sends TCP frames of
+//! many flows (the source port varies) out of the client veth, i.e. into the LB's: 64-byte
+//! IPv4 frames, or 84-byte IPv6 frames carrying the same segment.
 //!
 //! Frames are counted where they arrive by `bench_sink` (count per CPU, then `XDP_DROP`) on
 //! the receiving veth: on the backends' veths for the forwarding cases, on the LB's veth for
@@ -23,8 +24,12 @@
 //!   neighbours pointing there, the client's sink standing in for them), as on a VPS with one
 //!   NIC: lb answers with `XDP_TX` on the veth it received on, exactly the bounce's path, so
 //!   the two differ only by lb's packet work.
+//!
+//! The drop, the bounce and both lb cases run with IPv6 frames too (lb with an IPv6 VIP and
+//! IPv6 servers), each IPv6 row's ratio taken against the IPv6 bounce: a frame 20 bytes
+//! longer is a different floor.
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     path::PathBuf,
     time::Duration,
 };
@@ -32,17 +37,21 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use lb_common::{
     PROTO_TCP,
-    bench::{GEN_FRAME_LEN, GEN_TEMPLATES, GenConfig, PROG_BENCH_SINK, PROG_BENCH_TX, SINK_SLOTS},
+    addr::addr6_from_octets,
+    bench::{
+        GEN_FRAME_LEN, GEN_FRAME_MAX, GEN_TEMPLATES, GEN6_FRAME_LEN, GenConfig, PROG_BENCH_SINK,
+        PROG_BENCH_TX, SINK_SLOTS,
+    },
 };
 use lb_testbed::{
     daemon::Daemon,
-    packet::{ACK, Pkt},
-    topo::{CLIENT, Routing, Topology, VIP},
+    packet::{ACK, Pkt, Pkt6},
+    topo::{Backend, CLIENT, CLIENT6, Routing, Topology, VIP, VIP6, backend6},
 };
 
 use crate::{
     Args,
-    balancer::lb_config,
+    balancer::{lb_config, lb_config6},
     fixture::{be, established},
     progs::{BenchProgs, Link},
     report::{Report, Spread, Target},
@@ -63,16 +72,52 @@ enum Case {
     LbOneArm,
 }
 
-const CASES: [(Case, &str); 5] = [
-    (Case::Drop, "XDP_DROP on the LB veth (receive limit)"),
-    (Case::Tx, "XDP_TX bounce on the LB veth (forwarding limit)"),
-    (Case::Kernel, "kernel IP forwarding (no XDP on the LB)"),
-    (Case::Lb, "lb forwarding to the backends (full-NAT)"),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// Every row, each IPv6 one right after its IPv4 one (kernel forwarding: IPv4 only).
+const CASES: [(Case, Family, &str); 9] = [
+    (
+        Case::Drop,
+        Family::V4,
+        "XDP_DROP on the LB veth (receive limit)",
+    ),
+    (Case::Drop, Family::V6, "XDP_DROP, IPv6"),
+    (
+        Case::Tx,
+        Family::V4,
+        "XDP_TX bounce on the LB veth (forwarding limit)",
+    ),
+    (Case::Tx, Family::V6, "XDP_TX bounce, IPv6"),
+    (
+        Case::Kernel,
+        Family::V4,
+        "kernel IP forwarding (no XDP on the LB)",
+    ),
+    (
+        Case::Lb,
+        Family::V4,
+        "lb forwarding to the backends (full-NAT)",
+    ),
+    (Case::Lb, Family::V6, "lb full-NAT, IPv6"),
     (
         Case::LbOneArm,
+        Family::V4,
         "lb one-armed: backends behind the client link (full-NAT, XDP_TX)",
     ),
+    (Case::LbOneArm, Family::V6, "lb one-armed, IPv6"),
 ];
+
+/// The row of `case` for `family`.
+fn row(case: Case, family: Family) -> usize {
+    CASES
+        .iter()
+        .position(|&(c, f, _)| c == case && f == family)
+        .unwrap_or_else(|| panic!("no such row in CASES"))
+}
 
 struct Sample {
     mpps: f64,
@@ -88,13 +133,29 @@ struct Bed {
     progs: BenchProgs,
     lb_bin: PathBuf,
     client_mac: [u8; 6],
-    /// Frames of `FLOWS` flows to the VIP, and to both backends (kernel forwarding).
-    to_vip: GenConfig,
+    v4: Frames,
+    v6: Frames,
+    /// IPv4 frames of `FLOWS` flows to both backends (kernel forwarding).
     to_backends: GenConfig,
+}
+
+/// One family's frames and where they are counted.
+struct Frames {
+    /// Frames of `FLOWS` flows to the VIP.
+    to_vip: GenConfig,
     /// Sink slots the frames are counted in: by destination, the VIP (the drop, the bounce)
     /// or each backend.
     vip_slot: usize,
     backend_slots: Vec<usize>,
+}
+
+impl Bed {
+    fn frames(&self, family: Family) -> &Frames {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
 }
 
 pub fn run(args: &Args, out: &mut Report) -> Result<()> {
@@ -106,13 +167,13 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let mut bed = prepare(args)?;
     let mut samples: Vec<Vec<Sample>> = (0..CASES.len()).map(|_| Vec::new()).collect();
     for _ in 0..reps {
-        for (ci, (case, name)) in CASES.iter().enumerate() {
+        for (ci, (case, family, name)) in CASES.iter().enumerate() {
             let frames = if *case == Case::Kernel {
                 frames_kernel
             } else {
                 frames_xdp
             };
-            let s = measure(&mut bed, *case, frames).with_context(|| name.to_string())?;
+            let s = measure(&mut bed, *case, *family, frames).with_context(|| name.to_string())?;
             samples[ci].push(s);
         }
     }
@@ -125,30 +186,40 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
 fn prepare(args: &Args) -> Result<Bed> {
     let lb_bin = args.lb()?;
     let topo = Topology::seed(Routing::Isolated)?;
+    topo.add_ipv6()?;
     topo.lb.sysctl("net.ipv4.ip_forward", "1")?;
     let mut progs = BenchProgs::load()?;
     for b in &topo.backends {
         progs.attach(PROG_BENCH_SINK, &b.ns, &b.ifname)?;
-        // The LB knows the backends' MACs before any measurement (no ARP in the timed part).
+        // The LB knows the backends' MACs before any measurement (no ARP or neighbour
+        // discovery in the timed part).
         let mac = mac_of(&b.ns, &b.ifname)?;
         let mac = mac.map(|x| format!("{x:02x}")).join(":");
-        topo.lb.ip(&[
-            "neigh",
-            "replace",
-            &b.addr.to_string(),
-            "lladdr",
-            &mac,
-            "dev",
-            &b.lb_ifname,
-            "nud",
-            "permanent",
-        ])?;
+        for addr in [b.addr.to_string(), addr6(b).to_string()] {
+            topo.lb.ip(&[
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                &mac,
+                "dev",
+                &b.lb_ifname,
+                "nud",
+                "permanent",
+            ])?;
+        }
     }
     progs.attach(PROG_BENCH_SINK, &topo.client, &topo.client_if)?;
 
     let client_mac = mac_of(&topo.client, &topo.client_if)?;
     let lb_mac = mac_of(&topo.lb, &topo.lb_client_if)?;
-    let frame = |dst: Ipv4Addr| -> [u8; GEN_FRAME_LEN] {
+    let template = |f: Vec<u8>, len: usize| -> Result<[u8; GEN_FRAME_MAX]> {
+        ensure!(f.len() == len, "a {}-byte template, not {len}", f.len());
+        let mut a = [0u8; GEN_FRAME_MAX];
+        a[..len].copy_from_slice(&f);
+        Ok(a)
+    };
+    let frame = |dst: Ipv4Addr| {
         let f = Pkt::tcp(
             SocketAddrV4::new(CLIENT, SPORT_BASE),
             SocketAddrV4::new(dst, 80),
@@ -157,9 +228,18 @@ fn prepare(args: &Args) -> Result<Bed> {
         .payload(&[0x61; 10])
         .macs(client_mac, lb_mac)
         .build();
-        let mut a = [0u8; GEN_FRAME_LEN];
-        a.copy_from_slice(&f[..GEN_FRAME_LEN]);
-        a
+        template(f, GEN_FRAME_LEN)
+    };
+    let frame6 = |dst: Ipv6Addr| {
+        let f = Pkt6::tcp(
+            SocketAddrV6::new(CLIENT6, SPORT_BASE, 0, 0),
+            SocketAddrV6::new(dst, 80, 0, 0),
+        )
+        .flags(ACK)
+        .payload(&[0x61; 10])
+        .macs(client_mac, lb_mac)
+        .build();
+        template(f, GEN6_FRAME_LEN)
     };
     let mut to_vip = GenConfig {
         templates: 1,
@@ -167,25 +247,50 @@ fn prepare(args: &Args) -> Result<Bed> {
         sport_base: SPORT_BASE,
         ..GenConfig::default()
     };
-    to_vip.frames = [frame(VIP); GEN_TEMPLATES];
+    to_vip.frames = [frame(VIP)?; GEN_TEMPLATES];
     let mut to_backends = to_vip;
     to_backends.templates = 2;
-    to_backends.frames[0] = frame(topo.backends[0].addr);
-    to_backends.frames[1] = frame(topo.backends[1].addr);
+    to_backends.frames[0] = frame(topo.backends[0].addr)?;
+    to_backends.frames[1] = frame(topo.backends[1].addr)?;
+    let to_vip6 = GenConfig {
+        frames: [frame6(VIP6)?; GEN_TEMPLATES],
+        frame_len: GEN6_FRAME_LEN as u32,
+        ..to_vip
+    };
 
-    let slot = |a: Ipv4Addr| (a.octets()[3] as u32 % SINK_SLOTS) as usize;
-    let vip_slot = slot(VIP);
-    let backend_slots = topo.backends.iter().map(|b| slot(b.addr)).collect();
+    let slot = |last: u8| (u32::from(last) % SINK_SLOTS) as usize;
+    let v4 = Frames {
+        to_vip,
+        vip_slot: slot(VIP.octets()[3]),
+        backend_slots: topo
+            .backends
+            .iter()
+            .map(|b| slot(b.addr.octets()[3]))
+            .collect(),
+    };
+    let v6 = Frames {
+        to_vip: to_vip6,
+        vip_slot: slot(VIP6.octets()[15]),
+        backend_slots: topo
+            .backends
+            .iter()
+            .map(|b| slot(addr6(b).octets()[15]))
+            .collect(),
+    };
     Ok(Bed {
         topo,
         progs,
         lb_bin,
         client_mac,
-        to_vip,
+        v4,
+        v6,
         to_backends,
-        vip_slot,
-        backend_slots,
     })
+}
+
+/// A backend's IPv6 address (`Topology::add_ipv6`): server `10.200.n.n` is `fd00:200:n::n`.
+fn addr6(b: &Backend) -> Ipv6Addr {
+    backend6(b.addr.octets()[3]).0
 }
 
 /// What a case put in place, undone by [`teardown`].
@@ -197,13 +302,14 @@ struct Setup {
     slots: Vec<usize>,
 }
 
-fn setup(bed: &mut Bed, case: Case) -> Result<Setup> {
+fn setup(bed: &mut Bed, case: Case, family: Family) -> Result<Setup> {
     let topo = &bed.topo;
+    let frames = bed.frames(family);
     let mut s = Setup {
         daemon: None,
         link: None,
-        cfg: bed.to_vip,
-        slots: vec![bed.vip_slot],
+        cfg: frames.to_vip,
+        slots: vec![frames.vip_slot],
     };
     match case {
         Case::Drop => {
@@ -222,24 +328,25 @@ fn setup(bed: &mut Bed, case: Case) -> Result<Setup> {
             topo.lb
                 .exec("ethtool", &["-K", &topo.lb_client_if, "gro", "on"])?;
             s.cfg = bed.to_backends;
-            s.slots = bed.backend_slots.clone();
+            s.slots = bed.v4.backend_slots.clone();
         }
         Case::Lb | Case::LbOneArm => {
             if case == Case::LbOneArm {
-                one_arm(topo, &bed.client_mac, true)?;
+                one_arm(topo, &bed.client_mac, family, true)?;
             }
             let instance = format!("bpr{}", topo.tag);
-            let mut d = Daemon::start(
-                &bed.lb_bin,
-                &topo.lb,
-                &instance,
-                &lb_config(&instance, 65536, "full-nat"),
-                "toml",
-            )?;
+            let config = match family {
+                Family::V4 => lb_config(&instance, 65536, "full-nat"),
+                Family::V6 => lb_config6(&instance, 65536, "full-nat"),
+            };
+            let mut d = Daemon::start(&bed.lb_bin, &topo.lb, &instance, &config, "toml")?;
             d.wait_ready()?;
-            establish_flows(&d)?;
+            match family {
+                Family::V4 => establish_flows(&d)?,
+                Family::V6 => establish_flows6(&d)?,
+            }
             s.daemon = Some(d);
-            s.slots = bed.backend_slots.clone();
+            s.slots = frames.backend_slots.clone();
         }
     }
     Ok(s)
@@ -276,7 +383,37 @@ fn establish_flows(d: &Daemon) -> Result<()> {
     Ok(())
 }
 
-fn teardown(bed: &mut Bed, case: Case, s: Setup) -> Result<()> {
+/// [`establish_flows`] for lb's IPv6 service and servers (`LB6_FLOWS`).
+fn establish_flows6(d: &Daemon) -> Result<()> {
+    let mut maps = lb::dataplane::Maps::from_pins(&d.pin_dir())?;
+    let mut servers = Vec::new();
+    for row in lb::show::backend_rows(&maps)? {
+        servers.push((row.slot, maps.servers6.get(&row.slot.0, 0)?));
+    }
+    ensure!(!servers.is_empty(), "lb has no server");
+    let (client, vip, http) = (
+        addr6_from_octets(CLIENT6.octets()),
+        addr6_from_octets(VIP6.octets()),
+        80u16.to_be(),
+    );
+    for i in 0..FLOWS {
+        let (slot, s) = servers[i as usize % servers.len()];
+        let server = u16::try_from(slot.0)?;
+        let cport = (SPORT_BASE + i as u16).to_be();
+        let lport = (SNAT_BASE + i as u16).to_be();
+        let fwd = established(s.snat_addr, s.addr, lport, s.port, false, server);
+        let reply = established(vip, client, http, cport, true, server);
+        maps.flows6
+            .insert(fwd.mirror_key(PROTO_TCP), reply, 0)
+            .context("inserting a flow")?;
+        maps.flows6
+            .insert(reply.mirror_key(PROTO_TCP), fwd, 0)
+            .context("inserting a flow")?;
+    }
+    Ok(())
+}
+
+fn teardown(bed: &mut Bed, case: Case, family: Family, s: Setup) -> Result<()> {
     if let Some(l) = s.link {
         bed.progs.detach(l)?;
     }
@@ -289,24 +426,27 @@ fn teardown(bed: &mut Bed, case: Case, s: Setup) -> Result<()> {
         d.stop()?;
     }
     if case == Case::LbOneArm {
-        one_arm(&bed.topo, &bed.client_mac, false)?;
+        one_arm(&bed.topo, &bed.client_mac, family, false)?;
     }
     Ok(())
 }
 
 /// One case: set up, send `frames`, count where they arrived, undo.
-fn measure(bed: &mut Bed, case: Case, frames: u32) -> Result<Sample> {
-    let s = setup(bed, case)?;
+fn measure(bed: &mut Bed, case: Case, family: Family, frames: u32) -> Result<Sample> {
+    let s = setup(bed, case, family)?;
     bed.progs.set_generator(&s.cfg)?;
     let before = bed.progs.counts()?;
-    let wall = bed
-        .progs
-        .generate(&bed.topo.client, &bed.topo.client_if, GEN_FRAME_LEN, frames);
+    let wall = bed.progs.generate(
+        &bed.topo.client,
+        &bed.topo.client_if,
+        s.cfg.frame_len as usize,
+        frames,
+    );
     // Let the last frames in the veth queues arrive (not timed: at most a ring's worth).
     std::thread::sleep(Duration::from_millis(100));
     let after = bed.progs.counts();
     let slots = s.slots.clone();
-    teardown(bed, case, s)?;
+    teardown(bed, case, family, s)?;
     let (wall, before, after) = (wall?, before, after?);
     let got: Vec<u64> = slots.iter().map(|&i| after[i] - before[i]).collect();
     let received: u64 = got.iter().sum();
@@ -337,22 +477,29 @@ fn report(
     out: &mut Report,
 ) {
     let med = |ci: usize| Spread::of(&samples[ci].iter().map(|s| s.mpps).collect::<Vec<_>>());
-    let (tx, kernel, lb, one_arm) = (med(1).median, med(2).median, med(3).median, med(4).median);
+    let at = |case, family| med(row(case, family)).median;
+    let kernel = at(Case::Kernel, Family::V4);
     let mut bars = Vec::new();
     let rows = CASES
         .iter()
         .enumerate()
-        .map(|(ci, (_, name))| {
+        .map(|(ci, (_, family, name))| {
             let s = med(ci);
             bars.push((name.to_string(), s));
             let offered = Spread::of(&samples[ci].iter().map(|s| s.offered).collect::<Vec<_>>());
             let delivered =
                 Spread::of(&samples[ci].iter().map(|s| s.delivered).collect::<Vec<_>>());
+            // Each family against its own bounce; kernel forwarding was measured with IPv4
+            // frames only.
+            let kernel = match family {
+                Family::V4 => format!("{:.2}x", s.median / kernel),
+                Family::V6 => "-".to_string(),
+            };
             vec![
                 name.to_string(),
                 s.fmt(2),
-                format!("{:.2}x", s.median / tx),
-                format!("{:.2}x", s.median / kernel),
+                format!("{:.2}x", s.median / at(Case::Tx, *family)),
+                kernel,
                 format!("{:.2}", offered.median),
                 format!("{:.0}%", delivered.median * 100.0),
             ]
@@ -366,13 +513,15 @@ fn report(
     out.table(
         "Packet rate across veth (live-frames generator)",
         &format!(
-            "64-byte TCP frames of {FLOWS} flows per destination from `bench_gen` \
-             (BPF_PROG_TEST_RUN live frames, batch 64) in the client namespace; Mpps counted by \
-             `bench_sink` on the receiving veth (the backends', or the LB's for XDP_DROP, the \
-             client's for the bounce) over the generator's wall time; {reps} runs of \
-             {frames_xdp} frames ({frames_kernel} for kernel forwarding), min / median / max. \
-             Everything shares the machine's 2 vCPUs. lb's smaller backend got {:.0}% of the \
-             frames (median; round robin over 2 servers).",
+            "TCP frames of {FLOWS} flows per destination from `bench_gen` (BPF_PROG_TEST_RUN \
+             live frames, batch 64) in the client namespace: {GEN_FRAME_LEN}-byte IPv4 frames, \
+             {GEN6_FRAME_LEN}-byte IPv6 frames (the same TCP segment) in the IPv6 rows, whose \
+             x XDP_TX is against the bounce of IPv6 frames; Mpps counted by `bench_sink` on the \
+             receiving veth (the backends', or the LB's for XDP_DROP, the client's for the \
+             bounce) over the generator's wall time; {reps} runs of {frames_xdp} frames \
+             ({frames_kernel} for kernel forwarding, IPv4 only), min / median / max. Everything \
+             shares the machine's 2 vCPUs. lb's smaller backend got {:.0}% of the frames \
+             (median over both families; round robin over 2 servers).",
             Spread::of(&share).median * 100.0
         ),
         &[
@@ -384,6 +533,12 @@ fn report(
             "delivered",
         ],
         rows,
+    );
+    let (tx, tx6) = (at(Case::Tx, Family::V4), at(Case::Tx, Family::V6));
+    let (lb, lb6) = (at(Case::Lb, Family::V4), at(Case::Lb, Family::V6));
+    let (one_arm, one_arm6) = (
+        at(Case::LbOneArm, Family::V4),
+        at(Case::LbOneArm, Family::V6),
     );
     out.target(
         "lb forwarding >= 0.85x the XDP_TX bounce",
@@ -400,16 +555,29 @@ fn report(
         lb / kernel,
         Target::AtLeast(2.5),
     );
+    out.target(
+        "lb IPv6 forwarding >= 0.85x the XDP_TX bounce of IPv6 frames",
+        lb6 / tx6,
+        Target::AtLeast(0.85),
+    );
+    out.target(
+        "lb IPv6 one-armed >= 0.85x the XDP_TX bounce of IPv6 frames",
+        one_arm6 / tx6,
+        Target::AtLeast(0.85),
+    );
     out.chart("pktrate.svg", "Packet rate across veth", "Mpps", bars);
 }
 
-/// Routes the LB's traffic for the backends out of its client-side veth, to the client's MAC
-/// (`add`), or back to the backends' own links.
-fn one_arm(topo: &Topology, client_mac: &[u8; 6], add: bool) -> Result<()> {
+/// Routes the LB's traffic for the backends' `family` addresses out of its client-side veth,
+/// to the client's MAC (`add`), or back to the backends' own links.
+fn one_arm(topo: &Topology, client_mac: &[u8; 6], family: Family, add: bool) -> Result<()> {
     let mac = client_mac.map(|x| format!("{x:02x}")).join(":");
     let dev = topo.lb_client_if.as_str();
     for b in &topo.backends {
-        let (host, addr) = (format!("{}/32", b.addr), b.addr.to_string());
+        let (host, addr) = match family {
+            Family::V4 => (format!("{}/32", b.addr), b.addr.to_string()),
+            Family::V6 => (format!("{}/128", addr6(b)), addr6(b).to_string()),
+        };
         let (route, neigh): (Vec<&str>, Vec<&str>) = if add {
             (
                 vec!["route", "replace", &host, "dev", dev],

@@ -9,12 +9,16 @@ use aya_ebpf::{
 };
 use lb_common::{
     bench::{
-        GEN_FRAME_LEN, GEN_SPORT_OFF, GEN_TCP_CHECK_OFF, GEN_TEMPLATES, GenConfig, SINK_SLOTS,
+        GEN_FRAME_LEN, GEN_SPORT_OFF, GEN_TCP_CHECK_OFF, GEN_TEMPLATES, GEN6_FRAME_LEN,
+        GEN6_SPORT_OFF, GEN6_TCP_CHECK_OFF, GenConfig, SINK_SLOTS,
     },
     csum::Delta,
 };
 
-use crate::parse::{ETH_HLEN, EthHdr, Ipv4Hdr};
+use crate::{
+    parse::{ETH_HLEN, EthHdr, Ipv4Hdr},
+    parse6::{ETH_P_IPV6_BE, Ipv6Hdr},
+};
 
 #[btf_map]
 pub static BENCH_GEN: Array<GenConfig, 1> = Array::new();
@@ -32,6 +36,8 @@ const PROTO_TCP: u8 = 6;
 
 /// Writes the whole frame every time: in live-frames mode the kernel recycles pages, and
 /// whatever the programs downstream wrote (NAT, MACs) would otherwise leak into later frames.
+/// IPv4 frames take the same instructions as before IPv6 frames existed but one comparison,
+/// so IPv4 numbers stay comparable with earlier runs.
 #[inline(always)]
 pub fn generate(ctx: &XdpContext) -> u32 {
     let (data, end) = (ctx.data(), ctx.data_end());
@@ -42,7 +48,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     // SAFETY: map values are valid for the program's run; the frame was bounds-checked above
-    // (64 bytes), and every offset below is a constant inside it.
+    // (64 bytes, or 84 for the IPv6 part), and every offset below is a constant inside it.
     unsafe {
         let n = *seq;
         *seq = n + 1;
@@ -64,13 +70,39 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         for i in 0..GEN_FRAME_LEN / 8 {
             *dst.add(i) = *src.add(i);
         }
-        let sport = (data + GEN_SPORT_OFF) as *mut u16;
-        let check = (data + GEN_TCP_CHECK_OFF) as *mut u16;
-        let new = port.to_be();
+        if (*cfg).frame_len as usize == GEN6_FRAME_LEN {
+            if data + GEN6_FRAME_LEN > end {
+                return xdp_action::XDP_ABORTED;
+            }
+            // The 20 bytes past the IPv4 frame's 64: two u64s and a u32.
+            const _: () = assert!(GEN6_FRAME_LEN == GEN_FRAME_LEN + 20);
+            let i = GEN_FRAME_LEN / 8;
+            *dst.add(i) = *src.add(i);
+            *dst.add(i + 1) = *src.add(i + 1);
+            *(dst.add(i + 2) as *mut u32) = *(src.add(i + 2) as *const u32);
+            set_sport(data, GEN6_SPORT_OFF, GEN6_TCP_CHECK_OFF, port);
+        } else {
+            set_sport(data, GEN_SPORT_OFF, GEN_TCP_CHECK_OFF, port);
+        }
+    }
+    xdp_action::XDP_TX
+}
+
+/// Writes TCP source port `port` (host order) at `data + sport_off`, fixing the checksum at
+/// `data + check_off` up (the pseudo-header of either family does not hold the ports).
+///
+/// # Safety
+/// Both offsets + 2 must be inside the bounds-checked frame.
+#[inline(always)]
+unsafe fn set_sport(data: usize, sport_off: usize, check_off: usize, port: u16) {
+    let sport = (data + sport_off) as *mut u16;
+    let check = (data + check_off) as *mut u16;
+    let new = port.to_be();
+    // SAFETY: the caller's.
+    unsafe {
         *check = Delta::ZERO.u16(*sport, new).apply(*check);
         *sport = new;
     }
-    xdp_action::XDP_TX
 }
 
 #[inline(always)]
@@ -83,11 +115,25 @@ pub fn sink(ctx: &XdpContext) -> u32 {
     let ip = (data + ETH_HLEN) as *const Ipv4Hdr;
     // SAFETY: bounds-checked above.
     let (proto, l4, dst) = unsafe { ((*eth).proto, (*ip).proto, (*ip).dst) };
-    if proto != ETH_P_IP_BE || l4 != PROTO_TCP {
+    let last = if proto == ETH_P_IP_BE && l4 == PROTO_TCP {
+        // `from_be` gives the address as a number, whose low byte is its last octet.
+        u32::from_be(dst) & 0xff
+    } else if proto == ETH_P_IPV6_BE {
+        if data + ETH_HLEN + core::mem::size_of::<Ipv6Hdr>() > end {
+            return xdp_action::XDP_PASS;
+        }
+        let ip = (data + ETH_HLEN) as *const Ipv6Hdr;
+        // SAFETY: bounds-checked above. Only TCP right behind the fixed header is counted,
+        // which is what the generator sends and lb forwards.
+        let (next, dst) = unsafe { ((*ip).next, (*ip).dst) };
+        if next != PROTO_TCP {
+            return xdp_action::XDP_PASS;
+        }
+        u32::from_be(dst[3]) & 0xff
+    } else {
         return xdp_action::XDP_PASS;
-    }
-    // `from_be` gives the address as a number, whose low byte is its last octet.
-    let slot = (u32::from_be(dst) & 0xff) % SINK_SLOTS;
+    };
+    let slot = last % SINK_SLOTS;
     if let Some(c) = BENCH_COUNT.get_ptr_mut(slot) {
         // SAFETY: a per-CPU slot.
         unsafe { *c += 1 };

@@ -1,6 +1,6 @@
 //! `wrk` (the HTTP load generator) run inside a namespace, and its report read back.
 use std::{
-    net::Ipv4Addr,
+    net::IpAddr,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -30,8 +30,13 @@ pub struct WrkResult {
 }
 
 impl Wrk {
-    /// Runs `wrk -t1` in `ns` against `http://addr/`; killed by PID if it overruns.
-    pub fn run(&self, ns: &Netns, addr: Ipv4Addr) -> Result<WrkResult> {
+    /// Runs `wrk -t1` in `ns` against `http://addr/` (either family); killed by PID if it
+    /// overruns.
+    pub fn run(&self, ns: &Netns, addr: impl Into<IpAddr>) -> Result<WrkResult> {
+        let host = match addr.into() {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
         let mut cmd = ns.command("wrk")?;
         cmd.args([
             "-t1",
@@ -44,7 +49,7 @@ impl Wrk {
         if self.close {
             cmd.args(["-H", "Connection: close"]);
         }
-        cmd.arg(format!("http://{addr}/"))
+        cmd.arg(format!("http://{host}/"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
