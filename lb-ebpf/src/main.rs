@@ -50,7 +50,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let action = path::process::<Ipv4Hdr>(&ctx);
     // A constant of the loaded program: in the copy that runs untraced the verifier removes
     // this call (see `trace`).
-    if trace::on() {
+    if trace::on_for(true) {
         trace::end(&ctx, action);
     }
     action
@@ -61,10 +61,15 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 /// 512 bytes.
 #[xdp]
 pub fn lb_xdp6(ctx: XdpContext) -> u32 {
-    match lb6(XdpContext { ctx: ctx.ctx }) {
+    let action = match lb6(XdpContext { ctx: ctx.ctx }) {
         verdict::ICMP6 => icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now()),
         action => action,
+    };
+    // As in `lb_xdp`: gone from the copy that runs untraced.
+    if trace::on_for(false) {
+        trace::end6(&ctx, action);
     }
+    action
 }
 
 /// The IPv6 path proper. (The context goes by value: a reference would put it on the

@@ -52,7 +52,7 @@ use crate::{
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
 pub fn process<H: IpHdr>(ctx: &XdpContext) -> u32 {
-    if H::V4 && trace::on() {
+    if trace::on_for(H::V4) {
         trace::begin();
     }
     let pkt = match H::parse(ctx) {
@@ -60,7 +60,7 @@ pub fn process<H: IpHdr>(ctx: &XdpContext) -> u32 {
         Ok(ParsedOf::Icmp(e)) => return H::translate(ctx, &e, clock::now()),
         Err(reason) => return pass(reason),
     };
-    if H::V4 && trace::on() {
+    if trace::on_for(H::V4) {
         H::arrived(&pkt);
     }
     if !may_be_tracked(&pkt) {
