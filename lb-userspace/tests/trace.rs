@@ -154,6 +154,18 @@ fn the_tracing_copy_says_why_and_the_running_program_says_nothing() {
 fn a_vip_filter_traces_that_service_only_both_ways() {
     let mut p = pinned();
     let f = &mut p.f;
+    // No IPv6 service here: no IPv6 path to trace, and the answer says so.
+    let v6 = tracing::filter(Some("fd00::1")).expect("filter");
+    let refused = f
+        .bal
+        .dp
+        .tracing_copy(v6)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        refused,
+        Err("fd00::1: this instance has no IPv6 service, so no IPv6 packet path to trace".into())
+    );
     let filter = tracing::filter(Some("10.0.0.1:53")).expect("filter");
     let mut copy = f.bal.dp.tracing_copy(filter).expect("tracing copy");
     let traced = Lines::default();

@@ -208,6 +208,12 @@ impl Dataplane {
             self.pin_dir.is_some(),
             "tracing needs a data plane with pinned maps"
         );
+        if let Some(vip @ IpAddr::V6(_)) = filter.vip {
+            anyhow::ensure!(
+                self.opts.ipv6,
+                "{vip}: this instance has no IPv6 service, so no IPv6 packet path to trace"
+            );
+        }
         Ok(LoadOptions {
             trace: Some(filter),
             ..self.opts.clone()
