@@ -78,10 +78,29 @@ pub fn arrived(pkt: &Packet) {
     }
 }
 
-/// An IPv6 packet's tuple as it arrived, copied from the header a word at a time (as in
-/// `arrived`, nothing of it goes through the entry's stack, which the deepest chain fills).
+/// An IPv6 packet starts (from `lb_xdp6`, before its path): [`begin`] and [`arrived`] in
+/// one, reading the tuple with a parse of their own. Inside the path they would cost the
+/// copy that runs untraced a check after every way through the parser.
 #[inline(always)]
-pub fn arrived6(ip: *const Ipv6Hdr, ports: *const [u16; 2], proto: u8) {
+pub fn begin6(ctx: &XdpContext) {
+    lb_trace_begin6(ctx.ctx);
+}
+
+/// [`begin6`], as a global BPF function (verified once, as [`lb_trace_end`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_trace_begin6(ctx: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    begin();
+    if let Ok(Parsed6::Flow(p)) = parse6::parse6(&ctx) {
+        arrived6(p.ip, p.ports, p.proto);
+    }
+    0
+}
+
+/// An IPv6 packet's tuple as it arrived, copied from the header a word at a time.
+#[inline(always)]
+fn arrived6(ip: *const Ipv6Hdr, ports: *const [u16; 2], proto: u8) {
     if let Some(r) = record() {
         // SAFETY: as in `begin`; `ip` and `ports` were bounds-checked by the parser.
         unsafe {
