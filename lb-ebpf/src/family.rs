@@ -87,7 +87,8 @@ pub trait Addr: Copy + PartialEq + 'static {
 /// only that family has (ICMP, direct server return, tracing).
 pub trait IpHdr: Sized + 'static {
     type A: Addr;
-    /// IPv4, which alone has direct server return and `lb trace`.
+    /// IPv4, which alone has direct server return (and whose path notes `lb trace`'s tuple
+    /// itself; IPv6's is noted before its path, see `trace::begin6`).
     const V4: bool;
     /// This family's ICMP error, as its parser finds it.
     type Icmp;
@@ -122,7 +123,7 @@ pub trait IpHdr: Sized + 'static {
     /// Direct server return's encapsulation from `src` to `dst` (IPv4 only: pools with IPv6
     /// servers do not return directly).
     fn encap(ctx: &XdpContext, src: Self::A, dst: Self::A, nh: *const NextHop, routed: u32) -> u32;
-    /// `lb trace`'s first line about a packet.
+    /// `lb trace` notes the packet's tuple as it arrived (IPv4).
     fn arrived(pkt: &PacketOf<Self>);
 }
 
@@ -481,7 +482,8 @@ impl IpHdr for Ipv6Hdr {
 
     #[inline(always)]
     fn arrived(_pkt: &PacketOf<Self>) {
-        // Never called: `lb trace` records hold IPv4 addresses, IPv6 packets are not traced.
+        // Never called: `lb_xdp6` notes the tuple before the path (`trace::begin6`), where
+        // it costs the untraced copy's verification nothing.
     }
 }
 

@@ -50,7 +50,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let action = path::process::<Ipv4Hdr>(&ctx);
     // A constant of the loaded program: in the copy that runs untraced the verifier removes
     // this call (see `trace`).
-    if trace::on() {
+    if trace::on_for(true) {
         trace::end(&ctx, action);
     }
     action
@@ -61,10 +61,42 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 /// 512 bytes.
 #[xdp]
 pub fn lb_xdp6(ctx: XdpContext) -> u32 {
-    match lb6(XdpContext { ctx: ctx.ctx }) {
-        verdict::ICMP6 => icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now()),
-        action => action,
+    // Decided before the path, not after it as in `lb_xdp`: the verifier walks what follows
+    // the path once per way out of it, so the copy that runs untraced must find there what
+    // it always did.
+    if likely(!trace::on_for(false)) {
+        return path6(&ctx);
     }
+    traced6(XdpContext { ctx: ctx.ctx })
+}
+
+#[inline(always)]
+fn path6(ctx: &XdpContext) -> u32 {
+    let action = lb6(XdpContext { ctx: ctx.ctx });
+    if likely(action != verdict::ICMP6) {
+        return action;
+    }
+    icmp6::translate(XdpContext { ctx: ctx.ctx }, clock::now())
+}
+
+/// Lays the usual way out of a branch first (the verifier walks what follows `lb6` once per
+/// way out of it: one instruction there costs hundreds).
+#[inline(always)]
+fn likely(b: bool) -> bool {
+    #[cfg(target_arch = "bpf")]
+    return core::intrinsics::likely(b);
+    #[cfg(not(target_arch = "bpf"))]
+    b
+}
+
+/// [`lb_xdp6`] in the tracing copy: the IPv6 path between `lb trace`'s first and last word.
+/// Inline: a frame of its own would make the path's chain of calls one too many (8 at most).
+#[inline(always)]
+fn traced6(ctx: XdpContext) -> u32 {
+    trace::begin6(&ctx);
+    let action = path6(&ctx);
+    trace::end6(&ctx, action);
+    action
 }
 
 /// The IPv6 path proper. (The context goes by value: a reference would put it on the

@@ -52,7 +52,8 @@ use crate::{
 /// flow comes back with [`NEW_FLOW`] and takes the new-flow path.
 #[inline(always)]
 pub fn process<H: IpHdr>(ctx: &XdpContext) -> u32 {
-    if H::V4 && trace::on() {
+    // IPv6's path is traced from `lb_xdp6`, around it (`trace::begin6`).
+    if H::V4 && trace::on_for(true) {
         trace::begin();
     }
     let pkt = match H::parse(ctx) {
@@ -60,7 +61,7 @@ pub fn process<H: IpHdr>(ctx: &XdpContext) -> u32 {
         Ok(ParsedOf::Icmp(e)) => return H::translate(ctx, &e, clock::now()),
         Err(reason) => return pass(reason),
     };
-    if H::V4 && trace::on() {
+    if H::V4 && trace::on_for(true) {
         H::arrived(&pkt);
     }
     if !may_be_tracked(&pkt) {

@@ -7,30 +7,45 @@
 use aya_ebpf::{Global, bindings::xdp_md, programs::XdpContext};
 use aya_log_ebpf::info;
 use lb_common::{
-    FlowKey, Reason, TraceRecord,
-    trace::{REWRITE_IN, REWRITE_NEW, REWRITE_OUT, REWRITE_REDISPATCH, traced},
+    Addr6, FlowKey, FlowKey6, Reason, TraceRecord,
+    trace::{
+        REWRITE_IN, REWRITE_NEW, REWRITE_OUT, REWRITE_REDISPATCH, TRACE_V4, TRACE_V6, traced,
+        traced6,
+    },
 };
 
 use crate::{
     maps::LB_TRACE_REC,
     parse::{self, Packet, Parsed},
+    parse6::{self, Ipv6Hdr, Parsed6},
     stats::{Dir, Event},
 };
 
-/// Set (1) in the tracing copy only; see the module documentation.
+/// Which families trace (`TRACE_V4`, `TRACE_V6`), in the tracing copy only; see the module
+/// documentation.
 #[unsafe(no_mangle)]
 static LB_TRACE: Global<u32> = Global::new(0);
-/// The `--vip` filter (network order; 0: every VIP).
+/// The `--vip` filter, IPv4 (network order; 0: every VIP) ...
 #[unsafe(no_mangle)]
 static LB_TRACE_VIP: Global<u32> = Global::new(0);
+/// ... IPv6 (packet order; `::`: every VIP).
+#[unsafe(no_mangle)]
+static LB_TRACE_VIP6: Global<Addr6> = Global::new([0; 4]);
 /// The `--vip` filter's port (network order; 0: any).
 #[unsafe(no_mangle)]
 static LB_TRACE_PORT: Global<u32> = Global::new(0);
 
-/// Whether this copy of the program traces.
+/// Whether this copy of the program traces (either family: what is noted along the shared
+/// path goes to the record of whichever family's packet is under way).
 #[inline(always)]
 pub fn on() -> bool {
     LB_TRACE.load() != 0
+}
+
+/// Whether this copy traces IPv4's path (`v4`) or IPv6's.
+#[inline(always)]
+pub fn on_for(v4: bool) -> bool {
+    LB_TRACE.load() & if v4 { TRACE_V4 } else { TRACE_V6 } != 0
 }
 
 #[inline(always)]
@@ -60,6 +75,52 @@ pub fn arrived(pkt: &Packet) {
             (*r).key.dport = pkt.dport();
             (*r).key.proto = pkt.proto;
         }
+    }
+}
+
+/// An IPv6 packet starts (from `lb_xdp6`, before its path): [`begin`] and [`arrived`] in
+/// one, reading the tuple with a parse of their own. Inside the path they would cost the
+/// copy that runs untraced a check after every way through the parser.
+#[inline(always)]
+pub fn begin6(ctx: &XdpContext) {
+    lb_trace_begin6(ctx.ctx);
+}
+
+/// [`begin6`], as a global BPF function (verified once, as [`lb_trace_end`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_trace_begin6(ctx: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    begin();
+    if let Ok(Parsed6::Flow(p)) = parse6::parse6(&ctx) {
+        arrived6(p.ip, p.ports, p.proto);
+    }
+    0
+}
+
+/// An IPv6 packet's tuple as it arrived, copied from the header a word at a time.
+#[inline(always)]
+fn arrived6(ip: *const Ipv6Hdr, ports: *const [u16; 2], proto: u8) {
+    if let Some(r) = record() {
+        // SAFETY: as in `begin`; `ip` and `ports` were bounds-checked by the parser.
+        unsafe {
+            copy6(&raw mut (*r).key6.src, &raw const (*ip).src);
+            copy6(&raw mut (*r).key6.dst, &raw const (*ip).dst);
+            (*r).key6.sport = (*ports)[0];
+            (*r).key6.dport = (*ports)[1];
+            (*r).key6.proto = proto;
+        }
+    }
+}
+
+/// # Safety
+/// Both point to 16 readable bytes, `to` writable.
+#[inline(always)]
+unsafe fn copy6(to: *mut Addr6, from: *const Addr6) {
+    let (to, from) = (to.cast::<u32>(), from.cast::<u32>());
+    for i in 0..4 {
+        // SAFETY: as the caller promised; volatile keeps one word at a time in a register.
+        unsafe { *to.add(i) = core::ptr::read_volatile(from.add(i)) };
     }
 }
 
@@ -108,6 +169,21 @@ pub extern "C" fn lb_trace_end(ctx: *mut xdp_md, action: u32) -> u32 {
     0
 }
 
+/// [`end`] for an IPv6 packet (from `lb_xdp6`).
+#[inline(always)]
+pub fn end6(ctx: &XdpContext, action: u32) {
+    lb_trace_end6(ctx.ctx, action);
+}
+
+/// [`lb_trace_end`] for IPv6.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_trace_end6(ctx: *mut xdp_md, action: u32) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    write_line6(&ctx, action);
+    0
+}
+
 #[inline(always)]
 fn write_line(ctx: &XdpContext, action: u32) {
     let Some(r) = record() else {
@@ -149,6 +225,64 @@ fn write_line(ctx: &XdpContext, action: u32) {
         out.src,
         out.sport,
         out.dst,
+        out.dport,
+        rec.server
+    );
+}
+
+/// [`write_line`] for IPv6: the same numbers, each address as its 4 words (packet order), 25
+/// in all, which is how the daemon tells the families' records apart.
+#[inline(always)]
+fn write_line6(ctx: &XdpContext, action: u32) {
+    let Some(r) = record() else {
+        return;
+    };
+    // SAFETY: as in `begin`.
+    let rec = unsafe { *r };
+    let k = rec.key6;
+    let out = match parse6::parse6(ctx) {
+        Ok(Parsed6::Flow(p)) => FlowKey6::new(p.src(), p.dst(), p.sport(), p.dport(), p.proto),
+        _ => k,
+    };
+    if !traced6(
+        &LB_TRACE_VIP6.load(),
+        LB_TRACE_PORT.load(),
+        &k.dst,
+        k.dport,
+        &out.src,
+        out.sport,
+    ) {
+        return;
+    }
+    let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (k.src, k.dst);
+    let ([o0, o1, o2, o3], [t0, t1, t2, t3]) = (out.src, out.dst);
+    info!(
+        ctx,
+        target: "lb::trace",
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+        action,
+        rec.reason,
+        rec.rewrite,
+        k.proto,
+        s0,
+        s1,
+        s2,
+        s3,
+        k.sport,
+        d0,
+        d1,
+        d2,
+        d3,
+        k.dport,
+        o0,
+        o1,
+        o2,
+        o3,
+        out.sport,
+        t0,
+        t1,
+        t2,
+        t3,
         out.dport,
         rec.server
     );

@@ -76,7 +76,6 @@ enum Command {
     },
     /// Make the data plane say why it passes, drops or rewrites each packet (printed by the
     /// daemon as `[TRACE]` lines), or stop it. Off, tracing costs the data plane nothing.
-    /// IPv4 packets only: IPv6 packets are not traced.
     Trace {
         #[command(subcommand)]
         switch: TraceSwitch,
@@ -131,7 +130,8 @@ enum ServerAction {
 enum TraceSwitch {
     /// Start tracing (again: with the new filter).
     On {
-        /// Only packets of flows to this VIP: ADDRESS or ADDRESS:PORT (IPv4).
+        /// Only packets of flows to this VIP: ADDRESS or ADDRESS:PORT, IPv4 or IPv6
+        /// (`10.0.0.1:80`, `[fd00::1]:80`); the other family's packets are not traced.
         #[arg(long)]
         vip: Option<String>,
     },

@@ -4,29 +4,30 @@
 //! action are compared with what is expected.
 //!
 //! The IPv4 fixture installs its configuration as `lb run` does; the IPv6 side of the same
-//! services and servers is written into the `LB6_*` maps here, as the daemon will:
+//! services and servers is written into the `LB6_*` maps by `support/dp6_fixture.rs`:
 //!
 //! ```text
 //!  client fd00::2 (02:..:c2) ── dpc fd00::1 (VIP, 02:..:c1)  [ns]  dpb fd01::1 (02:..:b1) ── servers fd01::10 (02:..:0a)
 //!                                                                                         fd01::11 (02:..:0b)
 //!                                                                                         fd01::12 (no neighbour)
 //! ```
+#[path = "support/dp6_fixture.rs"]
+mod dp6_fixture;
 #[path = "support/dp_fixture.rs"]
 mod dp_fixture;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddrV6};
 
 use aya::maps::lpm_trie::Key;
 use dp_fixture::*;
+use dp6_fixture::*;
 use lb::dataplane::{
     LoadOptions,
-    layout::addr_be,
     testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 use lb_common::{
-    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, Flow6, FlowEvent6, FlowKey6, PROTO_TCP,
-    PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, ServerInfo6, ServiceKey, ServiceKey6, State,
-    addr6_from_octets, clock::ticks_from_ms,
+    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Flow6, FlowEvent6, FlowKey6, PROTO_TCP,
+    PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, State, addr6_from_octets, clock::ticks_from_ms,
 };
 use lb_testbed::packet::{
     self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, ICMPV6, ICMPV6_DEST_UNREACH,
@@ -34,86 +35,10 @@ use lb_testbed::packet::{
     l4_checksum6,
 };
 
-const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-const LB_B6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1);
-const WEB10_6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0x10);
-const WEB11_6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0x11);
-const WEB12_6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0x12);
-/// A router between lb and the servers, and one on the clients' side.
-const ROUTER_B6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0xfe);
-const ROUTER_C6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0xfe);
-const MAC_ROUTER: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
-
-fn ep6(a: Ipv6Addr, port: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(a, port, 0, 0)
-}
-
-fn a6(a: Ipv6Addr) -> Addr6 {
-    addr6_from_octets(a.octets())
-}
-
-/// Each IPv4 server's IPv6 twin.
-fn twin(a: Ipv4Addr) -> Option<Ipv6Addr> {
-    match a.octets() {
-        [10, 1, 0, 10] => Some(WEB10_6),
-        [10, 1, 0, 11] => Some(WEB11_6),
-        [10, 1, 0, 12] => Some(WEB12_6),
-        _ => None,
-    }
-}
-
 /// The IPv4 fixture with every service also at `[fd00::1]` and every server also at its
-/// IPv6 twin (same slots, pools and frontends), full-NAT from `fd01::1`.
+/// IPv6 twin (`dp6_fixture`).
 fn fixture() -> Fixture {
-    let f = Fixture::with(
-        CONFIG,
-        LoadOptions {
-            ipv6: true,
-            ..LoadOptions::default()
-        },
-    );
-    for (ip, mac) in [
-        (CLIENT6, MAC_CLIENT),
-        (WEB10_6, MAC_WEB10),
-        (WEB11_6, MAC_WEB11),
-    ] {
-        f.net.neighbour6(ip, mac).expect("neighbour");
-    }
-    let mut f = f;
-    let maps = &mut f.bal.dp.maps;
-    let services: Vec<(ServiceKey, lb_common::ServiceValue)> =
-        maps.services.iter().map(|r| r.expect("service")).collect();
-    for (k, v) in services {
-        assert_eq!(k.addr, addr_be(VIP));
-        let k6 = ServiceKey6 {
-            addr: a6(VIP6),
-            port: k.port,
-            proto: k.proto,
-            _pad: 0,
-        };
-        maps.services6.insert(k6, v, 0).expect("service6");
-    }
-    for slot in 0..8u32 {
-        let Ok(s) = maps.servers.get(&slot, 0) else {
-            continue;
-        };
-        let Some(addr) = twin(Ipv4Addr::from(u32::from_be(s.addr))) else {
-            continue;
-        };
-        let s6 = ServerInfo6 {
-            addr: a6(addr),
-            snat_addr: a6(LB_B6),
-            port: s.port,
-            _pad: 0,
-            pool: s.pool,
-            maxconn: s.maxconn,
-            _pad2: 0,
-            nh: Default::default(),
-        };
-        maps.servers6.set(slot, s6, 0).expect("server6");
-    }
-    f
+    dp6_fixture::with_ipv6(LoadOptions::default())
 }
 
 /// Feeds an IPv6 frame and asserts the exact output and action; a changed frame's

@@ -1,6 +1,10 @@
 //! `lb trace` in the data plane (BPF_PROG_TEST_RUN): the tracing copy of the program, loaded
 //! on the same pinned maps, reports each packet's decision through aya-log; the program that
-//! runs untraced reports nothing; the VIP filter keeps other services' packets out.
+//! runs untraced reports nothing; the VIP filter keeps other services' packets out. IPv6
+//! packets are traced by the copy's own `lb_xdp6`, which goes into the tail-call table when
+//! the copy is swapped in.
+#[path = "support/dp6_fixture.rs"]
+mod dp6_fixture;
 #[path = "support/dp_fixture.rs"]
 mod dp_fixture;
 
@@ -11,7 +15,7 @@ use lb::{
     daemon::{flowlog::Names, tracing},
     dataplane::{LoadOptions, TraceFilter, testrun},
 };
-use lb_testbed::packet::{ACK, Pkt, SYN};
+use lb_testbed::packet::{ACK, Pkt, Pkt6, SYN};
 
 /// Collects the trace records' text.
 #[derive(Clone, Default)]
@@ -56,17 +60,23 @@ impl Drop for Pinned {
 }
 
 fn pinned() -> Pinned {
+    pinned_with(|opts| Fixture::with(CONFIG, opts))
+}
+
+/// [`pinned`] with the IPv6 program and services (`dp6_fixture`).
+fn pinned6() -> Pinned {
+    pinned_with(dp6_fixture::with_ipv6)
+}
+
+fn pinned_with(fixture: impl FnOnce(LoadOptions) -> Fixture) -> Pinned {
     let dir = std::path::PathBuf::from(format!(
         "/sys/fs/bpf/lb-test-trace-{}",
         lb_testbed::unique_tag()
     ));
-    let f = Fixture::with(
-        CONFIG,
-        LoadOptions {
-            pin_dir: Some(dir.clone()),
-            ..LoadOptions::default()
-        },
-    );
+    let f = fixture(LoadOptions {
+        pin_dir: Some(dir.clone()),
+        ..LoadOptions::default()
+    });
     Pinned { f, dir }
 }
 
@@ -144,6 +154,18 @@ fn the_tracing_copy_says_why_and_the_running_program_says_nothing() {
 fn a_vip_filter_traces_that_service_only_both_ways() {
     let mut p = pinned();
     let f = &mut p.f;
+    // No IPv6 service here: no IPv6 path to trace, and the answer says so.
+    let v6 = tracing::filter(Some("fd00::1")).expect("filter");
+    let refused = f
+        .bal
+        .dp
+        .tracing_copy(v6)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        refused,
+        Err("fd00::1: this instance has no IPv6 service, so no IPv6 packet path to trace".into())
+    );
     let filter = tracing::filter(Some("10.0.0.1:53")).expect("filter");
     let mut copy = f.bal.dp.tracing_copy(filter).expect("tracing copy");
     let traced = Lines::default();
@@ -175,4 +197,88 @@ fn a_vip_filter_traces_that_service_only_both_ways() {
             "redirect reply udp 10.1.0.10:53 > 10.1.0.1:1024 => 10.0.0.1:53 > 10.0.0.2:5300 dns/dns10",
         ]
     );
+}
+
+#[test]
+fn ipv6_packets_are_traced_and_an_ipv6_vip_filters_them() {
+    use dp6_fixture::{CLIENT6, LB_B6, VIP6, WEB10_6, ep6};
+    let mut p = pinned6();
+    let f = &mut p.f;
+    let untraced = Lines::default();
+    let mut quiet = f.bal.dp.trace_logger(untraced.clone()).expect("logger");
+    let filter = tracing::filter(Some("[fd00::1]:80")).expect("filter");
+    let mut copy = f
+        .bal
+        .dp
+        .tracing_copy(filter)
+        .expect("tracing copy verifies");
+    let traced = Lines::default();
+    let mut logger = copy.trace_logger(traced.clone()).expect("logger");
+
+    // Loaded, not yet swapped in: the running program's IPv6 path is its own, untraced.
+    f.rewind(HOGE, HOGE_WEB10);
+    let (c, vip) = (ep6(CLIENT6, 45000), ep6(VIP6, 80));
+    let (lb_side, server) = (ep6(LB_B6, nth_port(0)), ep6(WEB10_6, 80));
+    let syn = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &syn.build());
+    assert_eq!(action, testrun::XDP_REDIRECT, "SYN, untraced");
+    quiet.flush();
+    logger.flush();
+    assert_eq!(untraced.take(), Vec::<String>::new());
+    assert_eq!(traced.take(), Vec::<String>::new());
+
+    f.bal.dp.run_program_of(Some(&mut copy)).expect("swap in");
+    let run = |copy: &mut lb::dataplane::Dataplane, ifindex: u32, frame: &[u8]| {
+        testrun::run(copy.lb_program().expect("program"), ifindex, frame, 1).expect("run")
+    };
+    let synack = Pkt6::tcp(server, lb_side)
+        .flags(SYN | ACK)
+        .seq(SERVER_ISN)
+        .ack(1001)
+        .macs(MAC_WEB10, MAC_DPB);
+    let want = synack.clone().tuple(vip, c).macs(MAC_DPC, MAC_CLIENT);
+    assert_eq!(run(&mut copy, f.dpb, &synack.build()).frame, want.build());
+    let ack = Pkt6::tcp(c, vip)
+        .flags(ACK)
+        .seq(1001)
+        .ack(SERVER_ISN + 1)
+        .macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &ack.build());
+    // Mid-stream, no flow: passed, and why.
+    let stray = Pkt6::tcp(ep6(CLIENT6, 45001), vip)
+        .flags(ACK)
+        .macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &stray.build());
+    // Not the traced VIP:port: another port, and the IPv4 VIP (its family's path is silent).
+    let other = Pkt6::tcp(c, ep6(VIP6, 22))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    run(&mut copy, f.dpc, &other.build());
+    let v4 = Pkt::tcp(ep(CLIENT, 45000), ep(VIP, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    assert_eq!(
+        run(&mut copy, f.dpc, &v4.build()).action,
+        testrun::XDP_REDIRECT
+    );
+    logger.flush();
+    let n = names(f);
+    let lines: Vec<String> = traced.take().iter().map(|r| tracing::line(r, &n)).collect();
+    assert_eq!(
+        lines,
+        [
+            "redirect reply tcp [fd01::10]:80 > [fd01::1]:1024 => [fd00::1]:80 > [fd00::2]:45000 hoge/web10",
+            "redirect forward tcp [fd00::2]:45000 > [fd00::1]:80 => [fd01::1]:1024 > [fd01::10]:80 hoge/web10",
+            "pass pass_no_flow tcp [fd00::2]:45001 > [fd00::1]:80",
+        ]
+    );
+
+    // Swapped back: IPv6 packets go through the running program's own `lb_xdp6` again.
+    f.bal.dp.run_program_of(None).expect("swap back");
+    let (action, _) = f.run(f.dpc, &ack.clone().seq(1002).build());
+    assert_eq!(action, testrun::XDP_REDIRECT);
+    logger.flush();
+    quiet.flush();
+    assert_eq!(traced.take(), Vec::<String>::new(), "the copy is out");
+    assert_eq!(untraced.take(), Vec::<String>::new());
 }

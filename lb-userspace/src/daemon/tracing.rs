@@ -12,13 +12,11 @@
 //! ```text
 //! [TRACE] redirect new-flow tcp 10.200.0.2:41000 > 10.200.0.1:80 => 10.200.10.1:1024 > 10.200.10.10:80 hoge/web10
 //! [TRACE] drop drop_maxconn tcp 10.200.0.2:41001 > 10.200.0.1:80
+//! [TRACE] redirect new-flow tcp [fd00:16::2]:41000 > [fd00:16::1]:80 => [fd00:16::1]:1024 > [fd00:16::10]:80 hoge/web10
 //! ```
 //!
-//! IPv4 packets only: the trace records hold IPv4 tuples, and the IPv6 path is not traced.
-use std::{
-    net::{IpAddr, SocketAddr, SocketAddrV4},
-    sync::Arc,
-};
+//! Addresses of either family print as `lb show flows` and `show stat` print them.
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, Result, anyhow};
 use tokio::{io::unix::AsyncFd, sync::watch, task::JoinHandle};
@@ -30,39 +28,34 @@ use lb_common::{
 
 use super::flowlog::{self, Names};
 use crate::{
-    dataplane::{
-        Dataplane, TraceFilter,
-        layout::{addr_be, addr_of},
-    },
+    addr_text::{MapAddr, StatAddrPort},
+    dataplane::{Dataplane, TraceFilter},
     logs::Logger,
 };
 
 /// The aya-log target of the data plane's trace records.
 pub const TARGET: &str = "lb::trace";
 
-/// Why an IPv6 VIP cannot be traced.
-pub const IPV4_ONLY: &str = "lb trace shows IPv4 packets only (IPv6 packets are not traced)";
-
-/// Reads `vip ADDR[:PORT]` (`None`: every packet).
+/// Reads `vip ADDR[:PORT]` (`None`: every packet): `10.0.0.1`, `10.0.0.1:80`, `fd00::1`,
+/// `[fd00::1]:80` (an IPv6 address with a port is bracketed: `fd00::1:80` is an address).
 pub fn filter(vip: Option<&str>) -> Result<TraceFilter, String> {
     let Some(v) = vip else {
         return Ok(TraceFilter::default());
     };
-    if matches!(v.parse::<IpAddr>(), Ok(IpAddr::V6(_)))
-        || matches!(v.parse::<SocketAddr>(), Ok(SocketAddr::V6(_)))
-    {
-        return Err(format!("'{v}': {IPV4_ONLY}"));
-    }
-    let (addr, port) = match v.parse::<SocketAddrV4>() {
-        Ok(sa) => (*sa.ip(), sa.port()),
-        Err(_) => match v.parse() {
+    let (addr, port) = match v.parse::<SocketAddr>() {
+        Ok(sa) => (sa.ip(), sa.port()),
+        Err(_) => match v.trim_start_matches('[').trim_end_matches(']').parse() {
             Ok(a) => (a, 0),
-            Err(_) => return Err(format!("'{v}' is not ADDRESS or ADDRESS:PORT (IPv4)")),
+            Err(_) => {
+                return Err(format!(
+                    "'{v}' is not ADDRESS or ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"
+                ));
+            }
         },
     };
     Ok(TraceFilter {
-        vip: addr_be(addr),
-        port: port.to_be(),
+        vip: Some(addr),
+        port,
     })
 }
 
@@ -142,51 +135,36 @@ impl log::Log for TraceLog {
     fn flush(&self) {}
 }
 
-/// A record as the data plane writes it (13 numbers, see `lb-ebpf/src/trace.rs`: action,
-/// reason, rewrite, protocol, the tuple as it arrived and as it left, the server slot) made
-/// into a line: the outgoing tuple only when it differs, the server by name.
+/// A record as the data plane writes it (`lb-ebpf/src/trace.rs`: action, reason, rewrite,
+/// protocol, the tuple as it arrived and as it left, the server slot; 13 numbers for IPv4,
+/// 25 for IPv6, whose addresses are 4 words each) made into a line: the outgoing tuple only
+/// when it differs, the server by name.
 pub fn line(record: &str, names: &Names) -> String {
     let n: Vec<u32> = record
         .split(' ')
         .map_while(|w| w.parse::<u32>().ok())
         .collect();
-    let [
-        action,
-        reason,
-        rewrite,
-        proto,
-        src,
-        sport,
-        dst,
-        dport,
-        osrc,
-        osport,
-        odst,
-        odport,
-        slot,
-    ] = n[..]
-    else {
+    let Some(r) = Record::of(&n) else {
         return record.to_string();
     };
-    let mut words: Vec<String> = vec![action_name(action).to_string()];
-    if let Some(r) = Reason::ALL.get(reason as usize) {
-        words.push(r.name().to_string());
+    let mut words: Vec<String> = vec![action_name(r.action).to_string()];
+    if let Some(reason) = Reason::ALL.get(r.reason as usize) {
+        words.push(reason.name().to_string());
     }
-    if rewrite != REWRITE_NONE {
-        words.push(rewrite_name(rewrite).to_string());
+    if r.rewrite != REWRITE_NONE {
+        words.push(rewrite_name(r.rewrite).to_string());
     }
-    if proto != 0 {
-        let tuple = |a, p| format!("{}:{}", addr_of(a), u16::from_be(p as u16));
+    if r.proto != 0 {
         words.push(
-            if u8::try_from(proto) == Ok(PROTO_UDP) {
+            if u8::try_from(r.proto) == Ok(PROTO_UDP) {
                 "udp"
             } else {
                 "tcp"
             }
             .into(),
         );
-        let arrived = format!("{} > {}", tuple(src, sport), tuple(dst, dport));
-        let left = format!("{} > {}", tuple(osrc, osport), tuple(odst, odport));
+        let tuple = |[a, b]: [SocketAddr; 2]| format!("{} > {}", StatAddrPort(a), StatAddrPort(b));
+        let (arrived, left) = (tuple(r.arrived), tuple(r.left));
         words.push(arrived.clone());
         if left != arrived {
             words.push(format!("=> {left}"));
@@ -194,12 +172,57 @@ pub fn line(record: &str, names: &Names) -> String {
     }
     if let Some((b, s)) = names
         .servers
-        .get(slot as usize)
-        .filter(|(b, _)| slot != TRACE_NONE && !b.is_empty())
+        .get(r.slot as usize)
+        .filter(|(b, _)| r.slot != TRACE_NONE && !b.is_empty())
     {
         words.push(format!("{b}/{s}"));
     }
     words.join(" ")
+}
+
+/// A trace record's numbers, read.
+struct Record {
+    action: u32,
+    reason: u32,
+    rewrite: u32,
+    proto: u32,
+    /// Source and destination as the packet arrived ...
+    arrived: [SocketAddr; 2],
+    /// ... and as it left.
+    left: [SocketAddr; 2],
+    slot: u32,
+}
+
+impl Record {
+    /// IPv4's 13 numbers or IPv6's 25, else `None`.
+    fn of(n: &[u32]) -> Option<Record> {
+        let (&[action, reason, rewrite, proto], rest) = n.split_first_chunk::<4>()?;
+        let (&slot, ends) = rest.split_last()?;
+        // Each end: the address (1 or 4 words), then the port (network order).
+        let ends: Vec<SocketAddr> = match ends.len() {
+            8 => ends
+                .chunks_exact(2)
+                .map(|e| e[0].with_port(e[1] as u16))
+                .collect(),
+            20 => ends
+                .chunks_exact(5)
+                .map(|e| [e[0], e[1], e[2], e[3]].with_port(e[4] as u16))
+                .collect(),
+            _ => return None,
+        };
+        let [src, dst, osrc, odst] = ends[..] else {
+            return None;
+        };
+        Some(Record {
+            action,
+            reason,
+            rewrite,
+            proto,
+            arrived: [src, dst],
+            left: [osrc, odst],
+            slot,
+        })
+    }
 }
 
 /// An XDP action's name.
@@ -228,7 +251,8 @@ mod tests {
         }
     }
 
-    /// A record as the data plane writes it.
+    /// A record as the data plane writes it, of either family: each address as the maps
+    /// hold it (1 word or 4), then its port in network order.
     fn record(
         action: u32,
         reason: u32,
@@ -238,8 +262,12 @@ mod tests {
     ) -> String {
         let mut n = vec![action, reason, rewrite, 6];
         for (a, p) in tuples {
-            let ip: std::net::Ipv4Addr = a.parse().expect("ip");
-            n.push(addr_be(ip));
+            match a.parse().expect("ip") {
+                std::net::IpAddr::V4(ip) => n.push(u32::from_ne_bytes(ip.octets())),
+                std::net::IpAddr::V6(ip) => {
+                    n.extend(lb_common::addr6_from_octets(ip.octets()));
+                }
+            }
             n.push(u32::from(p.to_be()));
         }
         n.push(slot);
@@ -300,21 +328,66 @@ mod tests {
             "pass pass_no_neigh forward tcp 10.0.0.2:4 > 10.0.0.1:80 => 10.1.0.1:1024 > 10.1.0.12:80 hoge/web10"
         );
         assert_eq!(line("something else", &n), "something else");
+        // A record of neither size is shown as it came.
+        assert_eq!(line("4 1 3 6 5 80 6 80 1", &n), "4 1 3 6 5 80 6 80 1");
     }
 
     #[test]
-    fn the_vip_filter_reads_an_address_and_maybe_a_port() {
-        assert_eq!(filter(None), Ok(TraceFilter::default()));
-        let f = filter(Some("10.0.0.1:80")).expect("filter");
-        assert_eq!(
-            (f.vip, u16::from_be(f.port)),
-            (addr_be([10, 0, 0, 1].into()), 80)
+    fn ipv6_records_print_addresses_as_show_stat_does() {
+        let n = names();
+        let new_flow = record(
+            4,
+            TRACE_NONE,
+            lb_common::trace::REWRITE_NEW,
+            [
+                ("fd00:16::2", 41000),
+                ("fd00:16::1", 80),
+                ("fd01::1", 1024),
+                ("fd01::10", 80),
+            ],
+            0,
         );
-        let f = filter(Some("10.0.0.1")).expect("filter");
-        assert_eq!(f.port, 0);
-        assert!(filter(Some("web")).is_err());
-        for v6 in ["fd00:16::1", "[fd00:16::1]:80"] {
-            assert_eq!(filter(Some(v6)), Err(format!("'{v6}': {IPV4_ONLY}")));
+        assert_eq!(
+            line(&new_flow, &n),
+            "redirect new-flow tcp [fd00:16::2]:41000 > [fd00:16::1]:80 => [fd01::1]:1024 > [fd01::10]:80 hoge/web10"
+        );
+        // inet_ntop's text: an IPv4-compatible address dotted, as HAProxy prints it.
+        let passed = record(
+            2,
+            Reason::PassNotService as u32,
+            REWRITE_NONE,
+            [
+                ("::10.0.0.2", 22),
+                ("fd00:16::1", 22),
+                ("::10.0.0.2", 22),
+                ("fd00:16::1", 22),
+            ],
+            TRACE_NONE,
+        );
+        assert_eq!(
+            line(&passed, &n),
+            "pass pass_not_service tcp [::10.0.0.2]:22 > [fd00:16::1]:22"
+        );
+        // Not a TCP/UDP packet lb parsed (an ICMPv6 error, say): no tuple.
+        let icmp = format!(
+            "2 {} 0 0{} {TRACE_NONE}",
+            Reason::PassNotService as u32,
+            " 0".repeat(20)
+        );
+        assert_eq!(line(&icmp, &n), "pass pass_not_service");
+    }
+
+    #[test]
+    fn the_vip_filter_reads_an_address_of_either_family_and_maybe_a_port() {
+        assert_eq!(filter(None), Ok(TraceFilter::default()));
+        let f = |v: &str| filter(Some(v)).map(|f| (f.vip.map(|a| a.to_string()), f.port));
+        assert_eq!(f("10.0.0.1:80"), Ok((Some("10.0.0.1".into()), 80)));
+        assert_eq!(f("10.0.0.1"), Ok((Some("10.0.0.1".into()), 0)));
+        assert_eq!(f("[fd00:16::1]:80"), Ok((Some("fd00:16::1".into()), 80)));
+        assert_eq!(f("fd00:16::1"), Ok((Some("fd00:16::1".into()), 0)));
+        assert_eq!(f("[fd00:16::1]"), Ok((Some("fd00:16::1".into()), 0)));
+        for bad in ["web", "10.0.0.1:http", "[10.0.0.1]:80"] {
+            assert!(f(bad).is_err(), "{bad}");
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod table;
 pub mod testrun;
 pub mod writer;
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
@@ -45,8 +45,8 @@ pub struct LoadOptions {
     /// Another build of the XDP object than the one built in (`lb run --xdp-object`, for
     /// trying an upgrade).
     pub object: Option<PathBuf>,
-    /// Load the copy that traces (`lb trace on`), for packets of this VIP and port (network
-    /// order, 0: any); see `lb_common::trace`.
+    /// Load the copy that traces (`lb trace on`), for the packets the filter picks; see
+    /// `lb_common::trace`.
     pub trace: Option<TraceFilter>,
     /// Some service is IPv6: the IPv6 conntrack tables get the IPv4 ones' capacities (else
     /// they take no memory, `TableSizes::flows6`) and the IPv6 program is verified and
@@ -58,10 +58,27 @@ pub struct LoadOptions {
 /// Which packets a tracing copy of the program reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceFilter {
-    /// Network order; 0: every address.
-    pub vip: u32,
-    /// Network order; 0: every port.
+    /// Packets to this VIP, or rewritten to come from it; `None`: every packet, of either
+    /// family.
+    pub vip: Option<IpAddr>,
+    /// ... at this port (0: any).
     pub port: u16,
+}
+
+/// The globals a tracing copy is loaded with: `LB_TRACE` (the families traced: a VIP's
+/// alone), `LB_TRACE_VIP`, `LB_TRACE_VIP6`, `LB_TRACE_PORT` (as the program compares them).
+fn trace_globals(f: TraceFilter) -> (u32, u32, lb_common::Addr6, u32) {
+    let port = u32::from(f.port.to_be());
+    match f.vip {
+        None => (trace::TRACE_V4 | trace::TRACE_V6, 0, [0; 4], port),
+        Some(IpAddr::V4(a)) => (trace::TRACE_V4, layout::addr_be(a), [0; 4], port),
+        Some(IpAddr::V6(a)) => (
+            trace::TRACE_V6,
+            0,
+            lb_common::addr6_from_octets(a.octets()),
+            port,
+        ),
+    }
 }
 
 impl Default for LoadOptions {
@@ -132,14 +149,12 @@ impl Dataplane {
             }
         }
         // Tracing is a constant of the program: off, the verifier removes every trace path.
-        let (on, vip, port) = match opts.trace {
-            Some(f) => (1u32, f.vip, u32::from(f.port)),
-            None => (0, 0, 0),
-        };
-        if opts.trace.is_some() {
-            loader.override_global(trace::GLOBAL_TRACE, &on, true);
-            loader.override_global(trace::GLOBAL_TRACE_VIP, &vip, true);
-            loader.override_global(trace::GLOBAL_TRACE_PORT, &port, true);
+        let globals = opts.trace.map(trace_globals);
+        if let Some((on, vip, vip6, port)) = &globals {
+            loader.override_global(trace::GLOBAL_TRACE, on, true);
+            loader.override_global(trace::GLOBAL_TRACE_VIP, vip, true);
+            loader.override_global(trace::GLOBAL_TRACE_VIP6, vip6, true);
+            loader.override_global(trace::GLOBAL_TRACE_PORT, port, true);
         }
         let object = match &opts.object {
             Some(path) => std::borrow::Cow::Owned(
@@ -157,7 +172,11 @@ impl Dataplane {
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
         // IPv6 packets go on in their own program (`LB_PROGS`), if there is one: the table is
         // pinned, so an IPv4-only start also takes an earlier instance's IPv6 program out.
-        install_lb6(&mut ebpf, &mut maps, opts.ipv6)?;
+        // A tracing copy's goes in with its `lb_xdp` (`run_program_of`): until then the
+        // running program's IPv6 packets stay untraced.
+        if opts.trace.is_none() {
+            install_lb6(&mut ebpf, &mut maps, opts.ipv6)?;
+        }
         let events = maps.events.take();
         Ok(Dataplane {
             ebpf,
@@ -189,6 +208,12 @@ impl Dataplane {
             self.pin_dir.is_some(),
             "tracing needs a data plane with pinned maps"
         );
+        if let Some(vip @ IpAddr::V6(_)) = filter.vip {
+            anyhow::ensure!(
+                self.opts.ipv6,
+                "{vip}: this instance has no IPv6 service, so no IPv6 packet path to trace"
+            );
+        }
         Ok(LoadOptions {
             trace: Some(filter),
             ..self.opts.clone()
@@ -359,4 +384,36 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
         .ok_or_else(|| anyhow!("the XDP object has no program {name}"))?
         .try_into()
         .with_context(|| format!("{name} is not an XDP program"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_vip_traces_its_family_alone() {
+        let both = trace::TRACE_V4 | trace::TRACE_V6;
+        assert_eq!(trace_globals(TraceFilter::default()), (both, 0, [0; 4], 0));
+        let v4 = TraceFilter {
+            vip: Some("10.0.0.1".parse().expect("ip")),
+            port: 80,
+        };
+        assert_eq!(
+            trace_globals(v4),
+            (
+                trace::TRACE_V4,
+                u32::from_ne_bytes([10, 0, 0, 1]),
+                [0; 4],
+                0x5000
+            )
+        );
+        let v6 = TraceFilter {
+            vip: Some("fd00::1".parse().expect("ip")),
+            port: 0,
+        };
+        let (on, vip, vip6, port) = trace_globals(v6);
+        assert_eq!((on, vip, port), (trace::TRACE_V6, 0, 0));
+        assert_eq!(lb_common::addr6_octets(vip6)[..2], [0xfd, 0]);
+        assert_eq!(lb_common::addr6_octets(vip6)[15], 1);
+    }
 }
