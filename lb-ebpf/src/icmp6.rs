@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Addr6, Flow6, PROTO_UDP, Reason,
+    Addr6, FLOW_F_DSR, Flow6, PROTO_UDP, Reason,
     csum::{Delta, fold, pseudo6},
 };
 
@@ -57,6 +57,11 @@ pub fn translate(ctx: XdpContext, now: u32) -> u32 {
         // for one error message).
         let f = unsafe { &*entry };
         if conntrack::expired(f, key, table, now) {
+            return pass(Reason::PassNotService);
+        }
+        if f.flags & FLOW_F_DSR != 0 {
+            // About a direct-server-return server's reply: its server would need it inside
+            // the tunnel (IPv4's `icmp::to_dsr_server`), not yet done for IPv6; the host has it.
             return pass(Reason::PassNotService);
         }
         rewrite(e, f);
