@@ -2,8 +2,8 @@
 //! IPv6): each node's lb keeps `VIP/128 dev lo` in table 100, its BIRD
 //! (`dist/bird/lb-node6.conf`, as shipped) announces it over an IPv6 BGP session, and the
 //! router's BIRD (`dist/bird/router6.conf`) installs one IPv6 route with a next hop per node.
-//! Clients reach IPv6 servers through both nodes (full-NAT: `dsr-ipip` tunnels to IPv4
-//! servers only); a node whose IPv6 servers all fail their checks is withdrawn and comes back
+//! Clients reach IPv6 servers through both nodes (full-NAT: `dsr-ipip`'s IPv6-in-IPv6 is
+//! checked frame by frame in `dataplane6.rs`); a node whose IPv6 servers all fail their checks is withdrawn and comes back
 //! with them, and a node whose lb stops is withdrawn.
 use std::{
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
