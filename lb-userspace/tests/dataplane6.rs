@@ -1170,6 +1170,50 @@ fn dsr_the_ipv6_path_mtu_leaves_room_for_the_outer_header() {
 }
 
 #[test]
+fn dsr_icmpv6_errors_about_the_ipv6_servers_replies_go_to_the_server() {
+    let mut f = fixture_with(DSR_CONFIG);
+    let c = ep6(CLIENT6, 49000);
+    let vip = ep6(VIP6, 80);
+    let server = hashed_server6(c);
+    let syn = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    expect_tunnelled(
+        &mut f,
+        "SYN",
+        &syn.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&syn, server),
+    );
+    // The server answered from the VIP, directly; a router towards the client cannot forward
+    // it and tells the VIP, which routes to lb: the error goes to the server as it came.
+    let reply = Pkt6::tcp(vip, c)
+        .flags(SYN | ACK)
+        .payload(&[0; 1400])
+        .build();
+    let err = icmp6_error(
+        (MAC_ROUTER, MAC_DPC),
+        ROUTER_C6,
+        VIP6,
+        (ICMPV6_PACKET_TOO_BIG, 0),
+        1280,
+        &reply,
+        200,
+    );
+    let want = ip6ip6((MAC_DPB, server.1), LB_B6, server.0, &err);
+    let dpc = f.dpc;
+    let (action, got) = f.run(dpc, &err);
+    assert_eq!(
+        testrun::action_name(action),
+        testrun::action_name(XDP_REDIRECT)
+    );
+    assert!(got == want, "{}", packet::diff(&got, &want));
+    assert_eq!(
+        packet::verify_checksums6(&[&got[..14], &got[54..]].concat()),
+        Ok(())
+    );
+    assert_eq!(f.reason(Reason::IcmpTranslated), 1);
+}
+
+#[test]
 fn the_servers_decapsulator_takes_an_ipv6_outer_header_off() {
     use lb::dataplane::{load_alone, xdp_program};
     lb_testbed::require_root();
