@@ -87,8 +87,8 @@ pub trait Addr: Copy + PartialEq + 'static {
 /// only that family has (ICMP, direct server return, tracing).
 pub trait IpHdr: Sized + 'static {
     type A: Addr;
-    /// IPv4, which alone has direct server return (and whose path notes `lb trace`'s tuple
-    /// itself; IPv6's is noted before its path, see `trace::begin6`).
+    /// IPv4, whose path notes `lb trace`'s tuple itself (IPv6's is noted before its path,
+    /// see `trace::begin6`).
     const V4: bool;
     /// This family's ICMP error, as its parser finds it.
     type Icmp;
@@ -120,9 +120,17 @@ pub trait IpHdr: Sized + 'static {
     fn answers_too_big(pkt: &PacketOf<Self>) -> bool;
     /// Answers a packet too big for `mtu` (moves the packet's head: the caller returns this).
     fn too_big(ctx: &XdpContext, pkt: &PacketOf<Self>, mtu: u16) -> u32;
-    /// Direct server return's encapsulation from `src` to `dst` (IPv4 only: pools with IPv6
-    /// servers do not return directly).
-    fn encap(ctx: &XdpContext, src: Self::A, dst: Self::A, nh: *const NextHop, routed: u32) -> u32;
+    /// Bytes direct server return's outer header adds.
+    const ENCAP_OVERHEAD: u16;
+    /// Direct server return's encapsulation from `src` to `dst` (moves the packet's head:
+    /// the caller returns this).
+    fn encap(
+        ctx: &XdpContext,
+        src: &Self::A,
+        dst: &Self::A,
+        nh: *const NextHop,
+        routed: u32,
+    ) -> u32;
     /// `lb trace` notes the packet's tuple as it arrived (IPv4).
     fn arrived(pkt: &PacketOf<Self>);
 }
@@ -404,9 +412,11 @@ impl IpHdr for Ipv4Hdr {
         icmp::too_big(ctx, pkt, mtu)
     }
 
+    const ENCAP_OVERHEAD: u16 = ipip::OVERHEAD;
+
     #[inline(always)]
-    fn encap(ctx: &XdpContext, src: u32, dst: u32, nh: *const NextHop, routed: u32) -> u32 {
-        ipip::encap(ctx, src, dst, nh, routed)
+    fn encap(ctx: &XdpContext, src: &u32, dst: &u32, nh: *const NextHop, routed: u32) -> u32 {
+        ipip::encap(ctx, *src, *dst, nh, routed)
     }
 
     #[inline(always)]
@@ -473,11 +483,12 @@ impl IpHdr for Ipv6Hdr {
         icmp6::too_big(ctx, pkt, mtu)
     }
 
+    const ENCAP_OVERHEAD: u16 = ipip::OVERHEAD6;
+
     #[inline(always)]
-    fn encap(_: &XdpContext, _: Addr6, _: Addr6, _: *const NextHop, _: u32) -> u32 {
-        // Never tracked (`new_flow::start` refuses IPv6 to a direct-server-return pool).
-        stats::reason(Reason::DropEncap);
-        xdp_action::XDP_DROP
+    fn encap(ctx: &XdpContext, src: &Addr6, dst: &Addr6, nh: *const NextHop, routed: u32) -> u32 {
+        // By address: the subprogram reads them where they are, the stack being short.
+        ipip::encap6(ctx, src, dst, nh, routed)
     }
 
     #[inline(always)]

@@ -2,7 +2,8 @@
 //! - an ICMPv6 error (destination unreachable, packet too big, time exceeded) about a packet
 //!   of a tracked flow is translated back to the flow's addresses on the other side and
 //!   forwarded there; ICMPv6's checksum covers the pseudo-header, so the outer addresses'
-//!   change goes into it too;
+//!   change goes into it too; one about a direct-server-return server's reply goes to that
+//!   server unchanged, inside the tunnel;
 //! - a packet too big for its next hop is answered here with "packet too big" (IPv6 routers
 //!   never fragment, whatever the packet says).
 use aya_ebpf::{
@@ -11,7 +12,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Addr6, Flow6, PROTO_UDP, Reason,
+    Addr6, FLOW_F_DSR, Flow6, PROTO_UDP, Reason,
     csum::{Delta, fold, pseudo6},
 };
 
@@ -19,6 +20,7 @@ use crate::{
     conntrack,
     family::{Addr, swap6},
     forward::{self, Frame},
+    ipip,
     nat::TupleOf,
     parse::{ETH_HLEN, EthHdr, IcmpHdr},
     parse6::{
@@ -59,29 +61,45 @@ pub fn translate(ctx: XdpContext, now: u32) -> u32 {
         if conntrack::expired(f, key, table, now) {
             return pass(Reason::PassNotService);
         }
-        rewrite(e, f);
+        // About a direct-server-return server's reply (sent from the VIP, which routes here):
+        // it goes to the server as it is, inside the tunnel, as IPv4's `icmp::to_dsr_server`.
+        let dsr = f.flags & FLOW_F_DSR != 0;
+        if !dsr {
+            rewrite(e, f);
+        }
         stats::reason(Reason::IcmpTranslated);
         let frame = Frame {
             eth: e.eth,
             ip: e.ip,
             proto: ICMPV6,
         };
-        // The FIB's question (the outer addresses as rewritten, no ports) in this CPU's
-        // scratch: 40 bytes the stack has not got. Its `fwd` entry is free: no flow starts here.
+        // The FIB's question (the outer addresses as rewritten, or the tunnel's ends; no
+        // ports) in this CPU's scratch: 40 bytes the stack has not got. Its `fwd` entry is
+        // free: no flow starts here.
         let Some(scratch) = Addr6::scratch() else {
             return pass(Reason::PassNotService);
         };
         // SAFETY: this CPU's scratch; `TupleOf` is laid out as a flow entry starts.
         let to = unsafe { &mut *(&raw mut (*scratch).fwd).cast::<TupleOf<Addr6>>() };
-        // SAFETY: as above.
+        // SAFETY: as above; `f` is a live map value.
         unsafe {
-            swap6(&mut to.src, &(*e.ip).src, Delta::ZERO);
-            swap6(&mut to.dst, &(*e.ip).dst, Delta::ZERO);
+            if dsr {
+                swap6(&mut to.src, &f.src, Delta::ZERO);
+                swap6(&mut to.dst, &f.dst, Delta::ZERO);
+            } else {
+                swap6(&mut to.src, &(*e.ip).src, Delta::ZERO);
+                swap6(&mut to.dst, &(*e.ip).dst, Delta::ZERO);
+            }
         }
         to.sport = 0;
         to.dport = 0;
         // SAFETY: `entry` is a live map value.
         let nh = unsafe { &mut (*entry).nh };
+        if dsr {
+            let routed = forward::route(ctx, &frame, to, nh, now);
+            // Moves the head: nothing reads the packet after it.
+            return ipip::encap6(ctx, &f.src, &f.dst, nh, routed);
+        }
         match forward::route(ctx, &frame, to, nh, now) {
             GO_ON => forward::send(ctx, &frame, nh),
             routed => forward::unrouted(routed),

@@ -90,11 +90,6 @@ pub fn start<H: IpHdr>(
     // Two subprograms: direct server return's one entry must not cost full-NAT's tracking
     // (which fills the stack to the verifier's limit) a byte.
     let admitted = if new.dsr {
-        if !H::V4 {
-            // Pools with IPv6 servers do not return directly (refused in the config).
-            stats::reason(Reason::DropEncap);
-            return xdp_action::XDP_DROP;
-        }
         admit_dsr(pkt, key, new)
     } else {
         admit(ctx, pkt, key, new)

@@ -208,7 +208,7 @@ fn steady<H: IpHdr>(
     let nh = unsafe { &mut (*entry).nh };
     let frame = pkt.frame();
     let dsr = flow.flags & FLOW_F_DSR != 0;
-    let overhead = if dsr { crate::ipip::OVERHEAD } else { 0 };
+    let overhead = if dsr { H::ENCAP_OVERHEAD } else { 0 };
     if nh.ifindex == 0
         || elapsed(now, nh.stamp) >= NEXT_HOP_TTL
         || forward::too_big(&frame, nh, overhead)
@@ -228,7 +228,7 @@ fn steady<H: IpHdr>(
         Event::default(),
     );
     if dsr {
-        return H::encap(ctx, flow.src, flow.dst, nh, GO_ON);
+        return H::encap(ctx, &flow.src, &flow.dst, nh, GO_ON);
     }
     // SAFETY: a live map value; its rewrite read where it is (an IPv6 one is 40 bytes).
     nat::rewrite(pkt, unsafe { &*entry.cast::<TupleOf<H::A>>() });
@@ -442,7 +442,7 @@ pub fn deliver<H: IpHdr>(
     let frame = pkt.frame();
     let routed = forward::route(ctx, &frame, to, nh, now);
     let dsr = is_dsr(flags);
-    let overhead = if dsr { crate::ipip::OVERHEAD } else { 0 };
+    let overhead = if dsr { H::ENCAP_OVERHEAD } else { 0 };
     let too_big = routed == GO_ON && forward::too_big(&frame, nh, overhead);
     if too_big && H::answers_too_big(pkt) {
         // The client lowers its packets to what fits once encapsulated.
@@ -462,7 +462,7 @@ pub fn deliver<H: IpHdr>(
         } else {
             routed
         };
-        return H::encap(ctx, to.src, to.dst, nh, routed);
+        return H::encap(ctx, &to.src, &to.dst, nh, routed);
     }
     nat::rewrite(pkt, to);
     if routed != GO_ON {

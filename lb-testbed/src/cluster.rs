@@ -15,7 +15,7 @@
 //!
 //! [`Cluster::with_ipv6`] adds IPv6 on the same links (client `fd00:100::2`, router
 //! `fd00:100::1` and `fd00:100:1::1`, hosts `fd00:100:1::HOST` with the IPv4 address's last
-//! byte) and the VIP `fd00:100:100::1` on the nodes' `lo`, and BIRD's IPv6 half
+//! byte) and the VIP `fd00:100:100::1` on the nodes' and servers' `lo`, and BIRD's IPv6 half
 //! (`dist/bird/*6.conf`, as shipped): an IPv6 BGP session per node next to the IPv4 one.
 //!
 //! Everything is stopped by PID and the namespaces deleted on drop.
@@ -182,15 +182,22 @@ impl Cluster {
             }
         }
         let probe = &servers[0].ns;
-        let servers_need_decap = probe.ip(&["link", "show", "tunl0"]).is_err()
-            && crate::netns::run(probe.command("modprobe")?.arg("ipip")).is_err();
+        let has = |dev: &str, module: &str| -> Result<bool> {
+            Ok(probe.ip(&["link", "show", dev]).is_ok()
+                || crate::netns::run(probe.command("modprobe")?.arg(module)).is_ok())
+        };
+        let servers_need_decap = !has("tunl0", "ipip")? || (ipv6 && !has("ip6tnl0", "ip6_tunnel")?);
         for s in &servers {
             let mut cmd = s.ns.command("sh")?;
             cmd.arg(DSR_SERVER).arg("up");
             if servers_need_decap {
                 cmd.arg("--no-ipip");
             }
-            crate::netns::run(cmd.arg(VIP.to_string()))?;
+            cmd.arg(VIP.to_string());
+            if ipv6 {
+                cmd.arg(VIP6.to_string());
+            }
+            crate::netns::run(&mut cmd)?;
         }
         let mut c = Cluster {
             tag,

@@ -247,6 +247,24 @@ pub fn ipip(macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]
     f
 }
 
+/// What lb's IPv6 direct server return sends: the IPv6 packet of the Ethernet frame `inner`
+/// inside an IPv6 header (next header 41, RFC 2473) from `src` to `dst`, with the inner
+/// traffic class and flow label, hop limit 64, in a frame from `macs.0` to `macs.1`.
+pub fn ip6ip6(macs: ([u8; 6], [u8; 6]), src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let mut f = Vec::with_capacity(54 + ip.len());
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&ip[..4]);
+    f.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[41, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(ip);
+    f
+}
+
 /// RFC 1071 Internet checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))

@@ -1,6 +1,6 @@
 //! Real servers inside namespaces, always stopped by PID.
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::{
@@ -51,6 +51,11 @@ impl WebServer {
     /// answers on the VIP it holds on `lo`, its checks come to `addr`).
     pub fn nginx_any(ns: &Netns, name: &str, addr: Ipv4Addr, port: u16) -> Result<WebServer> {
         Self::nginx_listening(ns, name, addr.into(), port, &port.to_string())
+    }
+
+    /// [`WebServer::nginx_any`] for IPv6: every IPv6 address of the namespace.
+    pub fn nginx_any6(ns: &Netns, name: &str, addr: Ipv6Addr, port: u16) -> Result<WebServer> {
+        Self::nginx_listening(ns, name, addr.into(), port, &format!("[::]:{port}"))
     }
 
     fn nginx_listening(

@@ -26,19 +26,27 @@ use lb::dataplane::{
     testrun::{self, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 use lb_common::{
-    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Flow6, FlowEvent6, FlowKey6, PROTO_TCP,
-    PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, State, addr6_from_octets, clock::ticks_from_ms,
+    ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, FLOW_F_DSR, FLOW_F_FIN_CLIENT, Flow6,
+    FlowEvent6, FlowKey6, PROTO_TCP, PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, State,
+    addr6_from_octets,
+    clock::ticks_from_ms,
+    maglev::{self, Candidate, flow_hash, maglev_entry},
 };
 use lb_testbed::packet::{
-    self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, ICMPV6, ICMPV6_DEST_UNREACH,
-    ICMPV6_PACKET_TOO_BIG, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEEDED, Pkt6, RST, SYN, icmp6_error,
-    l4_checksum6,
+    self, ACK, EXT_DSTOPTS, EXT_FRAGMENT, EXT_HOPOPTS, EXT_ROUTING, FIN, ICMPV6,
+    ICMPV6_DEST_UNREACH, ICMPV6_PACKET_TOO_BIG, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEEDED, Pkt6,
+    RST, SYN, icmp6_error, ip6ip6, l4_checksum6,
 };
 
 /// The IPv4 fixture with every service also at `[fd00::1]` and every server also at its
 /// IPv6 twin (`dp6_fixture`).
 fn fixture() -> Fixture {
     dp6_fixture::with_ipv6(LoadOptions::default())
+}
+
+/// [`fixture`] for another configuration of the same addresses.
+fn fixture_with(config: &str) -> Fixture {
+    dp6_fixture::with_ipv6_config(config, LoadOptions::default())
 }
 
 /// Feeds an IPv6 frame and asserts the exact output and action; a changed frame's
@@ -814,4 +822,339 @@ fn refused_connections_are_retried_on_another_server() {
         .build();
     expect6(&mut f, "RST passed on", dpb, &last, XDP_REDIRECT, &want);
     assert_eq!(f.reason(Reason::DropServerRefused), 2);
+}
+
+/// Direct server return to IPv6 servers: `dsr.rs`'s configuration (a hashing pool, a
+/// round-robin one, UDP), its services also at `[fd00::1]`, its servers at their twins.
+const DSR_CONFIG: &str = r#"
+[frontend.web]
+bind = ["10.0.0.1:80"]
+default_backend = "dsr"
+
+[frontend.rr]
+bind = ["10.0.0.1:82"]
+default_backend = "rr"
+
+[frontend.dns]
+bind = ["10.0.0.1:53/udp"]
+default_backend = "dns"
+
+[backend.dsr]
+nat = "dsr-ipip"
+hash_type = "consistent"
+hash_table_size = 251
+server = [{ name = "web10", address = "10.1.0.10:80" }, { name = "web11", address = "10.1.0.11:80" }]
+
+[backend.rr]
+nat = "dsr-ipip"
+server = [{ name = "web10", address = "10.1.0.10:82" }]
+
+[backend.dns]
+nat = "dsr-ipip"
+server = [{ name = "web10", address = "10.1.0.10:53" }]
+"#;
+
+/// The server the pure Maglev table names for a TCP connection from `client` to the VIP's
+/// port 80: an IPv6 address hashes as its four words folded into one.
+fn hashed_server6(client: SocketAddrV6) -> (Ipv6Addr, [u8; 6]) {
+    let c = |slot, name| Candidate {
+        name,
+        slot,
+        weight: 1,
+        usable: true,
+    };
+    let table = maglev::build(&[c(0, "web10"), c(1, "web11")], 251);
+    let k = key6(client, ep6(VIP6, 80), PROTO_TCP);
+    let fold = |a: Addr6| a[0] ^ a[1] ^ a[2] ^ a[3];
+    let h = flow_hash(fold(k.src), fold(k.dst), k.sport, k.dport, k.proto);
+    match table[maglev_entry(h, 251) as usize] {
+        0 => (WEB10_6, MAC_WEB10),
+        _ => (WEB11_6, MAC_WEB11),
+    }
+}
+
+/// What a client packet becomes: itself, inside IPv6 from lb's address towards `server`.
+fn tunnelled6(p: &Pkt6, server: (Ipv6Addr, [u8; 6])) -> Vec<u8> {
+    ip6ip6((MAC_DPB, server.1), LB_B6, server.0, &p.build())
+}
+
+/// Feeds a frame and asserts the exact IPv6-in-IPv6 output and action, the inner packet's
+/// checksum verified from scratch.
+#[track_caller]
+fn expect_tunnelled(f: &mut Fixture, what: &str, input: &[u8], action: u32, want: &[u8]) {
+    let dpc = f.dpc;
+    let (got_action, got) = f.run(dpc, input);
+    assert_eq!(
+        testrun::action_name(got_action),
+        testrun::action_name(action),
+        "{what}: XDP action"
+    );
+    assert!(
+        got == want,
+        "{what}: output frame differs\n{}",
+        packet::diff(&got, want)
+    );
+    let inner = [&got[..14], &got[54..]].concat();
+    assert_eq!(
+        packet::verify_checksums6(&inner),
+        Ok(()),
+        "{what}: inner checksums"
+    );
+}
+
+#[test]
+fn dsr_client_packets_reach_the_ipv6_server_unchanged_inside_ip6ip6() {
+    let mut f = fixture_with(DSR_CONFIG);
+    let c = ep6(CLIENT6, 45000);
+    let vip = ep6(VIP6, 80);
+    let server = hashed_server6(c);
+    let k = key6(c, vip, PROTO_TCP);
+
+    let syn = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    // By hand once, byte for byte: the inner packet's traffic class and flow label (the
+    // builder's 0x0001_2345) copied, payload length 40 more, next header 41, hop limit 64.
+    let inner = syn.build();
+    let mut want = [server.1, MAC_DPB].concat();
+    want.extend_from_slice(&[0x86, 0xdd, 0x60, 0x01, 0x23, 0x45]);
+    want.extend_from_slice(&((inner.len() - 14) as u16).to_be_bytes());
+    want.extend_from_slice(&[41, 64]);
+    want.extend_from_slice(&LB_B6.octets());
+    want.extend_from_slice(&server.0.octets());
+    want.extend_from_slice(&inner[14..]);
+    assert_eq!(want, tunnelled6(&syn, server), "the builder says the same");
+    expect_tunnelled(&mut f, "SYN", &inner, XDP_REDIRECT, &want);
+    let (e, confirmed) = entry6(&f, &k).expect("tracked");
+    assert_eq!(
+        (confirmed, e.state, e.flags),
+        (false, State::SynSent as u8, FLOW_F_DSR)
+    );
+    assert_eq!(
+        (e.src, e.dst),
+        (a6(LB_B6), a6(server.0)),
+        "the tunnel's ends"
+    );
+    assert_eq!(counts6(&f), (0, 1), "one entry: lb never sees the replies");
+
+    // The client's ACK (of a SYN-ACK lb never saw) confirms the flow.
+    let ack = Pkt6::tcp(c, vip)
+        .flags(ACK)
+        .seq(1001)
+        .ack(5001)
+        .macs(MAC_CLIENT, MAC_DPC);
+    expect_tunnelled(
+        &mut f,
+        "ACK",
+        &ack.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&ack, server),
+    );
+    let (e, confirmed) = entry6(&f, &k).expect("tracked");
+    assert_eq!((confirmed, e.state), (true, State::Established as u8));
+    // A hit, on the steady path.
+    let data = ack.clone().payload(b"GET / HTTP/1.0\r\n\r\n");
+    expect_tunnelled(
+        &mut f,
+        "data",
+        &data.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&data, server),
+    );
+    let fin = ack.clone().flags(FIN | ACK);
+    expect_tunnelled(
+        &mut f,
+        "FIN",
+        &fin.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&fin, server),
+    );
+    let (e, _) = entry6(&f, &k).expect("tracked");
+    assert_eq!(
+        (e.state, e.flags),
+        (State::FinWait as u8, FLOW_F_DSR | FLOW_F_FIN_CLIENT)
+    );
+
+    // Many clients: each where the hash says (both servers get some).
+    let mut seen = [false; 2];
+    for port in 46000..46040 {
+        let c = ep6(CLIENT6, port);
+        let server = hashed_server6(c);
+        seen[usize::from(server.0 == WEB11_6)] = true;
+        let syn = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+        expect_tunnelled(
+            &mut f,
+            "SYN",
+            &syn.build(),
+            XDP_REDIRECT,
+            &tunnelled6(&syn, server),
+        );
+    }
+    assert_eq!(seen, [true, true]);
+
+    // UDP: tunnelled, confirmed by the client's second datagram.
+    let c = ep6(CLIENT6, 5353);
+    let vip = ep6(VIP6, 53);
+    let q = Pkt6::udp(c, vip)
+        .payload(b"query")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let want = tunnelled6(&q, (WEB10_6, MAC_WEB10));
+    expect_tunnelled(&mut f, "first", &q.build(), XDP_REDIRECT, &want);
+    let k = key6(c, vip, PROTO_UDP);
+    assert_eq!(
+        entry6(&f, &k).map(|(e, c)| (e.state, c)),
+        Some((State::UdpNew as u8, false))
+    );
+    expect_tunnelled(&mut f, "second", &q.build(), XDP_REDIRECT, &want);
+    assert_eq!(
+        entry6(&f, &k).map(|(e, c)| (e.state, c)),
+        Some((State::UdpActive as u8, true))
+    );
+}
+
+#[test]
+fn dsr_an_ipv6_connection_begun_on_another_node_goes_on_where_the_hash_says() {
+    let mut f = fixture_with(DSR_CONFIG);
+    let c = ep6(CLIENT6, 47000);
+    let vip = ep6(VIP6, 80);
+    // Mid-stream, never seen here: another lb node had it until the router moved it.
+    let data = Pkt6::tcp(c, vip)
+        .flags(ACK)
+        .seq(7000)
+        .ack(9000)
+        .payload(b"more")
+        .macs(MAC_CLIENT, MAC_DPC);
+    expect_tunnelled(
+        &mut f,
+        "adopted",
+        &data.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&data, hashed_server6(c)),
+    );
+    assert_eq!(f.reason(Reason::NewMidStream), 1);
+    let (e, confirmed) = entry6(&f, &key6(c, vip, PROTO_TCP)).expect("tracked");
+    assert_eq!((confirmed, e.state), (true, State::Established as u8));
+    // A round-robin pool cannot know where such a connection went: the host answers it.
+    let rr = Pkt6::tcp(c, ep6(VIP6, 82))
+        .flags(ACK)
+        .macs(MAC_CLIENT, MAC_DPC)
+        .build();
+    untouched6(&mut f, "round robin, mid-stream", &rr);
+    assert_eq!(f.reason(Reason::PassNoFlow), 1);
+}
+
+#[test]
+fn dsr_the_ipv6_path_mtu_leaves_room_for_the_outer_header() {
+    let mut f = fixture_with(DSR_CONFIG);
+    f.net
+        .ns
+        .ip(&["link", "set", "dpb", "mtu", "1400"])
+        .expect("link MTU");
+    let c = ep6(CLIENT6, 48000);
+    let vip = ep6(VIP6, 80);
+    let server = hashed_server6(c);
+    // 1390 bytes of IPv6 fit the link, but not once 40 more are put in front: "packet too
+    // big" for the link's MTU less the outer header, whatever the packet says.
+    let big = Pkt6::tcp(c, vip)
+        .flags(ACK)
+        .payload(&[b'x'; 1330])
+        .macs(MAC_CLIENT, MAC_DPC);
+    let want = icmp6_error(
+        (MAC_DPC, MAC_CLIENT),
+        VIP6,
+        CLIENT6,
+        (ICMPV6_PACKET_TOO_BIG, 0),
+        1360,
+        &big.build(),
+        48,
+    );
+    let dpc = f.dpc;
+    expect6(
+        &mut f,
+        "too big once tunnelled",
+        dpc,
+        &big.build(),
+        XDP_TX,
+        &want,
+    );
+    assert_eq!(f.reason(Reason::TxPacketTooBig), 1);
+    let fits = big.clone().payload(&[b'x'; 1200]);
+    expect_tunnelled(
+        &mut f,
+        "fits",
+        &fits.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&fits, server),
+    );
+    // Exactly the MTU once tunnelled: fits too.
+    let full = big.clone().payload(&[b'x'; 1300]);
+    expect_tunnelled(
+        &mut f,
+        "full",
+        &full.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&full, server),
+    );
+}
+
+#[test]
+fn dsr_icmpv6_errors_about_the_ipv6_servers_replies_go_to_the_server() {
+    let mut f = fixture_with(DSR_CONFIG);
+    let c = ep6(CLIENT6, 49000);
+    let vip = ep6(VIP6, 80);
+    let server = hashed_server6(c);
+    let syn = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    expect_tunnelled(
+        &mut f,
+        "SYN",
+        &syn.build(),
+        XDP_REDIRECT,
+        &tunnelled6(&syn, server),
+    );
+    // The server answered from the VIP, directly; a router towards the client cannot forward
+    // it and tells the VIP, which routes to lb: the error goes to the server as it came.
+    let reply = Pkt6::tcp(vip, c)
+        .flags(SYN | ACK)
+        .payload(&[0; 1400])
+        .build();
+    let err = icmp6_error(
+        (MAC_ROUTER, MAC_DPC),
+        ROUTER_C6,
+        VIP6,
+        (ICMPV6_PACKET_TOO_BIG, 0),
+        1280,
+        &reply,
+        200,
+    );
+    let want = ip6ip6((MAC_DPB, server.1), LB_B6, server.0, &err);
+    let dpc = f.dpc;
+    let (action, got) = f.run(dpc, &err);
+    assert_eq!(
+        testrun::action_name(action),
+        testrun::action_name(XDP_REDIRECT)
+    );
+    assert!(got == want, "{}", packet::diff(&got, &want));
+    assert_eq!(
+        packet::verify_checksums6(&[&got[..14], &got[54..]].concat()),
+        Ok(())
+    );
+    assert_eq!(f.reason(Reason::IcmpTranslated), 1);
+}
+
+#[test]
+fn the_servers_decapsulator_takes_an_ipv6_outer_header_off() {
+    use lb::dataplane::{load_alone, xdp_program};
+    lb_testbed::require_root();
+    let mut obj = load_alone(lb_common::PROG_IPIP_DECAP).expect("load");
+    let prog = xdp_program(&mut obj, lb_common::PROG_IPIP_DECAP).expect("program");
+    let inner = Pkt6::tcp(ep6(CLIENT6, 50000), ep6(VIP6, 80))
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    let frame = ip6ip6((MAC_DPB, MAC_WEB10), LB_B6, WEB10_6, &inner.build());
+    let out = testrun::run(prog, 1, &frame, 1).expect("test run");
+    assert_eq!(out.action, XDP_PASS);
+    let want = inner.macs(MAC_DPB, MAC_WEB10).build();
+    assert!(out.frame == want, "{}", packet::diff(&out.frame, &want));
+    // Plain IPv6 goes up untouched.
+    let plain = Pkt6::tcp(ep6(CLIENT6, 50000), ep6(VIP6, 80)).build();
+    let out = testrun::run(prog, 1, &plain, 1).expect("test run");
+    assert_eq!((out.action, out.frame), (XDP_PASS, plain));
 }

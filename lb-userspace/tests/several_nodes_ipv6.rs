@@ -2,9 +2,10 @@
 //! IPv6): each node's lb keeps `VIP/128 dev lo` in table 100, its BIRD
 //! (`dist/bird/lb-node6.conf`, as shipped) announces it over an IPv6 BGP session, and the
 //! router's BIRD (`dist/bird/router6.conf`) installs one IPv6 route with a next hop per node.
-//! Clients reach IPv6 servers through both nodes (full-NAT: `dsr-ipip` tunnels to IPv4
-//! servers only); a node whose IPv6 servers all fail their checks is withdrawn and comes back
-//! with them, and a node whose lb stops is withdrawn.
+//! Clients reach IPv6 servers through both nodes (full-NAT); a node whose IPv6 servers all fail their checks is withdrawn and comes back
+//! with them, and a node whose lb stops is withdrawn. With `nat dsr-ipip` the servers (nginx
+//! on the VIP held on `lo`) get the clients' packets in IPv6-in-IPv6 and answer them
+//! directly.
 use std::{
     net::{Ipv6Addr, SocketAddr, SocketAddrV6},
     path::Path,
@@ -22,7 +23,7 @@ use lb_testbed::{
 const LB: &str = env!("CARGO_BIN_EXE_lb");
 const CONNECTIONS: usize = 40;
 
-fn config(instance: &str, node: &str, servers: &[(String, Ipv6Addr)]) -> String {
+fn config(instance: &str, node: &str, nat: &str, servers: &[(String, Ipv6Addr)]) -> String {
     let servers: Vec<String> = servers
         .iter()
         .map(|(name, addr)| {
@@ -46,7 +47,7 @@ bind = ["[{VIP6}]:80"]
 default_backend = "web"
 
 [backend.web]
-nat = "full-nat"
+nat = "{nat}"
 hash_type = "consistent"
 server = [
 {}
@@ -73,6 +74,10 @@ fn instance(cluster: &Cluster, i: usize) -> String {
 }
 
 fn start_lb(cluster: &Cluster, i: usize) -> Daemon {
+    start_lb_nat(cluster, i, "full-nat")
+}
+
+fn start_lb_nat(cluster: &Cluster, i: usize, nat: &str) -> Daemon {
     let node = &cluster.nodes[i];
     let servers: Vec<_> = cluster
         .servers
@@ -84,7 +89,7 @@ fn start_lb(cluster: &Cluster, i: usize) -> Daemon {
         Path::new(LB),
         &node.ns,
         &instance,
-        &config(&instance, &node.name, &servers),
+        &config(&instance, &node.name, nat, &servers),
         "toml",
     )
     .expect("start lb");
@@ -229,5 +234,53 @@ fn ipv6_vip_is_announced_spread_withdrawn_with_its_servers_and_when_lb_stops() {
         .expect("node 1 withdrawn at the router");
     assert!(!announce_table(&cluster, 0).contains(&VIP6.to_string()));
     let (conns, _) = open(&cluster, CONNECTIONS / 2);
+    drop(conns);
+}
+
+#[test]
+fn ipv6_servers_answer_directly_from_the_vip_through_ip6ip6() {
+    let cluster = Cluster::with_ipv6(2, 2).expect("cluster");
+    let mut helpers: Vec<aya::Ebpf> = cluster
+        .nodes
+        .iter()
+        .map(|n| attach(&cluster.router, lb_common::PROG_PASS, &n.peer))
+        .collect();
+    // Without `ip6_tunnel` (this test machine's kernel), lb's decapsulator takes the outer
+    // header off on each server, as `ip6tnl0` would.
+    if cluster.servers_need_decap {
+        for s in &cluster.servers {
+            helpers.push(attach(&s.ns, lb_common::PROG_IPIP_DECAP, &s.ifname));
+        }
+    }
+    let web: Vec<WebServer> = cluster
+        .servers
+        .iter()
+        .map(|s| WebServer::nginx_any6(&s.ns, &s.name, s.addr6.expect("IPv6"), 80).expect("nginx"))
+        .collect();
+    for w in &web {
+        for n in &cluster.nodes {
+            std::fs::write(w.dir().join(format!("www/health-{}.html", n.name)), "OK\n")
+                .expect("health page");
+        }
+    }
+    let _lbs: Vec<Daemon> = (0..2)
+        .map(|i| start_lb_nat(&cluster, i, "dsr-ipip"))
+        .collect();
+    cluster
+        .wait_next_hops6(&cluster.node_addrs6(), Duration::from_secs(30))
+        .expect("both nodes announced");
+
+    // Every connection is answered (the server's replies go from the VIP straight to the
+    // router), over both nodes and both servers.
+    let (conns, bodies) = open(&cluster, CONNECTIONS);
+    let (f1, f2) = (flows_on(&cluster, 0), flows_on(&cluster, 1));
+    assert!(f1 > 0 && f2 > 0, "flows per node: {f1} and {f2}");
+    for w in &web {
+        assert!(
+            bodies.iter().any(|b| b.contains(&w.name)),
+            "{} answered none of {bodies:?}",
+            w.name
+        );
+    }
     drop(conns);
 }

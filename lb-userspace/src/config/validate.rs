@@ -452,17 +452,6 @@ fn runs_at_l4(out: &mut Vec<Diagnostic>, what: &str, name: &str, at: &Origin) {
 /// see coming back).
 fn direct_return_keeps_ports(c: &Config, out: &mut Vec<Diagnostic>) {
     for b in c.backends.iter().filter(|b| b.nat == NatMode::DsrIpip) {
-        // IPIP carries IPv4 only; an IPv6 tunnel (ip6ip6) is not built.
-        for s in b.servers.iter().filter(|s| s.family() == Family::V6) {
-            alert(
-                out,
-                &s.origin,
-                format!(
-                    "server '{}/{}' has an IPv6 address ({}): 'nat dsr-ipip' tunnels to IPv4 servers only; use 'full-nat' or 'dnat' for IPv6 servers",
-                    b.name, s.name, s.addr
-                ),
-            );
-        }
         for f in c.frontends.iter().filter(|f| f.default_backend == b.name) {
             for bind in &f.binds {
                 for s in b.servers.iter().filter(|s| s.port != bind.port) {
@@ -742,14 +731,19 @@ mod tests {
             "{:?}",
             w(&wild)
         );
-        // An IPv6 VIP is announced as an IPv4 one is: the one warning left is full-NAT's
-        // (IPv6 servers cannot have 'dsr-ipip'), which resets moved connections the same.
+        // An IPv6 VIP is announced as an IPv4 one is: the one warning left is full-NAT's,
+        // which resets moved connections the same.
         let v6 = multi
             .replace("10.0.0.1:80", "[2001:db8::1]:80")
             .replace("10.0.1.1:80", "[fd00::10]:80");
         let v6w = w(&v6);
         assert_eq!(v6w.len(), 1, "{v6w:?}");
         assert!(v6w[0].contains("backend 'b' ('nat full-nat') behind several lb nodes"));
+        // IPv6 servers return directly as IPv4 ones do (IPv6-in-IPv6), with the same rule.
+        let v6_dsr = v6.replace("[backend.b]\n", "[backend.b]\nnat = 'dsr-ipip'\n");
+        assert!(w(&v6_dsr)[0].contains("round robin cannot tell the new node"));
+        let v6_good = v6_dsr.replace("[backend.b]\n", "[backend.b]\nhash_type = 'consistent'\n");
+        assert_eq!(w(&v6_good), Vec::<String>::new());
         // The dual-stack wildcard is not announced.
         assert!(
             w(&v6.replace("[2001:db8::1]:80", ":::80"))

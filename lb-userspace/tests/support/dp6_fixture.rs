@@ -49,7 +49,12 @@ pub fn twin(a: Ipv4Addr) -> Option<Ipv6Addr> {
 /// `[fd00::1]` and every server also at its IPv6 twin (same slots, pools and frontends),
 /// full-NAT from `fd01::1`.
 pub fn with_ipv6(opts: LoadOptions) -> Fixture {
-    let f = Fixture::with(CONFIG, LoadOptions { ipv6: true, ..opts });
+    with_ipv6_config(CONFIG, opts)
+}
+
+/// [`with_ipv6`] for another configuration of the same addresses.
+pub fn with_ipv6_config(config: &str, opts: LoadOptions) -> Fixture {
+    let f = Fixture::with(config, LoadOptions { ipv6: true, ..opts });
     for (ip, mac) in [
         (CLIENT6, MAC_CLIENT),
         (WEB10_6, MAC_WEB10),
