@@ -49,32 +49,6 @@ fn fixture_with(config: &str) -> Fixture {
     dp6_fixture::with_ipv6_config(config, LoadOptions::default())
 }
 
-/// Feeds an IPv6 frame and asserts the exact output and action; a changed frame's
-/// checksums are verified from scratch.
-#[track_caller]
-fn expect6(f: &mut Fixture, what: &str, ifindex: u32, input: &[u8], action: u32, want: &[u8]) {
-    let (got_action, got) = f.run(ifindex, input);
-    assert_eq!(
-        testrun::action_name(got_action),
-        testrun::action_name(action),
-        "{what}: XDP action"
-    );
-    assert!(
-        got == want,
-        "{what}: output frame differs\n{}",
-        packet::diff(&got, want)
-    );
-    if got != input {
-        assert_eq!(packet::verify_checksums6(&got), Ok(()), "{what}: checksums");
-    }
-}
-
-#[track_caller]
-fn untouched6(f: &mut Fixture, what: &str, frame: &[u8]) {
-    let dpc = f.dpc;
-    expect6(f, what, dpc, frame, XDP_PASS, frame);
-}
-
 fn key6(src: SocketAddrV6, dst: SocketAddrV6, proto: u8) -> FlowKey6 {
     FlowKey6::new(
         a6(*src.ip()),
@@ -111,28 +85,21 @@ fn handshake6(f: &mut Fixture, client: SocketAddrV6, payload: &[u8]) -> (Pkt6, P
     let syn = Pkt6::tcp(client, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     let want = syn.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
     let (dpc, dpb) = (f.dpc, f.dpb);
-    expect6(f, "SYN", dpc, &syn.build(), XDP_REDIRECT, &want.build());
+    f.expect_frame("SYN", dpc, &syn.build(), XDP_REDIRECT, &want.build());
     let synack = Pkt6::tcp(server, lb_side)
         .flags(SYN | ACK)
         .seq(SERVER_ISN)
         .ack(1001)
         .macs(MAC_WEB10, MAC_DPB);
     let want = synack.clone().tuple(vip, client).macs(MAC_DPC, MAC_CLIENT);
-    expect6(
-        f,
-        "SYN-ACK",
-        dpb,
-        &synack.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("SYN-ACK", dpb, &synack.build(), XDP_REDIRECT, &want.build());
     let ack = Pkt6::tcp(client, vip)
         .flags(ACK)
         .seq(1001)
         .ack(SERVER_ISN + 1)
         .macs(MAC_CLIENT, MAC_DPC);
     let want = ack.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(f, "ACK", dpc, &ack.build(), XDP_REDIRECT, &want.build());
+    f.expect_frame("ACK", dpc, &ack.build(), XDP_REDIRECT, &want.build());
     let client_pkt = ack.ack(SERVER_ISN + 1).payload(payload);
     let server_pkt = client_pkt.clone().tuple(lb_side, server);
     (client_pkt, server_pkt)
@@ -152,14 +119,7 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
     // hop limit, traffic class and flow label go through as they came (as IPv4's TTL does).
     let syn = Pkt6::tcp(client, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     let want = syn.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "SYN",
-        dpc,
-        &syn.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("SYN", dpc, &syn.build(), XDP_REDIRECT, &want.build());
     let (fwd, confirmed) = entry6(&f, &key6(client, vip, PROTO_TCP)).expect("forward entry");
     assert!(!confirmed, "a new flow starts half-open");
     assert_eq!((fwd.src, fwd.dst), (a6(LB_B6), a6(WEB10_6)));
@@ -175,14 +135,7 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
         .ack(1001)
         .macs(MAC_WEB10, MAC_DPB);
     let want = synack.clone().tuple(vip, client).macs(MAC_DPC, MAC_CLIENT);
-    expect6(
-        &mut f,
-        "SYN-ACK",
-        dpb,
-        &synack.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("SYN-ACK", dpb, &synack.build(), XDP_REDIRECT, &want.build());
 
     // The client's ACK confirms the flow: both entries move to the main table.
     let ack = Pkt6::tcp(client, vip)
@@ -191,27 +144,13 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
         .ack(SERVER_ISN + 1)
         .macs(MAC_CLIENT, MAC_DPC);
     let want = ack.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "ACK",
-        dpc,
-        &ack.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("ACK", dpc, &ack.build(), XDP_REDIRECT, &want.build());
     assert_eq!(counts6(&f), (2, 0));
 
     // Data both ways on the confirmed flow (the inline hit path), odd lengths included.
     let data = ack.clone().payload(b"GET / HTTP/1.0\r\n\r\n!");
     let want = data.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "hit",
-        dpc,
-        &data.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("hit", dpc, &data.build(), XDP_REDIRECT, &want.build());
     let answer = Pkt6::tcp(server, lb_side)
         .flags(ACK)
         .seq(SERVER_ISN + 1)
@@ -219,14 +158,7 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
         .payload(b"HTTP/1.0 200 OK\r\n")
         .macs(MAC_WEB10, MAC_DPB);
     let want = answer.clone().tuple(vip, client).macs(MAC_DPC, MAC_CLIENT);
-    expect6(
-        &mut f,
-        "reply",
-        dpb,
-        &answer.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("reply", dpb, &answer.build(), XDP_REDIRECT, &want.build());
 
     // A second client takes the next server and the next port of its own.
     let other = ep6(CLIENT6, 40001);
@@ -235,14 +167,7 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
         .clone()
         .tuple(ep6(LB_B6, nth_port(0)), ep6(WEB11_6, 80))
         .macs(MAC_DPB, MAC_WEB11);
-    expect6(
-        &mut f,
-        "second SYN",
-        dpc,
-        &syn.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("second SYN", dpc, &syn.build(), XDP_REDIRECT, &want.build());
     // IPv4's tables never saw any of it.
     assert_eq!(f.counts(), (0, 0));
 }
@@ -257,28 +182,14 @@ fn dnat_keeps_the_client_address() {
     f.bal.dp.maps.pool_rr.set(2, 0, 0).expect("rr cursor");
     let syn = Pkt6::tcp(client, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     let want = syn.clone().tuple(client, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "SYN",
-        dpc,
-        &syn.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("SYN", dpc, &syn.build(), XDP_REDIRECT, &want.build());
     let synack = Pkt6::tcp(server, client)
         .flags(SYN | ACK)
         .seq(SERVER_ISN)
         .ack(1001)
         .macs(MAC_WEB10, MAC_DPB);
     let want = synack.clone().tuple(vip, client).macs(MAC_DPC, MAC_CLIENT);
-    expect6(
-        &mut f,
-        "SYN-ACK",
-        dpb,
-        &synack.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("SYN-ACK", dpb, &synack.build(), XDP_REDIRECT, &want.build());
 }
 
 #[test]
@@ -293,26 +204,12 @@ fn udp_full_nat_both_ways() {
         .payload(b"query?")
         .macs(MAC_CLIENT, MAC_DPC);
     let want = q.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "query",
-        dpc,
-        &q.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("query", dpc, &q.build(), XDP_REDIRECT, &want.build());
     let a = Pkt6::udp(server, lb_side)
         .payload(b"answer")
         .macs(MAC_WEB10, MAC_DPB);
     let want = a.clone().tuple(vip, client).macs(MAC_DPC, MAC_CLIENT);
-    expect6(
-        &mut f,
-        "answer",
-        dpb,
-        &a.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("answer", dpb, &a.build(), XDP_REDIRECT, &want.build());
     let (e, _) = entry6(&f, &key6(client, vip, PROTO_UDP)).expect("UDP flow");
     assert_eq!(e.dst, a6(WEB10_6));
 }
@@ -336,8 +233,7 @@ fn extension_headers_are_walked_and_kept() {
         .clone()
         .tuple(ep6(LB_B6, nth_port(0)), ep6(WEB10_6, 80))
         .macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
+    f.expect_frame(
         "SYN with extension headers",
         dpc,
         &syn.build(),
@@ -366,7 +262,7 @@ fn truncation_at_every_boundary_passes_untouched() {
     for frame in [&syn, &udp] {
         // From a bare Ethernet header (the smallest frame a test run takes) to one byte short.
         for len in 14..frame.len() {
-            untouched6(&mut f, &format!("cut at {len}"), &frame[..len]);
+            f.expect_untouched(&format!("cut at {len}"), &frame[..len]);
             cuts += 1;
         }
     }
@@ -382,23 +278,23 @@ fn fragments_unknown_headers_and_long_chains_pass_untouched() {
     let base = Pkt6::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
     // A first fragment: the data plane never reassembles.
     let frag = base.clone().ext(EXT_FRAGMENT, &[0, 1, 0, 0, 0, 42]);
-    untouched6(&mut f, "fragment", &frag.build());
+    f.expect_untouched("fragment", &frag.build());
     assert_eq!(f.reason(Reason::PassFragment), 1);
     // Five extension headers: one more than the walk takes.
     let mut long = base.clone();
     for _ in 0..5 {
         long = long.ext(EXT_DSTOPTS, &[1, 4, 0, 0, 0, 0]);
     }
-    untouched6(&mut f, "five extension headers", &long.build());
+    f.expect_untouched("five extension headers", &long.build());
     // A routing header with a segment left: the packet is on its way elsewhere.
     let routed = base.clone().ext(EXT_ROUTING, &[4, 1, 0, 0, 0, 0]);
-    untouched6(&mut f, "segments left", &routed.build());
+    f.expect_untouched("segments left", &routed.build());
     assert_eq!(f.reason(Reason::PassExtHeaders), 2);
     // "No next header" (59) and an unknown one.
     for next in [59u8, 253] {
         let mut p = base.clone().build();
         p[20] = next;
-        untouched6(&mut f, &format!("next header {next}"), &p);
+        f.expect_untouched(&format!("next header {next}"), &p);
     }
     assert_eq!(f.reason(Reason::PassNotL4), 2);
     // UDP without a checksum is not valid IPv6.
@@ -406,7 +302,7 @@ fn fragments_unknown_headers_and_long_chains_pass_untouched() {
         .macs(MAC_CLIENT, MAC_DPC)
         .build();
     udp[60..62].copy_from_slice(&[0, 0]);
-    untouched6(&mut f, "UDP checksum 0", &udp);
+    f.expect_untouched("UDP checksum 0", &udp);
     assert_eq!(f.reason(Reason::PassMalformed), 1);
     assert_eq!(counts6(&f), (0, 0));
 }
@@ -437,28 +333,15 @@ fn neighbour_discovery_and_other_icmpv6_pass_untouched() {
     ns.extend_from_slice(&[1, 1]);
     ns.extend_from_slice(&MAC_CLIENT);
     let solicited = "ff02::1:ff00:1".parse().expect("address");
-    untouched6(
-        &mut f,
+    f.expect_untouched(
         "neighbour solicitation",
         &icmp6(CLIENT6, solicited, 135, &ns),
     );
     let mut na = vec![0x60, 0, 0, 0];
     na.extend_from_slice(&CLIENT6.octets());
-    untouched6(
-        &mut f,
-        "neighbour advertisement",
-        &icmp6(CLIENT6, VIP6, 136, &na),
-    );
-    untouched6(
-        &mut f,
-        "router solicitation",
-        &icmp6(CLIENT6, VIP6, 133, &[0; 4]),
-    );
-    untouched6(
-        &mut f,
-        "echo request",
-        &icmp6(CLIENT6, VIP6, 128, &[0, 1, 0, 1]),
-    );
+    f.expect_untouched("neighbour advertisement", &icmp6(CLIENT6, VIP6, 136, &na));
+    f.expect_untouched("router solicitation", &icmp6(CLIENT6, VIP6, 133, &[0; 4]));
+    f.expect_untouched("echo request", &icmp6(CLIENT6, VIP6, 128, &[0, 1, 0, 1]));
     assert_eq!(f.reason(Reason::PassNotL4), 4);
     // An error about a packet of no flow of ours.
     let about = Pkt6::tcp(ep6(VIP6, 80), ep6(CLIENT6, 40099)).build();
@@ -471,7 +354,7 @@ fn neighbour_discovery_and_other_icmpv6_pass_untouched() {
         &about,
         1232,
     );
-    untouched6(&mut f, "error about no flow", &err);
+    f.expect_untouched("error about no flow", &err);
     assert_eq!(f.reason(Reason::PassNotService), 1);
 }
 
@@ -505,7 +388,7 @@ fn errors_about_tracked_flows_reach_the_other_side_as_it_knows_the_flow() {
         &client_pkt,
         1232,
     );
-    expect6(&mut f, "packet too big", dpb, &err, XDP_REDIRECT, &want);
+    f.expect_frame("packet too big", dpb, &err, XDP_REDIRECT, &want);
 
     // The server itself says "port unreachable": the client hears it from the VIP.
     let unreach = (ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH);
@@ -527,7 +410,7 @@ fn errors_about_tracked_flows_reach_the_other_side_as_it_knows_the_flow() {
         &client_pkt,
         1232,
     );
-    expect6(&mut f, "port unreachable", dpb, &err, XDP_REDIRECT, &want);
+    f.expect_frame("port unreachable", dpb, &err, XDP_REDIRECT, &want);
 
     // A router on the client's side says "time exceeded" about a reply (a short quote: the
     // header and the ports): the server hears it about its own packet.
@@ -559,7 +442,7 @@ fn errors_about_tracked_flows_reach_the_other_side_as_it_knows_the_flow() {
         &server_reply,
         48,
     );
-    expect6(&mut f, "time exceeded", dpc, &err, XDP_REDIRECT, &want);
+    f.expect_frame("time exceeded", dpc, &err, XDP_REDIRECT, &want);
     assert_eq!(f.reason(Reason::IcmpTranslated), 3);
 }
 
@@ -596,7 +479,7 @@ fn a_packet_too_big_for_the_path_is_answered() {
         &big,
         48,
     );
-    expect6(&mut f, "too big", dpc, &big, XDP_TX, &want);
+    f.expect_frame("too big", dpc, &big, XDP_TX, &want);
     assert_eq!(f.reason(Reason::TxPacketTooBig), 1);
     // What fits goes through on the same flow.
     let fits = Pkt6::tcp(client, ep6(VIP6, 80))
@@ -612,14 +495,7 @@ fn a_packet_too_big_for_the_path_is_answered() {
             ep6(server_pkt.dst, server_pkt.dport),
         )
         .macs(MAC_DPB, MAC_WEB10);
-    expect6(
-        &mut f,
-        "fits",
-        dpc,
-        &fits.build(),
-        XDP_REDIRECT,
-        &want.build(),
-    );
+    f.expect_frame("fits", dpc, &fits.build(), XDP_REDIRECT, &want.build());
 }
 
 #[test]
@@ -712,7 +588,7 @@ fn access_rules_judge_ipv6_clients_before_any_state() {
         .flags(SYN)
         .macs(MAC_CLIENT, MAC_DPC)
         .build();
-    expect6(&mut f, "denied", dpc, &syn, XDP_DROP, &syn);
+    f.expect_frame("denied", dpc, &syn, XDP_DROP, &syn);
     assert_eq!(f.reason(Reason::DropDenied), 1);
     // Another network is not the rule's; the same network to another frontend neither.
     let far = "2001:db8::5".parse().expect("address");
@@ -794,33 +670,26 @@ fn refused_connections_are_retried_on_another_server() {
     let syn = syn.build();
     // web10 refuses: its RST is held back, the client's retransmitted SYN goes to web11.
     let want = to(WEB10_6, MAC_WEB10, nth_port(0));
-    expect6(&mut f, "SYN", dpc, &syn, XDP_REDIRECT, &want);
+    f.expect_frame("SYN", dpc, &syn, XDP_REDIRECT, &want);
     let (action, _) = f.run(dpb, &rst(WEB10_6, nth_port(0)));
     assert_eq!(testrun::action_name(action), "XDP_DROP", "RST held back");
     assert_eq!(f.reason(Reason::DropServerRefused), 1);
     let want = to(WEB11_6, MAC_WEB11, nth_port(0));
-    expect6(&mut f, "retransmitted SYN", dpc, &syn, XDP_REDIRECT, &want);
+    f.expect_frame("retransmitted SYN", dpc, &syn, XDP_REDIRECT, &want);
     let c11 = f.bal.dp.maps.server_counters(HOGE_WEB11).expect("counters");
     assert_eq!((c11.new_flows, c11.redispatched), (1, 1));
     // web11 refuses too (retry 2 of 2): back to web10, on its next port.
     let (action, _) = f.run(dpb, &rst(WEB11_6, nth_port(0)));
     assert_eq!(testrun::action_name(action), "XDP_DROP");
     let want = to(WEB10_6, MAC_WEB10, nth_port(1));
-    expect6(
-        &mut f,
-        "second retransmission",
-        dpc,
-        &syn,
-        XDP_REDIRECT,
-        &want,
-    );
+    f.expect_frame("second retransmission", dpc, &syn, XDP_REDIRECT, &want);
     // Retries used up: the third refusal reaches the client, as a reply from the VIP.
     let last = rst(WEB10_6, nth_port(1));
     let want = Pkt6::tcp(vip, client)
         .flags(RST | ACK)
         .macs(MAC_DPC, MAC_CLIENT)
         .build();
-    expect6(&mut f, "RST passed on", dpb, &last, XDP_REDIRECT, &want);
+    f.expect_frame("RST passed on", dpb, &last, XDP_REDIRECT, &want);
     assert_eq!(f.reason(Reason::DropServerRefused), 2);
 }
 
@@ -1037,7 +906,7 @@ fn dsr_an_ipv6_connection_begun_on_another_node_goes_on_where_the_hash_says() {
         .flags(ACK)
         .macs(MAC_CLIENT, MAC_DPC)
         .build();
-    untouched6(&mut f, "round robin, mid-stream", &rr);
+    f.expect_untouched("round robin, mid-stream", &rr);
     assert_eq!(f.reason(Reason::PassNoFlow), 1);
 }
 
@@ -1067,14 +936,7 @@ fn dsr_the_ipv6_path_mtu_leaves_room_for_the_outer_header() {
         48,
     );
     let dpc = f.dpc;
-    expect6(
-        &mut f,
-        "too big once tunnelled",
-        dpc,
-        &big.build(),
-        XDP_TX,
-        &want,
-    );
+    f.expect_frame("too big once tunnelled", dpc, &big.build(), XDP_TX, &want);
     assert_eq!(f.reason(Reason::TxPacketTooBig), 1);
     let fits = big.clone().payload(&[b'x'; 1200]);
     expect_tunnelled(
