@@ -36,7 +36,7 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 use lb_common::{
-    PROTO_TCP,
+    FlowKeyOf, FlowOf, PROTO_TCP, ServerInfoOf,
     addr::addr6_from_octets,
     bench::{
         GEN_FRAME_LEN, GEN_FRAME_MAX, GEN_TEMPLATES, GEN6_FRAME_LEN, GenConfig, PROG_BENCH_SINK,
@@ -364,23 +364,9 @@ fn establish_flows(d: &Daemon) -> Result<()> {
     for row in lb::show::backend_rows(&maps)? {
         servers.push((row.slot, maps.servers.get(&row.slot.0, 0)?));
     }
-    ensure!(!servers.is_empty(), "lb has no server");
-    let (client, vip, http) = (be(CLIENT), be(VIP), 80u16.to_be());
-    for i in 0..FLOWS {
-        let (slot, s) = servers[i as usize % servers.len()];
-        let server = u16::try_from(slot.0)?;
-        let cport = (SPORT_BASE + i as u16).to_be();
-        let lport = (SNAT_BASE + i as u16).to_be();
-        let fwd = established(s.snat_addr, s.addr, lport, s.port, false, server);
-        let reply = established(vip, client, http, cport, true, server);
-        maps.flows
-            .insert(fwd.mirror_key(PROTO_TCP), reply, 0)
-            .context("inserting a flow")?;
-        maps.flows
-            .insert(reply.mirror_key(PROTO_TCP), fwd, 0)
-            .context("inserting a flow")?;
-    }
-    Ok(())
+    flow_pairs(&servers, be(CLIENT), be(VIP), |k, f| {
+        maps.flows.insert(k, f, 0).context("inserting a flow")
+    })
 }
 
 /// [`establish_flows`] for lb's IPv6 service and servers (`LB6_FLOWS`).
@@ -390,12 +376,25 @@ fn establish_flows6(d: &Daemon) -> Result<()> {
     for row in lb::show::backend_rows(&maps)? {
         servers.push((row.slot, maps.servers6.get(&row.slot.0, 0)?));
     }
-    ensure!(!servers.is_empty(), "lb has no server");
-    let (client, vip, http) = (
+    let (client, vip) = (
         addr6_from_octets(CLIENT6.octets()),
         addr6_from_octets(VIP6.octets()),
-        80u16.to_be(),
     );
+    flow_pairs(&servers, client, vip, |k, f| {
+        maps.flows6.insert(k, f, 0).context("inserting a flow")
+    })
+}
+
+/// Both entries of each generator flow from `client` to `vip`:80, over `servers` in turn,
+/// handed to `insert` (key, entry).
+fn flow_pairs<A: Copy + Default>(
+    servers: &[(lb::dataplane::ids::ServerSlot, ServerInfoOf<A>)],
+    client: A,
+    vip: A,
+    mut insert: impl FnMut(FlowKeyOf<A>, FlowOf<A>) -> Result<()>,
+) -> Result<()> {
+    ensure!(!servers.is_empty(), "lb has no server");
+    let http = 80u16.to_be();
     for i in 0..FLOWS {
         let (slot, s) = servers[i as usize % servers.len()];
         let server = u16::try_from(slot.0)?;
@@ -403,12 +402,8 @@ fn establish_flows6(d: &Daemon) -> Result<()> {
         let lport = (SNAT_BASE + i as u16).to_be();
         let fwd = established(s.snat_addr, s.addr, lport, s.port, false, server);
         let reply = established(vip, client, http, cport, true, server);
-        maps.flows6
-            .insert(fwd.mirror_key(PROTO_TCP), reply, 0)
-            .context("inserting a flow")?;
-        maps.flows6
-            .insert(reply.mirror_key(PROTO_TCP), fwd, 0)
-            .context("inserting a flow")?;
+        insert(fwd.mirror_key(PROTO_TCP), reply)?;
+        insert(reply.mirror_key(PROTO_TCP), fwd)?;
     }
     Ok(())
 }
