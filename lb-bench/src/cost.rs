@@ -126,6 +126,13 @@ struct Case {
     action: u32,
 }
 
+impl Case {
+    fn record(&mut self, o: testrun::Outcome) {
+        self.ns.push(o.per_run.as_nanos() as f64);
+        self.action = o.action;
+    }
+}
+
 pub fn run(args: &Args, out: &mut Report) -> Result<()> {
     let net = RunNet::new()?;
     net.neighbour(VIP, MAC_VIP)?;
@@ -289,36 +296,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[0].ns.push(o.per_run.as_nanos() as f64);
         cases[0].action = o.action;
 
-        let before = dp.maps.server_counters(ServerSlot(0))?;
-        let o = testrun::run(dp.lb_program()?, dpc, &hit, repeat)?;
-        let after = dp.maps.server_counters(ServerSlot(0))?;
-        ensure!(
-            o.frame == hit,
-            "conntrack hit: the frame changed, not a fixed point"
-        );
-        ensure!(
-            after.packets_in - before.packets_in == u64::from(repeat)
-                && after.new_flows == before.new_flows,
-            "conntrack hit: not every run was a hit ({before:?} -> {after:?})"
-        );
-        cases[1].ns.push(o.per_run.as_nanos() as f64);
-        cases[1].action = o.action;
+        cases[1].record(hits(&mut dp, dpc, &hit, repeat, "conntrack hit")?);
 
-        let mut roomy = Dataplane::load(&LoadOptions {
-            conntrack_entries: 2 * NEW_FLOW_RUNS,
-            halfopen_entries: 2 * NEW_FLOW_RUNS,
-            ..LoadOptions::default()
-        })?;
-        install(&mut roomy, 1, CLIENT)?;
-        let o = testrun::run(roomy.lb_program()?, dpc, &syn, NEW_FLOW_RUNS)?;
-        let new = roomy.maps.server_counters(ServerSlot(0))?.new_flows;
-        ensure!(
-            new == u64::from(NEW_FLOW_RUNS),
-            "new flow: only {new} of {NEW_FLOW_RUNS} runs were new flows"
-        );
-        cases[2].ns.push(o.per_run.as_nanos() as f64);
-        cases[2].action = o.action;
-        drop(roomy);
+        cases[2].record(new_flows(dpc, &syn, false, "new flow")?);
 
         let before = full.maps.server_counters(ServerSlot(0))?;
         let o = testrun::run(full.lb_program()?, dpc, &syn, repeat)?;
@@ -346,37 +326,9 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         cases[5].ns.push(o.per_run.as_nanos() as f64);
         cases[5].action = o.action;
 
-        let before = dp.maps.server_counters(ServerSlot(0))?;
-        let o = testrun::run(dp.lb_program()?, dpc, &hit6, repeat)?;
-        let after = dp.maps.server_counters(ServerSlot(0))?;
-        ensure!(
-            o.frame == hit6,
-            "IPv6 conntrack hit: the frame changed, not a fixed point"
-        );
-        ensure!(
-            after.packets_in - before.packets_in == u64::from(repeat)
-                && after.new_flows == before.new_flows,
-            "IPv6 conntrack hit: not every run was a hit ({before:?} -> {after:?})"
-        );
-        cases[6].ns.push(o.per_run.as_nanos() as f64);
-        cases[6].action = o.action;
+        cases[6].record(hits(&mut dp, dpc, &hit6, repeat, "IPv6 conntrack hit")?);
 
-        let mut roomy = Dataplane::load(&LoadOptions {
-            conntrack_entries: 2 * NEW_FLOW_RUNS,
-            halfopen_entries: 2 * NEW_FLOW_RUNS,
-            ipv6: true,
-            ..LoadOptions::default()
-        })?;
-        install(&mut roomy, 1, CLIENT)?;
-        install6(&mut roomy)?;
-        let o = testrun::run(roomy.lb_program()?, dpc, &syn6, NEW_FLOW_RUNS)?;
-        let new = roomy.maps.server_counters(ServerSlot(0))?.new_flows;
-        ensure!(
-            new == u64::from(NEW_FLOW_RUNS),
-            "IPv6 new flow: only {new} of {NEW_FLOW_RUNS} runs were new flows"
-        );
-        cases[7].ns.push(o.per_run.as_nanos() as f64);
-        cases[7].action = o.action;
+        cases[7].record(new_flows(dpc, &syn6, true, "IPv6 new flow")?);
     }
     for (c, want) in cases.iter().zip([
         XDP_PASS,
@@ -397,4 +349,50 @@ fn measure(net: &RunNet, reps: usize, repeat: u32) -> Result<Vec<Case>> {
         );
     }
     Ok(cases)
+}
+
+/// `repeat` runs of `frame`, a packet of an established flow that the rewrite leaves as it
+/// was (a fixed point), each checked to be a hit.
+fn hits(
+    dp: &mut Dataplane,
+    dpc: u32,
+    frame: &[u8],
+    repeat: u32,
+    name: &str,
+) -> Result<testrun::Outcome> {
+    let before = dp.maps.server_counters(ServerSlot(0))?;
+    let o = testrun::run(dp.lb_program()?, dpc, frame, repeat)?;
+    let after = dp.maps.server_counters(ServerSlot(0))?;
+    ensure!(
+        o.frame == frame,
+        "{name}: the frame changed, not a fixed point"
+    );
+    ensure!(
+        after.packets_in - before.packets_in == u64::from(repeat)
+            && after.new_flows == before.new_flows,
+        "{name}: not every run was a hit ({before:?} -> {after:?})"
+    );
+    Ok(o)
+}
+
+/// [`NEW_FLOW_RUNS`] runs of `syn` into a fresh data plane with room for them all (`ipv6`:
+/// with the IPv6 services and servers), each checked to be a new flow.
+fn new_flows(dpc: u32, syn: &[u8], ipv6: bool, name: &str) -> Result<testrun::Outcome> {
+    let mut roomy = Dataplane::load(&LoadOptions {
+        conntrack_entries: 2 * NEW_FLOW_RUNS,
+        halfopen_entries: 2 * NEW_FLOW_RUNS,
+        ipv6,
+        ..LoadOptions::default()
+    })?;
+    install(&mut roomy, 1, CLIENT)?;
+    if ipv6 {
+        install6(&mut roomy)?;
+    }
+    let o = testrun::run(roomy.lb_program()?, dpc, syn, NEW_FLOW_RUNS)?;
+    let new = roomy.maps.server_counters(ServerSlot(0))?.new_flows;
+    ensure!(
+        new == u64::from(NEW_FLOW_RUNS),
+        "{name}: only {new} of {NEW_FLOW_RUNS} runs were new flows"
+    );
+    Ok(o)
 }
