@@ -121,7 +121,18 @@ pub fn resolve(
                 }
             }
             match found {
-                Some(a) => s.addr = a,
+                Some(a) => {
+                    s.addr = a;
+                    if let (Some(r), true) = (&s.dns.resolvers, a.is_ipv6()) {
+                        // The DNS client asks A records only, and a server keeps its family.
+                        out.push(Diagnostic::warning(
+                            Some(&s.origin),
+                            format!(
+                                "{ctx} : 'resolvers {r}' has no effect on this server: its address {a} is IPv6 and lb's resolvers ask for IPv4 (A) records only; it keeps this address until a reload."
+                            ),
+                        ));
+                    }
+                }
                 None if parked => {}
                 None => out.push(Diagnostic::alert(
                     Some(&s.origin),
@@ -214,6 +225,23 @@ mod tests {
             messages(&e.diagnostics),
             [
                 "[ALERT] parsing [t.cfg:5] : 'server b/web1' : could not resolve address 'nowhere.example' (Name or service not known)."
+            ]
+        );
+    }
+
+    #[test]
+    fn resolvers_say_they_do_not_follow_an_ipv6_address() {
+        let text = "resolvers dns\n  nameserver ns1 10.0.0.53:53\nfrontend f\n  bind :::80\n  default_backend b\nbackend b\n  server web1 app.example:80 resolvers dns\n";
+        let mut c = match crate::config::parse_bytes("t.cfg", text.as_bytes(), false) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        };
+        let last = |_: &str, _: &str| "fd00::7".parse::<IpAddr>().ok();
+        let w = resolve(&mut c, &fake(), &last).expect("from the state file");
+        assert_eq!(
+            messages(&w),
+            [
+                "[WARNING] parsing [t.cfg:7] : 'server b/web1' : 'resolvers dns' has no effect on this server: its address fd00::7 is IPv6 and lb's resolvers ask for IPv4 (A) records only; it keeps this address until a reload."
             ]
         );
     }
