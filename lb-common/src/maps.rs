@@ -121,7 +121,7 @@ macro_rules! for_each_map {
             frontend_stats LB_FRONTEND_STATS: PerCpuArray<u32, $crate::Counters>
                 [$crate::MAX_FRONTENDS] Counters 1;
             /// Per `Reason`, per CPU: why packets were passed or dropped.
-            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 5;
+            reason_stats LB_REASON_STATS: PerCpuArray<u32, u64>[$crate::Reason::COUNT] Counters 6;
             /// Per server slot: names and operator-facing state; never read by the program.
             meta LB_SERVER_META: Array<u32, $crate::ServerMeta>[$crate::MAX_SERVERS] State 1;
             /// Per CPU: working memory the stack cannot spare (a new flow's entries, the FIB
@@ -148,12 +148,18 @@ macro_rules! for_each_map {
                 Config 1;
             /// Per CPU: `LB_SCRATCH` for IPv6 packets (a new flow's entries, the port search).
             scratch6 LB6_SCRATCH: PerCpuArray<u32, $crate::Scratch6>[1] Private 1;
-            /// `lb_xdp` tail-calls IPv6 packets into `lb_xdp6` ([`PROG_LB6`], at index 0): a
-            /// program of its own, with its own stack and verification, so that IPv4's path
-            /// stays as it was. Filled by whoever loads the object; pinned because the kernel
+            /// `lb_xdp` tail-calls IPv6 packets into `lb_xdp6` ([`PROG_LB6`], at
+            /// [`PROGS_LB6`]) and IPv4 packets its flow cache does not serve into `lb_xdp4`
+            /// ([`PROG_LB4`], at [`PROGS_LB4`]): programs of their own, each with its own stack
+            /// and verification. Filled by whoever loads the object; pinned because the kernel
             /// empties a program table once no process or pin holds it, and the program
             /// outlives the daemon.
-            progs LB_PROGS: ProgArray<u32, u32>[1] Config 1;
+            progs LB_PROGS: ProgArray<u32, u32>[2] Config 2;
+            /// Per CPU: copies of confirmed IPv4 flows in front of `LB_FLOWS`, one 64-byte
+            /// slot per 5-tuple hash (`flow_cache`). Pinned so that a restarted daemon's
+            /// program and the one it replaces drop the same copies.
+            flow_cache LB_FLOW_CACHE: PerCpuArray<u32, $crate::CachedFlow>
+                [$crate::FLOW_CACHE_SLOTS] State 1;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon
@@ -195,6 +201,12 @@ pub fn map_def(name: &str) -> Option<&'static MapDef> {
 pub const PROG_LB: &str = "lb_xdp";
 /// The IPv6 packet path, reached from [`PROG_LB`] by a tail call (`LB_PROGS`).
 pub const PROG_LB6: &str = "lb_xdp6";
+/// IPv4's whole packet path, reached from [`PROG_LB`] by a tail call (`LB_PROGS`) for what
+/// the flow cache does not serve.
+pub const PROG_LB4: &str = "lb_xdp4";
+/// `LB_PROGS` indices.
+pub const PROGS_LB6: u32 = 0;
+pub const PROGS_LB4: u32 = 1;
 /// An empty `XDP_PASS` program: the benchmark floor, and the program tests put on veth peers.
 pub const PROG_PASS: &str = "xdp_pass";
 /// Takes IPIP headers off on a direct-server-return server whose kernel has no `ipip`.

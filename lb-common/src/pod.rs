@@ -29,3 +29,4 @@ unsafe impl aya::Pod for ServerMeta {}
 unsafe impl aya::Pod for FlowEvent {}
 unsafe impl aya::Pod for crate::bench::GenConfig {}
 unsafe impl aya::Pod for crate::TraceRecord {}
+unsafe impl aya::Pod for crate::CachedFlow {}

@@ -114,6 +114,9 @@ reasons! {
     /// A packet of a direct-server-return flow that could not be given its IPIP header (no
     /// headroom in front of the frame): dropped.
     DropEncap = "drop_encap",
+    /// An IPv4 packet for lb while the packet path (`lb_xdp4`) is not installed (a moment
+    /// while a daemon loads): passed.
+    PassNoPath = "pass_no_path",
     /// A TCP packet of a connection lb does not track, adopted by a direct-server-return
     /// pool that hashes: the connection began on another lb node (or before a restart) and
     /// goes on to the server the hash names.

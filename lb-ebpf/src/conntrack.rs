@@ -10,8 +10,8 @@ use aya_ebpf::{
     helpers::generated::bpf_loop,
 };
 use lb_common::{
-    FLOW_F_DSR, FLOW_F_REFUSED, FLOW_F_REPLY, FlowKeyOf, FlowOf, NextHop, PROTO_TCP, PortProbeOf,
-    Reason, ScratchOf, ServerInfoOf, Settings, State,
+    FLOW_F_DSR, FLOW_F_REFUSED, FLOW_F_REPLY, FlowKeyOf, FlowOf, NextHop, PROTO_TCP, PROTO_UDP,
+    PortProbeOf, Reason, ScratchOf, ServerInfoOf, Settings, State,
     balance::{SNAT_PROBES, snat_port},
     conntrack::{
         Claimant, active_delta, dead, expiry_asks_mirror, idle_expired, port_rested, port_reusable,
@@ -306,6 +306,10 @@ pub fn track_dsr<H: IpHdr>(pkt: &PacketOf<H>, key: &FlowKeyOf<H::A>, t: &Target<
         Table::Flows
     };
     if table.insert(key, fwd, BPF_ANY) {
+        // One entry, one tuple (see `track_in_scratch`).
+        if pkt.proto == PROTO_UDP {
+            H::A::forget_copies(key, key);
+        }
         GO_ON
     } else {
         stats::reason(Reason::DropConntrackFull);
@@ -383,6 +387,12 @@ fn track_in_scratch<H: IpHdr>(
         return Err(Reason::DropTupleInUse);
     }
     if Table::HalfOpen.insert(key, fwd, BPF_ANY) {
+        // Its tuples may have been an older flow's a moment ago (evicted from a full table):
+        // no CPU serves them the old way any more. (A TCP flow's first packet each way, SYN
+        // and SYN-ACK, does this in `lb_xdp`.)
+        if pkt.proto == PROTO_UDP {
+            H::A::forget_copies(key, &rkey);
+        }
         Ok(())
     } else {
         Table::HalfOpen.remove(&rkey);

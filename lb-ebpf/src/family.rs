@@ -17,7 +17,7 @@ use lb_common::{
 
 use crate::{
     conntrack::Table,
-    icmp, icmp6, ipip,
+    flow_cache, icmp, icmp6, ipip,
     maps::{
         LB_ACCESS, LB_EVENTS, LB_FLOWS, LB_HALFOPEN, LB_SCRATCH, LB_SERVERS, LB_SERVICES,
         LB6_ACCESS, LB6_FLOWS, LB6_HALFOPEN, LB6_SCRATCH, LB6_SERVERS, LB6_SERVICES,
@@ -46,6 +46,11 @@ pub trait Addr: Copy + PartialEq + 'static {
     fn fold(self) -> u32;
     /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.
     fn report(key: &FlowKeyOf<Self>, server: u32, frontend: u32, flags: u8);
+    /// Makes this CPU's copy of the entry `flow` at `key` (`flow_cache`; IPv4 only: IPv6's
+    /// path has no cache in front).
+    fn copy_flow(key: &FlowKeyOf<Self>, flow: *const FlowOf<Self>, now: u32);
+    /// Drops every CPU's copies of a flow's two entries, at `key` and `mirror`.
+    fn forget_copies(key: &FlowKeyOf<Self>, mirror: &FlowKeyOf<Self>);
 
     /// Runs `f` with the flow key of a packet from `src:sport` to `dst:dport` wherever this
     /// family keeps it ([`ScratchOf::key`] or the stack); `XDP_PASS` if it has nowhere.
@@ -211,6 +216,16 @@ impl Addr for u32 {
     }
 
     #[inline(always)]
+    fn copy_flow(key: &FlowKeyOf<u32>, flow: *const FlowOf<u32>, now: u32) {
+        flow_cache::fill(key, flow, now);
+    }
+
+    #[inline(always)]
+    fn forget_copies(key: &FlowKeyOf<u32>, mirror: &FlowKeyOf<u32>) {
+        flow_cache::forget_everywhere(key, mirror);
+    }
+
+    #[inline(always)]
     fn report(key: &FlowKeyOf<u32>, server: u32, frontend: u32, flags: u8) {
         if let Some(mut slot) = LB_EVENTS.reserve(0) {
             slot.write(FlowEvent {
@@ -328,6 +343,12 @@ impl Addr for Addr6 {
         key._pad2 = 0;
         Some(then(key))
     }
+
+    #[inline(always)]
+    fn copy_flow(_: &FlowKeyOf<Addr6>, _: *const FlowOf<Addr6>, _: u32) {}
+
+    #[inline(always)]
+    fn forget_copies(_: &FlowKeyOf<Addr6>, _: &FlowKeyOf<Addr6>) {}
 
     #[inline(always)]
     fn report(key: &FlowKeyOf<Addr6>, server: u32, frontend: u32, flags: u8) {

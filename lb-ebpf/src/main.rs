@@ -1,4 +1,5 @@
-//! lb's XDP data plane. Files by role: `parse`, `parse6` (headers), `maps` (state), `path`
+//! lb's XDP data plane. Files by role: `parse`, `parse6` (headers), `maps` (state),
+//! `flow_cache` (each CPU's copies of confirmed flows, served in the entry program), `path`
 //! (the packet path, one copy per address family: `family` says what differs), `new_flow` (choosing a server for a new flow; `by_load` for the algorithms that
 //! weigh active flows, `active` for those counts), `conntrack` (flow tables and their
 //! lifecycle), `clock`, `nat` (rewrite + checksums), `ipip` (direct server return), `forward`
@@ -19,6 +20,7 @@ mod by_load;
 mod clock;
 mod conntrack;
 mod family;
+mod flow_cache;
 mod forward;
 mod icmp;
 mod icmp6;
@@ -36,17 +38,37 @@ mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
+use lb_common::{PROGS_LB4, PROGS_LB6};
+
 use crate::{parse::Ipv4Hdr, parse6::Ipv6Hdr};
 
-/// The load balancer: IPv4's packet path, inline as it always was; IPv6 packets go on in
-/// [`lb_xdp6`] by a tail call (its stack and the verifier's budget are its own there).
+/// The load balancer's entry. IPv4 packets its flow cache serves (`flow_cache`: packets
+/// with no news of confirmed flows, the bulk of the traffic) are forwarded here; the rest go
+/// on in [`lb_xdp4`], IPv6 packets in [`lb_xdp6`], by tail calls (each program gets its own
+/// stack and verification).
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     if parse6::is_ipv6(&ctx) {
-        // SAFETY: a helper call; it returns only if `LB_PROGS` has no program at 0.
-        unsafe { maps::LB_PROGS.tail_call(&ctx, 0) };
+        // SAFETY: a helper call; it returns only if `LB_PROGS` has no program there.
+        unsafe { maps::LB_PROGS.tail_call(&ctx, PROGS_LB6) };
         return path::pass(lb_common::Reason::PassNotIpv4);
     }
+    // A copy that traces IPv4 sends every packet down the whole path, where it is traced (a
+    // constant: the untraced copy has no such branch).
+    if !trace::on_for(true) {
+        let action = flow_cache::serve(&ctx);
+        if action != verdict::GO_ON {
+            return action;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { maps::LB_PROGS.tail_call(&ctx, PROGS_LB4) };
+    path::pass(lb_common::Reason::PassNoPath)
+}
+
+/// IPv4's whole packet path, tail-called from [`lb_xdp`].
+#[xdp]
+pub fn lb_xdp4(ctx: XdpContext) -> u32 {
     let action = path::process::<Ipv4Hdr>(&ctx);
     // A constant of the loaded program: in the copy that runs untraced the verifier removes
     // this call (see `trace`).

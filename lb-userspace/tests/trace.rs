@@ -119,7 +119,9 @@ fn the_tracing_copy_says_why_and_the_running_program_says_nothing() {
     quiet.flush();
     assert_eq!(untraced.take(), Vec::<String>::new());
 
-    // The copy takes the same decisions on the same maps, and says them.
+    // The copy takes the same decisions on the same maps, and says them (swapped in as
+    // `lb trace` does: the whole IPv4 path it tail-calls is its own too).
+    f.bal.dp.run_program_of(Some(&mut copy)).expect("swap in");
     let run = |copy: &mut lb::dataplane::Dataplane, ifindex: u32, frame: &[u8]| {
         testrun::run(copy.lb_program().expect("program"), ifindex, frame, 1).expect("run")
     };
@@ -168,6 +170,7 @@ fn a_vip_filter_traces_that_service_only_both_ways() {
     );
     let filter = tracing::filter(Some("10.0.0.1:53")).expect("filter");
     let mut copy = f.bal.dp.tracing_copy(filter).expect("tracing copy");
+    f.bal.dp.run_program_of(Some(&mut copy)).expect("swap in");
     let traced = Lines::default();
     let mut logger = copy.trace_logger(traced.clone()).expect("logger");
     let run = |copy: &mut lb::dataplane::Dataplane, ifindex: u32, frame: &[u8]| {

@@ -12,8 +12,8 @@ use aya::{
     },
 };
 use lb_common::{
-    ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, Flow6, FlowKey, FlowKey6, FlowKeyOf, FlowOf, Keep,
-    MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
+    ACTIVE_TOTAL, CachedFlow, Counters, FLOW_F_DSR, Flow, Flow6, FlowKey, FlowKey6, FlowKeyOf,
+    FlowOf, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
     balance::active_flows,
     clock::elapsed,
     conntrack::{self, counts_as_active},
@@ -396,18 +396,47 @@ impl Maps {
     /// and from the LB's address to the server (`shutdown sessions`, `on-marked-down
     /// shutdown-sessions`). Returns how many flows ended.
     pub fn forget_flows(&mut self, pred: impl Fn(&Flow) -> bool) -> Result<u64> {
-        let mut ended = 0;
+        let (mut ended, mut keys) = (0, std::collections::HashSet::new());
         for table in [&mut self.flows, &mut self.halfopen] {
-            ended += forget_in(table, |f| pred(f));
+            ended += forget_in(table, |f| pred(f), &mut keys);
         }
+        // Each CPU's copies of them too, or they would serve the flows a moment longer.
+        self.forget_cached_copies(|c| keys.contains(&c.key))?;
         Ok(ended)
+    }
+
+    /// Drops every CPU's copies (`LB_FLOW_CACHE`) that `pred` picks: whoever changes or
+    /// ends flows from outside the data plane does this after, as the data plane does when
+    /// it changes them itself (`lb_common::flow_cache`). Returns how many it dropped.
+    pub fn forget_cached_copies(&mut self, pred: impl Fn(&CachedFlow) -> bool) -> Result<u64> {
+        let mut dropped = 0;
+        for slot in 0..lb_common::FLOW_CACHE_SLOTS {
+            let mut copies: Vec<CachedFlow> = self
+                .flow_cache
+                .get(&slot, 0)
+                .context("reading the flow cache")?
+                .to_vec();
+            let before = dropped;
+            for c in copies.iter_mut().filter(|c| c.key.proto != 0 && pred(c)) {
+                c.key.proto = 0;
+                dropped += 1;
+            }
+            if dropped != before {
+                let values = aya::maps::PerCpuValues::try_from(copies)
+                    .context("the flow cache's per-CPU values")?;
+                self.flow_cache
+                    .set(slot, values, 0)
+                    .context("writing the flow cache")?;
+            }
+        }
+        Ok(dropped)
     }
 
     /// [`Maps::forget_flows`] for IPv6 flows.
     pub fn forget_flows6(&mut self, pred: impl Fn(&Flow6) -> bool) -> Result<u64> {
-        let mut ended = 0;
+        let (mut ended, mut keys) = (0, std::collections::HashSet::new());
         for table in [&mut self.flows6, &mut self.halfopen6] {
-            ended += forget_in(table, |f| pred(f));
+            ended += forget_in(table, |f| pred(f), &mut keys);
         }
         Ok(ended)
     }
@@ -431,10 +460,15 @@ where
     }
 }
 
-/// Removes both entries of each flow of `table` that `pred` picks; how many flows ended.
-fn forget_in<A>(table: &mut FlowTable<A>, pred: impl Fn(&FlowOf<A>) -> bool) -> u64
+/// Removes both entries of each flow of `table` that `pred` picks, adding their keys to
+/// `keys`; how many flows ended.
+fn forget_in<A>(
+    table: &mut FlowTable<A>,
+    pred: impl Fn(&FlowOf<A>) -> bool,
+    keys: &mut std::collections::HashSet<FlowKeyOf<A>>,
+) -> u64
 where
-    A: Copy + PartialEq,
+    A: Copy + PartialEq + Eq + std::hash::Hash,
     FlowKeyOf<A>: aya::Pod,
     FlowOf<A>: aya::Pod,
 {
@@ -452,8 +486,10 @@ where
         })
         .collect();
     for (fwd, reply) in doomed {
+        keys.insert(fwd);
         // Gone meanwhile (expired, evicted): nothing to end.
         if let Some(reply) = reply {
+            keys.insert(reply);
             let _ = table.remove(&reply);
         }
         if table.remove(&fwd).is_ok() {

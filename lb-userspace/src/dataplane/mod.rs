@@ -18,7 +18,7 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_LB6, PROG_PASS, trace};
+use lb_common::{Keep, MAPS, PROG_LB, PROG_LB4, PROG_LB6, PROG_PASS, PROGS_LB4, PROGS_LB6, trace};
 
 use ids::PoolSlot;
 pub use links::Attachment;
@@ -163,19 +163,19 @@ impl Dataplane {
             None => std::borrow::Cow::Borrowed(OBJECT),
         };
         let mut ebpf = loader.load(&object).context("loading the XDP object")?;
-        for name in [PROG_LB, PROG_PASS] {
+        for name in [PROG_LB, PROG_LB4, PROG_PASS] {
             verify(&mut ebpf, name)?;
         }
         if opts.ipv6 {
             verify(&mut ebpf, PROG_LB6)?;
         }
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
-        // IPv6 packets go on in their own program (`LB_PROGS`), if there is one: the table is
-        // pinned, so an IPv4-only start also takes an earlier instance's IPv6 program out.
-        // A tracing copy's goes in with its `lb_xdp` (`run_program_of`): until then the
-        // running program's IPv6 packets stay untraced.
+        // What `lb_xdp` does not serve itself goes on in the programs of `LB_PROGS`: IPv4's
+        // whole path, IPv6's if there is one. The table is pinned, so an IPv4-only start also
+        // takes an earlier instance's IPv6 program out. A tracing copy's go in with its
+        // `lb_xdp` (`run_program_of`): until then the running program's packets stay untraced.
         if opts.trace.is_none() {
-            install_lb6(&mut ebpf, &mut maps, opts.ipv6)?;
+            install_paths(&mut ebpf, &mut maps, opts.ipv6)?;
         }
         let events = maps.events.take();
         Ok(Dataplane {
@@ -228,8 +228,9 @@ impl Dataplane {
             Some(o) => &mut o.ebpf,
             None => &mut self.ebpf,
         };
-        // IPv6 goes on in the same copy's program (the tail-call table is shared, pinned).
-        install_lb6(ebpf, &mut self.maps, self.opts.ipv6)?;
+        // The whole paths go on in the same copy's programs (the tail-call table is shared,
+        // pinned).
+        install_paths(ebpf, &mut self.maps, self.opts.ipv6)?;
         let prog = program(ebpf, PROG_LB)?;
         for a in &self.attachments {
             a.point_at(prog)?;
@@ -328,11 +329,16 @@ fn verify(ebpf: &mut Ebpf, name: &str) -> Result<()> {
     }
 }
 
-/// Points `LB_PROGS` at `ebpf`'s IPv6 program when IPv6 is served, else empties it (IPv6
-/// frames then pass untouched: the tail call fails and `lb_xdp` passes).
-fn install_lb6(ebpf: &mut Ebpf, maps: &mut Maps, ipv6: bool) -> Result<()> {
+/// Points `LB_PROGS` at `ebpf`'s IPv4 path and, when IPv6 is served, its IPv6 path, else
+/// empties that slot (IPv6 frames then pass untouched: the tail call fails and `lb_xdp`
+/// passes).
+fn install_paths(ebpf: &mut Ebpf, maps: &mut Maps, ipv6: bool) -> Result<()> {
+    let lb4 = program(ebpf, PROG_LB4)?.fd()?.try_clone()?;
+    maps.progs
+        .set(PROGS_LB4, &lb4, 0)
+        .context("installing the IPv4 packet path")?;
     if !ipv6 {
-        return match maps.progs.clear_index(&0) {
+        return match maps.progs.clear_index(&PROGS_LB6) {
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() != Some(libc::ENOENT) =>
             {
@@ -344,7 +350,7 @@ fn install_lb6(ebpf: &mut Ebpf, maps: &mut Maps, ipv6: bool) -> Result<()> {
     }
     let lb6 = program(ebpf, PROG_LB6)?.fd()?.try_clone()?;
     maps.progs
-        .set(0, &lb6, 0)
+        .set(PROGS_LB6, &lb6, 0)
         .context("installing the IPv6 program")
 }
 

@@ -255,6 +255,12 @@ impl Fixture {
             Where::HalfOpen => &mut self.bal.dp.maps.halfopen,
         };
         table.insert(key, f, 0).expect("write entry");
+        // As the daemon does after changing flows: no CPU serves the old entry from a copy.
+        self.bal
+            .dp
+            .maps
+            .forget_cached_copies(|_| true)
+            .expect("drop cached copies");
     }
 
     /// Makes the entry at `key` look idle for `ticks` more than it has been.

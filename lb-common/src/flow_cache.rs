@@ -1,0 +1,234 @@
+//! Each CPU's flow cache (`LB_FLOW_CACHE`): copies of confirmed IPv4 flows, one 64-byte slot
+//! each, direct-mapped by a hash of the 5-tuple, in front of `LB_FLOWS`. `lb_xdp` forwards a
+//! packet with no news (TCP without SYN, FIN or RST; UDP) from its copy alone and tail-calls
+//! the whole packet path (`lb_xdp4`) for everything else, which makes the copies.
+//!
+//! Why: on live traffic the caches are cold between two packets of a flow, and a lookup in
+//! the LRU hash costs a bucket walk over lines spread across tens of MiB (cache and TLB
+//! misses); a slot is one line of a small per-CPU array whose lookup the verifier inlines.
+//!
+//! Why a copy stays right (the rules below are what the data plane and the tests rely on):
+//! - it serves for [`FLOW_CACHE_TTL`] only, then the flow's entry is looked at again (its
+//!   idle clock, LRU recency and next hop refreshed, expiry judged); so a copy is only made of
+//!   a flow whose timeout is longer than twice that ([`may_cache`]);
+//! - it is only made of an established TCP flow or an active UDP flow: packets without news
+//!   change nothing in those states;
+//! - whenever the packet path creates a flow (its two keys) or takes one out of those states,
+//!   every CPU's copy of both keys is dropped: a tuple that passes to a new flow (a client
+//!   reusing its port, full-NAT reusing a source port) is never served the old way;
+//! - the daemon drops the copies itself when it ends flows (`shutdown-sessions`).
+use crate::{FLOW_F_DSR, FlowKey, NextHop, State, clock::ticks_from_ms, flow::Flow};
+
+/// Slots per CPU, a power of two: 128 KiB per CPU, small enough to stay in a core's L2.
+pub const FLOW_CACHE_BITS: u32 = 11;
+pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
+
+/// How long a copy serves before the flow's entry is looked at again (clock ticks).
+pub const FLOW_CACHE_TTL: u32 = ticks_from_ms(100);
+
+/// Bound of the walk over every CPU's slot when copies are dropped (the walk stops at the
+/// first CPU the kernel does not have).
+pub const FLOW_CACHE_MAX_CPUS: u32 = 4096;
+
+/// One direction of a confirmed IPv4 flow as a packet with no news needs it, in one cache
+/// line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedFlow {
+    /// The packet's 5-tuple; a slot whose key differs holds another flow (or nothing: an
+    /// all-zero key is no packet's, its protocol is 0).
+    pub key: FlowKey,
+    /// The rewrite (`Flow::src`..`dport`), in network byte order.
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// The next hop, fresh when copied.
+    pub nh: NextHop,
+    /// Counters' slots.
+    pub server: u16,
+    pub frontend: u16,
+    /// When the copy was made (clock ticks); it serves for [`FLOW_CACHE_TTL`].
+    pub stamp: u32,
+    /// 1: the server -> client direction (its packets count as outgoing).
+    pub reply: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A cache slot of a 5-tuple: a multiplicative hash of its fields.
+#[inline(always)]
+pub const fn flow_cache_slot(k: &FlowKey) -> u32 {
+    let ports = ((k.sport as u32) << 16) | k.dport as u32;
+    let h = k.src ^ k.dst.rotate_left(11) ^ ports.rotate_left(22) ^ k.proto as u32;
+    h.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_CACHE_BITS)
+}
+
+/// Whether a copy of `flow` may serve its packets: a confirmed flow that is not direct
+/// server return (whose packets take an IPIP header, not a rewrite) and whose timeout leaves
+/// room for a copy's lifetime, so that serving from the copy never outlives the flow.
+#[inline(always)]
+pub const fn may_cache(flow: &Flow) -> bool {
+    copied_state(flow.state) && flow.flags & FLOW_F_DSR == 0 && flow.timeout > 2 * FLOW_CACHE_TTL
+}
+
+/// Whether state changes from `from` to `to` (a transition) make copies of the flow wrong:
+/// leaving the states copies are made of.
+#[inline(always)]
+pub const fn leaves_cached_state(from: u8, to: u8) -> bool {
+    copied_state(from) && !copied_state(to)
+}
+
+/// The states copies are made of.
+#[inline(always)]
+const fn copied_state(s: u8) -> bool {
+    s == State::Established as u8 || s == State::UdpActive as u8
+}
+
+impl CachedFlow {
+    /// The copy of `flow` (at `key`) going out through `nh`, made at `now`.
+    #[inline(always)]
+    pub const fn of(key: &FlowKey, flow: &Flow, nh: &NextHop, now: u32) -> CachedFlow {
+        CachedFlow {
+            key: *key,
+            src: flow.src,
+            dst: flow.dst,
+            sport: flow.sport,
+            dport: flow.dport,
+            nh: *nh,
+            server: flow.server,
+            frontend: flow.frontend,
+            stamp: now,
+            reply: flow.is_reply() as u8,
+            _pad: [0; 3],
+        }
+    }
+
+    /// Whether this copy serves a packet of `key` at `now`.
+    #[inline(always)]
+    pub fn serves(&self, key: &FlowKey, now: u32) -> bool {
+        self.key.src == key.src
+            && self.key.dst == key.dst
+            && self.key.sport == key.sport
+            && self.key.dport == key.dport
+            && self.key.proto == key.proto
+            && crate::clock::elapsed(now, self.stamp) < FLOW_CACHE_TTL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FLOW_F_REPLY, PROTO_TCP, PROTO_UDP, clock::ticks_from_ms};
+
+    #[test]
+    fn a_copy_is_one_cache_line() {
+        assert_eq!(core::mem::size_of::<CachedFlow>(), 64);
+    }
+
+    /// Distinct slots taken by `keys`.
+    fn slots_used(keys: impl Iterator<Item = FlowKey>) -> usize {
+        let mut used = [false; FLOW_CACHE_SLOTS as usize];
+        for k in keys {
+            used[flow_cache_slot(&k) as usize] = true;
+        }
+        used.iter().filter(|u| **u).count()
+    }
+
+    #[test]
+    fn neighbouring_tuples_spread_over_the_slots() {
+        // 1,000 flows of one client to one VIP, ports in a row (a busy client), then 1,000
+        // clients in a row on one port: few share a slot (uniform hashing gives ~790).
+        let (client, vip, http) = (
+            0x0a00_0002u32.to_be(),
+            0x0a00_0001u32.to_be(),
+            80u16.to_be(),
+        );
+        let ports = (0..1000u16).map(|p| FlowKey::new(client, vip, (40000 + p).to_be(), http, 6));
+        assert!(slots_used(ports) > 700);
+        let clients = (0..1000u32)
+            .map(|c| FlowKey::new((0x0a00_0100 + c).to_be(), vip, 40000u16.to_be(), http, 6));
+        assert!(slots_used(clients) > 700);
+    }
+
+    fn flow(state: State, flags: u8, timeout_ms: u64) -> Flow {
+        Flow {
+            src: 1,
+            dst: 2,
+            sport: 3,
+            dport: 4,
+            state: state as u8,
+            flags,
+            server: 7,
+            frontend: 2,
+            timeout: ticks_from_ms(timeout_ms),
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn only_confirmed_flows_with_room_for_a_copy_are_copied() {
+        assert!(may_cache(&flow(State::Established, 0, 30_000)));
+        assert!(may_cache(&flow(State::UdpActive, FLOW_F_REPLY, 30_000)));
+        for s in [
+            State::SynSent,
+            State::SynRecv,
+            State::FinWait,
+            State::Closed,
+            State::UdpNew,
+            State::UdpReplied,
+        ] {
+            assert!(!may_cache(&flow(s, 0, 30_000)), "{s:?}");
+        }
+        assert!(!may_cache(&flow(State::Established, FLOW_F_DSR, 30_000)));
+        // A timeout a copy's lifetime could outlive.
+        assert!(!may_cache(&flow(State::Established, 0, 200)));
+        assert!(may_cache(&flow(State::Established, 0, 300)));
+    }
+
+    #[test]
+    fn leaving_a_copied_state_is_news_for_every_cpu() {
+        use State::*;
+        assert!(leaves_cached_state(Established as u8, FinWait as u8));
+        assert!(leaves_cached_state(Established as u8, Closed as u8));
+        assert!(!leaves_cached_state(SynRecv as u8, Established as u8));
+        assert!(!leaves_cached_state(UdpNew as u8, UdpActive as u8));
+        assert!(!leaves_cached_state(FinWait as u8, Closed as u8));
+    }
+
+    #[test]
+    fn a_copy_serves_its_own_tuple_for_its_lifetime() {
+        let key = FlowKey::new(10, 20, 30, 40, PROTO_TCP);
+        let c = CachedFlow::of(
+            &key,
+            &flow(State::Established, FLOW_F_REPLY, 30_000),
+            &NextHop::default(),
+            1000,
+        );
+        assert_eq!(
+            (
+                c.src, c.dst, c.sport, c.dport, c.server, c.frontend, c.reply
+            ),
+            (1, 2, 3, 4, 7, 2, 1)
+        );
+        assert!(c.serves(&key, 1000));
+        assert!(c.serves(&key, 1000 + FLOW_CACHE_TTL - 1));
+        assert!(!c.serves(&key, 1000 + FLOW_CACHE_TTL));
+        // Across the clock's wrap.
+        let w = CachedFlow {
+            stamp: u32::MAX,
+            ..c
+        };
+        assert!(w.serves(&key, 5));
+        for other in [
+            FlowKey::new(11, 20, 30, 40, PROTO_TCP),
+            FlowKey::new(10, 21, 30, 40, PROTO_TCP),
+            FlowKey::new(10, 20, 31, 40, PROTO_TCP),
+            FlowKey::new(10, 20, 30, 41, PROTO_TCP),
+            FlowKey::new(10, 20, 30, 40, PROTO_UDP),
+        ] {
+            assert!(!c.serves(&other, 1000), "{other:?}");
+        }
+        // An empty slot serves no packet (a packet's protocol is never 0).
+        assert!(!CachedFlow::default().serves(&key, 0));
+    }
+}

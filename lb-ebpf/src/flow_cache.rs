@@ -1,0 +1,171 @@
+//! Each CPU's copies of confirmed IPv4 flows (`LB_FLOW_CACHE`, rules in
+//! `lb_common::flow_cache`): [`serve`] forwards a packet from its copy in `lb_xdp` itself,
+//! [`fill`] makes the copy on the whole path (`lb_xdp4`), [`forget_everywhere`] drops every
+//! CPU's copies of a tuple whose flow may change: a TCP packet with news (SYN, FIN, RST:
+//! the flow begins, ends or closes), a new UDP flow.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::{bpf_loop, bpf_map_lookup_percpu_elem},
+    programs::XdpContext,
+};
+use lb_common::{
+    CachedFlow, FlowKey,
+    conntrack::{TCP_FIN, TCP_RST, TCP_SYN},
+    flow_cache::{FLOW_CACHE_MAX_CPUS, flow_cache_slot},
+};
+
+use crate::{
+    clock, forward,
+    maps::{LB_FLOW_CACHE, LB_SCRATCH},
+    nat::{self, Tuple},
+    parse::{self, Parsed},
+    path,
+    stats::{self, Dir, Event},
+    verdict::GO_ON,
+};
+
+/// Forwards the packet from this CPU's copy of its flow: the action, or [`GO_ON`] for the
+/// whole packet path (no fresh copy, news for the flow, ICMP, too big for the path). What
+/// the whole path would pass untouched (not TCP/UDP, malformed, not lb's ports) is passed
+/// here with the same reason.
+#[inline(always)]
+pub fn serve(ctx: &XdpContext) -> u32 {
+    let pkt = match parse::parse(ctx) {
+        Ok(Parsed::Flow(pkt)) => pkt,
+        Ok(Parsed::Icmp(_)) => return GO_ON,
+        Err(reason) => return path::pass(reason),
+    };
+    if !path::may_be_tracked(&pkt) {
+        return path::pass(lb_common::Reason::PassNotService);
+    }
+    const NEWS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
+    let key = FlowKey::new(pkt.src(), pkt.dst(), pkt.sport(), pkt.dport(), pkt.proto);
+    if pkt.is_tcp() && pkt.tcp_flags & NEWS != 0 {
+        // The flow changes with this packet (or a new one takes the tuple): its copies, which
+        // only know it established, must not serve its next packets on any CPU. The other
+        // direction's copies go with that side's own FIN, RST or SYN-ACK; until then they
+        // serve only packets that change nothing (`lb_common::flow_cache`).
+        forget_everywhere(&key, &key);
+        return GO_ON;
+    }
+    let Some(slot) = LB_FLOW_CACHE.get_ptr(flow_cache_slot(&key)) else {
+        return GO_ON;
+    };
+    // SAFETY: this CPU's slot: only this CPU writes it while the program runs, other CPUs
+    // only ever mark it stale (`forget_everywhere`), which at worst serves one more packet
+    // the way the flow went a moment ago.
+    let c: &CachedFlow = unsafe { &*slot };
+    let frame = pkt.frame();
+    if !c.serves(&key, clock::now()) || forward::too_big(&frame, &c.nh, 0) {
+        return GO_ON;
+    }
+    let dir = if c.reply != 0 { Dir::Out } else { Dir::In };
+    stats::account(
+        c.server as u32,
+        c.frontend as u32,
+        dir,
+        pkt.frame_len,
+        Event::default(),
+    );
+    nat::rewrite(
+        &pkt,
+        &Tuple {
+            src: c.src,
+            dst: c.dst,
+            sport: c.sport,
+            dport: c.dport,
+        },
+    );
+    forward::send(ctx, &frame, &c.nh)
+}
+
+/// Makes this CPU's copy of the flow entry `flow` (at `key`, its next hop fresh), if the
+/// rules allow one (`lb_common::flow_cache::may_cache`). A subprogram: inline, its copying
+/// would cost the packet path's frame stack its deepest chain of calls needs.
+#[inline(never)]
+pub fn fill(key: &FlowKey, flow: *const lb_common::Flow, now: u32) {
+    // SAFETY: a live map value, read in place (a racing update at worst copies the moment
+    // before it, for the copy's short life).
+    let flow = unsafe { &*flow };
+    if !lb_common::flow_cache::may_cache(flow) {
+        return;
+    }
+    let Some(c) = LB_FLOW_CACHE.get_ptr_mut(flow_cache_slot(key)) else {
+        return;
+    };
+    // Field by field into the slot: `CachedFlow::of` would build it on the stack first.
+    // SAFETY: this CPU's slot, see `serve`.
+    unsafe {
+        (*c).key = *key;
+        (*c).src = flow.src;
+        (*c).dst = flow.dst;
+        (*c).sport = flow.sport;
+        (*c).dport = flow.dport;
+        (*c).nh = flow.nh;
+        (*c).server = flow.server;
+        (*c).frontend = flow.frontend;
+        (*c).stamp = now;
+        (*c).reply = flow.is_reply() as u8;
+    }
+}
+
+/// Drops every CPU's copies of `key` and `mirror` (a flow's two directions, or one tuple
+/// twice). A `bpf_loop` over the CPUs (verified once); the keys go to its callback through
+/// this CPU's scratch, whose `key` and `mirror` IPv4 does not use.
+#[inline(always)]
+pub fn forget_everywhere(key: &FlowKey, mirror: &FlowKey) {
+    let Some(scratch) = LB_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch; the program runs to completion on one CPU.
+    unsafe {
+        (*scratch).key = *key;
+        (*scratch).mirror = *mirror;
+        bpf_loop(
+            FLOW_CACHE_MAX_CPUS,
+            forget_on_cpu as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
+/// One CPU of [`forget_everywhere`], the `bpf_loop` callback: 0 to go on, 1 to stop (past
+/// the last CPU the kernel has, where the lookup finds nothing).
+#[inline(never)]
+extern "C" fn forget_on_cpu(cpu: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = LB_SCRATCH.get_ptr(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch, filled by `forget_everywhere` (still running, inside the
+    // helper).
+    let (key, mirror) = unsafe { (&(*scratch).key, &(*scratch).mirror) };
+    if !forget_copy(key, cpu as u32) {
+        return 1;
+    }
+    forget_copy(mirror, cpu as u32);
+    0
+}
+
+/// Marks `cpu`'s copy of `key` stale, if it holds one. False if there is no such CPU.
+#[inline(always)]
+fn forget_copy(key: &FlowKey, cpu: u32) -> bool {
+    let index = flow_cache_slot(key);
+    let map = (&raw const LB_FLOW_CACHE).cast_mut().cast::<c_void>();
+    // SAFETY: a lookup in this program's own per-CPU array by index; null past the CPUs the
+    // kernel has.
+    let slot =
+        unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
+            .cast::<CachedFlow>();
+    if slot.is_null() {
+        return false;
+    }
+    // SAFETY: a live slot of that CPU's array. Racing its owner's `fill` at worst leaves
+    // one copy that expires within the cache's lifetime.
+    unsafe {
+        if (*slot).key == *key {
+            (*slot).key.proto = 0;
+        }
+    }
+    true
+}

@@ -1,0 +1,272 @@
+//! Each CPU's flow cache (`LB_FLOW_CACHE`, rules in `lb_common::flow_cache`) through the real
+//! XDP program (BPF_PROG_TEST_RUN): which packets make a copy, that a copy serves with the
+//! same bytes as the flow's entry, and every way a copy goes (news for the flow, its short
+//! life, a new flow on its tuple, the daemon ending flows). Copies are per CPU, so each test
+//! pins its thread to one CPU.
+#[path = "support/dp_fixture.rs"]
+mod dp_fixture;
+
+use std::time::Duration;
+
+use dp_fixture::*;
+use lb::dataplane::{
+    ids::{PoolSlot, ServerSlot},
+    layout::addr_be,
+    testrun::{XDP_PASS, XDP_REDIRECT},
+};
+use lb_common::{CachedFlow, FLOW_CACHE_TTL, FlowKey, Reason, clock::ms_from_ticks};
+use lb_testbed::packet::{ACK, FIN, Pkt};
+
+// The fixture's `dns` backend and its server: second backend, third server declared.
+const DNS: PoolSlot = PoolSlot(1);
+const DNS10: ServerSlot = ServerSlot(2);
+
+/// Keeps this test's thread (and so its BPF_PROG_TEST_RUN) on CPU 0.
+fn pin_to_one_cpu() {
+    // SAFETY: a plain syscall on this thread with a set built by libc's own macros.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
+/// Every CPU's live copy of `key`.
+fn copies(f: &Fixture, key: &FlowKey) -> Vec<CachedFlow> {
+    let slot = lb_common::flow_cache::flow_cache_slot(key);
+    let all = f.bal.dp.maps.flow_cache.get(&slot, 0).expect("cache slot");
+    all.iter().filter(|c| c.key == *key).copied().collect()
+}
+
+/// Removes a flow's entries from the tables the way an LRU eviction does: behind the
+/// cache's back (not through `Fixture::edit`, which drops the copies as the daemon would).
+fn evict(f: &mut Fixture, keys: &[FlowKey]) {
+    for k in keys {
+        let _ = f.bal.dp.maps.flows.remove(k);
+        let _ = f.bal.dp.maps.halfopen.remove(k);
+    }
+}
+
+/// Lets every copy made so far outlive its life.
+fn outlive_copies() {
+    std::thread::sleep(Duration::from_millis(ms_from_ticks(FLOW_CACHE_TTL) + 20));
+}
+
+#[test]
+fn an_established_flow_is_served_from_its_copy_with_the_same_bytes() {
+    pin_to_one_cpu();
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41000);
+    let vip = ep(VIP, 80);
+    let (lb_side, server) = f.handshake(c, vip);
+    let fwd = tcp_key(c, vip);
+    let reply = tcp_key(server, lb_side);
+    // The handshake's packets are news or half-open: no copy yet.
+    assert!(copies(&f, &fwd).is_empty(), "copy of a half-open flow");
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"GET /")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let want = full_nat(&data, WEB10, MAC_WEB10, nth_port(0), 80);
+    f.expect(
+        "first data packet, from the entry",
+        f.dpc,
+        &data,
+        XDP_REDIRECT,
+        &want,
+    );
+    let made = copies(&f, &fwd);
+    assert_eq!(made.len(), 1, "one copy, on this CPU");
+    assert_eq!(
+        (made[0].dst, made[0].dport, made[0].reply),
+        (addr_be(*server.ip()), server.port().to_be(), 0)
+    );
+    let answer = Pkt::tcp(server, lb_side)
+        .flags(ACK)
+        .payload(b"200 OK")
+        .macs(MAC_WEB10, MAC_DPB);
+    let back = answer
+        .clone()
+        .tuple(lb_side_vip(), c)
+        .macs(MAC_DPC, MAC_CLIENT);
+    f.expect(
+        "server's answer, from the entry",
+        f.dpb,
+        &answer,
+        XDP_REDIRECT,
+        &back,
+    );
+    assert_eq!(copies(&f, &reply).len(), 1, "the reply direction's copy");
+
+    // The entries go (evicted behind the cache's back): within its life the copy alone
+    // serves both directions, byte for byte as the entries did, and counts them.
+    evict(&mut f, &[fwd, reply]);
+    let before = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    f.expect("served from the copy", f.dpc, &data, XDP_REDIRECT, &want);
+    f.expect("answer from the copy", f.dpb, &answer, XDP_REDIRECT, &back);
+    let after = f.bal.dp.maps.server_counters(HOGE_WEB10).expect("counters");
+    assert_eq!(
+        (
+            after.packets_in - before.packets_in,
+            after.packets_out - before.packets_out
+        ),
+        (1, 1)
+    );
+    // Past its life the packet takes the whole path, which finds no flow.
+    outlive_copies();
+    f.expect_untouched("no copy, no entry", &data.build());
+    assert_eq!(f.reason(Reason::PassNoFlow), 1);
+}
+
+/// The VIP as the client sees it (the reply's new source).
+fn lb_side_vip() -> std::net::SocketAddrV4 {
+    ep(VIP, 80)
+}
+
+#[test]
+fn news_for_a_flow_drops_its_copies_before_the_whole_path_sees_it() {
+    pin_to_one_cpu();
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41100);
+    let vip = ep(VIP, 80);
+    let (lb_side, server) = f.handshake(c, vip);
+    let (fwd, reply) = (tcp_key(c, vip), tcp_key(server, lb_side));
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"x")
+        .macs(MAC_CLIENT, MAC_DPC);
+    f.run(f.dpc, &data.build());
+    let answer = Pkt::tcp(server, lb_side)
+        .flags(ACK)
+        .payload(b"y")
+        .macs(MAC_WEB10, MAC_DPB);
+    f.run(f.dpb, &answer.build());
+    assert_eq!((copies(&f, &fwd).len(), copies(&f, &reply).len()), (1, 1));
+
+    // The client's FIN: its direction's copies go (every CPU's), so its next packets (the
+    // ACK of the server's FIN, with the timestamps the lifecycle keeps) meet the entry.
+    let fin = Pkt::tcp(c, vip)
+        .flags(FIN | ACK)
+        .seq(2000)
+        .macs(MAC_CLIENT, MAC_DPC);
+    f.run(f.dpc, &fin.build());
+    assert!(
+        copies(&f, &fwd).is_empty(),
+        "the client's copy after its FIN"
+    );
+    // A closing flow is not copied again.
+    f.run(f.dpc, &data.build());
+    assert!(copies(&f, &fwd).is_empty(), "a copy of a closing flow");
+    // The server's side goes with its own FIN.
+    assert_eq!(copies(&f, &reply).len(), 1);
+    let sfin = Pkt::tcp(server, lb_side)
+        .flags(FIN | ACK)
+        .macs(MAC_WEB10, MAC_DPB);
+    f.run(f.dpb, &sfin.build());
+    assert!(
+        copies(&f, &reply).is_empty(),
+        "the server's copy after its FIN"
+    );
+}
+
+#[test]
+fn the_daemon_ending_flows_drops_their_copies() {
+    pin_to_one_cpu();
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41200);
+    let vip = ep(VIP, 80);
+    f.handshake(c, vip);
+    let fwd = tcp_key(c, vip);
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"x")
+        .macs(MAC_CLIENT, MAC_DPC);
+    f.run(f.dpc, &data.build());
+    assert_eq!(copies(&f, &fwd).len(), 1);
+    // `shutdown sessions` on the flow's server.
+    let s = HOGE_WEB10.0 as u16;
+    let ended = f
+        .bal
+        .dp
+        .maps
+        .forget_flows(|fl| fl.server == s)
+        .expect("forget");
+    assert_eq!(ended, 1);
+    assert!(copies(&f, &fwd).is_empty());
+    f.expect_untouched("the flow is over at once", &data.build());
+}
+
+#[test]
+fn a_new_udp_flow_on_a_reused_port_is_never_answered_the_old_way() {
+    pin_to_one_cpu();
+    let mut f = Fixture::new();
+    let vip = ep(VIP, 53);
+    let port = nth_port(0);
+    // Client A's UDP flow, confirmed both ways and copied both ways.
+    let a = ep(CLIENT, 5000);
+    let qa = Pkt::udp(a, vip).payload(b"qa").macs(MAC_CLIENT, MAC_DPC);
+    let ans = Pkt::udp(ep(WEB10, 53), ep(LB_B, port))
+        .payload(b"an")
+        .macs(MAC_WEB10, MAC_DPB);
+    // New, replied, active: the third round is served from the confirmed entries.
+    for _ in 0..3 {
+        f.run(f.dpc, &qa.build());
+        f.run(f.dpb, &ans.build());
+    }
+    let (fwd_a, reply) = (udp_key(a, vip), udp_key(ep(WEB10, 53), ep(LB_B, port)));
+    assert_eq!((copies(&f, &fwd_a).len(), copies(&f, &reply).len()), (1, 1));
+    // A's entries are evicted (a full table) and the server's next port is the same one:
+    // client B's new flow takes the reply tuple A's copy still names.
+    evict(&mut f, &[fwd_a, reply]);
+    f.rewind(DNS, DNS10);
+    let b = ep(CLIENT, 5001);
+    let qb = Pkt::udp(b, vip).payload(b"qb").macs(MAC_CLIENT, MAC_DPC);
+    f.expect(
+        "client B's query",
+        f.dpc,
+        &qb,
+        XDP_REDIRECT,
+        &full_nat(&qb, WEB10, MAC_WEB10, port, 53),
+    );
+    assert!(
+        copies(&f, &reply).is_empty(),
+        "A's copy of the reused tuple"
+    );
+    // The server's answer on that tuple is B's, and goes to B.
+    f.expect(
+        "the answer goes to B",
+        f.dpb,
+        &ans,
+        XDP_REDIRECT,
+        &ans.clone().tuple(vip, b).macs(MAC_DPC, MAC_CLIENT),
+    );
+}
+
+#[test]
+fn what_takes_no_copy() {
+    pin_to_one_cpu();
+    // A flow whose timeout a copy could outlive (client 150 ms here) is never copied.
+    let short = CONFIG.replace(r#"client = "30s""#, r#"client = "150ms""#);
+    let mut f = Fixture::with(&short, Default::default());
+    let c = ep(CLIENT, 41300);
+    let vip = ep(VIP, 80);
+    f.handshake(c, vip);
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"x")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &data.build());
+    assert_eq!(action, XDP_REDIRECT);
+    assert!(
+        copies(&f, &tcp_key(c, vip)).is_empty(),
+        "copy of a 150 ms flow"
+    );
+    // Traffic that is not lb's is passed by the entry with the whole path's reason.
+    let other = Pkt::tcp(c, ep(VIP, 22)).flags(ACK).build();
+    f.expect_frame("other port", f.dpc, &other, XDP_PASS, &other);
+    assert_eq!(f.reason(Reason::PassNotService), 1);
+}
