@@ -35,7 +35,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         ),
     ] {
         let mut ms = Vec::new();
-        let (mut verified, mut verified6) = (None, None);
+        let (mut verified, mut verified4, mut verified6) = (None, None, None);
         for _ in 0..reps {
             let started = Instant::now();
             let mut dp = Dataplane::load(&LoadOptions {
@@ -46,6 +46,7 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             })?;
             ms.push(started.elapsed().as_secs_f64() * 1e3);
             verified = dp.lb_program()?.info()?.verified_instruction_count();
+            verified4 = dp.lb4_program()?.info()?.verified_instruction_count();
             if ipv6 {
                 verified6 = dp.lb6_program()?.info()?.verified_instruction_count();
             }
@@ -62,6 +63,8 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             format!("{:.0}", ms[ms.len() / 2]),
             count(verified),
             share(verified),
+            count(verified4),
+            share(verified4),
             count(verified6),
             share(verified6),
         ]);
@@ -70,13 +73,16 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         "Loading the program",
         &format!(
             "median of {reps} loads of the whole object (verification included), and the \
-             instructions the verifier processed for the lb program and for the IPv6 program \
-             it tail-calls (each against the limit of 1,000,000)."
+             instructions the verifier processed for the entry program (lb_xdp: the flow \
+             cache) and for the IPv4 and IPv6 paths it tail-calls (each against the limit of \
+             1,000,000)."
         ),
         &[
             "object",
             "load ms",
             "lb_xdp insns",
+            "of the limit",
+            "lb_xdp4 insns",
             "of the limit",
             "lb_xdp6 insns",
             "of the limit",

@@ -288,6 +288,11 @@ impl Dataplane {
         program(&mut self.ebpf, PROG_LB)
     }
 
+    /// The whole IPv4 path the balancer tail-calls for what its flow cache does not serve.
+    pub fn lb4_program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, PROG_LB4)
+    }
+
     /// The IPv6 path the balancer tail-calls (what the verifier made of it, say).
     pub fn lb6_program(&mut self) -> Result<&mut Xdp> {
         program(&mut self.ebpf, PROG_LB6)
