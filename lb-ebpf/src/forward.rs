@@ -105,8 +105,9 @@ fn fresh(nh: *const NextHop, now: u32) -> bool {
 /// server a second, not per flow). Only while the server's entry still holds the flow's
 /// address: a server that moved (`set server addr`, DNS) or a slot given to another server
 /// keeps its hop for its new address, and the flow looks its own up. A reply entry (towards
-/// a client) looks its own up too. A subprogram between the caller and `fib`, with nothing
-/// to keep on its own frame: the tracked path's chain of calls has no room for more.
+/// a client) looks its own up too. A subprogram between the caller and `fib` whose 8-byte
+/// frame (the server slot's key, `now`) makes the tracked path's chain of calls (lb_xdp,
+/// tracked, this, fib) exactly the verifier's 512 bytes.
 #[inline(never)]
 fn fib_flow<H: IpHdr>(
     ctx: &XdpContext,
