@@ -5,8 +5,8 @@ use crate::{addr::Addr6, flow::NextHop};
 
 /// `LB_SERVERS` (IPv4 servers) and `LB6_SERVERS` (IPv6 servers) value, indexed by server
 /// slot: a slot is one server, of one family, and only its family's map holds it. Read when a
-/// new flow picks the server; a tracked flow carries its own rewrite and next hop and never
-/// reads it.
+/// new flow picks the server; a tracked flow carries its own rewrite and next hop, and reads
+/// only `addr` and `nh` here, when its own hop went stale (see `lb-ebpf/src/forward.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerInfoOf<A> {
@@ -23,7 +23,8 @@ pub struct ServerInfoOf<A> {
     /// limit. Read only in pools with `POOL_F_MAXCONN` and by `first`.
     pub maxconn: u32,
     pub _pad2: u32,
-    /// Next hop towards the server, refreshed by the data plane; new flows start with it.
+    /// Next hop towards the server, refreshed by the data plane; new flows start with it, and
+    /// flows to `addr` whose own went stale take it again. The daemon writes it zeroed.
     pub nh: NextHop,
 }
 

@@ -4,9 +4,11 @@
 //! and forward this packet itself; the next ones take the fast path.
 //!
 //! The FIB lookup costs several times the rest of the packet path, hence the caches: in each
-//! flow entry (new flows start with their server's), each trusted for `NEXT_HOP_TTL`. The
-//! cache also holds the path's MTU, so a packet too big for it is caught before it is sent
-//! (see `icmp`).
+//! server entry and each flow entry (new flows start with their server's), each trusted for
+//! `NEXT_HOP_TTL`. A forward entry whose hop went stale (its flow idled for a second, the
+//! common case of keep-alive traffic) takes its server's again ([`route_flow`]), so a
+//! server's flows share one lookup a second. The cache also holds the path's MTU, so a
+//! packet too big for it is caught before it is sent (see `icmp`).
 use aya_ebpf::{
     EbpfContext,
     bindings::{
@@ -16,9 +18,16 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use lb_common::{NEXT_HOP_TTL, NextHop, Reason, clock::elapsed};
+use lb_common::{FlowOf, NEXT_HOP_TTL, NextHop, Reason, ServerInfoOf, clock::elapsed};
 
-use crate::{family::IpHdr, maps::LB_SCRATCH, nat::TupleOf, parse::EthHdr, stats, verdict::GO_ON};
+use crate::{
+    family::{Addr, IpHdr},
+    maps::LB_SCRATCH,
+    nat::TupleOf,
+    parse::EthHdr,
+    stats,
+    verdict::GO_ON,
+};
 
 // `Scratch::fib` holds the parameters.
 const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
@@ -59,11 +68,94 @@ pub fn route<H: IpHdr>(
 ) -> u32 {
     // SAFETY: `nh` points into a map value (server or flow entry) or the caller's stack; a
     // concurrent refresh writes the same answer.
-    let (ifindex, stamp) = unsafe { ((*nh).ifindex, (*nh).stamp) };
-    if ifindex != 0 && elapsed(now, stamp) < NEXT_HOP_TTL {
+    if fresh(nh, now) {
         return GO_ON;
     }
     fib(ctx, f, to, now, nh)
+}
+
+/// [`route`] for the next hop of the flow entry at `entry`.
+#[inline(always)]
+pub fn route_flow<H: IpHdr>(
+    ctx: &XdpContext,
+    f: &Frame<H>,
+    to: &TupleOf<H::A>,
+    entry: *mut FlowOf<H::A>,
+    now: u32,
+) -> u32 {
+    // SAFETY: a live map value (see `route`).
+    if fresh(unsafe { &raw const (*entry).nh }, now) {
+        return GO_ON;
+    }
+    fib_flow(ctx, f, to, entry, now)
+}
+
+/// Whether `nh` (see `route`) holds a next hop looked up less than `NEXT_HOP_TTL` ago.
+#[inline(always)]
+fn fresh(nh: *const NextHop, now: u32) -> bool {
+    // SAFETY: see `route`.
+    let (ifindex, stamp) = unsafe { ((*nh).ifindex, (*nh).stamp) };
+    ifindex != 0 && elapsed(now, stamp) < NEXT_HOP_TTL
+}
+
+/// Refreshes the stale next hop of the flow entry at `entry`: as [`fib`] answers (the
+/// caller's `route`). An entry whose packets go to its server (a forward entry: DNAT,
+/// full-NAT, or direct server return's outer header) shares its server's next hop: it takes
+/// the server's when that is fresh, else the FIB's answer goes to both (one lookup per
+/// server a second, not per flow). Only while the server's entry still holds the flow's
+/// address: a server that moved (`set server addr`, DNS) or a slot given to another server
+/// keeps its hop for its new address, and the flow looks its own up. A reply entry (towards
+/// a client) looks its own up too. A subprogram between the caller and `fib` whose 8-byte
+/// frame (the server slot's key, `now`) makes the tracked path's chain of calls (lb_xdp,
+/// tracked, this, fib) exactly the verifier's 512 bytes.
+#[inline(never)]
+fn fib_flow<H: IpHdr>(
+    ctx: &XdpContext,
+    f: &Frame<H>,
+    to: &TupleOf<H::A>,
+    entry: *mut FlowOf<H::A>,
+    now: u32,
+) -> u32 {
+    // SAFETY: a live map value (see `route`).
+    let nh = unsafe { &raw mut (*entry).nh };
+    let Some(server) = serving::<H::A>(entry) else {
+        return fib(ctx, f, to, now, nh);
+    };
+    // SAFETY: an array slot, never freed.
+    let shared = unsafe { &raw mut (*server).nh };
+    if !fresh(shared, now) {
+        let routed = fib(ctx, f, to, now, shared);
+        if routed != GO_ON {
+            return routed;
+        }
+    }
+    copy_hop(nh, shared);
+    GO_ON
+}
+
+/// The server entry a forward flow entry's packets go to, if it still has the flow's address.
+#[inline(always)]
+fn serving<A: Addr>(entry: *const FlowOf<A>) -> Option<*mut ServerInfoOf<A>> {
+    // SAFETY: a live map value; the server's, an array slot never freed.
+    unsafe {
+        if (*entry).is_reply() {
+            return None;
+        }
+        A::server((*entry).server as u32).filter(|&s| (*s).addr == (*entry).dst)
+    }
+}
+
+/// Copies a fresh next hop, its stamp last (see `fib` on racing readers).
+#[inline(always)]
+fn copy_hop(dst: *mut NextHop, src: *const NextHop) {
+    // SAFETY: both in map values (see `route`).
+    unsafe {
+        (*dst).ifindex = (*src).ifindex;
+        copy_mac(&mut (*dst).dmac, &(*src).dmac);
+        copy_mac(&mut (*dst).smac, &(*src).smac);
+        (*dst).mtu = (*src).mtu;
+        (*dst).stamp = (*src).stamp;
+    }
 }
 
 /// Whether the packet, with `overhead` bytes of encapsulation, is bigger than the path's MTU

@@ -382,18 +382,11 @@ fn send<H: IpHdr>(
         dir: Dir::In,
         event,
     };
-    // SAFETY: array slots are never freed; this CPU's scratch as above.
-    unsafe {
-        deliver(
-            ctx,
-            pkt,
-            &to,
-            &acct,
-            &mut (*server).nh,
-            new.now,
-            &(*scratch).fwd.flags,
-        )
-    }
+    // SAFETY: array slots are never freed.
+    let nh = unsafe { &raw mut (*server).nh };
+    let routed = forward::route(ctx, &pkt.frame(), &to, nh, new.now);
+    // SAFETY: this CPU's scratch as above.
+    unsafe { deliver(ctx, pkt, &to, &acct, nh, routed, &(*scratch).fwd.flags) }
 }
 
 /// Tells the daemon about a new flow (`option tcplog`); dropped if the ring is full.

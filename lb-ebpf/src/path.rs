@@ -392,15 +392,27 @@ fn tracked<H: IpHdr>(
                 let (nh, fl) = unsafe { (&mut (*scratch).fwd.nh, &mut (*scratch).fwd.flags) };
                 nh.ifindex = 0;
                 *fl = flags;
-                return deliver(ctx, pkt, &to, &acct, nh, now, fl);
+                let routed = forward::route(ctx, &pkt.frame(), &to, nh, now);
+                return deliver(ctx, pkt, &to, &acct, nh, routed, fl);
             }
         }
     } else if flow.last_seen != now {
         // SAFETY: an LRU value updated in place, see above.
         unsafe { (*entry).last_seen = now };
     }
+    let routed = forward::route_flow(ctx, &pkt.frame(), &to, entry, now);
     // SAFETY: `entry` is a live map value.
-    unsafe { deliver(ctx, pkt, &to, &acct, &mut (*entry).nh, now, &(*entry).flags) }
+    unsafe {
+        deliver(
+            ctx,
+            pkt,
+            &to,
+            &acct,
+            &mut (*entry).nh,
+            routed,
+            &(*entry).flags,
+        )
+    }
 }
 
 /// Whether the flow flags at `flags` (map memory) are a direct-server-return flow's, read
@@ -431,9 +443,9 @@ fn acks_awaited<H: IpHdr>(
 
 /// Rewrites `pkt` to `to` (or, for a direct-server-return flow (its `flags`, in map memory),
 /// puts it in an IPIP header from `to.src` to `to.dst`),
-/// counts it and sends it on through the next hop cached at `nh`, refreshing that first. A
-/// packet too big for the path is answered with ICMP (DF), or rewritten and left to the
-/// kernel to fragment.
+/// counts it and sends it on through the next hop at `nh`, which the caller's
+/// `forward::route` (or `route_flow`) refreshed: `routed` is its answer. A packet too big for
+/// the path is answered with ICMP (DF), or rewritten and left to the kernel to fragment.
 #[inline(always)]
 pub fn deliver<H: IpHdr>(
     ctx: &XdpContext,
@@ -441,11 +453,10 @@ pub fn deliver<H: IpHdr>(
     to: &TupleOf<H::A>,
     acct: &Acct,
     nh: *mut NextHop,
-    now: u32,
+    routed: u32,
     flags: *const u8,
 ) -> u32 {
     let frame = pkt.frame();
-    let routed = forward::route(ctx, &frame, to, nh, now);
     let dsr = is_dsr(flags);
     let overhead = if dsr { H::ENCAP_OVERHEAD } else { 0 };
     let too_big = routed == GO_ON && forward::too_big(&frame, nh, overhead);

@@ -16,7 +16,7 @@ use lb::{
         testrun::{XDP_DROP, XDP_PASS, XDP_REDIRECT, action_name},
     },
 };
-use lb_common::{NEXT_HOP_TTL, PortFilter, PortSide, Reason};
+use lb_common::{NEXT_HOP_TTL, NextHop, PortFilter, PortSide, Reason, clock::elapsed};
 use lb_testbed::packet::{self, ACK, FIN, Pkt, RST, SYN};
 
 #[test]
@@ -664,16 +664,166 @@ fn next_hops_are_cached_for_a_second() {
         XDP_REDIRECT,
         &full_nat(&data, WEB10, MAC_WEB10, port, 80),
     );
-    // ...for NEXT_HOP_TTL, without any daemon involved (here: the lookup pushed back).
-    f.edit(&tcp_key(c, vip), |e| {
-        e.nh.stamp = e.nh.stamp.wrapping_sub(NEXT_HOP_TTL)
-    });
+    // ...for NEXT_HOP_TTL, without any daemon involved (here: the lookups pushed back, the
+    // flow's and its server's, which a stale flow would take).
+    f.edit(&tcp_key(c, vip), |e| stale(&mut e.nh));
+    f.edit_server(HOGE_WEB10, |s| stale(&mut s.nh));
     f.expect(
         "refreshed next hop",
         f.dpc,
         &data,
         XDP_REDIRECT,
         &full_nat(&data, WEB10, new_mac, port, 80),
+    );
+}
+
+/// Pushes a next hop's lookup back by `NEXT_HOP_TTL`: stale from now on.
+fn stale(nh: &mut NextHop) {
+    nh.stamp = nh.stamp.wrapping_sub(NEXT_HOP_TTL);
+}
+
+/// A MAC no neighbour of the fixture has: only a copy of an entry it was written into can
+/// put it on a packet, never a FIB lookup.
+const MAC_LENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0x5a];
+
+/// A forward entry whose next hop went stale (its flow idle for a second) takes its server's
+/// while that one is fresh, with no FIB lookup of its own; when both are stale, one lookup
+/// refreshes both. Full-NAT and DNAT alike. A reply entry (towards the client) keeps
+/// looking its own up.
+#[test]
+fn an_idle_flow_takes_its_servers_next_hop() {
+    for (mode, port) in [("full-NAT", 80), ("DNAT", 8080)] {
+        let mut f = Fixture::new();
+        let (c, vip) = (ep(CLIENT, 49000), ep(VIP, port));
+        let (lb_side, server) = f.handshake(c, vip);
+        assert_eq!(*server.ip(), WEB10, "{mode}: first server");
+        let key = tcp_key(c, vip);
+        let slot = ServerSlot(u32::from(f.entry(&key).expect("forward entry").0.server));
+        let data = Pkt::tcp(c, vip)
+            .flags(ACK)
+            .seq(1001)
+            .ack(SERVER_ISN + 1)
+            .payload(b"GET / HTTP/1.0\r\n\r\n")
+            .macs(MAC_CLIENT, MAC_DPC);
+        let out = |mac| data.clone().tuple(lb_side, server).macs(MAC_DPB, mac);
+
+        // The flow's hop is stale, its server's fresh (and says MAC_LENT): the server's.
+        f.edit(&key, |e| stale(&mut e.nh));
+        f.edit_server(slot, |s| {
+            s.nh.dmac = MAC_LENT;
+            s.nh.stamp = now();
+        });
+        f.expect(
+            &format!("{mode}: the server's next hop"),
+            f.dpc,
+            &data,
+            XDP_REDIRECT,
+            &out(MAC_LENT),
+        );
+        let lent = f.server_entry(slot).nh;
+        assert_eq!(f.entry(&key).expect("entry").0.nh, lent, "{mode}: copied");
+
+        // Both stale, and web10's MAC changed meanwhile: one lookup, its answer in both.
+        let new_mac = [0x02, 0, 0, 0, 0, 0x1a];
+        f.net.neighbour(WEB10, new_mac).expect("neighbour");
+        f.edit(&key, |e| stale(&mut e.nh));
+        f.edit_server(slot, |s| stale(&mut s.nh));
+        f.expect(
+            &format!("{mode}: looked up for both"),
+            f.dpc,
+            &data,
+            XDP_REDIRECT,
+            &out(new_mac),
+        );
+        let (flow, shared) = (f.entry(&key).expect("entry").0.nh, f.server_entry(slot).nh);
+        assert_eq!(shared.dmac, new_mac, "{mode}: the server's refreshed");
+        assert!(
+            elapsed(now(), shared.stamp) < NEXT_HOP_TTL,
+            "{mode}: and stamped afresh"
+        );
+        assert_eq!(flow, shared, "{mode}: the flow's too");
+
+        // The reply entry's stale hop is looked up (towards the client), whatever the
+        // server's says, and the server's is left alone.
+        let rkey = tcp_key(server, lb_side);
+        f.edit(&rkey, |e| stale(&mut e.nh));
+        f.edit_server(slot, |s| {
+            s.nh.dmac = MAC_LENT;
+            s.nh.stamp = now();
+        });
+        let reply = Pkt::tcp(server, lb_side)
+            .flags(ACK)
+            .seq(SERVER_ISN + 1)
+            .ack(1001 + 18)
+            .payload(b"HTTP/1.0 200 OK\r\n\r\n")
+            .macs(MAC_WEB10, MAC_DPB);
+        let want = reply.clone().tuple(vip, c).macs(MAC_DPC, MAC_CLIENT);
+        f.expect(
+            &format!("{mode}: reply"),
+            f.dpb,
+            &reply,
+            XDP_REDIRECT,
+            &want,
+        );
+        let rnh = f.entry(&rkey).expect("reply entry").0.nh;
+        assert_eq!(rnh.dmac, MAC_CLIENT, "{mode}: the reply entry's own lookup");
+        assert_eq!(
+            f.server_entry(slot).nh.dmac,
+            MAC_LENT,
+            "{mode}: server's untouched"
+        );
+    }
+}
+
+/// A server given a new address (`set server addr`, DNS) drops its next hop with its old
+/// address (the daemon's writer rewrites the entry without it), and the hop its new
+/// address's flows then refresh is not lent to the flows still going to the old one.
+#[test]
+fn a_moved_server_lends_its_next_hop_to_its_new_address_only() {
+    let mut f = Fixture::new();
+    let (c, vip) = (ep(CLIENT, 49100), ep(VIP, 80));
+    let (lb_side, server) = f.handshake(c, vip);
+    assert_eq!(*server.ip(), WEB10);
+    assert_eq!(f.server_entry(HOGE_WEB10).nh.dmac, MAC_WEB10);
+
+    // web10 moves to 10.1.0.11 (web11's host, whose MAC the fixture knows).
+    let id = f.bal.servers().find("hoge", "web10").expect("server");
+    f.bal
+        .set_addr(id, WEB11.into(), LB_B.into(), None)
+        .expect("set addr");
+    let moved = f.server_entry(HOGE_WEB10);
+    assert_eq!(moved.addr, addr_be(WEB11));
+    assert_eq!(
+        moved.nh,
+        NextHop::default(),
+        "the old address's hop dropped"
+    );
+    // A new flow to web10 goes to its new address, and refreshes the server's hop for it.
+    f.rewind(HOGE, HOGE_WEB10);
+    let syn = Pkt::tcp(ep(CLIENT, 49101), vip)
+        .flags(SYN)
+        .macs(MAC_CLIENT, MAC_DPC);
+    let (action, out) = f.run(f.dpc, &syn.build());
+    assert_eq!(action_name(action), action_name(XDP_REDIRECT));
+    assert_eq!(*packet::endpoints(&out).1.ip(), WEB11, "the new address");
+    assert_eq!(f.server_entry(HOGE_WEB10).nh.dmac, MAC_WEB11);
+
+    // The established flow to the old address, idle: its own lookup, not the server's hop.
+    let key = tcp_key(c, vip);
+    f.edit(&key, |e| stale(&mut e.nh));
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .seq(1001)
+        .ack(SERVER_ISN + 1)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let want = data.clone().tuple(lb_side, server).macs(MAC_DPB, MAC_WEB10);
+    f.expect("old flow, idle", f.dpc, &data, XDP_REDIRECT, &want);
+    assert_eq!(f.entry(&key).expect("entry").0.nh.dmac, MAC_WEB10);
+    assert_eq!(
+        f.server_entry(HOGE_WEB10).nh.dmac,
+        MAC_WEB11,
+        "the server keeps its new address's hop"
     );
 }
 

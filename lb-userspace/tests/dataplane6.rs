@@ -27,7 +27,7 @@ use lb::dataplane::{
 };
 use lb_common::{
     ACCESS_FIXED_BITS, ACCESS_REJECT, AccessKey6, Addr6, FLOW_F_DSR, FLOW_F_FIN_CLIENT, Flow6,
-    FlowEvent6, FlowKey6, PROTO_TCP, PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, State,
+    FlowEvent6, FlowKey6, NEXT_HOP_TTL, PROTO_TCP, PROTO_UDP, Reason, SETTINGS_F_LOG_FLOWS, State,
     addr6_from_octets,
     clock::ticks_from_ms,
     maglev::{self, Candidate, flow_hash, maglev_entry},
@@ -171,6 +171,77 @@ fn tcp_full_nat_new_flow_reply_and_hit() {
     // IPv4's tables never saw any of it.
     assert_eq!(f.counts(), (0, 0));
 }
+
+/// An idle IPv6 flow takes its server's fresh next hop as IPv4's does (`dataplane.rs`), and
+/// only while the server entry still holds the flow's 16-byte address.
+#[test]
+fn an_idle_flow_takes_its_servers_next_hop() {
+    let mut f = fixture();
+    let dpc = f.dpc;
+    let client = ep6(CLIENT6, 40100);
+    let (data, out) = handshake6(&mut f, client, b"GET / HTTP/1.0\r\n\r\n");
+    let key = key6(client, ep6(VIP6, 80), PROTO_TCP);
+    let stale = |f: &mut Fixture| {
+        let mut e = f.bal.dp.maps.flows6.get(&key, 0).expect("forward entry");
+        e.nh.stamp = e.nh.stamp.wrapping_sub(NEXT_HOP_TTL);
+        f.bal.dp.maps.flows6.insert(key, e, 0).expect("write entry");
+    };
+    // The server's hop says a MAC no neighbour has, so only a copy can send the packet there.
+    let lend = |f: &mut Fixture, addr: Ipv6Addr| {
+        let mut s = f
+            .bal
+            .dp
+            .maps
+            .servers6
+            .get(&HOGE_WEB10.0, 0)
+            .expect("server");
+        s.addr = a6(addr);
+        s.nh.dmac = MAC_LENT;
+        s.nh.stamp = now();
+        f.bal
+            .dp
+            .maps
+            .write_server6(HOGE_WEB10, s)
+            .expect("write server");
+    };
+
+    stale(&mut f);
+    lend(&mut f, WEB10_6);
+    let want = out.clone().macs(MAC_DPB, MAC_LENT);
+    f.expect_frame(
+        "the server's hop",
+        dpc,
+        &data.build(),
+        XDP_REDIRECT,
+        &want.build(),
+    );
+
+    // The server moved (its entry written behind the writer's back, hop and all): the flow
+    // to its old address looks its own up.
+    stale(&mut f);
+    lend(&mut f, WEB11_6);
+    let want = out.clone().macs(MAC_DPB, MAC_WEB10);
+    f.expect_frame(
+        "moved server",
+        dpc,
+        &data.build(),
+        XDP_REDIRECT,
+        &want.build(),
+    );
+    let e = f.bal.dp.maps.flows6.get(&key, 0).expect("forward entry");
+    assert_eq!(e.nh.dmac, MAC_WEB10);
+    let s = f
+        .bal
+        .dp
+        .maps
+        .servers6
+        .get(&HOGE_WEB10.0, 0)
+        .expect("server");
+    assert_eq!(s.nh.dmac, MAC_LENT, "the moved server's hop left alone");
+}
+
+/// A MAC no neighbour of the fixture has.
+const MAC_LENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0x5a];
 
 #[test]
 fn dnat_keeps_the_client_address() {

@@ -8,9 +8,12 @@ mod dp_fixture;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dp_fixture::*;
-use lb::dataplane::testrun::{XDP_PASS, XDP_REDIRECT, XDP_TX};
+use lb::dataplane::{
+    ids::ServerSlot,
+    testrun::{XDP_PASS, XDP_REDIRECT, XDP_TX},
+};
 use lb_common::{
-    FLOW_F_DSR, FLOW_F_FIN_CLIENT, Reason, State,
+    FLOW_F_DSR, FLOW_F_FIN_CLIENT, NEXT_HOP_TTL, NextHop, Reason, State,
     maglev::{self, Candidate, flow_hash, maglev_entry},
 };
 use lb_testbed::packet::{
@@ -193,6 +196,60 @@ fn a_connection_begun_on_another_node_goes_on_where_the_hash_says() {
         .build();
     f.expect_untouched("round robin, mid-stream", &rr);
     assert_eq!(f.reason(Reason::PassNoFlow), 1);
+}
+
+/// The outer header goes to the server, so a DSR flow's entry shares its server's next hop as
+/// a NAT flow's does (see `tests/dataplane.rs`): an idle flow takes the server's fresh one,
+/// and one lookup refreshes both once both are stale.
+#[test]
+fn an_idle_flow_takes_its_servers_next_hop() {
+    let mut f = fixture();
+    let c = ep(CLIENT, 45100);
+    let vip = ep(VIP, 80);
+    let server = hashed_server(c);
+    let k = tcp_key(c, vip);
+    let syn = Pkt::tcp(c, vip).flags(SYN).macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &syn.build());
+    assert_eq!(action, XDP_REDIRECT, "SYN");
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .seq(1001)
+        .ack(5001)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .macs(MAC_CLIENT, MAC_DPC);
+    let (action, _) = f.run(f.dpc, &data.build());
+    assert_eq!(action, XDP_REDIRECT, "established");
+    let slot = ServerSlot(u32::from(f.entry(&k).expect("tracked").0.server));
+    let stale = |nh: &mut NextHop| nh.stamp = nh.stamp.wrapping_sub(NEXT_HOP_TTL);
+
+    // A MAC no neighbour has: only the server entry's copy can put it on the packet.
+    let lent = [0x02, 0, 0, 0, 0, 0x5a];
+    f.edit(&k, |e| stale(&mut e.nh));
+    f.edit_server(slot, |s| {
+        s.nh.dmac = lent;
+        s.nh.stamp = now();
+    });
+    f.expect_frame(
+        "the server's next hop",
+        f.dpc,
+        &data.build(),
+        XDP_REDIRECT,
+        &tunnelled(&data, (server.0, lent)),
+    );
+    assert_eq!(f.entry(&k).expect("tracked").0.nh, f.server_entry(slot).nh);
+
+    f.edit(&k, |e| stale(&mut e.nh));
+    f.edit_server(slot, |s| stale(&mut s.nh));
+    f.expect_frame(
+        "looked up for both",
+        f.dpc,
+        &data.build(),
+        XDP_REDIRECT,
+        &tunnelled(&data, server),
+    );
+    let shared = f.server_entry(slot).nh;
+    assert_eq!(shared.dmac, server.1, "the server's refreshed");
+    assert_eq!(f.entry(&k).expect("tracked").0.nh, shared, "the flow's too");
 }
 
 #[test]

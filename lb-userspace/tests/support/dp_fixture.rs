@@ -25,7 +25,7 @@ use lb::{
         testrun::{self, XDP_PASS},
     },
 };
-use lb_common::{Flow, FlowKey, PROTO_TCP, PROTO_UDP, Reason};
+use lb_common::{Flow, FlowKey, PROTO_TCP, PROTO_UDP, Reason, ServerInfo};
 pub use lb_testbed::runnet::{MAC_DPB, MAC_DPC};
 use lb_testbed::{
     packet::{self, ACK, Pkt, SYN},
@@ -261,6 +261,28 @@ impl Fixture {
             .maps
             .forget_cached_copies(|_| true)
             .expect("drop cached copies");
+    }
+
+    /// The server entry at `slot` (`LB_SERVERS`).
+    pub fn server_entry(&self, slot: ServerSlot) -> ServerInfo {
+        self.bal
+            .dp
+            .maps
+            .servers
+            .get(&slot.0, 0)
+            .expect("server entry")
+    }
+
+    /// Rewrites the server entry at `slot` with `change` (behind the daemon's back, as the
+    /// data plane's next-hop refreshes do).
+    pub fn edit_server(&mut self, slot: ServerSlot, change: impl FnOnce(&mut ServerInfo)) {
+        let mut s = self.server_entry(slot);
+        change(&mut s);
+        self.bal
+            .dp
+            .maps
+            .write_server(slot, s)
+            .expect("write server");
     }
 
     /// Makes the entry at `key` look idle for `ticks` more than it has been.
