@@ -103,15 +103,27 @@ impl CachedFlow {
         }
     }
 
-    /// Whether this copy serves a packet of `key` at `now`.
+    /// Whether this is a copy of the flow at `key` (fresh or not, see [`CachedFlow::fresh`]).
     #[inline(always)]
-    pub fn serves(&self, key: &FlowKey, now: u32) -> bool {
+    pub fn holds(&self, key: &FlowKey) -> bool {
         self.key.src == key.src
             && self.key.dst == key.dst
             && self.key.sport == key.sport
             && self.key.dport == key.dport
             && self.key.proto == key.proto
-            && crate::clock::elapsed(now, self.stamp) < FLOW_CACHE_TTL
+    }
+
+    /// Whether the copy still serves at `now`. (Apart from [`CachedFlow::holds`]: a packet
+    /// whose tuple has no copy never reads the clock.)
+    #[inline(always)]
+    pub const fn fresh(&self, now: u32) -> bool {
+        crate::clock::elapsed(now, self.stamp) < FLOW_CACHE_TTL
+    }
+
+    /// Whether this copy serves a packet of `key` at `now`.
+    #[inline(always)]
+    pub fn serves(&self, key: &FlowKey, now: u32) -> bool {
+        self.holds(key) && self.fresh(now)
     }
 }
 

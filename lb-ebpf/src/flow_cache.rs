@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     CachedFlow, FlowKey,
-    conntrack::{TCP_FIN, TCP_RST, TCP_SYN},
+    conntrack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     flow_cache::{FLOW_CACHE_MAX_CPUS, flow_cache_slot},
 };
 
@@ -44,8 +44,14 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         // The flow changes with this packet (or a new one takes the tuple): its copies, which
         // only know it established, must not serve its next packets on any CPU. The other
         // direction's copies go with that side's own FIN, RST or SYN-ACK; until then they
-        // serve only packets that change nothing (`lb_common::flow_cache`).
-        forget_everywhere(&key, &key);
+        // serve only packets that change nothing (`lb_common::flow_cache`). A client's SYN
+        // clears this CPU's only: its tuple's last flow ended with a FIN or RST (which
+        // cleared them all) or idle (copies long gone), unless a full table evicted it live.
+        if pkt.tcp_flags & (NEWS | TCP_ACK) == TCP_SYN {
+            forget_copy(&key, CURRENT_CPU);
+        } else {
+            forget_everywhere(&key, &key);
+        }
         return GO_ON;
     }
     let Some(slot) = LB_FLOW_CACHE.get_ptr(flow_cache_slot(&key)) else {
@@ -56,7 +62,7 @@ pub fn serve(ctx: &XdpContext) -> u32 {
     // the way the flow went a moment ago.
     let c: &CachedFlow = unsafe { &*slot };
     let frame = pkt.frame();
-    if !c.serves(&key, clock::now()) || forward::too_big(&frame, &c.nh, 0) {
+    if !c.holds(&key) || !c.fresh(clock::now()) || forward::too_big(&frame, &c.nh, 0) {
         return GO_ON;
     }
     let dir = if c.reply != 0 { Dir::Out } else { Dir::In };
@@ -143,20 +149,31 @@ extern "C" fn forget_on_cpu(cpu: u64, _ctx: *mut c_void) -> i64 {
     if !forget_copy(key, cpu as u32) {
         return 1;
     }
-    forget_copy(mirror, cpu as u32);
+    if mirror != key {
+        forget_copy(mirror, cpu as u32);
+    }
     0
 }
 
-/// Marks `cpu`'s copy of `key` stale, if it holds one. False if there is no such CPU.
+/// [`forget_copy`]'s CPU that runs the program.
+const CURRENT_CPU: u32 = u32::MAX;
+
+/// Marks `cpu`'s copy of `key` stale ([`CURRENT_CPU`]: this CPU's), if it holds one. False
+/// if there is no such CPU.
 #[inline(always)]
 fn forget_copy(key: &FlowKey, cpu: u32) -> bool {
     let index = flow_cache_slot(key);
-    let map = (&raw const LB_FLOW_CACHE).cast_mut().cast::<c_void>();
-    // SAFETY: a lookup in this program's own per-CPU array by index; null past the CPUs the
-    // kernel has.
-    let slot =
+    let slot = if cpu == CURRENT_CPU {
+        LB_FLOW_CACHE
+            .get_ptr_mut(index)
+            .unwrap_or(core::ptr::null_mut())
+    } else {
+        let map = (&raw const LB_FLOW_CACHE).cast_mut().cast::<c_void>();
+        // SAFETY: a lookup in this program's own per-CPU array by index; null past the CPUs
+        // the kernel has.
         unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
-            .cast::<CachedFlow>();
+            .cast::<CachedFlow>()
+    };
     if slot.is_null() {
         return false;
     }
