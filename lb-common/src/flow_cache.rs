@@ -11,12 +11,19 @@
 //! - it serves for [`FLOW_CACHE_TTL`] only, then the flow's entry is looked at again (its
 //!   idle clock, LRU recency and next hop refreshed, expiry judged); so a copy is only made of
 //!   a flow whose timeout is longer than twice that ([`may_cache`]);
-//! - it is only made of an established TCP flow or an active UDP flow: packets without news
-//!   change nothing in those states;
-//! - whenever the packet path creates a flow (its two keys) or takes one out of those states,
-//!   every CPU's copy of both keys is dropped: a tuple that passes to a new flow (a client
-//!   reusing its port, full-NAT reusing a source port) is never served the old way;
+//! - it is only made of an established TCP flow or an active UDP flow, and only serves packets
+//!   without news, which change nothing in those states;
+//! - a TCP FIN, RST or SYN-ACK drops every CPU's copy of its tuple before the whole path sees
+//!   it (a flow that closes, or a server's first answer on a tuple an older flow may have
+//!   had); a client's SYN drops this CPU's (the tuple's last flow ended with a FIN or RST,
+//!   which dropped them all, or idle, when they are long gone); a new UDP flow drops every
+//!   CPU's copies of both its tuples (UDP has no news);
 //! - the daemon drops the copies itself when it ends flows (`shutdown-sessions`).
+//!
+//! What is left: another CPU's copy of the other direction serves that side's packets
+//! without news (ACKs, data) for the rest of its life after one side closed, as the entry
+//! would forward them, but without their last-seen time; and a flow evicted from a full table
+//! while a copy of it lives is served the old way for up to [`FLOW_CACHE_TTL`].
 use crate::{FLOW_F_DSR, FlowKey, NextHop, State, clock::ticks_from_ms, flow::Flow};
 
 /// Slots per CPU, a power of two: 128 KiB per CPU, small enough to stay in a core's L2.
@@ -69,13 +76,6 @@ pub const fn flow_cache_slot(k: &FlowKey) -> u32 {
 #[inline(always)]
 pub const fn may_cache(flow: &Flow) -> bool {
     copied_state(flow.state) && flow.flags & FLOW_F_DSR == 0 && flow.timeout > 2 * FLOW_CACHE_TTL
-}
-
-/// Whether state changes from `from` to `to` (a transition) make copies of the flow wrong:
-/// leaving the states copies are made of.
-#[inline(always)]
-pub const fn leaves_cached_state(from: u8, to: u8) -> bool {
-    copied_state(from) && !copied_state(to)
 }
 
 /// The states copies are made of.
@@ -195,16 +195,6 @@ mod tests {
         // A timeout a copy's lifetime could outlive.
         assert!(!may_cache(&flow(State::Established, 0, 200)));
         assert!(may_cache(&flow(State::Established, 0, 300)));
-    }
-
-    #[test]
-    fn leaving_a_copied_state_is_news_for_every_cpu() {
-        use State::*;
-        assert!(leaves_cached_state(Established as u8, FinWait as u8));
-        assert!(leaves_cached_state(Established as u8, Closed as u8));
-        assert!(!leaves_cached_state(SynRecv as u8, Established as u8));
-        assert!(!leaves_cached_state(UdpNew as u8, UdpActive as u8));
-        assert!(!leaves_cached_state(FinWait as u8, Closed as u8));
     }
 
     #[test]
