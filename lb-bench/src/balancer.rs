@@ -243,10 +243,10 @@ impl ProgStats {
     }
 }
 
-/// Statistics of the `lb_xdp` program(s) using this instance's conntrack map (one per
-/// attached interface, summed).
+/// Statistics of the `lb_xdp` program(s) using this instance's flow cache (one per attached
+/// interface, summed; the kernel counts the programs it tail-calls in its runs).
 pub fn lb_prog_stats(pin_dir: &Path) -> Result<ProgStats> {
-    let path = lb::dataplane::maps::pin_path(pin_dir, names::LB_FLOWS)?;
+    let path = lb::dataplane::maps::pin_path(pin_dir, names::LB_FLOW_CACHE)?;
     let flows = MapInfo::from_pin(&path)
         .with_context(|| format!("opening {}", path.display()))?
         .id();

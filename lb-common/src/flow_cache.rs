@@ -26,8 +26,8 @@
 //! while a copy of it lives is served the old way for up to [`FLOW_CACHE_TTL`].
 use crate::{FLOW_F_DSR, FlowKey, NextHop, State, clock::ticks_from_ms, flow::Flow};
 
-/// Slots per CPU, a power of two: 128 KiB per CPU, small enough to stay in a core's L2.
-pub const FLOW_CACHE_BITS: u32 = 11;
+/// Slots per CPU, a power of two: 1 MiB per CPU.
+pub const FLOW_CACHE_BITS: u32 = 14;
 pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 
 /// How long a copy serves before the flow's entry is looked at again (clock ticks).

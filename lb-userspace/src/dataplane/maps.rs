@@ -401,23 +401,28 @@ impl Maps {
             ended += forget_in(table, |f| pred(f), &mut keys);
         }
         // Each CPU's copies of them too, or they would serve the flows a moment longer.
-        self.forget_cached_copies(|c| keys.contains(&c.key))?;
+        self.forget_cached_copies(&keys)?;
         Ok(ended)
     }
 
-    /// Drops every CPU's copies (`LB_FLOW_CACHE`) that `pred` picks: whoever changes or
-    /// ends flows from outside the data plane does this after, as the data plane does when
-    /// it changes them itself (`lb_common::flow_cache`). Returns how many it dropped.
-    pub fn forget_cached_copies(&mut self, pred: impl Fn(&CachedFlow) -> bool) -> Result<u64> {
+    /// Drops every CPU's copies (`LB_FLOW_CACHE`) of the flow entries at `keys`: whoever
+    /// changes or ends flows from outside the data plane does this after, as the data plane
+    /// does when they change on its side (`lb_common::flow_cache`). Returns how many copies
+    /// it dropped.
+    pub fn forget_cached_copies<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a FlowKey>,
+    ) -> Result<u64> {
         let mut dropped = 0;
-        for slot in 0..lb_common::FLOW_CACHE_SLOTS {
+        for key in keys {
+            let slot = lb_common::flow_cache::flow_cache_slot(key);
             let mut copies: Vec<CachedFlow> = self
                 .flow_cache
                 .get(&slot, 0)
                 .context("reading the flow cache")?
                 .to_vec();
             let before = dropped;
-            for c in copies.iter_mut().filter(|c| c.key.proto != 0 && pred(c)) {
+            for c in copies.iter_mut().filter(|c| c.key == *key) {
                 c.key.proto = 0;
                 dropped += 1;
             }

@@ -259,7 +259,7 @@ impl Fixture {
         self.bal
             .dp
             .maps
-            .forget_cached_copies(|_| true)
+            .forget_cached_copies([key])
             .expect("drop cached copies");
     }
 
