@@ -26,8 +26,10 @@
 //! while a copy of it lives is served the old way for up to [`FLOW_CACHE_TTL`].
 use crate::{FLOW_F_DSR, FlowKey, NextHop, State, clock::ticks_from_ms, flow::Flow};
 
-/// Slots per CPU, a power of two: 1 MiB per CPU.
-pub const FLOW_CACHE_BITS: u32 = 14;
+/// Slots per CPU, a power of two: 512 KiB per CPU, a core's L2 on this machine. (16,384 kept
+/// 4,096 flows at line rate apart better, but a table of a million flows then paid a memory
+/// read per packet for its misses: 600 instead of 450 ns.)
+pub const FLOW_CACHE_BITS: u32 = 13;
 pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 
 /// How long a copy serves before the flow's entry is looked at again (clock ticks).

@@ -219,7 +219,13 @@ fn steady<H: IpHdr>(
     {
         return GO_ON;
     }
-    H::A::copy_flow(key, entry, now);
+    // A flow busy enough to have had a packet this way within the last clock tick or two
+    // (1-2 ms): its next packets here are served from a copy. Copies of flows heard from
+    // less often would only push busier copies and table entries out of the CPU's caches
+    // (a million flows a second apart: 423 instead of 602 ns a packet).
+    if elapsed(now, flow.last_seen) <= 1 {
+        H::A::copy_flow(key, entry, now);
+    }
     if flow.last_seen != now {
         // SAFETY: as above.
         unsafe { (*entry).last_seen = now };

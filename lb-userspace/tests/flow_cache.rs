@@ -265,6 +265,23 @@ fn what_takes_no_copy() {
         copies(&f, &tcp_key(c, vip)).is_empty(),
         "copy of a 150 ms flow"
     );
+    // A flow heard from less than every tick or two is not copied; busy again, it is.
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41301);
+    f.handshake(c, vip);
+    let key = tcp_key(c, vip);
+    f.age(&key, 10);
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"x")
+        .macs(MAC_CLIENT, MAC_DPC);
+    f.run(f.dpc, &data.build());
+    assert!(
+        copies(&f, &key).is_empty(),
+        "copy of a flow quiet for 10 ticks"
+    );
+    f.run(f.dpc, &data.build());
+    assert_eq!(copies(&f, &key).len(), 1, "copy once busy");
     // Traffic that is not lb's is passed by the entry with the whole path's reason.
     let other = Pkt::tcp(c, ep(VIP, 22)).flags(ACK).build();
     f.expect_frame("other port", f.dpc, &other, XDP_PASS, &other);
