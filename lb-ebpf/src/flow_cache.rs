@@ -1,8 +1,9 @@
 //! Each CPU's copies of confirmed IPv4 flows (`LB_FLOW_CACHE`, rules in
 //! `lb_common::flow_cache`): [`serve`] forwards a packet from its copy in `lb_xdp` itself,
 //! [`fill`] makes the copy on the whole path (`lb_xdp4`), [`forget_everywhere`] drops every
-//! CPU's copies of a tuple whose flow may change: a TCP packet with news (SYN, FIN, RST:
-//! the flow begins, ends or closes), a new UDP flow.
+//! CPU's copies of a tuple whose flow may change: a TCP FIN, RST or SYN-ACK (the flow ends,
+//! closes or a server answers on a tuple anew; a client's SYN clears its own CPU's copy
+//! only), a new UDP flow.
 use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_loop, bpf_map_lookup_percpu_elem},
