@@ -388,8 +388,8 @@ fn track_in_scratch<H: IpHdr>(
     }
     if Table::HalfOpen.insert(key, fwd, BPF_ANY) {
         // Its tuples may have been an older flow's a moment ago (evicted from a full table):
-        // no CPU serves them the old way any more. (A TCP flow's first packet each way, SYN
-        // and SYN-ACK, does this in `lb_xdp`.)
+        // no CPU serves them the old way any more. (For a TCP flow `lb_xdp` does this: the
+        // server's SYN-ACK on every CPU, the client's SYN on its own.)
         if pkt.proto == PROTO_UDP {
             H::A::forget_copies(key, &rkey);
         }

@@ -83,7 +83,7 @@ pub fn lb_xdp4(ctx: XdpContext) -> u32 {
 /// 512 bytes.
 #[xdp]
 pub fn lb_xdp6(ctx: XdpContext) -> u32 {
-    // Decided before the path, not after it as in `lb_xdp`: the verifier walks what follows
+    // Decided before the path, not after it as in `lb_xdp4`: the verifier walks what follows
     // the path once per way out of it, so the copy that runs untraced must find there what
     // it always did.
     if likely(!trace::on_for(false)) {

@@ -1,6 +1,6 @@
-//! The packet path, one copy per address family (`family`): `lb_xdp` runs
-//! `process::<Ipv4Hdr>` inline, `lb_xdp6` (tail-called for IPv6) `process::<Ipv6Hdr>`, each
-//! with its own tables.
+//! The packet path, one copy per address family (`family`): `lb_xdp4` runs
+//! `process::<Ipv4Hdr>`, `lb_xdp6` `process::<Ipv6Hdr>`, each with its own tables; `lb_xdp`
+//! tail-calls them for what its flow cache (`flow_cache`) does not serve.
 //!
 //! ```text
 //! parse ─ ICMP error ─ about a tracked flow? ─ translate ─ forward (icmp)
