@@ -92,7 +92,7 @@ pub fn route_flow<H: IpHdr>(
 
 /// Whether `nh` (see `route`) holds a next hop looked up less than `NEXT_HOP_TTL` ago.
 #[inline(always)]
-fn fresh(nh: *const NextHop, now: u32) -> bool {
+pub fn fresh(nh: *const NextHop, now: u32) -> bool {
     // SAFETY: see `route`.
     let (ifindex, stamp) = unsafe { ((*nh).ifindex, (*nh).stamp) };
     ifindex != 0 && elapsed(now, stamp) < NEXT_HOP_TTL
@@ -106,7 +106,7 @@ fn fresh(nh: *const NextHop, now: u32) -> bool {
 /// address: a server that moved (`set server addr`, DNS) or a slot given to another server
 /// keeps its hop for its new address, and the flow looks its own up. A reply entry (towards
 /// a client) looks its own up too. A subprogram between the caller and `fib` whose 8-byte
-/// frame (the server slot's key, `now`) makes the tracked path's chain of calls (lb_xdp,
+/// frame (the server slot's key, `now`) makes the tracked path's chain of calls (lb_xdp4,
 /// tracked, this, fib) exactly the verifier's 512 bytes.
 #[inline(never)]
 fn fib_flow<H: IpHdr>(
