@@ -7,6 +7,11 @@
 //! the LRU hash costs a bucket walk over lines spread across tens of MiB (cache and TLB
 //! misses); a slot is one line of a small per-CPU array whose lookup the verifier inlines.
 //!
+//! Copies are timed by the kernel's `jiffies` (`bpf_jiffies64`, which the verifier inlines as
+//! one load), not lb's clock: `bpf_ktime_get_coarse_ns` is a helper call, 10 of a hit's 57 ns
+//! on BPF_PROG_TEST_RUN. Their lifetime in jiffies ([`flow_cache_ttl`]) depends on the
+//! kernel's HZ, which the daemon finds when it loads the program.
+//!
 //! Why a copy stays right (the rules below are what the data plane and the tests rely on):
 //! - it serves for [`FLOW_CACHE_TTL`] only, then the flow's entry is looked at again (its
 //!   idle clock, LRU recency and next hop refreshed, expiry judged); so a copy is only made of
@@ -32,8 +37,25 @@ use crate::{FLOW_F_DSR, FlowKey, NextHop, State, clock::ticks_from_ms, flow::Flo
 pub const FLOW_CACHE_BITS: u32 = 13;
 pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 
-/// How long a copy serves before the flow's entry is looked at again (clock ticks).
-pub const FLOW_CACHE_TTL: u32 = ticks_from_ms(100);
+/// How long a copy serves, at most, before the flow's entry is looked at again.
+pub const FLOW_CACHE_TTL_MS: u64 = 100;
+
+/// [`FLOW_CACHE_TTL_MS`] in lb's clock ticks (what flows' timeouts are compared with).
+pub const FLOW_CACHE_TTL: u32 = ticks_from_ms(FLOW_CACHE_TTL_MS);
+
+/// The least HZ a Linux kernel ticks at: the one to assume when the kernel's is unknown, for
+/// a lifetime in jiffies that is never longer than [`FLOW_CACHE_TTL_MS`] (only shorter).
+pub const MIN_HZ: u32 = 100;
+
+/// The program's global holding [`flow_cache_ttl`] for the kernel it runs on.
+pub const GLOBAL_FLOW_CACHE_TTL: &str = "LB_FLOW_CACHE_TTL";
+
+/// A copy's lifetime in jiffies on a kernel ticking at `hz`: rounded down, so never longer
+/// than [`FLOW_CACHE_TTL_MS`]; at least one jiffy.
+pub const fn flow_cache_ttl(hz: u32) -> u32 {
+    let j = FLOW_CACHE_TTL_MS * hz as u64 / 1000;
+    if j == 0 { 1 } else { j as u32 }
+}
 
 /// Bound of the walk over every CPU's slot when copies are dropped (the walk stops at the
 /// first CPU the kernel does not have).
@@ -57,7 +79,7 @@ pub struct CachedFlow {
     /// Counters' slots.
     pub server: u16,
     pub frontend: u16,
-    /// When the copy was made (clock ticks); it serves for [`FLOW_CACHE_TTL`].
+    /// When the copy was made (`jiffies`, low 32 bits); it serves for [`flow_cache_ttl`].
     pub stamp: u32,
     /// 1: the server -> client direction (its packets count as outgoing).
     pub reply: u8,
@@ -87,7 +109,7 @@ const fn copied_state(s: u8) -> bool {
 }
 
 impl CachedFlow {
-    /// The copy of `flow` (at `key`) going out through `nh`, made at `now`.
+    /// The copy of `flow` (at `key`) going out through `nh`, made at `now` (jiffies).
     #[inline(always)]
     pub const fn of(key: &FlowKey, flow: &Flow, nh: &NextHop, now: u32) -> CachedFlow {
         CachedFlow {
@@ -115,17 +137,17 @@ impl CachedFlow {
             && self.key.proto == key.proto
     }
 
-    /// Whether the copy still serves at `now`. (Apart from [`CachedFlow::holds`]: a packet
-    /// whose tuple has no copy never reads the clock.)
+    /// Whether the copy still serves at `now` (jiffies), living `ttl` jiffies. (Apart from
+    /// [`CachedFlow::holds`]: a packet whose tuple has no copy never reads the clock.)
     #[inline(always)]
-    pub const fn fresh(&self, now: u32) -> bool {
-        crate::clock::elapsed(now, self.stamp) < FLOW_CACHE_TTL
+    pub const fn fresh(&self, now: u32, ttl: u32) -> bool {
+        crate::clock::elapsed(now, self.stamp) < ttl
     }
 
-    /// Whether this copy serves a packet of `key` at `now`.
+    /// Whether this copy serves a packet of `key` at `now`, living `ttl` jiffies.
     #[inline(always)]
-    pub fn serves(&self, key: &FlowKey, now: u32) -> bool {
-        self.holds(key) && self.fresh(now)
+    pub fn serves(&self, key: &FlowKey, now: u32, ttl: u32) -> bool {
+        self.holds(key) && self.fresh(now, ttl)
     }
 }
 
@@ -214,15 +236,16 @@ mod tests {
             ),
             (1, 2, 3, 4, 7, 2, 1)
         );
-        assert!(c.serves(&key, 1000));
-        assert!(c.serves(&key, 1000 + FLOW_CACHE_TTL - 1));
-        assert!(!c.serves(&key, 1000 + FLOW_CACHE_TTL));
-        // Across the clock's wrap.
+        let ttl = flow_cache_ttl(250);
+        assert!(c.serves(&key, 1000, ttl));
+        assert!(c.serves(&key, 1000 + ttl - 1, ttl));
+        assert!(!c.serves(&key, 1000 + ttl, ttl));
+        // Across the clock's wrap (jiffies start 5 minutes before theirs does).
         let w = CachedFlow {
             stamp: u32::MAX,
             ..c
         };
-        assert!(w.serves(&key, 5));
+        assert!(w.serves(&key, 5, ttl));
         for other in [
             FlowKey::new(11, 20, 30, 40, PROTO_TCP),
             FlowKey::new(10, 21, 30, 40, PROTO_TCP),
@@ -230,9 +253,33 @@ mod tests {
             FlowKey::new(10, 20, 30, 41, PROTO_TCP),
             FlowKey::new(10, 20, 30, 40, PROTO_UDP),
         ] {
-            assert!(!c.serves(&other, 1000), "{other:?}");
+            assert!(!c.serves(&other, 1000, ttl), "{other:?}");
         }
         // An empty slot serves no packet (a packet's protocol is never 0).
-        assert!(!CachedFlow::default().serves(&key, 0));
+        assert!(!CachedFlow::default().serves(&key, 0, ttl));
+    }
+
+    #[test]
+    fn a_copy_never_lives_longer_than_its_time_whatever_the_kernel_ticks_at() {
+        // HZ Linux offers, one that rounds down, one too slow for a whole jiffy.
+        for (hz, jiffies) in [
+            (100, 10),
+            (250, 25),
+            (300, 30),
+            (1000, 100),
+            (24, 2),
+            (5, 1),
+        ] {
+            assert_eq!(flow_cache_ttl(hz), jiffies, "HZ {hz}");
+        }
+        for hz in [100, 250, 300, 1000, 24] {
+            let lifetime_ms = u64::from(flow_cache_ttl(hz)) * 1000 / u64::from(hz);
+            assert!(
+                lifetime_ms <= FLOW_CACHE_TTL_MS,
+                "HZ {hz}: {lifetime_ms} ms"
+            );
+        }
+        // The least HZ assumed on a faster kernel only shortens it: 10 ms at 1000 Hz.
+        assert_eq!(u64::from(flow_cache_ttl(MIN_HZ)) * 1000 / 1000, 10);
     }
 }

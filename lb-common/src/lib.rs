@@ -34,7 +34,7 @@ pub use access::*;
 pub use addr::{Addr6, addr6_from_octets, addr6_octets};
 pub use conntrack::{State, Timeouts};
 pub use flow::*;
-pub use flow_cache::{CachedFlow, FLOW_CACHE_SLOTS, FLOW_CACHE_TTL};
+pub use flow_cache::{CachedFlow, FLOW_CACHE_SLOTS, FLOW_CACHE_TTL, FLOW_CACHE_TTL_MS};
 pub use maglev::{MAGLEV_CAP, MAGLEV_RINGS, MaglevTable, maglev_index};
 pub use maps::*;
 pub use pool::*;

@@ -48,7 +48,7 @@ pub trait Addr: Copy + PartialEq + 'static {
     fn report(key: &FlowKeyOf<Self>, server: u32, frontend: u32, flags: u8);
     /// Makes this CPU's copy of the entry `flow` at `key` (`flow_cache`; IPv4 only: IPv6's
     /// path has no cache in front).
-    fn copy_flow(key: &FlowKeyOf<Self>, flow: *const FlowOf<Self>, now: u32);
+    fn copy_flow(key: &FlowKeyOf<Self>, flow: *const FlowOf<Self>);
     /// Drops every CPU's copies of a flow's two entries, at `key` and `mirror`.
     fn forget_copies(key: &FlowKeyOf<Self>, mirror: &FlowKeyOf<Self>);
 
@@ -216,8 +216,8 @@ impl Addr for u32 {
     }
 
     #[inline(always)]
-    fn copy_flow(key: &FlowKeyOf<u32>, flow: *const FlowOf<u32>, now: u32) {
-        flow_cache::fill(key, flow, now);
+    fn copy_flow(key: &FlowKeyOf<u32>, flow: *const FlowOf<u32>) {
+        flow_cache::fill(key, flow);
     }
 
     #[inline(always)]
@@ -345,7 +345,7 @@ impl Addr for Addr6 {
     }
 
     #[inline(always)]
-    fn copy_flow(_: &FlowKeyOf<Addr6>, _: *const FlowOf<Addr6>, _: u32) {}
+    fn copy_flow(_: &FlowKeyOf<Addr6>, _: *const FlowOf<Addr6>) {}
 
     #[inline(always)]
     fn forget_copies(_: &FlowKeyOf<Addr6>, _: &FlowKeyOf<Addr6>) {}

@@ -5,18 +5,19 @@
 //! closes or a server answers on a tuple anew; a client's SYN clears its own CPU's copy
 //! only), a new UDP flow.
 use aya_ebpf::{
+    Global,
     cty::c_void,
-    helpers::generated::{bpf_loop, bpf_map_lookup_percpu_elem},
+    helpers::generated::{bpf_jiffies64, bpf_loop, bpf_map_lookup_percpu_elem},
     programs::XdpContext,
 };
 use lb_common::{
     CachedFlow, FlowKey,
     conntrack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    flow_cache::{FLOW_CACHE_MAX_CPUS, flow_cache_slot},
+    flow_cache::{FLOW_CACHE_MAX_CPUS, MIN_HZ, flow_cache_slot, flow_cache_ttl},
 };
 
 use crate::{
-    clock, forward,
+    forward,
     maps::{LB_FLOW_CACHE, LB_SCRATCH},
     nat::{self, Tuple},
     parse::{self, Parsed},
@@ -24,6 +25,18 @@ use crate::{
     stats::{self, Dir, Event},
     verdict::GO_ON,
 };
+
+/// A copy's lifetime in jiffies: a constant the daemon sets for the kernel's HZ when it loads
+/// the program (the verifier folds it); as built, the least HZ's.
+#[unsafe(no_mangle)]
+static LB_FLOW_CACHE_TTL: Global<u32> = Global::new(flow_cache_ttl(MIN_HZ));
+
+/// The copies' clock: `jiffies`, one load (the verifier inlines the helper).
+#[inline(always)]
+fn jiffies() -> u32 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_jiffies64() as u32 }
+}
 
 /// Forwards the packet from this CPU's copy of its flow: the action, or [`GO_ON`] for the
 /// whole packet path (no fresh copy, news for the flow, ICMP, too big for the path). What
@@ -63,7 +76,10 @@ pub fn serve(ctx: &XdpContext) -> u32 {
     // the way the flow went a moment ago.
     let c: &CachedFlow = unsafe { &*slot };
     let frame = pkt.frame();
-    if !c.holds(&key) || !c.fresh(clock::now()) || forward::too_big(&frame, &c.nh, 0) {
+    if !c.holds(&key)
+        || !c.fresh(jiffies(), LB_FLOW_CACHE_TTL.load())
+        || forward::too_big(&frame, &c.nh, 0)
+    {
         return GO_ON;
     }
     let dir = if c.reply != 0 { Dir::Out } else { Dir::In };
@@ -90,7 +106,7 @@ pub fn serve(ctx: &XdpContext) -> u32 {
 /// rules allow one (`lb_common::flow_cache::may_cache`). A subprogram: inline, its copying
 /// would cost the packet path's frame stack its deepest chain of calls needs.
 #[inline(never)]
-pub fn fill(key: &FlowKey, flow: *const lb_common::Flow, now: u32) {
+pub fn fill(key: &FlowKey, flow: *const lb_common::Flow) {
     // SAFETY: a live map value, read in place (a racing update at worst copies the moment
     // before it, for the copy's short life).
     let flow = unsafe { &*flow };
@@ -111,7 +127,7 @@ pub fn fill(key: &FlowKey, flow: *const lb_common::Flow, now: u32) {
         (*c).nh = flow.nh;
         (*c).server = flow.server;
         (*c).frontend = flow.frontend;
-        (*c).stamp = now;
+        (*c).stamp = jiffies();
         (*c).reply = flow.is_reply() as u8;
     }
 }

@@ -221,7 +221,7 @@ fn steady<H: IpHdr>(
     // less often would rarely serve before it expires, and would evict a busier one from a
     // shared slot.
     if elapsed(now, flow.last_seen) <= 1 {
-        H::A::copy_flow(key, entry, now);
+        H::A::copy_flow(key, entry);
     }
     if flow.last_seen != now {
         // SAFETY: as above.

@@ -150,6 +150,57 @@ fn an_established_flow_is_served_from_its_copy_with_the_same_bytes() {
     assert_eq!(f.reason(Reason::PassNoFlow), 1);
 }
 
+/// The kernel's `jiffies` now (low 32 bits, as copies are stamped), from /proc/timer_list.
+fn jiffies() -> u32 {
+    let text = std::fs::read_to_string("/proc/timer_list").expect("/proc/timer_list");
+    let j: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("jiffies: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a jiffies line");
+    j as u32
+}
+
+/// Restamps this CPU's (CPU 0's) copy of `key` as made at `stamp` (jiffies).
+fn restamp(f: &mut Fixture, key: &FlowKey, stamp: u32) {
+    let slot = lb_common::flow_cache::flow_cache_slot(key);
+    let cache = &mut f.bal.dp.maps.flow_cache;
+    let mut all: Vec<CachedFlow> = cache.get(&slot, 0).expect("cache slot").to_vec();
+    assert!(all[0].key == *key, "CPU 0 holds the copy");
+    all[0].stamp = stamp;
+    let all = aya::maps::PerCpuValues::try_from(all).expect("one value per CPU");
+    cache.set(slot, all, 0).expect("restamp");
+}
+
+#[test]
+fn a_copy_lives_a_hundred_milliseconds_of_this_kernels_jiffies() {
+    pin_to_one_cpu();
+    let hz = lb::dataplane::kernel_hz::kernel_hz().expect("the kernel's HZ");
+    let ttl = lb_common::flow_cache::flow_cache_ttl(hz);
+    let mut f = Fixture::new();
+    let c = ep(CLIENT, 41050);
+    let vip = ep(VIP, 80);
+    f.handshake(c, vip);
+    let fwd = tcp_key(c, vip);
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(b"GET /")
+        .macs(MAC_CLIENT, MAC_DPC);
+    make_busy(&mut f, Side::Client, &data, &fwd);
+    evict(&mut f, &[fwd]);
+    let want = full_nat(&data, WEB10, MAC_WEB10, nth_port(0), 80);
+    // Made 20 ms short of its life (5 jiffies at 250 Hz: the slack for the clock moving on
+    // while this runs): it serves. The lifetime the program was loaded with is this
+    // kernel's, not the 10 jiffies it is built with (which would end it here above 100 Hz).
+    let slack = (hz / 50).max(1);
+    restamp(&mut f, &fwd, jiffies().wrapping_sub(ttl - slack));
+    f.expect("a copy within its life", f.dpc, &data, XDP_REDIRECT, &want);
+    // Made a whole life ago: it no longer serves (and the entry is gone).
+    restamp(&mut f, &fwd, jiffies().wrapping_sub(ttl));
+    f.expect_untouched("a copy past its life", &data.build());
+    assert_eq!(f.reason(Reason::PassNoFlow), 1);
+}
+
 /// The VIP as the client sees it (the reply's new source).
 fn lb_side_vip() -> std::net::SocketAddrV4 {
     ep(VIP, 80)

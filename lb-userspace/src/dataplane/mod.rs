@@ -3,6 +3,7 @@
 pub mod access;
 pub mod clock;
 pub mod ids;
+pub mod kernel_hz;
 pub mod layout;
 pub mod links;
 pub mod maps;
@@ -18,7 +19,11 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{Keep, MAPS, PROG_LB, PROG_LB4, PROG_LB6, PROG_PASS, PROGS_LB4, PROGS_LB6, trace};
+use lb_common::{
+    Keep, MAPS, PROG_LB, PROG_LB4, PROG_LB6, PROG_PASS, PROGS_LB4, PROGS_LB6,
+    flow_cache::{GLOBAL_FLOW_CACHE_TTL, MIN_HZ, flow_cache_ttl},
+    trace,
+};
 
 use ids::PoolSlot;
 pub use links::Attachment;
@@ -156,6 +161,19 @@ impl Dataplane {
             loader.override_global(trace::GLOBAL_TRACE_VIP6, vip6, true);
             loader.override_global(trace::GLOBAL_TRACE_PORT, port, true);
         }
+        // The flow cache's copies live 100 ms, in jiffies of this kernel.
+        let hz = kernel_hz::kernel_hz().unwrap_or_else(|| {
+            notes.push(format!(
+                "kernel HZ unknown (no CONFIG_HZ in /boot/config-<release> or /proc/config.gz): \
+                 flow cache copies live {} jiffies, {} ms at {} Hz and less on a faster kernel",
+                flow_cache_ttl(MIN_HZ),
+                lb_common::FLOW_CACHE_TTL_MS,
+                MIN_HZ
+            ));
+            MIN_HZ
+        });
+        let ttl = flow_cache_ttl(hz);
+        loader.override_global(GLOBAL_FLOW_CACHE_TTL, &ttl, true);
         let object = match &opts.object {
             Some(path) => std::borrow::Cow::Owned(
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
