@@ -116,6 +116,11 @@ pub fn fill(key: &FlowKey, flow: *const lb_common::Flow) {
     let Some(c) = LB_FLOW_CACHE.get_ptr_mut(flow_cache_slot(key)) else {
         return;
     };
+    let now = jiffies();
+    // SAFETY: this CPU's slot, see `serve`.
+    if unsafe { !(*c).yields_to(key, now, LB_FLOW_CACHE_TTL.load()) } {
+        return;
+    }
     // Field by field into the slot: `CachedFlow::of` would build it on the stack first.
     // SAFETY: this CPU's slot, see `serve`.
     unsafe {
@@ -127,7 +132,7 @@ pub fn fill(key: &FlowKey, flow: *const lb_common::Flow) {
         (*c).nh = flow.nh;
         (*c).server = flow.server;
         (*c).frontend = flow.frontend;
-        (*c).stamp = jiffies();
+        (*c).stamp = now;
         (*c).reply = flow.is_reply() as u8;
     }
 }

@@ -201,6 +201,44 @@ fn a_copy_lives_a_hundred_milliseconds_of_this_kernels_jiffies() {
     assert_eq!(f.reason(Reason::PassNoFlow), 1);
 }
 
+#[test]
+fn a_live_copy_keeps_its_slot_from_another_busy_flow() {
+    pin_to_one_cpu();
+    let vip = ep(VIP, 80);
+    // Two clients' flows whose copies would share a slot.
+    let slot_of = |port| lb_common::flow_cache::flow_cache_slot(&tcp_key(ep(CLIENT, port), vip));
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (20000..u16::MAX)
+        .find_map(|q| seen.insert(slot_of(q), q).map(|p| (p, q)))
+        .map(|(p, q)| (ep(CLIENT, p), ep(CLIENT, q)))
+        .expect("two ports sharing a slot");
+    let mut f = Fixture::new();
+    f.handshake(a, vip);
+    f.handshake(b, vip);
+    let data = |c| {
+        Pkt::tcp(c, vip)
+            .flags(ACK)
+            .payload(b"x")
+            .macs(MAC_CLIENT, MAC_DPC)
+    };
+    let (ka, kb) = (tcp_key(a, vip), tcp_key(b, vip));
+    make_busy(&mut f, Side::Client, &data(a), &ka);
+    // B is as busy, and forwarded from its entry each time, but A's live copy keeps the slot
+    // (evicting each other, neither would be served from it).
+    for _ in 0..5 {
+        let (action, _) = f.run(f.dpc, &data(b).build());
+        assert_eq!(action, XDP_REDIRECT);
+    }
+    assert!(copies(&f, &kb).is_empty(), "B took A's slot");
+    assert_eq!(copies(&f, &ka).len(), 1, "A's copy");
+    // Once A's copy is past its life, B takes the slot.
+    let hz = lb::dataplane::kernel_hz::kernel_hz().expect("the kernel's HZ");
+    let ttl = lb_common::flow_cache::flow_cache_ttl(hz);
+    restamp(&mut f, &ka, jiffies().wrapping_sub(ttl));
+    make_busy(&mut f, Side::Client, &data(b), &kb);
+    assert!(copies(&f, &ka).is_empty());
+}
+
 /// The VIP as the client sees it (the reply's new source).
 fn lb_side_vip() -> std::net::SocketAddrV4 {
     ep(VIP, 80)
