@@ -157,9 +157,12 @@ macro_rules! for_each_map {
             progs LB_PROGS: ProgArray<u32, u32>[2] Config 2;
             /// Per CPU: copies of confirmed IPv4 flows in front of `LB_FLOWS`, one 64-byte
             /// slot per 5-tuple hash (`flow_cache`). Pinned so that a restarted daemon's
-            /// program and the one it replaces drop the same copies.
+            /// program and the one it replaces drop the same copies. Kept as configuration
+            /// is: its copies are worth nothing across builds (`LB_FLOWS` makes them again
+            /// within 100 ms), so another build's is replaced without asking. Version 2:
+            /// copies are stamped in jiffies, not lb's clock ticks.
             flow_cache LB_FLOW_CACHE: PerCpuArray<u32, $crate::CachedFlow>
-                [$crate::FLOW_CACHE_SLOTS] State 1;
+                [$crate::FLOW_CACHE_SLOTS] Config 2;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon

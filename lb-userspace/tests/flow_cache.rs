@@ -406,3 +406,44 @@ fn what_takes_no_copy() {
     f.expect_frame("other port", f.dpc, &other, XDP_PASS, &other);
     assert_eq!(f.reason(Reason::PassNotService), 1);
 }
+
+/// Pins left by another build of lb, as an upgrade meets them: its flow cache (stamped on
+/// another clock) is replaced without asking, since `LB_FLOWS` makes copies again within
+/// 100 ms; its flow table holds live connections and is kept unless the operator says so.
+#[test]
+fn another_builds_cache_is_replaced_and_its_flow_table_kept() {
+    use lb::dataplane::{Dataplane, LoadOptions};
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lb-test-pins-{}",
+        lb_testbed::unique_tag()
+    ));
+    let opts = |discard_state| LoadOptions {
+        pin_dir: Some(dir.clone()),
+        discard_state,
+        ..LoadOptions::default()
+    };
+    let pin = |name: &str| dir.join(name);
+    let load = |discard| Dataplane::load(&opts(discard)).map(|dp| dp.notes);
+    load(false).expect("first start");
+    // The cache as yesterday's build pinned it.
+    std::fs::rename(pin("LB_FLOW_CACHE_v2"), pin("LB_FLOW_CACHE_v1")).expect("rename");
+    let notes = load(false).expect("a start over another build's cache");
+    assert!(!pin("LB_FLOW_CACHE_v1").exists() && pin("LB_FLOW_CACHE_v2").exists());
+    assert!(
+        notes.iter().all(|n| !n.contains("LB_FLOW_CACHE")),
+        "{notes:?}"
+    );
+    // A flow table of another build is refused, and stays where it was.
+    std::fs::rename(pin("LB_FLOWS_v3"), pin("LB_FLOWS_v2")).expect("rename");
+    let refused = load(false).expect_err("another build's flow table");
+    let why = format!("{refused:#}");
+    assert!(
+        why.contains("LB_FLOWS_v2") && why.contains("--discard-state"),
+        "{why}"
+    );
+    assert!(pin("LB_FLOWS_v2").exists());
+    let notes = load(true).expect("with --discard-state");
+    assert!(!pin("LB_FLOWS_v2").exists(), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("LB_FLOWS_v2")), "{notes:?}");
+    std::fs::remove_dir_all(&dir).expect("removing the pins");
+}
