@@ -218,8 +218,8 @@ fn steady<H: IpHdr>(
     }
     // A flow busy enough to have had a packet this way within the last clock tick or two
     // (1-2 ms): its next packets here are served from a copy. A copy of a flow heard from
-    // less often would rarely serve before it expires, and would evict a busier one from a
-    // shared slot.
+    // less often would rarely serve before it expires, and would hold a shared slot (a live
+    // copy keeps it) that a busier flow could use.
     if elapsed(now, flow.last_seen) <= 1 {
         H::A::copy_flow(key, entry);
     }

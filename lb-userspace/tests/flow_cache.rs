@@ -77,6 +77,26 @@ fn make_busy(f: &mut Fixture, side: Side, frame: &Pkt, key: &FlowKey) {
     panic!("no copy of {key:?} after 5 packets in a row");
 }
 
+/// A confirmed TCP flow from the client at `port` to the VIP whose client direction this CPU
+/// holds a copy of: its key and the data packet (carrying `payload`) that made it busy.
+fn copied_client_flow(f: &mut Fixture, port: u16, payload: &[u8]) -> (FlowKey, Pkt) {
+    let (c, vip) = (ep(CLIENT, port), ep(VIP, 80));
+    f.handshake(c, vip);
+    let fwd = tcp_key(c, vip);
+    let data = Pkt::tcp(c, vip)
+        .flags(ACK)
+        .payload(payload)
+        .macs(MAC_CLIENT, MAC_DPC);
+    make_busy(f, Side::Client, &data, &fwd);
+    (fwd, data)
+}
+
+/// A copy's lifetime as the program was loaded here: this kernel's HZ (and the HZ).
+fn kernel_ttl() -> (u32, u32) {
+    let hz = lb::dataplane::kernel_hz::kernel_hz().expect("the kernel's HZ");
+    (lb_common::flow_cache::flow_cache_ttl(hz), hz)
+}
+
 /// Lets every copy made so far outlive its life.
 fn outlive_copies() {
     std::thread::sleep(Duration::from_millis(ms_from_ticks(FLOW_CACHE_TTL) + 20));
@@ -175,18 +195,9 @@ fn restamp(f: &mut Fixture, key: &FlowKey, stamp: u32) {
 #[test]
 fn a_copy_lives_a_hundred_milliseconds_of_this_kernels_jiffies() {
     pin_to_one_cpu();
-    let hz = lb::dataplane::kernel_hz::kernel_hz().expect("the kernel's HZ");
-    let ttl = lb_common::flow_cache::flow_cache_ttl(hz);
+    let (ttl, hz) = kernel_ttl();
     let mut f = Fixture::new();
-    let c = ep(CLIENT, 41050);
-    let vip = ep(VIP, 80);
-    f.handshake(c, vip);
-    let fwd = tcp_key(c, vip);
-    let data = Pkt::tcp(c, vip)
-        .flags(ACK)
-        .payload(b"GET /")
-        .macs(MAC_CLIENT, MAC_DPC);
-    make_busy(&mut f, Side::Client, &data, &fwd);
+    let (fwd, data) = copied_client_flow(&mut f, 41050, b"GET /");
     evict(&mut f, &[fwd]);
     let want = full_nat(&data, WEB10, MAC_WEB10, nth_port(0), 80);
     // Made 20 ms short of its life (5 jiffies at 250 Hz: the slack for the clock moving on
@@ -232,8 +243,7 @@ fn a_live_copy_keeps_its_slot_from_another_busy_flow() {
     assert!(copies(&f, &kb).is_empty(), "B took A's slot");
     assert_eq!(copies(&f, &ka).len(), 1, "A's copy");
     // Once A's copy is past its life, B takes the slot.
-    let hz = lb::dataplane::kernel_hz::kernel_hz().expect("the kernel's HZ");
-    let ttl = lb_common::flow_cache::flow_cache_ttl(hz);
+    let (ttl, _) = kernel_ttl();
     restamp(&mut f, &ka, jiffies().wrapping_sub(ttl));
     make_busy(&mut f, Side::Client, &data(b), &kb);
     assert!(copies(&f, &ka).is_empty());
@@ -294,15 +304,7 @@ fn news_for_a_flow_drops_its_copies_before_the_whole_path_sees_it() {
 fn the_daemon_ending_flows_drops_their_copies() {
     pin_to_one_cpu();
     let mut f = Fixture::new();
-    let c = ep(CLIENT, 41200);
-    let vip = ep(VIP, 80);
-    f.handshake(c, vip);
-    let fwd = tcp_key(c, vip);
-    let data = Pkt::tcp(c, vip)
-        .flags(ACK)
-        .payload(b"x")
-        .macs(MAC_CLIENT, MAC_DPC);
-    make_busy(&mut f, Side::Client, &data, &fwd);
+    let (fwd, data) = copied_client_flow(&mut f, 41200, b"x");
     // `shutdown sessions` on the flow's server.
     let s = HOGE_WEB10.0 as u16;
     let ended = f
