@@ -14,6 +14,11 @@
 //! Each flow also has its reply entry, so the table holds two entries per flow as in real use.
 //! Tables are sized as the daemon would be configured: the default (262144 flows) unless
 //! more flows are wanted.
+//!
+//! Floors: the same chains and new flows run through the benchmark-only `bench_floor_hit`
+//! (lb's parse, one `LB_FLOWS` lookup, lb's rewrite) and `bench_floor_new` (lb's parse, the
+//! flow's two `LB_HALFOPEN` inserts) on the same tables: what any design keeping its flows in
+//! the kernel's LRU hash tables pays at least, so the rows say how much of lb's cost is lb's.
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context, Result, ensure};
@@ -21,11 +26,13 @@ use aya::maps::{IterableMap, MapInfo};
 use lb::dataplane::{
     Dataplane, LoadOptions,
     ids::ServerSlot,
-    testrun::{self, XDP_REDIRECT},
+    testrun::{self, XDP_PASS, XDP_REDIRECT},
 };
 use lb_common::{
     DEFAULT_CONNTRACK_ENTRIES, DEFAULT_HALFOPEN_ENTRIES, Flow, FlowKey, PROTO_TCP,
-    balance::snat_port, names,
+    balance::snat_port,
+    bench::{PROG_BENCH_FLOOR_HIT, PROG_BENCH_FLOOR_NEW},
+    names,
 };
 use lb_testbed::{
     daemon::Daemon,
@@ -99,6 +106,8 @@ struct Chain {
     /// Hits on flows idle longer than `NEXT_HOP_TTL`: each flow's next hop is stale (it takes
     /// its server's, which the first of them looks up again).
     stale_ns: Vec<f64>,
+    /// The same chain through `bench_floor_hit`.
+    floor_ns: Vec<f64>,
 }
 
 impl Chain {
@@ -135,6 +144,7 @@ impl Chain {
             order,
             ns: Vec::new(),
             stale_ns: Vec::new(),
+            floor_ns: Vec::new(),
         })
     }
 
@@ -187,6 +197,25 @@ impl Chain {
         }
         Ok(o.per_run.as_nanos() as f64)
     }
+
+    /// One run of `repeat` steps down the chain through the hit's floor, checked from the
+    /// frame (the floor counts nothing); returns ns/packet.
+    fn run_floor(&mut self, dpc: u32, repeat: u32) -> Result<f64> {
+        let start = self.frame_at(0);
+        let o = testrun::run(
+            self.dp.bench_program(PROG_BENCH_FLOOR_HIT)?,
+            dpc,
+            &start,
+            repeat,
+        )?;
+        let name = &self.name;
+        ensure!(o.action == XDP_PASS, "{name}, floor: action {}", o.action);
+        ensure!(
+            o.frame == self.frame_at(u64::from(repeat)),
+            "{name}, floor: after {repeat} runs the frame is not the chain's next packet"
+        );
+        Ok(o.per_run.as_nanos() as f64)
+    }
 }
 
 /// Longer than `NEXT_HOP_TTL` (1 s): every cached next hop is stale after it.
@@ -209,6 +238,8 @@ struct NewFlows {
     dp: Dataplane,
     next_client: u32,
     ns: Vec<f64>,
+    /// The same through `bench_floor_new`.
+    floor_ns: Vec<f64>,
 }
 
 impl NewFlows {
@@ -240,6 +271,7 @@ impl NewFlows {
             dp,
             next_client: u32::from(Ipv4Addr::new(10, 0, 100, 1)),
             ns: Vec::new(),
+            floor_ns: Vec::new(),
         })
     }
 
@@ -278,6 +310,46 @@ impl NewFlows {
         Ok(o.per_run.as_nanos() as f64)
     }
 
+    /// `repeat` new flows through the floor, each from the next source port of a fresh
+    /// client (the floor counts nothing: checked from the frame's last port and the table,
+    /// which must hold the last flow's two entries).
+    fn run_floor(&mut self, dpc: u32, repeat: u32) -> Result<f64> {
+        const FIRST: u16 = 1024;
+        ensure!(
+            u32::from(FIRST) + repeat <= u32::from(u16::MAX),
+            "{}, floor: {repeat} runs would reuse source ports",
+            self.name
+        );
+        let client = Ipv4Addr::from(self.next_client);
+        self.next_client += 1;
+        let syn = frame(SocketAddrV4::new(client, FIRST), SYN);
+        let o = testrun::run(
+            self.dp.bench_program(PROG_BENCH_FLOOR_NEW)?,
+            dpc,
+            &syn,
+            repeat,
+        )?;
+        let name = self.name;
+        ensure!(o.action == XDP_PASS, "{name}, floor: action {}", o.action);
+        let last = FIRST + (repeat - 1) as u16;
+        ensure!(
+            o.frame.get(34..36) == Some(&(last + 1).to_be_bytes()[..]),
+            "{name}, floor: the frame's source port is not the {repeat}th after {FIRST}"
+        );
+        let (c, v) = (be(client), be(VIP));
+        let (p, vp) = (last.to_be(), 80u16.to_be());
+        for key in [
+            FlowKey::new(c, v, p, vp, PROTO_TCP),
+            FlowKey::new(v, c, vp, p, PROTO_TCP),
+        ] {
+            ensure!(
+                self.dp.maps.halfopen.get(&key, 0).is_ok(),
+                "{name}, floor: the last flow is not in the half-open table"
+            );
+        }
+        Ok(o.per_run.as_nanos() as f64)
+    }
+
     fn new_flows(&self) -> Result<u64> {
         Ok(self.dp.maps.server_counters(ServerSlot(0))?.new_flows
             + self.dp.maps.server_counters(ServerSlot(1))?.new_flows)
@@ -312,6 +384,18 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
             format!("{:.2}x", s.median / floor),
             format!("{:.1} MiB", c.map_mib),
         ]);
+        if !c.floor_ns.is_empty() {
+            let s = Spread::of(&c.floor_ns);
+            let name = format!("floor (parse, LB_FLOWS lookup, rewrite), {}", c.name);
+            bars.push((name.clone(), s));
+            rows.push(vec![
+                name,
+                s.fmt(1),
+                format!("{:.2}x", s.median / base),
+                format!("{:.2}x", s.median / floor),
+                format!("{:.1} MiB", c.map_mib),
+            ]);
+        }
         if !c.stale_ns.is_empty() {
             let s = Spread::of(&c.stale_ns);
             let name = format!("{}, each idle > 1 s (next hop stale)", c.name);
@@ -326,15 +410,23 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         }
     }
     for n in &m.new {
-        let s = Spread::of(&n.ns);
-        bars.push((n.name.to_string(), s));
-        rows.push(vec![
-            n.name.to_string(),
-            s.fmt(1),
-            format!("{:.2}x", s.median / base),
-            format!("{:.2}x", s.median / floor),
-            format!("{:.1} MiB", n.map_mib),
-        ]);
+        for (name, ns) in [
+            (n.name.to_string(), &n.ns),
+            (
+                format!("floor (parse, two LB_HALFOPEN inserts), {}", n.name),
+                &n.floor_ns,
+            ),
+        ] {
+            let s = Spread::of(ns);
+            bars.push((name.clone(), s));
+            rows.push(vec![
+                name,
+                s.fmt(1),
+                format!("{:.2}x", s.median / base),
+                format!("{:.2}x", s.median / floor),
+                format!("{:.1} MiB", n.map_mib),
+            ]);
+        }
     }
     out.table(
         "Scale: backends and flows in conntrack (BPF_PROG_TEST_RUN)",
@@ -349,7 +441,10 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
              1k-flow row and the floor. Map: LB_FLOWS memory (fdinfo memlock) for the table \
              size used ({DEFAULT_CONNTRACK_ENTRIES} flows, or flows + 1/16 + 1024 above that; \
              two entries per flow). New flows: each run a new SYN (full-NAT, counted), into the \
-             default-size table with room, or filled to capacity so every insert evicts.",
+             default-size table with room, or filled to capacity so every insert evicts. Floor \
+             rows: the same packets and tables through a benchmark-only program doing only what \
+             any balancer keeping flows in kernel LRU hash tables must (parse, lookup, rewrite; \
+             or parse and a flow's two inserts), checked from the frame and the table.",
             m.reps, m.repeat
         ),
         &["case", "ns/packet", "x 2 backends, 1k", "x floor", "map"],
@@ -433,12 +528,14 @@ struct ChainResult {
     name: String,
     ns: Vec<f64>,
     stale_ns: Vec<f64>,
+    floor_ns: Vec<f64>,
     map_mib: f64,
 }
 
 struct NewResult {
     name: &'static str,
     ns: Vec<f64>,
+    floor_ns: Vec<f64>,
     map_mib: f64,
 }
 
@@ -493,6 +590,12 @@ fn measure(net: &RunNet, quick: bool) -> Result<Measured> {
             let r = repeat.max(c.flows);
             let ns = c.run(dpc, r)?;
             c.ns.push(ns);
+            if c.backends == 2 && (c.flows == 1000 || c.flows == 1_000_000) {
+                // The floor on the same table, after the same unmeasured pass.
+                c.run_floor(dpc, c.flows)?;
+                let ns = c.run_floor(dpc, r)?;
+                c.floor_ns.push(ns);
+            }
             if c.flows == 1_000_000 {
                 // The same flows once idle past the TTL: what a flow's first packet after a
                 // quiet second costs (its server's next hop, looked up again by the first
@@ -505,6 +608,8 @@ fn measure(net: &RunNet, quick: bool) -> Result<Measured> {
         for n in new.iter_mut() {
             let ns = n.run(dpc, new_repeat)?;
             n.ns.push(ns);
+            let ns = n.run_floor(dpc, new_repeat)?;
+            n.floor_ns.push(ns);
         }
     }
     let chains = chains
@@ -514,6 +619,7 @@ fn measure(net: &RunNet, quick: bool) -> Result<Measured> {
                 name: c.name.clone(),
                 ns: c.ns.clone(),
                 stale_ns: c.stale_ns.clone(),
+                floor_ns: c.floor_ns.clone(),
                 map_mib: map_mib(&c.dp)?,
             })
         })
@@ -524,6 +630,7 @@ fn measure(net: &RunNet, quick: bool) -> Result<Measured> {
             Ok(NewResult {
                 name: n.name,
                 ns: n.ns.clone(),
+                floor_ns: n.floor_ns.clone(),
                 map_mib: map_mib(&n.dp)?,
             })
         })

@@ -9,6 +9,10 @@ pub const PROG_BENCH_GEN: &str = "bench_gen";
 pub const PROG_BENCH_SINK: &str = "bench_sink";
 /// Swaps the MACs and bounces every frame back out of the interface it came in on.
 pub const PROG_BENCH_TX: &str = "bench_tx";
+/// The floor of a conntrack hit: lb's parse, one `LB_FLOWS` lookup and lb's rewrite.
+pub const PROG_BENCH_FLOOR_HIT: &str = "bench_floor_hit";
+/// The floor of a new flow: lb's parse and its two entries inserted into `LB_HALFOPEN`.
+pub const PROG_BENCH_FLOOR_NEW: &str = "bench_floor_new";
 
 pub const MAP_BENCH_GEN: &str = "BENCH_GEN";
 pub const MAP_BENCH_SEQ: &str = "BENCH_SEQ";

@@ -1,6 +1,8 @@
 //! Benchmark-only programs (see `lb_common::bench`): a traffic generator for
-//! `BPF_PROG_TEST_RUN` in live-frames mode, a counting sink and an `XDP_TX` bounce. Nothing
-//! here is reachable from `lb_xdp`; the daemon never loads these programs.
+//! `BPF_PROG_TEST_RUN` in live-frames mode, a counting sink, an `XDP_TX` bounce, and the
+//! floors of a tracked packet (the least any balancer that keeps flows in kernel hash tables
+//! must do, on lb's own tables). Nothing here is reachable from `lb_xdp`; the daemon never
+//! loads these programs.
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::{Array, PerCpuArray},
@@ -8,6 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
+    Flow, FlowKey,
     bench::{
         GEN_FRAME_LEN, GEN_SPORT_OFF, GEN_TCP_CHECK_OFF, GEN_TEMPLATES, GEN6_FRAME_LEN,
         GEN6_SPORT_OFF, GEN6_TCP_CHECK_OFF, GenConfig, SINK_SLOTS,
@@ -16,7 +19,9 @@ use lb_common::{
 };
 
 use crate::{
-    parse::{ETH_HLEN, EthHdr, Ipv4Hdr},
+    maps::{LB_FLOWS, LB_HALFOPEN},
+    nat::{self, Tuple},
+    parse::{self, ETH_HLEN, EthHdr, Ipv4Hdr, Parsed},
     parse6::{ETH_P_IPV6_BE, Ipv6Hdr},
 };
 
@@ -151,4 +156,63 @@ pub fn bounce(ctx: &XdpContext) -> u32 {
     // SAFETY: bounds-checked above.
     unsafe { core::mem::swap(&mut (*eth).dst, &mut (*eth).src) };
     xdp_action::XDP_TX
+}
+
+/// The floor of a conntrack hit: lb's parse, one `LB_FLOWS` lookup, lb's rewrite to what the
+/// entry says; then `XDP_PASS` (no flow cache, counters, state step or next hop). A frame of
+/// no flow is `XDP_DROP`ped, one that does not parse `XDP_ABORTED`, so a run is checkable.
+#[inline(always)]
+pub fn floor_hit(ctx: &XdpContext) -> u32 {
+    let Ok(Parsed::Flow(pkt)) = parse::parse(ctx) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let key = FlowKey::new(pkt.src(), pkt.dst(), pkt.sport(), pkt.dport(), pkt.proto);
+    let Some(f) = LB_FLOWS.get_ptr(key) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: a live map value, read in place.
+    let to = unsafe {
+        Tuple {
+            src: (*f).src,
+            dst: (*f).dst,
+            sport: (*f).sport,
+            dport: (*f).dport,
+        }
+    };
+    nat::rewrite(&pkt, &to);
+    xdp_action::XDP_PASS
+}
+
+/// The floor of a new flow: lb's parse and the flow's two entries (this direction's and the
+/// reply's) inserted into `LB_HALFOPEN`, where lb tracks a new flow; then the frame's source
+/// port goes up by one (checksum not fixed: nothing reads it), so each run of
+/// `BPF_PROG_TEST_RUN` is a new flow. `XDP_PASS`, or `XDP_ABORTED` if an insert fails.
+#[inline(always)]
+pub fn floor_new(ctx: &XdpContext) -> u32 {
+    let Ok(Parsed::Flow(pkt)) = parse::parse(ctx) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let (src, dst, sport, dport) = (pkt.src(), pkt.dst(), pkt.sport(), pkt.dport());
+    let key = FlowKey::new(src, dst, sport, dport, pkt.proto);
+    let rkey = FlowKey::new(dst, src, dport, sport, pkt.proto);
+    let fwd = Flow {
+        src,
+        dst,
+        sport,
+        dport,
+        ..Flow::default()
+    };
+    let reply = Flow {
+        src: dst,
+        dst: src,
+        sport: dport,
+        dport: sport,
+        ..Flow::default()
+    };
+    if LB_HALFOPEN.insert(rkey, reply, 0).is_err() || LB_HALFOPEN.insert(key, fwd, 0).is_err() {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: `parse` bounds-checked the ports.
+    unsafe { (*pkt.ports)[0] = u16::from_be(sport).wrapping_add(1).to_be() };
+    xdp_action::XDP_PASS
 }

@@ -193,6 +193,18 @@ pub fn bench_tx(ctx: XdpContext) -> u32 {
     bench::bounce(&ctx)
 }
 
+/// Benchmark floor of a conntrack hit (lookup and rewrite only); see `bench`.
+#[xdp]
+pub fn bench_floor_hit(ctx: XdpContext) -> u32 {
+    bench::floor_hit(&ctx)
+}
+
+/// Benchmark floor of a new flow (its two half-open inserts only); see `bench`.
+#[xdp]
+pub fn bench_floor_new(ctx: XdpContext) -> u32 {
+    bench::floor_new(&ctx)
+}
+
 // Host builds (clippy) link std through lb-common's `user` feature, which brings its own.
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

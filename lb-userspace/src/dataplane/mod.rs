@@ -321,6 +321,15 @@ impl Dataplane {
         program(&mut self.ebpf, PROG_PASS)
     }
 
+    /// A benchmark-only program of the object (`lb_common::bench`'s floors), verified on
+    /// first use against this data plane's maps.
+    pub fn bench_program(&mut self, name: &str) -> Result<&mut Xdp> {
+        if program(&mut self.ebpf, name)?.fd().is_err() {
+            verify(&mut self.ebpf, name)?;
+        }
+        program(&mut self.ebpf, name)
+    }
+
     /// Installs a pool's table, flags and timeouts, see [`writer::Publisher`].
     pub fn publish(
         &mut self,
