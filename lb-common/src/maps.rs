@@ -155,14 +155,16 @@ macro_rules! for_each_map {
             /// empties a program table once no process or pin holds it, and the program
             /// outlives the daemon.
             progs LB_PROGS: ProgArray<u32, u32>[2] Config 2;
-            /// Per CPU: copies of confirmed IPv4 flows in front of `LB_FLOWS`, one 64-byte
-            /// slot per 5-tuple hash (`flow_cache`). Pinned so that a restarted daemon's
-            /// program and the one it replaces drop the same copies. Kept as configuration
-            /// is: its copies are worth nothing across builds (`LB_FLOWS` makes them again
-            /// within 100 ms), so another build's is replaced without asking. Version 2:
-            /// copies are stamped in jiffies, not lb's clock ticks.
-            flow_cache LB_FLOW_CACHE: PerCpuArray<u32, $crate::CachedFlow>
-                [$crate::FLOW_CACHE_SLOTS] Config 2;
+            /// Each CPU's copies of confirmed IPv4 flows in front of `LB_FLOWS`, one 64-byte
+            /// slot per 5-tuple hash, a region per CPU (`flow_cache`; sized by the loader for
+            /// the kernel's possible CPUs, one CPU's as built). Pinned so that a restarted
+            /// daemon's program and the one it replaces drop the same copies. Kept as
+            /// configuration is: its copies are worth nothing across builds (`LB_FLOWS` makes
+            /// them again within 100 ms), so another build's is replaced without asking.
+            /// Version 2: copies are stamped in jiffies, not lb's clock ticks; 3: a plain
+            /// array with a region per CPU, not a per-CPU array.
+            flow_cache LB_FLOW_CACHE: Array<u32, $crate::CachedFlow>
+                [$crate::FLOW_CACHE_SLOTS] Config 3;
             /// Per CPU: what the packet under way met, while tracing (`trace`).
             trace_rec LB_TRACE_REC: PerCpuArray<u32, $crate::TraceRecord>[1] Private 1;
             /// New flows for `option tcplog` (`SETTINGS_F_LOG_FLOWS`); belongs to the daemon

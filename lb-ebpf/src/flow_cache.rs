@@ -7,13 +7,13 @@
 use aya_ebpf::{
     Global,
     cty::c_void,
-    helpers::generated::{bpf_jiffies64, bpf_loop, bpf_map_lookup_percpu_elem},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_loop},
     programs::XdpContext,
 };
 use lb_common::{
     CachedFlow, FlowKey,
     conntrack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    flow_cache::{FLOW_CACHE_MAX_CPUS, MIN_HZ, flow_cache_slot, flow_cache_ttl},
+    flow_cache::{FLOW_CACHE_MAX_CPUS, MIN_HZ, flow_cache_index, flow_cache_slot, flow_cache_ttl},
 };
 
 use crate::{
@@ -36,6 +36,19 @@ static LB_FLOW_CACHE_TTL: Global<u32> = Global::new(flow_cache_ttl(MIN_HZ));
 fn jiffies() -> u32 {
     // SAFETY: plain helper call.
     unsafe { bpf_jiffies64() as u32 }
+}
+
+/// The CPU running the program (the verifier inlines the helper as one load).
+#[inline(always)]
+fn this_cpu() -> u32 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+/// CPU `cpu`'s slot for `key`: `None` past the CPUs the array was sized for.
+#[inline(always)]
+fn slot_of(cpu: u32, key: &FlowKey) -> Option<*mut CachedFlow> {
+    LB_FLOW_CACHE.get_ptr_mut(flow_cache_index(cpu, flow_cache_slot(key)))
 }
 
 /// Forwards the packet from this CPU's copy of its flow: the action, or [`GO_ON`] for the
@@ -62,18 +75,18 @@ pub fn serve(ctx: &XdpContext) -> u32 {
         // clears this CPU's only: its tuple's last flow ended with a FIN or RST (which
         // cleared them all) or idle (copies long gone), unless a full table evicted it live.
         if pkt.tcp_flags & (NEWS | TCP_ACK) == TCP_SYN {
-            forget_copy(&key, CURRENT_CPU);
+            forget_copy(&key, this_cpu());
         } else {
             forget_everywhere(&key, &key);
         }
         return GO_ON;
     }
-    let Some(slot) = LB_FLOW_CACHE.get_ptr(flow_cache_slot(&key)) else {
+    let Some(slot) = slot_of(this_cpu(), &key) else {
         return GO_ON;
     };
-    // SAFETY: this CPU's slot: only this CPU writes it while the program runs, other CPUs
-    // only ever mark it stale (`forget_everywhere`), which at worst serves one more packet
-    // the way the flow went a moment ago.
+    // SAFETY: this CPU's slot: only this CPU writes copies there (the program runs to the end
+    // on one CPU), other CPUs only ever mark it stale (`forget_everywhere`), which at worst
+    // serves one more packet the way the flow went a moment ago.
     let c: &CachedFlow = unsafe { &*slot };
     let frame = pkt.frame();
     if !c.holds(&key)
@@ -113,7 +126,7 @@ pub fn fill(key: &FlowKey, flow: *const lb_common::Flow) {
     if !lb_common::flow_cache::may_cache(flow) {
         return;
     }
-    let Some(c) = LB_FLOW_CACHE.get_ptr_mut(flow_cache_slot(key)) else {
+    let Some(c) = slot_of(this_cpu(), key) else {
         return;
     };
     let now = jiffies();
@@ -159,7 +172,7 @@ pub fn forget_everywhere(key: &FlowKey, mirror: &FlowKey) {
 }
 
 /// One CPU of [`forget_everywhere`], the `bpf_loop` callback: 0 to go on, 1 to stop (past
-/// the last CPU the kernel has, where the lookup finds nothing).
+/// the last CPU the array has room for, where the lookup finds nothing).
 #[inline(never)]
 extern "C" fn forget_on_cpu(cpu: u64, _ctx: *mut c_void) -> i64 {
     let Some(scratch) = LB_SCRATCH.get_ptr(0) else {
@@ -177,29 +190,14 @@ extern "C" fn forget_on_cpu(cpu: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// [`forget_copy`]'s CPU that runs the program.
-const CURRENT_CPU: u32 = u32::MAX;
-
-/// Marks `cpu`'s copy of `key` stale ([`CURRENT_CPU`]: this CPU's), if it holds one. False
-/// if there is no such CPU.
+/// Marks `cpu`'s copy of `key` stale, if it holds one. False if the array has no region for
+/// that CPU.
 #[inline(always)]
 fn forget_copy(key: &FlowKey, cpu: u32) -> bool {
-    let index = flow_cache_slot(key);
-    let slot = if cpu == CURRENT_CPU {
-        LB_FLOW_CACHE
-            .get_ptr_mut(index)
-            .unwrap_or(core::ptr::null_mut())
-    } else {
-        let map = (&raw const LB_FLOW_CACHE).cast_mut().cast::<c_void>();
-        // SAFETY: a lookup in this program's own per-CPU array by index; null past the CPUs
-        // the kernel has.
-        unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
-            .cast::<CachedFlow>()
-    };
-    if slot.is_null() {
+    let Some(slot) = slot_of(cpu, key) else {
         return false;
-    }
-    // SAFETY: a live slot of that CPU's array. Racing its owner's `fill` at worst leaves
+    };
+    // SAFETY: a live slot of that CPU's region. Racing its owner's `fill` at worst leaves
     // one copy that expires within the cache's lifetime.
     unsafe {
         if (*slot).key == *key {

@@ -35,11 +35,25 @@ fn pin_to_one_cpu() {
     }
 }
 
+/// Where CPU `cpu`'s copy of `key` would be in `LB_FLOW_CACHE`.
+fn index(cpu: u32, key: &FlowKey) -> u32 {
+    let slot = lb_common::flow_cache::flow_cache_slot(key);
+    lb_common::flow_cache::flow_cache_index(cpu, slot)
+}
+
 /// Every CPU's live copy of `key`.
 fn copies(f: &Fixture, key: &FlowKey) -> Vec<CachedFlow> {
-    let slot = lb_common::flow_cache::flow_cache_slot(key);
-    let all = f.bal.dp.maps.flow_cache.get(&slot, 0).expect("cache slot");
-    all.iter().filter(|c| c.key == *key).copied().collect()
+    let cache = &f.bal.dp.maps.flow_cache;
+    let cpus = lb::dataplane::maps::possible_cpus();
+    assert_eq!(
+        cache.len(),
+        lb_common::flow_cache::flow_cache_entries(cpus),
+        "a region per possible CPU"
+    );
+    (0..cpus)
+        .map(|cpu| cache.get(&index(cpu, key), 0).expect("cache slot"))
+        .filter(|c| c.key == *key)
+        .collect()
 }
 
 /// Removes a flow's entries from the tables the way an LRU eviction does: behind the
@@ -183,13 +197,11 @@ fn jiffies() -> u32 {
 
 /// Restamps this CPU's (CPU 0's) copy of `key` as made at `stamp` (jiffies).
 fn restamp(f: &mut Fixture, key: &FlowKey, stamp: u32) {
-    let slot = lb_common::flow_cache::flow_cache_slot(key);
     let cache = &mut f.bal.dp.maps.flow_cache;
-    let mut all: Vec<CachedFlow> = cache.get(&slot, 0).expect("cache slot").to_vec();
-    assert!(all[0].key == *key, "CPU 0 holds the copy");
-    all[0].stamp = stamp;
-    let all = aya::maps::PerCpuValues::try_from(all).expect("one value per CPU");
-    cache.set(slot, all, 0).expect("restamp");
+    let mut c = cache.get(&index(0, key), 0).expect("cache slot");
+    assert!(c.key == *key, "CPU 0 holds the copy");
+    c.stamp = stamp;
+    cache.set(index(0, key), c, 0).expect("restamp");
 }
 
 #[test]
@@ -428,9 +440,9 @@ fn another_builds_cache_is_replaced_and_its_flow_table_kept() {
     let load = |discard| Dataplane::load(&opts(discard)).map(|dp| dp.notes);
     load(false).expect("first start");
     // The cache as yesterday's build pinned it.
-    std::fs::rename(pin("LB_FLOW_CACHE_v2"), pin("LB_FLOW_CACHE_v1")).expect("rename");
+    std::fs::rename(pin("LB_FLOW_CACHE_v3"), pin("LB_FLOW_CACHE_v2")).expect("rename");
     let notes = load(false).expect("a start over another build's cache");
-    assert!(!pin("LB_FLOW_CACHE_v1").exists() && pin("LB_FLOW_CACHE_v2").exists());
+    assert!(!pin("LB_FLOW_CACHE_v2").exists() && pin("LB_FLOW_CACHE_v3").exists());
     assert!(
         notes.iter().all(|n| !n.contains("LB_FLOW_CACHE")),
         "{notes:?}"

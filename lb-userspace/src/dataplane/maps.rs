@@ -12,11 +12,12 @@ use aya::{
     },
 };
 use lb_common::{
-    ACTIVE_TOTAL, CachedFlow, Counters, FLOW_F_DSR, Flow, Flow6, FlowKey, FlowKey6, FlowKeyOf,
-    FlowOf, Keep, MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
+    ACTIVE_TOTAL, Counters, FLOW_F_DSR, Flow, Flow6, FlowKey, FlowKey6, FlowKeyOf, FlowOf, Keep,
+    MAPS, MAX_SERVERS, MapDef, MapKind, Reason, State,
     balance::active_flows,
     clock::elapsed,
     conntrack::{self, counts_as_active},
+    flow_cache::flow_cache_entries,
     map_def, names,
 };
 
@@ -105,7 +106,7 @@ pub struct OpenFlows {
     pub total: u64,
 }
 
-/// The conntrack tables' sizes, in entries (two per flow).
+/// The conntrack tables' sizes, in entries (two per flow), and the flow cache's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSizes {
     pub flows: u32,
@@ -114,6 +115,14 @@ pub struct TableSizes {
     /// pays no memory for them (LRU tables are preallocated).
     pub flows6: u32,
     pub halfopen6: u32,
+    /// `LB_FLOW_CACHE`: a region per possible CPU (`lb_common::flow_cache`).
+    pub flow_cache: u32,
+}
+
+/// The kernel's possible CPUs, which per-CPU state is sized for; one if unknown (then only
+/// CPU 0 has a flow cache: the others' lookups find no slot and take the whole path).
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n as u32)
 }
 
 /// Entries of a conntrack table no service uses.
@@ -127,6 +136,7 @@ impl TableSizes {
             halfopen: halfopen.saturating_mul(2),
             flows6: UNUSED_TABLE,
             halfopen6: UNUSED_TABLE,
+            flow_cache: flow_cache_entries(possible_cpus()),
         }
     }
 
@@ -137,6 +147,7 @@ impl TableSizes {
             names::LB_HALFOPEN => self.halfopen,
             names::LB6_FLOWS => self.flows6,
             names::LB6_HALFOPEN => self.halfopen6,
+            names::LB_FLOW_CACHE => self.flow_cache,
             _ => def.max_entries,
         }
     }
@@ -414,24 +425,22 @@ impl Maps {
         keys: impl IntoIterator<Item = &'a FlowKey>,
     ) -> Result<u64> {
         let mut dropped = 0;
+        let cpus = self.flow_cache.len() >> lb_common::flow_cache::FLOW_CACHE_BITS;
         for key in keys {
             let slot = lb_common::flow_cache::flow_cache_slot(key);
-            let mut copies: Vec<CachedFlow> = self
-                .flow_cache
-                .get(&slot, 0)
-                .context("reading the flow cache")?
-                .to_vec();
-            let before = dropped;
-            for c in copies.iter_mut().filter(|c| c.key == *key) {
-                c.key.proto = 0;
-                dropped += 1;
-            }
-            if dropped != before {
-                let values = aya::maps::PerCpuValues::try_from(copies)
-                    .context("the flow cache's per-CPU values")?;
-                self.flow_cache
-                    .set(slot, values, 0)
-                    .context("writing the flow cache")?;
+            for cpu in 0..cpus {
+                let index = lb_common::flow_cache::flow_cache_index(cpu, slot);
+                let mut c = self
+                    .flow_cache
+                    .get(&index, 0)
+                    .context("reading the flow cache")?;
+                if c.key == *key {
+                    c.key.proto = 0;
+                    self.flow_cache
+                        .set(index, c, 0)
+                        .context("writing the flow cache")?;
+                    dropped += 1;
+                }
             }
         }
         Ok(dropped)
