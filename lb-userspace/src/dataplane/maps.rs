@@ -119,10 +119,27 @@ pub struct TableSizes {
     pub flow_cache: u32,
 }
 
-/// The kernel's possible CPUs, which per-CPU state is sized for; one if unknown (then only
-/// CPU 0 has a flow cache: the others' lookups find no slot and take the whole path).
+/// How many CPU numbers the kernel may run the program on (the highest possible CPU + 1, as
+/// the kernel sizes its per-CPU state: the possible set may have holes), which `LB_FLOW_CACHE`
+/// has a region for each of; one if unknown (then only CPU 0 has a flow cache: the others'
+/// lookups find no slot and take the whole path).
 pub fn possible_cpus() -> u32 {
-    aya::util::nr_cpus().map_or(1, |n| n as u32)
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| cpu_ids_end(&s))
+        .unwrap_or(1)
+}
+
+/// The highest CPU number + 1 in a kernel CPU list (`0-3,8-11`), `None` if it is not one.
+fn cpu_ids_end(list: &str) -> Option<u32> {
+    list.trim()
+        .split(',')
+        .map(|range| {
+            let last = range.rsplit('-').next()?;
+            last.parse::<u32>().ok()?.checked_add(1)
+        })
+        .try_fold(0, |end, r| Some(end.max(r?)))
+        .filter(|&end| end > 0)
 }
 
 /// Entries of a conntrack table no service uses.
@@ -530,4 +547,19 @@ where
 /// How long ago (ms) an entry last saw a packet, at `now` (ticks).
 pub fn idle_ms<A>(f: &FlowOf<A>, now: u32) -> u64 {
     lb_common::clock::ms_from_ticks(elapsed(now, f.last_seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flow_cache_has_a_region_up_to_the_highest_possible_cpu() {
+        assert_eq!(cpu_ids_end("0-1\n"), Some(2));
+        assert_eq!(cpu_ids_end("0"), Some(1));
+        assert_eq!(cpu_ids_end("0-3,8-11"), Some(12), "holes count");
+        assert_eq!(cpu_ids_end("0,5"), Some(6));
+        assert_eq!(cpu_ids_end(""), None);
+        assert_eq!(cpu_ids_end("0-x"), None);
+    }
 }
