@@ -65,12 +65,19 @@ pub const fn flow_cache_ttl(hz: u32) -> u32 {
 }
 
 /// Bound of the walk over every CPU's slot when copies are dropped (the walk stops at the
-/// first CPU the kernel does not have).
+/// first CPU the array has no region for), and so the most CPUs that get a region.
 pub const FLOW_CACHE_MAX_CPUS: u32 = 4096;
 
-/// `LB_FLOW_CACHE`'s entries on a kernel with `cpus` possible CPUs.
+/// `LB_FLOW_CACHE`'s entries for a kernel whose CPUs are numbered below `cpus`: a region each,
+/// for the first [`FLOW_CACHE_MAX_CPUS`] of them only (a copy the walk could not reach could
+/// not be dropped; CPUs without a region send every packet down the whole path).
 pub const fn flow_cache_entries(cpus: u32) -> u32 {
-    cpus.saturating_mul(FLOW_CACHE_SLOTS)
+    let cpus = if cpus > FLOW_CACHE_MAX_CPUS {
+        FLOW_CACHE_MAX_CPUS
+    } else {
+        cpus
+    };
+    cpus * FLOW_CACHE_SLOTS
 }
 
 /// Where CPU `cpu`'s copy in `slot` ([`flow_cache_slot`]) is in `LB_FLOW_CACHE`: each CPU
@@ -181,6 +188,25 @@ impl CachedFlow {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_cpu_the_walk_reaches_has_a_region_and_no_other() {
+        assert_eq!(flow_cache_entries(2), 2 * FLOW_CACHE_SLOTS);
+        assert_eq!(
+            flow_cache_entries(FLOW_CACHE_MAX_CPUS + 1),
+            FLOW_CACHE_MAX_CPUS * FLOW_CACHE_SLOTS
+        );
+        // Regions never overlap, and the last one ends where the array does.
+        assert_eq!(
+            flow_cache_index(1, 0),
+            flow_cache_index(0, FLOW_CACHE_SLOTS - 1) + 1
+        );
+        assert_eq!(
+            flow_cache_index(FLOW_CACHE_MAX_CPUS - 1, FLOW_CACHE_SLOTS - 1) + 1,
+            flow_cache_entries(FLOW_CACHE_MAX_CPUS)
+        );
+    }
+
     extern crate std;
 
     use super::*;
