@@ -374,59 +374,35 @@ pub fn run(args: &Args, out: &mut Report) -> Result<()> {
         "-".to_string(),
     ]];
     let mut bars = vec![("empty XDP_PASS (floor)".to_string(), Spread::of(&m.floor))];
-    for c in &m.chains {
-        let s = Spread::of(&c.ns);
-        bars.push((format!("hit, {}", c.name), s));
+    // One row and its chart bar (labelled `bar`: the chart drops the table's "conntrack").
+    let mut add = |bar: String, name: String, ns: &[f64], map_mib: f64| {
+        let s = Spread::of(ns);
+        bars.push((bar, s));
         rows.push(vec![
-            format!("conntrack hit, {}", c.name),
+            name,
             s.fmt(1),
             format!("{:.2}x", s.median / base),
             format!("{:.2}x", s.median / floor),
-            format!("{:.1} MiB", c.map_mib),
+            format!("{map_mib:.1} MiB"),
         ]);
+    };
+    for c in &m.chains {
+        let hit = |what: &str| (format!("hit, {what}"), format!("conntrack hit, {what}"));
+        let (bar, name) = hit(&c.name);
+        add(bar, name, &c.ns, c.map_mib);
         if !c.floor_ns.is_empty() {
-            let s = Spread::of(&c.floor_ns);
             let name = format!("floor (parse, LB_FLOWS lookup, rewrite), {}", c.name);
-            bars.push((name.clone(), s));
-            rows.push(vec![
-                name,
-                s.fmt(1),
-                format!("{:.2}x", s.median / base),
-                format!("{:.2}x", s.median / floor),
-                format!("{:.1} MiB", c.map_mib),
-            ]);
+            add(name.clone(), name, &c.floor_ns, c.map_mib);
         }
         if !c.stale_ns.is_empty() {
-            let s = Spread::of(&c.stale_ns);
-            let name = format!("{}, each idle > 1 s (next hop stale)", c.name);
-            bars.push((format!("hit, {name}"), s));
-            rows.push(vec![
-                format!("conntrack hit, {name}"),
-                s.fmt(1),
-                format!("{:.2}x", s.median / base),
-                format!("{:.2}x", s.median / floor),
-                format!("{:.1} MiB", c.map_mib),
-            ]);
+            let (bar, name) = hit(&format!("{}, each idle > 1 s (next hop stale)", c.name));
+            add(bar, name, &c.stale_ns, c.map_mib);
         }
     }
     for n in &m.new {
-        for (name, ns) in [
-            (n.name.to_string(), &n.ns),
-            (
-                format!("floor (parse, two LB_HALFOPEN inserts), {}", n.name),
-                &n.floor_ns,
-            ),
-        ] {
-            let s = Spread::of(ns);
-            bars.push((name.clone(), s));
-            rows.push(vec![
-                name,
-                s.fmt(1),
-                format!("{:.2}x", s.median / base),
-                format!("{:.2}x", s.median / floor),
-                format!("{:.1} MiB", n.map_mib),
-            ]);
-        }
+        add(n.name.to_string(), n.name.to_string(), &n.ns, n.map_mib);
+        let name = format!("floor (parse, two LB_HALFOPEN inserts), {}", n.name);
+        add(name.clone(), name, &n.floor_ns, n.map_mib);
     }
     out.table(
         "Scale: backends and flows in conntrack (BPF_PROG_TEST_RUN)",

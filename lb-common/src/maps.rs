@@ -157,7 +157,7 @@ macro_rules! for_each_map {
             progs LB_PROGS: ProgArray<u32, u32>[2] Config 2;
             /// Each CPU's copies of confirmed IPv4 flows in front of `LB_FLOWS`, one 64-byte
             /// slot per 5-tuple hash, a region per CPU (`flow_cache`; sized by the loader for
-            /// the kernel's possible CPUs, one CPU's as built). Pinned so that a restarted
+            /// the kernel's CPU numbers, `flow_cache_entries`; one CPU's as built). Pinned so that a restarted
             /// daemon's program and the one it replaces drop the same copies. Kept as
             /// configuration is: its copies are worth nothing across builds (`LB_FLOWS` makes
             /// them again within 100 ms), so another build's is replaced without asking.

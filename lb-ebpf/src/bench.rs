@@ -170,16 +170,8 @@ pub fn floor_hit(ctx: &XdpContext) -> u32 {
     let Some(f) = LB_FLOWS.get_ptr(key) else {
         return xdp_action::XDP_DROP;
     };
-    // SAFETY: a live map value, read in place.
-    let to = unsafe {
-        Tuple {
-            src: (*f).src,
-            dst: (*f).dst,
-            sport: (*f).sport,
-            dport: (*f).dport,
-        }
-    };
-    nat::rewrite(&pkt, &to);
+    // SAFETY: a live map value; its rewrite read where it is, as lb's own hit reads it.
+    nat::rewrite(&pkt, unsafe { &*f.cast::<Tuple>() });
     xdp_action::XDP_PASS
 }
 

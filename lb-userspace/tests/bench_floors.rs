@@ -2,49 +2,36 @@
 //! BPF_PROG_TEST_RUN on a real data plane's tables: lb-bench's scale section reports lb's
 //! costs next to them, so they must do what their rows say, byte for byte, and keep
 //! verifying as the object changes.
-use std::net::{Ipv4Addr, SocketAddrV4};
+#[path = "support/dp_fixture.rs"]
+mod dp_fixture;
 
+use std::net::SocketAddrV4;
+
+use dp_fixture::{CLIENT, MAC_CLIENT, MAC_WEB10, VIP, WEB10, ep, tcp_key as key};
 use lb::dataplane::{
     Dataplane, LoadOptions,
     layout::addr_be,
     testrun::{self, XDP_ABORTED, XDP_DROP, XDP_PASS},
 };
 use lb_common::{
-    Flow, FlowKey, PROTO_TCP,
+    Flow, FlowKey,
     bench::{PROG_BENCH_FLOOR_HIT, PROG_BENCH_FLOOR_NEW},
 };
 use lb_testbed::packet::{ACK, Pkt, SYN};
-
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
-
-fn ep(a: [u8; 4], port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(a), port)
-}
-
-fn key(src: SocketAddrV4, dst: SocketAddrV4) -> FlowKey {
-    FlowKey::new(
-        addr_be(*src.ip()),
-        addr_be(*dst.ip()),
-        src.port().to_be(),
-        dst.port().to_be(),
-        PROTO_TCP,
-    )
-}
 
 fn frame(src: SocketAddrV4, dst: SocketAddrV4, flags: u8) -> Vec<u8> {
     Pkt::tcp(src, dst)
         .flags(flags)
         .payload(b"floor")
-        .macs(MAC_A, MAC_B)
+        .macs(MAC_CLIENT, MAC_WEB10)
         .build()
 }
 
 #[test]
 fn the_hit_floor_rewrites_as_its_entry_says_and_nothing_else() {
     let mut dp = Dataplane::load(&LoadOptions::default()).expect("load");
-    let (client, vip) = (ep([10, 0, 0, 2], 40000), ep([10, 0, 0, 100], 80));
-    let server = ep([10, 1, 0, 1], 8080);
+    let (client, vip) = (ep(CLIENT, 40000), ep(VIP, 80));
+    let server = ep(WEB10, 8080);
     let to = Flow {
         src: addr_be(*client.ip()),
         dst: addr_be(*server.ip()),
@@ -63,7 +50,7 @@ fn the_hit_floor_rewrites_as_its_entry_says_and_nothing_else() {
     // MACs untouched (the floor forwards nothing).
     assert_eq!(o.frame, frame(client, server, ACK));
 
-    let other = ep([10, 0, 0, 3], 40000);
+    let other = ep(WEB10, 40000);
     let o = testrun::run(prog, 0, &frame(other, vip, ACK), 1).expect("run");
     assert_eq!(
         o.action, XDP_DROP,
@@ -76,7 +63,7 @@ fn the_hit_floor_rewrites_as_its_entry_says_and_nothing_else() {
 #[test]
 fn the_new_flow_floor_inserts_both_entries_of_a_new_flow_per_run() {
     let mut dp = Dataplane::load(&LoadOptions::default()).expect("load");
-    let (client, vip) = (ep([10, 0, 0, 2], 1024), ep([10, 0, 0, 100], 80));
+    let (client, vip) = (ep(CLIENT, 1024), ep(VIP, 80));
     let prog = dp.bench_program(PROG_BENCH_FLOOR_NEW).expect("floor new");
     let o = testrun::run(prog, 0, &frame(client, vip, SYN), 3).expect("run");
     assert_eq!(o.action, XDP_PASS);
@@ -90,7 +77,7 @@ fn the_new_flow_floor_inserts_both_entries_of_a_new_flow_per_run() {
     held.sort_by_key(|k| (k.sport, k.dport));
     let mut want = Vec::new();
     for port in 1024..1027 {
-        let c = ep([10, 0, 0, 2], port);
+        let c = ep(CLIENT, port);
         want.push(key(c, vip));
         want.push(key(vip, c));
     }

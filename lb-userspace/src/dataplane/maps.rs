@@ -115,7 +115,8 @@ pub struct TableSizes {
     /// pays no memory for them (LRU tables are preallocated).
     pub flows6: u32,
     pub halfopen6: u32,
-    /// `LB_FLOW_CACHE`: a region per possible CPU (`lb_common::flow_cache`).
+    /// `LB_FLOW_CACHE`: a region per CPU number ([`possible_cpus`], at most
+    /// `lb_common::flow_cache::FLOW_CACHE_MAX_CPUS`).
     pub flow_cache: u32,
 }
 
